@@ -69,18 +69,43 @@ constexpr bool is_ipv4_literal(std::string_view s) noexcept {
   }
 }
 
+constexpr bool is_hex_digit(char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 4291 section 2.2 text form, optionally in brackets: eight groups of 1..4
+// hex digits separated by ':', or fewer with one "::" standing for at least
+// one zero group; the last two groups may be an IPv4 dotted quad.
 constexpr bool is_ipv6_literal(std::string_view s) noexcept {
   if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
-  bool colon = false;
-  for (char c : s) {
-    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    if (c == ':') {
-      colon = true;
-    } else if (!hex && c != '.') {
-      return false;
+  int groups = 0;
+  bool gap = false;
+  size_t i = 0;
+  if (s.size() >= 2 && s[0] == ':' && s[1] == ':') {
+    gap = true;
+    i = 2;
+    if (i == s.size()) return true;  // "::"
+  }
+  while (true) {
+    size_t j = i;
+    while (j < s.size() && is_hex_digit(s[j])) ++j;
+    if (j < s.size() && s[j] == '.') {  // an IPv4 tail ends the address
+      if (!is_ipv4_literal(s.substr(i))) return false;
+      groups += 2;
+      break;
+    }
+    if (j == i || j - i > 4) return false;
+    ++groups;
+    i = j;
+    if (i == s.size()) break;
+    if (s[i] != ':' || ++i == s.size()) return false;  // a lone trailing ':'
+    if (s[i] == ':') {
+      if (gap) return false;  // at most one "::"
+      gap = true;
+      if (++i == s.size()) break;
     }
   }
-  return colon && s.size() >= 2;
+  return gap ? groups <= 7 : groups == 8;
 }
 
 }  // namespace detail

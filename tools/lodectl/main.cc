@@ -1,12 +1,36 @@
-// lodectl: the operator's command line. Subcommands are added per module.
-#include <cstdio>
+// lodectl: the operator's command line.
 #include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/lodectl/check.h"
+#include "tools/lodectl/explain.h"
+
+namespace {
+
+int usage(std::ostream& os, int rc) {
+  os << "usage: lodectl <command> [args]\n"
+        "  explain [--config FILE] [--listener NAME] [--pcap] INPUT...   parse ClientHellos, show the route and why\n"
+        "  check CONFIG                                                  validate a configuration offline\n";
+  return rc;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::puts("usage: lodectl <command> [args]");
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) return usage(std::cerr, 2);
+  const std::string cmd = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") return usage(std::cout, 0);
+  if (cmd == "explain") return lode::tools::explain_main(args, std::cout, std::cerr);
+  if (cmd == "check") {
+    if (args.size() != 1) {
+      std::cerr << "usage: lodectl check CONFIG\n";
+      return 2;
+    }
+    return lode::tools::check_config(args[0], std::cout, std::cerr);
   }
-  std::fprintf(stderr, "lodectl: unknown command '%s'\n", argv[1]);
-  return 2;
+  std::cerr << "lodectl: unknown command '" << cmd << "'\n";
+  return usage(std::cerr, 2);
 }

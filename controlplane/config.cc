@@ -1,0 +1,541 @@
+#include "controlplane/config.h"
+
+#include <array>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace lode::config {
+
+std::string ConfigError::to_string() const {
+  std::string s = file;
+  if (loc.line != 0) s += ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+  s += ": ";
+  if (!key.empty()) s += key + ": ";
+  s += message;
+  return s;
+}
+
+std::string_view to_string(ProxyAccept p) noexcept {
+  switch (p) {
+    case ProxyAccept::kNone: return "none";
+    case ProxyAccept::kV1: return "v1";
+    case ProxyAccept::kV2: return "v2";
+    case ProxyAccept::kAny: return "any";
+  }
+  return "?";
+}
+
+std::string_view to_string(Algorithm a) noexcept {
+  switch (a) {
+    case Algorithm::kRoundRobin: return "round_robin";
+    case Algorithm::kLeastConn: return "least_conn";
+    case Algorithm::kMaglevClient: return "maglev_client";
+    case Algorithm::kMaglevSni: return "maglev_sni";
+  }
+  return "?";
+}
+
+std::string_view to_string(route::Action a) noexcept {
+  switch (a) {
+    case route::Action::kTerminate: return "terminate";
+    case route::Action::kPassthrough: return "passthrough";
+    case route::Action::kReject: return "reject";
+  }
+  return "?";
+}
+
+const PoolConfig* Config::find_pool(std::string_view name) const noexcept {
+  for (const auto& p : pools) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+const RouteConfig* Config::find_route(std::string_view name) const noexcept {
+  for (const auto& r : routes) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+namespace {
+
+SourceLoc loc_of(const toml::node& n) {
+  return {static_cast<uint32_t>(n.source().begin.line), static_cast<uint32_t>(n.source().begin.column)};
+}
+
+// Collects errors while walking one document.
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  void error(SourceLoc loc, std::string key, std::string msg) {
+    errors_.push_back({file_, loc, std::move(key), std::move(msg)});
+  }
+  ConfigErrors take_errors() { return std::move(errors_); }
+  bool ok() const { return errors_.empty(); }
+
+  // Every key of `t` must be one of `known`.
+  void only_keys(const toml::table& t, const std::string& where, std::initializer_list<std::string_view> known) {
+    for (auto&& [k, v] : t) {
+      bool found = false;
+      for (auto name : known) found = found || k.str() == name;
+      if (!found) {
+        std::string expected;
+        for (auto name : known) expected += (expected.empty() ? "" : ", ") + std::string(name);
+        error(loc_of(v), where.empty() ? std::string(k.str()) : where + "." + std::string(k.str()), "unknown key (expected one of: " + expected + ")");
+      }
+    }
+  }
+
+  // An array of tables: [[name]].
+  template <class F>
+  void each_table(const toml::table& root, std::string_view name, F&& f) {
+    const toml::node* n = root.get(name);
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      error(loc_of(*n), std::string(name), "expected an array of tables ([[" + std::string(name) + "]])");
+      return;
+    }
+    size_t i = 0;
+    for (const toml::node& e : *arr) {
+      const std::string where = std::string(name) + "[" + std::to_string(i++) + "]";
+      if (const toml::table* t = e.as_table()) {
+        f(*t, where);
+      } else {
+        error(loc_of(e), where, "expected a table");
+      }
+    }
+  }
+
+  bool get_string(const toml::table& t, const std::string& where, std::string_view key, std::string& out,
+                  bool required) {
+    const toml::node* n = t.get(key);
+    const std::string path = where + "." + std::string(key);
+    if (n == nullptr) {
+      if (required) error(loc_of(t), path, "missing (a string is required)");
+      return false;
+    }
+    if (const auto* s = n->as_string()) {
+      out = s->get();
+      if (out.empty()) error(loc_of(*n), path, "must not be empty");
+      return !out.empty();
+    }
+    error(loc_of(*n), path, "expected a string");
+    return false;
+  }
+
+  bool get_bool(const toml::table& t, const std::string& where, std::string_view key, bool& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return false;
+    if (const auto* b = n->as_boolean()) {
+      out = b->get();
+      return true;
+    }
+    error(loc_of(*n), where + "." + std::string(key), "expected true or false");
+    return false;
+  }
+
+  bool get_uint(const toml::table& t, const std::string& where, std::string_view key, uint32_t& out, int64_t lo,
+                int64_t hi) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return false;
+    const auto* i = n->as_integer();
+    if (i == nullptr || i->get() < lo || i->get() > hi) {
+      error(loc_of(*n), where + "." + std::string(key),
+            "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+      return false;
+    }
+    out = static_cast<uint32_t>(i->get());
+    return true;
+  }
+
+  // A string that must be one of `choices`; returns its index.
+  template <size_t N>
+  int get_choice(const toml::table& t, const std::string& where, std::string_view key,
+                 const std::array<std::string_view, N>& choices, bool required) {
+    std::string v;
+    if (!get_string(t, where, key, v, required)) return -1;
+    for (size_t i = 0; i < N; ++i) {
+      if (v == choices[i]) return static_cast<int>(i);
+    }
+    std::string expected;
+    for (auto c : choices) expected += (expected.empty() ? "" : " | ") + std::string(c);
+    error(loc_of(*t.get(key)), where + "." + std::string(key), "'" + v + "' is not one of " + expected);
+    return -1;
+  }
+
+  std::optional<SocketAddress> address(const toml::node& n, const std::string& path) {
+    const auto* s = n.as_string();
+    if (s == nullptr) {
+      error(loc_of(n), path, "expected an address string \"HOST:PORT\"");
+      return std::nullopt;
+    }
+    auto a = parse_socket_address(s->get());
+    if (!a) {
+      error(loc_of(n), path, "'" + s->get() + "': " + std::string(a.error()));
+      return std::nullopt;
+    }
+    return *a;
+  }
+
+  void listener(const toml::table& t, const std::string& where, Config& cfg) {
+    only_keys(t, where, {"name", "listen", "proxy_protocol", "default_route", "max_hello_bytes"});
+    ListenerConfig l;
+    l.loc = loc_of(t);
+    if (!get_string(t, where, "name", l.name, false)) l.name = "listener" + std::to_string(cfg.listeners.size());
+    const toml::node* listen = t.get("listen");
+    if (listen == nullptr) {
+      error(l.loc, where + ".listen", "missing (a list of \"HOST:PORT\" addresses is required)");
+    } else if (const toml::array* arr = listen->as_array(); arr == nullptr || arr->empty()) {
+      error(loc_of(*listen), where + ".listen", "expected a non-empty list of \"HOST:PORT\" addresses");
+    } else {
+      size_t i = 0;
+      for (const toml::node& e : *arr) {
+        if (auto a = address(e, where + ".listen[" + std::to_string(i++) + "]")) l.listen.push_back(*a);
+      }
+    }
+    static constexpr std::array<std::string_view, 4> kProxy = {"none", "v1", "v2", "any"};
+    if (int p = get_choice(t, where, "proxy_protocol", kProxy, false); p >= 0) l.proxy_protocol = ProxyAccept(p);
+    get_string(t, where, "default_route", l.default_route, false);
+    get_uint(t, where, "max_hello_bytes", l.max_hello_bytes, 512, 1 << 20);
+    cfg.listeners.push_back(std::move(l));
+  }
+
+  void pool(const toml::table& t, const std::string& where, Config& cfg) {
+    only_keys(t, where, {"name", "backends", "algorithm", "send_proxy_v2", "tls"});
+    PoolConfig p;
+    p.loc = loc_of(t);
+    get_string(t, where, "name", p.name, true);
+    const toml::node* backends = t.get("backends");
+    if (backends == nullptr) {
+      error(p.loc, where + ".backends", "missing (a list of backends is required)");
+    } else if (const toml::array* arr = backends->as_array(); arr == nullptr || arr->empty()) {
+      error(loc_of(*backends), where + ".backends", "expected a non-empty list of backends");
+    } else {
+      size_t i = 0;
+      for (const toml::node& e : *arr) {
+        const std::string path = where + ".backends[" + std::to_string(i++) + "]";
+        BackendConfig b;
+        if (const toml::table* bt = e.as_table()) {
+          only_keys(*bt, path, {"address", "weight"});
+          const toml::node* addr = bt->get("address");
+          if (addr == nullptr) {
+            error(loc_of(e), path + ".address", "missing");
+            continue;
+          }
+          auto a = address(*addr, path + ".address");
+          get_uint(*bt, path, "weight", b.weight, 1, 65535);
+          if (!a) continue;
+          b.address = *a;
+        } else {
+          auto a = address(e, path);
+          if (!a) continue;
+          b.address = *a;
+        }
+        p.backends.push_back(b);
+      }
+    }
+    static constexpr std::array<std::string_view, 4> kAlgo = {"round_robin", "least_conn", "maglev_client",
+                                                              "maglev_sni"};
+    if (int a = get_choice(t, where, "algorithm", kAlgo, false); a >= 0) p.algorithm = Algorithm(a);
+    get_bool(t, where, "send_proxy_v2", p.send_proxy_v2);
+    if (const toml::node* tn = t.get("tls")) {
+      if (const toml::table* tt = tn->as_table()) {
+        const std::string tw = where + ".tls";
+        only_keys(*tt, tw, {"server_name", "verify", "ca_file", "ca_path"});
+        p.tls.enabled = true;
+        if (const toml::node* sn = tt->get("server_name"); sn != nullptr && sn->as_string() != nullptr) {
+          p.tls.server_name_set = true;
+          p.tls.server_name = sn->as_string()->get();
+        } else if (sn != nullptr) {
+          error(loc_of(*sn), tw + ".server_name", "expected a string");
+        }
+        get_bool(*tt, tw, "verify", p.tls.verify);
+        if (get_string(*tt, tw, "ca_file", p.tls.ca_file, false)) p.tls.ca_file = resolve(p.tls.ca_file);
+        if (get_string(*tt, tw, "ca_path", p.tls.ca_path, false)) p.tls.ca_path = resolve(p.tls.ca_path);
+        if (p.tls.verify && p.tls.ca_file.empty() && p.tls.ca_path.empty()) {
+          error(loc_of(*tn), tw, "verify = true needs ca_file or ca_path (or set verify = false explicitly)");
+        }
+      } else {
+        error(loc_of(*tn), where + ".tls", "expected a table, e.g. tls = { server_name = \"b.internal\", ca_file = \"ca.pem\" }");
+      }
+    }
+    cfg.pools.push_back(std::move(p));
+  }
+
+  void route(const toml::table& t, const std::string& where, Config& cfg) {
+    only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate"});
+    RouteConfig r;
+    r.loc = loc_of(t);
+    get_string(t, where, "name", r.name, true);
+    get_string(t, where, "listener", r.listener, false);
+    if (const toml::node* names = t.get("names")) {
+      if (const toml::array* arr = names->as_array()) {
+        size_t i = 0;
+        for (const toml::node& e : *arr) {
+          if (const auto* s = e.as_string()) {
+            r.names.push_back({s->get(), loc_of(e)});
+          } else {
+            error(loc_of(e), where + ".names[" + std::to_string(i) + "]", "expected a host name string");
+          }
+          ++i;
+        }
+      } else {
+        error(loc_of(*names), where + ".names", "expected a list of host names");
+      }
+    }
+    static constexpr std::array<std::string_view, 3> kAction = {"terminate", "passthrough", "reject"};
+    if (int a = get_choice(t, where, "action", kAction, true); a >= 0) r.action = route::Action(a);
+    get_string(t, where, "pool", r.pool, false);
+    static constexpr std::array<std::string_view, 2> kReject = {"alert", "reset"};
+    if (int rw = get_choice(t, where, "reject_with", kReject, false); rw >= 0) r.reject_with_reset = rw == 1;
+    get_string(t, where, "certificate", r.certificate, false);
+    cfg.routes.push_back(std::move(r));
+  }
+
+  std::string resolve(const std::string& path) const {
+    if (path.empty() || path[0] == '/' || base_dir_.empty()) return path;
+    return base_dir_ + "/" + path;
+  }
+  void set_base_dir(std::string d) { base_dir_ = std::move(d); }
+
+  void certificate(const toml::table& t, const std::string& where, Config& cfg) {
+    only_keys(t, where, {"name", "cert", "key"});
+    CertificateConfig c;
+    c.loc = loc_of(t);
+    get_string(t, where, "name", c.name, true);
+    if (get_string(t, where, "cert", c.cert, true)) c.cert = resolve(c.cert);
+    if (get_string(t, where, "key", c.key, true)) c.key = resolve(c.key);
+    cfg.certificates.push_back(std::move(c));
+  }
+
+  void certificate_dir(const toml::table& t, const std::string& where, Config& cfg) {
+    only_keys(t, where, {"name", "path", "cert_pattern", "key_pattern"});
+    CertificateDirConfig d;
+    d.loc = loc_of(t);
+    get_string(t, where, "name", d.name, true);
+    if (get_string(t, where, "path", d.path, true)) d.path = resolve(d.path);
+    get_string(t, where, "cert_pattern", d.cert_pattern, false);
+    get_string(t, where, "key_pattern", d.key_pattern, false);
+    for (const auto* pat : {&d.cert_pattern, &d.key_pattern}) {
+      if (pat->find("%n") == std::string::npos || pat->find('/') != std::string::npos) {
+        error(d.loc, where + (pat == &d.cert_pattern ? ".cert_pattern" : ".key_pattern"),
+              "'" + *pat + "' must contain %n (the host name) and no '/'");
+      }
+    }
+    if (d.cert_pattern == d.key_pattern) error(d.loc, where + ".key_pattern", "must differ from cert_pattern");
+    cfg.certificate_dirs.push_back(std::move(d));
+  }
+
+  const toml::table* section(const toml::table& root, std::string_view name) {
+    const toml::node* n = root.get(name);
+    if (n == nullptr) return nullptr;
+    if (const toml::table* t = n->as_table()) return t;
+    error(loc_of(*n), std::string(name), "expected a table ([" + std::string(name) + "])");
+    return nullptr;
+  }
+
+  void globals(const toml::table& root, Config& cfg) {
+    if (const toml::table* t = section(root, "tls")) {
+      only_keys(*t, "tls", {"min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
+                            "session_tickets", "ticket_rotation_s"});
+      static constexpr std::array<std::string_view, 2> kVersions = {"1.2", "1.3"};
+      if (int v = get_choice(*t, "tls", "min_version", kVersions, false); v >= 0) cfg.tls.min_version = kVersions[v];
+      if (int v = get_choice(*t, "tls", "max_version", kVersions, false); v >= 0) cfg.tls.max_version = kVersions[v];
+      if (cfg.tls.min_version > cfg.tls.max_version) error(loc_of(*t), "tls.min_version", "is above max_version");
+      get_string(*t, "tls", "ciphers", cfg.tls.ciphers, false);
+      get_string(*t, "tls", "ciphersuites", cfg.tls.ciphersuites, false);
+      get_string(*t, "tls", "groups", cfg.tls.groups, false);
+      if (const toml::node* a = t->get("alpn")) {
+        cfg.tls.alpn.clear();
+        const toml::array* arr = a->as_array();
+        if (arr == nullptr) error(loc_of(*a), "tls.alpn", "expected a list of protocol names");
+        for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+          const auto* s = (*arr)[i].as_string();
+          if (s == nullptr || s->get().empty() || s->get().size() > 255) {
+            error(loc_of((*arr)[i]), "tls.alpn[" + std::to_string(i) + "]", "expected a protocol name of 1..255 bytes");
+          } else {
+            cfg.tls.alpn.push_back(s->get());
+          }
+        }
+      }
+      get_bool(*t, "tls", "session_tickets", cfg.tls.session_tickets);
+      get_uint(*t, "tls", "ticket_rotation_s", cfg.tls.ticket_rotation_s, 60, 7 * 86400);
+    }
+    if (const toml::table* t = section(root, "timeouts")) {
+      only_keys(*t, "timeouts", {"hello_ms", "connect_ms", "idle_ms", "drain_ms"});
+      get_uint(*t, "timeouts", "hello_ms", cfg.timeouts.hello_ms, 100, 600'000);
+      get_uint(*t, "timeouts", "connect_ms", cfg.timeouts.connect_ms, 10, 600'000);
+      get_uint(*t, "timeouts", "idle_ms", cfg.timeouts.idle_ms, 100, 86'400'000);
+      get_uint(*t, "timeouts", "drain_ms", cfg.timeouts.drain_ms, 0, 3'600'000);
+    }
+    if (const toml::table* t = section(root, "workers")) {
+      only_keys(*t, "workers", {"count", "cpus"});
+      get_uint(*t, "workers", "count", cfg.workers.count, 1, 1024);
+      if (const toml::node* c = t->get("cpus")) {
+        const toml::array* arr = c->as_array();
+        if (arr == nullptr) error(loc_of(*c), "workers.cpus", "expected a list of CPU numbers");
+        for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+          const auto* v = (*arr)[i].as_integer();
+          if (v == nullptr || v->get() < 0 || v->get() > 4095) {
+            error(loc_of((*arr)[i]), "workers.cpus[" + std::to_string(i) + "]", "expected a CPU number 0..4095");
+          } else {
+            cfg.workers.cpus.push_back(static_cast<int>(v->get()));
+          }
+        }
+      }
+    }
+    if (const toml::table* t = section(root, "limits")) {
+      only_keys(*t, "limits", {"connections_per_worker", "connect_retries"});
+      get_uint(*t, "limits", "connections_per_worker", cfg.limits.connections_per_worker, 1, 1'000'000);
+      get_uint(*t, "limits", "connect_retries", cfg.limits.connect_retries, 0, 16);
+    }
+    if (const toml::table* t = section(root, "log")) {
+      only_keys(*t, "log", {"access"});
+      if (get_string(*t, "log", "access", cfg.access_log, false) && cfg.access_log != "stderr" &&
+          cfg.access_log != "off") {
+        cfg.access_log = resolve(cfg.access_log);
+      }
+    }
+  }
+
+  // Cross references: names unique, pools and listeners exist.
+  void check_references(Config& cfg) {
+    if (cfg.listeners.empty()) error({}, "listener", "no [[listener]] is defined");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      if (!seen.insert(cfg.listeners[i].name).second) {
+        error(cfg.listeners[i].loc, "listener[" + std::to_string(i) + "].name",
+              "duplicate listener name '" + cfg.listeners[i].name + "'");
+      }
+    }
+    seen.clear();
+    for (size_t i = 0; i < cfg.pools.size(); ++i) {
+      if (!cfg.pools[i].name.empty() && !seen.insert(cfg.pools[i].name).second) {
+        error(cfg.pools[i].loc, "pool[" + std::to_string(i) + "].name", "duplicate pool name '" + cfg.pools[i].name + "'");
+      }
+    }
+    seen.clear();
+    for (size_t i = 0; i < cfg.certificates.size(); ++i) {
+      if (!cfg.certificates[i].name.empty() && !seen.insert(cfg.certificates[i].name).second) {
+        error(cfg.certificates[i].loc, "certificate[" + std::to_string(i) + "].name",
+              "duplicate certificate name '" + cfg.certificates[i].name + "'");
+      }
+    }
+    for (size_t i = 0; i < cfg.certificate_dirs.size(); ++i) {
+      if (!cfg.certificate_dirs[i].name.empty() && !seen.insert(cfg.certificate_dirs[i].name).second) {
+        error(cfg.certificate_dirs[i].loc, "certificate_dir[" + std::to_string(i) + "].name",
+              "duplicate certificate name '" + cfg.certificate_dirs[i].name + "'");
+      }
+    }
+    seen.clear();
+    for (size_t i = 0; i < cfg.routes.size(); ++i) {
+      RouteConfig& r = cfg.routes[i];
+      const std::string where = "route[" + std::to_string(i) + "]";
+      if (!r.name.empty() && !seen.insert(r.name).second) {
+        error(r.loc, where + ".name", "duplicate route name '" + r.name + "'");
+      }
+      if (r.listener.empty()) {
+        if (cfg.listeners.size() == 1) {
+          r.listener = cfg.listeners[0].name;
+        } else if (cfg.listeners.size() > 1) {
+          error(r.loc, where + ".listener", "required when there is more than one listener");
+        }
+      } else {
+        bool found = false;
+        for (const auto& l : cfg.listeners) found = found || l.name == r.listener;
+        if (!found) error(r.loc, where + ".listener", "no listener named '" + r.listener + "'");
+      }
+      if (r.action == route::Action::kTerminate) {
+        bool found = false;
+        for (const auto& c : cfg.certificates) found = found || c.name == r.certificate;
+        for (const auto& d : cfg.certificate_dirs) found = found || d.name == r.certificate;
+        if (r.certificate.empty()) {
+          error(r.loc, where + ".certificate", "required for action 'terminate'");
+        } else if (!found) {
+          error(r.loc, where + ".certificate", "no [[certificate]] or [[certificate_dir]] named '" + r.certificate + "'");
+        }
+      } else if (!r.certificate.empty()) {
+        error(r.loc, where + ".certificate", "only a terminate route takes a certificate");
+      }
+      if (r.action == route::Action::kReject) {
+        if (!r.pool.empty()) error(r.loc, where + ".pool", "a reject route takes no pool");
+      } else if (r.pool.empty()) {
+        error(r.loc, where + ".pool", "required for action '" + std::string(to_string(r.action)) + "'");
+      } else if (cfg.find_pool(r.pool) == nullptr) {
+        error(r.loc, where + ".pool", "no pool named '" + r.pool + "'");
+      }
+    }
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const ListenerConfig& l = cfg.listeners[i];
+      if (l.default_route.empty()) continue;
+      const RouteConfig* r = cfg.find_route(l.default_route);
+      const std::string key = "listener[" + std::to_string(i) + "].default_route";
+      if (r == nullptr) {
+        error(l.loc, key, "no route named '" + l.default_route + "'");
+      } else if (r->listener != l.name) {
+        error(l.loc, key, "route '" + l.default_route + "' belongs to listener '" + r->listener + "'");
+      }
+    }
+    for (size_t i = 0; i < cfg.routes.size(); ++i) {
+      const RouteConfig& r = cfg.routes[i];
+      if (!r.names.empty()) continue;
+      bool is_default = false;
+      for (const auto& l : cfg.listeners) is_default = is_default || (l.default_route == r.name && !r.name.empty());
+      if (!is_default) {
+        error(r.loc, "route[" + std::to_string(i) + "].names",
+              "a route needs names unless it is a listener's default_route");
+      }
+    }
+  }
+
+ private:
+  std::string file_;
+  std::string base_dir_;
+  ConfigErrors errors_;
+};
+
+}  // namespace
+
+Result<Config, ConfigErrors> load_config_string(std::string_view text, std::string_view source_name) {
+  Loader ld{std::string(source_name)};
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    ld.error(SourceLoc{static_cast<uint32_t>(e.source().begin.line), static_cast<uint32_t>(e.source().begin.column)},
+             "", "TOML syntax: " + std::string(e.description()));
+    return unexpected(ld.take_errors());
+  }
+  Config cfg;
+  cfg.path = std::string(source_name);
+  ld.only_keys(root, "", {"listener", "pool", "route", "certificate", "certificate_dir", "tls", "timeouts",
+                          "workers", "limits", "log"});
+  const size_t slash = cfg.path.rfind('/');
+  ld.set_base_dir(slash == std::string::npos ? std::string(".") : cfg.path.substr(0, slash));
+  ld.each_table(root, "listener", [&](const toml::table& t, const std::string& w) { ld.listener(t, w, cfg); });
+  ld.each_table(root, "pool", [&](const toml::table& t, const std::string& w) { ld.pool(t, w, cfg); });
+  ld.each_table(root, "route", [&](const toml::table& t, const std::string& w) { ld.route(t, w, cfg); });
+  ld.each_table(root, "certificate", [&](const toml::table& t, const std::string& w) { ld.certificate(t, w, cfg); });
+  ld.each_table(root, "certificate_dir",
+                [&](const toml::table& t, const std::string& w) { ld.certificate_dir(t, w, cfg); });
+  ld.globals(root, cfg);
+  ld.check_references(cfg);
+  if (!ld.ok()) return unexpected(ld.take_errors());
+  return cfg;
+}
+
+Result<Config, ConfigErrors> load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return unexpected(ConfigErrors{{path, {}, "", "cannot open the file"}});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_string(ss.str(), path);
+}
+
+}  // namespace lode::config

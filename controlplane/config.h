@@ -1,0 +1,196 @@
+// Lodestone's configuration file (TOML), loaded and validated completely
+// before anything uses it. Every problem is reported, each with the file,
+// line, column and key, and what was expected.
+//
+//   [[listener]]
+//   name = "https"                       # optional; default "listener0", ...
+//   listen = ["127.0.0.1:8443", "[::1]:8443"]
+//   proxy_protocol = "none"              # none | v1 | v2 | any (from an upstream LB)
+//   default_route = "fallback"           # optional; unknown names are rejected without it
+//   max_hello_bytes = 65536              # optional, 512..1048576
+//
+//   [[pool]]
+//   name = "app"
+//   backends = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 2 }]
+//   algorithm = "round_robin"            # round_robin | least_conn | maglev_client | maglev_sni
+//   send_proxy_v2 = false
+//
+//   [[route]]
+//   name = "app"
+//   listener = "https"                   # optional when there is one listener
+//   names = ["app.example.com", "*.app.example.com"]
+//   action = "terminate"                 # terminate | passthrough | reject
+//   pool = "app"                         # required unless action = "reject"
+//   reject_with = "alert"                # alert (unrecognized_name) | reset
+//   certificate = "app"                  # terminate: a [[certificate]] or [[certificate_dir]] name
+//
+//   [[certificate]]                      # one certificate chain (leaf first) and its key
+//   name = "app"
+//   cert = "certs/app.pem"               # relative paths: to this file's directory
+//   key = "certs/app.key"
+//
+//   [[certificate_dir]]                  # stone's certpat: NAME's files serve NAME
+//   name = "sites"
+//   path = "certs/sites"
+//   cert_pattern = "%n.pem"              # %n = the host name
+//   key_pattern = "%n.key"
+//
+//   [pool.tls] (inline: tls = { ... })   # re-encrypt to the backend
+//   server_name = "backend.internal"     # SNI sent; "" = none; default: the client's SNI
+//   verify = true
+//   ca_file = "ca.pem"                   # and/or ca_path = "/etc/ssl/certs"
+//
+//   [tls]      min_version = "1.2", max_version = "1.3", ciphers = "...", ciphersuites = "...",
+//              groups = "X25519:P-256", alpn = ["h2", "http/1.1"], session_tickets = true,
+//              ticket_rotation_s = 3600
+//   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
+//   [workers]  count = 2, cpus = [0, 1]
+//   [limits]   connections_per_worker = 16384, connect_retries = 2
+//   [log]      access = "stderr"         # stderr | off | a file path
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lodestone/result.h"
+#include "lodestone/route_table.h"
+#include "lodestone/socket_address.h"
+
+namespace lode::config {
+
+struct SourceLoc {
+  uint32_t line = 0;
+  uint32_t column = 0;
+};
+
+struct ConfigError {
+  std::string file;
+  SourceLoc loc;
+  std::string key;      // dotted path, e.g. "route[2].pool"
+  std::string message;  // what is wrong and what was expected
+  std::string to_string() const;
+};
+using ConfigErrors = std::vector<ConfigError>;
+
+enum class ProxyAccept : uint8_t { kNone, kV1, kV2, kAny };
+enum class Algorithm : uint8_t { kRoundRobin, kLeastConn, kMaglevClient, kMaglevSni };
+
+std::string_view to_string(ProxyAccept p) noexcept;
+std::string_view to_string(Algorithm a) noexcept;
+std::string_view to_string(route::Action a) noexcept;
+
+struct ListenerConfig {
+  std::string name;
+  std::vector<SocketAddress> listen;
+  ProxyAccept proxy_protocol = ProxyAccept::kNone;
+  std::string default_route;  // empty: none
+  uint32_t max_hello_bytes = 64 * 1024;
+  SourceLoc loc;
+};
+
+struct BackendConfig {
+  SocketAddress address;
+  uint32_t weight = 1;
+};
+
+struct BackendTlsConfig {
+  bool enabled = false;
+  bool server_name_set = false;  // false: send the client's SNI
+  std::string server_name;
+  bool verify = true;
+  std::string ca_file;
+  std::string ca_path;
+};
+
+struct PoolConfig {
+  BackendTlsConfig tls;
+  std::string name;
+  std::vector<BackendConfig> backends;
+  Algorithm algorithm = Algorithm::kRoundRobin;
+  bool send_proxy_v2 = false;
+  SourceLoc loc;
+};
+
+struct RouteName {
+  std::string pattern;  // as written
+  SourceLoc loc;
+};
+
+struct RouteConfig {
+  std::string name;
+  std::string listener;
+  std::vector<RouteName> names;
+  route::Action action = route::Action::kReject;
+  std::string pool;  // empty for reject
+  bool reject_with_reset = false;
+  std::string certificate;  // a [[certificate]] or [[certificate_dir]] name
+  SourceLoc loc;
+};
+
+struct CertificateConfig {
+  std::string name;
+  std::string cert;  // absolute after loading
+  std::string key;
+  SourceLoc loc;
+};
+
+struct CertificateDirConfig {
+  std::string name;
+  std::string path;
+  std::string cert_pattern = "%n.pem";
+  std::string key_pattern = "%n.key";
+  SourceLoc loc;
+};
+
+struct TlsConfig {
+  std::string min_version = "1.2";
+  std::string max_version = "1.3";
+  std::string ciphers;       // TLS 1.2 list; empty: Lodestone's AEAD-only default
+  std::string ciphersuites;  // TLS 1.3; empty: OpenSSL's default
+  std::string groups;        // empty: default
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  bool session_tickets = true;
+  uint32_t ticket_rotation_s = 3600;
+};
+
+struct TimeoutsConfig {
+  uint32_t hello_ms = 10'000;
+  uint32_t connect_ms = 5'000;
+  uint32_t idle_ms = 300'000;
+  uint32_t drain_ms = 10'000;
+};
+
+struct WorkersConfig {
+  uint32_t count = 0;         // 0: one per online CPU
+  std::vector<int> cpus;      // pin worker i to cpus[i]; empty: not pinned
+};
+
+struct LimitsConfig {
+  uint32_t connections_per_worker = 16'384;
+  uint32_t connect_retries = 2;
+};
+
+struct Config {
+  std::string path;
+  std::vector<ListenerConfig> listeners;
+  std::vector<PoolConfig> pools;
+  std::vector<RouteConfig> routes;
+  std::vector<CertificateConfig> certificates;
+  std::vector<CertificateDirConfig> certificate_dirs;
+  TlsConfig tls;
+  TimeoutsConfig timeouts;
+  WorkersConfig workers;
+  LimitsConfig limits;
+  std::string access_log = "stderr";
+
+  const PoolConfig* find_pool(std::string_view name) const noexcept;
+  const RouteConfig* find_route(std::string_view name) const noexcept;
+};
+
+// Parses and validates; on failure returns every error found.
+Result<Config, ConfigErrors> load_config_file(const std::string& path);
+Result<Config, ConfigErrors> load_config_string(std::string_view text, std::string_view source_name);
+
+}  // namespace lode::config

@@ -1,0 +1,27 @@
+// Builds each listener's flat SNI route table from a validated Config. The
+// route records index the config's pools and certificates:
+//   pool: index into Config::pools;
+//   cert: index into Config::certificates, then Config::certificate_dirs
+//         (i >= certificates.size() names certificate_dirs[i - size]).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "controlplane/config.h"
+#include "controlplane/route_table_builder.h"
+
+namespace lode::config {
+
+struct ListenerTable {
+  std::string listener;
+  route::FlatTable table;
+  size_t names = 0;
+};
+
+Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg);
+
+// The certificate index a route record carries for `name`, or kNoIndex.
+uint32_t cert_index(const Config& cfg, std::string_view name) noexcept;
+
+}  // namespace lode::config

@@ -1,0 +1,439 @@
+#include "controlplane/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace lode::config {
+namespace {
+
+const char* kGood = R"(
+[[listener]]
+name = "https"
+listen = ["127.0.0.1:8443", "[::1]:8443"]
+default_route = "fallback"
+
+[[pool]]
+name = "a"
+backends = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }]
+algorithm = "maglev_sni"
+send_proxy_v2 = true
+
+[[route]]
+name = "a"
+names = ["a.test", "*.a.test"]
+action = "terminate"
+pool = "a"
+certificate = "a"
+
+[[route]]
+name = "fallback"
+action = "reject"
+reject_with = "reset"
+
+[[certificate]]
+name = "a"
+cert = "certs/a.pem"
+key = "/abs/a.key"
+
+[[certificate_dir]]
+name = "sites"
+path = "sites"
+
+[tls]
+min_version = "1.3"
+alpn = ["http/1.1"]
+ticket_rotation_s = 600
+
+[timeouts]
+hello_ms = 2000
+
+[workers]
+count = 2
+cpus = [0, 1]
+
+[limits]
+connections_per_worker = 100
+
+[log]
+access = "off"
+)";
+
+// The errors of a config that must not load, as "line:key: message" lines.
+std::string errors_of(const std::string& text) {
+  auto r = load_config_string(text, "t.toml");
+  EXPECT_FALSE(r.has_value()) << "config unexpectedly loaded";
+  if (r.has_value()) return "";
+  std::string out;
+  for (const auto& e : r.error()) out += e.to_string() + "\n";
+  return out;
+}
+
+TEST(Config, LoadsEverySection) {
+  auto r = load_config_string(kGood, "good.toml");
+  ASSERT_TRUE(r.has_value()) << r.error()[0].to_string();
+  const Config& c = *r;
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].name, "https");
+  ASSERT_EQ(c.listeners[0].listen.size(), 2u);
+  EXPECT_EQ(c.listeners[0].listen[0].to_string(), "127.0.0.1:8443");
+  EXPECT_EQ(c.listeners[0].listen[1].to_string(), "[::1]:8443");
+  EXPECT_EQ(c.listeners[0].default_route, "fallback");
+  EXPECT_EQ(c.listeners[0].max_hello_bytes, 65536u);
+  ASSERT_EQ(c.pools.size(), 1u);
+  ASSERT_EQ(c.pools[0].backends.size(), 2u);
+  EXPECT_EQ(c.pools[0].backends[1].weight, 3u);
+  EXPECT_EQ(c.pools[0].backends[0].weight, 1u);
+  EXPECT_EQ(c.pools[0].algorithm, Algorithm::kMaglevSni);
+  EXPECT_TRUE(c.pools[0].send_proxy_v2);
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].listener, "https");  // the only listener is implied
+  ASSERT_EQ(c.routes[0].names.size(), 2u);
+  EXPECT_EQ(c.routes[0].names[1].pattern, "*.a.test");
+  EXPECT_EQ(c.routes[0].names[1].loc.line, 15u);  // "*.a.test" is on line 15
+  EXPECT_EQ(c.routes[0].action, route::Action::kTerminate);
+  EXPECT_EQ(c.routes[1].action, route::Action::kReject);
+  EXPECT_TRUE(c.routes[1].reject_with_reset);
+  EXPECT_EQ(c.routes[0].certificate, "a");
+  ASSERT_EQ(c.certificates.size(), 1u);
+  EXPECT_EQ(c.certificates[0].cert, "./certs/a.pem");  // relative to the config's directory
+  EXPECT_EQ(c.certificates[0].key, "/abs/a.key");
+  ASSERT_EQ(c.certificate_dirs.size(), 1u);
+  EXPECT_EQ(c.certificate_dirs[0].cert_pattern, "%n.pem");
+  EXPECT_EQ(c.tls.min_version, "1.3");
+  EXPECT_EQ(c.tls.alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(c.tls.ticket_rotation_s, 600u);
+  EXPECT_EQ(c.timeouts.hello_ms, 2000u);
+  EXPECT_EQ(c.timeouts.idle_ms, 300000u);
+  EXPECT_EQ(c.workers.count, 2u);
+  EXPECT_EQ(c.workers.cpus, (std::vector<int>{0, 1}));
+  EXPECT_EQ(c.limits.connections_per_worker, 100u);
+  EXPECT_EQ(c.access_log, "off");
+}
+
+TEST(Config, RelativePathsFollowTheConfigFile) {
+  auto r = load_config_string(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[certificate]]
+name = "a"
+cert = "a.pem"
+key = "k/a.key"
+[log]
+access = "access.log"
+)",
+                              "/etc/lodestone/main.toml");
+  ASSERT_TRUE(r.has_value()) << r.error()[0].to_string();
+  EXPECT_EQ(r->certificates[0].cert, "/etc/lodestone/a.pem");
+  EXPECT_EQ(r->certificates[0].key, "/etc/lodestone/k/a.key");
+  EXPECT_EQ(r->access_log, "/etc/lodestone/access.log");
+}
+
+TEST(Config, CertificateReferences) {
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+[[route]]
+name = "t"
+names = ["a.test"]
+action = "terminate"
+pool = "p"
+[[route]]
+name = "u"
+names = ["b.test"]
+action = "terminate"
+pool = "p"
+certificate = "nope"
+[[route]]
+name = "v"
+names = ["c.test"]
+action = "passthrough"
+pool = "p"
+certificate = "x"
+[[certificate]]
+name = "x"
+cert = "x.pem"
+[[certificate_dir]]
+name = "x"
+path = "d"
+cert_pattern = "cert.pem"
+)");
+  EXPECT_NE(e.find("route[0].certificate: required for action 'terminate'"), std::string::npos) << e;
+  EXPECT_NE(e.find("no [[certificate]] or [[certificate_dir]] named 'nope'"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[2].certificate: only a terminate route takes a certificate"), std::string::npos) << e;
+  EXPECT_NE(e.find("certificate[0].key: missing"), std::string::npos) << e;
+  EXPECT_NE(e.find("duplicate certificate name 'x'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'cert.pem' must contain %n"), std::string::npos) << e;
+}
+
+TEST(Config, BackendTls) {
+  auto r = load_config_string(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+tls = { server_name = "b.internal", ca_file = "ca.pem" }
+[[pool]]
+name = "q"
+backends = ["127.0.0.1:3"]
+tls = { verify = false }
+)",
+                              "/x/c.toml");
+  ASSERT_TRUE(r.has_value()) << r.error()[0].to_string();
+  EXPECT_TRUE(r->pools[0].tls.enabled);
+  EXPECT_TRUE(r->pools[0].tls.server_name_set);
+  EXPECT_EQ(r->pools[0].tls.server_name, "b.internal");
+  EXPECT_EQ(r->pools[0].tls.ca_file, "/x/ca.pem");
+  EXPECT_FALSE(r->pools[1].tls.server_name_set);
+  EXPECT_FALSE(r->pools[1].tls.verify);
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+tls = { server_name = "b" }
+[[pool]]
+name = "q"
+backends = ["127.0.0.1:2"]
+tls = "yes"
+[[pool]]
+name = "r"
+backends = ["127.0.0.1:2"]
+tls = { sni = "x", verify = false }
+)");
+  EXPECT_NE(e.find("verify = true needs ca_file or ca_path"), std::string::npos) << e;
+  EXPECT_NE(e.find("pool[1].tls: expected a table"), std::string::npos) << e;
+  EXPECT_NE(e.find("pool[2].tls.sni: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, GlobalSectionsAreValidated) {
+  const std::string e = errors_of(R"(
+tls = 5
+[[listener]]
+listen = ["127.0.0.1:1"]
+[timeouts]
+hello_ms = 1
+idle = 5
+[workers]
+cpus = [0, -1]
+[limits]
+connect_retries = 99
+)");
+  EXPECT_NE(e.find("tls: expected a table ([tls])"), std::string::npos) << e;
+  EXPECT_NE(e.find("timeouts.hello_ms: expected an integer in 100..600000"), std::string::npos) << e;
+  EXPECT_NE(e.find("timeouts.idle: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("workers.cpus[1]: expected a CPU number"), std::string::npos) << e;
+  EXPECT_NE(e.find("limits.connect_retries: expected an integer in 0..16"), std::string::npos) << e;
+  const std::string v = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[tls]
+min_version = "1.3"
+max_version = "1.2"
+alpn = ["", "h2"]
+)");
+  EXPECT_NE(v.find("tls.min_version: is above max_version"), std::string::npos) << v;
+  EXPECT_NE(v.find("tls.alpn[0]: expected a protocol name"), std::string::npos) << v;
+}
+
+TEST(Config, SyntaxErrorNamesFileLineAndColumn) {
+  const std::string e = errors_of("[[listener]]\nlisten = [\"127.0.0.1:1\"\n");
+  EXPECT_NE(e.find("t.toml:2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("TOML syntax"), std::string::npos) << e;
+}
+
+TEST(Config, MissingFileIsAClearError) {
+  auto r = load_config_file("/nonexistent/lodestone.toml");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error()[0].to_string(), "/nonexistent/lodestone.toml: cannot open the file");
+}
+
+TEST(Config, NoListener) { EXPECT_NE(errors_of("").find("no [[listener]] is defined"), std::string::npos); }
+
+TEST(Config, UnknownKeysAreRefusedWithTheirLine) {
+  const std::string e = errors_of("[[listener]]\nlisten = [\"127.0.0.1:1\"]\nlisen = 1\n[global]\n");
+  EXPECT_NE(e.find("t.toml:3:9: listener[0].lisen: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("global: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, BadAddresses) {
+  const std::string e = errors_of(
+      "[[listener]]\nlisten = [\"127.0.0.1\", \"1.2.3.4:0\", \"::1:443\", \"[::1]:99999\", \"host:443\", 7]\n");
+  EXPECT_NE(e.find("listen[0]: '127.0.0.1': expected HOST:PORT"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen[1]: '1.2.3.4:0': port out of range"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen[2]: '::1:443': not an IPv4 address"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen[3]: '[::1]:99999'"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen[4]: 'host:443': not an IPv4"), std::string::npos) << e;
+  EXPECT_NE(e.find("listen[5]: expected an address string"), std::string::npos) << e;
+}
+
+TEST(Config, EmptyListenList) {
+  EXPECT_NE(errors_of("[[listener]]\nlisten = []\n").find("non-empty list"), std::string::npos);
+  EXPECT_NE(errors_of("[[listener]]\nname = \"x\"\n").find("listener[0].listen: missing"), std::string::npos);
+}
+
+TEST(Config, BadEnumsListTheChoices) {
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+proxy_protocol = "v3"
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+algorithm = "random"
+[[route]]
+name = "r"
+names = ["a.test"]
+action = "forward"
+)");
+  EXPECT_NE(e.find("'v3' is not one of none | v1 | v2 | any"), std::string::npos) << e;
+  EXPECT_NE(e.find("'random' is not one of round_robin"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[0].action: 'forward' is not one of terminate | passthrough | reject"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypes) {
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = "127.0.0.1:1"
+max_hello_bytes = 10
+[[pool]]
+name = 5
+backends = ["127.0.0.1:2"]
+send_proxy_v2 = "yes"
+[[route]]
+name = "r"
+names = "a.test"
+action = "reject"
+)");
+  EXPECT_NE(e.find("listener[0].listen: expected a non-empty list"), std::string::npos) << e;
+  EXPECT_NE(e.find("max_hello_bytes: expected an integer in 512..1048576"), std::string::npos) << e;
+  EXPECT_NE(e.find("pool[0].name: expected a string"), std::string::npos) << e;
+  EXPECT_NE(e.find("send_proxy_v2: expected true or false"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[0].names: expected a list of host names"), std::string::npos) << e;
+}
+
+TEST(Config, DanglingReferences) {
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "l"
+listen = ["127.0.0.1:1"]
+default_route = "nope"
+[[route]]
+name = "r"
+listener = "other"
+names = ["a.test"]
+action = "passthrough"
+pool = "missing"
+[[route]]
+name = "t"
+names = ["b.test"]
+action = "terminate"
+[[route]]
+name = "x"
+names = ["c.test"]
+action = "reject"
+pool = "missing"
+)");
+  EXPECT_NE(e.find("listener[0].default_route: no route named 'nope'"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[0].listener: no listener named 'other'"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[0].pool: no pool named 'missing'"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[1].pool: required for action 'terminate'"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[2].pool: a reject route takes no pool"), std::string::npos) << e;
+}
+
+TEST(Config, DuplicatesAreRefused) {
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "l"
+listen = ["127.0.0.1:1"]
+[[listener]]
+name = "l"
+listen = ["127.0.0.1:2"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:3"]
+[[route]]
+name = "r"
+listener = "l"
+names = ["a.test"]
+action = "reject"
+[[route]]
+name = "r"
+listener = "l"
+names = ["b.test"]
+action = "reject"
+)");
+  EXPECT_NE(e.find("duplicate listener name 'l'"), std::string::npos) << e;
+  EXPECT_NE(e.find("duplicate pool name 'p'"), std::string::npos) << e;
+  EXPECT_NE(e.find("duplicate route name 'r'"), std::string::npos) << e;
+}
+
+TEST(Config, ListenerRequiredWithSeveralListeners) {
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "a"
+listen = ["127.0.0.1:1"]
+[[listener]]
+name = "b"
+listen = ["127.0.0.1:2"]
+[[route]]
+name = "r"
+names = ["a.test"]
+action = "reject"
+)");
+  EXPECT_NE(e.find("route[0].listener: required when there is more than one listener"), std::string::npos) << e;
+}
+
+TEST(Config, DefaultRouteOfAnotherListener) {
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "a"
+listen = ["127.0.0.1:1"]
+default_route = "r"
+[[listener]]
+name = "b"
+listen = ["127.0.0.1:2"]
+[[route]]
+name = "r"
+listener = "b"
+names = ["a.test"]
+action = "reject"
+)");
+  EXPECT_NE(e.find("route 'r' belongs to listener 'b'"), std::string::npos) << e;
+}
+
+TEST(Config, RouteWithoutNamesMustBeADefault) {
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[route]]
+name = "r"
+action = "reject"
+)");
+  EXPECT_NE(e.find("a route needs names unless it is a listener's default_route"), std::string::npos) << e;
+}
+
+TEST(Config, EveryErrorIsReportedNotJustTheFirst) {
+  auto r = load_config_string(R"(
+[[listener]]
+listen = ["x"]
+[[pool]]
+backends = []
+[[route]]
+action = "nope"
+)",
+                              "t.toml");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_GE(r.error().size(), 4u);
+}
+
+}  // namespace
+}  // namespace lode::config

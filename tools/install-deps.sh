@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Lodestone's build, tests and demo need.
+# Idempotent: does nothing when everything is already installed; otherwise
+# runs `apt-get update` once and installs what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  clang libclang-rt-14-dev          # fuzz targets (libFuzzer) and the ASan+UBSan build
+  libssl-dev openssl                # TLS (OpenSSL 3.0)
+  liburing-dev                      # io_uring workers
+  libdpdk-dev dpdk                  # the DPDK front
+  libtomlplusplus-dev               # configuration files (TOML)
+  libgtest-dev libgmock-dev         # unit tests
+  libbenchmark-dev                  # micro-benchmarks
+  curl                              # end-to-end tests and the demo
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

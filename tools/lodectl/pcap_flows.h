@@ -1,0 +1,35 @@
+// Reads a classic pcap capture and reassembles, for every TCP flow, the first
+// bytes the client sent (its ClientHello), in sequence order: out-of-order
+// segments are placed, retransmissions and overlaps keep the first bytes
+// seen. Pure: the caller reads the file; every length is bounds-checked.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lodestone/result.h"
+#include "lodestone/socket_address.h"
+
+namespace lode::tools {
+
+struct PcapFlow {
+  SocketAddress client;
+  SocketAddress server;
+  bool saw_syn = false;
+  uint32_t segments = 0;            // client segments that carried payload
+  std::vector<uint8_t> bytes;       // contiguous prefix of the client's stream
+  std::vector<size_t> segment_ends; // stream offsets where received segments ended, ascending
+  bool gap = false;                 // data beyond a hole was dropped
+};
+
+struct PcapOptions {
+  size_t max_bytes_per_flow = 70 * 1024;  // enough for a 64 KiB hello in records
+  size_t max_flows = 100000;
+};
+
+// Flows in the order their first packet appears. Errors name the byte offset.
+Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8_t> file, PcapOptions opt = {});
+
+}  // namespace lode::tools
