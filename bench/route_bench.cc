@@ -71,11 +71,11 @@ std::vector<std::string> make_suffixes(std::mt19937_64& rng, size_t n, std::stri
 struct Corpus {
   size_t names = 0;
   std::unique_ptr<Strings> strings;
-  std::vector<std::string_view> exact;       // the exact names
-  std::vector<std::string_view> wild_keys;   // "*." + key was added
-  std::vector<std::string_view> q_exact;     // exact names, shuffled
-  std::vector<std::string_view> q_wild;      // one more label on a wildcard key
-  std::vector<std::string_view> q_miss;      // names under suffixes that are not in the table
+  std::vector<std::string_view> exact;      // the exact names
+  std::vector<std::string_view> wild_keys;  // "*." + key was added
+  std::vector<std::string_view> q_exact;    // exact names, shuffled
+  std::vector<std::string_view> q_wild;     // one more label on a wildcard key
+  std::vector<std::string_view> q_miss;     // names under suffixes that are not in the table
   FlatTable table;
   RouteTableView view;
   double avg_name_len = 0;
@@ -134,7 +134,8 @@ Corpus& corpus(size_t names) {
     c.wild_keys.push_back(v);
     total_len += n.size() + 2;
   }
-  c.avg_name_len = static_cast<double>(total_len) / static_cast<double>(c.exact.size() + c.wild_keys.size());
+  c.avg_name_len =
+      static_cast<double>(total_len) / static_cast<double>(c.exact.size() + c.wild_keys.size());
 
   // The queries: copied, in the order they are asked, into one array (a
   // name just parsed from a hello is in cache; the table is not).
@@ -203,9 +204,9 @@ void run_bursts(benchmark::State& state, const std::vector<std::string_view>& q,
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kBurst));
   // Seconds per name (printed as "54.9ns").
-  state.counters["per_name"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kBurst,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["per_name"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kBurst,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   set_counters(state, c);
 }
 

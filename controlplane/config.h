@@ -41,7 +41,7 @@
 //   ca_file = "ca.pem"                   # and/or ca_path = "/etc/ssl/certs"
 //
 //   [tls]      min_version = "1.2", max_version = "1.3", ciphers = "...", ciphersuites = "...",
-//              groups = "X25519:P-256", alpn = ["h2", "http/1.1"], session_tickets = true,
+//              groups = "X25519:P-256", alpn = ["h2", "http/1.1"] (default: none), session_tickets = true,
 //              ticket_rotation_s = 3600
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
 //   [workers]  count = 2, cpus = [0, 1]
@@ -150,7 +150,7 @@ struct TlsConfig {
   std::string ciphers;       // TLS 1.2 list; empty: Lodestone's AEAD-only default
   std::string ciphersuites;  // TLS 1.3; empty: OpenSSL's default
   std::string groups;        // empty: default
-  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  std::vector<std::string> alpn;  // empty: no ALPN (the relay is protocol-agnostic)
   bool session_tickets = true;
   uint32_t ticket_rotation_s = 3600;
 };

@@ -13,10 +13,12 @@ namespace lode::route {
 
 namespace {
 
-constexpr uint64_t kMaxPool = 0xFFFFFFFFull;  // name offsets are u32
+constexpr uint64_t kMaxPool = 0xFFFFFFFFull;           // name offsets are u32
 constexpr size_t kMaxNamesPerTable = size_t{1} << 30;  // 2 * names slots must fit a u32
 
-constexpr uint64_t align_up(uint64_t v, uint64_t a) noexcept { return (v + a - 1) & ~(a - 1); }
+constexpr uint64_t align_up(uint64_t v, uint64_t a) noexcept {
+  return (v + a - 1) & ~(a - 1);
+}
 
 std::string quoted(std::string_view s) {
   std::string q = "\"";
@@ -52,8 +54,7 @@ void FlatTable::Free::operator()(std::byte* p) const noexcept {
 
 RouteTableBuilder::RouteTableBuilder() : RouteTableBuilder(random_seed()) {}
 
-RouteTableBuilder::RouteTableBuilder(uint64_t hash_seed)
-    : seed_(hash_seed), index_(16, kNoIndex) {}
+RouteTableBuilder::RouteTableBuilder(uint64_t hash_seed) : seed_(hash_seed), index_(16, kNoIndex) {}
 
 void RouteTableBuilder::reserve(size_t names, size_t key_bytes) {
   entries_.reserve(names);
@@ -111,9 +112,8 @@ Result<void, BuildError> RouteTableBuilder::add_name(std::string_view pattern, u
                                                    std::to_string(routes_.size()) + " routes)");
   }
   auto bad = [&](std::string_view why) {
-    return error(BuildErrorKind::kBadPattern,
-                 "bad name pattern " + quoted(pattern) + " for " + describe_route(route) + ": " +
-                     std::string(why));
+    return error(BuildErrorKind::kBadPattern, "bad name pattern " + quoted(pattern) + " for " +
+                                                  describe_route(route) + ": " + std::string(why));
   };
 
   bool wildcard = false;
@@ -121,7 +121,8 @@ Result<void, BuildError> RouteTableBuilder::add_name(std::string_view pattern, u
   if (body.size() >= 2 && body[0] == '*' && body[1] == '.') {
     wildcard = true;
     body.remove_prefix(2);
-    if (body.empty() || body == ".") return bad("a wildcard needs a suffix, as in \"*.example.com\"");
+    if (body.empty() || body == ".")
+      return bad("a wildcard needs a suffix, as in \"*.example.com\"");
   }
   if (body.find('*') != std::string_view::npos) {
     return bad(
@@ -141,8 +142,8 @@ Result<void, BuildError> RouteTableBuilder::add_name(std::string_view pattern, u
   const std::string_view key(buf, norm->len);
 
   if (entries_.size() >= kMaxNamesPerTable) {
-    return error(BuildErrorKind::kTooLarge, "too many names in one table (at most " +
-                                                std::to_string(kMaxNamesPerTable) + ")");
+    return error(BuildErrorKind::kTooLarge,
+                 "too many names in one table (at most " + std::to_string(kMaxNamesPerTable) + ")");
   }
   if (arena_.size() + key.size() > kMaxPool) {
     return error(BuildErrorKind::kTooLarge, "names exceed 4 GiB in one table");
@@ -171,9 +172,9 @@ Result<void, BuildError> RouteTableBuilder::add_name(std::string_view pattern, u
 
 Result<void, BuildError> RouteTableBuilder::set_default(uint32_t route) {
   if (route >= routes_.size()) {
-    return error(BuildErrorKind::kNoSuchRoute, "default route: no route #" +
-                                                   std::to_string(route) + " (" +
-                                                   std::to_string(routes_.size()) + " routes)");
+    return error(BuildErrorKind::kNoSuchRoute, "default route: no route #" + std::to_string(route) +
+                                                   " (" + std::to_string(routes_.size()) +
+                                                   " routes)");
   }
   default_route_ = route;
   return {};
@@ -189,9 +190,8 @@ Result<FlatTable, BuildError> RouteTableBuilder::build() const {
     const RouteSpec& r = routes_[i];
     if (r.action != Action::kTerminate && r.action != Action::kPassthrough &&
         r.action != Action::kReject) {
-      return error(BuildErrorKind::kBadRoute,
-                   describe_route(i) + ": unknown action " +
-                       std::to_string(static_cast<unsigned>(r.action)));
+      return error(BuildErrorKind::kBadRoute, describe_route(i) + ": unknown action " +
+                                                  std::to_string(static_cast<unsigned>(r.action)));
     }
     if ((r.flags & ~kKnownRouteFlags) != 0) {
       return error(BuildErrorKind::kBadRoute, describe_route(i) + ": unknown flags " +
@@ -209,8 +209,8 @@ Result<FlatTable, BuildError> RouteTableBuilder::build() const {
     route_name_bytes += r.name.size();
   }
   if (default_route_ != kNoIndex && default_route_ >= routes_.size()) {
-    return error(BuildErrorKind::kNoSuchRoute, "default route #" + std::to_string(default_route_) +
-                                                   " does not exist");
+    return error(BuildErrorKind::kNoSuchRoute,
+                 "default route #" + std::to_string(default_route_) + " does not exist");
   }
   const uint64_t pool_size = route_name_bytes + arena_.size();
   if (pool_size > kMaxPool) {
@@ -220,8 +220,10 @@ Result<FlatTable, BuildError> RouteTableBuilder::build() const {
   uint32_t exact_names = 0;
   uint32_t wild_names = 0;
   for (const Entry& e : entries_) (e.wildcard ? wild_names : exact_names)++;
-  const auto exact_slots = static_cast<uint32_t>(std::bit_ceil(std::max<uint64_t>(1, uint64_t{exact_names} * 2)));
-  const auto wild_slots = static_cast<uint32_t>(std::bit_ceil(std::max<uint64_t>(1, uint64_t{wild_names} * 2)));
+  const auto exact_slots =
+      static_cast<uint32_t>(std::bit_ceil(std::max<uint64_t>(1, uint64_t{exact_names} * 2)));
+  const auto wild_slots =
+      static_cast<uint32_t>(std::bit_ceil(std::max<uint64_t>(1, uint64_t{wild_names} * 2)));
 
   const uint64_t routes_off = kHeaderSize;
   const uint64_t exact_off = align_up(routes_off + routes_.size() * kRouteSize, kAlign);
@@ -289,7 +291,8 @@ Result<FlatTable, BuildError> RouteTableBuilder::build() const {
   }
   // Keys go into the pool in slot order, so that a scan of the slots (open()
   // validating the block) reads the pool front to back.
-  for (const auto& [off, slots] : {std::pair{exact_off, exact_slots}, std::pair{wild_off, wild_slots}}) {
+  for (const auto& [off, slots] :
+       {std::pair{exact_off, exact_slots}, std::pair{wild_off, wild_slots}}) {
     for (uint64_t i = 0; i < slots; ++i) {
       std::byte* s = mem + off + i * kSlotSize;
       if (load<uint16_t>(s + kSlotNameLen) == 0) continue;

@@ -25,7 +25,7 @@
 namespace lode::route {
 
 struct RouteSpec {
-  std::string name;  // for logs and explain
+  std::string name;  // for logs and explain; printable ASCII
   Action action = Action::kReject;
   uint8_t flags = 0;  // kFlagRejectWithReset
   uint32_t pool = kNoIndex;
@@ -91,16 +91,13 @@ class RouteTableBuilder {
 
  private:
   struct Entry {
-    uint64_t hash;     // name_hash(key, seed_)
-    uint32_t offset;   // key in arena_
+    uint64_t hash;    // name_hash(key, seed_)
+    uint32_t offset;  // key in arena_
     uint32_t route;
     uint16_t len;
     bool wildcard;
   };
 
-  std::string_view key_of(const Entry& e) const noexcept {
-    return std::string_view(arena_.data() + e.offset, e.len);
-  }
   std::string describe_route(uint32_t route) const;
   // The entry of (key, wildcard) in index_, or kNoIndex; `slot` gets where
   // it is or where it would go.
@@ -110,9 +107,9 @@ class RouteTableBuilder {
 
   uint64_t seed_;
   std::vector<RouteSpec> routes_;
-  std::vector<char> arena_;       // normalized keys, back to back
-  std::vector<Entry> entries_;    // in order of add_name
-  std::vector<uint32_t> index_;   // open addressing over entries_ (kNoIndex: empty)
+  std::vector<char> arena_;      // normalized keys, back to back
+  std::vector<Entry> entries_;   // in order of add_name
+  std::vector<uint32_t> index_;  // open addressing over entries_ (kNoIndex: empty)
   uint32_t default_route_ = kNoIndex;
 };
 

@@ -4,7 +4,7 @@
 # directory, never into the repository. Exits non-zero on the first crash.
 #   tools/fuzz-smoke.sh BUILD_DIR [SECONDS_PER_TARGET]
 set -euo pipefail
-build=${1:?usage: fuzz-smoke.sh BUILD_DIR [SECONDS]}
+build=$(cd "${1:?usage: fuzz-smoke.sh BUILD_DIR [SECONDS]}" && pwd)
 seconds=${2:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)

@@ -76,10 +76,11 @@ class TableSlot {
       return slot_->current_.load(std::memory_order_acquire);
     }
 
-    // "I hold no pointer obtained from get() any more."
+    // "I hold no pointer obtained from get() any more." Online readers only
+    // (an offline reader comes back with online(), which has the fence).
     void quiescent() noexcept {
-      state().epoch.store(slot_->epoch_.load(std::memory_order_acquire),
-                          std::memory_order_release);
+      assert(is_online());
+      state().epoch.store(slot_->epoch_.load(std::memory_order_acquire), std::memory_order_release);
     }
 
     // Before blocking: this reader holds nothing and blocks no reclamation.
@@ -89,8 +90,7 @@ class TableSlot {
     // with the writer's: either the writer sees this reader online, or this
     // reader's next get() sees the writer's new table.
     void online() noexcept {
-      state().epoch.store(slot_->epoch_.load(std::memory_order_acquire),
-                          std::memory_order_relaxed);
+      state().epoch.store(slot_->epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
     }
 
@@ -162,8 +162,8 @@ class TableSlot {
 
   size_t reader_count() const {
     std::lock_guard lock(mutex_);
-    return static_cast<size_t>(
-        std::count_if(readers_.begin(), readers_.end(), [](const ReaderState& r) { return r.registered; }));
+    return static_cast<size_t>(std::count_if(readers_.begin(), readers_.end(),
+                                             [](const ReaderState& r) { return r.registered; }));
   }
 
   uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }

@@ -79,10 +79,14 @@ enum class MatchKind : uint8_t { kExact, kWildcard, kDefault, kNone };
 
 constexpr std::string_view to_string(MatchKind k) noexcept {
   switch (k) {
-    case MatchKind::kExact: return "exact";
-    case MatchKind::kWildcard: return "wildcard";
-    case MatchKind::kDefault: return "default";
-    case MatchKind::kNone: return "none";
+    case MatchKind::kExact:
+      return "exact";
+    case MatchKind::kWildcard:
+      return "wildcard";
+    case MatchKind::kDefault:
+      return "default";
+    case MatchKind::kNone:
+      return "none";
   }
   return "unknown";
 }
@@ -184,7 +188,9 @@ inline void store(std::byte* p, T v) noexcept {
   std::memcpy(p, &v, sizeof v);
 }
 
-constexpr uint32_t hash_tag(uint64_t h) noexcept { return static_cast<uint32_t>(h >> 32); }
+constexpr uint32_t hash_tag(uint64_t h) noexcept {
+  return static_cast<uint32_t>(h >> 32);
+}
 
 }  // namespace layout
 
@@ -217,28 +223,50 @@ enum class FormatErrorKind : uint8_t {
 
 constexpr std::string_view to_string(FormatErrorKind k) noexcept {
   switch (k) {
-    case FormatErrorKind::kTooSmall: return "block smaller than the header";
-    case FormatErrorKind::kBadMagic: return "bad magic (not a route table)";
-    case FormatErrorKind::kBadVersion: return "unsupported layout version";
-    case FormatErrorKind::kBadHeaderSize: return "bad header size";
-    case FormatErrorKind::kSizeMismatch: return "total size does not match the block size";
-    case FormatErrorKind::kMisaligned: return "section offset not 8-byte aligned";
-    case FormatErrorKind::kSectionOutOfBounds: return "section out of bounds";
-    case FormatErrorKind::kSectionOverlap: return "sections overlap or are out of order";
-    case FormatErrorKind::kBadSlotCount: return "slot count not a power of two";
-    case FormatErrorKind::kOverloaded: return "hash table more than half full";
-    case FormatErrorKind::kCountMismatch: return "occupied slots do not match the name count";
-    case FormatErrorKind::kBadEmptySlot: return "empty slot with non-zero fields";
-    case FormatErrorKind::kBadPadding: return "non-zero padding";
-    case FormatErrorKind::kNameOutOfBounds: return "name outside the string pool";
-    case FormatErrorKind::kBadName: return "key is not a normalized host name";
-    case FormatErrorKind::kHashMismatch: return "slot tag does not match its key's hash";
-    case FormatErrorKind::kUnreachable: return "key not reachable from its home slot";
-    case FormatErrorKind::kRouteOutOfRange: return "route index out of range";
-    case FormatErrorKind::kBadDefault: return "default route out of range";
-    case FormatErrorKind::kBadAction: return "unknown route action";
-    case FormatErrorKind::kBadFlags: return "unknown route flags";
-    case FormatErrorKind::kBadRouteName: return "route name not printable ASCII";
+    case FormatErrorKind::kTooSmall:
+      return "block smaller than the header";
+    case FormatErrorKind::kBadMagic:
+      return "bad magic (not a route table)";
+    case FormatErrorKind::kBadVersion:
+      return "unsupported layout version";
+    case FormatErrorKind::kBadHeaderSize:
+      return "bad header size";
+    case FormatErrorKind::kSizeMismatch:
+      return "total size does not match the block size";
+    case FormatErrorKind::kMisaligned:
+      return "section offset not 8-byte aligned";
+    case FormatErrorKind::kSectionOutOfBounds:
+      return "section out of bounds";
+    case FormatErrorKind::kSectionOverlap:
+      return "sections overlap or are out of order";
+    case FormatErrorKind::kBadSlotCount:
+      return "slot count not a power of two";
+    case FormatErrorKind::kOverloaded:
+      return "hash table more than half full";
+    case FormatErrorKind::kCountMismatch:
+      return "occupied slots do not match the name count";
+    case FormatErrorKind::kBadEmptySlot:
+      return "empty slot with non-zero fields";
+    case FormatErrorKind::kBadPadding:
+      return "non-zero padding";
+    case FormatErrorKind::kNameOutOfBounds:
+      return "name outside the string pool";
+    case FormatErrorKind::kBadName:
+      return "key is not a normalized host name";
+    case FormatErrorKind::kHashMismatch:
+      return "slot tag does not match its key's hash";
+    case FormatErrorKind::kUnreachable:
+      return "key not reachable from its home slot";
+    case FormatErrorKind::kRouteOutOfRange:
+      return "route index out of range";
+    case FormatErrorKind::kBadDefault:
+      return "default route out of range";
+    case FormatErrorKind::kBadAction:
+      return "unknown route action";
+    case FormatErrorKind::kBadFlags:
+      return "unknown route flags";
+    case FormatErrorKind::kBadRouteName:
+      return "route name not printable ASCII";
   }
   return "malformed route table";
 }
@@ -393,14 +421,27 @@ class RouteTableView {
     return name.substr(dot + 1);
   }
 
-  // Reads the home slot of `key` and, if it may hold the key, prefetches the
-  // stored name.
+  // With the home slot's cache line of `key` fetched: walks the probe
+  // sequence through that line and prefetches what the probe needs next,
+  // the stored name of a candidate or the next line of slots.
   void prefetch_candidate(const std::byte* table, uint32_t mask, std::string_view key,
                           uint64_t h) const noexcept {
-    const std::byte* s = slot_at(table, mask, h);
-    if (layout::load<uint16_t>(s + layout::kSlotNameLen) == key.size() &&
-        layout::load<uint32_t>(s + layout::kSlotTag) == layout::hash_tag(h)) {
-      __builtin_prefetch(pool_ + layout::load<uint32_t>(s + layout::kSlotNameOffset));
+    const uint32_t tag = layout::hash_tag(h);
+    uint32_t i = static_cast<uint32_t>(h) & mask;
+    for (;;) {
+      const std::byte* s = table + size_t{i} * layout::kSlotSize;
+      const uint16_t len = layout::load<uint16_t>(s + layout::kSlotNameLen);
+      if (len == 0) return;  // answered from this line: not in the table
+      if (len == key.size() && layout::load<uint32_t>(s + layout::kSlotTag) == tag) {
+        __builtin_prefetch(pool_ + layout::load<uint32_t>(s + layout::kSlotNameOffset));
+        return;
+      }
+      i = (i + 1) & mask;
+      const std::byte* next = table + size_t{i} * layout::kSlotSize;
+      if (i == 0 || reinterpret_cast<uintptr_t>(next) % 64 == 0) {
+        __builtin_prefetch(next);
+        return;
+      }
     }
   }
 
@@ -525,9 +566,11 @@ inline bool is_normalized_key(std::string_view key, size_t max_len) noexcept {
 
 }  // namespace detail
 
-inline Result<void, FormatError> RouteTableView::check_slots(
-    const std::byte* table, uint32_t slots, uint32_t names, bool wildcard, uint64_t seed,
-    const char* pool, uint64_t pool_size, uint32_t route_count) noexcept {
+inline Result<void, FormatError> RouteTableView::check_slots(const std::byte* table, uint32_t slots,
+                                                             uint32_t names, bool wildcard,
+                                                             uint64_t seed, const char* pool,
+                                                             uint64_t pool_size,
+                                                             uint32_t route_count) noexcept {
   using namespace layout;
   const std::string_view where = wildcard ? "wildcard" : "exact";
   const uint32_t mask = slots - 1;
@@ -624,7 +667,8 @@ inline Result<RouteTableView, FormatError> RouteTableView::open(
   t.exact_names_ = load<uint32_t>(b + kHdrExactNames);
   t.wild_names_ = load<uint32_t>(b + kHdrWildNames);
 
-  if (t.route_count_ == kNoIndex) return fail(K::kRouteOutOfRange, "header.route_count", 0, kNoIndex);
+  if (t.route_count_ == kNoIndex)
+    return fail(K::kRouteOutOfRange, "header.route_count", 0, kNoIndex);
   for (const auto& [slots, field] : {std::pair{exact_slots, "header.exact_slot_count"},
                                      std::pair{wild_slots, "header.wild_slot_count"}}) {
     if (!std::has_single_bit(slots)) return fail(K::kBadSlotCount, field, 0, slots);
@@ -684,7 +728,8 @@ inline Result<RouteTableView, FormatError> RouteTableView::open(
     const uint8_t action = load<uint8_t>(r + kRouteAction);
     const uint8_t flags = load<uint8_t>(r + kRouteFlags);
     if (uint64_t{off} + len > pool_size) return fail(K::kNameOutOfBounds, "routes", i, off);
-    if (action > static_cast<uint8_t>(Action::kReject)) return fail(K::kBadAction, "routes", i, action);
+    if (action > static_cast<uint8_t>(Action::kReject))
+      return fail(K::kBadAction, "routes", i, action);
     if ((flags & ~kKnownRouteFlags) != 0) return fail(K::kBadFlags, "routes", i, flags);
     for (uint16_t c = 0; c < len; ++c) {
       const auto ch = static_cast<unsigned char>(t.pool_[off + c]);

@@ -31,7 +31,9 @@ Normalized normalize(std::string_view in) {
   return n;
 }
 
-std::string label(size_t n, char c = 'a') { return std::string(n, c); }
+std::string label(size_t n, char c = 'a') {
+  return std::string(n, c);
+}
 
 // A name of exactly `len` bytes made of labels of at most 63 bytes.
 std::string name_of_length(size_t len) {
@@ -127,8 +129,8 @@ TEST(Hostname, NotDottedQuadsAreNames) {
 
 TEST(Hostname, Ipv6Literals) {
   for (std::string_view ip : {"::1", "[::1]", "fe80::1", "FE80::1", "::", "2001:db8::1",
-                              "1:2:3:4:5:6:7:8", "[2001:db8:0:0:0:0:0:1]", "1::", "1:2:3:4:5:6:7::",
-                              "::ffff:192.0.2.1", "64:ff9b::1.2.3.4"}) {
+                              "1:2:3:4:5:6:7:8", "[2001:db8:0:0:0:0:0:1]",
+                              "1::", "1:2:3:4:5:6:7::", "::ffff:192.0.2.1", "64:ff9b::1.2.3.4"}) {
     expect_kind(ip, HostnameKind::kIpv6Literal);
   }
 }
@@ -137,9 +139,9 @@ TEST(Hostname, Ipv6Literals) {
 // literals" (which the parser treats as "no SNI" and routes to the default).
 TEST(Hostname, ColonStringsThatAreNotIpv6AreRefused) {
   for (std::string_view s :
-       {"a:b", "dead:beef", "bad.cafe:443", "1.2.3.4:443", ":::", ":1", "1:", "1::2::3",
-        "12345::1", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "::ffff:1.2.3", "::1.2.3.4.5",
-        "[::1", "::1]", "[]", "[:]", "g::1", "::1]]"}) {
+       {"a:b", "dead:beef", "bad.cafe:443", "1.2.3.4:443", ":::", ":1", "1:", "1::2::3", "12345::1",
+        "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "::ffff:1.2.3", "::1.2.3.4.5", "[::1", "::1]",
+        "[]", "[:]", "g::1", "::1]]"}) {
     expect_error(s, HostnameError::kBadChar);
   }
 }
@@ -189,9 +191,9 @@ TEST(Hostname, NonAsciiIsRefused) {
 }
 
 TEST(Hostname, BadCharactersAreRefused) {
-  for (std::string_view s : {"a b.com", "a/b.com", "*.example.com", "a*b.com", "a@b.com", "a%b",
-                             "a\tb", "a\x7f", "a!b", "a+b.com", "a,b", "a;b", "a=b", "~a",
-                             "a\\b", "a\"b", "a'b", "a#b"}) {
+  for (std::string_view s :
+       {"a b.com", "a/b.com", "*.example.com", "a*b.com", "a@b.com", "a%b", "a\tb", "a\x7f", "a!b",
+        "a+b.com", "a,b", "a;b", "a=b", "~a", "a\\b", "a\"b", "a'b", "a#b"}) {
     expect_error(s, HostnameError::kBadChar);
   }
 }

@@ -167,8 +167,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RouteTableBuilder builder(h);
   Reference ref;
   for (uint32_t r = 0; r < kRoutes; ++r) {
-    builder.add_route({"r" + std::to_string(r), static_cast<Action>(r % 3),
-                       static_cast<uint8_t>(r & 1), r, r});
+    builder.add_route(
+        {"r" + std::to_string(r), static_cast<Action>(r % 3), static_cast<uint8_t>(r & 1), r, r});
   }
   std::vector<std::string> queries = {""};
   size_t line_no = 0;

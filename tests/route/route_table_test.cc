@@ -26,7 +26,8 @@ constexpr uint64_t kSeed = 0x5eed5eed12345678ull;
 // An aligned, owned copy of a block (a different address than the original).
 struct Block {
   explicit Block(std::span<const std::byte> b) : size(b.size()) {
-    mem.reset(static_cast<std::byte*>(::operator new[](std::max<size_t>(size, 1), std::align_val_t{64})));
+    mem.reset(
+        static_cast<std::byte*>(::operator new[](std::max<size_t>(size, 1), std::align_val_t{64})));
     if (size != 0) std::memcpy(mem.get(), b.data(), size);
   }
   struct Free {
@@ -66,8 +67,10 @@ struct Sample {
     api = b.add_route({"api", Action::kTerminate, 0, 1, 2});
     wild = b.add_route({"wild", Action::kPassthrough, 0, 3, kNoIndex});
     fallback = b.add_route({"fallback", Action::kReject, kFlagRejectWithReset, kNoIndex, kNoIndex});
-    for (auto [name, route] : {std::pair{"api.example.com", api}, {"*.example.com", wild},
-                               {"www.example.com", api}, {"*.shop.example.org", wild},
+    for (auto [name, route] : {std::pair{"api.example.com", api},
+                               {"*.example.com", wild},
+                               {"www.example.com", api},
+                               {"*.shop.example.org", wild},
                                {"example.org", api}}) {
       auto r = b.add_name(name, route);
       EXPECT_TRUE(r.has_value()) << name << ": " << r.error().message;
@@ -108,7 +111,8 @@ TEST(NameHash, IsStable) {
 constexpr uint64_t kCompileTimeHash = name_hash("www.example.com", 42);
 static_assert(kCompileTimeHash == 0xf0feae8520f360f5ull);
 
-constexpr std::string_view kText = "abcdefghijklmnopqrstuvwxyz0123456789.-_ABCDEFGHIJKLMNOPQRSTUVWX";
+constexpr std::string_view kText =
+    "abcdefghijklmnopqrstuvwxyz0123456789.-_ABCDEFGHIJKLMNOPQRSTUVWX";
 
 TEST(NameHash, CompileTimeAndRunTimeAgreeAtEveryLength) {
   constexpr auto at_compile_time = [] {
@@ -164,7 +168,8 @@ TEST(NameHash, Avalanche) {
         for (int o = 0; o < 64; ++o) flips[o] += static_cast<int>((d >> o) & 1);
       }
       for (int o = 0; o < 64; ++o) {
-        worst_bias_permille = std::max(worst_bias_permille, std::abs(flips[o] * 1000 / kSamples - 500));
+        worst_bias_permille =
+            std::max(worst_bias_permille, std::abs(flips[o] * 1000 / kSamples - 500));
       }
     }
   }
@@ -178,7 +183,8 @@ TEST(NameHash, Avalanche) {
 TEST(NameHash, NoCollisionsAmongManyNames) {
   std::map<uint64_t, int> seen;
   for (int i = 0; i < 200'000; ++i) {
-    EXPECT_TRUE(seen.emplace(name_hash("host" + std::to_string(i) + ".example.com", 3), i).second) << i;
+    EXPECT_TRUE(seen.emplace(name_hash("host" + std::to_string(i) + ".example.com", 3), i).second)
+        << i;
   }
 }
 
@@ -331,9 +337,11 @@ TEST(RouteTable, ForEachNameListsEveryKey) {
   v.for_each_name([&](MatchKind k, std::string_view key, uint32_t route) {
     seen[(k == MatchKind::kWildcard ? "*." : "") + std::string(key)] = route;
   });
-  const std::map<std::string, uint32_t> want = {
-      {"api.example.com", s.api}, {"*.example.com", s.wild}, {"www.example.com", s.api},
-      {"*.shop.example.org", s.wild}, {"example.org", s.api}};
+  const std::map<std::string, uint32_t> want = {{"api.example.com", s.api},
+                                                {"*.example.com", s.wild},
+                                                {"www.example.com", s.api},
+                                                {"*.shop.example.org", s.wild},
+                                                {"example.org", s.api}};
   EXPECT_EQ(seen, want);
 }
 
@@ -344,7 +352,8 @@ TEST(RouteTable, BlockIsPositionIndependent) {
   ASSERT_NE(static_cast<const void*>(copy.mem.get()), static_cast<const void*>(t.bytes().data()));
   const RouteTableView a = open_ok(t.bytes());
   const RouteTableView b = open_ok(copy.cbytes());
-  for (std::string_view n : {"api.example.com", "x.example.com", "a.shop.example.org", "nope", ""}) {
+  for (std::string_view n :
+       {"api.example.com", "x.example.com", "a.shop.example.org", "nope", ""}) {
     const Match ma = a.find(n);
     const Match mb = b.find(n);
     EXPECT_EQ(ma.route, mb.route) << n;
@@ -393,9 +402,18 @@ void expect_burst_equals_find(const RouteTableView& v, const std::vector<std::st
 }
 
 TEST(RouteTable, BurstAnswersLikeFind) {
-  std::vector<std::string> names = {"api.example.com", "x.example.com", "a.b.example.com", "",
-                                    "example.com", "example.org", "q.shop.example.org", "nope",
-                                    "www.example.com", ".", "a.", "x..example.com"};
+  std::vector<std::string> names = {"api.example.com",
+                                    "x.example.com",
+                                    "a.b.example.com",
+                                    "",
+                                    "example.com",
+                                    "example.org",
+                                    "q.shop.example.org",
+                                    "nope",
+                                    "www.example.com",
+                                    ".",
+                                    "a.",
+                                    "x..example.com"};
   for (int i = 0; i < 40; ++i) names.push_back("n" + std::to_string(i) + ".example.com");
   Sample s;
   const FlatTable with_default = s.build();
@@ -471,8 +489,8 @@ TEST(RouteTableBuilder, DuplicateAfterNormalizationIsRefused) {
   const uint32_t r1 = b.add_route({"r1", Action::kTerminate, 0, 0, 0});
   ASSERT_TRUE(b.add_name("a.example.com", r0).has_value());
   ASSERT_TRUE(b.add_name("*.example.com", r0).has_value());
-  for (std::string_view dup : {"A.Example.COM", "a.example.com.", "A.EXAMPLE.COM.", "*.EXAMPLE.com",
-                               "*.example.com."}) {
+  for (std::string_view dup :
+       {"A.Example.COM", "a.example.com.", "A.EXAMPLE.COM.", "*.EXAMPLE.com", "*.example.com."}) {
     const auto e = b.add_name(dup, r1);
     ASSERT_FALSE(e.has_value()) << dup;
     EXPECT_EQ(e.error().kind, BuildErrorKind::kDuplicate) << dup;
@@ -489,12 +507,36 @@ TEST(RouteTableBuilder, BadPatternsAreRefused) {
                                   std::string(63, 'd') + "." + std::string(62, 'e');  // 254
   const std::string suffix_252 = std::string(63, 'b') + "." + std::string(63, 'c') + "." +
                                  std::string(63, 'd') + "." + std::string(60, 'e');  // 252
-  const std::string cases[] = {
-      "*", "*.", "*..", "f*o.com", "a.*.com", "**.com", "*.*.com", "*example.com", "a*.com",
-      "*a.example.com", "example.*", "", ".", "..", "a..b", ".a", "1.2.3.4", "::1", "[::1]",
-      "*.1.2.3.4", "*.::1", long_label + ".com", "*." + long_label, long_suffix,
-      "*." + suffix_252, std::string("a\0b.com", 7), "caf\xc3\xa9.com", "a b.com", "a_b/c.com",
-      "*.a b.com"};
+  const std::string cases[] = {"*",
+                               "*.",
+                               "*..",
+                               "f*o.com",
+                               "a.*.com",
+                               "**.com",
+                               "*.*.com",
+                               "*example.com",
+                               "a*.com",
+                               "*a.example.com",
+                               "example.*",
+                               "",
+                               ".",
+                               "..",
+                               "a..b",
+                               ".a",
+                               "1.2.3.4",
+                               "::1",
+                               "[::1]",
+                               "*.1.2.3.4",
+                               "*.::1",
+                               long_label + ".com",
+                               "*." + long_label,
+                               long_suffix,
+                               "*." + suffix_252,
+                               std::string("a\0b.com", 7),
+                               "caf\xc3\xa9.com",
+                               "a b.com",
+                               "a_b/c.com",
+                               "*.a b.com"};
   for (const std::string& p : cases) {
     const auto e = b.add_name(p, r);
     ASSERT_FALSE(e.has_value()) << "accepted: " << p;
@@ -593,7 +635,9 @@ struct CorruptTest : ::testing::Test {
   }
 };
 
-TEST_F(CorruptTest, TheUncorruptedCopyOpens) { open_ok(b.cbytes()); }
+TEST_F(CorruptTest, TheUncorruptedCopyOpens) {
+  open_ok(b.cbytes());
+}
 
 TEST_F(CorruptTest, TooSmallIsRefused) {
   EXPECT_EQ(open_error({}), K::kTooSmall);
@@ -707,7 +751,8 @@ TEST_F(CorruptTest, RouteCountReservedValue) {
 
 TEST_F(CorruptTest, SlotNameOffsetOutsideThePool) {
   const size_t s = occupied_exact_slot();
-  b.set<uint32_t>(s + layout::kSlotNameOffset, static_cast<uint32_t>(b.get<uint64_t>(layout::kHdrPoolSize)));
+  b.set<uint32_t>(s + layout::kSlotNameOffset,
+                  static_cast<uint32_t>(b.get<uint64_t>(layout::kHdrPoolSize)));
   EXPECT_EQ(open_error(b.cbytes()), K::kNameOutOfBounds);
   b.set<uint32_t>(s + layout::kSlotNameOffset, 0xFFFFFFF0u);
   EXPECT_EQ(open_error(b.cbytes()), K::kNameOutOfBounds);
@@ -739,7 +784,8 @@ TEST_F(CorruptTest, OtherHashSeed) {
 
 TEST_F(CorruptTest, KeyThatIsNotNormalized) {
   const size_t s = occupied_exact_slot();
-  const size_t key = b.get<uint64_t>(layout::kHdrPoolOffset) + b.get<uint32_t>(s + layout::kSlotNameOffset);
+  const size_t key =
+      b.get<uint64_t>(layout::kHdrPoolOffset) + b.get<uint32_t>(s + layout::kSlotNameOffset);
   b.set<uint8_t>(key, static_cast<uint8_t>(b.get<uint8_t>(key) & ~0x20));  // upper case
   EXPECT_EQ(open_error(b.cbytes()), K::kBadName);
 }
@@ -755,7 +801,8 @@ TEST_F(CorruptTest, NonZeroSlotPadding) {
 }
 
 TEST_F(CorruptTest, NonZeroTail) {
-  const uint64_t pool_end = b.get<uint64_t>(layout::kHdrPoolOffset) + b.get<uint64_t>(layout::kHdrPoolSize);
+  const uint64_t pool_end =
+      b.get<uint64_t>(layout::kHdrPoolOffset) + b.get<uint64_t>(layout::kHdrPoolSize);
   ASSERT_LT(pool_end, b.size) << "the sample must end in padding";
   b.set<uint8_t>(b.size - 1, 1);
   EXPECT_EQ(open_error(b.cbytes()), K::kBadPadding);
@@ -799,7 +846,8 @@ TEST_F(CorruptTest, RouteRecordFields) {
   }
   {
     Block c(b.cbytes());
-    const size_t name = c.get<uint64_t>(layout::kHdrPoolOffset) + c.get<uint32_t>(r + layout::kRouteNameOffset);
+    const size_t name =
+        c.get<uint64_t>(layout::kHdrPoolOffset) + c.get<uint32_t>(r + layout::kRouteNameOffset);
     c.set<uint8_t>(name, '\n');
     EXPECT_EQ(open_error(c.cbytes()), K::kBadRouteName);
   }
@@ -840,7 +888,8 @@ TEST_F(CorruptTest, EveryBitFlipIsSafe) {
       c.set<uint8_t>(p, static_cast<uint8_t>(c.get<uint8_t>(p) ^ (1u << bit)));
       const auto v = RouteTableView::open(c.cbytes());
       if (!v) continue;
-      for (std::string_view n : {"api.example.com", "x.example.com", "a.shop.example.org", "zz", ""}) {
+      for (std::string_view n :
+           {"api.example.com", "x.example.com", "a.shop.example.org", "zz", ""}) {
         const Match m = v->find(n);
         if (m.found()) {
           ASSERT_LT(m.route, v->route_count());
@@ -880,8 +929,8 @@ TEST(RouteTable, HundredThousandNames) {
       wild.emplace_back(buf);
       ASSERT_TRUE(b.add_name("*." + wild.back(), route).has_value());
     } else {
-      std::snprintf(buf, sizeof buf, "h%zx-%x.s%u.example.com", i, static_cast<unsigned>(rng() & 0xfff),
-                    static_cast<unsigned>(rng() % 300));
+      std::snprintf(buf, sizeof buf, "h%zx-%x.s%u.example.com", i,
+                    static_cast<unsigned>(rng() & 0xfff), static_cast<unsigned>(rng() % 300));
       exact.emplace_back(buf);
       ASSERT_TRUE(b.add_name(exact.back(), route).has_value());
     }

@@ -263,7 +263,9 @@ struct Generation {
 
 constexpr int kNamesPerTable = 16;
 
-std::string test_name(int i) { return "host" + std::to_string(i) + ".example.com"; }
+std::string test_name(int i) {
+  return "host" + std::to_string(i) + ".example.com";
+}
 
 std::unique_ptr<const Generation> make_generation(uint32_t gen, std::atomic<int>* destroyed) {
   RouteTableBuilder b(0x1234 + gen);
@@ -309,10 +311,12 @@ TEST(TableSlot, ReadersHammerLookupsWhileTheWriterPublishes) {
         last_gen = g->gen;
         for (int i = 0; i < 8; ++i) {
           const Match m = g->view.find(names[(pass + i) % names.size()]);
-          if (m.kind != MatchKind::kExact || g->view.route(m.route).pool != g->gen) failures.fetch_add(1);
+          if (m.kind != MatchKind::kExact || g->view.route(m.route).pool != g->gen)
+            failures.fetch_add(1);
         }
         const Match w = g->view.find("x.wild.example.com");
-        if (w.kind != MatchKind::kWildcard || g->view.route(w.route).cert != g->gen) failures.fetch_add(1);
+        if (w.kind != MatchKind::kWildcard || g->view.route(w.route).cert != g->gen)
+          failures.fetch_add(1);
         n += 9;
         r.quiescent();
         passes.fetch_add(1, std::memory_order_relaxed);
@@ -331,7 +335,7 @@ TEST(TableSlot, ReadersHammerLookupsWhileTheWriterPublishes) {
     // Let the readers run between publications (bounded: a reader that is
     // descheduled must not stall the test).
     const uint64_t seen = passes.load();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
     while (passes.load() < seen + kReaders && std::chrono::steady_clock::now() < until) {
       std::this_thread::yield();
     }
@@ -341,7 +345,7 @@ TEST(TableSlot, ReadersHammerLookupsWhileTheWriterPublishes) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_GT(lookups.load(), 0u);
   slot.reclaim();
-  EXPECT_EQ(slot.retired_count(), 0u);  // all readers gone
+  EXPECT_EQ(slot.retired_count(), 0u);                           // all readers gone
   EXPECT_EQ(destroyed.load(), static_cast<int>(kPublications));  // all but the current
 }
 

@@ -1,0 +1,92 @@
+// What the workers serve: an immutable generation of listeners' route tables,
+// backend pools and certificates. A new generation replaces the old one
+// atomically (SIGHUP today, shared-memory snapshots later); connections keep
+// the generation they started with until they close.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dataplane/route/backend_pool.h"
+#include "dataplane/tls/backend_tls.h"
+#include "dataplane/tls/cert_store.h"
+#include "lodestone/route_table.h"
+#include "lodestone/socket_address.h"
+
+namespace lode::worker {
+
+enum class ProxyAccept : uint8_t { kNone, kV1, kV2, kAny };
+
+struct ListenerRuntime {
+  std::string name;
+  std::vector<SocketAddress> addresses;
+  ProxyAccept proxy = ProxyAccept::kNone;
+  uint32_t max_hello_bytes = 64 * 1024;
+  std::vector<std::byte> table_bytes;  // the flat route table (8-byte aligned storage below)
+  route::RouteTableView table;
+};
+
+// How a terminate route finds its certificate: a named certificate, or the
+// host name looked up in a certificate directory (stone's %n pattern).
+struct CertBinding {
+  std::string name;        // certificate name, or directory id
+  bool directory = false;
+};
+
+struct PoolRuntime {
+  std::string name;
+  std::unique_ptr<route::BackendPool> pool;
+  bool send_proxy_v2 = false;
+  std::shared_ptr<tls::BackendTlsContext> backend_tls;  // null: plaintext to the backend
+};
+
+struct Timeouts {
+  uint32_t hello_ms = 10'000;
+  uint32_t connect_ms = 5'000;
+  uint32_t idle_ms = 300'000;
+  uint32_t drain_ms = 10'000;
+};
+
+struct Limits {
+  uint32_t connections_per_worker = 16'384;
+  uint32_t connect_retries = 2;
+};
+
+struct Runtime {
+  uint64_t generation = 0;
+  std::vector<ListenerRuntime> listeners;
+  std::vector<PoolRuntime> pools;
+  std::vector<CertBinding> certs;   // indexed by a route's cert index
+  std::shared_ptr<tls::CertStore> store;
+  Timeouts timeouts;
+  Limits limits;
+};
+
+// The process-wide current generation. Workers read the generation number
+// with one atomic load per loop pass and copy the pointer only when it moved.
+class RuntimeSlot {
+ public:
+  void publish(std::shared_ptr<const Runtime> rt) {
+    std::lock_guard lock(mu_);
+    current_ = std::move(rt);
+    generation_.store(current_->generation, std::memory_order_release);
+  }
+  uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+  std::shared_ptr<const Runtime> get() const {
+    std::lock_guard lock(mu_);
+    return current_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Runtime> current_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace lode::worker

@@ -1,0 +1,1148 @@
+#include "dataplane/worker/worker.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <chrono>
+#include <cstring>
+
+#include "dataplane/tls/client_hello_parser.h"
+#include "dataplane/tls/proxy_protocol.h"
+#include "dataplane/worker/byte_queue.h"
+#include "dataplane/worker/uring.h"
+#include "lodestone/json_writer.h"
+#include "lodestone/tls_alert.h"
+
+namespace lode::worker {
+namespace {
+
+constexpr uint32_t kNil = 0xffffffffu;
+constexpr uint32_t kLingerMs = 2000;       // after an alert: read and discard until the peer closes
+constexpr uint32_t kTickMs = 100;
+constexpr int kBioCtrlSetKtls = 72;        // BIO_CTRL_SET_KTLS, not in OpenSSL 3.0's public header
+constexpr int kBioCtrlGetKtlsSend = 73;
+constexpr int kBioCtrlGetKtlsRecv = 76;
+
+uint64_t now_ms() noexcept {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// One direction's socket. With `ssl` set, `in` holds ciphertext that OpenSSL
+// reads through the side's BIO and `out` receives what OpenSSL writes.
+struct Side {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  ByteQueue in;       // received, not yet consumed
+  ByteQueue out;      // to send, accumulating
+  ByteQueue sending;  // the bytes of the send in flight (stable memory)
+  bool recv_armed = false;
+  bool send_inflight = false;
+  bool eof = false;            // the peer's FIN (recv returned 0)
+  bool read_done = false;      // nothing more will be read from this side
+  bool want_shut_wr = false;   // half-close once `out` and `sending` drain
+  bool shut_wr = false;
+  bool handshake_done = false;
+  uint64_t rx = 0, tx = 0;
+  WorkerStats* stats = nullptr;
+
+  size_t queued() const noexcept { return out.size() + sending.size(); }
+};
+
+enum class Phase : uint8_t { kProxyHeader, kHello, kHandshake, kConnecting, kBackendHandshake, kRelay, kLinger };
+
+constexpr std::string_view to_string(Phase p) {
+  switch (p) {
+    case Phase::kProxyHeader: return "proxy_header";
+    case Phase::kHello: return "hello";
+    case Phase::kHandshake: return "handshake";
+    case Phase::kConnecting: return "connecting";
+    case Phase::kBackendHandshake: return "backend_handshake";
+    case Phase::kRelay: return "relay";
+    case Phase::kLinger: return "linger";
+  }
+  return "?";
+}
+
+// What a worker holds of one runtime generation: the shared runtime and this
+// worker's own mutable state for its pools.
+struct WorkerRuntime {
+  std::shared_ptr<const Runtime> rt;
+  std::vector<route::PoolState> pools;
+};
+
+enum class ListId : uint8_t { kNone, kHello, kIdle, kLinger };
+
+struct Conn {
+  uint32_t gen = 0;
+  bool used = false;
+  Phase phase = Phase::kHello;
+  uint32_t listener = 0;
+  SocketAddress peer;
+  SocketAddress local;
+  Side client, backend;
+  std::unique_ptr<tls::ClientHelloParser> parser;
+  std::unique_ptr<proxy::ProxyHeaderParser> proxy_parser;
+  size_t hello_start = 0;  // bytes of a PROXY header before the hello
+  std::shared_ptr<WorkerRuntime> wrt;
+  // Routing.
+  std::string sni;
+  std::string alpn_offered;
+  std::string_view match_kind = "none";
+  uint32_t route = route::kNoIndex;
+  route::Action action = route::Action::kReject;
+  uint32_t pool = route::kNoIndex;
+  route::TriedSet tried;
+  uint32_t backend_idx = route::kNoIndex;
+  bool backend_active = false;  // counted in the pool's active connections
+  __kernel_timespec connect_ts{};
+  // TLS facts for the log.
+  bool resumed = false;
+  std::string backend_chain;
+  // Life cycle.
+  uint32_t inflight = 0;
+  bool closing = false;
+  bool forwarded = false;  // a byte reached the backend: no retry after this
+  std::string result = "ok";
+  uint64_t t_accept = 0, t_hello = 0, t_handshake = 0, t_backend = 0;
+  // Timeout list links.
+  ListId list = ListId::kNone;
+  uint32_t prev = kNil, next = kNil;
+  uint64_t last_activity = 0;
+};
+
+// ---------------------------------------------------------------- the BIO
+
+Side* side_of(BIO* b) { return static_cast<Side*>(BIO_get_data(b)); }
+
+int bio_write(BIO* b, const char* data, size_t len, size_t* written) {
+  side_of(b)->out.append({reinterpret_cast<const uint8_t*>(data), len});
+  *written = len;
+  return 1;
+}
+
+int bio_read(BIO* b, char* data, size_t len, size_t* read) {
+  Side* s = side_of(b);
+  BIO_clear_retry_flags(b);
+  if (s->in.empty()) {
+    if (s->eof) return 0;  // end of stream
+    BIO_set_retry_read(b);
+    return 0;
+  }
+  *read = s->in.read(reinterpret_cast<uint8_t*>(data), len);
+  return 1;
+}
+
+long bio_ctrl(BIO* b, int cmd, long larg, void* parg) {
+  (void)larg;
+  (void)parg;
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_PENDING:
+      return static_cast<long>(side_of(b)->in.size());
+    case BIO_CTRL_WPENDING:
+      return 0;
+    case kBioCtrlSetKtls:
+      // OpenSSL offers the kernel the session keys. The running kernel has no
+      // tls ULP (probed at start), so decline: OpenSSL keeps user-space
+      // crypto. The kTLS issue makes the other branch real.
+      if (Side* s = side_of(b); s != nullptr && s->stats != nullptr) bump(s->stats->ktls_unavailable);
+      return 0;
+    case kBioCtrlGetKtlsSend:
+    case kBioCtrlGetKtlsRecv:
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+int bio_create(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+BIO_METHOD* side_bio_method() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "lodestone-ring");
+    BIO_meth_set_write_ex(meth, bio_write);
+    BIO_meth_set_read_ex(meth, bio_read);
+    BIO_meth_set_ctrl(meth, bio_ctrl);
+    BIO_meth_set_create(meth, bio_create);
+    return meth;
+  }();
+  return m;
+}
+
+void attach_bio(SSL* ssl, Side* side) {
+  BIO* bio = BIO_new(side_bio_method());
+  BIO_set_data(bio, side);
+  BIO_up_ref(bio);
+  SSL_set0_rbio(ssl, bio);
+  SSL_set0_wbio(ssl, bio);
+}
+
+std::string openssl_error() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+int open_listener(const SocketAddress& a, std::string& err) {
+  const int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = "socket: " + std::string(std::strerror(errno));
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (a.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, a.sa(), a.len) != 0 || listen(fd, 4096) != 0) {
+    err = a.to_string() + ": " + std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+bool kernel_has_tls_ulp() noexcept {
+  static const bool has = [] {
+    // The ULP attaches only to a connected TCP socket: make a loopback pair.
+    const int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bool ok = false;
+    if (l >= 0 && bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(l, 1) == 0 &&
+        getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      const int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (c >= 0 && connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        ok = setsockopt(c, SOL_TCP, TCP_ULP, "tls", sizeof "tls") == 0;
+      }
+      if (c >= 0) close(c);
+    }
+    if (l >= 0) close(l);
+    return ok;
+  }();
+  return has;
+}
+
+// ------------------------------------------------------------------ Impl
+
+struct Worker::Impl {
+  WorkerOptions opt;
+  const RuntimeSlot& slot;
+  AccessLog log;
+  Ring ring;
+  WorkerStats stats;
+  std::vector<int> listen_fds;
+  std::vector<uint32_t> listen_listener;  // listener index of each fd
+  std::shared_ptr<WorkerRuntime> wrt;
+  uint64_t seen_generation = 0;
+  std::vector<Conn> conns;
+  std::vector<uint32_t> free_slots;
+  uint32_t active = 0;
+  int wake_fd = -1;
+  uint64_t wake_value = 0;
+  std::atomic<bool> stop_requested{false};
+  bool draining = false;
+  uint64_t drain_deadline = 0;
+  __kernel_timespec tick_ts{0, kTickMs * 1000000LL};
+  std::vector<std::unique_ptr<tls::ClientHelloParser>> parser_pool;
+  // Timeout lists: FIFO by the time the connection entered them.
+  struct List {
+    uint32_t head = kNil, tail = kNil;
+  };
+  List hello_list, idle_list, linger_list;
+  uint64_t now = 0;
+
+  Impl(WorkerOptions o, const RuntimeSlot& s, AccessLog l) : opt(o), slot(s), log(std::move(l)) {}
+
+  ~Impl() {
+    for (int fd : listen_fds) {
+      if (fd >= 0) close(fd);
+    }
+    if (wake_fd >= 0) close(wake_fd);
+    for (Conn& c : conns) {
+      if (!c.used) continue;
+      if (c.client.ssl) SSL_free(c.client.ssl);
+      if (c.backend.ssl) SSL_free(c.backend.ssl);
+      if (c.client.fd >= 0) close(c.client.fd);
+      if (c.backend.fd >= 0) close(c.backend.fd);
+    }
+  }
+
+  // ---------------------------------------------------------- lists
+  List& list_of(ListId id) { return id == ListId::kHello ? hello_list : id == ListId::kIdle ? idle_list : linger_list; }
+  uint32_t index_of(const Conn& c) const { return static_cast<uint32_t>(&c - conns.data()); }
+
+  void unlink(Conn& c) {
+    if (c.list == ListId::kNone) return;
+    List& l = list_of(c.list);
+    if (c.prev != kNil) conns[c.prev].next = c.next; else l.head = c.next;
+    if (c.next != kNil) conns[c.next].prev = c.prev; else l.tail = c.prev;
+    c.prev = c.next = kNil;
+    c.list = ListId::kNone;
+  }
+  void link_tail(Conn& c, ListId id) {
+    unlink(c);
+    List& l = list_of(id);
+    const uint32_t i = index_of(c);
+    c.list = id;
+    c.prev = l.tail;
+    c.next = kNil;
+    if (l.tail != kNil) conns[l.tail].next = i; else l.head = i;
+    l.tail = i;
+    c.last_activity = now;
+  }
+
+  // ---------------------------------------------------------- runtime
+  void refresh_runtime() {
+    const uint64_t g = slot.generation();
+    if (g == seen_generation && wrt) return;
+    auto rt = slot.get();
+    if (!rt) return;
+    auto w = std::make_shared<WorkerRuntime>();
+    w->rt = rt;
+    w->pools.reserve(rt->pools.size());
+    for (const auto& p : rt->pools) w->pools.emplace_back(*p.pool);
+    wrt = std::move(w);
+    seen_generation = g;
+  }
+
+  // ---------------------------------------------------------- setup
+  Result<void, std::string> open() {
+    refresh_runtime();
+    if (!wrt) return unexpected(std::string("no runtime published"));
+    for (uint32_t li = 0; li < wrt->rt->listeners.size(); ++li) {
+      for (const SocketAddress& a : wrt->rt->listeners[li].addresses) {
+        std::string err;
+        const int fd = open_listener(a, err);
+        if (fd < 0) return unexpected("listener " + wrt->rt->listeners[li].name + " " + err);
+        listen_fds.push_back(fd);
+        listen_listener.push_back(li);
+      }
+    }
+    if (auto r = ring.init(opt.ring_entries, opt.recv_buffers, opt.recv_buffer_size); !r) return r;
+    wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (wake_fd < 0) return unexpected("eventfd: " + std::string(std::strerror(errno)));
+    const uint32_t cap = wrt->rt->limits.connections_per_worker;
+    conns.resize(cap);
+    free_slots.reserve(cap);
+    for (uint32_t i = cap; i > 0; --i) free_slots.push_back(i - 1);
+    return {};
+  }
+
+  void arm_accept(uint32_t li) {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_multishot_accept(s, listen_fds[li], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(s, encode(li, 0, Op::kAccept));
+  }
+  void arm_tick() {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_timeout(s, &tick_ts, 0, 0);
+    io_uring_sqe_set_data64(s, encode(0, 0, Op::kTick));
+  }
+  void arm_wake() {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_read(s, wake_fd, &wake_value, sizeof wake_value, 0);
+    io_uring_sqe_set_data64(s, encode(0, 0, Op::kWake));
+  }
+
+  // ---------------------------------------------------------- ops
+  void submit_op(Conn& c, Op op, io_uring_sqe* s) {
+    io_uring_sqe_set_data64(s, encode(index_of(c), c.gen, op));
+    ++c.inflight;
+  }
+  void arm_recv(Conn& c, Side& side, Op op) {
+    if (side.recv_armed || side.eof || side.read_done || side.fd < 0 || c.closing) return;
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_recv(s, side.fd, nullptr, opt.recv_buffer_size, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = Ring::kBufGroup;
+    submit_op(c, op, s);
+    side.recv_armed = true;
+  }
+  void flush(Conn& c, Side& side, Op op) {
+    if (side.send_inflight || side.fd < 0 || c.closing) return;
+    if (side.sending.empty()) {
+      if (side.out.empty()) {
+        if (side.want_shut_wr && !side.shut_wr) {
+          shutdown(side.fd, SHUT_WR);
+          side.shut_wr = true;
+        }
+        return;
+      }
+      std::swap(side.sending, side.out);
+    }
+    const auto data = side.sending.front();
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_send(s, side.fd, data.data(), data.size(), MSG_NOSIGNAL);
+    submit_op(c, op, s);
+    side.send_inflight = true;
+  }
+
+  // ---------------------------------------------------------- life cycle
+  void accept_conn(int fd, uint32_t fd_index) {
+    bump(stats.accepted);
+    if (free_slots.empty() || draining) {
+      bump(stats.refused_over_limit);
+      close(fd);
+      return;
+    }
+    const uint32_t i = free_slots.back();
+    free_slots.pop_back();
+    Conn& c = conns[i];
+    const uint32_t gen = c.gen + 1;
+    c = Conn{};
+    c.gen = gen;
+    c.used = true;
+    c.listener = listen_listener[fd_index];
+    c.client.fd = fd;
+    c.client.stats = c.backend.stats = &stats;
+    c.wrt = wrt;
+    c.t_accept = now;
+    socklen_t len = sizeof c.peer.storage;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) c.peer.len = len;
+    len = sizeof c.local.storage;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
+    if (l.proxy != ProxyAccept::kNone) {
+      c.phase = Phase::kProxyHeader;
+      c.proxy_parser = std::make_unique<proxy::ProxyHeaderParser>();
+    } else {
+      c.phase = Phase::kHello;
+    }
+    c.parser = take_parser(l.max_hello_bytes);
+    ++active;
+    bump(stats.active);
+    link_tail(c, ListId::kHello);
+    arm_recv(c, c.client, Op::kClientRecv);
+  }
+
+  std::unique_ptr<tls::ClientHelloParser> take_parser(uint32_t max_hello) {
+    // Parsers are pooled only with the default cap; others are rare.
+    if (max_hello == tls::ParserLimits{}.max_hello_len && !parser_pool.empty()) {
+      auto p = std::move(parser_pool.back());
+      parser_pool.pop_back();
+      p->reset();
+      return p;
+    }
+    return std::make_unique<tls::ClientHelloParser>(tls::ParserLimits{max_hello});
+  }
+  void give_parser(std::unique_ptr<tls::ClientHelloParser> p) {
+    if (p && parser_pool.size() < 64) parser_pool.push_back(std::move(p));
+  }
+
+  // Starts closing: cancels what is in flight; the slot is freed when the
+  // last completion arrives. `abort` resets the client (and backend) socket.
+  void close_conn(Conn& c, std::string_view result, bool abort) {
+    if (c.closing) return;
+    c.closing = true;
+    if (c.result == "ok") c.result = std::string(result);
+    if (abort) bump(stats.resets);
+    unlink(c);
+    for (Side* s : {&c.client, &c.backend}) {
+      if (s->fd < 0) continue;
+      if (abort) {
+        const linger lg{1, 0};
+        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      }
+      io_uring_sqe* sqe = ring.sqe();
+      io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
+      submit_op(c, Op::kCancel, sqe);
+    }
+    maybe_free(c);
+  }
+
+  void maybe_free(Conn& c) {
+    if (!c.closing || c.inflight > 0) return;
+    write_log(c);
+    if (c.backend_active) c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+    for (Side* s : {&c.client, &c.backend}) {
+      if (s->ssl != nullptr) SSL_free(s->ssl);
+      s->ssl = nullptr;
+      if (s->fd >= 0) close(s->fd);
+      s->fd = -1;
+    }
+    give_parser(std::move(c.parser));
+    c.proxy_parser.reset();
+    c.wrt.reset();
+    c.client = Side{};
+    c.backend = Side{};
+    c.used = false;
+    free_slots.push_back(index_of(c));
+    --active;
+    drop(stats.active);
+  }
+
+  void write_log(const Conn& c) {
+    if (!log) return;
+    JsonWriter w;
+    w.begin_object();
+    w.field("worker", opt.index);
+    w.field("client", c.peer.to_string());
+    w.field("listener", c.wrt ? c.wrt->rt->listeners[c.listener].name : std::string());
+    if (c.sni.empty()) w.key("sni").null(); else w.field("sni", c.sni);
+    w.field("alpn_offered", c.alpn_offered);
+    if (c.client.ssl != nullptr && c.client.handshake_done) {
+      const unsigned char* alpn = nullptr;
+      unsigned alpn_len = 0;
+      SSL_get0_alpn_selected(c.client.ssl, &alpn, &alpn_len);
+      w.field("alpn", std::string_view(reinterpret_cast<const char*>(alpn), alpn_len));
+      w.field("tls_version", SSL_get_version(c.client.ssl));
+      w.field("cipher", SSL_get_cipher_name(c.client.ssl));
+      w.field("resumed", c.resumed);
+      w.field("ktls", false);
+    }
+    w.field("route", c.route != route::kNoIndex && c.wrt
+                         ? c.wrt->rt->listeners[c.listener].table.route(c.route).name
+                         : std::string_view());
+    w.field("match", c.match_kind);
+    w.field("action", c.route == route::kNoIndex ? std::string_view("none")
+                      : c.action == route::Action::kTerminate ? std::string_view("terminate")
+                      : c.action == route::Action::kPassthrough ? std::string_view("passthrough")
+                                                               : std::string_view("reject"));
+    if (c.backend_idx != route::kNoIndex && c.wrt) {
+      w.field("backend", c.wrt->rt->pools[c.pool].pool->backend(c.backend_idx).address.to_string());
+    }
+    if (!c.backend_chain.empty()) w.field("backend_chain", c.backend_chain);
+    w.field("bytes_from_client", c.client.rx);
+    w.field("bytes_to_client", c.client.tx);
+    w.field("bytes_from_backend", c.backend.rx);
+    w.field("bytes_to_backend", c.backend.tx);
+    auto ms = [&](uint64_t t) { return t == 0 ? int64_t{-1} : static_cast<int64_t>(t - c.t_accept); };
+    w.field("hello_ms", ms(c.t_hello));
+    w.field("handshake_ms", ms(c.t_handshake));
+    w.field("backend_ms", ms(c.t_backend));
+    w.field("duration_ms", static_cast<int64_t>(now - c.t_accept));
+    w.field("phase", to_string(c.phase));
+    w.field("result", c.result);
+    w.end_object();
+    log(opt.index, w.str());
+  }
+
+  // ---------------------------------------------------------- hello
+  void on_proxy_header(Conn& c) {
+    const ParseStatus st = c.proxy_parser->parse(c.client.in.front());
+    if (st == ParseStatus::kNeedMore) return;
+    if (st == ParseStatus::kError) {
+      bump(stats.proxy_errors);
+      close_conn(c, "proxy_header:" + std::string(c.proxy_parser->error().reason()), true);
+      return;
+    }
+    const proxy::ProxyHeader& h = c.proxy_parser->header();
+    const ProxyAccept want = c.wrt->rt->listeners[c.listener].proxy;
+    if ((want == ProxyAccept::kV1 && h.version != 1) || (want == ProxyAccept::kV2 && h.version != 2)) {
+      bump(stats.proxy_errors);
+      close_conn(c, "proxy_header:wrong_version", true);
+      return;
+    }
+    if (h.command == proxy::Command::kProxy && h.has_addresses()) {
+      sockaddr_storage ss{};
+      const socklen_t len = h.source.to_sockaddr(ss);
+      if (len > 0) {
+        c.peer.storage = ss;
+        c.peer.len = len;
+      }
+      const socklen_t dlen = h.destination.to_sockaddr(ss);
+      if (dlen > 0) {
+        c.local.storage = ss;
+        c.local.len = dlen;
+      }
+    }
+    // The PROXY header is not part of the TLS stream.
+    c.client.in.consume(h.header_len);
+    c.proxy_parser.reset();
+    c.phase = Phase::kHello;
+    on_hello(c);
+  }
+
+  void on_hello(Conn& c) {
+    const ParseStatus st = c.parser->parse(c.client.in.front());
+    if (st == ParseStatus::kNeedMore) {
+      if (c.client.eof) close_conn(c, "hello:eof", false);
+      return;
+    }
+    c.t_hello = now;
+    if (st == ParseStatus::kError) {
+      reject_malformed(c, c.parser->error());
+      return;
+    }
+    bump(stats.hello_done);
+    const tls::ClientHelloInfo& h = c.parser->info();
+    if (h.sni_ip_literal) bump(stats.sni_ip_literal);
+    if (h.has_sni) c.sni.assign(h.sni());
+    for (size_t i = 0; i < h.alpn_count; ++i) {
+      if (i) c.alpn_offered += ',';
+      c.alpn_offered.append(h.alpn[i]);
+    }
+    const route::RouteTableView& table = c.wrt->rt->listeners[c.listener].table;
+    const route::Match m = h.has_sni ? table.find(c.sni) : table.find_default();
+    c.match_kind = route::to_string(m.kind);
+    if (!m.found()) {
+      bump(stats.no_route);
+      reject(c, false, "no_route");
+      return;
+    }
+    c.route = m.route;
+    const route::RouteView rv = table.route(m.route);
+    c.action = rv.action;
+    c.pool = rv.pool;
+    give_parser(std::move(c.parser));
+    switch (rv.action) {
+      case route::Action::kReject:
+        bump(stats.routed_reject);
+        reject(c, rv.reject_with_reset(), "rejected");
+        return;
+      case route::Action::kPassthrough:
+        bump(stats.routed_passthrough);
+        start_connect(c);
+        return;
+      case route::Action::kTerminate:
+        bump(stats.routed_terminate);
+        start_handshake(c, rv.cert);
+        return;
+    }
+  }
+
+  void reject_malformed(Conn& c, const tls::HelloParseError& e) {
+    const std::string why = "hello:" + std::string(tls::to_string(e.code));
+    if (tls::is_not_tls(e.code)) {
+      bump(stats.hello_not_tls);
+      if (e.code == tls::HelloError::kHttpRequest) {
+        static constexpr std::string_view kResp =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 41\r\nConnection: close\r\n\r\n"
+            "This port speaks TLS: use https:// here.\n";
+        c.client.out.append({reinterpret_cast<const uint8_t*>(kResp.data()), kResp.size()});
+        start_linger(c, why);
+        return;
+      }
+      close_conn(c, why, false);
+      return;
+    }
+    bump(stats.hello_errors);
+    const AlertRecord a = fatal_alert_record(e.alert);
+    c.client.out.append(a.bytes);
+    start_linger(c, why);
+  }
+
+  void reject(Conn& c, bool with_reset, std::string_view why) {
+    if (with_reset) {
+      close_conn(c, why, true);
+      return;
+    }
+    const AlertRecord a = fatal_alert_record(TlsAlert::kUnrecognizedName);
+    c.client.out.append(a.bytes);
+    start_linger(c, why);
+  }
+
+  // After an alert or an error response: send it, half-close, and read
+  // until the client closes (or a short deadline), so that unread input does
+  // not turn our close into a reset that destroys the alert.
+  void start_linger(Conn& c, std::string_view why) {
+    c.result = std::string(why);
+    c.phase = Phase::kLinger;
+    c.client.want_shut_wr = true;
+    c.client.in.clear();
+    link_tail(c, ListId::kLinger);
+    flush(c, c.client, Op::kClientSend);
+    arm_recv(c, c.client, Op::kClientRecv);
+  }
+
+  // ---------------------------------------------------------- terminate
+  SSL_CTX* choose_ctx(Conn& c, uint32_t cert_index) {
+    const Runtime& rt = *c.wrt->rt;
+    if (cert_index >= rt.certs.size() || !rt.store) return nullptr;
+    const CertBinding& b = rt.certs[cert_index];
+    if (b.directory) return rt.store->find_for_host(b.name, c.sni);
+    return rt.store->find_by_name(b.name);
+  }
+
+  void start_handshake(Conn& c, uint32_t cert_index) {
+    SSL_CTX* ctx = choose_ctx(c, cert_index);
+    if (ctx == nullptr) {
+      bump(stats.no_certificate);
+      reject(c, false, "no_certificate");
+      return;
+    }
+    auto ssl = tls::new_server_ssl(ctx, c.sni);
+    if (!ssl) {
+      close_conn(c, "ssl_new:" + openssl_error(), true);
+      return;
+    }
+    c.client.ssl = ssl.release();
+    SSL_set_options(c.client.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    attach_bio(c.client.ssl, &c.client);
+    SSL_set_accept_state(c.client.ssl);
+    c.phase = Phase::kHandshake;
+    drive_client_handshake(c);
+  }
+
+  void drive_client_handshake(Conn& c) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(c.client.ssl);
+    if (r == 1) {
+      c.client.handshake_done = true;
+      c.t_handshake = now;
+      c.resumed = SSL_session_reused(c.client.ssl) == 1;
+      bump(stats.handshakes);
+      if (c.resumed) bump(stats.handshakes_resumed);
+      start_connect(c);
+      return;
+    }
+    const int e = SSL_get_error(c.client.ssl, r);
+    if (e == SSL_ERROR_WANT_READ && !c.client.eof) return;
+    bump(stats.handshake_errors);
+    // OpenSSL queued its alert in client.out: send it, then close.
+    start_linger(c, "handshake:" + (e == SSL_ERROR_WANT_READ ? std::string("eof") : openssl_error()));
+  }
+
+  // ---------------------------------------------------------- backend
+  void start_connect(Conn& c) {
+    const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
+    route::PickContext ctx;
+    ctx.client = &c.peer;
+    ctx.sni = c.sni;
+    ctx.now_ms = now;
+    auto pick = pr.pool->pick(c.wrt->pools[c.pool], ctx, c.tried);
+    if (!pick) {
+      bump(stats.backend_connect_errors);
+      close_conn(c, "backend:" + std::string(route::to_string(pick.error())), true);
+      return;
+    }
+    c.backend_idx = *pick;
+    c.tried.add(*pick);
+    const SocketAddress& addr = pr.pool->backend(*pick).address;
+    const int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      close_conn(c, "backend_socket:" + std::string(std::strerror(errno)), true);
+      return;
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c.backend.fd = fd;
+    c.phase = Phase::kConnecting;
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_connect(s, fd, addr.sa(), addr.len);
+    s->flags |= IOSQE_IO_LINK;
+    submit_op(c, Op::kBackendConnect, s);
+    const uint32_t ms = c.wrt->rt->timeouts.connect_ms;
+    c.connect_ts.tv_sec = ms / 1000;
+    c.connect_ts.tv_nsec = static_cast<long long>(ms % 1000) * 1000000;
+    io_uring_sqe* t = ring.sqe();
+    io_uring_prep_link_timeout(t, &c.connect_ts, 0);
+    submit_op(c, Op::kCancel, t);
+  }
+
+  void on_connect(Conn& c, int res) {
+    const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
+    if (res < 0) {
+      bump(stats.backend_connect_errors);
+      pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+      close(c.backend.fd);
+      c.backend.fd = -1;
+      if (!c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries) {
+        bump(stats.backend_retries);
+        start_connect(c);
+        return;
+      }
+      close_conn(c, "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res)), true);
+      return;
+    }
+    pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    c.backend_active = true;
+    c.t_backend = now;
+    bump(stats.backend_connects);
+    if (pr.send_proxy_v2) write_proxy_header(c);
+    if (pr.backend_tls) {
+      auto ssl = pr.backend_tls->new_ssl(c.sni);
+      if (!ssl) {
+        close_conn(c, "backend_ssl_new:" + openssl_error(), true);
+        return;
+      }
+      c.backend.ssl = ssl.release();
+      SSL_set_options(c.backend.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+      attach_bio(c.backend.ssl, &c.backend);
+      SSL_set_connect_state(c.backend.ssl);
+      c.phase = Phase::kBackendHandshake;
+      drive_backend_handshake(c);
+      return;
+    }
+    enter_relay(c);
+  }
+
+  void write_proxy_header(Conn& c) {
+    proxy::ProxyHeaderSpec spec;
+    spec.source = proxy::Address::from_sockaddr(c.peer.sa(), c.peer.len);
+    spec.destination = proxy::Address::from_sockaddr(c.local.sa(), c.local.len);
+    if (spec.source.family != spec.destination.family) spec.command = proxy::Command::kLocal;
+    if (!c.sni.empty()) spec.authority = c.sni;
+    std::string_view alpn;
+    if (c.client.ssl != nullptr) {
+      const unsigned char* a = nullptr;
+      unsigned n = 0;
+      SSL_get0_alpn_selected(c.client.ssl, &a, &n);
+      alpn = {reinterpret_cast<const char*>(a), n};
+      proxy::SslTlv ssl_tlv;
+      ssl_tlv.client = 0x01;  // PP2_CLIENT_SSL
+      ssl_tlv.verify = 0;
+      ssl_tlv.version = SSL_get_version(c.client.ssl);
+      ssl_tlv.cipher = SSL_get_cipher_name(c.client.ssl);
+      spec.ssl = ssl_tlv;
+    }
+    if (!alpn.empty()) spec.alpn = alpn;
+    uint8_t buf[1024];
+    if (auto n = proxy::write_v2(spec, buf)) c.backend.out.append({buf, *n});
+  }
+
+  void drive_backend_handshake(Conn& c) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(c.backend.ssl);
+    if (r == 1) {
+      c.backend.handshake_done = true;
+      c.backend_chain = tls::describe_chain(c.backend.ssl);
+      enter_relay(c);
+      return;
+    }
+    const int e = SSL_get_error(c.backend.ssl, r);
+    if (e == SSL_ERROR_WANT_READ && !c.backend.eof) return;
+    bump(stats.backend_tls_errors);
+    std::string why = tls::verify_error(c.backend.ssl);
+    if (why.empty()) why = openssl_error();
+    close_conn(c, "backend_tls:" + why, true);
+  }
+
+  void enter_relay(Conn& c) {
+    c.phase = Phase::kRelay;
+    link_tail(c, ListId::kIdle);
+    relay(c);
+  }
+
+  // ---------------------------------------------------------- relay
+  // Moves what `from` has received to `to`, through OpenSSL where a side
+  // speaks TLS, while `to` has room.
+  bool pump(Conn& c, Side& from, Side& to) {
+    uint8_t buf[16384];
+    while (to.queued() < opt.relay_cap && !from.read_done) {
+      size_t n = 0;
+      if (from.ssl != nullptr) {
+        ERR_clear_error();
+        const int r = SSL_read_ex(from.ssl, buf, sizeof buf, &n);
+        if (r <= 0) {
+          const int e = SSL_get_error(from.ssl, r);
+          if (e == SSL_ERROR_WANT_READ) {
+            if (from.eof) from.read_done = true;
+            break;
+          }
+          if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && from.eof)) {
+            from.read_done = true;  // close_notify, or the peer's FIN without one
+            break;
+          }
+          close_conn(c, (&from == &c.client ? "client_tls:" : "backend_tls:") + openssl_error(), true);
+          return false;
+        }
+      } else {
+        if (from.in.empty()) {
+          if (from.eof) from.read_done = true;
+          break;
+        }
+        n = from.in.read(buf, sizeof buf);
+      }
+      if (&to == &c.backend) c.forwarded = true;
+      if (to.ssl != nullptr) {
+        size_t w = 0;
+        if (SSL_write_ex(to.ssl, buf, n, &w) != 1 || w != n) {
+          close_conn(c, "tls_write:" + openssl_error(), true);
+          return false;
+        }
+      } else {
+        to.out.append({buf, n});
+      }
+    }
+    if (from.read_done && !to.want_shut_wr) {
+      // The source is finished: pass the half-close on.
+      if (to.ssl != nullptr) SSL_shutdown(to.ssl);
+      to.want_shut_wr = true;
+    }
+    return true;
+  }
+
+  void relay(Conn& c) {
+    if (!pump(c, c.client, c.backend) || c.closing) return;
+    if (!pump(c, c.backend, c.client) || c.closing) return;
+    flush(c, c.backend, Op::kBackendSend);
+    flush(c, c.client, Op::kClientSend);
+    const bool done = c.client.read_done && c.backend.read_done && c.client.shut_wr && c.backend.shut_wr &&
+                      !c.client.send_inflight && !c.backend.send_inflight;
+    if (done) {
+      close_conn(c, "ok", false);
+      return;
+    }
+    if (c.backend.queued() < opt.relay_cap) arm_recv(c, c.client, Op::kClientRecv);
+    if (c.client.queued() < opt.relay_cap) arm_recv(c, c.backend, Op::kBackendRecv);
+  }
+
+  // Called after any event on a connection: moves it on as far as it goes.
+  void progress(Conn& c) {
+    if (c.closing) {
+      maybe_free(c);
+      return;
+    }
+    switch (c.phase) {
+      case Phase::kProxyHeader:
+        on_proxy_header(c);
+        break;
+      case Phase::kHello:
+        on_hello(c);
+        break;
+      case Phase::kHandshake:
+        drive_client_handshake(c);
+        break;
+      case Phase::kConnecting:
+        break;
+      case Phase::kBackendHandshake:
+        drive_backend_handshake(c);
+        break;
+      case Phase::kRelay:
+        relay(c);
+        return;
+      case Phase::kLinger:
+        c.client.in.clear();
+        if (c.client.eof) {
+          close_conn(c, c.result, false);
+          return;
+        }
+        break;
+    }
+    if (c.closing) return;
+    flush(c, c.client, Op::kClientSend);
+    flush(c, c.backend, Op::kBackendSend);
+    if (c.phase == Phase::kRelay) return;
+    arm_recv(c, c.client, Op::kClientRecv);
+    if (c.phase == Phase::kBackendHandshake) arm_recv(c, c.backend, Op::kBackendRecv);
+  }
+
+  // ---------------------------------------------------------- completions
+  void on_recv(Conn& c, Side& side, const io_uring_cqe* cqe, bool is_client) {
+    side.recv_armed = false;
+    const int res = cqe->res;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+      const auto bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+      ring.note_taken();
+      if (res > 0 && !c.closing) {
+        side.in.append({ring.buffer(bid), static_cast<size_t>(res)});
+        side.rx += static_cast<uint64_t>(res);
+        bump(is_client ? stats.bytes_client_in : stats.bytes_backend_in, static_cast<uint64_t>(res));
+      }
+      ring.recycle(bid);
+    }
+    if (c.closing) return;
+    if (res == -ENOBUFS) {
+      // Every provided buffer is in use: try again on the next pass.
+      progress(c);
+      return;
+    }
+    if (res < 0) {
+      close_conn(c, std::string(is_client ? "client_recv:" : "backend_recv:") + std::strerror(-res), true);
+      return;
+    }
+    if (res == 0) side.eof = true;
+    if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
+    if (c.phase == Phase::kHello && c.client.in.size() > c.wrt->rt->listeners[c.listener].max_hello_bytes + 64 * 1024) {
+      close_conn(c, "hello:too_much_data", true);
+      return;
+    }
+    progress(c);
+  }
+
+  void on_send(Conn& c, Side& side, int res, bool is_client) {
+    side.send_inflight = false;
+    if (c.closing) return;
+    if (res < 0) {
+      close_conn(c, std::string(is_client ? "client_send:" : "backend_send:") + std::strerror(-res), true);
+      return;
+    }
+    side.sending.consume(static_cast<size_t>(res));
+    side.tx += static_cast<uint64_t>(res);
+    bump(is_client ? stats.bytes_client_out : stats.bytes_backend_out, static_cast<uint64_t>(res));
+    if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
+    if (c.phase == Phase::kLinger) {
+      flush(c, side, Op::kClientSend);
+      return;
+    }
+    progress(c);
+  }
+
+  void dispatch(const io_uring_cqe* cqe) {
+    const uint64_t ud = cqe->user_data;
+    const Op op = op_of(ud);
+    switch (op) {
+      case Op::kAccept: {
+        const uint32_t li = slot_of(ud);
+        if (cqe->res >= 0) {
+          accept_conn(cqe->res, li);
+        } else if (cqe->res != -ECANCELED) {
+          bump(stats.accept_errors);
+        }
+        if (!(cqe->flags & IORING_CQE_F_MORE) && !draining && li < listen_fds.size() && listen_fds[li] >= 0) {
+          arm_accept(li);  // EMFILE and friends end the multishot: re-arm (the tick paces retries)
+        }
+        return;
+      }
+      case Op::kTick:
+        on_tick();
+        arm_tick();
+        return;
+      case Op::kWake:
+        if (stop_requested.load()) begin_drain();
+        refresh_runtime();
+        arm_wake();
+        return;
+      default:
+        break;
+    }
+    const uint32_t i = slot_of(ud);
+    if (i >= conns.size()) return;
+    Conn& c = conns[i];
+    if (!c.used || c.gen != gen_of(ud)) return;  // cannot happen: slots are freed after their last completion
+    --c.inflight;
+    switch (op) {
+      case Op::kClientRecv:
+        on_recv(c, c.client, cqe, true);
+        break;
+      case Op::kBackendRecv:
+        on_recv(c, c.backend, cqe, false);
+        break;
+      case Op::kClientSend:
+        on_send(c, c.client, cqe->res, true);
+        break;
+      case Op::kBackendSend:
+        on_send(c, c.backend, cqe->res, false);
+        break;
+      case Op::kBackendConnect:
+        if (!c.closing) on_connect(c, cqe->res);
+        break;
+      default:
+        break;
+    }
+    maybe_free(c);
+  }
+
+  // ---------------------------------------------------------- timers
+  void expire(List& l, uint64_t timeout_ms, std::string_view why, std::atomic<uint64_t>* counter) {
+    while (l.head != kNil) {
+      Conn& c = conns[l.head];
+      if (c.last_activity + timeout_ms > now) break;
+      if (counter != nullptr) bump(*counter);
+      close_conn(c, why, counter != nullptr);  // close_conn unlinks
+    }
+  }
+
+  void on_tick() {
+    if (!wrt) return;
+    const Timeouts& t = wrt->rt->timeouts;
+    expire(hello_list, t.hello_ms, "hello_timeout", &stats.hello_timeouts);
+    expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
+    expire(linger_list, kLingerMs, "", nullptr);
+    if (draining && now >= drain_deadline) {
+      for (Conn& c : conns) {
+        if (c.used && !c.closing) close_conn(c, "drain_deadline", true);
+      }
+    }
+  }
+
+  void begin_drain() {
+    if (draining) return;
+    draining = true;
+    drain_deadline = now + (wrt ? wrt->rt->timeouts.drain_ms : 0);
+    for (int& fd : listen_fds) {
+      if (fd < 0) continue;
+      io_uring_sqe* s = ring.sqe();
+      io_uring_prep_cancel_fd(s, fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(s, encode(0, 0, Op::kShutdown));
+      close(fd);
+      fd = -1;
+    }
+  }
+
+  void run() {
+    if (opt.cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(opt.cpu, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    now = now_ms();
+    for (uint32_t i = 0; i < listen_fds.size(); ++i) arm_accept(i);
+    arm_tick();
+    arm_wake();
+    while (!(draining && active == 0)) {
+      const int rc = ring.submit_and_wait(1);
+      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
+        std::fprintf(stderr, "lodestone worker %u: io_uring_submit_and_wait: %s\n", opt.index, std::strerror(-rc));
+        break;
+      }
+      now = now_ms();
+      io_uring_cqe* cqe;
+      unsigned head, n = 0;
+      io_uring_for_each_cqe(ring.raw(), head, cqe) {
+        dispatch(cqe);
+        ++n;
+      }
+      io_uring_cq_advance(ring.raw(), n);
+      if (slot.generation() != seen_generation) refresh_runtime();
+    }
+  }
+};
+
+// ------------------------------------------------------------------ Worker
+
+Worker::Worker(WorkerOptions opt, const RuntimeSlot& slot, AccessLog log)
+    : impl_(std::make_unique<Impl>(opt, slot, std::move(log))) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    stop();
+    thread_.join();
+  }
+}
+
+Result<void, std::string> Worker::open() { return impl_->open(); }
+void Worker::start() {
+  thread_ = std::thread([this] { impl_->run(); });
+}
+void Worker::wake() {
+  const uint64_t one = 1;
+  if (impl_->wake_fd >= 0) (void)!write(impl_->wake_fd, &one, sizeof one);
+}
+void Worker::stop() {
+  impl_->stop_requested.store(true);
+  wake();
+}
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+const WorkerStats& Worker::stats() const noexcept { return impl_->stats; }
+
+}  // namespace lode::worker

@@ -1,0 +1,60 @@
+// A TLS worker: one thread, one io_uring, one SO_REUSEPORT listener per
+// listen address. It reads each connection's ClientHello, routes it by SNI,
+// then terminates TLS and relays to a backend, passes the bytes through, or
+// rejects. The same worker serves the kernel front and (later) the dpdk
+// front's exception interface.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/worker/runtime.h"
+#include "dataplane/worker/stats.h"
+#include "lodestone/result.h"
+
+namespace lode::worker {
+
+struct WorkerOptions {
+  uint32_t index = 0;
+  int cpu = -1;                 // pin to this CPU; -1: not pinned
+  unsigned ring_entries = 1024;
+  unsigned recv_buffers = 1024;  // provided buffers (power of two)
+  unsigned recv_buffer_size = 16 * 1024;
+  size_t relay_cap = 256 * 1024;  // bytes queued per direction before reads pause
+};
+
+// One line per finished connection. Called on the worker's thread.
+using AccessLog = std::function<void(uint32_t worker, const std::string& json_line)>;
+
+class Worker {
+ public:
+  Worker(WorkerOptions opt, const RuntimeSlot& slot, AccessLog log);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Opens the listeners of the current runtime (SO_REUSEPORT) and the ring.
+  Result<void, std::string> open();
+  void start();   // runs the loop on its own thread
+  void wake();    // a new runtime generation is published
+  void stop();    // stop accepting, drain up to the drain timeout, exit
+  void join();
+
+  const WorkerStats& stats() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+// Whether the running kernel offers the TLS ULP (kTLS); probed once.
+bool kernel_has_tls_ulp() noexcept;
+
+}  // namespace lode::worker

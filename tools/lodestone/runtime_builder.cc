@@ -1,0 +1,138 @@
+#include "tools/lodestone/runtime_builder.h"
+
+#include "controlplane/route_tables.h"
+
+namespace lode::app {
+
+tls::TlsSettings tls_settings(const config::TlsConfig& t) {
+  tls::TlsSettings s;
+  s.min_version = t.min_version == "1.3" ? tls::TlsVersion::kTls13 : tls::TlsVersion::kTls12;
+  s.max_version = t.max_version == "1.2" ? tls::TlsVersion::kTls12 : tls::TlsVersion::kTls13;
+  if (!t.ciphers.empty()) s.cipher_list = t.ciphers;
+  s.ciphersuites = t.ciphersuites;
+  if (!t.groups.empty()) s.groups = t.groups;
+  s.alpn = t.alpn;
+  s.session_tickets = t.session_tickets;
+  return s;
+}
+
+namespace {
+
+route::Algorithm algorithm(config::Algorithm a) {
+  switch (a) {
+    case config::Algorithm::kRoundRobin: return route::Algorithm::kRoundRobin;
+    case config::Algorithm::kLeastConn: return route::Algorithm::kLeastConn;
+    case config::Algorithm::kMaglevClient: return route::Algorithm::kMaglevClient;
+    case config::Algorithm::kMaglevSni: return route::Algorithm::kMaglevSni;
+  }
+  return route::Algorithm::kRoundRobin;
+}
+
+worker::ProxyAccept proxy_accept(config::ProxyAccept p) {
+  switch (p) {
+    case config::ProxyAccept::kNone: return worker::ProxyAccept::kNone;
+    case config::ProxyAccept::kV1: return worker::ProxyAccept::kV1;
+    case config::ProxyAccept::kV2: return worker::ProxyAccept::kV2;
+    case config::ProxyAccept::kAny: return worker::ProxyAccept::kAny;
+  }
+  return worker::ProxyAccept::kNone;
+}
+
+}  // namespace
+
+Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
+                                                             std::shared_ptr<tls::TicketKeys> keys,
+                                                             uint64_t generation) {
+  std::vector<std::string> errors;
+  BuiltRuntime out;
+  auto rt = std::make_shared<worker::Runtime>();
+  rt->generation = generation;
+  rt->timeouts = {cfg.timeouts.hello_ms, cfg.timeouts.connect_ms, cfg.timeouts.idle_ms, cfg.timeouts.drain_ms};
+  rt->limits = {cfg.limits.connections_per_worker, cfg.limits.connect_retries};
+
+  // Certificates: loaded and checked before anything is served.
+  const tls::TlsSettings settings = tls_settings(cfg.tls);
+  if (auto ok = tls::validate_settings(settings); !ok) errors.push_back(cfg.path + ": [tls]: " + ok.error());
+  tls::CertStoreConfig store_cfg;
+  for (const auto& c : cfg.certificates) {
+    store_cfg.add_named(c.name, {c.cert, c.key});
+    rt->certs.push_back({c.name, false});
+  }
+  for (const auto& d : cfg.certificate_dirs) {
+    store_cfg.add_directory(d.name, d.path, d.cert_pattern, d.key_pattern);
+    rt->certs.push_back({d.name, true});
+  }
+  if (errors.empty()) {
+    auto store = tls::CertStore::build(store_cfg, settings, keys);
+    if (!store) {
+      errors.push_back(store.error());
+    } else {
+      for (auto& w : store->warnings) out.warnings.push_back(std::move(w));
+      rt->store = std::make_shared<tls::CertStore>(std::move(store->store));
+    }
+  }
+
+  // Pools.
+  for (const auto& p : cfg.pools) {
+    route::PoolSpec spec;
+    spec.algorithm = algorithm(p.algorithm);
+    for (const auto& b : p.backends) spec.backends.push_back({b.address, b.weight, {}});
+    auto pool = route::BackendPool::build(std::move(spec));
+    if (!pool) {
+      errors.push_back(cfg.path + ": pool '" + p.name + "': " + pool.error().to_string());
+      continue;
+    }
+    worker::PoolRuntime pr;
+    pr.name = p.name;
+    pr.pool = std::make_unique<route::BackendPool>(std::move(*pool));
+    pr.send_proxy_v2 = p.send_proxy_v2;
+    if (p.tls.enabled) {
+      tls::BackendTlsSettings bs;
+      bs.server_name = p.tls.server_name;
+      bs.sni_from_client = !p.tls.server_name_set;
+      bs.verify = p.tls.verify;
+      bs.ca_file = p.tls.ca_file;
+      bs.ca_path = p.tls.ca_path;
+      auto ctx = tls::BackendTlsContext::create(bs);
+      if (!ctx) {
+        errors.push_back(cfg.path + ": pool '" + p.name + "' tls: " + ctx.error());
+        continue;
+      }
+      pr.backend_tls = std::move(*ctx);
+    }
+    rt->pools.push_back(std::move(pr));
+  }
+
+  // Listeners and their route tables.
+  auto tables = config::build_route_tables(cfg);
+  if (!tables) {
+    for (const auto& e : tables.error()) errors.push_back(e.to_string());
+  } else {
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const config::ListenerConfig& l = cfg.listeners[i];
+      worker::ListenerRuntime lr;
+      lr.name = l.name;
+      lr.addresses = l.listen;
+      lr.proxy = proxy_accept(l.proxy_protocol);
+      lr.max_hello_bytes = l.max_hello_bytes;
+      const auto bytes = (*tables)[i].table.bytes();
+      lr.table_bytes.assign(bytes.begin(), bytes.end());
+      rt->listeners.push_back(std::move(lr));
+    }
+    // Views point into each listener's own copy: open them once the vector
+    // no longer moves.
+    for (auto& lr : rt->listeners) {
+      auto view = route::RouteTableView::open(lr.table_bytes);
+      if (!view) {
+        errors.push_back("internal: route table of listener " + lr.name + ": " + view.error().message());
+        continue;
+      }
+      lr.table = *view;
+    }
+  }
+  if (!errors.empty()) return unexpected(std::move(errors));
+  out.runtime = std::move(rt);
+  return out;
+}
+
+}  // namespace lode::app
