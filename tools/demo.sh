@@ -1,30 +1,60 @@
 #!/usr/bin/env bash
-# Lodestone's main job on a built-in demo. Installs what is missing, builds
-# the release configuration, then shows the SNI routing core at work: the
-# route each real client's ClientHello takes under a demo config (lodectl
-# explain), and the parser and route-table benchmarks against their baselines.
-# (The TLS workers of issue 3 replace this with a live proxy.)
+# Lodestone's main job on a built-in demo (stone's senri/asao example):
+# one port, two names, each with its own certificate and its own backend.
+#
+#   tools/demo.sh                 runs until Ctrl-C
+#   DEMO_SECONDS=30 tools/demo.sh stops by itself
+#   DEMO_PORT=8443                the port Lodestone listens on (127.0.0.1)
+#
+# Installs what is missing, builds the release configuration, makes demo
+# certificates (a test CA, a.test and b.test), starts two demo backends and
+# Lodestone (kernel front), then shows with curl and openssl s_client that
+# each name gets its own certificate and its own backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+port=${DEMO_PORT:-8443}
+seconds=${DEMO_SECONDS:-0}
+
 tools/install-deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
+bin="$root/build/release"
 
-demo=$(mktemp -d)
-trap 'rm -rf "$demo"' EXIT
-cat >"$demo/demo.toml" <<'TOML'
+demo=$(mktemp -d /tmp/lodestone-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$demo"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+tools/make-test-pki.sh "$demo/pki" a.test b.test >/dev/null
+mkdir -p "$demo/certs"
+cp "$demo/pki/a.test.pem" "$demo/pki/a.test.key" "$demo/pki/b.test.pem" "$demo/pki/b.test.key" "$demo/certs/"
+
+# Two plaintext backends: "senri" and "asao".
+"$bin/lode-backend" --listen 127.0.0.1:$((port + 1)) --name senri 2>"$demo/senri.log" &
+pids+=($!)
+"$bin/lode-backend" --listen 127.0.0.1:$((port + 2)) --name asao 2>"$demo/asao.log" &
+pids+=($!)
+
+cat >"$demo/lodestone.toml" <<TOML
+# One listener, two names, each terminated with its own certificate (found by
+# name in certs/, stone's certpat mode) and relayed to its own backend.
 [[listener]]
 name = "https"
-listen = ["127.0.0.1:44312"]
-default_route = "fallback"
+listen = ["127.0.0.1:$port"]
 
 [[pool]]
 name = "senri"
-backends = ["127.0.0.1:9001"]
+backends = ["127.0.0.1:$((port + 1))"]
 
 [[pool]]
 name = "asao"
-backends = ["127.0.0.1:9002"]
+backends = ["127.0.0.1:$((port + 2))"]
 
 [[certificate_dir]]
 name = "sites"
@@ -32,7 +62,7 @@ path = "certs"
 
 [[route]]
 name = "senri"
-names = ["a.test", "*.senri.test"]
+names = ["a.test"]
 action = "terminate"
 pool = "senri"
 certificate = "sites"
@@ -40,20 +70,50 @@ certificate = "sites"
 [[route]]
 name = "asao"
 names = ["b.test"]
-action = "passthrough"
+action = "terminate"
 pool = "asao"
+certificate = "sites"
 
-[[route]]
-name = "fallback"
-action = "reject"
+[tls]
+alpn = ["http/1.1"]
+
+[log]
+access = "$demo/access.log"
 TOML
 
-echo "== configuration check"
-build/release/lodectl check "$demo/demo.toml"
-echo "== where real clients' hellos go (tests/fixtures/pcap/clients.pcap)"
-build/release/lodectl explain --config "$demo/demo.toml" --pcap tests/fixtures/pcap/clients.pcap |
-  sed -E 's/.*"client":"([^"]*)".*"sni":("[^"]*"|null).*"why":"([^"]*)".*/  \1  sni=\2  ->  \3/'
-echo "== ClientHello parse vs OpenSSL (ratio = how many times faster)"
-build/release/bench/client_hello_bench --benchmark_min_time=0.2 2>/dev/null | sed -n '/comparison/,$p'
-echo "== route lookup"
-build/release/bench/route_bench --benchmark_min_time=0.1 --benchmark_filter='Lookup' 2>/dev/null | tail -n +4
+"$bin/lodestone" check "$demo/lodestone.toml"
+"$bin/lodestone" run "$demo/lodestone.toml" 2>"$demo/lodestone.log" &
+pids+=($!)
+for _ in $(seq 1 50); do
+  grep -q '"event":"start"' "$demo/lodestone.log" 2>/dev/null && break
+  sleep 0.1
+done
+head -n 1 "$demo/lodestone.log"
+
+show() {
+  echo
+  echo "\$ $*"
+  eval "$@" || true
+}
+ca="$demo/pki/ca.pem"
+echo
+echo "== Two names on one port, two certificates, two backends"
+show "curl -sS --cacert $ca --resolve a.test:$port:127.0.0.1 https://a.test:$port/"
+show "curl -sS --cacert $ca --resolve b.test:$port:127.0.0.1 https://b.test:$port/"
+show "openssl s_client -connect 127.0.0.1:$port -servername a.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|Verify return code'"
+show "openssl s_client -connect 127.0.0.1:$port -servername b.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|Verify return code'"
+echo
+echo "== An unknown name gets TLS alert 112 (unrecognized_name), never another tenant's certificate"
+show "openssl s_client -connect 127.0.0.1:$port -servername c.test </dev/null 2>&1 | grep -o 'alert unrecognized name\|SSL alert number 112' | head -n 1"
+echo
+echo "== The access log (one JSON line per connection)"
+sleep 0.3
+cat "$demo/access.log"
+echo
+if [ "$seconds" -gt 0 ]; then
+  echo "Lodestone is serving https://a.test:$port and https://b.test:$port for ${seconds}s (CA: $ca)"
+  sleep "$seconds"
+else
+  echo "Lodestone is serving https://a.test:$port and https://b.test:$port (CA: $ca). Ctrl-C stops it."
+  wait "${pids[-1]}"
+fi

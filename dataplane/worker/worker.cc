@@ -107,6 +107,7 @@ struct Conn {
   uint32_t backend_idx = route::kNoIndex;
   bool backend_active = false;  // counted in the pool's active connections
   __kernel_timespec connect_ts{};
+  std::string last_connect_error;
   // TLS facts for the log.
   bool resumed = false;
   std::string backend_chain;
@@ -264,6 +265,7 @@ struct Worker::Impl {
   uint64_t wake_value = 0;
   std::atomic<bool> stop_requested{false};
   bool draining = false;
+  std::vector<uint8_t> accept_armed;  // per listener fd
   uint64_t drain_deadline = 0;
   __kernel_timespec tick_ts{0, kTickMs * 1000000LL};
   std::vector<std::unique_ptr<tls::ClientHelloParser>> parser_pool;
@@ -352,6 +354,8 @@ struct Worker::Impl {
   }
 
   void arm_accept(uint32_t li) {
+    if (accept_armed.size() < listen_fds.size()) accept_armed.resize(listen_fds.size(), 0);
+    accept_armed[li] = 1;
     io_uring_sqe* s = ring.sqe();
     io_uring_prep_multishot_accept(s, listen_fds[li], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(s, encode(li, 0, Op::kAccept));
@@ -727,8 +731,10 @@ struct Worker::Impl {
     ctx.now_ms = now;
     auto pick = pr.pool->pick(c.wrt->pools[c.pool], ctx, c.tried);
     if (!pick) {
-      bump(stats.backend_connect_errors);
-      close_conn(c, "backend:" + std::string(route::to_string(pick.error())), true);
+      // Every backend was tried: report the last connect error.
+      close_conn(c, c.last_connect_error.empty() ? "backend:" + std::string(route::to_string(pick.error()))
+                                                 : c.last_connect_error,
+                 true);
       return;
     }
     c.backend_idx = *pick;
@@ -762,12 +768,14 @@ struct Worker::Impl {
       pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
       close(c.backend.fd);
       c.backend.fd = -1;
-      if (!c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries) {
+      c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
+      if (!c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries &&
+          c.tried.attempts() < pr.pool->size()) {
         bump(stats.backend_retries);
         start_connect(c);
         return;
       }
-      close_conn(c, "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res)), true);
+      close_conn(c, c.last_connect_error, true);
       return;
     }
     pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
@@ -1002,11 +1010,19 @@ struct Worker::Impl {
         const uint32_t li = slot_of(ud);
         if (cqe->res >= 0) {
           accept_conn(cqe->res, li);
-        } else if (cqe->res != -ECANCELED) {
+        } else if (cqe->res != -ECANCELED && cqe->res != -EINVAL) {
           bump(stats.accept_errors);
         }
-        if (!(cqe->flags & IORING_CQE_F_MORE) && !draining && li < listen_fds.size() && listen_fds[li] >= 0) {
-          arm_accept(li);  // EMFILE and friends end the multishot: re-arm (the tick paces retries)
+        if (!(cqe->flags & IORING_CQE_F_MORE) && li < listen_fds.size() && listen_fds[li] >= 0) {
+          accept_armed[li] = 0;
+          if (draining) {
+            close(listen_fds[li]);  // the accept is over: now the socket can go
+            listen_fds[li] = -1;
+          } else if (cqe->res < 0) {
+            // EMFILE and friends: the tick re-arms it, so this does not spin.
+          } else {
+            arm_accept(li);
+          }
         }
         return;
       }
@@ -1060,6 +1076,9 @@ struct Worker::Impl {
   }
 
   void on_tick() {
+    for (uint32_t i = 0; i < accept_armed.size() && !draining; ++i) {
+      if (!accept_armed[i] && listen_fds[i] >= 0) arm_accept(i);
+    }
     if (!wrt) return;
     const Timeouts& t = wrt->rt->timeouts;
     expire(hello_list, t.hello_ms, "hello_timeout", &stats.hello_timeouts);
@@ -1076,13 +1095,11 @@ struct Worker::Impl {
     if (draining) return;
     draining = true;
     drain_deadline = now + (wrt ? wrt->rt->timeouts.drain_ms : 0);
-    for (int& fd : listen_fds) {
-      if (fd < 0) continue;
-      io_uring_sqe* s = ring.sqe();
-      io_uring_prep_cancel_fd(s, fd, IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data64(s, encode(0, 0, Op::kShutdown));
-      close(fd);
-      fd = -1;
+    // shutdown() takes a listening socket out of the SO_REUSEPORT group at
+    // once (new connections go to the other processes' sockets) and ends
+    // the multishot accept; its last completion closes the fd.
+    for (int fd : listen_fds) {
+      if (fd >= 0) shutdown(fd, SHUT_RDWR);
     }
   }
 
