@@ -13,7 +13,8 @@ namespace lode::route {
 
 namespace {
 
-constexpr uint64_t kMaxPool = 0xFFFFFFFFull;           // name offsets are u32
+constexpr uint64_t kMaxPool = 0xFFFFFFFFull;  // name offsets are u32
+constexpr uint64_t kCacheLine = 64;
 constexpr size_t kMaxNamesPerTable = size_t{1} << 30;  // 2 * names slots must fit a u32
 
 constexpr uint64_t align_up(uint64_t v, uint64_t a) noexcept {
@@ -225,9 +226,11 @@ Result<FlatTable, BuildError> RouteTableBuilder::build() const {
   const auto wild_slots =
       static_cast<uint32_t>(std::bit_ceil(std::max<uint64_t>(1, uint64_t{wild_names} * 2)));
 
+  // The format asks for 8-byte alignment; the slot tables start on a cache
+  // line (of a 64-byte aligned block) so that no slot straddles two.
   const uint64_t routes_off = kHeaderSize;
-  const uint64_t exact_off = align_up(routes_off + routes_.size() * kRouteSize, kAlign);
-  const uint64_t wild_off = align_up(exact_off + uint64_t{exact_slots} * kSlotSize, kAlign);
+  const uint64_t exact_off = align_up(routes_off + routes_.size() * kRouteSize, kCacheLine);
+  const uint64_t wild_off = align_up(exact_off + uint64_t{exact_slots} * kSlotSize, kCacheLine);
   const uint64_t pool_off = align_up(wild_off + uint64_t{wild_slots} * kSlotSize, kAlign);
   const uint64_t total = align_up(pool_off + pool_size, kAlign);
 

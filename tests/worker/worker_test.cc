@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "controlplane/config.h"
+#include "dataplane/tls/proxy_protocol.h"
 #include "support/fixtures.h"
 #include "support/hello_builder.h"
 #include "support/test_pki.h"
@@ -167,7 +168,7 @@ class WorkerTest : public ::testing::Test {
     ca_pem_ = pki.root.cert_pem();
     port_ = free_port();
     const std::string toml = "[[listener]]\nname = \"l\"\nlisten = [\"127.0.0.1:" + std::to_string(port_) +
-                             "\"]\n"
+                             "\"]\n" + listener_extra_ +
                              "[[pool]]\nname = \"echo\"\nbackends = [\"127.0.0.1:" +
                              std::to_string(backend_port) +
                              "\"]\n"
@@ -253,6 +254,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
+  std::string listener_extra_;  // more keys for the [[listener]]
   std::string ca_pem_;
   uint16_t port_ = 0;
   RuntimeSlot slot_;
@@ -497,6 +499,37 @@ TEST_F(WorkerTest, BackendResetMidStreamResetsTheClient) {
   ASSERT_TRUE(wait_log(1));
   EXPECT_TRUE(has(log()[0], "backend_recv:") || has(log()[0], "backend_send:")) << log()[0];
   EXPECT_GE(stats().resets.load(), 1u);
+}
+
+TEST_F(WorkerTest, ProxyV2FromAnUpstreamIsConsumedAndItsClientLogged) {
+  EchoBackend backend;
+  listener_extra_ = "proxy_protocol = \"v2\"\n";
+  start(backend.port());
+  proxy::ProxyHeaderSpec spec;
+  spec.source = proxy::Address::inet({203, 0, 113, 7}, 51000);
+  spec.destination = proxy::Address::inet({198, 51, 100, 1}, 443);
+  spec.authority = "p.test";
+  uint8_t hdr[256];
+  auto n = proxy::write_v2(spec, hdr);
+  ASSERT_TRUE(n.has_value());
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  std::string wire(reinterpret_cast<const char*>(hdr), *n);
+  wire.append(hello.begin(), hello.end());
+  int fd = connect_to(port_);
+  send(fd, wire.data(), wire.size(), 0);
+  shutdown(fd, SHUT_WR);
+  Drained d = drain(fd);
+  close(fd);
+  EXPECT_EQ(d.bytes, std::string(hello.begin(), hello.end())) << "the PROXY header must not reach the backend";
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("client":"203.0.113.7:51000")")) << log()[0];
+  // A hello without the header the listener requires is refused.
+  fd = connect_to(port_);
+  send(fd, hello.data(), hello.size(), 0);
+  d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.bytes.empty());
+  EXPECT_EQ(stats().proxy_errors.load(), 1u);
 }
 
 TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {
