@@ -325,7 +325,22 @@ struct Worker::Impl {
     auto w = std::make_shared<WorkerRuntime>();
     w->rt = rt;
     w->pools.reserve(rt->pools.size());
-    for (const auto& p : rt->pools) w->pools.emplace_back(*p.pool);
+    for (const auto& p : rt->pools) {
+      // Passive health survives a reload: carry a same-named pool's state.
+      const route::PoolState* prev_state = nullptr;
+      const route::BackendPool* prev_pool = nullptr;
+      for (size_t i = 0; wrt && i < wrt->rt->pools.size(); ++i) {
+        if (wrt->rt->pools[i].name == p.name) {
+          prev_pool = wrt->rt->pools[i].pool.get();
+          prev_state = &wrt->pools[i];
+        }
+      }
+      if (prev_pool != nullptr) {
+        w->pools.emplace_back(*p.pool, *prev_pool, *prev_state);
+      } else {
+        w->pools.emplace_back(*p.pool);
+      }
+    }
     wrt = std::move(w);
     seen_generation = g;
   }

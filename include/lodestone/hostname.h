@@ -4,6 +4,7 @@
 // certificate another. Pure, no allocation.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -69,6 +70,19 @@ constexpr bool is_ipv4_literal(std::string_view s) noexcept {
   }
 }
 
+// Each byte of a host name: itself lower-cased when allowed (letters, digits,
+// '-', '_', '.'), 0 when not.
+inline constexpr std::array<char, 256> kHostByte = [] {
+  std::array<char, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = static_cast<char>(c);
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = static_cast<char>(c | 0x20);
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<char>(c);
+  t['-'] = '-';
+  t['_'] = '_';
+  t['.'] = '.';
+  return t;
+}();
+
 constexpr bool is_hex_digit(char c) noexcept {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -128,22 +142,16 @@ constexpr bool is_ipv6_literal(std::string_view s) noexcept {
   bool saw_colon = false;
   for (size_t i = 0; i < in.size(); ++i) {
     const auto c = static_cast<unsigned char>(in[i]);
-    if (c >= 'a' && c <= 'z') {
-      out[i] = static_cast<char>(c);
-    } else if (c >= 'A' && c <= 'Z') {
-      out[i] = static_cast<char>(c | 0x20);
-    } else if ((c >= '0' && c <= '9') || c == '-' || c == '_') {
-      out[i] = static_cast<char>(c);
-    } else if (c == '.') {
+    const char o = detail::kHostByte[c];
+    out[i] = o;
+    if (o == '.') {
       if (label == 0) return unexpected(HostnameError::kEmptyLabel);
-      out[i] = '.';
       label = 0;
       continue;
-    } else if (c == 0) {
-      return unexpected(HostnameError::kNul);
-    } else if (c >= 0x80) {
-      return unexpected(HostnameError::kNonAscii);
-    } else {
+    }
+    if (o == 0) [[unlikely]] {
+      if (c == 0) return unexpected(HostnameError::kNul);
+      if (c >= 0x80) return unexpected(HostnameError::kNonAscii);
       if (c == ':' || c == '[' || c == ']') {
         saw_colon = true;
         continue;  // decided below: an IPv6 literal or a bad character
