@@ -962,7 +962,12 @@ struct Worker::Impl {
     flush(c, c.client, Op::kClientSend);
     flush(c, c.backend, Op::kBackendSend);
     if (c.phase == Phase::kRelay) return;
-    arm_recv(c, c.client, Op::kClientRecv);
+    // Until the relay starts, what the client sends piles up in client.in:
+    // bounded (the hello may need up to its cap, later bytes wait their turn).
+    const size_t limit = c.phase == Phase::kProxyHeader || c.phase == Phase::kHello
+                             ? size_t{c.wrt->rt->listeners[c.listener].max_hello_bytes} + 16 * 1024
+                             : opt.relay_cap;
+    if (c.client.in.size() < limit) arm_recv(c, c.client, Op::kClientRecv);
     if (c.phase == Phase::kBackendHandshake) arm_recv(c, c.backend, Op::kBackendRecv);
   }
 
@@ -992,10 +997,6 @@ struct Worker::Impl {
     }
     if (res == 0) side.eof = true;
     if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
-    if (c.phase == Phase::kHello && c.client.in.size() > c.wrt->rt->listeners[c.listener].max_hello_bytes + 64 * 1024) {
-      close_conn(c, "hello:too_much_data", true);
-      return;
-    }
     progress(c);
   }
 
