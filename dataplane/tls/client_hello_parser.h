@@ -39,6 +39,7 @@ class ClientHelloParser {
   const ClientHelloInfo& info() const noexcept { return info_; }        // after kDone
   const HelloParseError& error() const noexcept { return error_; }      // after kError
   ParseStatus status() const noexcept { return status_; }
+  const ParserLimits& limits() const noexcept { return limits_; }
   void reset() noexcept;
 
  private:

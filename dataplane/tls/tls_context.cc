@@ -132,11 +132,14 @@ int on_servername(SSL* ssl, int* alert, void* /*arg*/) {
   bool same = false;
   if (sni == nullptr) {
     same = routed->len == 0;
-  } else if (routed->len != 0) {
+  } else {
     char buf[kHostnameBufSize];
     const auto n = normalize_hostname(sni, buf);
-    same = n && n->kind == HostnameKind::kName && n->len == routed->len &&
-           std::memcmp(buf, routed->name, routed->len) == 0;
+    if (n && n->kind != HostnameKind::kName) {
+      same = routed->len == 0;  // an IP literal counts as no SNI, as the router saw it
+    } else {
+      same = n && routed->len != 0 && n->len == routed->len && std::memcmp(buf, routed->name, routed->len) == 0;
+    }
   }
   if (!same) {
     routed->mismatch = true;

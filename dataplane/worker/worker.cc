@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <chrono>
 #include <cstring>
+#include <future>
 
 #include "dataplane/tls/client_hello_parser.h"
 #include "dataplane/tls/proxy_protocol.h"
@@ -29,6 +30,7 @@ namespace {
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kLingerMs = 2000;       // after an alert: read and discard until the peer closes
 constexpr uint32_t kTickMs = 100;
+constexpr size_t kKeepBuffer = 16 * 1024;  // an idle connection gives back buffers above this
 constexpr int kBioCtrlSetKtls = 72;        // BIO_CTRL_SET_KTLS, not in OpenSSL 3.0's public header
 constexpr int kBioCtrlGetKtlsSend = 73;
 constexpr int kBioCtrlGetKtlsRecv = 76;
@@ -82,7 +84,7 @@ struct WorkerRuntime {
   std::vector<route::PoolState> pools;
 };
 
-enum class ListId : uint8_t { kNone, kHello, kIdle, kLinger };
+enum class ListId : uint8_t { kNone, kHello, kConnect, kIdle, kLinger };
 
 struct Conn {
   uint32_t gen = 0;
@@ -105,7 +107,8 @@ struct Conn {
   uint32_t pool = route::kNoIndex;
   route::TriedSet tried;
   uint32_t backend_idx = route::kNoIndex;
-  bool backend_active = false;  // counted in the pool's active connections
+  bool backend_active = false;  // connected: counted in the pool's active connections
+  bool backend_picked = false;  // picked and not yet reported as failed
   __kernel_timespec connect_ts{};
   std::string last_connect_error;
   // TLS facts for the log.
@@ -252,7 +255,6 @@ struct Worker::Impl {
   WorkerOptions opt;
   const RuntimeSlot& slot;
   AccessLog log;
-  Ring ring;
   WorkerStats stats;
   std::vector<int> listen_fds;
   std::vector<uint32_t> listen_listener;  // listener index of each fd
@@ -273,8 +275,11 @@ struct Worker::Impl {
   struct List {
     uint32_t head = kNil, tail = kNil;
   };
-  List hello_list, idle_list, linger_list;
+  List hello_list, connect_list, idle_list, linger_list;
   uint64_t now = 0;
+  // Last, so it is torn down first: no operation in flight can outlive the
+  // connection memory it points into.
+  Ring ring;
 
   Impl(WorkerOptions o, const RuntimeSlot& s, AccessLog l) : opt(o), slot(s), log(std::move(l)) {}
 
@@ -293,7 +298,14 @@ struct Worker::Impl {
   }
 
   // ---------------------------------------------------------- lists
-  List& list_of(ListId id) { return id == ListId::kHello ? hello_list : id == ListId::kIdle ? idle_list : linger_list; }
+  List& list_of(ListId id) {
+    switch (id) {
+      case ListId::kHello: return hello_list;
+      case ListId::kConnect: return connect_list;
+      case ListId::kIdle: return idle_list;
+      default: return linger_list;
+    }
+  }
   uint32_t index_of(const Conn& c) const { return static_cast<uint32_t>(&c - conns.data()); }
 
   void unlink(Conn& c) {
@@ -358,7 +370,6 @@ struct Worker::Impl {
         listen_listener.push_back(li);
       }
     }
-    if (auto r = ring.init(opt.ring_entries, opt.recv_buffers, opt.recv_buffer_size); !r) return r;
     wake_fd = eventfd(0, EFD_CLOEXEC);
     if (wake_fd < 0) return unexpected("eventfd: " + std::string(std::strerror(errno)));
     const uint32_t cap = wrt->rt->limits.connections_per_worker;
@@ -403,7 +414,9 @@ struct Worker::Impl {
   void flush(Conn& c, Side& side, Op op) {
     if (side.send_inflight || side.fd < 0 || c.closing) return;
     if (side.sending.empty()) {
+      if (side.sending.capacity() > kKeepBuffer) side.sending.release();
       if (side.out.empty()) {
+        if (side.out.capacity() > kKeepBuffer) side.out.release();
         if (side.want_shut_wr && !side.shut_wr) {
           shutdown(side.fd, SHUT_WR);
           side.shut_wr = true;
@@ -430,7 +443,7 @@ struct Worker::Impl {
     const uint32_t i = free_slots.back();
     free_slots.pop_back();
     Conn& c = conns[i];
-    const uint32_t gen = c.gen + 1;
+    const uint32_t gen = (c.gen + 1) & 0xffffff;  // as wide as the tag in user_data
     c = Conn{};
     c.gen = gen;
     c.used = true;
@@ -438,6 +451,13 @@ struct Worker::Impl {
     c.client.fd = fd;
     c.client.stats = c.backend.stats = &stats;
     c.wrt = wrt;
+    if (c.listener >= c.wrt->rt->listeners.size()) {
+      // Cannot happen: reloads that change the listeners are refused.
+      c.used = false;
+      free_slots.push_back(i);
+      close(fd);
+      return;
+    }
     c.t_accept = now;
     socklen_t len = sizeof c.peer.storage;
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) c.peer.len = len;
@@ -470,7 +490,9 @@ struct Worker::Impl {
     return std::make_unique<tls::ClientHelloParser>(tls::ParserLimits{max_hello});
   }
   void give_parser(std::unique_ptr<tls::ClientHelloParser> p) {
-    if (p && parser_pool.size() < 64) parser_pool.push_back(std::move(p));
+    if (p && parser_pool.size() < 64 && p->limits().max_hello_len == tls::ParserLimits{}.max_hello_len) {
+      parser_pool.push_back(std::move(p));
+    }
   }
 
   // Starts closing: cancels what is in flight; the slot is freed when the
@@ -487,17 +509,21 @@ struct Worker::Impl {
         const linger lg{1, 0};
         setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       }
+      const bool busy = s->recv_armed || s->send_inflight || (s == &c.backend && c.phase == Phase::kConnecting);
+      if (!busy) continue;
       io_uring_sqe* sqe = ring.sqe();
       io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
       submit_op(c, Op::kCancel, sqe);
     }
-    maybe_free(c);
+    // The slot is freed by maybe_free() once the caller is done with it:
+    // at the end of dispatch() or of the timer pass, never under a caller.
   }
 
   void maybe_free(Conn& c) {
-    if (!c.closing || c.inflight > 0) return;
+    if (!c.used || !c.closing || c.inflight > 0) return;
     write_log(c);
-    if (c.backend_active) c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+    // Every pick ends in exactly one on_connect_fail or on_close.
+    if (c.backend_picked) c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
     for (Side* s : {&c.client, &c.backend}) {
       if (s->ssl != nullptr) SSL_free(s->ssl);
       s->ssl = nullptr;
@@ -510,6 +536,7 @@ struct Worker::Impl {
     c.client = Side{};
     c.backend = Side{};
     c.used = false;
+    c.closing = false;
     free_slots.push_back(index_of(c));
     --active;
     drop(stats.active);
@@ -715,6 +742,7 @@ struct Worker::Impl {
     attach_bio(c.client.ssl, &c.client);
     SSL_set_accept_state(c.client.ssl);
     c.phase = Phase::kHandshake;
+    link_tail(c, ListId::kHello);  // the TLS handshake gets its own hello_ms
     drive_client_handshake(c);
   }
 
@@ -739,6 +767,9 @@ struct Worker::Impl {
 
   // ---------------------------------------------------------- backend
   void start_connect(Conn& c) {
+    // Connect attempts (each bounded by connect_ms) and the backend TLS
+    // handshake share one budget: connect_ms x attempts.
+    if (c.list != ListId::kConnect) link_tail(c, ListId::kConnect);
     const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     route::PickContext ctx;
     ctx.client = &c.peer;
@@ -764,6 +795,9 @@ struct Worker::Impl {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c.backend.fd = fd;
     c.phase = Phase::kConnecting;
+    c.backend_picked = true;
+    // The connect and its linked timeout must go in one submission.
+    if (io_uring_sq_space_left(ring.raw()) < 2) ring.submit();
     io_uring_sqe* s = ring.sqe();
     io_uring_prep_connect(s, fd, addr.sa(), addr.len);
     s->flags |= IOSQE_IO_LINK;
@@ -781,6 +815,7 @@ struct Worker::Impl {
     if (res < 0) {
       bump(stats.backend_connect_errors);
       pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+      c.backend_picked = false;
       close(c.backend.fd);
       c.backend.fd = -1;
       c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
@@ -849,7 +884,11 @@ struct Worker::Impl {
       return;
     }
     const int e = SSL_get_error(c.backend.ssl, r);
-    if (e == SSL_ERROR_WANT_READ && !c.backend.eof) return;
+    if (e == SSL_ERROR_WANT_READ && !c.backend.eof) {
+      flush(c, c.backend, Op::kBackendSend);  // our ClientHello, then wait for the answer
+      arm_recv(c, c.backend, Op::kBackendRecv);
+      return;
+    }
     bump(stats.backend_tls_errors);
     std::string why = tls::verify_error(c.backend.ssl);
     if (why.empty()) why = openssl_error();
@@ -914,6 +953,9 @@ struct Worker::Impl {
   void relay(Conn& c) {
     if (!pump(c, c.client, c.backend) || c.closing) return;
     if (!pump(c, c.backend, c.client) || c.closing) return;
+    for (Side* s : {&c.client, &c.backend}) {
+      if (s->in.empty() && s->in.capacity() > kKeepBuffer) s->in.release();
+    }
     flush(c, c.backend, Op::kBackendSend);
     flush(c, c.client, Op::kClientSend);
     const bool done = c.client.read_done && c.backend.read_done && c.client.shut_wr && c.backend.shut_wr &&
@@ -1055,9 +1097,16 @@ struct Worker::Impl {
         break;
     }
     const uint32_t i = slot_of(ud);
-    if (i >= conns.size()) return;
+    if (i >= conns.size() || !conns[i].used || conns[i].gen != gen_of(ud)) {
+      // Cannot happen (a slot is freed after its last completion); never
+      // leak a provided buffer on the way out all the same.
+      if (cqe->flags & IORING_CQE_F_BUFFER) {
+        ring.note_taken();
+        ring.recycle(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+      }
+      return;
+    }
     Conn& c = conns[i];
-    if (!c.used || c.gen != gen_of(ud)) return;  // cannot happen: slots are freed after their last completion
     --c.inflight;
     switch (op) {
       case Op::kClientRecv:
@@ -1088,6 +1137,7 @@ struct Worker::Impl {
       if (c.last_activity + timeout_ms > now) break;
       if (counter != nullptr) bump(*counter);
       close_conn(c, why, counter != nullptr);  // close_conn unlinks
+      maybe_free(c);
     }
   }
 
@@ -1098,11 +1148,16 @@ struct Worker::Impl {
     if (!wrt) return;
     const Timeouts& t = wrt->rt->timeouts;
     expire(hello_list, t.hello_ms, "hello_timeout", &stats.hello_timeouts);
+    expire(connect_list, uint64_t{t.connect_ms} * (wrt->rt->limits.connect_retries + 1) + 1000, "connect_timeout",
+           &stats.backend_connect_errors);
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
     expire(linger_list, kLingerMs, "", nullptr);
     if (draining && now >= drain_deadline) {
       for (Conn& c : conns) {
-        if (c.used && !c.closing) close_conn(c, "drain_deadline", true);
+        if (c.used && !c.closing) {
+          close_conn(c, "drain_deadline", true);
+          maybe_free(c);
+        }
       }
     }
   }
@@ -1162,8 +1217,20 @@ Worker::~Worker() {
 }
 
 Result<void, std::string> Worker::open() { return impl_->open(); }
-void Worker::start() {
-  thread_ = std::thread([this] { impl_->run(); });
+Result<void, std::string> Worker::start() {
+  // The ring is created on the worker's own thread: io_uring's completion
+  // work then never lands on (and never interrupts) the thread that started it.
+  std::promise<Result<void, std::string>> ready;
+  auto ready_future = ready.get_future();
+  thread_ = std::thread([this, &ready] {
+    auto ok = impl_->ring.init(impl_->opt.ring_entries, impl_->opt.recv_buffers, impl_->opt.recv_buffer_size);
+    const bool good = ok.has_value();
+    ready.set_value(std::move(ok));
+    if (good) impl_->run();
+  });
+  auto ok = ready_future.get();
+  if (!ok) thread_.join();
+  return ok;
 }
 void Worker::wake() {
   const uint64_t one = 1;

@@ -38,9 +38,10 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Opens the listeners of the current runtime (SO_REUSEPORT) and the ring.
+  // Opens the listeners of the current runtime (SO_REUSEPORT).
   Result<void, std::string> open();
-  void start();   // runs the loop on its own thread
+  // Starts the worker's thread, which creates its io_uring and runs the loop.
+  Result<void, std::string> start();
   void wake();    // a new runtime generation is published
   void stop();    // stop accepting, drain up to the drain timeout, exit
   void join();

@@ -156,6 +156,72 @@ class EchoBackend {
   std::thread thread_;
 };
 
+// A TLS backend on its own thread (blocking OpenSSL): sends a greeting as
+// soon as its handshake is done, then echoes.
+class TlsGreeterBackend {
+ public:
+  TlsGreeterBackend(const std::string& chain_pem, const std::string& key_pem) {
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    BIO* b = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
+    X509* cert = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    SSL_CTX_use_certificate(ctx_, cert);
+    while (X509* extra = PEM_read_bio_X509(b, nullptr, nullptr, nullptr)) SSL_CTX_add1_chain_cert(ctx_, extra), X509_free(extra);
+    X509_free(cert);
+    BIO_free(b);
+    b = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
+    SSL_CTX_use_PrivateKey(ctx_, key);
+    EVP_PKEY_free(key);
+    BIO_free(b);
+    ERR_clear_error();
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(fd_, 16);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      while (true) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        timeval tv{5, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        SSL* ssl = SSL_new(ctx_);
+        SSL_set_fd(ssl, c);
+        if (SSL_accept(ssl) == 1) {
+          sni_ = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : "";
+          SSL_write(ssl, "hello from the backend\n", 23);
+          char buf[4096];
+          int n;
+          while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) SSL_write(ssl, buf, n);
+          SSL_shutdown(ssl);
+        }
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(c);
+      }
+    });
+  }
+  ~TlsGreeterBackend() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  uint16_t port() const { return port_; }
+  std::string sni() const { return sni_; }
+
+ private:
+  SSL_CTX* ctx_;
+  int fd_;
+  uint16_t port_;
+  std::string sni_;
+  std::thread thread_;
+};
+
 class WorkerTest : public ::testing::Test {
  protected:
   // Starts one worker with the given extra TOML (routes to the echo backend
@@ -196,7 +262,8 @@ class WorkerTest : public ::testing::Test {
     });
     auto ok = worker_->open();
     ASSERT_TRUE(ok.has_value()) << ok.error();
-    worker_->start();
+    auto started = worker_->start();
+    ASSERT_TRUE(started.has_value()) << started.error();
   }
   void TearDown() override {
     if (worker_) {
@@ -231,7 +298,7 @@ class WorkerTest : public ::testing::Test {
       if (fd >= 0) close(fd);
     }
   };
-  std::unique_ptr<Client> tls_connect(const std::string& sni) {
+  std::unique_ptr<Client> tls_connect(const std::string& sni, const std::string& verify_name = "") {
     auto c = std::make_unique<Client>();
     c->fd = connect_to(port_);
     if (c->fd < 0) return nullptr;
@@ -245,7 +312,7 @@ class WorkerTest : public ::testing::Test {
     c->ssl = SSL_new(c->ctx);
     SSL_set_fd(c->ssl, c->fd);
     SSL_set_tlsext_host_name(c->ssl, sni.c_str());
-    SSL_set1_host(c->ssl, sni.c_str());
+    SSL_set1_host(c->ssl, verify_name.empty() ? sni.c_str() : verify_name.c_str());
     if (SSL_connect(c->ssl) != 1) {
       ERR_clear_error();
       return nullptr;
@@ -530,6 +597,82 @@ TEST_F(WorkerTest, ProxyV2FromAnUpstreamIsConsumedAndItsClientLogged) {
   close(fd);
   EXPECT_TRUE(d.bytes.empty());
   EXPECT_EQ(stats().proxy_errors.load(), 1u);
+}
+
+TEST_F(WorkerTest, BackendTlsStartsWithoutWaitingForTheClient) {
+  // A backend that speaks first: the client waits for its greeting before
+  // sending anything, so the worker must start the backend handshake itself.
+  EchoBackend unused;
+  const auto& pki = test::shared_test_pki();
+  const auto be = pki.leaf("backend.test");
+  TlsGreeterBackend backend(pki.server_chain_pem(be), be.key_pem());
+  const std::string ca = dir_.write("ca.pem", pki.root.cert_pem());
+  const auto t = pki.leaf("t.test");
+  dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
+  dir_.write("certs/t.test.key", t.key_pem());
+  start(unused.port(), "[[pool]]\nname = \"tlsb\"\nbackends = [\"127.0.0.1:" + std::to_string(backend.port()) +
+                           "\"]\ntls = { server_name = \"backend.test\", ca_file = \"" + ca +
+                           "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
+                           "pool = \"tlsb\"\ncertificate = \"sites\"\n");
+  auto c = tls_connect("t.test");
+  ASSERT_NE(c, nullptr);
+  char buf[256] = {};
+  const auto t0 = std::chrono::steady_clock::now();
+  const int n = SSL_read(c->ssl, buf, sizeof buf - 1);
+  const int err = SSL_get_error(c->ssl, n);
+  const int sys = errno;
+  ASSERT_GT(n, 0) << "no greeting: the backend handshake never started; ssl_error " << err << " errno " << sys
+                  << " after " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+                  << " ms; " << (wait_log(1) ? log()[0] : "");
+  EXPECT_STREQ(buf, "hello from the backend\n");
+  ASSERT_EQ(SSL_write(c->ssl, "ping", 4), 4);
+  char back[8] = {};
+  ASSERT_EQ(SSL_read(c->ssl, back, 4), 4);
+  EXPECT_STREQ(back, "ping");
+  EXPECT_EQ(backend.sni(), "backend.test");
+  SSL_shutdown(c->ssl);
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("backend_chain":"0 s=)")) << log()[0];
+}
+
+TEST_F(WorkerTest, BackendTlsWithTheWrongCaFailsAndSaysWhy) {
+  EchoBackend unused;
+  const auto& pki = test::shared_test_pki();
+  const auto be = pki.leaf("backend.test");
+  TlsGreeterBackend backend(pki.server_chain_pem(be), be.key_pem());
+  const std::string ca = dir_.write("other-ca.pem", test::other_test_pki().root.cert_pem());
+  const auto t = pki.leaf("t.test");
+  dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
+  dir_.write("certs/t.test.key", t.key_pem());
+  start(unused.port(), "[[pool]]\nname = \"tlsb\"\nbackends = [\"127.0.0.1:" + std::to_string(backend.port()) +
+                           "\"]\ntls = { server_name = \"backend.test\", ca_file = \"" + ca +
+                           "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
+                           "pool = \"tlsb\"\ncertificate = \"sites\"\n");
+  auto c = tls_connect("t.test");
+  ASSERT_NE(c, nullptr);
+  char buf[64];
+  EXPECT_LE(SSL_read(c->ssl, buf, sizeof buf), 0);
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("result":"backend_tls:)")) << log()[0];
+  EXPECT_EQ(stats().backend_tls_errors.load(), 1u);
+}
+
+TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {
+  EchoBackend backend;
+  // A directory-mode route needs a name to find a file by: the default
+  // route here serves a named certificate.
+  listener_extra_ = "default_route = \"d\"\n";
+  start(backend.port(),
+        "[[certificate]]\nname = \"acert\"\ncert = \"certs/a.test.pem\"\nkey = \"certs/a.test.key\"\n"
+        "[[route]]\nname = \"d\"\naction = \"terminate\"\npool = \"echo\"\ncertificate = \"acert\"\n");
+  // OpenSSL's client sends an IP literal as SNI when told to.
+  auto c = tls_connect("127.0.0.1", "a.test");
+  ASSERT_NE(c, nullptr) << "an IP literal must route like no SNI, and OpenSSL must agree; "
+                        << (wait_log(1) ? log()[0] : "");
+  ASSERT_EQ(SSL_write(c->ssl, "x", 1), 1);
+  char b;
+  ASSERT_EQ(SSL_read(c->ssl, &b, 1), 1);
+  EXPECT_EQ(stats().sni_ip_literal.load(), 1u);
 }
 
 TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {

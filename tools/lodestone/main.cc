@@ -107,6 +107,18 @@ void write_stats_file(const std::string& path, const std::string& json) {
   std::rename(tmp.c_str(), path.c_str());
 }
 
+// The workers bound their sockets at start: a reload may change everything
+// but the listeners.
+bool same_listeners(const lode::config::Config& a, const lode::config::Config& b) {
+  if (a.listeners.size() != b.listeners.size()) return false;
+  for (size_t i = 0; i < a.listeners.size(); ++i) {
+    const auto& x = a.listeners[i];
+    const auto& y = b.listeners[i];
+    if (x.name != y.name || !(x.listen == y.listen) || x.proxy_protocol != y.proxy_protocol) return false;
+  }
+  return true;
+}
+
 int usage(int rc) {
   std::fprintf(rc == 0 ? stdout : stderr,
                "usage: lodestone run CONFIG [--workers N] [--stats-file PATH]\n"
@@ -157,13 +169,21 @@ int run(const std::string& config_path, int workers_override, const std::string&
     opt.index = i;
     opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
     workers.push_back(std::make_unique<lode::worker::Worker>(
-        opt, slot, [&access](uint32_t, const std::string& line) { access.line(line); }));
+        opt, slot,
+        cfg->access_log == "off" ? lode::worker::AccessLog{}
+                                 : [&access](uint32_t, const std::string& line) { access.line(line); }));
     if (auto ok = workers.back()->open(); !ok) {
       std::fprintf(stderr, "lodestone: worker %u: %s\n", i, ok.error().c_str());
       return 1;
     }
   }
-  for (auto& w : workers) w->start();
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (auto ok = workers[i]->start(); !ok) {
+      std::fprintf(stderr, "lodestone: worker %zu: %s\n", i, ok.error().c_str());
+      for (size_t j = 0; j < i; ++j) workers[j]->stop();
+      return 1;
+    }
+  }
 
   {
     JsonWriter w;
@@ -201,25 +221,21 @@ int run(const std::string& config_path, int workers_override, const std::string&
       std::vector<std::string> errs;
       if (!next) {
         for (const auto& e : next.error()) errs.push_back(e.to_string());
+      } else if (!same_listeners(*cfg, *next)) {
+        errs.push_back(config_path +
+                       ": the listeners (names, addresses, order, PROXY setting) changed; the workers own their "
+                       "sockets: restart Lodestone to change them");
       } else {
         auto nb = lode::app::build_runtime(*next, *keys, generation + 1);
         if (!nb) {
           errs = nb.error();
         } else {
           for (const auto& w : nb->warnings) event(JsonWriter().begin_object().field("event", "warning").field("message", w).end_object().take());
-          bool same_listen = next->listeners.size() == cfg->listeners.size();
-          for (size_t i = 0; same_listen && i < next->listeners.size(); ++i) {
-            same_listen = next->listeners[i].listen == cfg->listeners[i].listen;
-          }
           ++generation;
           slot.publish(nb->runtime);
           for (auto& w : workers) w->wake();
           rotation_s = next->tls.ticket_rotation_s;
-          JsonWriter w;
-          w.begin_object().field("event", "reloaded").field("generation", generation);
-          if (!same_listen) w.field("warning", "listen addresses changed: they take effect at the next restart");
-          w.end_object();
-          event(w.str());
+          event(JsonWriter().begin_object().field("event", "reloaded").field("generation", generation).end_object().take());
           cfg = std::move(next);
           continue;
         }
