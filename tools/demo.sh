@@ -100,8 +100,8 @@ echo
 echo "== Two names on one port, two certificates, two backends"
 show "curl -sS --cacert $ca --resolve a.test:$port:127.0.0.1 https://a.test:$port/"
 show "curl -sS --cacert $ca --resolve b.test:$port:127.0.0.1 https://b.test:$port/"
-show "openssl s_client -connect 127.0.0.1:$port -servername a.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|Verify return code'"
-show "openssl s_client -connect 127.0.0.1:$port -servername b.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|Verify return code'"
+show "openssl s_client -connect 127.0.0.1:$port -servername a.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'"
+show "openssl s_client -connect 127.0.0.1:$port -servername b.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'"
 echo
 echo "== An unknown name gets TLS alert 112 (unrecognized_name), never another tenant's certificate"
 show "openssl s_client -connect 127.0.0.1:$port -servername c.test </dev/null 2>&1 | grep -o 'alert unrecognized name\|SSL alert number 112' | head -n 1"
