@@ -34,6 +34,8 @@ namespace lode::worker {
   X(idle_timeouts, "connections closed by the idle timeout")                   \
   X(resets, "connections aborted by an error or a reset")                      \
   X(ktls_unavailable, "kTLS offers declined: the kernel has no tls ULP")       \
+  X(splice_relays, "passthrough relays moved by splice (no copy to user space)") \
+  X(splice_fallbacks, "passthrough relays copied in user space: no pipes")    \
   X(bytes_client_in, "bytes received from clients")                            \
   X(bytes_client_out, "bytes sent to clients")                                 \
   X(bytes_backend_in, "bytes received from backends")                          \

@@ -7,6 +7,8 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -86,6 +88,17 @@ struct WorkerRuntime {
 
 enum class ListId : uint8_t { kNone, kHello, kConnect, kIdle, kLinger };
 
+// One direction of a passthrough relay in splice mode: socket -> pipe ->
+// socket, the bytes never copied to user space. Readiness comes from an
+// io_uring poll; the splices themselves are non-blocking system calls (an
+// io_uring SPLICE on a socket would block an io-wq thread per connection).
+struct SpliceDir {
+  int pipe_r = -1, pipe_w = -1;
+  size_t in_pipe = 0;      // bytes taken from the source, not yet written on
+  bool poll_armed = false;
+  bool src_done = false;   // the source's FIN was seen
+};
+
 struct Conn {
   uint32_t gen = 0;
   bool used = false;
@@ -124,6 +137,9 @@ struct Conn {
   ListId list = ListId::kNone;
   uint32_t prev = kNil, next = kNil;
   uint64_t last_activity = 0;
+  bool splice_mode = false;
+  bool splice_fallback = false;  // no pipes: copy through user space instead
+  SpliceDir splice[2];  // [0]: client -> backend, [1]: backend -> client
 };
 
 // ---------------------------------------------------------------- the BIO
@@ -509,7 +525,8 @@ struct Worker::Impl {
         const linger lg{1, 0};
         setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       }
-      const bool busy = s->recv_armed || s->send_inflight || (s == &c.backend && c.phase == Phase::kConnecting);
+      const bool busy = s->recv_armed || s->send_inflight || (s == &c.backend && c.phase == Phase::kConnecting) ||
+                        c.splice[0].poll_armed || c.splice[1].poll_armed;
       if (!busy) continue;
       io_uring_sqe* sqe = ring.sqe();
       io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
@@ -530,6 +547,7 @@ struct Worker::Impl {
       if (s->fd >= 0) close(s->fd);
       s->fd = -1;
     }
+    close_pipes(c);
     give_parser(std::move(c.parser));
     c.proxy_parser.reset();
     c.wrt.reset();
@@ -964,8 +982,109 @@ struct Worker::Impl {
       close_conn(c, "ok", false);
       return;
     }
+    if (c.action == route::Action::kPassthrough && !c.splice_fallback) {
+      // The hello (and whatever came with it) goes out first; then the
+      // kernel moves the bytes.
+      if (c.client.queued() == 0 && c.backend.queued() == 0 && !c.client.send_inflight &&
+          !c.backend.send_inflight && !c.client.recv_armed && !c.backend.recv_armed && enter_splice(c)) {
+        return;
+      }
+      if (!c.splice_fallback) return;
+    }
     if (c.backend.queued() < opt.relay_cap) arm_recv(c, c.client, Op::kClientRecv);
     if (c.client.queued() < opt.relay_cap) arm_recv(c, c.backend, Op::kBackendRecv);
+  }
+
+  // Returns false (and falls back to copying through user space) when the
+  // pipes cannot be had, e.g. at the file-descriptor limit.
+  bool enter_splice(Conn& c) {
+    for (SpliceDir& d : c.splice) {
+      int fds[2];
+      if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        close_pipes(c);
+        c.splice_fallback = true;
+        bump(stats.splice_fallbacks);
+        return false;
+      }
+      d.pipe_r = fds[0];
+      d.pipe_w = fds[1];
+    }
+    c.splice_mode = true;
+    bump(stats.splice_relays);
+    c.splice[0].src_done = c.client.read_done;
+    c.splice[1].src_done = c.backend.read_done;
+    splice_pump(c, 0);
+    if (!c.closing) splice_pump(c, 1);
+    return true;
+  }
+
+  void close_pipes(Conn& c) {
+    for (SpliceDir& d : c.splice) {
+      if (d.pipe_r >= 0) close(d.pipe_r);
+      if (d.pipe_w >= 0) close(d.pipe_w);
+      d.pipe_r = d.pipe_w = -1;
+    }
+  }
+
+  void arm_poll(Conn& c, int d, int fd, unsigned mask) {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_poll_add(s, fd, mask);
+    submit_op(c, d == 0 ? Op::kSpliceIn : Op::kSpliceOut, s);
+    c.splice[d].poll_armed = true;
+  }
+
+  // Moves what one direction has, until a socket would block.
+  void splice_pump(Conn& c, int d) {
+    SpliceDir& sp = c.splice[d];
+    Side& src = d == 0 ? c.client : c.backend;
+    Side& dst = d == 0 ? c.backend : c.client;
+    constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    while (!c.closing) {
+      if (sp.in_pipe > 0) {
+        const ssize_t n = splice(sp.pipe_r, nullptr, dst.fd, nullptr, sp.in_pipe, kFlags);
+        if (n > 0) {
+          sp.in_pipe -= static_cast<size_t>(n);
+          dst.tx += static_cast<uint64_t>(n);
+          bump(d == 0 ? stats.bytes_backend_out : stats.bytes_client_out, static_cast<uint64_t>(n));
+          continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+          arm_poll(c, d, dst.fd, POLLOUT);
+          return;
+        }
+        close_conn(c, std::string(d == 0 ? "backend_send:" : "client_send:") + std::strerror(errno), true);
+        return;
+      }
+      if (sp.src_done) {
+        if (!dst.shut_wr) {
+          shutdown(dst.fd, SHUT_WR);  // pass the half-close on
+          dst.shut_wr = true;
+        }
+        break;
+      }
+      const ssize_t n = splice(src.fd, nullptr, sp.pipe_w, nullptr, 64 * 1024, kFlags);
+      if (n > 0) {
+        sp.in_pipe = static_cast<size_t>(n);
+        src.rx += static_cast<uint64_t>(n);
+        bump(d == 0 ? stats.bytes_client_in : stats.bytes_backend_in, static_cast<uint64_t>(n));
+        continue;
+      }
+      if (n == 0) {
+        sp.src_done = true;
+        src.read_done = true;
+        continue;
+      }
+      if (errno == EAGAIN) {
+        arm_poll(c, d, src.fd, POLLIN);
+        return;
+      }
+      close_conn(c, std::string(d == 0 ? "client_recv:" : "backend_recv:") + std::strerror(errno), true);
+      return;
+    }
+    if (!c.closing && c.splice[0].src_done && c.splice[1].src_done && c.splice[0].in_pipe == 0 &&
+        c.splice[1].in_pipe == 0) {
+      close_conn(c, "ok", false);
+    }
   }
 
   // Called after any event on a connection: moves it on as far as it goes.
@@ -1009,7 +1128,8 @@ struct Worker::Impl {
     const size_t limit = c.phase == Phase::kProxyHeader || c.phase == Phase::kHello
                              ? size_t{c.wrt->rt->listeners[c.listener].max_hello_bytes} + 16 * 1024
                              : opt.relay_cap;
-    if (c.client.in.size() < limit) arm_recv(c, c.client, Op::kClientRecv);
+    const bool passthrough_wait = c.phase == Phase::kConnecting && c.action == route::Action::kPassthrough;
+    if (c.client.in.size() < limit && !passthrough_wait) arm_recv(c, c.client, Op::kClientRecv);
     if (c.phase == Phase::kBackendHandshake) arm_recv(c, c.backend, Op::kBackendRecv);
   }
 
@@ -1124,6 +1244,19 @@ struct Worker::Impl {
       case Op::kBackendConnect:
         if (!c.closing) on_connect(c, cqe->res);
         break;
+      case Op::kSpliceIn:
+      case Op::kSpliceOut: {
+        const int d = op == Op::kSpliceIn ? 0 : 1;
+        c.splice[d].poll_armed = false;
+        if (c.closing) break;
+        if (cqe->res < 0) {
+          close_conn(c, "splice_poll:" + std::string(std::strerror(-cqe->res)), true);
+          break;
+        }
+        link_tail(c, ListId::kIdle);
+        splice_pump(c, d);
+        break;
+      }
       default:
         break;
     }
@@ -1223,6 +1356,12 @@ Result<void, std::string> Worker::start() {
   std::promise<Result<void, std::string>> ready;
   auto ready_future = ready.get_future();
   thread_ = std::thread([this, &ready] {
+    // splice() into a reset socket raises SIGPIPE (it has no MSG_NOSIGNAL):
+    // blocked in this thread, it stays pending and the call returns EPIPE.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     auto ok = impl_->ring.init(impl_->opt.ring_entries, impl_->opt.recv_buffers, impl_->opt.recv_buffer_size);
     const bool good = ok.has_value();
     ready.set_value(std::move(ok));

@@ -381,6 +381,7 @@ TEST_F(WorkerTest, PassthroughForwardsTheHelloBytesUntouched) {
   EXPECT_EQ(d.bytes, wire);  // echoed back byte for byte
   EXPECT_TRUE(d.eof);
   EXPECT_EQ(backend.first_bytes(), wire);
+  EXPECT_EQ(stats().splice_relays.load(), 1u) << "after the hello, passthrough bytes move by splice";
   ASSERT_TRUE(wait_log(1));
   EXPECT_TRUE(has(log()[0], R"("action":"passthrough")")) << log()[0];
   EXPECT_TRUE(has(log()[0], R"("result":"ok")")) << log()[0];

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -134,6 +135,13 @@ int run(const std::string& config_path, int workers_override, const std::string&
   for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Two sockets per connection, two pipes per spliced one: take the hard
+  // limit of file descriptors, not the (often 1024) soft one.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
 
   auto cfg = lode::config::load_config_file(config_path);
   if (!cfg) {
