@@ -13,7 +13,7 @@ PACKAGES=(
   libtomlplusplus-dev               # configuration files (TOML)
   libgtest-dev libgmock-dev         # unit tests
   libbenchmark-dev                  # micro-benchmarks
-  curl                              # end-to-end tests and the demo
+  curl python3                      # end-to-end tests and the demo (clients)
 )
 
 missing=()
