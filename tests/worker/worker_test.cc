@@ -674,6 +674,26 @@ TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {
   EXPECT_EQ(stats().sni_ip_literal.load(), 1u);
 }
 
+TEST_F(WorkerTest, ConnectionsAboveTheCapAreRefusedCheaply) {
+  EchoBackend backend;
+  start(backend.port(), "[limits]\nconnections_per_worker = 2\n");
+  const int a = connect_to(port_);
+  const int b = connect_to(port_);
+  std::this_thread::sleep_for(100ms);
+  const int over = connect_to(port_);
+  const Drained d = drain(over, 2000ms);
+  EXPECT_TRUE(d.eof || d.reset) << "the third connection must be closed at once";
+  EXPECT_EQ(stats().refused_over_limit.load(), 1u);
+  // The two established ones are unaffected: one still passes through.
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  send(a, hello.data(), hello.size(), 0);
+  shutdown(a, SHUT_WR);
+  EXPECT_EQ(drain(a).bytes, std::string(hello.begin(), hello.end()));
+  close(a);
+  close(b);
+  close(over);
+}
+
 TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {
   EchoBackend backend;
   start(backend.port());
