@@ -271,6 +271,7 @@ struct Worker::Impl {
   WorkerOptions opt;
   const RuntimeSlot& slot;
   AccessLog log;
+  std::string log_buf;
   WorkerStats stats;
   std::vector<int> listen_fds;
   std::vector<uint32_t> listen_listener;  // listener index of each fd
@@ -603,7 +604,15 @@ struct Worker::Impl {
     w.field("phase", to_string(c.phase));
     w.field("result", c.result);
     w.end_object();
-    log(opt.index, w.str());
+    log_buf += w.str();
+    log_buf += '\n';
+    if (log_buf.size() >= 16 * 1024) flush_log();
+  }
+
+  void flush_log() {
+    if (log_buf.empty()) return;
+    log(opt.index, log_buf);
+    log_buf.clear();
   }
 
   // ---------------------------------------------------------- hello
@@ -1275,6 +1284,7 @@ struct Worker::Impl {
   }
 
   void on_tick() {
+    flush_log();
     for (uint32_t i = 0; i < accept_armed.size() && !draining; ++i) {
       if (!accept_armed[i] && listen_fds[i] >= 0) arm_accept(i);
     }
@@ -1334,6 +1344,7 @@ struct Worker::Impl {
       io_uring_cq_advance(ring.raw(), n);
       if (slot.generation() != seen_generation) refresh_runtime();
     }
+    flush_log();
   }
 };
 

@@ -28,8 +28,10 @@ struct WorkerOptions {
   size_t relay_cap = 256 * 1024;  // bytes queued per direction before reads pause
 };
 
-// One line per finished connection. Called on the worker's thread.
-using AccessLog = std::function<void(uint32_t worker, const std::string& json_line)>;
+// The access log: one JSON line per finished connection. A worker hands over
+// its lines in batches ("line\nline\n"), at most every tick (100 ms) or
+// every 16 KiB, from its own thread: no lock or write per connection.
+using AccessLog = std::function<void(uint32_t worker, const std::string& lines)>;
 
 class Worker {
  public:

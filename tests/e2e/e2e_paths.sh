@@ -92,6 +92,7 @@ contains "s_client without ALPN gets none" "$(sclient "$P" -servername a.test)" 
 
 # Re-encryption with verification.
 contains "re-encrypt reaches the TLS backend" "$(lcurl reenc.test "$P" -k --http1.1)" "s_server"
+wait_for 3 grep -q '"route":"reenc"' "$LLOG"  # workers write their log lines every 100 ms
 grep '"route":"reenc"' "$LLOG" | tail -n 1 >"$T/reenc.line"
 contains "the verified backend chain is logged" "$(cat "$T/reenc.line")" '"backend_chain":"0 s=CN=backend.test'
 out=$(lcurl badca.test "$P" -k --http1.1 2>&1)
@@ -111,13 +112,13 @@ for v in -tls1_3 -tls1_2; do
   # Stay a moment so TLS 1.3's NewSessionTicket arrives before the client exits.
   (sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$P" -CAfile "$T/pki/ca.pem" -servername a.test $v \
     -sess_out "$T/sess$v.pem" >/dev/null 2>&1
-  sleep 0.1
+  wait_for 3 grep -q '"resumed":false' "$LLOG"
   first=$(grep '"sni":"a.test"' "$LLOG" | grep '"resumed":false' | tail -n 1 | grep -o '"worker":[0-9]*')
   crossed=no
   for i in $(seq 1 30); do
     out=$(sclient "$P" -servername a.test $v -sess_in "$T/sess$v.pem")
     [[ "$out" == *"Reused, TLSv1."* ]] || continue
-    sleep 0.05
+    sleep 0.25  # the worker writes its log lines every 100 ms
     w=$(grep '"resumed":true' "$LLOG" | tail -n 1 | grep -o '"worker":[0-9]*')
     if [ -n "$w" ] && [ "$w" != "$first" ]; then crossed=yes; break; fi
   done

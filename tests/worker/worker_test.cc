@@ -256,9 +256,11 @@ class WorkerTest : public ::testing::Test {
     slot_.publish(built->runtime);
     WorkerOptions opt;
     opt.recv_buffers = 64;
-    worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& line) {
+    worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
-      log_.push_back(line);
+      for (size_t at = 0, nl; (nl = lines.find('\n', at)) != std::string::npos; at = nl + 1) {
+        log_.push_back(lines.substr(at, nl - at));
+      }
     });
     auto ok = worker_->open();
     ASSERT_TRUE(ok.has_value()) << ok.error();

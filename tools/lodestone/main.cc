@@ -52,11 +52,11 @@ class Log {
   ~Log() {
     if (owned_) std::fclose(out_);
   }
-  void line(const std::string& json) {
+  // A batch of complete lines from one worker.
+  void lines(const std::string& batch) {
     if (out_ == nullptr) return;
     std::lock_guard lock(mu_);
-    std::fputs(json.c_str(), out_);
-    std::fputc('\n', out_);
+    std::fwrite(batch.data(), 1, batch.size(), out_);
     std::fflush(out_);
   }
 
@@ -179,7 +179,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     workers.push_back(std::make_unique<lode::worker::Worker>(
         opt, slot,
         cfg->access_log == "off" ? lode::worker::AccessLog{}
-                                 : [&access](uint32_t, const std::string& line) { access.line(line); }));
+                                 : [&access](uint32_t, const std::string& batch) { access.lines(batch); }));
     if (auto ok = workers.back()->open(); !ok) {
       std::fprintf(stderr, "lodestone: worker %u: %s\n", i, ok.error().c_str());
       return 1;
