@@ -10,8 +10,8 @@
 #   start_pyserver NAME PORT [ARGS...]  tests/e2e/backend_server.py
 #   start_s_server NAME PORT [ARGS...]  openssl s_server
 #   start_lodestone CONFIG [ARGS...]    sets LPID, LLOG (its stderr), STATS
-#   check / assert_eq / assert_contains / assert_not_contains / assert_ge /
-#   assert_le: print "PASS name" or "FAIL name: expected ..., saw ..."
+#   check / assert_eq / assert_contains / assert_not_contains / assert_match /
+#   assert_ge / assert_le: print "PASS name" or "FAIL name: expected ..., saw ..."
 #   finish                              the summary; the exit status
 #
 # Every process a test starts is recorded and ended by PID (TERM, then KILL)
@@ -100,6 +100,9 @@ assert_contains() {  # assert_contains NAME HAYSTACK NEEDLE
 }
 assert_not_contains() {  # assert_not_contains NAME HAYSTACK NEEDLE
   if [[ "$2" != *"$3"* ]]; then pass "$1"; else fail "$1: did not expect '$3' in: ${2:0:1500}"; fi
+}
+assert_match() {  # assert_match NAME HAYSTACK ERE
+  if [[ "$2" =~ $3 ]]; then pass "$1"; else fail "$1: expected to match /$3/: ${2:0:1500}"; fi
 }
 assert_ge() {  # assert_ge NAME ACTUAL MIN (numbers, decimals allowed)
   if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "${2:-nan}" "$3" 2>/dev/null
