@@ -14,7 +14,7 @@ start_backend asao "$PB"
 cat >"$T/lode.toml" <<TOML
 [[listener]]
 name = "https"
-listen = ["127.0.0.1:$P"]
+listen = ["127.0.0.1:$P", "[::1]:$P"]
 [[pool]]
 name = "senri"
 backends = ["127.0.0.1:$PA"]
@@ -46,6 +46,8 @@ start_lodestone "$T/lode.toml" --workers 2
 
 contains "a.test reaches backend senri" "$(lcurl a.test "$P")" "backend=senri"
 contains "b.test reaches backend asao" "$(lcurl b.test "$P")" "backend=asao"
+contains "the IPv6 listener serves too" \
+  "$(timeout 10 curl -sS -6 --cacert "$T/pki/ca.pem" --resolve "a.test:$P:[::1]" "https://a.test:$P/")" "backend=senri"
 out=$(sclient "$P" -servername a.test)
 contains "s_client a.test sees CN a.test" "$out" "subject=CN = a.test"
 contains "a.test chain verifies" "$out" "Verify return code: 0 (ok)"
@@ -82,7 +84,7 @@ kill -HUP "$LPID"
 check "broken config refused" wait_for 10 grep -q '"event":"reload_refused"' "$LLOG"
 contains "still serving after a refused reload" "$(lcurl b.test "$P")" "backend=asao"
 # Changing the listeners is refused with the reason.
-sed "s/127.0.0.1:$P/127.0.0.1:$(free_port)/" "$T/base.toml" >"$T/lode.toml"
+sed "s/127.0.0.1:$P\"/127.0.0.1:$(free_port)\"/" "$T/base.toml" >"$T/lode.toml"
 kill -HUP "$LPID"
 check "listener change refused" wait_for 10 grep -q 'listeners (names, addresses, order, PROXY setting) changed' "$LLOG"
 
