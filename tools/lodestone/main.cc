@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -135,6 +136,9 @@ int run(const std::string& config_path, int workers_override, const std::string&
   for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // This process holds private keys (in OpenSSL) and ticket keys: no core
+  // dumps, no ptrace by other users.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // Two sockets per connection, two pipes per spliced one: take the hard
   // limit of file descriptors, not the (often 1024) soft one.
   rlimit nofile{};
