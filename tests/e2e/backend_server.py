@@ -3,11 +3,13 @@
 
   backend_server.py --listen 127.0.0.1:PORT --name NAME
                     [--cert PEM --key KEY | --plain]
-                    [--mode echo|http] [--rst-after BYTES]
+                    [--mode echo|http|blackhole] [--rst-after BYTES]
 
 TLS (with --cert/--key; the PEM may carry the chain, leaf first) or plain TCP.
   echo  sends back every byte until the peer ends its stream, then ends its own
   http  answers each HTTP/1.x request with "tls_backend=NAME sni=SNI ..."
+  blackhole  never accepts, and its accept queue is full: connects to it get
+        no answer at all (the kernel drops the SYNs), as with a dead host
 --rst-after N: once N bytes have been received on a connection, abort it with a
 TCP reset (SO_LINGER 0), the "backend RST mid-stream" case.
 
@@ -21,6 +23,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 
 
 def log(msg):
@@ -106,10 +109,18 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--plain", action="store_true")
-    ap.add_argument("--mode", choices=["echo", "http"], default="echo")
+    ap.add_argument("--mode", choices=["echo", "http", "blackhole"], default="echo")
     ap.add_argument("--rst-after", type=int, default=0)
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
+    if args.mode == "blackhole":
+        ls = socket.socket()
+        ls.bind((host, int(port)))
+        ls.listen(0)  # room for one connection, never accepted
+        filler = socket.create_connection((host, int(port)), timeout=5)
+        log(f"backend_server {args.name} listening on {args.listen} (blackhole)")
+        while filler:  # holds the queued connection until killed
+            time.sleep(3600)
     ctx = None
     if not args.plain:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -218,6 +218,17 @@ wait_stat() {
   done
   return 1
 }
+# wait_stat_eq FIELD VALUE SECONDS: until the counter equals VALUE.
+wait_stat_eq() {
+  local end=$(( $(now_ms) + $3 * 1000 )) v
+  while [ "$(now_ms)" -lt $end ]; do
+    v=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2],-1))' "$STATS" "$1" 2>/dev/null)
+    [ "$v" == "$2" ] && return 0
+    sleep 0.2
+  done
+  echo "  ($1 is $v, not $2)"
+  return 1
+}
 # log_count PATTERN: lines of the lodestone log containing PATTERN (fixed string).
 log_count() { grep -cF -- "$1" "$LLOG"; }
 # wait_log_count PATTERN N SECONDS

@@ -22,7 +22,7 @@ tests grep. TLS clients verify the server against --ca and the SNI name
             send F one byte per interval (slowloris); prints end=, seconds=, sent=
   abort-handshake --port P --sni NAME
             full ClientHello, read the server's first flight, then close
-  request   --port P --sni NAME --ca CA [--alpn a,b] [--path /]
+  request   --port P --sni NAME --ca CA [--alpn a,b] [--tls12] [--path /]
             one HTTP/1.1 request over TLS; prints alpn=, status=, body=
   bulk      --port P --sni NAME --ca CA --mb N [--seconds S]
             send N MiB through TLS to an echo backend, read them back,
@@ -35,7 +35,7 @@ tests grep. TLS clients verify the server against --ca and the SNI name
             N requests on one connection, S seconds apart
   stream    --port P --sni NAME --ca CA [--seconds S] [--started FILE]
             echo traffic until the connection ends; touches FILE once 1 MiB
-            came back; prints end=, seconds_after_start=
+            came back; prints end=, seconds_after_start=, ended_at= (epoch)
 """
 import argparse
 import asyncio
@@ -62,6 +62,8 @@ def tls_ctx(args, alpn=None):
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx = ssl.create_default_context(cafile=args.ca)
+    if getattr(args, "tls12", False):
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         ctx.set_alpn_protocols(alpn.split(","))
     return ctx
@@ -193,7 +195,9 @@ def cmd_raw(a):
     got, how = read_until_end(s, t0 + a.wait)
     s.close()
     out(end=how, seconds=f"{time.time() - t0:.2f}", bytes=len(got), hex=got[:64].hex() or "-")
-    print("text=" + got[:300].decode("latin-1").replace("\r", "\\r").replace("\n", "\\n"), flush=True)
+    text = "".join(ch if 32 <= ord(ch) < 127 else {"\r": "\\r", "\n": "\\n"}.get(ch, ".")
+                   for ch in got[:300].decode("latin-1"))
+    print("text=" + text, flush=True)
     return 0
 
 
@@ -493,9 +497,10 @@ def cmd_stream(a):
                 open(a.started, "w").close()
         if a.pace:
             time.sleep(a.pace)
+    ended_at = time.time()
     t.close()
-    after = time.time() - started_at if started_at else -1
-    out(end=how, seconds_after_start=f"{after:.2f}", sent=sent, received=n)
+    after = ended_at - started_at if started_at else -1
+    out(end=how, seconds_after_start=f"{after:.2f}", ended_at=f"{ended_at:.3f}", sent=sent, received=n)
     return 0
 
 
@@ -537,6 +542,7 @@ def main():
     p = sub.add_parser("request")
     tls_args(p)
     p.add_argument("--alpn")
+    p.add_argument("--tls12", action="store_true")
     p.add_argument("--path", default="/")
     p = sub.add_parser("bulk")
     tls_args(p)
