@@ -119,7 +119,10 @@ finish() {
 }
 
 # ------------------------------------------------------------------ waiting
-wait_for() {  # wait_for SECONDS COMMAND...: polls every 0.1 s
+# wait_for SECONDS COMMAND...: polls every 0.1 s. COMMAND's arguments are
+# expanded once, by the caller: to re-read something on every poll, pass a
+# function (e.g. log_count_ge) rather than "$(...)".
+wait_for() {
   local end=$(( $(date +%s%N) / 1000000 + ${1%.*} * 1000 )); shift
   while [ $(( $(date +%s%N) / 1000000 )) -lt $end ]; do
     "$@" 2>/dev/null && return 0
@@ -231,8 +234,10 @@ wait_stat_eq() {
 }
 # log_count PATTERN: lines of the lodestone log containing PATTERN (fixed string).
 log_count() { grep -cF -- "$1" "$LLOG"; }
+# log_count_ge PATTERN N: at least N lines contain PATTERN.
+log_count_ge() { [ "$(log_count "$1")" -ge "$2" ]; }
 # wait_log_count PATTERN N SECONDS
-wait_log_count() { wait_for "$3" test "$(log_count "$1")" -ge "$2"; }
+wait_log_count() { wait_for "$3" log_count_ge "$1" "$2"; }
 # last_log PATTERN: the last log line containing PATTERN.
 last_log() { grep -F -- "$1" "$LLOG" | tail -n 1; }
 # jfield FIELD < LINE: one field of a JSON line ("" when absent).

@@ -31,8 +31,9 @@ tests grep. TLS clients verify the server against --ca and the SNI name
             open N TLS connections at once, then one request on each
   loop      --port P --sni NAME --ca CA [--threads T] [--seconds S] [--max N]
             requests on fresh connections until S seconds or N requests
-  keepalive --port P --sni NAME --ca CA --requests N --gap S
-            N requests on one connection, S seconds apart
+  keepalive --port P --sni NAME --ca CA --requests N --gap S [--hold S]
+            N requests on one connection, S seconds apart; with --hold, stay
+            connected (idle) up to S seconds and report how the server ended it
   stream    --port P --sni NAME --ca CA [--seconds S] [--started FILE]
             echo traffic until the connection ends; touches FILE once 1 MiB
             came back; prints end=, seconds_after_start=, ended_at= (epoch)
@@ -418,12 +419,13 @@ def cmd_loop(a):
             with lock:
                 counts["ok" if good else "failed"] += 1
 
+    t0 = time.time()
     threads = [threading.Thread(target=worker) for _ in range(a.threads)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    out(ok=counts["ok"], failed=counts["failed"])
+    out(ok=counts["ok"], failed=counts["failed"], seconds=f"{time.time() - t0:.2f}")
     for e in errors[:5]:
         print("error=" + e.replace(" ", "_"), flush=True)
     return 0 if counts["failed"] == 0 else 1
@@ -449,6 +451,18 @@ def cmd_keepalive(a):
                 else:
                     failed += 1
                     break
+            if a.hold > 0 and failed == 0:
+                # Stay connected and idle; report when the server ends it.
+                t0 = time.time()
+                t.settimeout(a.hold)
+                try:
+                    d = t.recv(1)
+                    how = "eof" if not d else "data"
+                except socket.timeout:
+                    how = "timeout"
+                except (OSError, ssl.SSLError) as e:
+                    how = f"error:{type(e).__name__}"
+                out(server_end=how, held=f"{time.time() - t0:.2f}")
     except Exception as e:  # noqa: BLE001
         print(f"error={type(e).__name__}", flush=True)
         failed += 1
@@ -561,6 +575,7 @@ def main():
     tls_args(p)
     p.add_argument("--requests", type=int, required=True)
     p.add_argument("--gap", type=float, default=1)
+    p.add_argument("--hold", type=float, default=0)
     p = sub.add_parser("stream")
     tls_args(p)
     p.add_argument("--seconds", type=float, default=20)
