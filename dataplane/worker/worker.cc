@@ -789,7 +789,9 @@ struct Worker::Impl {
     if (e == SSL_ERROR_WANT_READ && !c.client.eof) return;
     bump(stats.handshake_errors);
     // OpenSSL queued its alert in client.out: send it, then close.
-    start_linger(c, "handshake:" + (e == SSL_ERROR_WANT_READ ? std::string("eof") : openssl_error()));
+    // A peer that hangs up mid-handshake leaves OpenSSL's error queue empty.
+    const bool left = (e == SSL_ERROR_WANT_READ || c.client.eof) && ERR_peek_error() == 0;
+    start_linger(c, "handshake:" + (left ? std::string("eof") : openssl_error()));
   }
 
   // ---------------------------------------------------------- backend
@@ -918,7 +920,7 @@ struct Worker::Impl {
     }
     bump(stats.backend_tls_errors);
     std::string why = tls::verify_error(c.backend.ssl);
-    if (why.empty()) why = openssl_error();
+    if (why.empty()) why = c.backend.eof && ERR_peek_error() == 0 ? std::string("eof") : openssl_error();
     close_conn(c, "backend_tls:" + why, true);
   }
 
