@@ -9,7 +9,8 @@
 # DIR/NAME.pem                  leaf for NAME (CN=NAME, SAN DNS:NAME) + intermediate, leaf first
 # DIR/NAME.key                  its key, unencrypted, mode 0600
 # DIR/ca-bundle.pem             the root, for clients and backend verification
-# DIR/other-ca.pem              an unrelated root, for negative tests
+# DIR/other-ca.pem, .key        an unrelated root, for negative tests
+# DIR/*.srl                     serial numbers issued (openssl x509 -CAcreateserial)
 set -euo pipefail
 dir=${1:?usage: make-test-pki.sh DIR [NAME...]}
 shift
@@ -25,8 +26,8 @@ if [ ! -f ca.pem ]; then
   newkey ca.key
   openssl req -x509 -new -key ca.key -out ca.pem -days 3650 -subj "/CN=Lodestone Test Root CA" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  cp ca.pem ca-bundle.pem
 fi
+[ -f ca-bundle.pem ] || cp ca.pem ca-bundle.pem
 if [ ! -f intermediate.pem ]; then
   newkey intermediate.key
   openssl req -new -key intermediate.key -subj "/CN=Lodestone Test Intermediate CA" -out intermediate.csr 2>/dev/null
