@@ -144,6 +144,33 @@ make_pki() {  # make_pki [NAMES...]: $PKI/ca.pem, NAME.pem, NAME.key, ...
 
 # ------------------------------------------------------------------ processes
 # start_backend NAME PORT [MODE] [--proxy-v2]: lode-backend on 127.0.0.1:PORT.
+# a_test_config FILE PORT BACKEND_PORT: one listener on PORT, a.test
+# terminated with make_pki's certificate and relayed to BACKEND_PORT. Callers
+# append more sections with `cat >>FILE`.
+a_test_config() {
+  cat >"$1" <<TOML
+[[listener]]
+name = "https"
+listen = ["127.0.0.1:$2"]
+
+[[pool]]
+name = "app"
+backends = ["127.0.0.1:$3"]
+
+[[certificate]]
+name = "a"
+cert = "pki/a.test.pem"
+key = "pki/a.test.key"
+
+[[route]]
+name = "a"
+names = ["a.test"]
+action = "terminate"
+pool = "app"
+certificate = "a"
+TOML
+}
+
 start_backend() {
   local name=$1 port=$2 mode=${3:-http}; shift 2; [ $# -gt 0 ] && shift
   "$LODE_BACKEND" --listen "127.0.0.1:$port" --name "$name" --mode "$mode" "$@" 2>"$T/backend-$name.log" &

@@ -19,26 +19,8 @@ make_pki a.test
 
 P=$(free_port); PA=$(free_port)
 start_backend app "$PA"
-cat >"$T/lode.toml" <<TOML
-[[listener]]
-name = "https"
-listen = ["127.0.0.1:$P"]
-
-[[pool]]
-name = "app"
-backends = ["127.0.0.1:$PA"]
-
-[[certificate]]
-name = "a"
-cert = "pki/a.test.pem"
-key = "pki/a.test.key"
-
-[[route]]
-name = "a"
-names = ["a.test"]
-action = "terminate"
-pool = "app"
-certificate = "a"
+a_test_config "$T/lode.toml" "$P" "$PA"
+cat >>"$T/lode.toml" <<TOML
 
 [timeouts]
 hello_ms = 2000

@@ -12,26 +12,8 @@ make_pki a.test
 N=${CONCURRENT_N:-1000}
 P=$(free_port); PA=$(free_port)
 start_backend app "$PA"
-cat >"$T/lode.toml" <<TOML
-[[listener]]
-name = "https"
-listen = ["127.0.0.1:$P"]
-
-[[pool]]
-name = "app"
-backends = ["127.0.0.1:$PA"]
-
-[[certificate]]
-name = "a"
-cert = "pki/a.test.pem"
-key = "pki/a.test.key"
-
-[[route]]
-name = "a"
-names = ["a.test"]
-action = "terminate"
-pool = "app"
-certificate = "a"
+a_test_config "$T/lode.toml" "$P" "$PA"
+cat >>"$T/lode.toml" <<TOML
 
 [log]
 access = "off"
