@@ -11,6 +11,7 @@ PACKAGES=(
   liburing-dev                      # io_uring workers
   libdpdk-dev dpdk                  # the DPDK front
   libtomlplusplus-dev               # configuration files (TOML)
+  libcurl4-openssl-dev              # OCSP and CRL fetches (control plane)
   libgtest-dev libgmock-dev         # unit tests
   libbenchmark-dev                  # micro-benchmarks
   curl python3                      # end-to-end tests and the demo (clients)
