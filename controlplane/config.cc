@@ -305,12 +305,20 @@ class Loader {
   void set_base_dir(std::string d) { base_dir_ = std::move(d); }
 
   void certificate(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "cert", "key"});
+    only_keys(t, where, {"name", "cert", "key", "ocsp_url", "ocsp_policy"});
     CertificateConfig c;
     c.loc = loc_of(t);
     get_string(t, where, "name", c.name, true);
     if (get_string(t, where, "cert", c.cert, true)) c.cert = resolve(c.cert);
     if (get_string(t, where, "key", c.key, true)) c.key = resolve(c.key);
+    get_string(t, where, "ocsp_url", c.ocsp_url, false);
+    if (!c.ocsp_url.empty() && c.ocsp_url.rfind("http://", 0) != 0 && c.ocsp_url.rfind("https://", 0) != 0) {
+      error(c.loc, where + ".ocsp_url", "expected an http:// or https:// URL");
+    }
+    static constexpr std::array<std::string_view, 2> kPolicy = {"lenient", "strict"};
+    if (int p = get_choice(t, where, "ocsp_policy", kPolicy, false); p >= 0) {
+      c.ocsp_policy = p == 0 ? OcspPolicy::kLenient : OcspPolicy::kStrict;
+    }
     cfg.certificates.push_back(std::move(c));
   }
 
@@ -343,7 +351,10 @@ class Loader {
   void globals(const toml::table& root, Config& cfg) {
     if (const toml::table* t = section(root, "tls")) {
       only_keys(*t, "tls", {"min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
-                            "session_tickets", "ticket_rotation_s"});
+                            "session_tickets", "ticket_rotation_s", "ticket_key_file"});
+      if (get_string(*t, "tls", "ticket_key_file", cfg.tls.ticket_key_file, false)) {
+        cfg.tls.ticket_key_file = resolve(cfg.tls.ticket_key_file);
+      }
       static constexpr std::array<std::string_view, 2> kVersions = {"1.2", "1.3"};
       if (int v = get_choice(*t, "tls", "min_version", kVersions, false); v >= 0) cfg.tls.min_version = kVersions[v];
       if (int v = get_choice(*t, "tls", "max_version", kVersions, false); v >= 0) cfg.tls.max_version = kVersions[v];
@@ -394,6 +405,36 @@ class Loader {
       only_keys(*t, "limits", {"connections_per_worker", "connect_retries"});
       get_uint(*t, "limits", "connections_per_worker", cfg.limits.connections_per_worker, 1, 1'000'000);
       get_uint(*t, "limits", "connect_retries", cfg.limits.connect_retries, 0, 16);
+    }
+    if (const toml::table* t = section(root, "control")) {
+      only_keys(*t, "control", {"run_dir", "state_dir", "start_timeout_s", "trusted_ca", "intermediates",
+                                "expiry_warning_days"});
+      if (get_string(*t, "control", "run_dir", cfg.control.run_dir, false)) cfg.control.run_dir = resolve(cfg.control.run_dir);
+      if (get_string(*t, "control", "state_dir", cfg.control.state_dir, false)) {
+        cfg.control.state_dir = resolve(cfg.control.state_dir);
+      }
+      get_uint(*t, "control", "start_timeout_s", cfg.control.start_timeout_s, 1, 3600);
+      if (get_string(*t, "control", "trusted_ca", cfg.control.trusted_ca, false)) {
+        cfg.control.trusted_ca = resolve(cfg.control.trusted_ca);
+      }
+      if (get_string(*t, "control", "intermediates", cfg.control.intermediates, false)) {
+        cfg.control.intermediates = resolve(cfg.control.intermediates);
+      }
+      get_uint(*t, "control", "expiry_warning_days", cfg.control.expiry_warning_days, 0, 365);
+    }
+    if (const toml::table* t = section(root, "ocsp")) {
+      only_keys(*t, "ocsp", {"enabled", "policy", "on_revoked", "method", "timeout_ms", "startup_wait_ms"});
+      get_bool(*t, "ocsp", "enabled", cfg.ocsp.enabled);
+      static constexpr std::array<std::string_view, 2> kPolicy = {"lenient", "strict"};
+      if (int p = get_choice(*t, "ocsp", "policy", kPolicy, false); p >= 0) {
+        cfg.ocsp.policy = p == 0 ? OcspPolicy::kLenient : OcspPolicy::kStrict;
+      }
+      static constexpr std::array<std::string_view, 2> kRevoked = {"withhold", "serve"};
+      if (int r = get_choice(*t, "ocsp", "on_revoked", kRevoked, false); r >= 0) cfg.ocsp.withhold_revoked = r == 0;
+      static constexpr std::array<std::string_view, 2> kMethod = {"post", "get"};
+      if (int m = get_choice(*t, "ocsp", "method", kMethod, false); m >= 0) cfg.ocsp.use_get = m == 1;
+      get_uint(*t, "ocsp", "timeout_ms", cfg.ocsp.timeout_ms, 100, 60'000);
+      get_uint(*t, "ocsp", "startup_wait_ms", cfg.ocsp.startup_wait_ms, 0, 600'000);
     }
     if (const toml::table* t = section(root, "log")) {
       only_keys(*t, "log", {"access"});
@@ -515,7 +556,7 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   Config cfg;
   cfg.path = std::string(source_name);
   ld.only_keys(root, "", {"listener", "pool", "route", "certificate", "certificate_dir", "tls", "timeouts",
-                          "workers", "limits", "log"});
+                          "workers", "limits", "control", "ocsp", "log"});
   const size_t slash = cfg.path.rfind('/');
   ld.set_base_dir(slash == std::string::npos ? std::string(".") : cfg.path.substr(0, slash));
   ld.each_table(root, "listener", [&](const toml::table& t, const std::string& w) { ld.listener(t, w, cfg); });
@@ -528,6 +569,16 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   ld.check_references(cfg);
   if (!ld.ok()) return unexpected(ld.take_errors());
   return cfg;
+}
+
+bool same_listeners(const Config& a, const Config& b) noexcept {
+  if (a.listeners.size() != b.listeners.size()) return false;
+  for (size_t i = 0; i < a.listeners.size(); ++i) {
+    const auto& x = a.listeners[i];
+    const auto& y = b.listeners[i];
+    if (x.name != y.name || !(x.listen == y.listen) || x.proxy_protocol != y.proxy_protocol) return false;
+  }
+  return true;
 }
 
 Result<Config, ConfigErrors> load_config_file(const std::string& path) {

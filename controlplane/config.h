@@ -28,6 +28,8 @@
 //   name = "app"
 //   cert = "certs/app.pem"               # relative paths: to this file's directory
 //   key = "certs/app.key"
+//   ocsp_url = "http://ocsp.example/"    # optional: overrides the certificate's AIA OCSP URL
+//   ocsp_policy = "strict"               # optional: lenient | strict (default: [ocsp] policy)
 //
 //   [[certificate_dir]]                  # stone's certpat: NAME's files serve NAME
 //   name = "sites"
@@ -42,7 +44,18 @@
 //
 //   [tls]      min_version = "1.2", max_version = "1.3", ciphers = "...", ciphersuites = "...",
 //              groups = "X25519:P-256", alpn = ["h2", "http/1.1"] (default: none), session_tickets = true,
-//              ticket_rotation_s = 3600
+//              ticket_rotation_s = 3600,
+//              ticket_key_file = "tickets.key"   # optional: N x 80-byte keys (nginx's layout), the first
+//                                                # encrypts; shared by nodes that resume each other's sessions
+//   [control]  run_dir = "/run/lodestone"        # the control socket (dataplane <-> control plane)
+//              state_dir = "/var/lib/lodestone"  # the OCSP response cache (survives restarts)
+//              start_timeout_s = 120             # wait this long for the first snapshot
+//              trusted_ca = "ca.pem"             # optional: chains must verify to these roots
+//              intermediates = "chain.pem"       # optional: intermediates a chain file may lack
+//              expiry_warning_days = 30
+//   [ocsp]     enabled = true, policy = "lenient" (lenient | strict; must-staple certificates are
+//              strict), on_revoked = "withhold" (withhold | serve), method = "post" (post | get),
+//              timeout_ms = 3000, startup_wait_ms = 10000 (fetch before first serving, at most this long)
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
 //   [workers]  count = 2, cpus = [0, 1]
 //   [limits]   connections_per_worker = 16384, connect_retries = 2
@@ -129,10 +142,14 @@ struct RouteConfig {
   SourceLoc loc;
 };
 
+enum class OcspPolicy : uint8_t { kInherit, kLenient, kStrict };
+
 struct CertificateConfig {
   std::string name;
   std::string cert;  // absolute after loading
   std::string key;
+  std::string ocsp_url;  // empty: the certificate's AIA
+  OcspPolicy ocsp_policy = OcspPolicy::kInherit;
   SourceLoc loc;
 };
 
@@ -153,6 +170,25 @@ struct TlsConfig {
   std::vector<std::string> alpn;  // empty: no ALPN (the relay is protocol-agnostic)
   bool session_tickets = true;
   uint32_t ticket_rotation_s = 3600;
+  std::string ticket_key_file;  // empty: keys generated and rotated by the control plane
+};
+
+struct ControlConfig {
+  std::string run_dir = "/run/lodestone";
+  std::string state_dir = "/var/lib/lodestone";
+  uint32_t start_timeout_s = 120;
+  std::string trusted_ca;
+  std::string intermediates;
+  uint32_t expiry_warning_days = 30;
+};
+
+struct OcspConfig {
+  bool enabled = true;
+  OcspPolicy policy = OcspPolicy::kLenient;
+  bool withhold_revoked = true;
+  bool use_get = false;
+  uint32_t timeout_ms = 3000;
+  uint32_t startup_wait_ms = 10'000;
 };
 
 struct TimeoutsConfig {
@@ -183,11 +219,18 @@ struct Config {
   TimeoutsConfig timeouts;
   WorkersConfig workers;
   LimitsConfig limits;
+  ControlConfig control;
+  OcspConfig ocsp;
   std::string access_log = "stderr";
 
   const PoolConfig* find_pool(std::string_view name) const noexcept;
   const RouteConfig* find_route(std::string_view name) const noexcept;
 };
+
+// Whether two configurations bind the same listeners (names, addresses,
+// order, PROXY setting): the workers own their sockets from the start, so a
+// reload may change everything else but not these.
+bool same_listeners(const Config& a, const Config& b) noexcept;
 
 // Parses and validates; on failure returns every error found.
 Result<Config, ConfigErrors> load_config_file(const std::string& path);

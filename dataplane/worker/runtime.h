@@ -6,13 +6,12 @@
 
 #include <openssl/ssl.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "dataplane/control/generation_slot.h"
 #include "dataplane/route/backend_pool.h"
 #include "dataplane/tls/backend_tls.h"
 #include "dataplane/tls/cert_store.h"
@@ -63,30 +62,18 @@ struct Runtime {
   std::vector<ListenerRuntime> listeners;
   std::vector<PoolRuntime> pools;
   std::vector<CertBinding> certs;   // indexed by a route's cert index
+  // Certificates loaded in this process (tests, `lodestone run --standalone`);
+  // null when they come from the control plane's snapshot.
   std::shared_ptr<tls::CertStore> store;
+  // What a worker builds a certificate's SSL_CTX with, from the snapshot.
+  tls::TlsSettings tls;
+  uint64_t tls_version = 0;  // changes when `tls` does: cached SSL_CTXs are rebuilt
+  std::shared_ptr<tls::TicketKeys> ticket_keys;
   Timeouts timeouts;
   Limits limits;
 };
 
-// The process-wide current generation. Workers read the generation number
-// with one atomic load per loop pass and copy the pointer only when it moved.
-class RuntimeSlot {
- public:
-  void publish(std::shared_ptr<const Runtime> rt) {
-    std::lock_guard lock(mu_);
-    current_ = std::move(rt);
-    generation_.store(current_->generation, std::memory_order_release);
-  }
-  uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
-  std::shared_ptr<const Runtime> get() const {
-    std::lock_guard lock(mu_);
-    return current_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const Runtime> current_;
-  std::atomic<uint64_t> generation_{0};
-};
+// The process-wide current generation (see GenerationSlot).
+using RuntimeSlot = control::GenerationSlot<Runtime>;
 
 }  // namespace lode::worker

@@ -24,6 +24,11 @@ namespace lode::worker {
   X(routed_reject, "connections rejected by a route")                           \
   X(no_route, "connections with no matching route and no default")            \
   X(no_certificate, "terminate routes with no certificate for the name")       \
+  X(cert_withheld, "handshakes refused: the control plane withholds the certificate") \
+  X(cert_ctx_builds, "certificate SSL_CTXs built from the snapshot")           \
+  X(cert_ctx_errors, "certificate SSL_CTXs that failed to build")              \
+  X(staples_requested, "handshakes whose client asked for an OCSP staple")     \
+  X(staples_sent, "handshakes that got an OCSP staple")                        \
   X(handshakes, "TLS handshakes completed (client side)")                      \
   X(handshakes_resumed, "of which resumed")                                    \
   X(handshake_errors, "TLS handshakes that failed")                            \

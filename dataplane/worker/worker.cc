@@ -1,5 +1,7 @@
 #include "dataplane/worker/worker.h"
 
+#include "dataplane/worker/cert_cache.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -111,6 +113,7 @@ struct Conn {
   std::unique_ptr<proxy::ProxyHeaderParser> proxy_parser;
   size_t hello_start = 0;  // bytes of a PROXY header before the hello
   std::shared_ptr<WorkerRuntime> wrt;
+  StapleState staple;  // the certificate entry served, until the handshake ends
   // Routing.
   std::string sni;
   std::string alpn_offered;
@@ -277,6 +280,10 @@ struct Worker::Impl {
   std::vector<uint32_t> listen_listener;  // listener index of each fd
   std::shared_ptr<WorkerRuntime> wrt;
   uint64_t seen_generation = 0;
+  std::shared_ptr<const control::Snapshot> snap;  // null without a control plane
+  std::atomic<uint64_t> seen_snapshot{0};
+  CertCache cert_cache;
+  uint64_t last_sweep = 0;
   std::vector<Conn> conns;
   std::vector<uint32_t> free_slots;
   uint32_t active = 0;
@@ -346,6 +353,14 @@ struct Worker::Impl {
   }
 
   // ---------------------------------------------------------- runtime
+  void refresh_snapshot() {
+    if (opt.snapshots == nullptr) return;
+    const uint64_t g = opt.snapshots->generation();
+    if (g == seen_snapshot.load(std::memory_order_relaxed) && snap) return;
+    snap = opt.snapshots->get();
+    seen_snapshot.store(g, std::memory_order_release);
+  }
+
   void refresh_runtime() {
     const uint64_t g = slot.generation();
     if (g == seen_generation && wrt) return;
@@ -377,6 +392,7 @@ struct Worker::Impl {
   // ---------------------------------------------------------- setup
   Result<void, std::string> open() {
     refresh_runtime();
+    refresh_snapshot();
     if (!wrt) return unexpected(std::string("no runtime published"));
     for (uint32_t li = 0; li < wrt->rt->listeners.size(); ++li) {
       for (const SocketAddress& a : wrt->rt->listeners[li].addresses) {
@@ -552,6 +568,7 @@ struct Worker::Impl {
     give_parser(std::move(c.parser));
     c.proxy_parser.reset();
     c.wrt.reset();
+    c.staple = StapleState{};
     c.client = Side{};
     c.backend = Side{};
     c.used = false;
@@ -746,7 +763,26 @@ struct Worker::Impl {
   // ---------------------------------------------------------- terminate
   SSL_CTX* choose_ctx(Conn& c, uint32_t cert_index) {
     const Runtime& rt = *c.wrt->rt;
-    if (cert_index >= rt.certs.size() || !rt.store) return nullptr;
+    if (cert_index >= rt.certs.size()) return nullptr;
+    if (snap) {
+      const FoundCert f = find_cert(*snap, rt.certs[cert_index], c.sni);
+      if (f.entry == nullptr) return nullptr;
+      if ((*f.entry)->state != snapshot::CertState::kServe) {
+        bump(stats.cert_withheld);
+        return nullptr;
+      }
+      const uint64_t before = cert_cache.builds();
+      auto ctx = cert_cache.get(f.key, **f.entry, rt);
+      if (!ctx) {
+        bump(stats.cert_ctx_errors);
+        std::fprintf(stderr, "lodestone worker %u: certificate %s: %s\n", opt.index, f.key.c_str(), ctx.error().c_str());
+        return nullptr;
+      }
+      if (cert_cache.builds() != before) bump(stats.cert_ctx_builds);
+      c.staple.entry = *f.entry;
+      return *ctx;
+    }
+    if (!rt.store) return nullptr;
     const CertBinding& b = rt.certs[cert_index];
     if (b.directory) return rt.store->find_for_host(b.name, c.sni);
     return rt.store->find_by_name(b.name);
@@ -765,6 +801,7 @@ struct Worker::Impl {
       return;
     }
     c.client.ssl = ssl.release();
+    if (c.staple.entry) attach_staple_state(c.client.ssl, &c.staple);
     SSL_set_options(c.client.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     attach_bio(c.client.ssl, &c.client);
     SSL_set_accept_state(c.client.ssl);
@@ -780,6 +817,10 @@ struct Worker::Impl {
       c.client.handshake_done = true;
       c.t_handshake = now;
       c.resumed = SSL_session_reused(c.client.ssl) == 1;
+      if (c.staple.requested) bump(stats.staples_requested);
+      if (c.staple.stapled) bump(stats.staples_sent);
+      attach_staple_state(c.client.ssl, nullptr);
+      c.staple = StapleState{};  // the entry (and its mapping) is not needed any more
       bump(stats.handshakes);
       if (c.resumed) bump(stats.handshakes_resumed);
       start_connect(c);
@@ -1222,6 +1263,7 @@ struct Worker::Impl {
       case Op::kWake:
         if (stop_requested.load()) begin_drain();
         refresh_runtime();
+        refresh_snapshot();
         arm_wake();
         return;
       default:
@@ -1345,6 +1387,13 @@ struct Worker::Impl {
       }
       io_uring_cq_advance(ring.raw(), n);
       if (slot.generation() != seen_generation) refresh_runtime();
+      if (opt.snapshots != nullptr && opt.snapshots->generation() != seen_snapshot.load(std::memory_order_relaxed)) {
+        refresh_snapshot();
+      }
+      if (snap && now - last_sweep >= 10'000) {
+        cert_cache.sweep(*snap);
+        last_sweep = now;
+      }
     }
     flush_log();
   }
@@ -1396,5 +1445,8 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 const WorkerStats& Worker::stats() const noexcept { return impl_->stats; }
+uint64_t Worker::snapshot_generation() const noexcept {
+  return impl_->seen_snapshot.load(std::memory_order_acquire);
+}
 
 }  // namespace lode::worker

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "dataplane/control/snapshot_state.h"
 #include "dataplane/worker/runtime.h"
 #include "dataplane/worker/stats.h"
 #include "lodestone/result.h"
@@ -26,6 +27,9 @@ struct WorkerOptions {
   unsigned recv_buffers = 1024;  // provided buffers (power of two)
   unsigned recv_buffer_size = 16 * 1024;
   size_t relay_cap = 256 * 1024;  // bytes queued per direction before reads pause
+  // Certificates and staples from the control plane; null: the runtime's
+  // own CertStore (loaded in-process).
+  const control::SnapshotSlot* snapshots = nullptr;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over
@@ -49,6 +53,9 @@ class Worker {
   void join();
 
   const WorkerStats& stats() const noexcept;
+  // The snapshot generation this worker has picked up (for "live on every
+  // worker" checks).
+  uint64_t snapshot_generation() const noexcept;
 
   struct Impl;
 

@@ -203,7 +203,8 @@ start_lodestone() {
   LCOUNT=$((LCOUNT + 1))
   LLOG="$T/lodestone-$LCOUNT.log"
   STATS="$T/stats-$LCOUNT.json"
-  "$LODESTONE" run "$cfg" --stats-file "$STATS" "$@" 2>"$LLOG" >"$T/lodestone-$LCOUNT.out" &
+  mkdir -p "$T/run"
+  "$LODESTONE" run "$cfg" --stats-file "$STATS" --run-dir "$T/run" "$@" 2>"$LLOG" >"$T/lodestone-$LCOUNT.out" &
   LPID=$!
   PIDS+=("$LPID")
   local end=$(( $(now_ms) + 10000 ))

@@ -1,18 +1,29 @@
-// lodestone: the SNI proxy process (kernel front, TLS workers).
+// lodestone: the SNI proxy (kernel front, TLS workers) and its control plane.
 //
-//   lodestone run CONFIG [--workers N] [--stats-file PATH]
+//   lodestone run CONFIG [--workers N] [--stats-file PATH] [--run-dir DIR]
 //   lodestone check CONFIG
+//   lodestone controlplane CONFIG --socket PATH   (started by `run`)
 //   lodestone version
 //
-// SIGHUP re-reads CONFIG and swaps routes, pools and certificates atomically
-// (established connections keep the generation they started with); a bad
-// configuration is refused with its errors and the old one stays in service.
-// SIGTERM/SIGINT stop accepting, drain up to timeouts.drain_ms, exit 0.
+// `run` is the dataplane: it binds the listeners, listens on the control
+// socket (RUN_DIR/lodestone-PID.sock), starts the control plane as a child
+// process and restarts it whenever it exits (backoff 50 ms .. 5 s), waits for
+// the first snapshot, then starts the workers. Traffic never depends on the
+// control plane being alive: the snapshot in service stays.
+//
+// SIGHUP is forwarded to the control plane, which re-reads CONFIG and the
+// certificates and publishes what changed (established connections keep the
+// generation they started with); a bad configuration is refused with its
+// errors ("reload_refused") and the old one stays in service.
+// SIGTERM/SIGINT stop accepting, drain up to timeouts.drain_ms, stop the
+// control plane, exit 0.
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,6 +39,8 @@
 #include <vector>
 
 #include "controlplane/config.h"
+#include "controlplane/control_plane.h"
+#include "dataplane/control/control_link.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -74,10 +87,17 @@ void event(const std::string& json) {
   std::fflush(stderr);
 }
 
-std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>& workers, uint64_t generation) {
+std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>& workers, uint64_t generation,
+                       uint64_t snapshot, const lode::control::LinkStats& link, uint64_t cp_starts) {
   JsonWriter w;
   w.begin_object();
   w.field("generation", generation);
+  w.field("snapshot_generation", snapshot);
+  w.field("controlplane_starts", cp_starts);
+  w.field("controlplane_attaches", link.attaches.load());
+  w.field("segments_applied", link.segments_applied.load());
+  w.field("segments_refused", link.segments_refused.load());
+  w.field("last_apply_us", link.last_apply_us.load());
   w.field("workers", static_cast<uint64_t>(workers.size()));
 #define LODE_SUM(name, help)                                                         \
   {                                                                                  \
@@ -109,35 +129,187 @@ void write_stats_file(const std::string& path, const std::string& json) {
   std::rename(tmp.c_str(), path.c_str());
 }
 
-// The workers bound their sockets at start: a reload may change everything
-// but the listeners.
-bool same_listeners(const lode::config::Config& a, const lode::config::Config& b) {
-  if (a.listeners.size() != b.listeners.size()) return false;
-  for (size_t i = 0; i < a.listeners.size(); ++i) {
-    const auto& x = a.listeners[i];
-    const auto& y = b.listeners[i];
-    if (x.name != y.name || !(x.listen == y.listen) || x.proxy_protocol != y.proxy_protocol) return false;
-  }
-  return true;
-}
-
 int usage(int rc) {
   std::fprintf(rc == 0 ? stdout : stderr,
-               "usage: lodestone run CONFIG [--workers N] [--stats-file PATH]\n"
+               "usage: lodestone run CONFIG [--workers N] [--stats-file PATH] [--run-dir DIR]\n"
                "       lodestone check CONFIG\n"
+               "       lodestone controlplane CONFIG --socket PATH   (started by `run`)\n"
                "       lodestone version\n");
   return rc;
 }
 
-int run(const std::string& config_path, int workers_override, const std::string& stats_file) {
+std::string json_event(std::string_view name) {
+  return JsonWriter().begin_object().field("event", name).end_object().take();
+}
+
+// The control-plane child: started, watched and restarted by the dataplane.
+class Supervisor {
+ public:
+  Supervisor(std::string config, std::string socket) : config_(std::move(config)), socket_(std::move(socket)) {}
+
+  bool spawn() {
+    const pid_t pid = fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      // The child dies with its parent. HUP, TERM and INT stay blocked across
+      // exec: the control plane takes them from a signalfd, and one sent
+      // while it is still loading waits for it instead of killing it.
+      sigset_t cp_set;
+      sigemptyset(&cp_set);
+      for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&cp_set, sig);
+      pthread_sigmask(SIG_SETMASK, &cp_set, nullptr);
+      prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+      const char* argv[] = {"lodestone", "controlplane", config_.c_str(), "--socket", socket_.c_str(), nullptr};
+      execv("/proc/self/exe", const_cast<char* const*>(argv));
+      _exit(127);
+    }
+    pid_ = pid;
+    started_ = std::chrono::steady_clock::now();
+    ++starts_;
+    event(JsonWriter().begin_object().field("event", "controlplane_started").field("pid", static_cast<int64_t>(pid))
+              .field("starts", starts_).end_object().take());
+    return true;
+  }
+
+  // After SIGCHLD: reaps the child; true if it exited (a restart is due).
+  bool reap(int* status_out) {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    *status_out = status;
+    const auto lived = std::chrono::steady_clock::now() - started_;
+    backoff_ = lived > std::chrono::seconds(30) ? std::chrono::milliseconds(100)
+                                                : std::min(backoff_ * 2, std::chrono::milliseconds(5000));
+    restart_at_ = std::chrono::steady_clock::now() + backoff_;
+    JsonWriter w;
+    w.begin_object().field("event", "controlplane_exited").field("pid", static_cast<int64_t>(pid_));
+    if (WIFSIGNALED(status)) {
+      w.field("signal", strsignal(WTERMSIG(status)));
+    } else {
+      w.field("status", static_cast<int64_t>(WEXITSTATUS(status)));
+    }
+    w.field("restart_in_ms", static_cast<uint64_t>(backoff_.count()));
+    event(w.end_object().take());
+    pid_ = -1;
+    return true;
+  }
+
+  void restart_if_due() {
+    if (pid_ <= 0 && !stopping_ && std::chrono::steady_clock::now() >= restart_at_ && spawn() && pending_hup_) {
+      pending_hup_ = false;
+      kill(pid_, SIGHUP);
+    }
+  }
+  // A reload asked for while no control plane runs is passed on to the next.
+  void reload() {
+    if (pid_ > 0) {
+      kill(pid_, SIGHUP);
+    } else {
+      pending_hup_ = true;
+    }
+  }
+  void stop() {
+    stopping_ = true;
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 50; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      usleep(20'000);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  pid_t pid() const noexcept { return pid_; }
+  uint64_t starts() const noexcept { return starts_; }
+
+ private:
+  std::string config_, socket_;
+  pid_t pid_ = -1;
+  uint64_t starts_ = 0;
+  bool stopping_ = false;
+  bool pending_hup_ = false;
+  std::chrono::steady_clock::time_point started_{}, restart_at_{};
+  std::chrono::milliseconds backoff_{50};
+};
+
+// Everything the dataplane serves, fed by the control link's thread.
+struct Dataplane {
+  std::string config_path;
+  lode::config::Config bound;  // listeners bound at start
+  std::shared_ptr<lode::tls::TicketKeys> keys;
+  lode::worker::RuntimeSlot slot;
+  lode::control::SnapshotSlot snapshots;
+  std::mutex workers_mu;
+  std::vector<std::unique_ptr<lode::worker::Worker>> workers;
+  bool started = false;     // workers running (guarded by workers_mu)
+  uint64_t runtime_generation = 0;
+  uint64_t config_reloads = 0;
+
+  lode::Result<void, std::string> publish(const lode::control::ApplyResult& a) {
+    std::shared_ptr<lode::worker::Runtime> rt;
+    // A delta with the configuration is a reload (SIGHUP): rebuild even if
+    // the text is the same, as files it names (CA bundles) may have changed.
+    if (a.config_changed || (a.config_present && !a.full)) {
+      auto cfg = lode::config::load_config_string(a.snapshot->config_text, config_path);
+      if (!cfg) return lode::unexpected("config: " + cfg.error().front().to_string());
+      {
+        std::lock_guard lock(workers_mu);
+        if (started && !lode::config::same_listeners(bound, *cfg)) {
+          return lode::unexpected(std::string("config: the listeners changed; restart Lodestone to change them"));
+        }
+      }
+      auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1, lode::app::CertSource::kSnapshot);
+      if (!built) return lode::unexpected("config: " + built.error().front());
+      rt = std::move(built->runtime);
+    }
+    if (a.tickets_changed) {
+      std::vector<lode::tls::TicketKey> list;
+      const auto bytes = a.snapshot->ticket_keys;
+      for (size_t at = 0; at + 80 <= bytes.size(); at += 80) {
+        auto k = lode::tls::TicketKey::from_bytes(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()) + at, 80));
+        if (!k) return lode::unexpected("ticket keys: " + k.error());
+        list.push_back(std::move(*k));
+      }
+      if (auto ok = keys->set_keys(list); !ok) return lode::unexpected("ticket keys: " + ok.error());
+    }
+    if (rt) {
+      ++runtime_generation;
+      slot.publish(rt);
+    }
+    snapshots.publish(a.snapshot);
+    // In service means: every worker has picked it up.
+    std::lock_guard lock(workers_mu);
+    for (auto& w : workers) w->wake();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    for (auto& w : workers) {
+      while (w->snapshot_generation() < a.snapshot->generation && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+    if (rt && started) {
+      ++config_reloads;
+      event(JsonWriter().begin_object().field("event", "reloaded").field("generation", runtime_generation)
+                .field("snapshot", a.snapshot->generation).end_object().take());
+    }
+    return {};
+  }
+};
+
+int run(const std::string& config_path, int workers_override, const std::string& stats_file,
+        const std::string& run_dir_override) {
   // Signals are taken synchronously by this thread; workers never see them.
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, s);
+  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGCHLD}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  // This process holds private keys (in OpenSSL) and ticket keys: no core
-  // dumps, no ptrace by other users.
+  // This process holds private keys (in OpenSSL, in the mapped snapshot) and
+  // ticket keys: no core dumps, no ptrace by other users.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // Two sockets per connection, two pipes per spliced one: take the hard
   // limit of file descriptors, not the (often 1024) soft one.
@@ -152,50 +324,89 @@ int run(const std::string& config_path, int workers_override, const std::string&
     for (const auto& e : cfg.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
-  auto keys = lode::tls::TicketKeys::create(1);
-  if (!keys || !(*keys)->rotate()) {
-    std::fprintf(stderr, "lodestone: cannot create session ticket keys\n");
-    return 1;
-  }
-  uint64_t generation = 1;
-  auto built = lode::app::build_runtime(*cfg, *keys, generation);
-  if (!built) {
-    for (const auto& e : built.error()) std::fprintf(stderr, "%s\n", e.c_str());
-    return 1;
-  }
-  for (const auto& w : built->warnings) event(JsonWriter().begin_object().field("event", "warning").field("message", w).end_object().take());
-
   Log access;
   if (!access.open(cfg->access_log)) {
     std::fprintf(stderr, "lodestone: cannot open access log %s: %s\n", cfg->access_log.c_str(), std::strerror(errno));
     return 1;
   }
-  lode::worker::RuntimeSlot slot;
-  slot.publish(built->runtime);
+  const std::string run_dir = run_dir_override.empty() ? cfg->control.run_dir : run_dir_override;
+  if (mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    std::fprintf(stderr, "lodestone: run_dir %s: %s\n", run_dir.c_str(), std::strerror(errno));
+    return 1;
+  }
+  const std::string socket_path = run_dir + "/lodestone-" + std::to_string(getpid()) + ".sock";
+
+  Dataplane dp;
+  dp.config_path = config_path;
+  dp.bound = *cfg;
+  dp.keys = std::make_shared<lode::tls::TicketKeys>(lode::snapshot::kMaxTicketKeys - 1);
+  auto link = lode::control::ControlLink::listen(
+      socket_path, [&dp](const lode::control::ApplyResult& a) { return dp.publish(a); }, event);
+  if (!link) {
+    std::fprintf(stderr, "lodestone: %s\n", link.error().c_str());
+    return 1;
+  }
+  (*link)->start();
+  Supervisor cp(config_path, socket_path);
+  if (!cp.spawn()) {
+    std::fprintf(stderr, "lodestone: cannot start the control plane: %s\n", std::strerror(errno));
+    return 1;
+  }
+
+  // The first snapshot: certificates, keys, the validated configuration.
+  const timespec short_tick{0, 100'000'000};
+  const auto start_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cfg->control.start_timeout_s);
+  while (!(*link)->wait_for_snapshot(std::chrono::milliseconds(0))) {
+    siginfo_t info;
+    const int sig = sigtimedwait(&set, &info, &short_tick);
+    int status = 0;
+    if (sig == SIGCHLD && cp.reap(&status)) {
+      std::fprintf(stderr, "lodestone: the control plane exited before its first snapshot: not starting\n");
+      return 1;
+    }
+    if (sig == SIGTERM || sig == SIGINT) {
+      cp.stop();
+      return 1;
+    }
+    if (std::chrono::steady_clock::now() > start_deadline) {
+      std::fprintf(stderr, "lodestone: no snapshot from the control plane within %u s ([control] start_timeout_s)\n",
+                   cfg->control.start_timeout_s);
+      cp.stop();
+      return 1;
+    }
+  }
 
   unsigned count = workers_override > 0 ? static_cast<unsigned>(workers_override) : cfg->workers.count;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::unique_ptr<lode::worker::Worker>> workers;
-  for (unsigned i = 0; i < count; ++i) {
-    lode::worker::WorkerOptions opt;
-    opt.index = i;
-    opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
-    workers.push_back(std::make_unique<lode::worker::Worker>(
-        opt, slot,
-        cfg->access_log == "off" ? lode::worker::AccessLog{}
-                                 : [&access](uint32_t, const std::string& batch) { access.lines(batch); }));
-    if (auto ok = workers.back()->open(); !ok) {
-      std::fprintf(stderr, "lodestone: worker %u: %s\n", i, ok.error().c_str());
-      return 1;
+  {
+    std::lock_guard lock(dp.workers_mu);
+    for (unsigned i = 0; i < count; ++i) {
+      lode::worker::WorkerOptions opt;
+      opt.index = i;
+      opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
+      opt.snapshots = &dp.snapshots;
+      dp.workers.push_back(std::make_unique<lode::worker::Worker>(
+          opt, dp.slot,
+          cfg->access_log == "off" ? lode::worker::AccessLog{}
+                                   : [&access](uint32_t, const std::string& batch) { access.lines(batch); }));
+      if (auto ok = dp.workers.back()->open(); !ok) {
+        std::fprintf(stderr, "lodestone: worker %u: %s\n", i, ok.error().c_str());
+        cp.stop();
+        return 1;
+      }
     }
-  }
-  for (size_t i = 0; i < workers.size(); ++i) {
-    if (auto ok = workers[i]->start(); !ok) {
-      std::fprintf(stderr, "lodestone: worker %zu: %s\n", i, ok.error().c_str());
-      for (size_t j = 0; j < i; ++j) workers[j]->stop();
-      return 1;
+    for (size_t i = 0; i < dp.workers.size(); ++i) {
+      if (auto ok = dp.workers[i]->start(); !ok) {
+        std::fprintf(stderr, "lodestone: worker %zu: %s\n", i, ok.error().c_str());
+        for (size_t j = 0; j < i; ++j) dp.workers[j]->stop();
+        cp.stop();
+        return 1;
+      }
     }
+    dp.started = true;
   }
+  auto& workers = dp.workers;
+  auto generation = [&] { return (*link)->generation(); };
 
   {
     JsonWriter w;
@@ -203,6 +414,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
+    w.field("snapshot", generation()).field("control_socket", socket_path);
     w.key("listen").begin_array();
     for (const auto& l : cfg->listeners) {
       for (const auto& a : l.listen) w.value(l.name + " " + a.to_string());
@@ -211,63 +423,70 @@ int run(const std::string& config_path, int workers_override, const std::string&
     event(w.str());
   }
 
-  auto last_rotation = std::chrono::steady_clock::now();
-  uint32_t rotation_s = cfg->tls.ticket_rotation_s;
-  const timespec tick{1, 0};
+  auto stats = [&] {
+    return stats_json(workers, dp.runtime_generation, generation(), (*link)->stats(), cp.starts());
+  };
+  auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
   while (true) {
     siginfo_t info;
-    const int sig = sigtimedwait(&set, &info, &tick);
+    const int sig = sigtimedwait(&set, &info, &short_tick);
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_rotation >= std::chrono::seconds(rotation_s)) {
-      if ((*keys)->rotate()) event(R"({"event":"ticket_keys_rotated"})");
-      last_rotation = now;
+    cp.restart_if_due();
+    if (!stats_file.empty() && now - last_stats >= std::chrono::seconds(1)) {
+      write_stats_file(stats_file, stats());
+      last_stats = now;
     }
-    if (!stats_file.empty()) write_stats_file(stats_file, stats_json(workers, generation));
     if (sig < 0) continue;
+    if (sig == SIGCHLD) {
+      int status = 0;
+      cp.reap(&status);
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+      continue;
+    }
     if (sig == SIGUSR1) {
-      event(stats_json(workers, generation));
+      event(stats());
       continue;
     }
     if (sig == SIGHUP) {
-      auto next = lode::config::load_config_file(config_path);
-      std::vector<std::string> errs;
-      if (!next) {
-        for (const auto& e : next.error()) errs.push_back(e.to_string());
-      } else if (!same_listeners(*cfg, *next)) {
-        errs.push_back(config_path +
-                       ": the listeners (names, addresses, order, PROXY setting) changed; the workers own their "
-                       "sockets: restart Lodestone to change them");
-      } else {
-        auto nb = lode::app::build_runtime(*next, *keys, generation + 1);
-        if (!nb) {
-          errs = nb.error();
-        } else {
-          for (const auto& w : nb->warnings) event(JsonWriter().begin_object().field("event", "warning").field("message", w).end_object().take());
-          ++generation;
-          slot.publish(nb->runtime);
-          for (auto& w : workers) w->wake();
-          rotation_s = next->tls.ticket_rotation_s;
-          event(JsonWriter().begin_object().field("event", "reloaded").field("generation", generation).end_object().take());
-          cfg = std::move(next);
-          continue;
-        }
-      }
-      JsonWriter w;
-      w.begin_object().field("event", "reload_refused").field("generation", generation).key("errors").begin_array();
-      for (const auto& e : errs) w.value(e);
-      w.end_array().end_object();
-      event(w.str());
+      // The control plane owns the configuration: it re-reads it, validates
+      // it and publishes what changed (or logs reload_refused).
+      cp.reload();
       continue;
     }
     // SIGTERM, SIGINT: drain and exit.
     event(JsonWriter().begin_object().field("event", "stopping").field("signal", strsignal(sig)).end_object().take());
     for (auto& w : workers) w->stop();
     for (auto& w : workers) w->join();
-    if (!stats_file.empty()) write_stats_file(stats_file, stats_json(workers, generation));
-    event(stats_json(workers, generation));
-    event(R"({"event":"stopped"})");
+    cp.stop();
+    (*link)->stop();
+    unlink((socket_path + ".config").c_str());
+    if (!stats_file.empty()) write_stats_file(stats_file, stats());
+    event(stats());
+    event(json_event("stopped"));
     return 0;
   }
+}
+
+int controlplane(const std::string& config_path, const std::string& socket_path) {
+  sigset_t set;  // taken from a signalfd (already blocked when started by `run`)
+  sigemptyset(&set);
+  for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // it holds every private key
+  auto emit = [](const std::string& json) {
+    // Tagged, so the shared stderr says which process spoke.
+    std::string line = json;
+    if (!line.empty() && line.back() == '}') line.insert(line.size() - 1, ",\"process\":\"controlplane\"");
+    event(line);
+  };
+  auto cp = lode::cp::ControlPlane::load({config_path, socket_path, emit});
+  if (!cp) {
+    for (const auto& e : cp.error()) std::fprintf(stderr, "%s\n", e.c_str());
+    return 1;
+  }
+  return (*cp)->run();
 }
 
 }  // namespace
@@ -284,18 +503,24 @@ int main(int argc, char** argv) {
   if (argc < 3) return usage(2);
   const std::string config = argv[2];
   if (cmd == "check") return lode::tools::check_config(config, std::cout, std::cerr);
+  if (cmd == "controlplane") {
+    if (argc != 5 || std::string(argv[3]) != "--socket") return usage(2);
+    return controlplane(config, argv[4]);
+  }
   if (cmd != "run") return usage(2);
   int workers = 0;
-  std::string stats_file;
+  std::string stats_file, run_dir;
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--workers" && i + 1 < argc) {
       workers = std::atoi(argv[++i]);
     } else if (a == "--stats-file" && i + 1 < argc) {
       stats_file = argv[++i];
+    } else if (a == "--run-dir" && i + 1 < argc) {
+      run_dir = argv[++i];
     } else {
       return usage(2);
     }
   }
-  return run(config, workers, stats_file);
+  return run(config, workers, stats_file, run_dir);
 }

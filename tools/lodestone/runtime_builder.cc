@@ -40,9 +40,18 @@ worker::ProxyAccept proxy_accept(config::ProxyAccept p) {
 
 }  // namespace
 
+uint64_t tls_settings_version(const tls::TlsSettings& s) {
+  std::string all = std::to_string(static_cast<unsigned>(s.min_version)) + "|" +
+                    std::to_string(static_cast<unsigned>(s.max_version)) + "|" + s.cipher_list + "|" + s.ciphersuites +
+                    "|" + s.groups + "|" + (s.alpn_strict ? "1" : "0") + (s.session_tickets ? "1" : "0") + "|" +
+                    std::to_string(s.session_timeout.count());
+  for (const auto& a : s.alpn) all += "|" + a;
+  return std::hash<std::string>{}(all) | 1;  // never 0
+}
+
 Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
                                                              std::shared_ptr<tls::TicketKeys> keys,
-                                                             uint64_t generation) {
+                                                             uint64_t generation, CertSource certs) {
   std::vector<std::string> errors;
   BuiltRuntime out;
   auto rt = std::make_shared<worker::Runtime>();
@@ -53,6 +62,9 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   // Certificates: loaded and checked before anything is served.
   const tls::TlsSettings settings = tls_settings(cfg.tls);
   if (auto ok = tls::validate_settings(settings); !ok) errors.push_back(cfg.path + ": [tls]: " + ok.error());
+  rt->tls = settings;
+  rt->tls_version = tls_settings_version(settings);
+  rt->ticket_keys = keys;
   tls::CertStoreConfig store_cfg;
   for (const auto& c : cfg.certificates) {
     store_cfg.add_named(c.name, {c.cert, c.key});
@@ -62,7 +74,7 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
     store_cfg.add_directory(d.name, d.path, d.cert_pattern, d.key_pattern);
     rt->certs.push_back({d.name, true});
   }
-  if (errors.empty()) {
+  if (errors.empty() && certs == CertSource::kLoadFiles) {
     auto store = tls::CertStore::build(store_cfg, settings, keys);
     if (!store) {
       errors.push_back(store.error());

@@ -1,7 +1,7 @@
 // Turns a validated configuration into what the workers serve: route tables,
 // backend pools, certificates (loaded and checked), backend TLS contexts.
-// Until the control-plane process lands (issue 4), the dataplane process does
-// this itself at start and on SIGHUP.
+// The dataplane builds it from the configuration text the control plane
+// published; certificates then come from the snapshot (CertSource::kSnapshot).
 #pragma once
 
 #include <memory>
@@ -19,10 +19,19 @@ struct BuiltRuntime {
   std::vector<std::string> warnings;
 };
 
+// Where the workers get certificates: files loaded here (the in-process
+// CertStore), or the control plane's snapshot (nothing is read here).
+enum class CertSource : uint8_t { kLoadFiles, kSnapshot };
+
 // Errors are complete messages (file, key, what is wrong).
 Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
                                                              std::shared_ptr<tls::TicketKeys> keys,
-                                                             uint64_t generation);
+                                                             uint64_t generation,
+                                                             CertSource certs = CertSource::kLoadFiles);
+
+// A hash of the TLS settings (never 0): a worker rebuilds its cached
+// SSL_CTXs when it changes.
+uint64_t tls_settings_version(const tls::TlsSettings& s);
 
 tls::TlsSettings tls_settings(const config::TlsConfig& t);
 
