@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 
 #include "lodestone/hostname.h"
@@ -214,8 +215,17 @@ Result<std::vector<DirectoryEntry>, std::string> scan_cert_directory(
   }
   std::sort(entries.begin(), entries.end());  // the same result from the same files, always
 
-  std::vector<DirectoryEntry> out;
-  std::unordered_map<std::string, std::string> served_by;  // "a.test" / "*.b.test" → cert path
+  // Which files are candidates (cheap, in order), then load them on every
+  // core (parsing and verifying is the cost: ~0.3-0.7 ms per certificate
+  // with OpenSSL 3.0's decoders), then keep them in byte order of their file
+  // names so the same files always give the same result.
+  struct Candidate {
+    DirectoryName name;
+    std::string served;
+    Result<std::optional<DirectoryEntry>, std::string> loaded{std::optional<DirectoryEntry>{}};
+    std::vector<std::string> warnings;
+  };
+  std::vector<Candidate> candidates;
   for (const std::string& entry : entries) {
     auto name = parse_entry(p, entry);
     if (name && !*name) continue;  // not this pattern's file
@@ -226,21 +236,41 @@ Result<std::vector<DirectoryEntry>, std::string> scan_cert_directory(
       }
       continue;
     }
-    const DirectoryName& n = **name;
-    const std::string served = n.wildcard ? "*." + n.host : n.host;
-    if (auto seen = served_by.find(served); seen != served_by.end()) {
-      warnings.push_back(base + entry + p.after + ": skipped: " + served +
-                         " is already served by " + seen->second);
+    Candidate c;
+    c.served = (*name)->wildcard ? "*." + (*name)->host : (*name)->host;
+    c.name = std::move(**name);
+    candidates.push_back(std::move(c));
+  }
+  const size_t threads =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(1, candidates.size() / 64));
+  auto load_some = [&](size_t first) {
+    for (size_t i = first; i < candidates.size(); i += threads) {
+      Candidate& c = candidates[i];
+      c.loaded = load_entry(p, spec, c.name, trust, now, c.warnings);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(load_some, t);
+  load_some(0);
+  for (auto& t : pool) t.join();
+
+  std::vector<DirectoryEntry> out;
+  out.reserve(candidates.size());
+  std::unordered_map<std::string, std::string> served_by;  // "a.test" / "*.b.test" → cert path
+  for (Candidate& c : candidates) {
+    if (auto seen = served_by.find(c.served); seen != served_by.end()) {
+      warnings.push_back(base + c.name.entry + p.after + ": skipped: " + c.served + " is already served by " +
+                         seen->second);
       continue;
     }
-    auto loaded = load_entry(p, spec, n, trust, now, warnings);
-    if (!loaded) {
-      warnings.push_back(loaded.error() + " (skipped)");
+    for (auto& w : c.warnings) warnings.push_back(std::move(w));
+    if (!c.loaded) {
+      warnings.push_back(c.loaded.error() + " (skipped)");
       continue;
     }
-    if (!*loaded) continue;  // a subdirectory without the certificate file
-    served_by.emplace(served, (*loaded)->cert_path);
-    out.push_back(std::move(**loaded));
+    if (!*c.loaded) continue;  // a subdirectory without the certificate file
+    served_by.emplace(c.served, (*c.loaded)->cert_path);
+    out.push_back(std::move(**c.loaded));
   }
   if (!out.empty() && !trust.has_anchor()) {
     warnings.push_back(trust.no_anchor_warning("cert directory " + spec.path));

@@ -3,7 +3,7 @@
 // configuration line per name. Each certificate is validated like any other
 // (controlplane/cert_bundle.h) before it is published.
 //
-// Rules (those of dataplane/tls/cert_store.h, except for expiry):
+// Rules:
 //  - `cert_pattern` holds "%n" exactly once, in one path component, e.g.
 //    "%n.pem", "%n-cert.pem" or "%n/fullchain.pem"; `key_pattern` may hold it
 //    any number of times ("keys/%n.key", "%n/privkey.pem"). Neither is
@@ -16,7 +16,7 @@
 //    file for a host already served (files are read in byte order).
 //  - Wildcards: "%n" = "_wildcard.example.com" serves the names one label
 //    below example.com; the certificate must name "*.example.com".
-//  - Unlike the dataplane's store, an expired or not yet valid certificate is
+//  - An expired or not yet valid certificate is
 //    refused (skipped with a warning), never served.
 //
 // Watching: a watcher maps each changed path to the entries it concerns

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "controlplane/cert_bundle.h"
+#include "controlplane/cert_catalog.h"
 #include "controlplane/cert_source.h"
 #include "controlplane/config.h"
 #include "controlplane/file_watch.h"
@@ -54,16 +55,10 @@ Result<std::string, std::string> read_file(const std::string& path) {
 
 }  // namespace
 
-// One certificate the control plane publishes.
-struct CertItem {
-  std::string key;  // record key (snapshot_state.h)
-  std::string dir;  // certificate_dir name; empty for a [[certificate]]
-  std::string cert_path, key_path;
-  CertBundle bundle;
-  bool strict = false;  // no serving without a valid staple
-  std::string ocsp_url;
-  // OCSP.
-  std::string cache_key;
+// One certificate the control plane publishes, and its OCSP state.
+struct CertItem : CatalogEntry {
+  explicit CertItem(CatalogEntry e) : CatalogEntry(std::move(e)) {}
+  std::string cache_key;           // OCSP disk cache; empty: no OCSP for it
   std::optional<OcspStatus> ocsp;  // last verified response
   int failures = 0;
   bool fetching = false;
@@ -124,74 +119,25 @@ struct ControlPlane::Impl {
   Result<std::map<std::string, CertItem>, std::vector<std::string>> load_items(const config::Config& c,
                                                                                 std::vector<std::string>& warnings,
                                                                                 bool lenient = false) {
-    std::vector<std::string> errors;
-    std::map<std::string, CertItem> out;
-    const sys_seconds now = now_s();
-    auto policy_strict = [&](config::OcspPolicy p) {
-      return (p == config::OcspPolicy::kInherit ? c.ocsp.policy : p) == config::OcspPolicy::kStrict;
-    };
-    for (const auto& nc : c.certificates) {
-      auto b = load_cert_bundle(nc.cert, nc.key, *trust, now, warnings);
-      if (!b) {
-        errors.push_back(c.path + ": certificate '" + nc.name + "': " + b.error());
-        continue;
-      }
-      CertItem it;
-      it.key = control::named_cert_key(nc.name);
-      it.cert_path = nc.cert;
-      it.key_path = nc.key;
-      it.bundle = std::move(*b);
-      it.strict = policy_strict(nc.ocsp_policy);
-      it.ocsp_url = nc.ocsp_url;
-      out.emplace(it.key, std::move(it));
-    }
-    for (const auto& d : c.certificate_dirs) {
-      DirectorySpec spec{d.name, d.path, d.cert_pattern, d.key_pattern};
-      auto entries = scan_cert_directory(spec, *trust, now, warnings);
-      if (!entries) {
-        errors.push_back(c.path + ": certificate_dir '" + d.name + "': " + entries.error());
-        continue;
-      }
-      for (auto& e : *entries) {
-        CertItem it;
-        it.key = e.wildcard ? control::dir_wildcard_key(d.name, e.host) : control::dir_cert_key(d.name, e.host);
-        it.dir = d.name;
-        it.cert_path = e.cert_path;
-        it.key_path = e.key_path;
-        it.bundle = std::move(e.bundle);
-        it.strict = policy_strict(config::OcspPolicy::kInherit);
-        out.emplace(it.key, std::move(it));
-      }
-    }
-    // Route names a named certificate does not cover: a warning each.
-    for (const auto& r : c.routes) {
-      if (r.certificate.empty()) continue;
-      const auto found = out.find(control::named_cert_key(r.certificate));
-      if (found == out.end()) continue;
-      std::vector<std::string> names;
-      for (const auto& n : r.names) names.push_back(n.pattern);
-      for (const auto& n : uncovered_names(found->second.bundle.info, names)) {
-        warnings.push_back(c.path + ": route '" + r.name + "': certificate '" + r.certificate +
-                           "' does not cover the name '" + n + "'");
-      }
-    }
-    if (!errors.empty() && !lenient) return unexpected(std::move(errors));
-    for (const auto& e : errors) {
+    std::vector<std::string> refused;
+    auto loaded = load_certificates(c, *trust, now_s(), warnings, lenient ? &refused : nullptr);
+    if (!loaded) return unexpected(std::move(loaded.error()));
+    for (const auto& e : refused) {
       event(JsonWriter().begin_object().field("event", "certificate_refused").field("level", "error")
                 .field("error", e).end_object().take());
     }
-    for (auto& [k, it] : out) prepare_ocsp(it);
+    std::map<std::string, CertItem> out;
+    for (auto& e : *loaded) {
+      CertItem it(std::move(e));
+      prepare_ocsp(it);
+      out.emplace(it.key, std::move(it));
+    }
     return out;
   }
 
   void prepare_ocsp(CertItem& it) {
-    if (must_staple(it.bundle.leaf.get())) it.strict = true;
-    if (!cfg.ocsp.enabled || !it.bundle.issuer) return;
-    if (it.ocsp_url.empty()) {
-      const auto urls = ocsp_urls(it.bundle.leaf.get());
-      if (!urls.empty()) it.ocsp_url = urls.front();
-    }
-    if (it.ocsp_url.empty()) return;
+    it.cache_key.clear();
+    if (!cfg.ocsp.enabled || !it.bundle.issuer || it.ocsp_url.empty()) return;
     it.cache_key = OcspDiskCache::key_for(it.bundle.leaf.get(), it.bundle.issuer.get());
   }
 
@@ -431,13 +377,14 @@ struct ControlPlane::Impl {
         DirectoryEntry& e = **loaded;
         auto found = items.find(key);
         if (found == items.end()) {
-          CertItem it;
-          it.key = key;
-          it.dir = d.name;
-          it.cert_path = e.cert_path;
-          it.key_path = e.key_path;
-          it.bundle = std::move(e.bundle);
-          it.strict = cfg.ocsp.policy == config::OcspPolicy::kStrict;
+          CatalogEntry ce;
+          ce.key = key;
+          ce.dir = d.name;
+          ce.cert_path = e.cert_path;
+          ce.key_path = e.key_path;
+          ce.bundle = std::move(e.bundle);
+          resolve_ocsp(cfg, ce);
+          CertItem it(std::move(ce));
           prepare_ocsp(it);
           auto [pos, _] = items.emplace(key, std::move(it));
           removed.erase(key);
@@ -458,7 +405,7 @@ struct ControlPlane::Impl {
     it.bundle = std::move(b);
     it.ocsp.reset();  // the old response is for the old certificate
     it.failures = 0;
-    it.strict = it.strict || must_staple(it.bundle.leaf.get());
+    resolve_ocsp(cfg, it);
     prepare_ocsp(it);
     load_cached(it, now);
     if (!it.ocsp) start_fetch(it);
@@ -482,7 +429,7 @@ struct ControlPlane::Impl {
     std::map<std::string, CertItem> next_items;
     std::vector<std::string> warnings;
     if (errs.empty()) {
-      auto t = CertTrust::load(trust_options(*next));
+      auto t = CertTrust::load(validation_for(*next));
       if (!t) {
         errs.push_back(opt.config_path + ": [control]: " + t.error());
       } else {
@@ -534,14 +481,6 @@ struct ControlPlane::Impl {
     config_dirty = true;  // always: the dataplane reports "reloaded"
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();
-  }
-
-  static CertValidation trust_options(const config::Config& c) {
-    CertValidation v;
-    v.trusted_ca_file = c.control.trusted_ca;
-    v.intermediates_file = c.control.intermediates;
-    v.expiry_warning = std::chrono::days(c.control.expiry_warning_days);
-    return v;
   }
 
   // ------------------------------------------------------------ publishing
@@ -770,7 +709,7 @@ Result<std::unique_ptr<ControlPlane>, std::vector<std::string>> ControlPlane::lo
   }
   impl->cfg = std::move(*cfg);
   impl->config_text = std::move(*text);
-  auto trust = CertTrust::load(Impl::trust_options(impl->cfg));
+  auto trust = CertTrust::load(validation_for(impl->cfg));
   if (!trust) return unexpected(std::vector<std::string>{impl->opt.config_path + ": [control]: " + trust.error()});
   impl->trust = std::move(*trust);
   std::vector<std::string> warnings;

@@ -14,7 +14,7 @@
 #include "dataplane/control/generation_slot.h"
 #include "dataplane/route/backend_pool.h"
 #include "dataplane/tls/backend_tls.h"
-#include "dataplane/tls/cert_store.h"
+#include "dataplane/tls/tls_context.h"
 #include "lodestone/route_table.h"
 #include "lodestone/socket_address.h"
 
@@ -62,9 +62,6 @@ struct Runtime {
   std::vector<ListenerRuntime> listeners;
   std::vector<PoolRuntime> pools;
   std::vector<CertBinding> certs;   // indexed by a route's cert index
-  // Certificates loaded in this process (tests, `lodestone run --standalone`);
-  // null when they come from the control plane's snapshot.
-  std::shared_ptr<tls::CertStore> store;
   // What a worker builds a certificate's SSL_CTX with, from the snapshot.
   tls::TlsSettings tls;
   uint64_t tls_version = 0;  // changes when `tls` does: cached SSL_CTXs are rebuilt

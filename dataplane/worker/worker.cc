@@ -763,29 +763,23 @@ struct Worker::Impl {
   // ---------------------------------------------------------- terminate
   SSL_CTX* choose_ctx(Conn& c, uint32_t cert_index) {
     const Runtime& rt = *c.wrt->rt;
-    if (cert_index >= rt.certs.size()) return nullptr;
-    if (snap) {
-      const FoundCert f = find_cert(*snap, rt.certs[cert_index], c.sni);
-      if (f.entry == nullptr) return nullptr;
-      if ((*f.entry)->state != snapshot::CertState::kServe) {
-        bump(stats.cert_withheld);
-        return nullptr;
-      }
-      const uint64_t before = cert_cache.builds();
-      auto ctx = cert_cache.get(f.key, **f.entry, rt);
-      if (!ctx) {
-        bump(stats.cert_ctx_errors);
-        std::fprintf(stderr, "lodestone worker %u: certificate %s: %s\n", opt.index, f.key.c_str(), ctx.error().c_str());
-        return nullptr;
-      }
-      if (cert_cache.builds() != before) bump(stats.cert_ctx_builds);
-      c.staple.entry = *f.entry;
-      return *ctx;
+    if (cert_index >= rt.certs.size() || !snap) return nullptr;
+    const FoundCert f = find_cert(*snap, rt.certs[cert_index], c.sni);
+    if (f.entry == nullptr) return nullptr;
+    if ((*f.entry)->state != snapshot::CertState::kServe) {
+      bump(stats.cert_withheld);
+      return nullptr;
     }
-    if (!rt.store) return nullptr;
-    const CertBinding& b = rt.certs[cert_index];
-    if (b.directory) return rt.store->find_for_host(b.name, c.sni);
-    return rt.store->find_by_name(b.name);
+    const uint64_t before = cert_cache.builds();
+    auto ctx = cert_cache.get(f.key, **f.entry, rt);
+    if (!ctx) {
+      bump(stats.cert_ctx_errors);
+      std::fprintf(stderr, "lodestone worker %u: certificate %s: %s\n", opt.index, f.key.c_str(), ctx.error().c_str());
+      return nullptr;
+    }
+    if (cert_cache.builds() != before) bump(stats.cert_ctx_builds);
+    c.staple.entry = *f.entry;
+    return *ctx;
   }
 
   void start_handshake(Conn& c, uint32_t cert_index) {

@@ -27,8 +27,8 @@ struct WorkerOptions {
   unsigned recv_buffers = 1024;  // provided buffers (power of two)
   unsigned recv_buffer_size = 16 * 1024;
   size_t relay_cap = 256 * 1024;  // bytes queued per direction before reads pause
-  // Certificates and staples from the control plane; null: the runtime's
-  // own CertStore (loaded in-process).
+  // Certificates and staples from the control plane (required to terminate
+  // TLS; without it every terminate route answers no_certificate).
   const control::SnapshotSlot* snapshots = nullptr;
 };
 

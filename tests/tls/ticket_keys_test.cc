@@ -5,12 +5,13 @@
 #include <openssl/ssl.h>
 
 #include <atomic>
+#include <map>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "dataplane/tls/cert_store.h"
+#include "dataplane/tls/tls_context.h"
 #include "tests/support/mem_handshake.h"
 #include "tests/support/test_pki.h"
 
@@ -25,8 +26,8 @@ std::string name_hex(const TicketKey::Name& n) {
   return test::hex(n.data(), n.size());
 }
 
-// Two workers: each builds its own CertStore from the same directory, with
-// the TicketKeys it is given.
+// Two workers: each builds its own SSL_CTXs from the same files, with the
+// TicketKeys it is given.
 class TicketKeysTest : public ::testing::TestWithParam<int> {
  protected:
   const test::TestPki& pki = test::shared_test_pki();
@@ -40,12 +41,22 @@ class TicketKeysTest : public ::testing::TestWithParam<int> {
     }
   }
 
-  CertStore worker_store(std::shared_ptr<TicketKeys> keys) {
-    CertStoreConfig config;
-    config.add_directory("sites", dir.path() + "/sites");
-    auto built = CertStore::build(config, {}, std::move(keys));
-    EXPECT_TRUE(built) << (built ? "" : built.error());
-    return std::move(built->store);
+  struct WorkerCerts {
+    std::map<std::string, SslCtxPtr> by_host;
+    SSL_CTX* find(const std::string& host) const {
+      auto it = by_host.find(host);
+      return it == by_host.end() ? nullptr : it->second.get();
+    }
+  };
+  WorkerCerts worker_store(const std::shared_ptr<TicketKeys>& keys) {
+    WorkerCerts w;
+    for (const char* host : {"a.test", "b.test"}) {
+      const std::string base = dir.path() + "/sites/" + host;
+      auto ctx = make_server_ctx({base + ".pem", base + ".key"}, {}, keys);
+      EXPECT_TRUE(ctx) << (ctx ? "" : ctx.error());
+      if (ctx) w.by_host.emplace(host, std::move(*ctx));
+    }
+    return w;
   }
 
   int version() const { return GetParam(); }
@@ -57,10 +68,10 @@ class TicketKeysTest : public ::testing::TestWithParam<int> {
   };
 
   // One connection to `host` served by `store`, resuming `resume` if given.
-  Outcome connect(const CertStore& store, const std::string& host, SSL_SESSION* resume = nullptr) {
+  Outcome connect(const WorkerCerts& store, const std::string& host, SSL_SESSION* resume = nullptr) {
     auto cctx = test::make_test_client_ctx(
         {.ca_pem = pki.root.cert_pem(), .min_version = version(), .max_version = version()});
-    SSL_CTX* sctx = store.find_for_host("sites", host);
+    SSL_CTX* sctx = store.find(host);
     EXPECT_NE(sctx, nullptr);
     MemHandshake hs(test::new_test_client(cctx.get(), host, resume), new_server_ssl(sctx, host));
     auto r = hs.run();
@@ -82,8 +93,8 @@ std::shared_ptr<TicketKeys> fresh_keys(size_t keep_previous = 1) {
 
 TEST_P(TicketKeysTest, TicketFromOneWorkerResumesOnAnother) {
   auto keys = fresh_keys();
-  CertStore worker0 = worker_store(keys);
-  CertStore worker1 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
+  WorkerCerts worker1 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   ASSERT_TRUE(first.ok);
   EXPECT_FALSE(first.reused);
@@ -95,8 +106,8 @@ TEST_P(TicketKeysTest, TicketFromOneWorkerResumesOnAnother) {
 
 TEST_P(TicketKeysTest, WithoutSharedKeysTicketsStayOnTheirWorker) {
   // OpenSSL's own per-SSL_CTX keys: resumption works on the same SSL_CTX only.
-  CertStore worker0 = worker_store(nullptr);
-  CertStore worker1 = worker_store(nullptr);
+  WorkerCerts worker0 = worker_store(nullptr);
+  WorkerCerts worker1 = worker_store(nullptr);
   Outcome first = connect(worker0, "a.test");
   ASSERT_TRUE(first.ok);
   EXPECT_TRUE(connect(worker0, "a.test", first.session.get()).reused);
@@ -104,8 +115,8 @@ TEST_P(TicketKeysTest, WithoutSharedKeysTicketsStayOnTheirWorker) {
 }
 
 TEST_P(TicketKeysTest, TicketFromAnotherKeySetDoesNotResume) {
-  CertStore worker0 = worker_store(fresh_keys());
-  CertStore stranger = worker_store(fresh_keys());
+  WorkerCerts worker0 = worker_store(fresh_keys());
+  WorkerCerts stranger = worker_store(fresh_keys());
   Outcome first = connect(worker0, "a.test");
   Outcome second = connect(stranger, "a.test", first.session.get());
   EXPECT_TRUE(second.ok);
@@ -115,7 +126,7 @@ TEST_P(TicketKeysTest, TicketFromAnotherKeySetDoesNotResume) {
 TEST_P(TicketKeysTest, TicketForAnotherCertificateDoesNotResume) {
   // One key set for all certificates, but sessions are bound to theirs.
   auto keys = fresh_keys();
-  CertStore worker0 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   Outcome other = connect(worker0, "b.test", first.session.get());
   EXPECT_TRUE(other.ok);
@@ -124,8 +135,8 @@ TEST_P(TicketKeysTest, TicketForAnotherCertificateDoesNotResume) {
 
 TEST_P(TicketKeysTest, AfterRotateOldTicketResumesAndIsRenewed) {
   auto keys = fresh_keys();
-  CertStore worker0 = worker_store(keys);
-  CertStore worker1 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
+  WorkerCerts worker1 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   const std::string old_name = name_hex(keys->current_name());
   ASSERT_TRUE(keys->rotate());
@@ -143,7 +154,7 @@ TEST_P(TicketKeysTest, AfterRotateOldTicketResumesAndIsRenewed) {
 
 TEST_P(TicketKeysTest, AfterTwoRotationsTheOldTicketMeansAFullHandshake) {
   auto keys = fresh_keys(/*keep_previous=*/1);
-  CertStore worker0 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   ASSERT_TRUE(keys->rotate());
   ASSERT_TRUE(keys->rotate());
@@ -157,7 +168,7 @@ TEST_P(TicketKeysTest, AfterTwoRotationsTheOldTicketMeansAFullHandshake) {
 
 TEST_P(TicketKeysTest, KeepingTwoPreviousKeysSurvivesTwoRotations) {
   auto keys = fresh_keys(/*keep_previous=*/2);
-  CertStore worker0 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   ASSERT_TRUE(keys->rotate());
   ASSERT_TRUE(keys->rotate());
@@ -181,8 +192,8 @@ TEST_P(TicketKeysTest, KeysPushedFromOutsideAreShared) {
   ASSERT_TRUE(receiver->set_keys(std::vector<TicketKey>{*k2, *k1}));
   EXPECT_EQ(sender->current_name(), k1->name());
   EXPECT_EQ(receiver->current_name(), k2->name());
-  CertStore a = worker_store(sender);
-  CertStore b = worker_store(receiver);
+  WorkerCerts a = worker_store(sender);
+  WorkerCerts b = worker_store(receiver);
   Outcome first = connect(a, "a.test");
   Outcome second = connect(b, "a.test", first.session.get());
   EXPECT_TRUE(second.reused);
@@ -192,7 +203,7 @@ TEST_P(TicketKeysTest, KeysPushedFromOutsideAreShared) {
 TEST_P(TicketKeysTest, NoKeyMeansNoTicketButTheHandshakeWorks) {
   auto empty = std::make_shared<TicketKeys>();
   EXPECT_EQ(empty->key_count(), 0u);
-  CertStore worker0 = worker_store(empty);
+  WorkerCerts worker0 = worker_store(empty);
   Outcome first = connect(worker0, "a.test");
   EXPECT_TRUE(first.ok);
   EXPECT_FALSE(SSL_SESSION_has_ticket(first.session.get()) &&
@@ -201,7 +212,7 @@ TEST_P(TicketKeysTest, NoKeyMeansNoTicketButTheHandshakeWorks) {
 
 TEST_P(TicketKeysTest, TamperedTicketMeansAFullHandshake) {
   auto keys = fresh_keys();
-  CertStore worker0 = worker_store(keys);
+  WorkerCerts worker0 = worker_store(keys);
   Outcome first = connect(worker0, "a.test");
   // Flip the last byte of the ticket (inside its HMAC) in the serialized session.
   const unsigned char* tick = nullptr;

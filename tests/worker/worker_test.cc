@@ -23,6 +23,7 @@
 #include "dataplane/tls/proxy_protocol.h"
 #include "support/fixtures.h"
 #include "support/hello_builder.h"
+#include "support/snapshot_fixture.h"
 #include "support/test_pki.h"
 #include "tools/lodestone/runtime_builder.h"
 
@@ -254,8 +255,12 @@ class WorkerTest : public ::testing::Test {
     auto built = app::build_runtime(*cfg, *keys, 1);
     ASSERT_TRUE(built.has_value()) << built.error()[0];
     slot_.publish(built->runtime);
+    auto snap = test::snapshot_for(*cfg);
+    ASSERT_TRUE(snap.has_value()) << snap.error();
+    snapshots_.publish(*snap);
     WorkerOptions opt;
     opt.recv_buffers = 64;
+    opt.snapshots = &snapshots_;
     worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
       for (size_t at = 0, nl; (nl = lines.find('\n', at)) != std::string::npos; at = nl + 1) {
@@ -327,6 +332,7 @@ class WorkerTest : public ::testing::Test {
   std::string ca_pem_;
   uint16_t port_ = 0;
   RuntimeSlot slot_;
+  control::SnapshotSlot snapshots_;
   std::unique_ptr<Worker> worker_;
   std::mutex log_mu_;
   std::vector<std::string> log_;

@@ -51,7 +51,7 @@ uint64_t tls_settings_version(const tls::TlsSettings& s) {
 
 Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
                                                              std::shared_ptr<tls::TicketKeys> keys,
-                                                             uint64_t generation, CertSource certs) {
+                                                             uint64_t generation) {
   std::vector<std::string> errors;
   BuiltRuntime out;
   auto rt = std::make_shared<worker::Runtime>();
@@ -59,30 +59,14 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   rt->timeouts = {cfg.timeouts.hello_ms, cfg.timeouts.connect_ms, cfg.timeouts.idle_ms, cfg.timeouts.drain_ms};
   rt->limits = {cfg.limits.connections_per_worker, cfg.limits.connect_retries};
 
-  // Certificates: loaded and checked before anything is served.
   const tls::TlsSettings settings = tls_settings(cfg.tls);
   if (auto ok = tls::validate_settings(settings); !ok) errors.push_back(cfg.path + ": [tls]: " + ok.error());
   rt->tls = settings;
   rt->tls_version = tls_settings_version(settings);
   rt->ticket_keys = keys;
-  tls::CertStoreConfig store_cfg;
-  for (const auto& c : cfg.certificates) {
-    store_cfg.add_named(c.name, {c.cert, c.key});
-    rt->certs.push_back({c.name, false});
-  }
-  for (const auto& d : cfg.certificate_dirs) {
-    store_cfg.add_directory(d.name, d.path, d.cert_pattern, d.key_pattern);
-    rt->certs.push_back({d.name, true});
-  }
-  if (errors.empty() && certs == CertSource::kLoadFiles) {
-    auto store = tls::CertStore::build(store_cfg, settings, keys);
-    if (!store) {
-      errors.push_back(store.error());
-    } else {
-      for (auto& w : store->warnings) out.warnings.push_back(std::move(w));
-      rt->store = std::make_shared<tls::CertStore>(std::move(store->store));
-    }
-  }
+  // Certificates themselves come from the control plane's snapshot.
+  for (const auto& c : cfg.certificates) rt->certs.push_back({c.name, false});
+  for (const auto& d : cfg.certificate_dirs) rt->certs.push_back({d.name, true});
 
   // Pools.
   for (const auto& p : cfg.pools) {

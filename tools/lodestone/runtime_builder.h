@@ -1,5 +1,6 @@
 // Turns a validated configuration into what the workers serve: route tables,
-// backend pools, certificates (loaded and checked), backend TLS contexts.
+// backend pools, backend TLS contexts, and which certificate record each
+// terminate route uses (the certificates come from the control plane).
 // The dataplane builds it from the configuration text the control plane
 // published; certificates then come from the snapshot (CertSource::kSnapshot).
 #pragma once
@@ -19,15 +20,10 @@ struct BuiltRuntime {
   std::vector<std::string> warnings;
 };
 
-// Where the workers get certificates: files loaded here (the in-process
-// CertStore), or the control plane's snapshot (nothing is read here).
-enum class CertSource : uint8_t { kLoadFiles, kSnapshot };
-
 // Errors are complete messages (file, key, what is wrong).
 Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
                                                              std::shared_ptr<tls::TicketKeys> keys,
-                                                             uint64_t generation,
-                                                             CertSource certs = CertSource::kLoadFiles);
+                                                             uint64_t generation);
 
 // A hash of the TLS settings (never 0): a worker rebuilds its cached
 // SSL_CTXs when it changes.
