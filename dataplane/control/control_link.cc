@@ -91,13 +91,17 @@ void ControlLink::run() {
       return;
     }
     if (fds[0].revents != 0) return;
+    // The readiness of fds[2] is that of the connection polled, which an
+    // accept may just have replaced.
+    const int polled = conn_fd_;
     if (fds[1].revents != 0) on_accept();
-    if (conn_fd_ >= 0 && fds[2].revents != 0) on_message();
+    if (conn_fd_ >= 0 && conn_fd_ == polled && fds[2].revents != 0) on_message();
   }
 }
 
 void ControlLink::on_accept() {
-  const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  // Nonblocking: a control plane that stops reading cannot stall this thread.
+  const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return;
   ucred cred{};
   socklen_t len = sizeof cred;
@@ -146,29 +150,33 @@ void ControlLink::on_message() {
     event_(R"({"event":"control_plane_detached"})");
     return;
   }
-  if (m.type != static_cast<uint16_t>(snapshot::MessageType::kSegment) || fd < 0) {
+  if (m.type != static_cast<uint16_t>(snapshot::MessageType::kSegment)) {
     if (fd >= 0) close(fd);
+    return;
+  }
+  if (fd < 0) {
+    refuse(m.generation, snapshot::kNackUnsealed, "segment message without a memfd");
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto seg = MappedSegment::map(fd);
   close(fd);
   if (!seg) {
-    refuse(m.generation, 1, seg.error());
+    refuse(m.generation, seg.error().code, seg.error().message);
     return;
   }
   if ((*seg)->view().generation() != m.generation) {
-    refuse(m.generation, 1, "segment generation does not match its message");
+    refuse(m.generation, snapshot::kNackMismatch, "segment generation does not match its message");
     return;
   }
   auto applied = apply_segment(current(), *seg);
   if (!applied) {
-    refuse(m.generation, applied.error() == ApplyError::kBaseMismatch ? snapshot::kNackBase : 2,
+    refuse(m.generation, applied.error() == ApplyError::kBaseMismatch ? snapshot::kNackBase : snapshot::kNackApply,
            std::string(to_string(applied.error())));
     return;
   }
   if (auto ok = publish_(*applied); !ok) {
-    refuse(m.generation, 3, ok.error());
+    refuse(m.generation, snapshot::kNackPublish, ok.error());
     return;
   }
   {

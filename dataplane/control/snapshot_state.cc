@@ -1,5 +1,7 @@
 #include "dataplane/control/snapshot_state.h"
 
+#include "lodestone/control_channel.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -19,28 +21,28 @@ MappedSegment::~MappedSegment() {
   }
 }
 
-Result<std::shared_ptr<const MappedSegment>, std::string> MappedSegment::map(int fd) {
+Result<std::shared_ptr<const MappedSegment>, SegmentRefusal> MappedSegment::map(int fd) {
+  auto refuse = [](uint64_t code, std::string m) { return unexpected(SegmentRefusal{code, "segment: " + std::move(m)}); };
   const int seals = fcntl(fd, F_GET_SEALS);
-  if (seals < 0) return unexpected(std::string("segment: not a sealable memfd: ") + std::strerror(errno));
+  if (seals < 0) return refuse(snapshot::kNackUnsealed, std::string("not a sealable memfd: ") + std::strerror(errno));
   constexpr int kNeeded = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
-  if ((seals & kNeeded) != kNeeded) {
-    return unexpected(std::string("segment: not sealed against writes and resizing"));
-  }
+  if ((seals & kNeeded) != kNeeded) return refuse(snapshot::kNackUnsealed, "not sealed against writes and resizing");
   struct stat st{};
-  if (fstat(fd, &st) != 0) return unexpected(std::string("segment: fstat: ") + std::strerror(errno));
+  if (fstat(fd, &st) != 0) return refuse(snapshot::kNackMap, std::string("fstat: ") + std::strerror(errno));
   if (st.st_size < static_cast<off_t>(sizeof(snapshot::SegmentHeader))) {
-    return unexpected(std::string("segment: ") + std::string(to_string(snapshot::SegmentError::kTooShort)));
+    return refuse(static_cast<uint64_t>(snapshot::SegmentError::kTooShort),
+                  std::string(to_string(snapshot::SegmentError::kTooShort)));
   }
   const size_t size = static_cast<size_t>(st.st_size);
   void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return unexpected(std::string("segment: mmap: ") + std::strerror(errno));
+  if (p == MAP_FAILED) return refuse(snapshot::kNackMap, std::string("mmap: ") + std::strerror(errno));
   madvise(p, size, MADV_DONTDUMP);  // private keys: never in a core dump
   std::shared_ptr<MappedSegment> seg(new MappedSegment());
   seg->base_ = p;
   seg->size_ = size;
   seg->mapped_ = true;
   auto view = snapshot::SegmentView::open({static_cast<const std::byte*>(p), size});
-  if (!view) return unexpected("segment: " + view.error().message());
+  if (!view) return refuse(static_cast<uint64_t>(view.error().error), view.error().message());
   seg->view_ = *view;
   return std::shared_ptr<const MappedSegment>(std::move(seg));
 }

@@ -29,12 +29,19 @@
 
 namespace lode::control {
 
+// Why a segment was refused: `code` is a SegmentError or a kNack* code
+// (include/lodestone/control_channel.h), for the nack.
+struct SegmentRefusal {
+  uint64_t code;
+  std::string message;
+};
+
 class MappedSegment {
  public:
   // Maps a received memfd (the caller keeps and closes `fd`). Refused: not
   // sealed against writes and resizing, smaller than its header says, or
   // failing SegmentView::open (the message says which check).
-  static Result<std::shared_ptr<const MappedSegment>, std::string> map(int fd);
+  static Result<std::shared_ptr<const MappedSegment>, SegmentRefusal> map(int fd);
   // A copy in ordinary memory (tests, fuzzing, benchmarks).
   static Result<std::shared_ptr<const MappedSegment>, std::string> from_bytes(std::span<const std::byte> bytes);
 

@@ -58,20 +58,27 @@ Result<SSL_CTX*, std::string> CertCache::get(std::string_view key, const control
                                              const Runtime& rt) {
   auto it = map_.find(key);
   if (it != map_.end() && it->second.version == entry.version && it->second.tls_version == rt.tls_version) {
+    if (!it->second.ctx) return unexpected(it->second.error);
     return it->second.ctx.get();
   }
   auto cert = tls::load_server_cert_pem(entry.chain_pem, entry.key_pem, tls::CertFiles{std::string(key), std::string(key)},
                                         rt.tls, rt.ticket_keys);
-  if (!cert) return unexpected(std::move(cert.error()));
-  SSL_CTX_set_tlsext_status_cb(cert->ctx.get(), staple_callback);
   ++builds_;
-  Cached c{entry.version, rt.tls_version, std::move(cert->ctx)};
+  Cached c{entry.version, rt.tls_version, nullptr, {}};
+  if (cert) {
+    SSL_CTX_set_tlsext_status_cb(cert->ctx.get(), staple_callback);
+    c.ctx = std::move(cert->ctx);
+  } else {
+    c.error = cert.error();
+  }
   SSL_CTX* raw = c.ctx.get();
+  std::string error = c.error;
   if (it != map_.end()) {
     it->second = std::move(c);
   } else {
     map_.emplace(std::string(key), std::move(c));
   }
+  if (raw == nullptr) return unexpected(std::move(error));
   return raw;
 }
 

@@ -47,6 +47,8 @@ FoundCert find_cert(const control::Snapshot& snap, const CertBinding& binding, s
 class CertCache {
  public:
   // The SSL_CTX for `entry` (stored under `key`), built if missing or stale.
+  // A version that failed to build fails again without another attempt
+  // until the entry (or the TLS settings) change.
   Result<SSL_CTX*, std::string> get(std::string_view key, const control::CertEntry& entry, const Runtime& rt);
   // Drops cached contexts whose key left the snapshot or whose version moved.
   void sweep(const control::Snapshot& snap);
@@ -57,7 +59,8 @@ class CertCache {
   struct Cached {
     uint64_t version = 0;
     uint64_t tls_version = 0;
-    tls::SslCtxPtr ctx;
+    tls::SslCtxPtr ctx;  // null: the build failed with `error`
+    std::string error;
   };
   struct Hash {
     using is_transparent = void;

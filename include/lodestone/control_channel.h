@@ -12,9 +12,9 @@
 //              generation is above it.
 //     kAck     generation = a segment applied and in service on every worker
 //              path; value = microseconds from receipt to publication.
-//     kNack    generation = a segment refused; value = a SegmentError, or
-//              kNackBase (the delta's base is not the generation in
-//              service: send a full segment). The old generation stays.
+//     kNack    generation = a segment refused; value = why: a SegmentError
+//              (include/lodestone/snapshot.h) when validation failed, or
+//              one of the kNack* codes below. The old generation stays.
 //   control plane -> dataplane
 //     kSegment generation = the segment's; one memfd attached (SCM_RIGHTS).
 #pragma once
@@ -31,7 +31,12 @@ namespace lode::snapshot {
 
 inline constexpr uint32_t kChannelMagic = 0x43444f4c;  // "LODC"
 inline constexpr uint16_t kChannelVersion = 1;
-inline constexpr uint64_t kNackBase = 1000;
+inline constexpr uint64_t kNackBase = 1000;      // the delta's base is not in service: send a full one
+inline constexpr uint64_t kNackUnsealed = 1001;  // not a memfd sealed against writes and resizing
+inline constexpr uint64_t kNackMap = 1002;       // could not be mapped
+inline constexpr uint64_t kNackMismatch = 1003;  // message and segment disagree on the generation
+inline constexpr uint64_t kNackApply = 1004;     // stale generation, full segment missing a record
+inline constexpr uint64_t kNackPublish = 1005;   // the dataplane could not put it in service (config)
 
 enum class MessageType : uint16_t { kHello = 1, kAck = 2, kNack = 3, kSegment = 4 };
 

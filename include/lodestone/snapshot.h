@@ -332,8 +332,10 @@ class SegmentView {
     const bool remove = (e.flags & kRecordRemove) != 0;
     if (remove && e.data_len != 0) return unexpected(SegmentError::kBadPayload);
     const auto data = bytes.subspan(e.data_offset, e.data_len);
+    const std::string_view key(reinterpret_cast<const char*>(bytes.data()) + e.key_offset, e.key_len);
     switch (static_cast<RecordKind>(e.kind)) {
       case RecordKind::kConfig:
+        if (key != "config") return unexpected(SegmentError::kBadKey);
         if (remove || e.data_len == 0) return unexpected(SegmentError::kBadPayload);
         return {};
       case RecordKind::kCertificate:
@@ -343,6 +345,7 @@ class SegmentView {
         if (!remove && !staple_of(data)) return unexpected(SegmentError::kBadPayload);
         return {};
       case RecordKind::kTicketKeys:
+        if (key != "tickets") return unexpected(SegmentError::kBadKey);
         if (remove || e.data_len == 0 || e.data_len % kTicketKeySize != 0 ||
             e.data_len / kTicketKeySize > kMaxTicketKeys) {
           return unexpected(SegmentError::kBadPayload);
