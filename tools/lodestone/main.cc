@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -248,6 +249,7 @@ struct Dataplane {
   bool started = false;     // workers running (guarded by workers_mu)
   uint64_t runtime_generation = 0;
   uint64_t config_reloads = 0;
+  std::shared_ptr<std::vector<lode::tls::TicketKey>> previous_keys;  // the set in service
 
   lode::Result<void, std::string> publish(const lode::control::ApplyResult& a) {
     std::shared_ptr<lode::worker::Runtime> rt;
@@ -262,7 +264,7 @@ struct Dataplane {
           return lode::unexpected(std::string("config: the listeners changed; restart Lodestone to change them"));
         }
       }
-      auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1, lode::app::CertSource::kSnapshot);
+      auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1);
       if (!built) return lode::unexpected("config: " + built.error().front());
       rt = std::move(built->runtime);
     }
@@ -275,7 +277,18 @@ struct Dataplane {
         if (!k) return lode::unexpected("ticket keys: " + k.error());
         list.push_back(std::move(*k));
       }
+      // A full segment after a re-attach carries the restarted control
+      // plane's keys only: the keys in service stay (decrypt only) so that
+      // tickets already issued still resume, until the next rotation.
+      if (a.full && a.snapshot->generation > 1 && previous_keys) {
+        for (const auto& old : *previous_keys) {
+          if (list.size() >= lode::snapshot::kMaxTicketKeys) break;
+          const bool dup = std::any_of(list.begin(), list.end(), [&](const auto& k) { return k.name() == old.name(); });
+          if (!dup) list.push_back(old);
+        }
+      }
       if (auto ok = keys->set_keys(list); !ok) return lode::unexpected("ticket keys: " + ok.error());
+      previous_keys = std::make_shared<std::vector<lode::tls::TicketKey>>(list);
     }
     if (rt) {
       ++runtime_generation;
