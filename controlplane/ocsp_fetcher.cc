@@ -46,6 +46,21 @@ size_t OcspFetcher::in_flight() const {
   return jobs_.size() + busy_ + results_.size();
 }
 
+Result<OcspStatus, std::string> OcspFetcher::check_crl_at(const OcspJob& job) {
+  auto crl = fetch_url(job.url, job.timeout, kMaxCrlBytes);
+  if (!crl) return unexpected(crl.error());
+  const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  auto st = check_crl(*crl, job.cert, job.issuer, now);
+  if (!st) return unexpected(job.url + ": " + st.error());
+  OcspStatus s;
+  s.status = st->revoked ? OcspStatus::Cert::kRevoked : OcspStatus::Cert::kGood;
+  s.this_update = st->this_update;
+  s.next_update = st->next_update;
+  s.revoked_at = st->revoked_at;
+  s.revocation_reason = st->revocation_reason;
+  return s;
+}
+
 void OcspFetcher::run() {
   while (true) {
     OcspJob job;
@@ -58,8 +73,9 @@ void OcspFetcher::run() {
       ++busy_;
     }
     OcspResult r{job.key, job.cert_version, job.url, unexpected(std::string())};
-    auto req = make_ocsp_request(job.cert, job.issuer);
-    if (!req) {
+    if (job.crl) {
+      r.status = check_crl_at(job);
+    } else if (auto req = make_ocsp_request(job.cert, job.issuer); !req) {
       r.status = unexpected(req.error());
     } else {
       auto der = fetch_ocsp(job.url, *req, job.method, job.timeout);

@@ -1,7 +1,10 @@
-// Background OCSP fetches for the control plane: a few threads take jobs
-// (build the request, fetch, verify) and hand results back to the event loop,
-// which polls fd() and drains take_results(). The loop never blocks on a
-// responder; a slow or dead one delays only its own certificates.
+// Background revocation checks for the control plane: a few threads take
+// jobs (OCSP: build the request, fetch, verify; CRL: fetch, verify, look the
+// serial up) and hand results back to the event loop, which polls fd() and
+// drains take_results(). The loop never blocks on a responder; a slow or dead
+// one delays only its own certificates. A CRL result comes back as an
+// OcspStatus without DER (good or revoked, thisUpdate/nextUpdate of the CRL):
+// nothing to staple, the same revocation decision.
 #pragma once
 
 #include <openssl/x509.h>
@@ -27,6 +30,7 @@ struct OcspJob {
   X509* issuer = nullptr;
   OcspMethod method = OcspMethod::kPost;
   std::chrono::milliseconds timeout{3000};
+  bool crl = false;  // url is a CRL distribution point, not an OCSP responder
 };
 
 struct OcspResult {
@@ -35,6 +39,8 @@ struct OcspResult {
   std::string url;
   Result<OcspStatus, std::string> status;
 };
+
+inline constexpr size_t kMaxCrlBytes = 16 * 1024 * 1024;
 
 class OcspFetcher {
  public:
@@ -51,6 +57,7 @@ class OcspFetcher {
 
  private:
   void run();
+  static Result<OcspStatus, std::string> check_crl_at(const OcspJob& job);
 
   int event_fd_ = -1;
   mutable std::mutex mu_;

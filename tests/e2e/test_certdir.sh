@@ -75,6 +75,17 @@ check "lodectl check: the broken file fails" test "$rc" -ne 0
 assert_match "lodectl check: names the file and line" "$out" 'lode\.toml:[0-9]+'
 out=$(timeout 10 "$LODECTL" check "$T/good.toml" 2>&1); rc=$?
 assert_eq "lodectl check: the good file passes" 0 "$rc"
+assert_match "lodectl check: it loaded the certificates" "$out" '[0-9]+ certificates loaded and valid'
+# A key that does not match its certificate: check loads it as a start would.
+mkdir -p "$T/mismatch"
+cp "$PKI/a.test.pem" "$T/mismatch/m.pem"; cp "$PKI/other-ca.key" "$T/mismatch/m.key"
+a_test_config "$T/mismatch.toml" "$P" 1
+sed -i 's|^cert = "pki/a.test.pem"$|cert = "mismatch/m.pem"|; s|^key = "pki/a.test.key"$|key = "mismatch/m.key"|' "$T/mismatch.toml"
+out=$(timeout 10 "$LODECTL" check "$T/mismatch.toml" 2>&1); rc=$?
+check "lodectl check: a mismatched key fails" test "$rc" -ne 0
+assert_contains "  ... naming the key file" "$out" "mismatch/m.key: the private key does not match"
+out=$(timeout 10 "$LODECTL" check "$T/mismatch.toml" --skip-certificates 2>&1); rc=$?
+assert_eq "lodectl check --skip-certificates: configuration only" 0 "$rc"
 # Valid TOML, wrong meaning: refused too.
 sed 's/pool = "sites"$/pool = "nonexistent"/' "$T/good.toml" >"$T/lode.toml"
 assert_eq "unknown pool on SIGHUP: reload_refused event" reload_refused "$(reload)"

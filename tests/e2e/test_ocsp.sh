@@ -14,7 +14,11 @@
 #  - a garbage responder and a silent one (with an empty cache): nothing is
 #    stapled, the lenient certificate is still served, the must-staple one is
 #    withheld; nothing crashes;
-#  - on_revoked = "serve" serves the revoked certificate, unstapled.
+#  - on_revoked = "serve" serves the revoked certificate, unstapled;
+#  - certificates with only a CRL distribution point are checked against the
+#    CRL (served over HTTP): a listed one is withheld, the other served;
+#  - the intermediate revoked at the root's responder: every chain through it
+#    is withheld (what RFC 6961 "multi" stapling was for).
 source "$(dirname "$0")/lib.sh"
 e2e_begin ocsp 120
 
@@ -185,4 +189,72 @@ rv=$(sclient "$P" -servername ocsp-revoked.test -status)
 assert_contains "on_revoked=serve: the revoked certificate is served" "$rv" "BEGIN CERTIFICATE"
 assert_contains "  ... without a staple" "$rv" "OCSP response: no response sent"
 check "  ... and still logged as an error" grep -q '"action":"served without a staple"' "$LLOG"
+kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
+
+# ---- 8. CRL only: leaves with a CRL distribution point and no OCSP URL
+# (serial 0x08 is on the intermediate's CRL, serial 0x0a is not), the CRL
+# served over HTTP on the port the certificates name.
+crl_leaf() {  # crl_leaf NAME SERIAL
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$OPKI/$1.key" 2>/dev/null
+  openssl req -new -key "$OPKI/$1.key" -subj "/CN=$1" -out "$T/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$T/$1.csr" -CA "$OPKI/intermediate.pem" -CAkey "$OPKI/intermediate.key" -set_serial "$2" \
+    -days 30 -extfile <(printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\ncrlDistributionPoints=URI:http://127.0.0.1:%s/intermediate.crl\n' "$1" "$CP") \
+    -out "$T/$1.leaf.pem" 2>/dev/null
+  cat "$T/$1.leaf.pem" "$OPKI/intermediate.pem" >"$OPKI/$1.pem"
+}
+crl_leaf crl-good.test 10
+crl_leaf crl-revoked.test 8
+python3 -m http.server "$CP" --bind 127.0.0.1 --directory "$OPKI" >"$T/crl-http.log" 2>&1 &
+CRLSRV=$!; PIDS+=("$CRLSRV")
+wait_for 5 grep -q "Serving HTTP" "$T/crl-http.log"
+P=$(free_port)
+write_config "$P" "$T/state" withhold
+cat >>"$T/lode.toml" <<TOML
+[[certificate]]
+name = "crlgood"
+cert = "opki/crl-good.test.pem"
+key = "opki/crl-good.test.key"
+[[certificate]]
+name = "crlrevoked"
+cert = "opki/crl-revoked.test.pem"
+key = "opki/crl-revoked.test.key"
+[[route]]
+name = "crlgood"
+names = ["crl-good.test"]
+action = "terminate"
+pool = "app"
+certificate = "crlgood"
+[[route]]
+name = "crlrevoked"
+names = ["crl-revoked.test"]
+action = "terminate"
+pool = "app"
+certificate = "crlrevoked"
+TOML
+start_lodestone "$T/lode.toml"
+out=$(sclient "$P" -servername crl-good.test -status)
+assert_contains "CRL only, not listed: served" "$out" "BEGIN CERTIFICATE"
+assert_contains "  ... without a staple (a CRL is not stapled)" "$out" "OCSP response: no response sent"
+out=$(sclient "$P" -servername crl-revoked.test)
+assert_not_contains "CRL only, listed: withheld" "$out" "BEGIN CERTIFICATE"
+check "  ... an error event with source crl" grep -q '"event":"certificate_revoked","level":"error","certificate":"name:crlrevoked","source":"crl"' "$LLOG"
+check "the CRL was fetched over HTTP" grep -q "GET /intermediate.crl" "$T/crl-http.log"
+kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
+
+# ---- 9. a revoked intermediate withholds every chain through it
+# (the root's responder, as in the article's second responder)
+(cd "$OPKI" && openssl ca -batch -config root-ca.cnf -revoke intermediate.pem -crl_reason keyCompromise >/dev/null 2>&1)
+check "the intermediate is revoked in the root's database" grep -q '^R' "$OPKI/root-index.txt"
+openssl ocsp -index "$OPKI/root-index.txt" -port "$RP" -rsigner "$OPKI/root-ocsp-responder.pem" \
+  -rkey "$OPKI/root-ocsp-responder.key" -CA "$OPKI/ca.pem" -ndays 1 >"$T/root-responder.log" 2>&1 &
+ROOTRESP=$!; PIDS+=("$ROOTRESP")
+wait_for 5 grep -q "waiting for OCSP client" "$T/root-responder.log"
+P=$(free_port)
+write_config "$P" "$T/state" withhold
+start_lodestone "$T/lode.toml"
+out=$(sclient "$P" -servername ocsp-good.test -status)
+assert_not_contains "intermediate revoked: the good leaf is withheld" "$out" "BEGIN CERTIFICATE"
+check "  ... an intermediate_revoked error event" grep -q '"event":"intermediate_revoked","level":"error"' "$LLOG"
+check "  ... the withholding names the chain" grep -q '"reason":"an intermediate of its chain is revoked"' "$LLOG"
+check "the root's responder was asked" grep -q "Received request" "$T/root-responder.log"
 finish

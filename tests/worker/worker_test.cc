@@ -23,6 +23,7 @@
 #include "dataplane/tls/proxy_protocol.h"
 #include "support/fixtures.h"
 #include "support/hello_builder.h"
+#include "support/loopback.h"
 #include "support/snapshot_fixture.h"
 #include "support/test_pki.h"
 #include "tools/lodestone/runtime_builder.h"
@@ -32,17 +33,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-uint16_t free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using lode::test::free_port;
 
 int connect_to(uint16_t port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

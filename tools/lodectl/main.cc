@@ -12,7 +12,7 @@ namespace {
 int usage(std::ostream& os, int rc) {
   os << "usage: lodectl <command> [args]\n"
         "  explain [--config FILE] [--listener NAME] [--pcap] INPUT...   parse ClientHellos, show the route and why\n"
-        "  check CONFIG                                                  validate a configuration offline\n";
+        "  check CONFIG [--skip-certificates]                            validate a configuration offline\n";
   return rc;
 }
 
@@ -25,11 +25,12 @@ int main(int argc, char** argv) {
   if (cmd == "--help" || cmd == "-h" || cmd == "help") return usage(std::cout, 0);
   if (cmd == "explain") return lode::tools::explain_main(args, std::cout, std::cerr);
   if (cmd == "check") {
-    if (args.size() != 1) {
-      std::cerr << "usage: lodectl check CONFIG\n";
+    const bool skip = args.size() == 2 && args[1] == "--skip-certificates";
+    if (args.size() != 1 && !skip) {
+      std::cerr << "usage: lodectl check CONFIG [--skip-certificates]\n";
       return 2;
     }
-    return lode::tools::check_config(args[0], std::cout, std::cerr);
+    return lode::tools::check_config(args[0], std::cout, std::cerr, !skip);
   }
   std::cerr << "lodectl: unknown command '" << cmd << "'\n";
   return usage(std::cerr, 2);

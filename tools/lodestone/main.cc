@@ -133,7 +133,7 @@ void write_stats_file(const std::string& path, const std::string& json) {
 int usage(int rc) {
   std::fprintf(rc == 0 ? stdout : stderr,
                "usage: lodestone run CONFIG [--workers N] [--stats-file PATH] [--run-dir DIR]\n"
-               "       lodestone check CONFIG\n"
+               "       lodestone check CONFIG [--skip-certificates]\n"
                "       lodestone controlplane CONFIG --socket PATH   (started by `run`)\n"
                "       lodestone version\n");
   return rc;
@@ -515,7 +515,11 @@ int main(int argc, char** argv) {
   if (cmd == "--help" || cmd == "-h") return usage(0);
   if (argc < 3) return usage(2);
   const std::string config = argv[2];
-  if (cmd == "check") return lode::tools::check_config(config, std::cout, std::cerr);
+  if (cmd == "check") {
+    const bool skip = argc == 4 && std::string(argv[3]) == "--skip-certificates";
+    if (argc != 3 && !skip) return usage(2);
+    return lode::tools::check_config(config, std::cout, std::cerr, !skip);
+  }
   if (cmd == "controlplane") {
     if (argc != 5 || std::string(argv[3]) != "--socket") return usage(2);
     return controlplane(config, argv[4]);
