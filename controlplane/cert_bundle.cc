@@ -327,7 +327,9 @@ Result<void, std::string> check_leaf(const std::vector<X509Ptr>& certs, EVP_PKEY
     return unexpected(l.cert + ": certificate " + subject_of(leaf) + " expired at " +
                       iso_date(info.not_after) + " (now " + iso_date(now) + ")");
   }
-  if (info.not_yet_valid_at(now)) {
+  // A certificate issued a moment ago by a CA whose clock is a little ahead
+  // (or one this second) is not refused: notBefore gets kNotBeforeSkew.
+  if (info.not_yet_valid_at(now + kNotBeforeSkew)) {
     return unexpected(l.cert + ": certificate " + subject_of(leaf) + " is not valid before " +
                       iso_date(info.not_before) + " (now " + iso_date(now) + ")");
   }
@@ -405,7 +407,10 @@ Result<CertBundle, std::string> validate(std::string_view chain_pem, std::string
   out.info = tls::describe_cert((*certs)[0].get());
   if (auto r = check_leaf(*certs, key->get(), out.info, now, l); !r) return unexpected(r.error());
   if (auto r = check_order(*certs, l); !r) return unexpected(r.error());
-  auto path = build_path(*certs, trust, now, l);
+  // Within the notBefore tolerance, the chain is verified as of the leaf's
+  // notBefore (expiry was checked against `now` above).
+  const auto verify_at = std::max(now, std::min(out.info.not_before, now + kNotBeforeSkew));
+  auto path = build_path(*certs, trust, verify_at, l);
   if (!path) return unexpected(path.error());
 
   // Served: the file's certificates in its order, then what the path added

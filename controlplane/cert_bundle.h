@@ -50,6 +50,8 @@ struct X509StoreDeleter {
 using X509StorePtr = std::unique_ptr<X509_STORE, X509StoreDeleter>;
 
 inline constexpr std::chrono::seconds kDefaultExpiryWarning = std::chrono::days(30);
+// Clock skew tolerated on a certificate's notBefore (a freshly issued one).
+inline constexpr std::chrono::seconds kNotBeforeSkew{300};
 
 struct CertValidation {
   std::string trusted_ca_file;     // PEM roots; empty = no trust anchor (links checked only)

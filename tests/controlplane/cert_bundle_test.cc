@@ -403,6 +403,16 @@ TEST_F(CertBundleTest, NotYetValidLeafFails) {
   EXPECT_NE(b.error().find("is not valid before"), std::string::npos) << b.error();
 }
 
+TEST_F(CertBundleTest, NotBeforeAMomentAheadIsToleratedButNotMinutes) {
+  // A CA whose clock runs a minute ahead, or a certificate issued this
+  // second: served. Ten minutes ahead is beyond kNotBeforeSkew (5 min).
+  auto soon = load(leaf_valid(60s, 24h * 60), anchored());
+  EXPECT_TRUE(soon) << (soon ? "" : soon.error());
+  auto later = load(leaf_valid(10min, 24h * 60), anchored());
+  ASSERT_FALSE(later);
+  EXPECT_NE(later.error().find("is not valid before"), std::string::npos) << later.error();
+}
+
 TEST_F(CertBundleTest, GarbageCertificateFails) {
   auto b = load("this is not PEM\n", pki.leaf("a.test").key_pem());
   ASSERT_FALSE(b);
