@@ -422,6 +422,16 @@ class Loader {
       }
       get_uint(*t, "control", "expiry_warning_days", cfg.control.expiry_warning_days, 0, 365);
     }
+    if (const toml::table* t = section(root, "admin")) {
+      only_keys(*t, "admin", {"socket", "group", "metrics"});
+      if (get_string(*t, "admin", "socket", cfg.admin.socket, false)) cfg.admin.socket = resolve(cfg.admin.socket);
+      get_string(*t, "admin", "group", cfg.admin.group, false);
+      if (get_string(*t, "admin", "metrics", cfg.admin.metrics, false) && !cfg.admin.metrics.empty()) {
+        if (!parse_socket_address(cfg.admin.metrics)) {
+          error(loc_of(*t->get("metrics")), "admin.metrics", "'" + cfg.admin.metrics + "' is not an address:port");
+        }
+      }
+    }
     if (const toml::table* t = section(root, "ocsp")) {
       only_keys(*t, "ocsp", {"enabled", "policy", "on_revoked", "method", "timeout_ms", "startup_wait_ms"});
       get_bool(*t, "ocsp", "enabled", cfg.ocsp.enabled);
@@ -556,7 +566,7 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   Config cfg;
   cfg.path = std::string(source_name);
   ld.only_keys(root, "", {"listener", "pool", "route", "certificate", "certificate_dir", "tls", "timeouts",
-                          "workers", "limits", "control", "ocsp", "log"});
+                          "workers", "limits", "control", "admin", "ocsp", "log"});
   const size_t slash = cfg.path.rfind('/');
   ld.set_base_dir(slash == std::string::npos ? std::string(".") : cfg.path.substr(0, slash));
   ld.each_table(root, "listener", [&](const toml::table& t, const std::string& w) { ld.listener(t, w, cfg); });

@@ -53,6 +53,10 @@
 //              trusted_ca = "ca.pem"             # optional: chains must verify to these roots
 //              intermediates = "chain.pem"       # optional: intermediates a chain file may lack
 //              expiry_warning_days = 30
+//   [admin]    socket = "/run/lodestone/admin.sock"  # lodectl's unix socket (default: run_dir/admin.sock),
+//                                                    # mode 0600 unless group is set
+//              group = "lodestone-ops"             # optional: group allowed to use it (mode 0660)
+//              metrics = "127.0.0.1:9180"          # Prometheus text on http://ADDR/metrics; "" = off
 //   [ocsp]     enabled = true, policy = "lenient" (lenient | strict; must-staple certificates are
 //              strict), on_revoked = "withhold" (withhold | serve), method = "post" (post | get),
 //              timeout_ms = 3000, startup_wait_ms = 10000 (fetch before first serving, at most this long)
@@ -182,6 +186,12 @@ struct ControlConfig {
   uint32_t expiry_warning_days = 30;
 };
 
+struct AdminConfig {
+  std::string socket;  // empty: run_dir/admin.sock
+  std::string group;
+  std::string metrics = "127.0.0.1:9180";
+};
+
 struct OcspConfig {
   bool enabled = true;
   OcspPolicy policy = OcspPolicy::kLenient;
@@ -220,6 +230,7 @@ struct Config {
   WorkersConfig workers;
   LimitsConfig limits;
   ControlConfig control;
+  AdminConfig admin;
   OcspConfig ocsp;
   std::string access_log = "stderr";
 

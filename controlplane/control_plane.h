@@ -35,6 +35,7 @@ namespace lode::cp {
 struct ControlPlaneOptions {
   std::string config_path;
   std::string socket_path;
+  std::string admin_socket;  // the admin API (lodectl); empty: none
   // One JSON object per line (stderr in the process).
   std::function<void(const std::string&)> event;
 };

@@ -119,6 +119,11 @@ void ControlLink::on_accept() {
   hello.type = static_cast<uint16_t>(snapshot::MessageType::kHello);
   hello.value = generation();
   snapshot::send_message(conn_fd_, hello);
+  if (stats_fd_ >= 0) {
+    snapshot::ChannelMessage st;
+    st.type = static_cast<uint16_t>(snapshot::MessageType::kStats);
+    snapshot::send_message(conn_fd_, st, stats_fd_);
+  }
   event_(JsonWriter().begin_object().field("event", "control_plane_attached")
              .field("pid", static_cast<int64_t>(cred.pid)).field("generation", hello.value).end_object().take());
 }

@@ -51,6 +51,10 @@ class ControlLink {
   ControlLink(const ControlLink&) = delete;
   ControlLink& operator=(const ControlLink&) = delete;
 
+  // The counters' memfd, sent to every control plane after its hello (set
+  // before start()).
+  void set_stats_fd(int fd) noexcept { stats_fd_ = fd; }
+
   void start();
   void stop();
 
@@ -74,6 +78,7 @@ class ControlLink {
   int listen_fd_ = -1;
   int conn_fd_ = -1;
   int stop_fd_ = -1;
+  int stats_fd_ = -1;
   std::thread thread_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

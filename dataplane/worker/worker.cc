@@ -275,7 +275,8 @@ struct Worker::Impl {
   const RuntimeSlot& slot;
   AccessLog log;
   std::string log_buf;
-  WorkerStats stats;
+  WorkerStats own_stats;
+  WorkerStats& stats;  // opt.stats (shared memory) or own_stats
   std::vector<int> listen_fds;
   std::vector<uint32_t> listen_listener;  // listener index of each fd
   std::shared_ptr<WorkerRuntime> wrt;
@@ -305,7 +306,8 @@ struct Worker::Impl {
   // connection memory it points into.
   Ring ring;
 
-  Impl(WorkerOptions o, const RuntimeSlot& s, AccessLog l) : opt(o), slot(s), log(std::move(l)) {}
+  Impl(WorkerOptions o, const RuntimeSlot& s, AccessLog l)
+      : opt(o), slot(s), log(std::move(l)), stats(o.stats != nullptr ? *o.stats : own_stats) {}
 
   ~Impl() {
     for (int fd : listen_fds) {

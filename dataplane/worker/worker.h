@@ -30,6 +30,9 @@ struct WorkerOptions {
   // Certificates and staples from the control plane (required to terminate
   // TLS; without it every terminate route answers no_certificate).
   const control::SnapshotSlot* snapshots = nullptr;
+  // Where the counters live (the dataplane's shared stats segment); null:
+  // inside the worker.
+  WorkerStats* stats = nullptr;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over

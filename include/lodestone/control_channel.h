@@ -15,6 +15,8 @@
 //     kNack    generation = a segment refused; value = why: a SegmentError
 //              (include/lodestone/snapshot.h) when validation failed, or
 //              one of the kNack* codes below. The old generation stays.
+//     kStats   after kHello: the dataplane's counters, one memfd attached
+//              (include/lodestone/stats_layout.h), to map read-only.
 //   control plane -> dataplane
 //     kSegment generation = the segment's; one memfd attached (SCM_RIGHTS).
 #pragma once
@@ -38,7 +40,7 @@ inline constexpr uint64_t kNackMismatch = 1003;  // message and segment disagree
 inline constexpr uint64_t kNackApply = 1004;     // stale generation, full segment missing a record
 inline constexpr uint64_t kNackPublish = 1005;   // the dataplane could not put it in service (config)
 
-enum class MessageType : uint16_t { kHello = 1, kAck = 2, kNack = 3, kSegment = 4 };
+enum class MessageType : uint16_t { kHello = 1, kAck = 2, kNack = 3, kSegment = 4, kStats = 5 };
 
 struct ChannelMessage {
   uint32_t magic = kChannelMagic;

@@ -183,6 +183,11 @@ s.connect(path)
 h = s.recv(64)
 magic, ver, typ, gen, val = struct.unpack("<IHHQQ", h)
 print(f"hello len={len(h)} magic={magic:#x} version={ver} type={typ} in_service={val}", flush=True)
+# Then the dataplane's counters (kStats, a memfd to map read-only).
+st, fds, _, _ = socket.recv_fds(s, 64, 1)
+for f in fds:
+    os.close(f)
+print(f"stats type={struct.unpack('<IHHQQ', st)[2]} fds={len(fds)}", flush=True)
 g = val + 100
 cases = [("a_unsealed", memfd(segment(g), False)),
          ("b_random", memfd(os.urandom(4096), True)),
@@ -244,6 +249,7 @@ kill -CONT "$real"
 fake=$(cat "$T/fake.out"); echo "   fake control plane: $(tr '\n' ' ' <<<"$fake")"
 assert_eq "the fake control plane ran to its end" 0 "$fake_rc"
 assert_contains "it got the hello (24 bytes, magic LODC, version 1, type 1)" "$fake" "hello len=24 magic=0x43444f4c version=1 type=1 in_service=$snap3"
+assert_contains "then the counters' memfd (kStats, type 5)" "$fake" "stats type=5 fds=1"
 for c in a_unsealed b_random c_bad_checksum d_no_config; do
   assert_match "segment $c: nack for that generation" "$fake" "case=$c reply=nack generation_matches=yes code=[0-9]+"
 done

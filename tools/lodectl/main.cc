@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/lodectl/admin.h"
 #include "tools/lodectl/check.h"
 #include "tools/lodectl/explain.h"
 
@@ -12,7 +13,13 @@ namespace {
 int usage(std::ostream& os, int rc) {
   os << "usage: lodectl <command> [args]\n"
         "  explain [--config FILE] [--listener NAME] [--pcap] INPUT...   parse ClientHellos, show the route and why\n"
-        "  check CONFIG [--skip-certificates]                            validate a configuration offline\n";
+        "  check CONFIG [--skip-certificates]                            validate a configuration offline\n"
+        "  [--socket PATH] [--json] status                               a running Lodestone: version, generation, load\n"
+        "  [--socket PATH] [--json] certs list [NAME]                    certificates, expiry, revocation, staples\n"
+        "  [--socket PATH] [--json] ocsp status|refresh [NAME]           OCSP/CRL state; fetch now\n"
+        "  [--socket PATH] [--json] tickets rotate                       a new session ticket key\n"
+        "  [--socket PATH] [--json] routes reload [--dry-run]            re-read the configuration (SIGHUP)\n"
+        "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied\n";
   return rc;
 }
 
@@ -24,6 +31,9 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") return usage(std::cout, 0);
   if (cmd == "explain") return lode::tools::explain_main(args, std::cout, std::cerr);
+  if (lode::tools::is_admin_command(cmd) || cmd == "--json" || cmd == "--socket") {
+    return lode::tools::admin_main(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
+  }
   if (cmd == "check") {
     const bool skip = args.size() == 2 && args[1] == "--skip-certificates";
     if (args.size() != 1 && !skip) {

@@ -42,6 +42,7 @@
 #include "controlplane/config.h"
 #include "controlplane/control_plane.h"
 #include "dataplane/control/control_link.h"
+#include "dataplane/control/stats_segment.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -100,7 +101,7 @@ std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>&
   w.field("segments_refused", link.segments_refused.load());
   w.field("last_apply_us", link.last_apply_us.load());
   w.field("workers", static_cast<uint64_t>(workers.size()));
-#define LODE_SUM(name, help)                                                         \
+#define LODE_SUM(name, kind, help)                                                   \
   {                                                                                  \
     uint64_t total = 0;                                                              \
     for (const auto& wk : workers) total += wk->stats().name.load(std::memory_order_relaxed); \
@@ -134,7 +135,7 @@ int usage(int rc) {
   std::fprintf(rc == 0 ? stdout : stderr,
                "usage: lodestone run CONFIG [--workers N] [--stats-file PATH] [--run-dir DIR]\n"
                "       lodestone check CONFIG [--skip-certificates]\n"
-               "       lodestone controlplane CONFIG --socket PATH   (started by `run`)\n"
+               "       lodestone controlplane CONFIG --socket PATH --admin PATH   (started by `run`)\n"
                "       lodestone version\n");
   return rc;
 }
@@ -146,7 +147,8 @@ std::string json_event(std::string_view name) {
 // The control-plane child: started, watched and restarted by the dataplane.
 class Supervisor {
  public:
-  Supervisor(std::string config, std::string socket) : config_(std::move(config)), socket_(std::move(socket)) {}
+  Supervisor(std::string config, std::string socket, std::string admin)
+      : config_(std::move(config)), socket_(std::move(socket)), admin_(std::move(admin)) {}
 
   bool spawn() {
     const pid_t pid = fork();
@@ -160,7 +162,8 @@ class Supervisor {
       for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&cp_set, sig);
       pthread_sigmask(SIG_SETMASK, &cp_set, nullptr);
       prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
-      const char* argv[] = {"lodestone", "controlplane", config_.c_str(), "--socket", socket_.c_str(), nullptr};
+      const char* argv[] = {"lodestone", "controlplane", config_.c_str(), "--socket", socket_.c_str(),
+                            "--admin", admin_.c_str(), nullptr};
       execv("/proc/self/exe", const_cast<char* const*>(argv));
       _exit(127);
     }
@@ -228,7 +231,7 @@ class Supervisor {
   uint64_t starts() const noexcept { return starts_; }
 
  private:
-  std::string config_, socket_;
+  std::string config_, socket_, admin_;
   pid_t pid_ = -1;
   uint64_t starts_ = 0;
   bool stopping_ = false;
@@ -348,6 +351,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     return 1;
   }
   const std::string socket_path = run_dir + "/lodestone-" + std::to_string(getpid()) + ".sock";
+  const std::string admin_socket = cfg->admin.socket.empty() ? run_dir + "/admin.sock" : cfg->admin.socket;
 
   Dataplane dp;
   dp.config_path = config_path;
@@ -359,8 +363,16 @@ int run(const std::string& config_path, int workers_override, const std::string&
     std::fprintf(stderr, "lodestone: %s\n", link.error().c_str());
     return 1;
   }
+  unsigned count = workers_override > 0 ? static_cast<unsigned>(workers_override) : cfg->workers.count;
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  auto stats_segment = lode::control::StatsSegment::create(count);
+  if (!stats_segment) {
+    std::fprintf(stderr, "lodestone: %s\n", stats_segment.error().c_str());
+    return 1;
+  }
+  (*link)->set_stats_fd(stats_segment->fd());
   (*link)->start();
-  Supervisor cp(config_path, socket_path);
+  Supervisor cp(config_path, socket_path, admin_socket);
   if (!cp.spawn()) {
     std::fprintf(stderr, "lodestone: cannot start the control plane: %s\n", std::strerror(errno));
     return 1;
@@ -389,8 +401,6 @@ int run(const std::string& config_path, int workers_override, const std::string&
     }
   }
 
-  unsigned count = workers_override > 0 ? static_cast<unsigned>(workers_override) : cfg->workers.count;
-  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   {
     std::lock_guard lock(dp.workers_mu);
     for (unsigned i = 0; i < count; ++i) {
@@ -398,6 +408,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       opt.index = i;
       opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
       opt.snapshots = &dp.snapshots;
+      opt.stats = stats_segment->worker(i);
       dp.workers.push_back(std::make_unique<lode::worker::Worker>(
           opt, dp.slot,
           cfg->access_log == "off" ? lode::worker::AccessLog{}
@@ -427,7 +438,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
-    w.field("snapshot", generation()).field("control_socket", socket_path);
+    w.field("snapshot", generation()).field("control_socket", socket_path).field("admin_socket", admin_socket);
     w.key("listen").begin_array();
     for (const auto& l : cfg->listeners) {
       for (const auto& a : l.listen) w.value(l.name + " " + a.to_string());
@@ -481,7 +492,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   }
 }
 
-int controlplane(const std::string& config_path, const std::string& socket_path) {
+int controlplane(const std::string& config_path, const std::string& socket_path, const std::string& admin_path) {
   sigset_t set;  // taken from a signalfd (already blocked when started by `run`)
   sigemptyset(&set);
   for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&set, sig);
@@ -494,7 +505,7 @@ int controlplane(const std::string& config_path, const std::string& socket_path)
     if (!line.empty() && line.back() == '}') line.insert(line.size() - 1, ",\"process\":\"controlplane\"");
     event(line);
   };
-  auto cp = lode::cp::ControlPlane::load({config_path, socket_path, emit});
+  auto cp = lode::cp::ControlPlane::load({config_path, socket_path, admin_path, emit});
   if (!cp) {
     for (const auto& e : cp.error()) std::fprintf(stderr, "%s\n", e.c_str());
     return 1;
@@ -521,8 +532,8 @@ int main(int argc, char** argv) {
     return lode::tools::check_config(config, std::cout, std::cerr, !skip);
   }
   if (cmd == "controlplane") {
-    if (argc != 5 || std::string(argv[3]) != "--socket") return usage(2);
-    return controlplane(config, argv[4]);
+    if (argc != 7 || std::string(argv[3]) != "--socket" || std::string(argv[5]) != "--admin") return usage(2);
+    return controlplane(config, argv[4], argv[6]);
   }
   if (cmd != "run") return usage(2);
   int workers = 0;

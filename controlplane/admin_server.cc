@@ -1,0 +1,240 @@
+#include "controlplane/admin_server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "lodestone/json_reader.h"
+#include "lodestone/json_writer.h"
+#include "lodestone/socket_address.h"
+
+namespace lode::cp {
+
+namespace {
+
+constexpr size_t kMaxRequest = 64 * 1024;
+constexpr size_t kMaxConns = 64;
+constexpr auto kDeadline = std::chrono::seconds(2);
+
+}  // namespace
+
+std::string AdminRequest::get(std::string_view key, std::string_view fallback) const {
+  auto it = fields.find(key);
+  return it == fields.end() ? std::string(fallback) : it->second;
+}
+
+bool AdminRequest::flag(std::string_view key) const { return get(key) == "true"; }
+
+Result<AdminRequest, std::string> parse_admin_request(std::string_view s) {
+  auto v = parse_json(s);
+  if (!v) return unexpected(v.error());
+  if (v->kind != JsonValue::Kind::kObject) return unexpected(std::string("expected a JSON object"));
+  AdminRequest r;
+  for (auto& [k, f] : v->fields) {
+    if (f.kind == JsonValue::Kind::kObject || f.kind == JsonValue::Kind::kArray) {
+      return unexpected("unsupported value for \"" + k + "\" (strings, numbers and booleans only)");
+    }
+    if (!r.fields.emplace(k, f.kind == JsonValue::Kind::kNull ? std::string("null") : std::move(f.text)).second) {
+      return unexpected("duplicate key \"" + k + "\"");
+    }
+  }
+  return r;
+}
+
+AdminServer::AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings)
+    : handler_(std::move(handler)), metrics_(std::move(metrics)), socket_path_(opt.socket_path) {
+  if (!opt.group.empty()) {
+    if (const group* g = getgrnam(opt.group.c_str()); g != nullptr) {
+      group_gid_ = g->gr_gid;
+    } else {
+      warnings.push_back("[admin] group '" + opt.group + "' does not exist: the admin socket stays 0600");
+    }
+  }
+  if (!socket_path_.empty()) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path_.size() >= sizeof addr.sun_path) {
+      warnings.push_back("admin socket path too long: " + socket_path_);
+    } else {
+      std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+      admin_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      unlink(socket_path_.c_str());
+      // No umask here (other threads create files): the socket is made 0600
+      // before listen(), so nobody can connect in between.
+      const bool bound = admin_fd_ >= 0 && bind(admin_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                         chmod(socket_path_.c_str(), 0600) == 0;
+      if (!bound || listen(admin_fd_, 16) != 0) {
+        warnings.push_back("admin socket " + socket_path_ + ": " + std::strerror(errno));
+        if (admin_fd_ >= 0) close(admin_fd_);
+        admin_fd_ = -1;
+      } else if (group_gid_ != ~0u) {
+        if (chown(socket_path_.c_str(), static_cast<uid_t>(-1), group_gid_) != 0 ||
+            chmod(socket_path_.c_str(), 0660) != 0) {
+          warnings.push_back("admin socket " + socket_path_ + ": cannot give it to the group: " +
+                             std::strerror(errno));
+        }
+      }
+    }
+  }
+  if (!opt.metrics.empty()) {
+    auto a = parse_socket_address(opt.metrics);
+    if (!a) {
+      warnings.push_back("metrics are not served: '" + opt.metrics + "' is not an address:port");
+      return;
+    }
+    metrics_fd_ = socket(a->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    if (metrics_fd_ >= 0) setsockopt(metrics_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (metrics_fd_ < 0 || bind(metrics_fd_, a->sa(), a->len) != 0 || listen(metrics_fd_, 16) != 0) {
+      warnings.push_back("metrics are not served on " + opt.metrics + ": " + std::strerror(errno));
+      if (metrics_fd_ >= 0) close(metrics_fd_);
+      metrics_fd_ = -1;
+    }
+  }
+}
+
+AdminServer::~AdminServer() {
+  for (auto& c : conns_) close(c.fd);
+  if (admin_fd_ >= 0) {
+    close(admin_fd_);
+    unlink(socket_path_.c_str());
+  }
+  if (metrics_fd_ >= 0) close(metrics_fd_);
+}
+
+bool AdminServer::peer_allowed(int fd) const {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == 0 || cred.uid == geteuid() || (group_gid_ != ~0u && cred.gid == group_gid_);
+}
+
+void AdminServer::fill_poll(std::vector<pollfd>& fds) const {
+  fds.push_back({admin_fd_, POLLIN, 0});
+  fds.push_back({metrics_fd_, POLLIN, 0});
+  for (const auto& c : conns_) fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+}
+
+int AdminServer::timeout_ms() const {
+  if (conns_.empty()) return -1;
+  auto first = conns_.front().deadline;
+  for (const auto& c : conns_) first = std::min(first, c.deadline);
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(first - std::chrono::steady_clock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count() + 1));
+}
+
+void AdminServer::on_poll(const std::vector<pollfd>& fds, size_t first) {
+  // Connections first (their slots match fds from fill_poll), then accepts.
+  const size_t n = conns_.size();
+  for (size_t k = 0; k < n; ++k) {
+    const short ev = fds[first + 2 + k].revents;
+    if (ev == 0) continue;
+    if ((ev & POLLOUT) != 0) {
+      on_writable(conns_[k]);
+    } else {
+      on_readable(conns_[k]);
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(conns_, [&](Conn& c) {
+    const bool done = c.fd < 0 || now >= c.deadline;
+    if (done && c.fd >= 0) close(c.fd);
+    return done;
+  });
+  if (fds[first].revents != 0) accept_on(admin_fd_, false);
+  if (fds[first + 1].revents != 0) accept_on(metrics_fd_, true);
+}
+
+void AdminServer::accept_on(int listen_fd, bool http) {
+  while (true) {
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (conns_.size() >= kMaxConns || (!http && !peer_allowed(fd))) {
+      if (!http && conns_.size() < kMaxConns) {
+        ++refused_;
+        const std::string no = R"({"v":1,"ok":false,"error":"permission denied: not root, the daemon's user or [admin] group"})"
+                               "\n";
+        [[maybe_unused]] ssize_t w = send(fd, no.data(), no.size(), MSG_NOSIGNAL);
+      }
+      close(fd);
+      continue;
+    }
+    conns_.push_back(Conn{fd, http, {}, {}, 0, std::chrono::steady_clock::now() + kDeadline});
+  }
+}
+
+void AdminServer::on_readable(Conn& c) {
+  char buf[4096];
+  while (true) {
+    const ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      c.in.append(buf, static_cast<size_t>(n));
+      if (c.in.size() > kMaxRequest) {
+        close(c.fd);
+        c.fd = -1;
+        return;
+      }
+      continue;
+    }
+    if ((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ||
+        (n == 0 && c.in.find(c.http ? "\r\n\r\n" : "\n") != std::string::npos)) break;  // half-closed after a request
+    close(c.fd);  // EOF before a complete request, or an error
+    c.fd = -1;
+    return;
+  }
+  const size_t end = c.http ? c.in.find("\r\n\r\n") : c.in.find('\n');
+  if (end == std::string::npos) return;
+  answer(c);
+  on_writable(c);
+}
+
+void AdminServer::answer(Conn& c) {
+  if (!c.http) {
+    const std::string line = c.in.substr(0, c.in.find('\n'));
+    auto req = parse_admin_request(line);
+    c.out = req ? handler_(*req)
+                : JsonWriter().begin_object().field("v", uint64_t{1}).field("ok", false)
+                      .field("error", "bad request: " + req.error()).end_object().take();
+    c.out += '\n';
+    return;
+  }
+  const std::string first = c.in.substr(0, c.in.find("\r\n"));
+  std::string status = "200 OK", body, type = "text/plain; version=0.0.4; charset=utf-8";
+  if (first.rfind("GET ", 0) != 0) {
+    status = "405 Method Not Allowed";
+    body = "GET only\n";
+    type = "text/plain";
+  } else if (first.rfind("GET /metrics ", 0) != 0 && first.rfind("GET /metrics?", 0) != 0) {
+    status = "404 Not Found";
+    body = "see /metrics\n";
+    type = "text/plain";
+  } else {
+    body = metrics_();
+  }
+  c.out = "HTTP/1.1 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
+          "\r\nConnection: close\r\n\r\n" + body;
+}
+
+void AdminServer::on_writable(Conn& c) {
+  if (c.fd < 0) return;
+  while (c.sent < c.out.size()) {
+    const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    break;
+  }
+  close(c.fd);
+  c.fd = -1;
+}
+
+}  // namespace lode::cp

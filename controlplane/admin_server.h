@@ -1,0 +1,80 @@
+// The control plane's admin endpoints, served from its event loop without
+// blocking it:
+//  - the admin API on a unix socket (mode 0600, or 0660 with a group; the
+//    peer's uid/gid checked with SO_PEERCRED): one JSON request per line, one
+//    JSON response per line, version 1 ({"v":1,"cmd":"status",...});
+//  - Prometheus text exposition on http://ADDR/metrics (loopback by default).
+// Connections are nonblocking with a deadline (2 s) and size caps (64 KiB of
+// request); a slow or silent client costs one slot, never the loop.
+#pragma once
+
+#include <poll.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lodestone/result.h"
+
+namespace lode::cp {
+
+// A request: a flat JSON object of strings, numbers and booleans (values
+// kept as text). Nested values are refused.
+struct AdminRequest {
+  std::map<std::string, std::string, std::less<>> fields;
+  std::string get(std::string_view key, std::string_view fallback = "") const;
+  bool flag(std::string_view key) const;  // "true"
+};
+[[nodiscard]] Result<AdminRequest, std::string> parse_admin_request(std::string_view line);
+
+class AdminServer {
+ public:
+  using Handler = std::function<std::string(const AdminRequest&)>;  // returns one JSON object
+  using Metrics = std::function<std::string()>;
+
+  struct Options {
+    std::string socket_path;  // empty: no admin socket
+    std::string group;        // allowed besides root and our own uid
+    std::string metrics;      // "127.0.0.1:9180"; empty: none
+  };
+  // Errors are per endpoint and not fatal: `warnings` says what is not served.
+  AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // The loop's part: descriptors to poll, then the results handed back.
+  void fill_poll(std::vector<pollfd>& fds) const;
+  void on_poll(const std::vector<pollfd>& fds, size_t first);
+  int timeout_ms() const;  // until the next deadline; -1: none
+
+  uint64_t refused_peers() const noexcept { return refused_; }
+
+ private:
+  struct Conn {
+    int fd = -1;
+    bool http = false;
+    std::string in, out;
+    size_t sent = 0;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  void accept_on(int listen_fd, bool http);
+  void on_readable(Conn& c);
+  void on_writable(Conn& c);
+  void answer(Conn& c);
+  bool peer_allowed(int fd) const;
+
+  Handler handler_;
+  Metrics metrics_;
+  std::string socket_path_;
+  int admin_fd_ = -1;
+  int metrics_fd_ = -1;
+  unsigned group_gid_ = ~0u;
+  std::vector<Conn> conns_;
+  uint64_t refused_ = 0;
+};
+
+}  // namespace lode::cp

@@ -1,0 +1,283 @@
+// The control plane's admin API (`lodectl`) and Prometheus /metrics.
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "controlplane/control_plane_impl.h"
+#include "dataplane/worker/worker.h"
+
+namespace lode::cp {
+
+namespace {
+
+std::string_view state_name(snapshot::CertState s) {
+  switch (s) {
+    case snapshot::CertState::kServe: return "serve";
+    case snapshot::CertState::kWithheldNoStaple: return "withheld: no valid OCSP staple (strict)";
+    case snapshot::CertState::kWithheldRevoked: return "withheld: revoked";
+  }
+  return "?";
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string error_reply(std::string_view message) {
+  return JsonWriter().begin_object().field("v", uint64_t{1}).field("ok", false).field("error", message)
+      .end_object().take();
+}
+
+}  // namespace
+
+void ControlPlane::Impl::start_admin() {
+  std::vector<std::string> warnings;
+  AdminServer::Options o{opt.admin_socket, cfg.admin.group, cfg.admin.metrics};
+  admin.emplace(o, [this](const AdminRequest& r) { return handle_admin(r); }, [this] { return metrics_text(); },
+                warnings);
+  for (const auto& w : warnings) warn(w);
+}
+
+void ControlPlane::Impl::unmap_stats() {
+  if (stats_base != nullptr) munmap(const_cast<std::byte*>(stats_base), stats_size);
+  stats_base = nullptr;
+  stats_ok = false;
+}
+
+void ControlPlane::Impl::on_stats_fd(int fd) {
+  unmap_stats();
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) return;
+  void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return;
+  stats_base = static_cast<const std::byte*>(p);
+  stats_size = static_cast<size_t>(st.st_size);
+  stats_ok = stats::StatsView::open({stats_base, stats_size}, stats_view);
+  if (!stats_ok) warn("the dataplane's stats segment has an unknown layout: counters are not reported");
+}
+
+uint64_t ControlPlane::Impl::stat_total(std::string_view name) const {
+  if (!stats_ok) return 0;
+  for (size_t c = 0; c < stats::kCounterCount; ++c) {
+    if (stats::kCounters[c].name == name) return stats_view.total(c);
+  }
+  return 0;
+}
+
+std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
+  if (req.get("v", "1") != "1") return error_reply("unsupported API version (this control plane speaks v1)");
+  const std::string cmd = req.get("cmd");
+  const sys_seconds now = now_s();
+  JsonWriter w;
+  w.begin_object().field("v", uint64_t{1}).field("ok", true);
+
+  if (cmd == "status") {
+    const auto steady = std::chrono::steady_clock::now();
+    const uint64_t hs = stat_total("handshakes");
+    if (rate.at != std::chrono::steady_clock::time_point{}) {
+      const double dt = std::chrono::duration<double>(steady - rate.at).count();
+      if (dt >= 0.2) rate.per_second = static_cast<double>(hs - rate.handshakes) / dt;
+    }
+    if (rate.at == std::chrono::steady_clock::time_point{} || steady - rate.at >= std::chrono::milliseconds(200)) {
+      rate.at = steady;
+      rate.handshakes = hs;
+    }
+    size_t withheld = 0;
+    for (const auto& [k, it] : items) withheld += state_of(it, now) != snapshot::CertState::kServe ? 1 : 0;
+    const auto& h = stats_view.header();
+    w.field("version", "0.1.0").field("config", opt.config_path);
+    w.field("dataplane_pid", stats_ok ? h.pid : uint64_t{0});
+    w.field("controlplane_pid", static_cast<uint64_t>(getpid()));
+    const int64_t up_ms = stats_ok ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count() -
+                                         static_cast<int64_t>(h.started_unix_ms)
+                                   : 0;
+    w.field("uptime_s", up_ms / 1000);
+    w.field("controlplane_uptime_s", static_cast<int64_t>(
+                                         std::chrono::duration_cast<std::chrono::seconds>(steady - started).count()));
+    w.field("generation", acked_generation).field("last_apply_us", last_apply_us);
+    w.field("segments_published", published_segments).field("segments_refused", refused_segments);
+    w.field("reloads", reloads_ok).field("reloads_refused", reloads_refused);
+    w.field("front", "kernel").field("workers", static_cast<uint64_t>(stats_ok ? h.workers : 0));
+    w.field("ktls", worker::kernel_has_tls_ulp());
+    w.field("connections", stat_total("active")).field("accepted", stat_total("accepted"));
+    w.field("handshakes", hs).field("handshakes_resumed", stat_total("handshakes_resumed"));
+    w.field("handshakes_per_s", static_cast<uint64_t>(rate.per_second + 0.5));
+    w.field("certificates", static_cast<uint64_t>(items.size())).field("withheld", static_cast<uint64_t>(withheld));
+    return w.end_object().take();
+  }
+
+  if (cmd == "certs.list" || cmd == "ocsp.status") {
+    const std::string only = req.get("name");
+    const bool full = cmd == "certs.list";
+    w.key("certificates").begin_array();
+    size_t shown = 0;
+    for (const auto& [k, it] : items) {
+      if (!only.empty() && k != only && k != control::named_cert_key(only)) continue;
+      ++shown;
+      w.begin_object().field("key", k);
+      if (full) {
+        w.field("subject", it.bundle.info.subject).field("key_type", it.bundle.info.key_type);
+        w.key("names").begin_array();
+        for (const auto& n : it.bundle.info.names) w.value(n);
+        w.end_array();
+        const int64_t left = (it.bundle.info.not_after - now).count();
+        w.field("not_after", unix_of(it.bundle.info.not_after)).field("expires_in_days", left / 86400);
+        w.field("state", state_name(state_of(it, now)));
+        w.field("cert_file", it.cert_path);
+      }
+      w.field("revocation_source", it.checked() ? (it.check_crl ? "crl" : "ocsp") : "none");
+      w.field("url", it.check_url).field("strict", it.strict);
+      if (it.ocsp) {
+        w.field("status", to_string(it.ocsp->status)).field("this_update", unix_of(it.ocsp->this_update))
+            .field("next_update", unix_of(expires_at(*it.ocsp)));
+        w.field("stapled", staple_version_of(it, now) != 0);
+        w.field("staple_age_s", (now - it.ocsp->this_update).count());
+      } else {
+        w.field("status", it.checked() ? "pending" : "unchecked").field("stapled", false);
+      }
+      w.field("failures", static_cast<int64_t>(it.failures));
+      w.field("chain_revoked", chain_revoked(it));
+      w.end_object();
+    }
+    w.end_array();
+    if (!only.empty() && shown == 0) return error_reply("no certificate named '" + only + "'");
+    return w.end_object().take();
+  }
+
+  if (cmd == "ocsp.refresh") {
+    const std::string only = req.get("name");
+    uint64_t started_n = 0;
+    for (auto& [k, it] : items) {
+      if (!only.empty() && k != only && k != control::named_cert_key(only)) continue;
+      if (!it.checked()) continue;
+      it.next_fetch = now;
+      it.failures = 0;
+      if (!it.fetching) {
+        start_fetch(it);
+        ++started_n;
+      }
+    }
+    if (!only.empty() && started_n == 0) {
+      return error_reply("no certificate named '" + only + "' with an OCSP or CRL source (or a fetch is running)");
+    }
+    return w.field("refreshing", started_n).end_object().take();
+  }
+
+  if (cmd == "tickets.rotate") {
+    if (!cfg.tls.ticket_key_file.empty()) {
+      return error_reply("ticket keys come from [tls] ticket_key_file " + cfg.tls.ticket_key_file +
+                         ": rotate that file (it is watched)");
+    }
+    if (auto ok = rotate_tickets(); !ok) return error_reply(ok.error().front());
+    event(R"({"event":"ticket_keys_rotated","by":"admin"})");
+    publish();
+    return w.field("keys", static_cast<uint64_t>(tickets.size())).field("generation", generation).end_object().take();
+  }
+
+  if (cmd == "routes.reload") {
+    const bool dry = req.flag("dry_run");
+    ReloadOutcome o = reload_config(dry ? "admin (dry run)" : "admin", dry);
+    if (!dry && o.errors.empty()) publish();
+    JsonWriter r;
+    r.begin_object().field("v", uint64_t{1}).field("ok", o.errors.empty()).field("dry_run", dry);
+    if (!o.errors.empty()) r.field("error", o.errors.front());
+    r.key("errors").begin_array();
+    for (const auto& e : o.errors) r.value(e);
+    r.end_array().key("warnings").begin_array();
+    for (const auto& e : o.warnings) r.value(e);
+    r.end_array();
+    auto list = [&](const char* name, const std::vector<std::string>& v) {
+      r.key(name).begin_array();
+      for (const auto& e : v) r.value(e);
+      r.end_array();
+    };
+    list("certificates_added", o.added);
+    list("certificates_removed", o.removed);
+    list("certificates_changed", o.changed);
+    r.field("config_changed", o.config_changed).field("generation", generation);
+    return r.end_object().take();
+  }
+
+  return error_reply(cmd.empty() ? "no \"cmd\"" : "unknown command '" + cmd + "'");
+}
+
+std::string ControlPlane::Impl::metrics_text() {
+  std::string out;
+  auto head = [&](std::string_view name, std::string_view type, std::string_view help) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ")
+        .append(type).append("\n");
+  };
+  auto sample = [&](std::string_view name, const std::string& labels, auto value) {
+    out.append(name);
+    if (!labels.empty()) out.append("{").append(labels).append("}");
+    out.append(" ").append(std::to_string(value)).append("\n");
+  };
+  if (stats_ok) {
+    for (size_t c = 0; c < stats::kCounterCount; ++c) {
+      const auto& info = stats::kCounters[c];
+      const std::string name = info.gauge ? "lodestone_" + std::string(info.name) + "_connections"
+                                          : "lodestone_" + std::string(info.name) + "_total";
+      head(name, info.gauge ? "gauge" : "counter", info.help);
+      for (uint32_t wk = 0; wk < stats_view.workers(); ++wk) {
+        sample(name, "worker=\"" + std::to_string(wk) + "\"", stats_view.value(wk, c));
+      }
+    }
+    head("lodestone_workers", "gauge", "dataplane worker threads");
+    sample("lodestone_workers", "", stats_view.workers());
+  }
+  head("lodestone_snapshot_generation", "gauge", "snapshot generation in service (last acked)");
+  sample("lodestone_snapshot_generation", "", acked_generation);
+  head("lodestone_snapshot_apply_seconds", "gauge", "last segment: receipt to in service on every worker");
+  out.append("lodestone_snapshot_apply_seconds ").append(std::to_string(static_cast<double>(last_apply_us) / 1e6))
+      .append("\n");
+  head("lodestone_snapshot_segments_total", "counter", "segments answered by the dataplane");
+  sample("lodestone_snapshot_segments_total", "result=\"applied\"", published_segments);
+  sample("lodestone_snapshot_segments_total", "result=\"refused\"", refused_segments);
+  head("lodestone_config_reloads_total", "counter", "configuration reloads (SIGHUP, lodectl)");
+  sample("lodestone_config_reloads_total", "result=\"ok\"", reloads_ok);
+  sample("lodestone_config_reloads_total", "result=\"refused\"", reloads_refused);
+
+  const sys_seconds now = now_s();
+  head("lodestone_certificate_expiry_seconds", "gauge", "seconds until the certificate's notAfter");
+  for (const auto& [k, it] : items) {
+    sample("lodestone_certificate_expiry_seconds", "certificate=\"" + label(k) + "\"",
+           (it.bundle.info.not_after - now).count());
+  }
+  head("lodestone_certificate_served", "gauge", "1 when served, 0 when withheld (revoked, strict without staple)");
+  for (const auto& [k, it] : items) {
+    sample("lodestone_certificate_served", "certificate=\"" + label(k) + "\"",
+           state_of(it, now) == snapshot::CertState::kServe ? 1 : 0);
+  }
+  head("lodestone_revocation_status", "gauge", "1 for the certificate's last OCSP/CRL status");
+  for (const auto& [k, it] : items) {
+    if (!it.checked()) continue;
+    const std::string st = it.ocsp ? std::string(to_string(it.ocsp->status)) : "pending";
+    sample("lodestone_revocation_status", "certificate=\"" + label(k) + "\",status=\"" + st + "\"", 1);
+  }
+  head("lodestone_ocsp_staple_age_seconds", "gauge", "age of the stapled OCSP response (since thisUpdate)");
+  for (const auto& [k, it] : items) {
+    if (it.ocsp && staple_version_of(it, now) != 0) {
+      sample("lodestone_ocsp_staple_age_seconds", "certificate=\"" + label(k) + "\"",
+             (now - it.ocsp->this_update).count());
+    }
+  }
+  head("lodestone_revocation_check_failures", "gauge", "consecutive failed OCSP/CRL fetches");
+  for (const auto& [k, it] : items) {
+    if (it.checked()) sample("lodestone_revocation_check_failures", "certificate=\"" + label(k) + "\"", it.failures);
+  }
+  return out;
+}
+
+}  // namespace lode::cp

@@ -1,0 +1,939 @@
+// The control plane's state and event loop (controlplane/control_plane.h),
+// shared by control_plane.cc (loading, OCSP, watching, publishing) and
+// control_plane_admin.cc (the admin API and /metrics). Internal.
+#pragma once
+
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "controlplane/cert_bundle.h"
+#include "controlplane/cert_catalog.h"
+#include "controlplane/cert_source.h"
+#include "controlplane/config.h"
+#include "controlplane/file_watch.h"
+#include "controlplane/ocsp.h"
+#include "controlplane/ocsp_fetcher.h"
+#include "controlplane/snapshot_writer.h"
+#include "dataplane/control/snapshot_state.h"
+#include "dataplane/tls/tls_context.h"
+#include "lodestone/control_channel.h"
+#include "lodestone/json_writer.h"
+
+#include "controlplane/admin_server.h"
+#include "controlplane/control_plane.h"
+#include "lodestone/stats_layout.h"
+
+namespace lode::cp {
+
+namespace detail {
+
+using Clock = std::chrono::system_clock;
+using std::chrono::sys_seconds;
+using TicketBytes = std::array<uint8_t, snapshot::kTicketKeySize>;
+
+inline sys_seconds now_s() { return std::chrono::time_point_cast<std::chrono::seconds>(Clock::now()); }
+inline int64_t unix_of(sys_seconds t) { return t.time_since_epoch().count(); }
+
+inline uint64_t text_version(std::string_view s) { return std::hash<std::string_view>{}(s) | 1; }
+
+inline Result<std::string, std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return unexpected(path + ": cannot open: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace detail
+using namespace detail;
+
+// One certificate the control plane publishes, and its OCSP state.
+struct CertItem : CatalogEntry {
+  explicit CertItem(CatalogEntry e) : CatalogEntry(std::move(e)) {}
+  // Revocation: OCSP (stapled) when the certificate names a responder, else
+  // its CRL distribution point (checked, nothing to staple); none: unchecked.
+  std::string check_url;
+  bool check_crl = false;
+  bool checked() const noexcept { return !check_url.empty(); }
+  std::vector<std::string> chain_ids;  // the intermediates' checks (issuer_checks)
+  std::string cache_key;           // OCSP disk cache; empty: no OCSP for it
+  std::optional<OcspStatus> ocsp;  // last verified response
+  int failures = 0;
+  bool fetching = false;
+  sys_seconds next_fetch{};
+  // What the dataplane was last sent.
+  uint64_t sent_cert_version = 0;
+  snapshot::CertState sent_state = snapshot::CertState::kServe;
+  uint64_t sent_staple = 0;  // 0: none
+};
+
+// The revocation status of an intermediate that served chains go through:
+// a chain with a revoked member is withheld like a revoked leaf (what RFC
+// 6961's "multi" stapling was for, decided here instead).
+struct IssuerCheck {
+  std::string id;       // "issuer:" + SHA-256 of the certificate
+  std::string subject;  // for the logs
+  X509Ptr cert, issuer;
+  std::string url;
+  bool crl = false;
+  std::optional<OcspStatus> status;
+  int failures = 0;
+  bool fetching = false;
+  sys_seconds next_fetch{};
+  std::set<std::string> users;  // certificate keys whose chain includes it
+};
+
+struct ControlPlane::Impl {
+  ControlPlaneOptions opt;
+  config::Config cfg;
+  std::string config_text;
+  std::optional<CertTrust> trust;
+  std::map<std::string, CertItem> items;
+  std::map<std::string, IssuerCheck> issuers;
+  std::vector<TicketBytes> tickets;  // [0] encrypts
+  uint64_t tickets_version = 0;
+  sys_seconds last_rotation{};
+  OcspFetcher fetcher{4};
+  std::optional<OcspDiskCache> disk;
+  std::optional<FileWatch> watch;
+  Debouncer debounce{std::chrono::milliseconds(200)};
+  std::multimap<sys_seconds, std::string> schedule;  // OCSP fetches and staple expiries
+  // Publication.
+  int sock = -1;
+  int sig_fd = -1;
+  uint64_t generation = 0;   // last sent
+  uint64_t in_flight = 0;    // sent, not yet acked
+  bool need_full = true;
+  bool config_dirty = false;
+  bool tickets_dirty = false;
+  std::set<std::string> dirty;    // certificate keys to (re)send
+  std::set<std::string> removed;  // certificate keys to remove
+  bool stop = false;
+  bool attached = false;  // the dataplane said hello
+  // Admin API, metrics and the dataplane's counters (control_plane_admin.cc).
+  std::optional<AdminServer> admin;
+  const std::byte* stats_base = nullptr;  // the dataplane's stats segment, read-only
+  size_t stats_size = 0;
+  stats::StatsView stats_view;
+  bool stats_ok = false;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  uint64_t acked_generation = 0;
+  uint64_t last_apply_us = 0;
+  uint64_t published_segments = 0;
+  uint64_t refused_segments = 0;
+  uint64_t reloads_ok = 0, reloads_refused = 0;
+  struct Rate {
+    std::chrono::steady_clock::time_point at{};
+    uint64_t handshakes = 0;
+    double per_second = 0;
+  } rate;
+  void start_admin();
+  std::string handle_admin(const AdminRequest& req);
+  std::string metrics_text();
+  void on_stats_fd(int fd);
+  void unmap_stats();
+  uint64_t stat_total(std::string_view name) const;
+
+  // The configuration in service is kept beside the socket, so that a
+  // restarted control plane re-attaches with it, not with whatever the file
+  // on disk says now (that takes a SIGHUP).
+  std::string saved_config_path() const { return opt.socket_path + ".config"; }
+  uint64_t config_sent_in = 0;  // generation of the segment that carried config_text
+
+  explicit Impl(ControlPlaneOptions o) : opt(std::move(o)) {}
+  ~Impl() {
+    unmap_stats();
+    OPENSSL_cleanse(tickets.data(), tickets.size() * sizeof(TicketBytes));
+    if (sock >= 0) close(sock);
+    if (sig_fd >= 0) close(sig_fd);
+  }
+
+  void event(const std::string& json) { opt.event(json); }
+  void warn(const std::string& msg) {
+    event(JsonWriter().begin_object().field("event", "warning").field("message", msg).end_object().take());
+  }
+
+  // ------------------------------------------------------------ loading
+  // `lenient`: a re-attaching control plane serves what still loads and
+  // reports the rest, instead of refusing everything.
+  Result<std::map<std::string, CertItem>, std::vector<std::string>> load_items(const config::Config& c,
+                                                                                std::vector<std::string>& warnings,
+                                                                                bool lenient = false) {
+    std::vector<std::string> refused;
+    auto loaded = load_certificates(c, *trust, now_s(), warnings, lenient ? &refused : nullptr);
+    if (!loaded) return unexpected(std::move(loaded.error()));
+    for (const auto& e : refused) {
+      event(JsonWriter().begin_object().field("event", "certificate_refused").field("level", "error")
+                .field("error", e).end_object().take());
+    }
+    std::map<std::string, CertItem> out;
+    for (auto& e : *loaded) {
+      CertItem it(std::move(e));
+      prepare_ocsp(it);
+      out.emplace(it.key, std::move(it));
+    }
+    return out;
+  }
+
+  void prepare_ocsp(CertItem& it) {
+    it.cache_key.clear();
+    it.check_url.clear();
+    it.check_crl = false;
+    it.chain_ids.clear();
+    if (!cfg.ocsp.enabled || !it.bundle.issuer) return;
+    if (!it.ocsp_url.empty()) {
+      it.check_url = it.ocsp_url;
+      it.cache_key = OcspDiskCache::key_for(it.bundle.leaf.get(), it.bundle.issuer.get());
+    } else if (const auto crls = crl_urls(it.bundle.leaf.get()); !crls.empty()) {
+      it.check_url = crls.front();
+      it.check_crl = true;
+    }
+    attach_issuers(it);
+  }
+
+  // The issuer of an intermediate: the next certificate served, else a
+  // trusted root that issued it.
+  X509* issuer_of(const CertItem& it, size_t i) const {
+    if (i + 1 < it.bundle.chain.size()) return it.bundle.chain[i + 1].get();
+    X509* cert = it.bundle.chain[i].get();
+    if (trust && trust->store() != nullptr) {
+      STACK_OF(X509_OBJECT)* objs = X509_STORE_get0_objects(trust->store());
+      for (int k = 0; k < sk_X509_OBJECT_num(objs); ++k) {
+        X509* cand = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, k));
+        if (cand != nullptr && X509_check_issued(cand, cert) == X509_V_OK) return cand;
+      }
+    }
+    return nullptr;
+  }
+
+  void attach_issuers(CertItem& it) {
+    for (size_t i = 0; i < it.bundle.chain.size(); ++i) {
+      X509* cert = it.bundle.chain[i].get();
+      if (X509_check_issued(cert, cert) == X509_V_OK) continue;  // a root, if the file has one
+      X509* issuer = issuer_of(it, i);
+      if (issuer == nullptr) continue;
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      if (X509_digest(cert, EVP_sha256(), md, &len) != 1) continue;
+      std::string id = "issuer:";
+      for (unsigned int k = 0; k < len; ++k) {
+        static const char* kHex = "0123456789abcdef";
+        id += kHex[md[k] >> 4];
+        id += kHex[md[k] & 15];
+      }
+      auto found = issuers.find(id);
+      if (found == issuers.end()) {
+        IssuerCheck c;
+        c.id = id;
+        c.subject = tls::describe_cert(cert).subject;
+        const auto urls = ocsp_urls(cert);
+        const auto crls = crl_urls(cert);
+        if (!urls.empty()) {
+          c.url = urls.front();
+        } else if (!crls.empty()) {
+          c.url = crls.front();
+          c.crl = true;
+        } else {
+          continue;  // nothing to ask
+        }
+        X509_up_ref(cert);
+        X509_up_ref(issuer);
+        c.cert.reset(cert);
+        c.issuer.reset(issuer);
+        found = issuers.emplace(id, std::move(c)).first;
+        start_issuer_fetch(found->second);
+      }
+      found->second.users.insert(it.key);
+      it.chain_ids.push_back(id);
+    }
+  }
+
+  void start_issuer_fetch(IssuerCheck& c) {
+    if (c.fetching) return;
+    c.fetching = true;
+    fetcher.submit(OcspJob{c.id, 0, c.url, c.cert.get(), c.issuer.get(),
+                           cfg.ocsp.use_get ? OcspMethod::kGet : OcspMethod::kPost,
+                           std::chrono::milliseconds(cfg.ocsp.timeout_ms), c.crl});
+  }
+
+  void on_issuer_result(IssuerCheck& c, OcspResult& r, sys_seconds now) {
+    c.fetching = false;
+    if (!r.status) {
+      ++c.failures;
+      c.next_fetch = now + std::chrono::duration_cast<std::chrono::seconds>(backoff(c.failures)) + std::chrono::seconds(1);
+      event(JsonWriter().begin_object().field("event", c.crl ? "crl_fetch_failed" : "ocsp_fetch_failed")
+                .field("intermediate", c.subject).field("error", r.status.error())
+                .field("failures", static_cast<uint64_t>(c.failures)).end_object().take());
+    } else {
+      const bool was_revoked = c.status && c.status->status == OcspStatus::Cert::kRevoked;
+      c.failures = 0;
+      c.status = std::move(*r.status);
+      c.next_fetch = next_refresh(*c.status, now);
+      if (c.status->status == OcspStatus::Cert::kRevoked && !was_revoked) {
+        event(JsonWriter().begin_object().field("event", "intermediate_revoked").field("level", "error")
+                  .field("intermediate", c.subject).field("source", c.crl ? "crl" : "ocsp")
+                  .field("revoked_at", unix_of(c.status->revoked_at))
+                  .field("certificates", static_cast<uint64_t>(c.users.size()))
+                  .field("action", cfg.ocsp.withhold_revoked ? "withheld" : "served").end_object().take());
+      }
+    }
+    schedule.emplace(std::max(c.next_fetch, now), c.id);
+    for (const auto& key : c.users) {
+      if (auto it = items.find(key); it != items.end()) reevaluate(it->second, now);
+    }
+  }
+
+  bool chain_revoked(const CertItem& it) const {
+    for (const auto& id : it.chain_ids) {
+      auto c = issuers.find(id);
+      if (c != issuers.end() && c->second.status && c->second.status->status == OcspStatus::Cert::kRevoked) return true;
+    }
+    return false;
+  }
+
+  // A response from the disk cache, if it still verifies and is stapleable.
+  void load_cached(CertItem& it, sys_seconds now) {
+    if (!disk || it.cache_key.empty() || it.ocsp) return;
+    auto der = disk->load(it.cache_key);
+    if (!der) return;
+    auto st = verify_ocsp_response(*der, it.bundle.leaf.get(), it.bundle.issuer.get(), now);
+    if (!st || st->status == OcspStatus::Cert::kUnknown || expires_at(*st) <= now) return;
+    it.ocsp = std::move(*st);
+    it.next_fetch = next_refresh(*it.ocsp, now);
+    if (it.ocsp->status == OcspStatus::Cert::kRevoked) report_ocsp(it);
+  }
+
+  Result<void, std::vector<std::string>> load_tickets(const config::Config& c) {
+    if (!c.tls.ticket_key_file.empty()) {
+      auto bytes = read_file(c.tls.ticket_key_file);
+      if (!bytes) return unexpected(std::vector<std::string>{c.path + ": [tls] ticket_key_file: " + bytes.error()});
+      const size_t n = bytes->size() / snapshot::kTicketKeySize;
+      if (bytes->empty() || bytes->size() % snapshot::kTicketKeySize != 0 || n > snapshot::kMaxTicketKeys) {
+        OPENSSL_cleanse(bytes->data(), bytes->size());
+        return unexpected(std::vector<std::string>{
+            c.path + ": [tls] ticket_key_file " + c.tls.ticket_key_file + ": expected 1 to 16 keys of 80 bytes, got " +
+            std::to_string(bytes->size()) + " bytes"});
+      }
+      std::vector<TicketBytes> keys(n);
+      for (size_t i = 0; i < n; ++i) std::memcpy(keys[i].data(), bytes->data() + i * 80, 80);
+      OPENSSL_cleanse(bytes->data(), bytes->size());
+      set_tickets(std::move(keys));
+      return {};
+    }
+    if (tickets.empty()) return rotate_tickets();
+    return {};
+  }
+
+  void set_tickets(std::vector<TicketBytes> keys) {
+    OPENSSL_cleanse(tickets.data(), tickets.size() * sizeof(TicketBytes));
+    tickets = std::move(keys);
+    ++tickets_version;
+    tickets_dirty = true;
+  }
+
+  Result<void, std::vector<std::string>> rotate_tickets() {
+    TicketBytes fresh;
+    if (RAND_priv_bytes(fresh.data(), static_cast<int>(fresh.size())) != 1) {
+      return unexpected(std::vector<std::string>{"session ticket keys: the random generator failed"});
+    }
+    std::vector<TicketBytes> keys{fresh};
+    // The previous two keys still decrypt (a ticket lives at most two periods).
+    for (size_t i = 0; i < tickets.size() && i < 2; ++i) keys.push_back(tickets[i]);
+    OPENSSL_cleanse(fresh.data(), fresh.size());
+    set_tickets(std::move(keys));
+    last_rotation = now_s();
+    return {};
+  }
+
+  // ------------------------------------------------------------ policy
+  snapshot::CertState state_of(const CertItem& it, sys_seconds now) const {
+    const bool revoked = (it.ocsp && it.ocsp->status == OcspStatus::Cert::kRevoked) || chain_revoked(it);
+    if (revoked && cfg.ocsp.withhold_revoked) return snapshot::CertState::kWithheldRevoked;
+    if (it.strict && !(it.ocsp && stapleable(*it.ocsp, now))) return snapshot::CertState::kWithheldNoStaple;
+    return snapshot::CertState::kServe;
+  }
+  uint64_t staple_version_of(const CertItem& it, sys_seconds now) const {
+    if (!it.ocsp || !stapleable(*it.ocsp, now)) return 0;
+    return text_version(it.ocsp->der) ^ static_cast<uint64_t>(unix_of(it.ocsp->this_update));
+  }
+  // Marks the item for sending when what the dataplane has differs.
+  void reevaluate(const CertItem& it, sys_seconds now) {
+    if (it.sent_cert_version != it.bundle.version || it.sent_state != state_of(it, now) ||
+        it.sent_staple != staple_version_of(it, now)) {
+      dirty.insert(it.key);
+    }
+  }
+
+  void schedule_item(const CertItem& it, sys_seconds now) {
+    if (it.checked()) schedule.emplace(std::max(it.next_fetch, now), it.key);
+    if (it.ocsp) schedule.emplace(expires_at(*it.ocsp), it.key);
+  }
+
+  void start_fetch(CertItem& it) {
+    if (it.fetching || !it.checked()) return;
+    it.fetching = true;
+    fetcher.submit(OcspJob{it.key, it.bundle.version, it.check_url, it.bundle.leaf.get(), it.bundle.issuer.get(),
+                           cfg.ocsp.use_get ? OcspMethod::kGet : OcspMethod::kPost,
+                           std::chrono::milliseconds(cfg.ocsp.timeout_ms), it.check_crl});
+  }
+
+  void on_ocsp_results() {
+    const sys_seconds now = now_s();
+    for (auto& r : fetcher.take_results()) {
+      if (auto c = issuers.find(r.key); c != issuers.end()) {
+        on_issuer_result(c->second, r, now);
+        continue;
+      }
+      auto found = items.find(r.key);
+      if (found == items.end()) continue;
+      CertItem& it = found->second;
+      it.fetching = false;
+      if (it.bundle.version != r.cert_version) {  // the certificate changed meanwhile
+        it.next_fetch = now;
+        schedule_item(it, now);
+        continue;
+      }
+      if (!r.status) {
+        ++it.failures;
+        it.next_fetch = now + std::chrono::duration_cast<std::chrono::seconds>(backoff(it.failures)) +
+                        std::chrono::seconds(1);
+        event(JsonWriter().begin_object().field("event", "ocsp_fetch_failed").field("certificate", it.key)
+                  .field("error", r.status.error()).field("failures", static_cast<uint64_t>(it.failures))
+                  .field("staple_until", it.ocsp ? unix_of(expires_at(*it.ocsp)) : int64_t{0}).end_object().take());
+      } else {
+        it.failures = 0;
+        it.ocsp = std::move(*r.status);
+        it.next_fetch = next_refresh(*it.ocsp, now);
+        if (disk && !it.cache_key.empty() && !it.ocsp->der.empty()) {
+          if (auto ok = disk->store(it.cache_key, it.ocsp->der); !ok) warn("OCSP cache: " + ok.error());
+        }
+        report_ocsp(it);
+      }
+      schedule_item(it, now);
+      reevaluate(it, now);
+    }
+  }
+
+  void report_ocsp(const CertItem& it) {
+    const bool revoked = it.ocsp->status == OcspStatus::Cert::kRevoked;
+    JsonWriter w;
+    w.begin_object().field("event", revoked ? "certificate_revoked" : "ocsp_updated");
+    if (revoked) w.field("level", "error");
+    w.field("certificate", it.key).field("source", it.check_crl ? "crl" : "ocsp").field("status", to_string(it.ocsp->status))
+        .field("this_update", unix_of(it.ocsp->this_update)).field("next_update", unix_of(expires_at(*it.ocsp)));
+    if (revoked) {
+      w.field("revoked_at", unix_of(it.ocsp->revoked_at))
+          .field("action", cfg.ocsp.withhold_revoked ? "withheld" : "served without a staple");
+    }
+    event(w.end_object().take());
+  }
+
+  // Startup: responses from the disk cache, then fetches for the rest, for
+  // at most startup_wait_ms, so that the first handshake is stapled.
+  void initial_ocsp() {
+    const sys_seconds now = now_s();
+    size_t cached = 0, fetching = 0;
+    for (auto& [k, it] : items) {
+      load_cached(it, now);
+      if (it.ocsp) ++cached;
+      if (it.checked() && !it.ocsp) {
+        start_fetch(it);
+        ++fetching;
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.ocsp.startup_wait_ms);
+    while (fetcher.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fetcher.fd(), POLLIN, 0};
+      poll(&p, 1, 50);
+      on_ocsp_results();
+    }
+    for (auto& [k, it] : items) {
+      if (!it.fetching) schedule_item(it, now);
+    }
+    if (cached + fetching > 0) {
+      event(JsonWriter().begin_object().field("event", "ocsp_startup").field("from_disk", static_cast<uint64_t>(cached))
+                .field("fetched", static_cast<uint64_t>(fetching)).field("pending", static_cast<uint64_t>(fetcher.in_flight()))
+                .end_object().take());
+    }
+  }
+
+  // ------------------------------------------------------------ watching
+  void watch_paths() {
+    if (!watch) return;
+    for (const auto& [k, it] : items) {
+      if (it.dir.empty()) {
+        (void)watch->watch_file(it.cert_path);
+        (void)watch->watch_file(it.key_path);
+      }
+    }
+    for (const auto& d : cfg.certificate_dirs) {
+      DirectorySpec spec{d.name, d.path, d.cert_pattern, d.key_pattern};
+      (void)watch->watch_directory(d.path);
+      for (const auto& dir : directories_to_watch(spec, {})) (void)watch->watch_directory(dir);
+    }
+    if (!cfg.tls.ticket_key_file.empty()) (void)watch->watch_file(cfg.tls.ticket_key_file);
+  }
+
+  void on_file_events() {
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& e : watch->read_events()) {
+      if (e.kind == FileEventKind::kOverflow) {
+        debounce.note("*", now);
+        continue;
+      }
+      debounce.note(e.kind == FileEventKind::kWatchGone ? e.watched : e.path, now);
+    }
+  }
+
+  // One changed path: reload exactly the certificates it concerns.
+  void reload_path(const std::string& path) {
+    if (path == "*") {
+      reload_config("inotify overflow");
+      return;
+    }
+    const sys_seconds now = now_s();
+    std::vector<std::string> warnings;
+    if (path == cfg.tls.ticket_key_file) {
+      if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
+      return;
+    }
+    for (auto& [k, it] : items) {
+      if (!it.dir.empty() || (it.cert_path != path && it.key_path != path)) continue;
+      auto b = load_cert_bundle(it.cert_path, it.key_path, *trust, now, warnings);
+      if (!b) {
+        event(JsonWriter().begin_object().field("event", "certificate_refused").field("certificate", it.key)
+                  .field("error", b.error()).field("serving", "the previous certificate").end_object().take());
+        continue;
+      }
+      replace_bundle(it, std::move(*b), now);
+    }
+    for (const auto& d : cfg.certificate_dirs) {
+      DirectorySpec spec{d.name, d.path, d.cert_pattern, d.key_pattern};
+      if (path.rfind(d.path + "/", 0) != 0) continue;
+      for (const auto& name : names_for_changed_path(spec, path)) {
+        const std::string key =
+            name.wildcard ? control::dir_wildcard_key(d.name, name.host) : control::dir_cert_key(d.name, name.host);
+        auto loaded = load_directory_file(spec, name.entry, *trust, now, warnings);
+        if (!loaded) {
+          event(JsonWriter().begin_object().field("event", "certificate_refused").field("certificate", key)
+                    .field("error", loaded.error()).end_object().take());
+          continue;
+        }
+        if (!loaded->has_value()) {
+          if (items.erase(key) > 0) {
+            dirty.erase(key);
+            removed.insert(key);
+            event(JsonWriter().begin_object().field("event", "certificate_removed").field("certificate", key).end_object().take());
+          }
+          continue;
+        }
+        DirectoryEntry& e = **loaded;
+        auto found = items.find(key);
+        if (found == items.end()) {
+          CatalogEntry ce;
+          ce.key = key;
+          ce.dir = d.name;
+          ce.cert_path = e.cert_path;
+          ce.key_path = e.key_path;
+          ce.bundle = std::move(e.bundle);
+          resolve_ocsp(cfg, ce);
+          CertItem it(std::move(ce));
+          prepare_ocsp(it);
+          auto [pos, _] = items.emplace(key, std::move(it));
+          removed.erase(key);
+          pos->second.next_fetch = now;
+          start_fetch(pos->second);
+          dirty.insert(key);
+          event(JsonWriter().begin_object().field("event", "certificate_added").field("certificate", key).end_object().take());
+        } else {
+          replace_bundle(found->second, std::move(e.bundle), now);
+        }
+      }
+    }
+    for (const auto& w : warnings) warn(w);
+  }
+
+  void replace_bundle(CertItem& it, CertBundle b, sys_seconds now) {
+    if (b.version == it.bundle.version) return;
+    it.bundle = std::move(b);
+    it.ocsp.reset();  // the old response is for the old certificate
+    it.failures = 0;
+    resolve_ocsp(cfg, it);
+    prepare_ocsp(it);
+    load_cached(it, now);
+    if (!it.ocsp) start_fetch(it);
+    dirty.insert(it.key);
+    event(JsonWriter().begin_object().field("event", "certificate_replaced").field("certificate", it.key)
+              .field("not_after", unix_of(it.bundle.info.not_after)).end_object().take());
+  }
+
+  struct ReloadOutcome {
+    std::vector<std::string> errors;  // refused: nothing changed
+    std::vector<std::string> warnings;
+    std::vector<std::string> added, removed, changed;  // certificate keys
+    bool config_changed = false;
+  };
+
+  // What a reload to `next` would change in the certificates.
+  template <class Map>
+  void diff_certificates(const Map& next, ReloadOutcome& out) const {
+    for (const auto& [k, e] : next) {
+      auto old = items.find(k);
+      if (old == items.end()) {
+        out.added.push_back(k);
+      } else if (old->second.bundle.version != e.bundle.version) {
+        out.changed.push_back(k);
+      }
+    }
+    for (const auto& [k, it] : items) {
+      if (next.count(k) == 0) out.removed.push_back(k);
+    }
+  }
+
+  // SIGHUP, `lodectl routes reload`: everything again; what did not change
+  // is not re-sent. A dry run validates completely and reports what would
+  // change, and changes nothing.
+  ReloadOutcome reload_config(const char* why, bool dry_run = false) {
+    ReloadOutcome outcome;
+    auto next_text = read_file(opt.config_path);
+    if (next_text) outcome.config_changed = *next_text != config_text;
+    if (dry_run) {
+      auto next = config::load_config_file(opt.config_path);
+      if (!next) {
+        for (const auto& e : next.error()) outcome.errors.push_back(e.to_string());
+        return outcome;
+      }
+      if (!config::same_listeners(cfg, *next)) {
+        outcome.errors.push_back(opt.config_path + ": the listeners (names, addresses, order, PROXY setting) "
+                                 "changed; the workers own their sockets: restart Lodestone to change them");
+        return outcome;
+      }
+      auto t = CertTrust::load(validation_for(*next));
+      if (!t) {
+        outcome.errors.push_back(opt.config_path + ": [control]: " + t.error());
+        return outcome;
+      }
+      auto certs = load_certificates(*next, *t, now_s(), outcome.warnings);
+      if (!certs) {
+        outcome.errors = certs.error();
+        return outcome;
+      }
+      std::map<std::string, CatalogEntry> by_key;
+      for (auto& e : *certs) by_key.emplace(e.key, std::move(e));
+      diff_certificates(by_key, outcome);
+      return outcome;
+    }
+    auto next = config::load_config_file(opt.config_path);
+    std::vector<std::string> errs;
+    if (!next) {
+      for (const auto& e : next.error()) errs.push_back(e.to_string());
+    } else if (!config::same_listeners(cfg, *next)) {
+      errs.push_back(opt.config_path +
+                     ": the listeners (names, addresses, order, PROXY setting) changed; the workers own their "
+                     "sockets: restart Lodestone to change them");
+    }
+    std::optional<CertTrust> next_trust;
+    std::map<std::string, CertItem> next_items;
+    std::vector<std::string> warnings;
+    if (errs.empty()) {
+      auto t = CertTrust::load(validation_for(*next));
+      if (!t) {
+        errs.push_back(opt.config_path + ": [control]: " + t.error());
+      } else {
+        next_trust = std::move(*t);
+        std::swap(trust, next_trust);
+        auto loaded = load_items(*next, warnings);
+        if (!loaded) {
+          errs = loaded.error();
+          std::swap(trust, next_trust);
+        } else {
+          next_items = std::move(*loaded);
+        }
+      }
+    }
+    if (!errs.empty()) {
+      ++reloads_refused;
+      JsonWriter w;
+      w.begin_object().field("event", "reload_refused").field("reason", why).key("errors").begin_array();
+      for (const auto& e : errs) w.value(e);
+      event(w.end_array().end_object().take());
+      outcome.errors = std::move(errs);
+      return outcome;
+    }
+    ++reloads_ok;
+    for (const auto& w : warnings) warn(w);
+    outcome.warnings = warnings;
+    diff_certificates(next_items, outcome);
+    const sys_seconds now = now_s();
+    // Carry what is known about unchanged certificates.
+    for (auto& [k, it] : next_items) {
+      auto old = items.find(k);
+      if (old != items.end() && old->second.bundle.version == it.bundle.version) {
+        it.ocsp = std::move(old->second.ocsp);
+        it.failures = old->second.failures;
+        it.next_fetch = old->second.next_fetch;
+        it.fetching = old->second.fetching;
+        it.sent_cert_version = old->second.sent_cert_version;
+        it.sent_state = old->second.sent_state;
+        it.sent_staple = old->second.sent_staple;
+      } else {
+        load_cached(it, now);
+        if (!it.ocsp) start_fetch(it);
+      }
+      schedule_item(it, now);
+      reevaluate(it, now);
+    }
+    for (const auto& [k, it] : items) {
+      if (next_items.count(k) == 0 && it.sent_cert_version != 0) removed.insert(k);
+    }
+    for (const auto& k : removed) dirty.erase(k);
+    items = std::move(next_items);
+    cfg = std::move(*next);
+    if (auto text = read_file(opt.config_path); text) config_text = std::move(*text);
+    config_dirty = true;  // always: the dataplane reports "reloaded"
+    if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
+    watch_paths();
+    return outcome;
+  }
+
+  // ------------------------------------------------------------ publishing
+  void add_item(SegmentBuilder& b, CertItem& it, sys_seconds now, bool full) {
+    const snapshot::CertState st = state_of(it, now);
+    const uint64_t staple = staple_version_of(it, now);
+    if (full || it.sent_cert_version != it.bundle.version || it.sent_state != st) {
+      b.add_certificate(it.key, it.bundle.version, st, unix_of(it.bundle.info.not_after), it.bundle.chain_pem,
+                        it.bundle.key_pem);
+      if (st != it.sent_state || full) {
+        if (st != snapshot::CertState::kServe) {
+          event(JsonWriter().begin_object().field("event", "certificate_withheld").field("level", "error")
+                    .field("certificate", it.key)
+                    .field("reason", st == snapshot::CertState::kWithheldRevoked
+                                         ? (chain_revoked(it) ? "an intermediate of its chain is revoked" : "revoked")
+                                         : "no valid OCSP staple (strict)")
+                    .end_object().take());
+        }
+      }
+      // A new certificate version drops the old staple on the dataplane side.
+      if (it.sent_cert_version != it.bundle.version) it.sent_staple = 0;
+      it.sent_cert_version = it.bundle.version;
+      it.sent_state = st;
+    }
+    if (staple != 0 && (full || staple != it.sent_staple)) {
+      const auto& o = *it.ocsp;
+      b.add_staple(it.key, staple,
+                   o.status == OcspStatus::Cert::kGood ? snapshot::StapleStatus::kGood : snapshot::StapleStatus::kRevoked,
+                   unix_of(o.this_update), unix_of(expires_at(o)), o.der);
+    } else if (staple == 0 && it.sent_staple != 0 && !full) {
+      b.remove(snapshot::RecordKind::kStaple, it.key);
+    }
+    it.sent_staple = staple;
+  }
+
+  void publish() {
+    if (sock < 0 || !attached || in_flight != 0) return;
+    const bool full = need_full;
+    if (!full && !config_dirty && !tickets_dirty && dirty.empty() && removed.empty()) return;
+    const sys_seconds now = now_s();
+    SegmentBuilder b;
+    if (full || config_dirty) {
+      b.add_config(config_text, text_version(config_text));
+      config_sent_in = generation + 1;
+    }
+    if (full || tickets_dirty) {
+      b.add_ticket_keys({reinterpret_cast<const std::byte*>(tickets.data()), tickets.size() * sizeof(TicketBytes)},
+                        tickets_version);
+    }
+    if (full) {
+      for (auto& [k, it] : items) add_item(b, it, now, true);
+    } else {
+      for (const auto& k : removed) b.remove(snapshot::RecordKind::kCertificate, k);
+      for (const auto& k : dirty) {
+        auto found = items.find(k);
+        if (found != items.end()) add_item(b, found->second, now, false);
+      }
+    }
+    const uint64_t gen = generation + 1;
+    auto fd = b.seal(gen, full ? 0 : generation);
+    if (!fd) {
+      warn("publishing generation " + std::to_string(gen) + ": " + fd.error());
+      return;
+    }
+    snapshot::ChannelMessage m;
+    m.type = static_cast<uint16_t>(snapshot::MessageType::kSegment);
+    m.generation = gen;
+    if (const int err = snapshot::send_message(sock, m, fd->get()); err != 0) {
+      warn(std::string("sending a segment to the dataplane: ") + std::strerror(err));
+      return;
+    }
+    generation = gen;
+    in_flight = gen;
+    need_full = false;
+    config_dirty = tickets_dirty = false;
+    dirty.clear();
+    removed.clear();
+  }
+
+  void on_channel() {
+    snapshot::ChannelMessage m;
+    int fd = -1;
+    const int rc = snapshot::recv_message(sock, m, &fd);
+    if (rc == 0 && m.type == static_cast<uint16_t>(snapshot::MessageType::kStats) && fd >= 0) {
+      on_stats_fd(fd);
+    }
+    if (fd >= 0) close(fd);
+    if (rc == EAGAIN) return;
+    if (rc != 0) {
+      if (rc == EBADMSG) return;
+      event(R"({"event":"dataplane_gone","process":"controlplane"})");
+      stop = true;
+      return;
+    }
+    switch (static_cast<snapshot::MessageType>(m.type)) {
+      case snapshot::MessageType::kHello:
+        generation = std::max(generation, m.value);
+        attached = true;
+        need_full = true;
+        in_flight = 0;
+        break;
+      case snapshot::MessageType::kAck:
+        if (m.generation == in_flight) in_flight = 0;
+        acked_generation = m.generation;
+        last_apply_us = m.value;
+        ++published_segments;
+        refusals = 0;
+        if (m.generation == config_sent_in) save_config();
+        event(JsonWriter().begin_object().field("event", "published").field("generation", m.generation)
+                  .field("apply_us", m.value).end_object().take());
+        break;
+      case snapshot::MessageType::kNack:
+        if (m.generation == in_flight) in_flight = 0;
+        ++refused_segments;
+        need_full = true;  // the dataplane keeps its generation; resend everything on top of it
+        event(JsonWriter().begin_object().field("event", "publish_refused").field("generation", m.generation)
+                  .field("code", m.value).end_object().take());
+        if (m.value != snapshot::kNackBase) stop_after_refusals();
+        break;
+      default:
+        break;
+    }
+  }
+
+  // A segment the dataplane refuses twice in a row will be refused again:
+  // stop resending in a loop; a reload or file change tries again.
+  int refusals = 0;
+  void stop_after_refusals() {
+    if (++refusals >= 2) {
+      need_full = false;
+      refusals = 0;
+    }
+  }
+
+  void save_config() {
+    const std::string path = saved_config_path(), tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
+      out << config_text;
+      if (!out) {
+        warn("cannot save the configuration in service to " + tmp);
+        return;
+      }
+    }
+    chmod(tmp.c_str(), 0600);
+    std::rename(tmp.c_str(), path.c_str());
+  }
+
+  Result<void, std::string> connect_dataplane() {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (opt.socket_path.size() >= sizeof addr.sun_path) return unexpected("socket path too long: " + opt.socket_path);
+    std::memcpy(addr.sun_path, opt.socket_path.c_str(), opt.socket_path.size() + 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+      if (sock < 0) return unexpected(std::string("socket: ") + std::strerror(errno));
+      if (connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return {};
+      close(sock);
+      sock = -1;
+      usleep(50'000);
+    }
+    return unexpected("cannot connect to the dataplane at " + opt.socket_path + ": " + std::strerror(errno));
+  }
+
+  void tick() {
+    const sys_seconds now = now_s();
+    if (cfg.tls.ticket_key_file.empty() && now - last_rotation >= std::chrono::seconds(cfg.tls.ticket_rotation_s)) {
+      if (rotate_tickets()) event(R"({"event":"ticket_keys_rotated"})");
+    }
+    while (!schedule.empty() && schedule.begin()->first <= now) {
+      const std::string key = schedule.begin()->second;
+      schedule.erase(schedule.begin());
+      if (auto c = issuers.find(key); c != issuers.end()) {
+        if (c->second.next_fetch <= now) start_issuer_fetch(c->second);
+        continue;
+      }
+      auto found = items.find(key);
+      if (found == items.end()) continue;
+      CertItem& it = found->second;
+      if (it.checked() && it.next_fetch <= now) start_fetch(it);
+      reevaluate(it, now);
+    }
+    for (const auto& path : debounce.take_settled(std::chrono::steady_clock::now())) reload_path(path);
+  }
+
+  int loop() {
+    while (!stop) {
+      tick();
+      publish();
+      int timeout = 1000;
+      if (!schedule.empty()) {
+        const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(schedule.begin()->first - Clock::now());
+        timeout = static_cast<int>(std::clamp<int64_t>(until.count() + 1, 0, 1000));
+      }
+      const int d = debounce.timeout_ms(std::chrono::steady_clock::now());
+      if (d >= 0) timeout = std::min(timeout, d);
+      std::vector<pollfd> fds = {{sock, POLLIN, 0}, {sig_fd, POLLIN, 0}, {fetcher.fd(), POLLIN, 0},
+                                 {watch ? watch->fd() : -1, POLLIN, 0}};
+      if (admin) {
+        admin->fill_poll(fds);
+        const int a = admin->timeout_ms();
+        if (a >= 0) timeout = std::min(timeout, a);
+      }
+      if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) return 1;
+      if (admin) admin->on_poll(fds, 4);
+      if (fds[0].revents != 0) on_channel();
+      if (fds[1].revents != 0) {
+        signalfd_siginfo si{};
+        if (read(sig_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+          if (si.ssi_signo == SIGHUP) {
+            reload_config("SIGHUP");
+          } else {
+            stop = true;
+          }
+        }
+      }
+      if (fds[2].revents != 0) on_ocsp_results();
+      if (fds[3].revents != 0) on_file_events();
+    }
+    return 0;
+  }
+};
+
+}  // namespace lode::cp

@@ -1,0 +1,214 @@
+#include "tools/lodectl/admin.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ostream>
+
+#include "lodestone/json_writer.h"
+#include "lodestone/json_reader.h"
+
+namespace lode::tools {
+
+namespace {
+
+constexpr std::string_view kDefaultSocket = "/run/lodestone/admin.sock";
+
+struct Call {
+  int exit_code = 0;
+  std::string reply;  // one JSON line
+  std::string error;  // when the daemon could not be asked
+};
+
+// One request, one answer (5 s at most).
+Call call(const std::string& path, const std::string& request) {
+  Call c;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    c.exit_code = kExitUsage;
+    c.error = "socket path too long: " + path;
+    return c;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int e = errno;
+    close(fd);
+    if (e == EACCES || e == EPERM) {
+      c.exit_code = kExitDenied;
+      c.error = "permission denied on " + path + " (root, the daemon's user or its [admin] group only)";
+    } else {
+      c.exit_code = kExitDown;
+      c.error = "Lodestone is not running (or not at " + path + "): " + std::strerror(e);
+    }
+    return c;
+  }
+  const std::string line = request + "\n";
+  if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()) &&
+      errno != EPIPE) {  // EPIPE: it answered (a refusal) and closed before reading: read that below
+    c.exit_code = kExitDown;
+    c.error = std::string("sending the request: ") + std::strerror(errno);
+    close(fd);
+    return c;
+  }
+  char buf[65536];
+  while (c.reply.find('\n') == std::string::npos) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    c.reply.append(buf, static_cast<size_t>(n));
+    if (c.reply.size() > (64u << 20)) break;
+  }
+  close(fd);
+  if (c.reply.empty()) {
+    c.exit_code = kExitDown;
+    c.error = "no answer from " + path;
+  }
+  return c;
+}
+
+void print_value(std::ostream& out, const JsonValue& v, const std::string& indent) {
+  using K = JsonValue::Kind;
+  if (v.kind == K::kObject) {
+    for (const auto& [k, f] : v.fields) {
+      if (f.kind == K::kObject || (f.kind == K::kArray && !f.items.empty() && f.items[0].kind == K::kObject)) {
+        out << indent << k << ":\n";
+        print_value(out, f, indent + "  ");
+      } else if (f.kind == K::kArray) {
+        out << indent << k << ": ";
+        for (size_t i = 0; i < f.items.size(); ++i) out << (i ? ", " : "") << f.items[i].text;
+        out << (f.items.empty() ? "-" : "") << '\n';
+      } else {
+        out << indent << k << ": " << (f.text.empty() ? "-" : f.text) << '\n';
+      }
+    }
+  } else if (v.kind == K::kArray) {
+    for (const auto& item : v.items) {
+      print_value(out, item, indent + "  ");
+      out << '\n';
+    }
+  } else {
+    out << indent << v.text << '\n';
+  }
+}
+
+// Human output: "key: value" lines; certificate lists as a table.
+void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) {
+  if (cmd == "certs.list" || cmd == "ocsp.status") {
+    const JsonValue* certs = v.find("certificates");
+    if (certs == nullptr) return;
+    for (const auto& c : certs->items) {
+      out << c.str("key");
+      if (cmd == "certs.list") {
+        out << "  " << c.str("state") << "  expires in " << c.str("expires_in_days") << " days";
+        if (const JsonValue* names = c.find("names"); names != nullptr) {
+          out << "  names:";
+          for (const auto& n : names->items) out << ' ' << n.text;
+        }
+      }
+      out << "  revocation: " << c.str("revocation_source") << ' ' << c.str("status");
+      if (c.str("stapled") == "true") out << " (stapled, age " << c.str("staple_age_s") << " s)";
+      if (c.str("failures") != "0") out << " failures " << c.str("failures");
+      if (c.str("chain_revoked") == "true") out << " CHAIN REVOKED";
+      out << '\n';
+    }
+    return;
+  }
+  for (const auto& [k, f] : v.fields) {
+    if (k == "v" || k == "ok") continue;
+    JsonValue one;
+    one.kind = JsonValue::Kind::kObject;
+    one.fields.emplace_back(k, f);
+    print_value(out, one, "");
+  }
+}
+
+}  // namespace
+
+bool is_admin_command(const std::string& cmd) {
+  return cmd == "status" || cmd == "certs" || cmd == "ocsp" || cmd == "tickets" || cmd == "routes";
+}
+
+int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  std::string socket_path;
+  if (const char* env = std::getenv("LODESTONE_ADMIN_SOCKET"); env != nullptr) socket_path = env;
+  bool json = false, dry_run = false;
+  std::vector<std::string> words;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--json") {
+      json = true;
+    } else if (argv[i] == "--dry-run") {
+      dry_run = true;
+    } else if (argv[i] == "--socket" && i + 1 < argv.size()) {
+      socket_path = argv[++i];
+    } else {
+      words.push_back(argv[i]);
+    }
+  }
+  if (socket_path.empty()) socket_path = std::string(kDefaultSocket);
+  auto usage = [&] {
+    err << "usage: lodectl [--socket PATH] [--json] status\n"
+           "       lodectl ... certs list [NAME]\n"
+           "       lodectl ... ocsp status|refresh [NAME]\n"
+           "       lodectl ... tickets rotate\n"
+           "       lodectl ... routes reload [--dry-run]\n";
+    return kExitUsage;
+  };
+  if (words.empty()) return usage();
+  std::string cmd;
+  std::string name;
+  const std::string& w0 = words[0];
+  if (w0 == "status" && words.size() == 1) {
+    cmd = "status";
+  } else if (w0 == "certs" && words.size() >= 2 && words.size() <= 3 && words[1] == "list") {
+    cmd = "certs.list";
+  } else if (w0 == "ocsp" && words.size() >= 2 && words.size() <= 3 && (words[1] == "status" || words[1] == "refresh")) {
+    cmd = "ocsp." + words[1];
+  } else if (w0 == "tickets" && words.size() == 2 && words[1] == "rotate") {
+    cmd = "tickets.rotate";
+  } else if (w0 == "routes" && words.size() == 2 && words[1] == "reload") {
+    cmd = "routes.reload";
+  } else {
+    return usage();
+  }
+  if (words.size() == 3) name = words[2];
+  JsonWriter req;
+  req.begin_object().field("v", uint64_t{1}).field("cmd", cmd);
+  if (!name.empty()) req.field("name", name);
+  if (dry_run) req.field("dry_run", true);
+  const Call c = call(socket_path, req.end_object().take());
+  if (c.exit_code != 0) {
+    err << "lodectl: " << c.error << '\n';
+    return c.exit_code;
+  }
+  const std::string line = c.reply.substr(0, c.reply.find('\n'));
+  auto v = parse_json(line);
+  if (!v) {
+    err << "lodectl: unreadable answer: " << v.error() << '\n';
+    return kExitFailed;
+  }
+  const bool ok = v->str("ok") == "true";
+  if (json) {
+    out << line << '\n';
+  } else if (ok) {
+    print_human(out, cmd, *v);
+  }
+  if (!ok) {
+    const std::string e = v->str("error", "refused");
+    err << "lodectl: " << e << '\n';
+    if (const JsonValue* errors = v->find("errors"); errors != nullptr) {
+      for (size_t i = 1; i < errors->items.size(); ++i) err << "lodectl: " << errors->items[i].text << '\n';
+    }
+    return e.rfind("permission denied", 0) == 0 ? kExitDenied : kExitFailed;
+  }
+  return kExitOk;
+}
+
+}  // namespace lode::tools

@@ -1,0 +1,30 @@
+// lodectl's commands that talk to a running Lodestone through the control
+// plane's admin socket (controlplane/admin_server.h):
+//
+//   lodectl [--socket PATH] [--json] status
+//   lodectl ... certs list [NAME]
+//   lodectl ... ocsp status|refresh [NAME]
+//   lodectl ... tickets rotate
+//   lodectl ... routes reload [--dry-run]
+//
+// The socket: --socket, else $LODESTONE_ADMIN_SOCKET, else
+// /run/lodestone/admin.sock. Human output by default, the API's JSON line
+// with --json. Exit codes scripts can trust: below.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace lode::tools {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;  // the daemon refused (bad config, unknown name, ...)
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitDown = 3;    // Lodestone is not running (no socket, refused)
+inline constexpr int kExitDenied = 4;  // permission denied
+
+bool is_admin_command(const std::string& cmd);
+int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
+
+}  // namespace lode::tools
