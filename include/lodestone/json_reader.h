@@ -14,24 +14,35 @@
 
 namespace lode {
 
+struct JsonField;
+
 struct JsonValue {
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = Kind::kNull;
-  std::string text;  // number or string; "true"/"false" for bools
-  std::vector<JsonValue> items;                           // array
-  std::vector<std::pair<std::string, JsonValue>> fields;  // object
+  std::string text;               // number or string; "true"/"false" for bools
+  std::vector<JsonValue> items;   // array
+  std::vector<JsonField> fields;  // object, in order
 
-  const JsonValue* find(std::string_view key) const {
-    for (const auto& [k, v] : fields) {
-      if (k == key) return &v;
-    }
-    return nullptr;
-  }
+  const JsonValue* find(std::string_view key) const;
   // A field as text (its string, number or bool), or `fallback`.
-  std::string str(std::string_view key, std::string_view fallback = "") const {
-    const JsonValue* v = find(key);
-    return v == nullptr ? std::string(fallback) : v->text;
-  }
+  std::string str(std::string_view key, std::string_view fallback = "") const;
 };
+
+struct JsonField {
+  std::string key;
+  JsonValue value;
+};
+
+inline const JsonValue* JsonValue::find(std::string_view key) const {
+  for (const auto& f : fields) {
+    if (f.key == key) return &f.value;
+  }
+  return nullptr;
+}
+
+inline std::string JsonValue::str(std::string_view key, std::string_view fallback) const {
+  const JsonValue* v = find(key);
+  return v == nullptr ? std::string(fallback) : v->text;
+}
 
 namespace detail {
 
@@ -132,7 +143,7 @@ struct JsonReader {
           return unexpected("\"" + key + "\": " + item.error());
         }
         if (obj) {
-          v.fields.emplace_back(std::move(key), std::move(*item));
+          v.fields.push_back(JsonField{std::move(key), std::move(*item)});
         } else {
           v.items.push_back(std::move(*item));
         }

@@ -64,9 +64,9 @@ TEST(JsonValue, ParsesANestedAnswer) {
 TEST(JsonValue, KeepsKeyOrderAndFindsTheFirstOfDuplicates) {
   const JsonValue v = parse_ok(R"({"z":1,"a":2,"m":3,"a":4})");
   ASSERT_EQ(v.fields.size(), 4u);
-  EXPECT_EQ(v.fields[0].first, "z");
-  EXPECT_EQ(v.fields[1].first, "a");
-  EXPECT_EQ(v.fields[2].first, "m");
+  EXPECT_EQ(v.fields[0].key, "z");
+  EXPECT_EQ(v.fields[1].key, "a");
+  EXPECT_EQ(v.fields[2].key, "m");
   EXPECT_EQ(v.str("a"), "2");
 }
 

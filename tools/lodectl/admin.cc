@@ -125,7 +125,7 @@ void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) 
     if (k == "v" || k == "ok") continue;
     JsonValue one;
     one.kind = JsonValue::Kind::kObject;
-    one.fields.emplace_back(k, f);
+    one.fields.push_back(JsonField{k, f});
     print_value(out, one, "");
   }
 }
