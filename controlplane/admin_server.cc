@@ -156,17 +156,16 @@ void AdminServer::accept_on(int listen_fd, bool http) {
   while (true) {
     const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (conns_.size() >= kMaxConns || (!http && !peer_allowed(fd))) {
-      if (!http && conns_.size() < kMaxConns) {
-        ++refused_;
-        const std::string no = R"({"v":1,"ok":false,"error":"permission denied: not root, the daemon's user or [admin] group"})"
-                               "\n";
-        [[maybe_unused]] ssize_t w = send(fd, no.data(), no.size(), MSG_NOSIGNAL);
-      }
+    if (conns_.size() >= kMaxConns) {
       close(fd);
       continue;
     }
-    conns_.push_back(Conn{fd, http, {}, {}, 0, std::chrono::steady_clock::now() + kDeadline});
+    // A peer that is not allowed gets its answer like anyone else, after its
+    // request is read: closing with unread data would reset the connection
+    // and the client would never see why.
+    const bool refused = !http && !peer_allowed(fd);
+    if (refused) ++refused_;
+    conns_.push_back(Conn{fd, http, refused, {}, {}, 0, std::chrono::steady_clock::now() + kDeadline});
   }
 }
 
@@ -196,6 +195,11 @@ void AdminServer::on_readable(Conn& c) {
 }
 
 void AdminServer::answer(Conn& c) {
+  if (c.refused) {
+    c.out = R"({"v":1,"ok":false,"error":"permission denied: not root, the daemon's user or [admin] group"})"
+            "\n";
+    return;
+  }
   if (!c.http) {
     const std::string line = c.in.substr(0, c.in.find('\n'));
     auto req = parse_admin_request(line);

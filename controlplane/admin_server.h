@@ -57,6 +57,7 @@ class AdminServer {
   struct Conn {
     int fd = -1;
     bool http = false;
+    bool refused = false;  // peer not allowed: its request is read, then refused
     std::string in, out;
     size_t sent = 0;
     std::chrono::steady_clock::time_point deadline;
