@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 
 #include "controlplane/control_plane_impl.h"
+#include "controlplane/route_tables.h"
 #include "dataplane/worker/worker.h"
+#include "lodestone/hostname.h"
+#include "lodestone/route_table.h"
 
 namespace lode::cp {
 
@@ -210,7 +213,81 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     return r.end_object().take();
   }
 
+  if (cmd == "routes.show") return routes_show(req.get("name"));
+
   return error_reply(cmd.empty() ? "no \"cmd\"" : "unknown command '" + cmd + "'");
+}
+
+// Which route, certificate and pool a host name gets on every listener, and
+// why (the same tables and lookup the workers use).
+std::string ControlPlane::Impl::routes_show(const std::string& raw) {
+  char buf[kHostnameBufSize];
+  std::string name;
+  bool no_sni = raw.empty();
+  if (!no_sni) {
+    auto n = normalize_hostname(raw, buf);
+    if (!n) return error_reply("'" + raw + "' is not a host name");
+    if (n->kind != HostnameKind::kName) {
+      no_sni = true;  // an IP literal in SNI counts as no SNI
+    } else {
+      name.assign(buf, n->len);
+    }
+  }
+  auto tables = config::build_route_tables(cfg);
+  if (!tables) return error_reply("internal: the configuration in service does not build its route tables");
+  const sys_seconds now = now_s();
+  JsonWriter w;
+  w.begin_object().field("v", uint64_t{1}).field("ok", true).field("name", no_sni ? std::string() : name);
+  w.key("listeners").begin_array();
+  for (size_t li = 0; li < tables->size(); ++li) {
+    auto view = route::RouteTableView::open((*tables)[li].table.bytes());
+    if (!view) continue;
+    const route::Match m = no_sni ? view->find_default() : view->find(name);
+    w.begin_object().field("listener", (*tables)[li].listener).field("match", route::to_string(m.kind));
+    if (!m.found()) {
+      w.field("decision", "alert unrecognized_name (112)")
+          .field("why", no_sni ? "no SNI and no default route" : "no name matches and the listener has no default route");
+      w.end_object();
+      continue;
+    }
+    const route::RouteView rv = view->route(m.route);
+    const config::RouteConfig* rc = cfg.find_route(rv.name);
+    w.field("route", rv.name).field("pattern", m.pattern).field("action", config::to_string(rv.action));
+    if (rc != nullptr && !rc->pool.empty()) w.field("pool", rc->pool);
+    std::string why = m.kind == route::MatchKind::kExact      ? "the exact name '" + std::string(m.pattern) + "'"
+                      : m.kind == route::MatchKind::kWildcard ? "the wildcard '*." + std::string(m.pattern) + "'"
+                                                              : std::string("the listener's default route");
+    if (rv.action == route::Action::kTerminate && rc != nullptr && rv.cert < cfg.certificates.size() + cfg.certificate_dirs.size()) {
+      worker::CertBinding b = rv.cert < cfg.certificates.size()
+                                  ? worker::CertBinding{cfg.certificates[rv.cert].name, false}
+                                  : worker::CertBinding{cfg.certificate_dirs[rv.cert - cfg.certificates.size()].name, true};
+      std::string key = b.directory ? control::dir_cert_key(b.name, name) : control::named_cert_key(b.name);
+      auto it = items.find(key);
+      if (b.directory && it == items.end() && !name.empty()) {
+        if (const size_t dot = name.find('.'); dot != std::string::npos) {
+          key = control::dir_wildcard_key(b.name, std::string_view(name).substr(dot + 1));
+          it = items.find(key);
+        }
+      }
+      w.field("certificate", rc->certificate);
+      if (it == items.end()) {
+        w.field("certificate_record", "").field("served", false);
+        why += "; no certificate in '" + rc->certificate + "' for this name: alert unrecognized_name";
+      } else {
+        const auto st = state_of(it->second, now);
+        w.field("certificate_record", key).field("served", st == snapshot::CertState::kServe)
+            .field("certificate_state", state_name(st));
+        {
+          w.key("certificate_names").begin_array();
+          for (const auto& n : it->second.bundle.info.names) w.value(n);
+          w.end_array();
+        }
+      }
+    }
+    w.field("why", why).end_object();
+  }
+  w.end_array();
+  return w.end_object().take();
 }
 
 std::string ControlPlane::Impl::metrics_text() {

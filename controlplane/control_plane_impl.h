@@ -149,6 +149,7 @@ struct ControlPlane::Impl {
   void start_admin();
   std::string handle_admin(const AdminRequest& req);
   std::string metrics_text();
+  std::string routes_show(const std::string& name);
   void on_stats_fd(int fd);
   void unmap_stats();
   uint64_t stat_total(std::string_view name) const;

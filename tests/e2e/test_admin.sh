@@ -534,4 +534,16 @@ ctl ocsp refresh nosuch
 assert_eq "ocsp refresh nosuch: exit 1" 1 "$RC"
 assert_contains "still serving, stapled" "$(PKI=$OPKI sclient "$P2" -servername ocsp-good.test -status)" \
   "Cert Status: good"
+# ---- routes show: which route, certificate and pool a name gets, and why
+ctl --json routes show OCSP-Good.Test.
+assert_eq "routes show: normalized, exact, terminate, certificate good, served" "ocsp-good.test exact terminate good True" \
+  "$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); l=a["listeners"][0]; print(a["name"], l["match"], l["action"], l["certificate"], l["served"])' "$OUT" 2>&1)"
+ctl routes show nothing.example
+assert_eq "routes show an unknown name: exit 0" 0 "$RC"
+assert_contains "  ... says the client gets alert 112" "$OUT" "alert unrecognized_name (112)"
+ctl routes show
+assert_contains "routes show without a name: the no-SNI answer" "$OUT" "no SNI"
+ctl routes show 'not a name!'
+assert_eq "routes show of something that is not a host name: exit 1" 1 "$RC"
+assert_contains "  ... saying so" "$ERR" "is not a host name"
 finish

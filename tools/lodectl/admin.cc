@@ -158,7 +158,8 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
            "       lodectl ... certs list [NAME]\n"
            "       lodectl ... ocsp status|refresh [NAME]\n"
            "       lodectl ... tickets rotate\n"
-           "       lodectl ... routes reload [--dry-run]\n";
+           "       lodectl ... routes reload [--dry-run]\n"
+           "       lodectl ... routes show [NAME]        (no NAME: a client without SNI)\n";
     return kExitUsage;
   };
   if (words.empty()) return usage();
@@ -175,6 +176,8 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "tickets.rotate";
   } else if (w0 == "routes" && words.size() == 2 && words[1] == "reload") {
     cmd = "routes.reload";
+  } else if (w0 == "routes" && words.size() <= 3 && words.size() >= 2 && words[1] == "show") {
+    cmd = "routes.show";
   } else {
     return usage();
   }

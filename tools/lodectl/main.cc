@@ -19,6 +19,7 @@ int usage(std::ostream& os, int rc) {
         "  [--socket PATH] [--json] ocsp status|refresh [NAME]           OCSP/CRL state; fetch now\n"
         "  [--socket PATH] [--json] tickets rotate                       a new session ticket key\n"
         "  [--socket PATH] [--json] routes reload [--dry-run]            re-read the configuration (SIGHUP)\n"
+        "  [--socket PATH] [--json] routes show [NAME]                   the route, certificate and pool a name gets, why\n"
         "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied\n";
   return rc;
 }
