@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <ctime>
+#include <mutex>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "lodestone/hostname.h"
@@ -41,6 +44,29 @@ void free_stack(STACK_OF(X509) * s) noexcept {
 }  // borrowed entries
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), Free<free_stack>>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Free<EVP_MD_CTX_free>>;
+
+// One parsed copy per distinct intermediate for every bundle of the process
+// (100,000 leaves under one CA hold one X509 of it, not 100,000). X509
+// objects are reference counted and read-only once parsed; the table keeps
+// one reference per distinct certificate, so it grows with distinct
+// intermediates only.
+X509Ptr interned(X509Ptr x) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!x || X509_digest(x.get(), EVP_sha256(), md, &len) != 1) return x;
+  static std::mutex mu;
+  static std::unordered_map<std::string, X509*>* table = new std::unordered_map<std::string, X509*>();
+  std::string key(reinterpret_cast<const char*>(md), len);
+  std::lock_guard lock(mu);
+  auto it = table->find(key);
+  if (it != table->end()) {
+    X509_up_ref(it->second);
+    return X509Ptr(it->second);
+  }
+  X509_up_ref(x.get());
+  table->emplace(std::move(key), x.get());
+  return x;
+}
 
 X509Ptr up_ref(X509* x) {
   X509_up_ref(x);
@@ -438,6 +464,8 @@ Result<CertBundle, std::string> validate(std::string_view chain_pem, std::string
   for (const auto& c : out.chain) {
     if (auto r = append_pem(out.chain_pem, c.get(), l.cert); !r) return unexpected(r.error());
   }
+  for (auto& c : out.chain) c = interned(std::move(c));
+  if (out.issuer && out.issuer.get() != out.leaf.get()) out.issuer = interned(std::move(out.issuer));
   if (auto verbatim = single_pkcs8_block(key_pem); !verbatim.empty()) {
     out.key_pem = std::string(verbatim);  // already what key_to_pem would write
   } else {
