@@ -1,6 +1,7 @@
 #include "controlplane/admin_server.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -201,12 +202,18 @@ void AdminServer::answer(Conn& c) {
     return;
   }
   if (!c.http) {
-    const std::string line = c.in.substr(0, c.in.find('\n'));
+    std::string line = c.in.substr(0, c.in.find('\n'));
     auto req = parse_admin_request(line);
     c.out = req ? handler_(*req)
                 : JsonWriter().begin_object().field("v", uint64_t{1}).field("ok", false)
                       .field("error", "bad request: " + req.error()).end_object().take();
     c.out += '\n';
+    // A request may carry a private key (certs.replace): no copy outlives it.
+    if (req) {
+      for (auto& [k, v] : req->fields) OPENSSL_cleanse(v.data(), v.size());
+    }
+    OPENSSL_cleanse(line.data(), line.size());
+    OPENSSL_cleanse(c.in.data(), c.in.size());
     return;
   }
   const std::string first = c.in.substr(0, c.in.find("\r\n"));

@@ -215,6 +215,40 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
 
   if (cmd == "routes.show") return routes_show(req.get("name"));
 
+  if (cmd == "certs.replace") {
+    // HAProxy's `set ssl cert` + `commit ssl cert` in one call: the PEM is
+    // validated exactly as a file would be, then published as one record.
+    // In memory only: the next reload or change of the file on disk wins.
+    const std::string name = req.get("name");
+    auto found = items.find(name);
+    if (found == items.end()) found = items.find(control::named_cert_key(name));
+    if (found == items.end()) return error_reply("no certificate named '" + name + "'");
+    CertItem& it = found->second;
+    std::vector<std::string> warnings;
+    auto b = load_cert_bundle_pem(req.get("cert"), req.get("key"), "pushed certificate for " + it.key, *trust, now,
+                                  warnings);
+    if (!b) return error_reply(b.error());  // messages never carry key bytes
+    if (it.dir.empty()) {
+      for (const auto& r : cfg.routes) {
+        if (control::named_cert_key(r.certificate) != it.key) continue;
+        std::vector<std::string> names;
+        for (const auto& n : r.names) names.push_back(n.pattern);
+        for (const auto& n : uncovered_names(b->info, names)) {
+          warnings.push_back("route '" + r.name + "': the pushed certificate does not cover the name '" + n + "'");
+        }
+      }
+    }
+    const bool changed = b->version != it.bundle.version;
+    replace_bundle(it, std::move(*b), now);
+    publish();
+    w.field("certificate", it.key).field("changed", changed).field("generation", generation);
+    w.field("not_after", unix_of(it.bundle.info.not_after));
+    w.key("warnings").begin_array();
+    for (const auto& x : warnings) w.value(x);
+    w.end_array();
+    return w.end_object().take();
+  }
+
   return error_reply(cmd.empty() ? "no \"cmd\"" : "unknown command '" + cmd + "'");
 }
 

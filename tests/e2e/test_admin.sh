@@ -306,6 +306,28 @@ ctl ocsp refresh
 assert_eq "ocsp refresh (all; none has a source): exit 0" 0 "$RC"
 assert_contains "ocsp refresh (all): nothing to refresh" "$OUT" "refreshing: 0"
 
+# ---- certs replace: a pushed certificate is validated like a file and served at once
+NEWD="$T/pushed"; mkdir -p "$NEWD"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$NEWD/a.key" 2>/dev/null
+openssl req -new -key "$NEWD/a.key" -subj "/CN=a.test" -out "$NEWD/a.csr" 2>/dev/null
+openssl x509 -req -in "$NEWD/a.csr" -CA "$T/pki/intermediate.pem" -CAkey "$T/pki/intermediate.key" -set_serial 4242 \
+  -days 30 -extfile <(printf 'subjectAltName=DNS:a.test\nbasicConstraints=CA:FALSE\n') -out "$NEWD/a.leaf.pem" 2>/dev/null
+cat "$NEWD/a.leaf.pem" "$T/pki/intermediate.pem" >"$NEWD/a.pem"
+serial_of() { PKI="$T/pki" sclient "$1" -servername a.test | openssl x509 -noout -serial 2>/dev/null; }
+before_serial=$(serial_of "$P")
+ctl certs replace a --cert "$NEWD/a.pem" --key "$T/pki/b-wrong.key"
+assert_eq "certs replace with an unreadable key file: exit 2" 2 "$RC"
+ctl certs replace a --cert "$NEWD/a.pem" --key "$T/pki/a.test.key"
+assert_eq "certs replace with a key that does not match: exit 1" 1 "$RC"
+assert_contains "  ... the error says so" "$ERR" "does not match"
+assert_not_contains "  ... and carries no key bytes" "$ERR" "PRIVATE KEY"
+assert_eq "  ... the old certificate is still served" "$before_serial" "$(serial_of "$P")"
+ctl certs replace a --cert "$NEWD/a.pem" --key "$NEWD/a.key"
+assert_eq "certs replace: exit 0" 0 "$RC"
+check "the pushed certificate is served (serial 4242 = 0x1092)" wait_for 5 bash -c "[ \"\$(PKI='$T/pki' timeout 10 openssl s_client -connect 127.0.0.1:$P -servername a.test -CAfile '$T/pki/ca.pem' </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null)\" = serial=1092 ]"
+ctl certs replace nosuch --cert "$NEWD/a.pem" --key "$NEWD/a.key"
+assert_eq "certs replace of an unknown certificate: exit 1" 1 "$RC"
+
 # ---------------------------------------------------------------- 3. tickets rotate
 g0=$(st generation); rot0=$(log_count '"event":"ticket_keys_rotated"')
 ctl tickets rotate

@@ -1,5 +1,6 @@
 #include "tools/lodectl/admin.h"
 
+#include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -7,10 +8,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <ostream>
+#include <sstream>
 
-#include "lodestone/json_writer.h"
 #include "lodestone/json_reader.h"
+#include "lodestone/json_writer.h"
 
 namespace lode::tools {
 
@@ -140,9 +143,14 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
   std::string socket_path;
   if (const char* env = std::getenv("LODESTONE_ADMIN_SOCKET"); env != nullptr) socket_path = env;
   bool json = false, dry_run = false;
+  std::string cert_file, key_file;
   std::vector<std::string> words;
   for (size_t i = 0; i < argv.size(); ++i) {
-    if (argv[i] == "--json") {
+    if (argv[i] == "--cert" && i + 1 < argv.size()) {
+      cert_file = argv[++i];
+    } else if (argv[i] == "--key" && i + 1 < argv.size()) {
+      key_file = argv[++i];
+    } else if (argv[i] == "--json") {
       json = true;
     } else if (argv[i] == "--dry-run") {
       dry_run = true;
@@ -156,6 +164,7 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
   auto usage = [&] {
     err << "usage: lodectl [--socket PATH] [--json] status\n"
            "       lodectl ... certs list [NAME]\n"
+           "       lodectl ... certs replace NAME --cert FILE --key FILE\n"
            "       lodectl ... ocsp status|refresh [NAME]\n"
            "       lodectl ... tickets rotate\n"
            "       lodectl ... routes reload [--dry-run]\n"
@@ -170,6 +179,8 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "status";
   } else if (w0 == "certs" && words.size() >= 2 && words.size() <= 3 && words[1] == "list") {
     cmd = "certs.list";
+  } else if (w0 == "certs" && words.size() == 3 && words[1] == "replace" && !cert_file.empty() && !key_file.empty()) {
+    cmd = "certs.replace";
   } else if (w0 == "ocsp" && words.size() >= 2 && words.size() <= 3 && (words[1] == "status" || words[1] == "refresh")) {
     cmd = "ocsp." + words[1];
   } else if (w0 == "tickets" && words.size() == 2 && words[1] == "rotate") {
@@ -186,6 +197,26 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
   req.begin_object().field("v", uint64_t{1}).field("cmd", cmd);
   if (!name.empty()) req.field("name", name);
   if (dry_run) req.field("dry_run", true);
+  std::string cert_pem, key_pem;
+  if (cmd == "certs.replace") {
+    // The files are read here, by the operator's own permissions, and sent
+    // over the admin socket (0600); the key is never printed.
+    auto read = [&](const std::string& path, std::string& out) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return false;
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      out = ss.str();
+      return out.size() <= 48 * 1024;
+    };
+    if (!read(cert_file, cert_pem) || !read(key_file, key_pem)) {
+      err << "lodectl: cannot read " << cert_file << " and " << key_file << " (or larger than 48 KiB)\n";
+      OPENSSL_cleanse(key_pem.data(), key_pem.size());
+      return kExitUsage;
+    }
+    req.field("cert", cert_pem).field("key", key_pem);
+    OPENSSL_cleanse(key_pem.data(), key_pem.size());
+  }
   const Call c = call(socket_path, req.end_object().take());
   if (c.exit_code != 0) {
     err << "lodectl: " << c.error << '\n';

@@ -16,6 +16,7 @@ int usage(std::ostream& os, int rc) {
         "  check CONFIG [--skip-certificates]                            validate a configuration offline\n"
         "  [--socket PATH] [--json] status                               a running Lodestone: version, generation, load\n"
         "  [--socket PATH] [--json] certs list [NAME]                    certificates, expiry, revocation, staples\n"
+        "  [--socket PATH] [--json] certs replace NAME --cert F --key F  validate and serve a new certificate now\n"
         "  [--socket PATH] [--json] ocsp status|refresh [NAME]           OCSP/CRL state; fetch now\n"
         "  [--socket PATH] [--json] tickets rotate                       a new session ticket key\n"
         "  [--socket PATH] [--json] routes reload [--dry-run]            re-read the configuration (SIGHUP)\n"
