@@ -186,8 +186,14 @@ struct ControlPlane::Impl {
       event(JsonWriter().begin_object().field("event", "certificate_refused").field("level", "error")
                 .field("error", e).end_object().take());
     }
+    return to_items(std::move(*loaded));
+  }
+
+  // Catalog entries as items, with their OCSP sources (needs `cfg` and
+  // `trust` of the configuration they came from).
+  std::map<std::string, CertItem> to_items(std::vector<CatalogEntry> entries) {
     std::map<std::string, CertItem> out;
-    for (auto& e : *loaded) {
+    for (auto& e : entries) {
       CertItem it(std::move(e));
       prepare_ocsp(it);
       out.emplace(it.key, std::move(it));
@@ -610,79 +616,75 @@ struct ControlPlane::Impl {
     }
   }
 
+  // A configuration to switch to, validated completely: its text (read
+  // once, so what is published is what was checked), listeners unchanged,
+  // trust files, every certificate. Nothing in service changes here.
+  struct NextConfig {
+    std::string text;
+    config::Config cfg;
+    CertTrust trust;
+    std::vector<CatalogEntry> certs;
+  };
+  std::optional<NextConfig> validate_next(ReloadOutcome& out) {
+    auto text = read_file(opt.config_path);
+    if (!text) {
+      out.errors.push_back(text.error());
+      return std::nullopt;
+    }
+    out.config_changed = *text != config_text;
+    auto next = config::load_config_string(*text, opt.config_path);
+    if (!next) {
+      for (const auto& e : next.error()) out.errors.push_back(e.to_string());
+      return std::nullopt;
+    }
+    if (!config::same_listeners(cfg, *next)) {
+      out.errors.push_back(opt.config_path + ": the listeners (names, addresses, order, PROXY setting) changed; "
+                           "the workers own their sockets: restart Lodestone to change them");
+      return std::nullopt;
+    }
+    auto t = CertTrust::load(validation_for(*next));
+    if (!t) {
+      out.errors.push_back(opt.config_path + ": [control]: " + t.error());
+      return std::nullopt;
+    }
+    auto certs = load_certificates(*next, *t, now_s(), out.warnings);
+    if (!certs) {
+      out.errors = std::move(certs.error());
+      return std::nullopt;
+    }
+    return NextConfig{std::move(*text), std::move(*next), std::move(*t), std::move(*certs)};
+  }
+
   // SIGHUP, `lodectl routes reload`: everything again; what did not change
   // is not re-sent. A dry run validates completely and reports what would
   // change, and changes nothing.
   ReloadOutcome reload_config(const char* why, bool dry_run = false) {
     ReloadOutcome outcome;
-    auto next_text = read_file(opt.config_path);
-    if (next_text) outcome.config_changed = *next_text != config_text;
+    auto next = validate_next(outcome);
     if (dry_run) {
-      auto next = config::load_config_file(opt.config_path);
-      if (!next) {
-        for (const auto& e : next.error()) outcome.errors.push_back(e.to_string());
-        return outcome;
+      if (next) {
+        std::map<std::string, CatalogEntry> by_key;
+        for (auto& e : next->certs) by_key.emplace(e.key, std::move(e));
+        diff_certificates(by_key, outcome);
       }
-      if (!config::same_listeners(cfg, *next)) {
-        outcome.errors.push_back(opt.config_path + ": the listeners (names, addresses, order, PROXY setting) "
-                                 "changed; the workers own their sockets: restart Lodestone to change them");
-        return outcome;
-      }
-      auto t = CertTrust::load(validation_for(*next));
-      if (!t) {
-        outcome.errors.push_back(opt.config_path + ": [control]: " + t.error());
-        return outcome;
-      }
-      auto certs = load_certificates(*next, *t, now_s(), outcome.warnings);
-      if (!certs) {
-        outcome.errors = certs.error();
-        return outcome;
-      }
-      std::map<std::string, CatalogEntry> by_key;
-      for (auto& e : *certs) by_key.emplace(e.key, std::move(e));
-      diff_certificates(by_key, outcome);
       return outcome;
     }
-    auto next = config::load_config_file(opt.config_path);
-    std::vector<std::string> errs;
     if (!next) {
-      for (const auto& e : next.error()) errs.push_back(e.to_string());
-    } else if (!config::same_listeners(cfg, *next)) {
-      errs.push_back(opt.config_path +
-                     ": the listeners (names, addresses, order, PROXY setting) changed; the workers own their "
-                     "sockets: restart Lodestone to change them");
-    }
-    std::optional<CertTrust> next_trust;
-    std::map<std::string, CertItem> next_items;
-    std::vector<std::string> warnings;
-    if (errs.empty()) {
-      auto t = CertTrust::load(validation_for(*next));
-      if (!t) {
-        errs.push_back(opt.config_path + ": [control]: " + t.error());
-      } else {
-        next_trust = std::move(*t);
-        std::swap(trust, next_trust);
-        auto loaded = load_items(*next, warnings);
-        if (!loaded) {
-          errs = loaded.error();
-          std::swap(trust, next_trust);
-        } else {
-          next_items = std::move(*loaded);
-        }
-      }
-    }
-    if (!errs.empty()) {
       ++reloads_refused;
       JsonWriter w;
       w.begin_object().field("event", "reload_refused").field("reason", why).key("errors").begin_array();
-      for (const auto& e : errs) w.value(e);
+      for (const auto& e : outcome.errors) w.value(e);
       event(w.end_array().end_object().take());
-      outcome.errors = std::move(errs);
       return outcome;
     }
     ++reloads_ok;
-    for (const auto& w : warnings) warn(w);
-    outcome.warnings = warnings;
+    for (const auto& w : outcome.warnings) warn(w);
+    // The new configuration and trust first: the items' OCSP sources and
+    // issuer checks are resolved with them.
+    cfg = std::move(next->cfg);
+    config_text = std::move(next->text);
+    trust = std::move(next->trust);
+    std::map<std::string, CertItem> next_items = to_items(std::move(next->certs));
     diff_certificates(next_items, outcome);
     const sys_seconds now = now_s();
     // Carry what is known about unchanged certificates.
@@ -708,8 +710,6 @@ struct ControlPlane::Impl {
     }
     for (const auto& k : removed) dirty.erase(k);
     items = std::move(next_items);
-    cfg = std::move(*next);
-    if (auto text = read_file(opt.config_path); text) config_text = std::move(*text);
     config_dirty = true;  // always: the dataplane reports "reloaded"
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();
