@@ -351,7 +351,7 @@ class Loader {
   void globals(const toml::table& root, Config& cfg) {
     if (const toml::table* t = section(root, "tls")) {
       only_keys(*t, "tls", {"min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
-                            "session_tickets", "ticket_rotation_s", "ticket_key_file"});
+                            "session_tickets", "ticket_rotation_s", "ticket_key_file", "ktls"});
       if (get_string(*t, "tls", "ticket_key_file", cfg.tls.ticket_key_file, false)) {
         cfg.tls.ticket_key_file = resolve(cfg.tls.ticket_key_file);
       }
@@ -376,6 +376,7 @@ class Loader {
         }
       }
       get_bool(*t, "tls", "session_tickets", cfg.tls.session_tickets);
+      get_bool(*t, "tls", "ktls", cfg.tls.ktls);
       get_uint(*t, "tls", "ticket_rotation_s", cfg.tls.ticket_rotation_s, 60, 7 * 86400);
     }
     if (const toml::table* t = section(root, "timeouts")) {

@@ -45,6 +45,7 @@
 //   [tls]      min_version = "1.2", max_version = "1.3", ciphers = "...", ciphersuites = "...",
 //              groups = "X25519:P-256", alpn = ["h2", "http/1.1"] (default: none), session_tickets = true,
 //              ticket_rotation_s = 3600,
+//              ktls = true       # kernel TLS where the kernel has the tls ULP (false: user space only)
 //              ticket_key_file = "tickets.key"   # optional: N x 80-byte keys (nginx's layout), the first
 //                                                # encrypts; shared by nodes that resume each other's sessions
 //   [control]  run_dir = "/run/lodestone"        # the control socket (dataplane <-> control plane)
@@ -173,6 +174,7 @@ struct TlsConfig {
   std::string groups;        // empty: default
   std::vector<std::string> alpn;  // empty: no ALPN (the relay is protocol-agnostic)
   bool session_tickets = true;
+  bool ktls = true;  // kernel TLS where the kernel has it (the tls ULP)
   uint32_t ticket_rotation_s = 3600;
   std::string ticket_key_file;  // empty: keys generated and rotated by the control plane
 };

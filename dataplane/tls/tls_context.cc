@@ -321,7 +321,7 @@ Result<SslCtxPtr, std::string> new_configured_ctx(const TlsSettings& s,
   }
   uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE;
 #ifdef SSL_OP_ENABLE_KTLS
-  opts |= SSL_OP_ENABLE_KTLS;
+  if (s.ktls) opts |= SSL_OP_ENABLE_KTLS;
 #endif
   if (!s.session_tickets) opts |= SSL_OP_NO_TICKET;
   SSL_CTX_set_options(ctx.get(), opts);

@@ -67,8 +67,7 @@ inline constexpr std::string_view kDefaultGroups = "X25519:P-256:P-384";
 // compression, no renegotiation (SSL_OP_NO_RENEGOTIATION set,
 // SSL_OP_ALLOW_CLIENT_RENEGOTIATION cleared: OpenSSL 3.0 has no
 // SSL_OP_NO_CLIENT_RENEGOTIATION), server cipher preference,
-// SSL_MODE_RELEASE_BUFFERS, SSL_OP_ENABLE_KTLS (a no-op without the kernel's
-// tls ULP), no server-side session cache (stateless tickets only).
+// SSL_MODE_RELEASE_BUFFERS, SSL_OP_ENABLE_KTLS (unless `ktls` is off), no server-side session cache (stateless tickets only).
 struct TlsSettings {
   TlsVersion min_version = TlsVersion::kTls12;
   TlsVersion max_version = TlsVersion::kTls13;
@@ -82,6 +81,9 @@ struct TlsSettings {
   std::vector<std::string> alpn;
   bool alpn_strict = false;
   bool session_tickets = true;
+  // Kernel TLS (SSL_OP_ENABLE_KTLS): the workers give the record layer to the
+  // kernel where it has the tls ULP; off = user-space TLS everywhere.
+  bool ktls = true;
   std::chrono::seconds session_timeout{300};  // session lifetime; TLS 1.3 ticket lifetime hint
 };
 

@@ -24,6 +24,7 @@
 #include "dataplane/tls/client_hello_parser.h"
 #include "dataplane/tls/proxy_protocol.h"
 #include "dataplane/worker/byte_queue.h"
+#include "dataplane/worker/ktls.h"
 #include "dataplane/worker/uring.h"
 #include "lodestone/json_writer.h"
 #include "lodestone/tls_alert.h"
@@ -35,8 +36,12 @@ constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kLingerMs = 2000;       // after an alert: read and discard until the peer closes
 constexpr uint32_t kTickMs = 100;
 constexpr size_t kKeepBuffer = 16 * 1024;  // an idle connection gives back buffers above this
-constexpr int kBioCtrlSetKtls = 72;        // BIO_CTRL_SET_KTLS, not in OpenSSL 3.0's public header
+// OpenSSL 3.0's kTLS BIO controls (include/internal/bio.h there; only 73 and
+// 76 are in the public header).
+constexpr int kBioCtrlSetKtls = 72;             // (is_tx, crypto_info): take over a direction
 constexpr int kBioCtrlGetKtlsSend = 73;
+constexpr int kBioCtrlSetKtlsTxCtrlMsg = 74;    // the next write is a record of type larg
+constexpr int kBioCtrlClearKtlsTxCtrlMsg = 75;
 constexpr int kBioCtrlGetKtlsRecv = 76;
 
 uint64_t now_ms() noexcept {
@@ -44,6 +49,21 @@ uint64_t now_ms() noexcept {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
 }
+
+// The kernel's part in a client connection's TLS (see ktls.h). With `tx`, what
+// OpenSSL writes through the BIO is plaintext that the kernel encrypts:
+// application data goes through `out` like any bytes; other records (session
+// tickets, alerts) are sent at once with their record type. With `rx`, the
+// kernel decrypts what arrives and OpenSSL is not used to read any more.
+struct KtlsSide {
+  bool tx = false;
+  bool rx = false;
+  bool rx_failed = false;     // installing RX failed: user space reads to the end
+  bool key_update = false;    // OpenSSL tried to send a KeyUpdate: the kernel cannot re-key
+  bool notify_sent = false;   // our close_notify is on its way
+  uint8_t ctrl_type = 0;      // BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG
+  ktls::RxHandover rx_handover;
+};
 
 // One direction's socket. With `ssl` set, `in` holds ciphertext that OpenSSL
 // reads through the side's BIO and `out` receives what OpenSSL writes.
@@ -62,8 +82,11 @@ struct Side {
   bool handshake_done = false;
   uint64_t rx = 0, tx = 0;
   WorkerStats* stats = nullptr;
+  std::unique_ptr<KtlsSide> ktls;  // client side of a terminated connection, when kTLS is on
 
   size_t queued() const noexcept { return out.size() + sending.size(); }
+  bool ktls_tx() const noexcept { return ktls && ktls->tx; }
+  bool ktls_rx() const noexcept { return ktls && ktls->rx; }
 };
 
 enum class Phase : uint8_t { kProxyHeader, kHello, kHandshake, kConnecting, kBackendHandshake, kRelay, kLinger };
@@ -95,6 +118,7 @@ enum class ListId : uint8_t { kNone, kHello, kConnect, kIdle, kLinger };
 // io_uring poll; the splices themselves are non-blocking system calls (an
 // io_uring SPLICE on a socket would block an io-wq thread per connection).
 struct SpliceDir {
+  bool active = false;     // the kernel moves this direction now
   int pipe_r = -1, pipe_w = -1;
   size_t in_pipe = 0;      // bytes taken from the source, not yet written on
   bool poll_armed = false;
@@ -140,17 +164,89 @@ struct Conn {
   ListId list = ListId::kNone;
   uint32_t prev = kNil, next = kNil;
   uint64_t last_activity = 0;
-  bool splice_mode = false;
   bool splice_fallback = false;  // no pipes: copy through user space instead
-  SpliceDir splice[2];  // [0]: client -> backend, [1]: backend -> client
+  // [0]: client -> backend, [1]: backend -> client. A direction moves by
+  // splice when neither end needs TLS in user space: passthrough, or a
+  // terminated connection whose client side the kernel encrypts (backend ->
+  // client) or decrypts (client -> backend) with a plaintext backend.
+  SpliceDir splice[2];
 };
 
 // ---------------------------------------------------------------- the BIO
 
 Side* side_of(BIO* b) { return static_cast<Side*>(BIO_get_data(b)); }
 
+// Counts what a side sent synchronously (outside io_uring).
+void count_sent(Side& s, size_t n) {
+  s.tx += n;
+  if (s.stats != nullptr) bump(s.stats->bytes_client_out, n);
+}
+
+// Before the kernel encrypts, every byte OpenSSL wrote with its own keys must
+// be on the wire: sends `out` now, without blocking. False when that cannot
+// be done (a send in flight, a full socket buffer): kTLS is then declined.
+bool send_queued_now(Side& s) {
+  if (s.send_inflight || !s.sending.empty()) return false;
+  while (!s.out.empty()) {
+    const auto data = s.out.front();
+    const ssize_t n = send(s.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    s.out.consume(static_cast<size_t>(n));
+    count_sent(s, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// BIO_CTRL_SET_KTLS. Send direction: installed now (1) or declined (0, OpenSSL
+// keeps user-space crypto). Receive direction: always declined; the state is
+// kept for the hand-over after the handshake (ktls.h).
+long set_ktls(Side* s, bool is_tx, const void* crypto_info) {
+  if (s == nullptr || !s->ktls) {
+    if (s != nullptr && s->stats != nullptr && !kernel_has_tls_ulp()) bump(s->stats->ktls_unavailable);
+    return 0;
+  }
+  KtlsSide& k = *s->ktls;
+  if (!is_tx) {
+    k.rx_handover.on_openssl_offer(crypto_info);
+    return 0;
+  }
+  auto state = ktls::from_openssl(crypto_info);
+  if (k.tx || !state || !send_queued_now(*s) || ktls::install(s->fd, true, *state) != 0) {
+    if (s->stats != nullptr) bump(s->stats->ktls_declined);
+    return 0;
+  }
+  k.tx = true;
+  if (s->stats != nullptr) bump(s->stats->ktls_tx);
+  return 1;
+}
+
+// A record other than application data under kernel TX: sent at once with its
+// type, after everything queued before it.
+int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_t* written) {
+  KtlsSide& k = *s->ktls;
+  if (type == ktls::kHandshake && len > 0 && static_cast<uint8_t>(data[0]) == ktls::kKeyUpdate) {
+    // The kernel (6.1) cannot change the send key: after a KeyUpdate it would
+    // go on with the old one. Refuse; the connection ends cleanly instead.
+    k.key_update = true;
+    return 0;
+  }
+  if (!s->out.empty() || !s->sending.empty() || s->send_inflight) return 0;
+  const ssize_t n = ktls::send_record(s->fd, type, {reinterpret_cast<const uint8_t*>(data), len});
+  if (n < 0 || static_cast<size_t>(n) != len) return 0;
+  count_sent(*s, len);
+  if (type == ktls::kAlert) k.notify_sent = true;
+  *written = len;
+  return 1;
+}
+
 int bio_write(BIO* b, const char* data, size_t len, size_t* written) {
-  side_of(b)->out.append({reinterpret_cast<const uint8_t*>(data), len});
+  Side* s = side_of(b);
+  if (s->ktls && s->ktls->ctrl_type != 0) {
+    const uint8_t type = s->ktls->ctrl_type;
+    s->ktls->ctrl_type = 0;
+    return write_ctrl_record(s, type, data, len, written);
+  }
+  s->out.append({reinterpret_cast<const uint8_t*>(data), len});
   *written = len;
   return 1;
 }
@@ -164,28 +260,34 @@ int bio_read(BIO* b, char* data, size_t len, size_t* read) {
     return 0;
   }
   *read = s->in.read(reinterpret_cast<uint8_t*>(data), len);
+  if (s->ktls) s->ktls->rx_handover.on_consumed({reinterpret_cast<const uint8_t*>(data), *read});
   return 1;
 }
 
 long bio_ctrl(BIO* b, int cmd, long larg, void* parg) {
-  (void)larg;
-  (void)parg;
+  Side* s = side_of(b);
   switch (cmd) {
     case BIO_CTRL_FLUSH:
-      return 1;
+      // OpenSSL flushes before a non-data record under kernel TX: the record
+      // must not overtake queued data (write_ctrl_record refuses then too).
+      return s != nullptr && s->ktls_tx() && (s->queued() > 0 || s->send_inflight) ? 0 : 1;
     case BIO_CTRL_PENDING:
-      return static_cast<long>(side_of(b)->in.size());
+      return static_cast<long>(s->in.size());
     case BIO_CTRL_WPENDING:
       return 0;
     case kBioCtrlSetKtls:
-      // OpenSSL offers the kernel the session keys. The running kernel has no
-      // tls ULP (probed at start), so decline: OpenSSL keeps user-space
-      // crypto. The kTLS issue makes the other branch real.
-      if (Side* s = side_of(b); s != nullptr && s->stats != nullptr) bump(s->stats->ktls_unavailable);
-      return 0;
+      return set_ktls(s, larg != 0, parg);
     case kBioCtrlGetKtlsSend:
+      return s != nullptr && s->ktls_tx() ? 1 : 0;
     case kBioCtrlGetKtlsRecv:
-      return 0;
+      return 0;  // OpenSSL never reads under kernel RX: the relay takes over
+    case kBioCtrlSetKtlsTxCtrlMsg:
+      if (s == nullptr || !s->ktls_tx()) return 0;
+      s->ktls->ctrl_type = static_cast<uint8_t>(larg);
+      return 1;
+    case kBioCtrlClearKtlsTxCtrlMsg:
+      if (s != nullptr && s->ktls) s->ktls->ctrl_type = 0;
+      return 1;
     default:
       return 0;
   }
@@ -196,9 +298,14 @@ int bio_create(BIO* b) {
   return 1;
 }
 
+int side_bio_type() {
+  static const int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+  return type;
+}
+
 BIO_METHOD* side_bio_method() {
   static BIO_METHOD* m = [] {
-    BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "lodestone-ring");
+    BIO_METHOD* meth = BIO_meth_new(side_bio_type(), "lodestone-ring");
     BIO_meth_set_write_ex(meth, bio_write);
     BIO_meth_set_read_ex(meth, bio_read);
     BIO_meth_set_ctrl(meth, bio_ctrl);
@@ -206,6 +313,16 @@ BIO_METHOD* side_bio_method() {
     return meth;
   }();
   return m;
+}
+
+// OpenSSL's key log: TLS 1.3 client traffic secrets, for the receive hand-over.
+// Set only on server SSL_CTXs when kTLS is on; the line is OpenSSL's buffer
+// (cleansed by OpenSSL), nothing is written anywhere.
+void keylog_callback(const SSL* ssl, const char* line) {
+  BIO* b = SSL_get_rbio(ssl);
+  if (b == nullptr || BIO_method_type(b) != side_bio_type()) return;
+  Side* s = side_of(b);
+  if (s != nullptr && s->ktls) s->ktls->rx_handover.on_keylog(ssl, line);
 }
 
 void attach_bio(SSL* ssl, Side* side) {
@@ -453,6 +570,7 @@ struct Worker::Impl {
       if (side.out.empty()) {
         if (side.out.capacity() > kKeepBuffer) side.out.release();
         if (side.want_shut_wr && !side.shut_wr) {
+          if (!send_close_notify(c, side)) return;  // waits for room
           shutdown(side.fd, SHUT_WR);
           side.shut_wr = true;
         }
@@ -597,7 +715,10 @@ struct Worker::Impl {
       w.field("tls_version", SSL_get_version(c.client.ssl));
       w.field("cipher", SSL_get_cipher_name(c.client.ssl));
       w.field("resumed", c.resumed);
-      w.field("ktls", false);
+      w.field("ktls", c.client.ktls_tx() && c.client.ktls_rx() ? "tx+rx"
+                      : c.client.ktls_tx()                        ? "tx"
+                      : c.client.ktls_rx()                        ? "rx"
+                                                                  : "none");
     }
     w.field("route", c.route != route::kNoIndex && c.wrt
                          ? c.wrt->rt->listeners[c.listener].table.route(c.route).name
@@ -763,6 +884,8 @@ struct Worker::Impl {
   }
 
   // ---------------------------------------------------------- terminate
+  bool ktls_allowed(const Conn& c) const { return c.wrt->rt->tls.ktls && kernel_has_tls_ulp(); }
+
   SSL_CTX* choose_ctx(Conn& c, uint32_t cert_index) {
     const Runtime& rt = *c.wrt->rt;
     if (cert_index >= rt.certs.size() || !snap) return nullptr;
@@ -797,6 +920,10 @@ struct Worker::Impl {
       return;
     }
     c.client.ssl = ssl.release();
+    if (ktls_allowed(c)) {
+      c.client.ktls = std::make_unique<KtlsSide>();
+      SSL_CTX_set_keylog_callback(ctx, keylog_callback);
+    }
     if (c.staple.entry) attach_staple_state(c.client.ssl, &c.staple);
     SSL_set_options(c.client.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     attach_bio(c.client.ssl, &c.client);
@@ -817,6 +944,7 @@ struct Worker::Impl {
       if (c.staple.stapled) bump(stats.staples_sent);
       attach_staple_state(c.client.ssl, nullptr);
       c.staple = StapleState{};  // the entry (and its mapping) is not needed any more
+      if (c.client.ktls) c.client.ktls->rx_handover.on_handshake_done(c.client.ssl);
       bump(stats.handshakes);
       if (c.resumed) bump(stats.handshakes_resumed);
       start_connect(c);
@@ -987,6 +1115,13 @@ struct Worker::Impl {
             from.read_done = true;  // close_notify, or the peer's FIN without one
             break;
           }
+          if (from.ktls_tx() && from.ktls->key_update) {
+            // The client asked for our KeyUpdate; the kernel cannot re-key.
+            bump(stats.ktls_key_updates);
+            ERR_clear_error();
+            close_conn(c, "ktls:key_update", true);
+            return false;
+          }
           close_conn(c, (&from == &c.client ? "client_tls:" : "backend_tls:") + openssl_error(), true);
           return false;
         }
@@ -1009,60 +1144,115 @@ struct Worker::Impl {
       }
     }
     if (from.read_done && !to.want_shut_wr) {
-      // The source is finished: pass the half-close on.
-      if (to.ssl != nullptr) SSL_shutdown(to.ssl);
+      // The source is finished: pass the half-close on (under kernel TX,
+      // flush() sends the close_notify when the queue is empty).
+      if (to.ssl != nullptr && !to.ktls_tx()) SSL_shutdown(to.ssl);
       to.want_shut_wr = true;
     }
     return true;
   }
 
   void relay(Conn& c) {
-    if (!pump(c, c.client, c.backend) || c.closing) return;
-    if (!pump(c, c.backend, c.client) || c.closing) return;
+    if (!c.splice[0].active && (!pump(c, c.client, c.backend) || c.closing)) return;
+    if (!c.splice[1].active && (!pump(c, c.backend, c.client) || c.closing)) return;
     for (Side* s : {&c.client, &c.backend}) {
       if (s->in.empty() && s->in.capacity() > kKeepBuffer) s->in.release();
     }
-    flush(c, c.backend, Op::kBackendSend);
-    flush(c, c.client, Op::kClientSend);
-    const bool done = c.client.read_done && c.backend.read_done && c.client.shut_wr && c.backend.shut_wr &&
-                      !c.client.send_inflight && !c.backend.send_inflight;
-    if (done) {
+    if (!c.splice[0].active) flush(c, c.backend, Op::kBackendSend);
+    if (c.closing) return;
+    if (!c.splice[1].active) flush(c, c.client, Op::kClientSend);
+    if (c.closing) return;
+    if (relay_done(c)) {
       close_conn(c, "ok", false);
       return;
     }
-    if (c.action == route::Action::kPassthrough && !c.splice_fallback) {
-      // The hello (and whatever came with it) goes out first; then the
-      // kernel moves the bytes.
-      if (c.client.queued() == 0 && c.backend.queued() == 0 && !c.client.send_inflight &&
-          !c.backend.send_inflight && !c.client.recv_armed && !c.backend.recv_armed && enter_splice(c)) {
-        return;
+    // Once what user space holds has gone out, the kernel moves what it can;
+    // until then such a direction reads nothing more into user space (a TLS
+    // source stopped mid-record is read on to the record's end).
+    for (int d = 0; d < 2; ++d) {
+      if (c.splice[d].active) continue;
+      Side& src = d == 0 ? c.client : c.backend;
+      Side& dst = d == 0 ? c.backend : c.client;
+      if (wants_splice(c, d)) {
+        if (can_splice(c, d) && enter_splice(c, d)) {
+          if (c.closing) return;
+          continue;
+        }
+        const bool mid_record = src.ssl != nullptr && src.in.empty() &&
+                                (SSL_has_pending(src.ssl) != 0 || !src.ktls->rx_handover.state_now());
+        if (!mid_record && !c.splice_fallback && !(src.ktls && src.ktls->rx_failed)) continue;
       }
-      if (!c.splice_fallback) return;
+      if (dst.queued() < opt.relay_cap) arm_recv(c, src, d == 0 ? Op::kClientRecv : Op::kBackendRecv);
     }
-    if (c.backend.queued() < opt.relay_cap) arm_recv(c, c.client, Op::kClientRecv);
-    if (c.client.queued() < opt.relay_cap) arm_recv(c, c.backend, Op::kBackendRecv);
+  }
+
+  // Whether direction d is one the kernel can move once user space has passed
+  // its bytes on: neither end needs OpenSSL for it.
+  bool wants_splice(const Conn& c, int d) const {
+    if (c.splice_fallback) return false;
+    const Side& src = d == 0 ? c.client : c.backend;
+    const Side& dst = d == 0 ? c.backend : c.client;
+    if (src.read_done || (dst.ssl != nullptr && !dst.ktls_tx())) return false;
+    return src.ssl == nullptr || (src.ktls && !src.ktls->rx_failed && src.ktls->rx_handover.known());
+  }
+
+  bool dir_done(const Conn& c, int d) const {
+    const Side& src = d == 0 ? c.client : c.backend;
+    const Side& dst = d == 0 ? c.backend : c.client;
+    const SpliceDir& sp = c.splice[d];
+    if (sp.active) return sp.src_done && sp.in_pipe == 0 && dst.shut_wr;
+    return src.read_done && dst.shut_wr && !dst.send_inflight;
+  }
+  bool relay_done(const Conn& c) const { return dir_done(c, 0) && dir_done(c, 1); }
+
+  // Whether direction d can move by splice from now on: user space holds
+  // none of its bytes, and neither end needs TLS in user space.
+  bool can_splice(Conn& c, int d) {
+    if (c.splice_fallback) return false;
+    Side& src = d == 0 ? c.client : c.backend;
+    Side& dst = d == 0 ? c.backend : c.client;
+    if (src.read_done || src.recv_armed || !src.in.empty() || dst.queued() > 0 || dst.send_inflight ||
+        dst.want_shut_wr) {
+      return false;
+    }
+    if (dst.ssl != nullptr && !dst.ktls_tx()) return false;
+    if (src.ssl == nullptr) return true;
+    // The client's TLS: the kernel can take the receive side over at a
+    // record boundary, with nothing left unread in OpenSSL.
+    if (!src.ktls || src.ktls->rx_failed || SSL_has_pending(src.ssl) != 0) return false;
+    return src.ktls->rx_handover.state_now().has_value();
   }
 
   // Returns false (and falls back to copying through user space) when the
-  // pipes cannot be had, e.g. at the file-descriptor limit.
-  bool enter_splice(Conn& c) {
-    for (SpliceDir& d : c.splice) {
-      int fds[2];
-      if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-        close_pipes(c);
-        c.splice_fallback = true;
-        bump(stats.splice_fallbacks);
+  // pipe cannot be had, e.g. at the file-descriptor limit, or the kernel
+  // refuses the receive state.
+  bool enter_splice(Conn& c, int d) {
+    SpliceDir& sp = c.splice[d];
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+      c.splice_fallback = true;
+      bump(stats.splice_fallbacks);
+      return false;
+    }
+    Side& src = d == 0 ? c.client : c.backend;
+    if (src.ssl != nullptr) {
+      auto state = src.ktls->rx_handover.state_now();
+      if (!state || ktls::install(src.fd, false, *state) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        src.ktls->rx_failed = true;
+        bump(stats.ktls_declined);
         return false;
       }
-      d.pipe_r = fds[0];
-      d.pipe_w = fds[1];
+      src.ktls->rx = true;
+      bump(stats.ktls_rx);
     }
-    c.splice_mode = true;
-    bump(stats.splice_relays);
-    c.splice[0].src_done = c.client.read_done;
-    c.splice[1].src_done = c.backend.read_done;
-    splice_pump(c, 0);
-    if (!c.closing) splice_pump(c, 1);
+    sp.pipe_r = fds[0];
+    sp.pipe_w = fds[1];
+    sp.active = true;
+    sp.src_done = src.read_done;
+    if (c.action == route::Action::kPassthrough && !c.splice[1 - d].active) bump(stats.splice_relays);
+    splice_pump(c, d);
     return true;
   }
 
@@ -1079,6 +1269,60 @@ struct Worker::Impl {
     io_uring_prep_poll_add(s, fd, mask);
     submit_op(c, d == 0 ? Op::kSpliceIn : Op::kSpliceOut, s);
     c.splice[d].poll_armed = true;
+  }
+
+  // Under kernel TX, a half-close is preceded by our close_notify. True when
+  // it is sent (or not needed); false when the socket has no room: a poll
+  // on it is armed and the caller tries again when it fires.
+  bool send_close_notify(Conn& c, Side& side) {
+    if (!side.ktls_tx() || side.ktls->notify_sent) return true;
+    static constexpr uint8_t kCloseNotify[2] = {1, 0};  // warning, close_notify
+    const ssize_t n = ktls::send_record(side.fd, ktls::kAlert, kCloseNotify);
+    if (n == sizeof kCloseNotify) {
+      side.ktls->notify_sent = true;
+      count_sent(side, sizeof kCloseNotify);
+      return true;
+    }
+    const int d = &side == &c.client ? 1 : 0;
+    if (n < 0 && errno == EAGAIN) {
+      if (!c.splice[d].poll_armed) arm_poll(c, d, side.fd, POLLOUT);
+      return false;
+    }
+    side.ktls->notify_sent = true;  // a broken socket: the shutdown will tell
+    return true;
+  }
+
+  // Under kernel RX, a record that is not application data stops the
+  // splice (EINVAL); it is read here. Returns false when the connection ends.
+  bool on_ctrl_record(Conn& c) {
+    uint8_t buf[512];
+    const ktls::Received r = ktls::recv_record(c.client.fd, buf);
+    if (r.n < 0) {
+      if (r.n == -EAGAIN) return true;
+      close_conn(c, "client_recv:" + std::string(std::strerror(static_cast<int>(-r.n))), true);
+      return false;
+    }
+    c.client.rx += static_cast<uint64_t>(r.n);
+    SpliceDir& sp = c.splice[0];
+    if (r.type == ktls::kAlert && r.n >= 2 && buf[1] == 0) {
+      sp.src_done = c.client.read_done = true;  // close_notify: the client's end of stream
+      return true;
+    }
+    if (r.type == ktls::kAlert) {
+      close_conn(c, "client_alert:" + std::to_string(r.n >= 2 ? buf[1] : 0), true);
+      return false;
+    }
+    if (r.type == ktls::kHandshake && r.n >= 1 && buf[0] == ktls::kKeyUpdate) {
+      // The kernel (6.1) cannot change the receive key: what the client sends
+      // after its KeyUpdate cannot be read. What came before is delivered,
+      // the backend sees the end of the stream; the connection then ends.
+      bump(stats.ktls_key_updates);
+      c.result = "ktls:key_update";
+      sp.src_done = c.client.read_done = true;
+      return true;
+    }
+    close_conn(c, "client_tls:unexpected_record_" + std::to_string(r.type), true);
+    return false;
   }
 
   // Moves what one direction has, until a socket would block.
@@ -1105,6 +1349,7 @@ struct Worker::Impl {
       }
       if (sp.src_done) {
         if (!dst.shut_wr) {
+          if (!send_close_notify(c, dst)) return;  // waits for room
           shutdown(dst.fd, SHUT_WR);  // pass the half-close on
           dst.shut_wr = true;
         }
@@ -1126,13 +1371,14 @@ struct Worker::Impl {
         arm_poll(c, d, src.fd, POLLIN);
         return;
       }
+      if (errno == EINVAL && src.ktls_rx()) {
+        if (!on_ctrl_record(c)) return;
+        continue;
+      }
       close_conn(c, std::string(d == 0 ? "client_recv:" : "backend_recv:") + std::strerror(errno), true);
       return;
     }
-    if (!c.closing && c.splice[0].src_done && c.splice[1].src_done && c.splice[0].in_pipe == 0 &&
-        c.splice[1].in_pipe == 0) {
-      close_conn(c, "ok", false);
-    }
+    if (!c.closing && relay_done(c)) close_conn(c, "ok", false);
   }
 
   // Called after any event on a connection: moves it on as far as it goes.
@@ -1303,7 +1549,11 @@ struct Worker::Impl {
           break;
         }
         link_tail(c, ListId::kIdle);
-        splice_pump(c, d);
+        if (c.splice[d].active) {
+          splice_pump(c, d);
+        } else {
+          progress(c);  // a close_notify waited for room
+        }
         break;
       }
       default:

@@ -60,7 +60,11 @@ namespace lode::stats {
   X(bytes_client_in, counter, "bytes received from clients")                                      \
   X(bytes_client_out, counter, "bytes sent to clients")                                           \
   X(bytes_backend_in, counter, "bytes received from backends")                                    \
-  X(bytes_backend_out, counter, "bytes sent to backends")
+  X(bytes_backend_out, counter, "bytes sent to backends")                                        \
+  X(ktls_tx, counter, "client connections whose TLS records the kernel encrypts (kTLS TX)")       \
+  X(ktls_rx, counter, "client connections whose TLS records the kernel decrypts (kTLS RX)")       \
+  X(ktls_declined, counter, "kTLS hand-overs declined or refused (busy socket, setsockopt error)") \
+  X(ktls_key_updates, counter, "kTLS connections ended by a TLS 1.3 KeyUpdate the kernel cannot follow")
 
 // One worker's block.
 struct alignas(64) WorkerStats {
@@ -84,7 +88,7 @@ inline constexpr size_t kCounterCount = kCounters.size();
 static_assert(sizeof(WorkerStats) >= kCounterCount * 8);
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 1;
+inline constexpr uint32_t kStatsLayoutVersion = 2;
 inline constexpr uint32_t kMaxWorkers = 4096;
 
 struct StatsHeader {

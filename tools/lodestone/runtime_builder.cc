@@ -13,6 +13,7 @@ tls::TlsSettings tls_settings(const config::TlsConfig& t) {
   if (!t.groups.empty()) s.groups = t.groups;
   s.alpn = t.alpn;
   s.session_tickets = t.session_tickets;
+  s.ktls = t.ktls;
   return s;
 }
 
@@ -43,7 +44,7 @@ worker::ProxyAccept proxy_accept(config::ProxyAccept p) {
 uint64_t tls_settings_version(const tls::TlsSettings& s) {
   std::string all = std::to_string(static_cast<unsigned>(s.min_version)) + "|" +
                     std::to_string(static_cast<unsigned>(s.max_version)) + "|" + s.cipher_list + "|" + s.ciphersuites +
-                    "|" + s.groups + "|" + (s.alpn_strict ? "1" : "0") + (s.session_tickets ? "1" : "0") + "|" +
+                    "|" + s.groups + "|" + (s.alpn_strict ? "1" : "0") + (s.session_tickets ? "1" : "0") + (s.ktls ? "1" : "0") + "|" +
                     std::to_string(s.session_timeout.count());
   for (const auto& a : s.alpn) all += "|" + a;
   return std::hash<std::string>{}(all) | 1;  // never 0
