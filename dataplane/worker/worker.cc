@@ -74,6 +74,7 @@ struct Side {
   ByteQueue out;      // to send, accumulating
   ByteQueue sending;  // the bytes of the send in flight (stable memory)
   bool recv_armed = false;
+  bool recv_cancel = false;    // the armed recv is being cancelled: the kernel takes over
   bool send_inflight = false;
   bool eof = false;            // the peer's FIN (recv returned 0)
   bool read_done = false;      // nothing more will be read from this side
@@ -563,6 +564,14 @@ struct Worker::Impl {
     submit_op(c, op, s);
     side.recv_armed = true;
   }
+  void cancel_recv(Conn& c, Side& side, Op op) {
+    if (side.recv_cancel) return;
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_cancel64(s, encode(index_of(c), c.gen, op), 0);
+    submit_op(c, Op::kCancel, s);
+    side.recv_cancel = true;
+  }
+
   void flush(Conn& c, Side& side, Op op) {
     if (side.send_inflight || side.fd < 0 || c.closing) return;
     if (side.sending.empty()) {
@@ -1178,6 +1187,12 @@ struct Worker::Impl {
           if (c.closing) return;
           continue;
         }
+        if (src.recv_armed && can_splice(c, d, true)) {
+          // Only a recv armed earlier (an idle client's, say) is in the way:
+          // take it back; its completion brings whatever it got.
+          cancel_recv(c, src, d == 0 ? Op::kClientRecv : Op::kBackendRecv);
+          continue;
+        }
         const bool mid_record = src.ssl != nullptr && src.in.empty() &&
                                 (SSL_has_pending(src.ssl) != 0 || !src.ktls->rx_handover.state_now());
         if (!mid_record && !c.splice_fallback && !(src.ktls && src.ktls->rx_failed)) continue;
@@ -1207,11 +1222,11 @@ struct Worker::Impl {
 
   // Whether direction d can move by splice from now on: user space holds
   // none of its bytes, and neither end needs TLS in user space.
-  bool can_splice(Conn& c, int d) {
+  bool can_splice(Conn& c, int d, bool despite_armed_recv = false) {
     if (c.splice_fallback) return false;
     Side& src = d == 0 ? c.client : c.backend;
     Side& dst = d == 0 ? c.backend : c.client;
-    if (src.read_done || src.recv_armed || !src.in.empty() || dst.queued() > 0 || dst.send_inflight ||
+    if (src.read_done || (src.recv_armed && !despite_armed_recv) || !src.in.empty() || dst.queued() > 0 || dst.send_inflight ||
         dst.want_shut_wr) {
       return false;
     }
@@ -1430,6 +1445,8 @@ struct Worker::Impl {
   // ---------------------------------------------------------- completions
   void on_recv(Conn& c, Side& side, const io_uring_cqe* cqe, bool is_client) {
     side.recv_armed = false;
+    const bool cancelled = side.recv_cancel;
+    side.recv_cancel = false;
     const int res = cqe->res;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
       const auto bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -1442,8 +1459,9 @@ struct Worker::Impl {
       ring.recycle(bid);
     }
     if (c.closing) return;
-    if (res == -ENOBUFS) {
-      // Every provided buffer is in use: try again on the next pass.
+    if (res == -ENOBUFS || (res == -ECANCELED && cancelled)) {
+      // Every provided buffer is in use: try again on the next pass; or the
+      // recv was taken back for the kernel to move this direction.
       progress(c);
       return;
     }
