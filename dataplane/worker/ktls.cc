@@ -251,8 +251,8 @@ void RxHandover::on_keylog(const SSL* ssl, std::string_view line) noexcept {
   have_ = s.has_value();
   if (s) base_ = *s;
   if (first) {
-    // Logged when the server sends its Finished: the key applies from the
-    // record after the client's Finished.
+    // The key applies from the record after the client's Finished; the
+    // count starts when the handshake is done (whenever OpenSSL logs it).
     pending_tls13_ = true;
     counting_ = false;
   } else {

@@ -128,6 +128,12 @@ class RxHandover {
   // only. Empty when unknown (not offered, unsupported cipher) or mid-record.
   std::optional<CryptoState> state_now() const noexcept;
   bool known() const noexcept { return have_; }
+  // Cleanses the state (after the kernel took it, or when it never will).
+  void forget() noexcept {
+    base_.cleanse();
+    have_ = false;
+    counting_ = false;
+  }
 
  private:
   CryptoState base_;   // the state at the start of the counted records

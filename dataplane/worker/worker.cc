@@ -235,7 +235,9 @@ int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_
   const ssize_t n = ktls::send_record(s->fd, type, {reinterpret_cast<const uint8_t*>(data), len});
   if (n < 0 || static_cast<size_t>(n) != len) return 0;
   count_sent(*s, len);
-  if (type == ktls::kAlert) k.notify_sent = true;
+  // After a close_notify or a fatal alert we send no other; a warning (say
+  // no_renegotiation) leaves the stream open.
+  if (type == ktls::kAlert && len >= 2 && (data[0] == 2 || data[1] == 0)) k.notify_sent = true;
   *written = len;
   return 1;
 }
@@ -1260,6 +1262,7 @@ struct Worker::Impl {
         return false;
       }
       src.ktls->rx = true;
+      src.ktls->rx_handover.forget();  // the kernel has the key now
       bump(stats.ktls_rx);
     }
     sp.pipe_r = fds[0];
@@ -1308,24 +1311,27 @@ struct Worker::Impl {
   }
 
   // Under kernel RX, a record that is not application data stops the
-  // splice (EINVAL); it is read here. Returns false when the connection ends.
-  bool on_ctrl_record(Conn& c) {
+  // splice (EINVAL); it is read here.
+  enum class Ctrl : uint8_t { kContinue, kWait, kClosed };
+  Ctrl on_ctrl_record(Conn& c) {
     uint8_t buf[512];
     const ktls::Received r = ktls::recv_record(c.client.fd, buf);
     if (r.n < 0) {
-      if (r.n == -EAGAIN) return true;
+      if (r.n == -EAGAIN) return Ctrl::kWait;
       close_conn(c, "client_recv:" + std::string(std::strerror(static_cast<int>(-r.n))), true);
-      return false;
+      return Ctrl::kClosed;
     }
     c.client.rx += static_cast<uint64_t>(r.n);
+    bump(stats.bytes_client_in, static_cast<uint64_t>(r.n));
     SpliceDir& sp = c.splice[0];
     if (r.type == ktls::kAlert && r.n >= 2 && buf[1] == 0) {
       sp.src_done = c.client.read_done = true;  // close_notify: the client's end of stream
-      return true;
+      return Ctrl::kContinue;
     }
+    if (r.type == ktls::kAlert && r.n >= 2 && buf[0] == 1) return Ctrl::kContinue;  // a warning (user_canceled)
     if (r.type == ktls::kAlert) {
       close_conn(c, "client_alert:" + std::to_string(r.n >= 2 ? buf[1] : 0), true);
-      return false;
+      return Ctrl::kClosed;
     }
     if (r.type == ktls::kHandshake && r.n >= 1 && buf[0] == ktls::kKeyUpdate) {
       // The kernel (6.1) cannot change the receive key: what the client sends
@@ -1334,10 +1340,10 @@ struct Worker::Impl {
       bump(stats.ktls_key_updates);
       c.result = "ktls:key_update";
       sp.src_done = c.client.read_done = true;
-      return true;
+      return Ctrl::kContinue;
     }
     close_conn(c, "client_tls:unexpected_record_" + std::to_string(r.type), true);
-    return false;
+    return Ctrl::kClosed;
   }
 
   // Moves what one direction has, until a socket would block.
@@ -1387,7 +1393,12 @@ struct Worker::Impl {
         return;
       }
       if (errno == EINVAL && src.ktls_rx()) {
-        if (!on_ctrl_record(c)) return;
+        const Ctrl next = on_ctrl_record(c);
+        if (next == Ctrl::kClosed) return;
+        if (next == Ctrl::kWait) {
+          arm_poll(c, d, src.fd, POLLIN);
+          return;
+        }
         continue;
       }
       close_conn(c, std::string(d == 0 ? "client_recv:" : "backend_recv:") + std::strerror(errno), true);

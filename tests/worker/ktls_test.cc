@@ -84,7 +84,7 @@ TEST(KtlsRecordCounter, CountsRecordsFedInAnyPieces) {
     EXPECT_TRUE(c.at_boundary()) << piece;
   }
   RecordCounter c;
-  c.feed({stream.data(), 7});  // a header and one byte of the 1-byte record... then mid-record
+  c.feed({stream.data(), 7});  // a 0-length record, then 2 bytes of the next header: mid-record
   EXPECT_EQ(c.records(), 1u);
   EXPECT_FALSE(c.at_boundary());
 }

@@ -135,7 +135,10 @@ class MemClient {
     }
     if (n < 0 && errno == EAGAIN) return true;
     if (n == 0) eof_ = true;
-    if (n < 0) reset_ = errno == ECONNRESET;
+    if (n < 0) {
+      reset_ = errno == ECONNRESET;
+      error_ = std::string("recv: ") + std::strerror(errno);
+    }
     return false;
   }
 
@@ -348,6 +351,63 @@ TEST_F(WorkerKtlsTest, KeyUpdateIsFollowedOrTheConnectionEndsCleanly) {
     EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
     EXPECT_EQ(stats().ktls_key_updates.load(), 0u);
   }
+}
+
+// A backend that sends `bytes` as soon as a client connects and closes at
+// once: the response end races the relay's half-close.
+class SourceBackend {
+ public:
+  explicit SourceBackend(std::string data) : data_(std::move(data)) {
+    fd_ = listen_loopback(16, port_);
+    thread_ = std::thread([this] {
+      const int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      size_t at = 0;
+      while (at < data_.size()) {
+        const ssize_t n = send(c, data_.data() + at, data_.size() - at, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        at += static_cast<size_t>(n);
+      }
+      close(c);
+    });
+  }
+  ~SourceBackend() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  std::string data_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(WorkerKtlsTest, SlowReaderGetsEveryByteAndTheCloseNotify) {
+  const std::string data = pattern(24 << 20, 7);
+  SourceBackend backend(data);
+  start(backend.port());
+  MemClient c(ca_pem_, TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256");
+  const int small = 256 * 1024;  // the response cannot all sit in the client's buffer
+  ASSERT_TRUE(c.handshake(port_)) << c.error();
+  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(c.send_pending(true));  // our Finished
+  // The backend sends everything and closes while the client reads nothing.
+  std::this_thread::sleep_for(500ms);
+  std::string got;
+  const auto end = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < end && got.size() < data.size() && c.recv_some(200) &&
+         c.read_available(got)) {
+  }
+  while (std::chrono::steady_clock::now() < end && c.recv_some(200) && c.read_available(got)) {
+  }
+  EXPECT_EQ(got.size(), data.size()) << "backend in " << stats().bytes_backend_in.load() << " client out "
+                                     << stats().bytes_client_out.load();
+  EXPECT_EQ(sha256(got), sha256(data));
+  EXPECT_TRUE(c.clean()) << "the stream ended without close_notify: " << c.error() << " eof " << c.eof()
+                         << " reset " << c.reset();
 }
 
 TEST_F(WorkerKtlsTest, SwitchedOffInTheConfigurationKeepsUserSpaceTls) {
