@@ -447,6 +447,37 @@ class Loader {
       get_uint(*t, "ocsp", "timeout_ms", cfg.ocsp.timeout_ms, 100, 60'000);
       get_uint(*t, "ocsp", "startup_wait_ms", cfg.ocsp.startup_wait_ms, 0, 600'000);
     }
+    static constexpr std::array<std::string_view, 2> kFronts = {"kernel", "dpdk"};
+    if (int f = get_choice(root, "", "front", kFronts, false); f >= 0) cfg.front = kFronts[f];
+    if (const toml::table* t = section(root, "dpdk")) {
+      only_keys(*t, "dpdk", {"eal", "port", "max_flows"});
+      if (const toml::node* e = t->get("eal")) {
+        const toml::array* arr = e->as_array();
+        if (arr == nullptr) error(loc_of(*e), "dpdk.eal", "expected a list of EAL arguments");
+        for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+          const auto* s = (*arr)[i].as_string();
+          if (s == nullptr || s->get().empty()) {
+            error(loc_of((*arr)[i]), "dpdk.eal[" + std::to_string(i) + "]", "expected a non-empty string");
+          } else {
+            cfg.dpdk.eal.push_back(s->get());
+          }
+        }
+      }
+      get_uint(*t, "dpdk", "port", cfg.dpdk.port, 0, 1023);
+      get_uint(*t, "dpdk", "max_flows", cfg.dpdk.max_flows, 16, 16'777'216);
+    }
+    if (cfg.front == "dpdk") {
+      if (cfg.dpdk.eal.empty()) error({}, "dpdk.eal", "required with front = \"dpdk\" (at least the lcores, e.g. [\"-l\", \"0-1\"])");
+      for (const auto& l : cfg.listeners) {
+        for (const auto& a : l.listen) {
+          const bool any = (a.family() == AF_INET &&
+                            reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+                           (a.family() == AF_INET6 &&
+                            IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr));
+          if (any) error(l.loc, "listener " + l.name, "front = \"dpdk\" needs concrete VIP addresses, not " + a.to_string());
+        }
+      }
+    }
     if (const toml::table* t = section(root, "log")) {
       only_keys(*t, "log", {"access"});
       if (get_string(*t, "log", "access", cfg.access_log, false) && cfg.access_log != "stderr" &&
@@ -567,7 +598,7 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   Config cfg;
   cfg.path = std::string(source_name);
   ld.only_keys(root, "", {"listener", "pool", "route", "certificate", "certificate_dir", "tls", "timeouts",
-                          "workers", "limits", "control", "admin", "ocsp", "log"});
+                          "workers", "limits", "control", "admin", "ocsp", "log", "front", "dpdk"});
   const size_t slash = cfg.path.rfind('/');
   ld.set_base_dir(slash == std::string::npos ? std::string(".") : cfg.path.substr(0, slash));
   ld.each_table(root, "listener", [&](const toml::table& t, const std::string& w) { ld.listener(t, w, cfg); });

@@ -48,6 +48,9 @@
 //              ktls = true       # kernel TLS where the kernel has the tls ULP (false: user space only)
 //              ticket_key_file = "tickets.key"   # optional: N x 80-byte keys (nginx's layout), the first
 //                                                # encrypts; shared by nodes that resume each other's sessions
+//   front = "kernel"                       # kernel (sockets, the default) | dpdk (top level, before any table)
+//   [dpdk]     eal = ["-l", "0-1", "--no-huge", "--no-pci", "--vdev=net_tap0,iface=lode0"],
+//              port = 0, max_flows = 65536   # per lcore; listeners must be concrete VIP addresses
 //   [control]  run_dir = "/run/lodestone"        # the control socket (dataplane <-> control plane)
 //              state_dir = "/var/lib/lodestone"  # the OCSP response cache (survives restarts)
 //              start_timeout_s = 120             # wait this long for the first snapshot
@@ -215,6 +218,13 @@ struct WorkersConfig {
   std::vector<int> cpus;      // pin worker i to cpus[i]; empty: not pinned
 };
 
+// front = "dpdk": the dataplane polls a DPDK port instead of kernel sockets.
+struct DpdkConfig {
+  std::vector<std::string> eal;  // EAL arguments (lcores, vdevs or PCI devices, --no-huge ...)
+  uint32_t port = 0;
+  uint32_t max_flows = 65536;    // per lcore
+};
+
 struct LimitsConfig {
   uint32_t connections_per_worker = 16'384;
   uint32_t connect_retries = 2;
@@ -235,6 +245,8 @@ struct Config {
   AdminConfig admin;
   OcspConfig ocsp;
   std::string access_log = "stderr";
+  std::string front = "kernel";  // kernel | dpdk
+  DpdkConfig dpdk;
 
   const PoolConfig* find_pool(std::string_view name) const noexcept;
   const RouteConfig* find_route(std::string_view name) const noexcept;

@@ -18,6 +18,7 @@ PACKAGES=(
   qemu-system-x86 busybox-static    # the kTLS VM (tools/ktls-vm/): Debian's kernel under TCG
   kmod cpio                         # its modules (depmod, modprobe) and initramfs
   prometheus                        # promtool: the /metrics test (its service is not started)
+  iproute2 iputils-ping hping3      # the dpdk front's namespace tests (ip netns, ping, a bounded SYN flood)
 )
 
 missing=()

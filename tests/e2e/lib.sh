@@ -31,6 +31,7 @@ NETCLIENT="$E2E_DIR/netclient.py"
 PYSERVER="$E2E_DIR/backend_server.py"
 
 PIDS=()
+ON_EXIT=()             # commands run at cleanup, after the processes are gone (namespaces, ...)
 CHECKS=0
 FAILS=0
 T=""
@@ -73,6 +74,8 @@ e2e_cleanup() {
   done
   for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && { echo "note: pid $p ignored SIGTERM, killed"; kill -KILL "$p" 2>/dev/null; }; done
   for p in "${PIDS[@]}" $WATCHDOG; do wait "$p" 2>/dev/null; done
+  local cmd
+  for cmd in "${ON_EXIT[@]}"; do eval "$cmd" 2>/dev/null; done
   if [ "$rc" -ne 0 ] || [ "$FAILS" -ne 0 ]; then
     for f in "$T"/*.log; do
       [ -f "$f" ] || continue

@@ -43,6 +43,7 @@
 #include "controlplane/control_plane.h"
 #include "dataplane/control/control_link.h"
 #include "dataplane/control/stats_segment.h"
+#include "dataplane/front/dpdk/dpdk_front.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -90,9 +91,19 @@ void event(const std::string& json) {
 }
 
 std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>& workers, uint64_t generation,
-                       uint64_t snapshot, const lode::control::LinkStats& link, uint64_t cp_starts) {
+                       uint64_t snapshot, const lode::control::LinkStats& link, uint64_t cp_starts,
+                       const lode::front::DpdkFront* dpdk) {
   JsonWriter w;
   w.begin_object();
+  if (dpdk != nullptr) {
+    const lode::front::FrontStats fs = dpdk->stats();
+    w.key("front").begin_object();
+    w.field("kind", "dpdk").field("lcores", static_cast<uint64_t>(dpdk->lcores()));
+#define LODE_FRONT_FIELD(name, help) w.field(#name, fs.name);
+    LODE_FRONT_COUNTERS(LODE_FRONT_FIELD)
+#undef LODE_FRONT_FIELD
+    w.end_object();
+  }
   w.field("generation", generation);
   w.field("snapshot_generation", snapshot);
   w.field("controlplane_starts", cp_starts);
@@ -249,6 +260,7 @@ struct Dataplane {
   lode::control::SnapshotSlot snapshots;
   std::mutex workers_mu;
   std::vector<std::unique_ptr<lode::worker::Worker>> workers;
+  std::unique_ptr<lode::front::DpdkFront> dpdk;  // front = "dpdk" (guarded by workers_mu)
   bool started = false;     // workers running (guarded by workers_mu)
   uint64_t runtime_generation = 0;
   uint64_t config_reloads = 0;
@@ -296,6 +308,8 @@ struct Dataplane {
     if (rt) {
       ++runtime_generation;
       slot.publish(rt);
+      std::lock_guard lock(workers_mu);
+      if (dpdk) dpdk->set_runtime(rt);
     }
     snapshots.publish(a.snapshot);
     // In service means: every worker has picked it up.
@@ -401,6 +415,24 @@ int run(const std::string& config_path, int workers_override, const std::string&
     }
   }
 
+  const bool dpdk_front = cfg->front == "dpdk";
+  if (dpdk_front) {
+    // The dpdk front answers on the port itself: no kernel listeners. (Its
+    // terminate hand-off to the workers is the next step of issue 6.)
+    count = 0;
+    lode::front::DpdkSettings ds;
+    ds.eal_args = cfg->dpdk.eal;
+    ds.port = static_cast<uint16_t>(cfg->dpdk.port);
+    ds.max_flows = cfg->dpdk.max_flows;
+    auto front = lode::front::DpdkFront::start(ds, dp.slot.get());
+    if (!front) {
+      std::fprintf(stderr, "lodestone: %s\n", front.error().c_str());
+      cp.stop();
+      return 1;
+    }
+    std::lock_guard lock(dp.workers_mu);
+    dp.dpdk = std::move(*front);
+  }
   {
     std::lock_guard lock(dp.workers_mu);
     for (unsigned i = 0; i < count; ++i) {
@@ -438,6 +470,14 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
+    w.field("front", cfg->front);
+    if (dp.dpdk) {
+      const auto mac = dp.dpdk->mac();
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+      w.field("dpdk_port", dp.dpdk->port_name()).field("dpdk_mac", std::string(buf));
+      w.field("dpdk_lcores", static_cast<uint64_t>(dp.dpdk->lcores()));
+    }
     w.field("snapshot", generation()).field("control_socket", socket_path).field("admin_socket", admin_socket);
     w.key("listen").begin_array();
     for (const auto& l : cfg->listeners) {
@@ -448,7 +488,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   }
 
   auto stats = [&] {
-    return stats_json(workers, dp.runtime_generation, generation(), (*link)->stats(), cp.starts());
+    return stats_json(workers, dp.runtime_generation, generation(), (*link)->stats(), cp.starts(), dp.dpdk.get());
   };
   auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
   while (true) {
@@ -482,6 +522,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     event(JsonWriter().begin_object().field("event", "stopping").field("signal", strsignal(sig)).end_object().take());
     for (auto& w : workers) w->stop();
     for (auto& w : workers) w->join();
+    if (dp.dpdk) dp.dpdk->stop();
     cp.stop();
     (*link)->stop();
     unlink((socket_path + ".config").c_str());

@@ -1,0 +1,551 @@
+#include "dataplane/front/flow_engine.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include "lodestone/tls_alert.h"
+
+namespace lode::front {
+namespace {
+
+constexpr uint32_t kNil = UINT32_MAX;
+// Room for record headers beyond the handshake message the parser caps (a
+// hello split into many small records).
+constexpr size_t kRecordSlack = 4096;
+
+uint64_t mix(const FlowKey& k) noexcept {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t{k.sport} << 16 | k.dport);
+  auto add = [&](const IpAddr& a) {
+    for (size_t i = 0; i < a.size(); i += 4) {
+      uint32_t w = uint32_t{a.bytes[i]} << 24 | uint32_t{a.bytes[i + 1]} << 16 | uint32_t{a.bytes[i + 2]} << 8 |
+                   a.bytes[i + 3];
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+  };
+  add(k.src);
+  add(k.dst);
+  return h;
+}
+
+}  // namespace
+
+struct FlowEngine::Flow {
+  enum class State : uint8_t { kFree, kCollecting, kClosing };
+  State state = State::kFree;
+  FlowKey key;
+  MacAddr peer_mac{};
+  uint16_t vlan = 0;
+  uint32_t listener = 0;
+  uint32_t snd_nxt = 0;  // our next sequence number
+  SynOptions syn;        // what the client's SYN offered (from the cookie)
+  bool timestamps = false;
+  uint32_t ts_recent = 0;
+  uint64_t deadline = 0;
+  uint8_t list = 0;  // 0 collecting, 1 closing
+  bool linked = false;
+  uint32_t prev = kNil, next = kNil;
+  uint8_t answer[160];  // what answer_and_close() sent, for a retransmission
+  uint8_t answer_len = 0;
+  HelloCollector hello;
+  std::unique_ptr<uint8_t[]> buffer;
+  std::unique_ptr<tls::ClientHelloParser> parser;
+  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
+};
+
+std::vector<Vip> vips_of(const worker::Runtime& rt) {
+  std::vector<Vip> out;
+  for (uint32_t li = 0; li < rt.listeners.size(); ++li) {
+    for (const SocketAddress& a : rt.listeners[li].addresses) {
+      Vip v;
+      v.port = a.port();
+      v.listener = li;
+      if (a.family() == AF_INET) {
+        v.addr = IpAddr::v4(ntohl(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr.s_addr));
+      } else if (a.family() == AF_INET6) {
+        const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+        v.addr = IpAddr::v6(std::span<const uint8_t, 16>(s6->sin6_addr.s6_addr, 16));
+      } else {
+        continue;
+      }
+      out.push_back(v);
+    }
+  }
+  return out;
+}
+
+FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> rt)
+    : cfg_(std::move(cfg)), rt_(std::move(rt)), cookies_(cfg_.cookie_key) {
+  const uint32_t n = std::max<uint32_t>(cfg_.max_flows, 1);
+  flows_.resize(n);
+  free_.reserve(n);
+  for (uint32_t i = n; i > 0; --i) free_.push_back(i - 1);
+  size_t cap = 1;
+  while (cap < 2 * size_t{n}) cap <<= 1;
+  index_.assign(cap, 0);
+  for (const auto& l : rt_->listeners) hello_cap_ = std::max<size_t>(hello_cap_, l.max_hello_bytes + kRecordSlack);
+}
+
+FlowEngine::~FlowEngine() = default;
+
+void FlowEngine::set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept {
+  for (const auto& l : rt->listeners) {
+    if (l.max_hello_bytes + kRecordSlack > hello_cap_) {
+      // Buffers made for the old cap are too small: new flows get new ones.
+      hello_cap_ = l.max_hello_bytes + kRecordSlack;
+      spare_buffers_.clear();
+    }
+  }
+  rt_ = std::move(rt);
+}
+
+// ------------------------------------------------------------------ index
+
+FlowEngine::Flow* FlowEngine::lookup(const FlowKey& k) noexcept {
+  const size_t mask = index_.size() - 1;
+  for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
+    const uint32_t v = index_[i];
+    if (v == 0) return nullptr;
+    if (flows_[v - 1].key == k) return &flows_[v - 1];
+  }
+}
+
+FlowEngine::Flow* FlowEngine::insert(const FlowKey& k) noexcept {
+  if (free_.empty()) return nullptr;
+  const uint32_t slot = free_.back();
+  free_.pop_back();
+  const size_t mask = index_.size() - 1;
+  size_t i = mix(k) & mask;
+  while (index_[i] != 0) i = (i + 1) & mask;
+  index_[i] = slot + 1;
+  Flow& f = flows_[slot];
+  f.key = k;
+  ++live_;
+  return &f;
+}
+
+void FlowEngine::erase(Flow& f) noexcept {
+  unlink(f);
+  const uint32_t slot = static_cast<uint32_t>(&f - flows_.data());
+  const size_t mask = index_.size() - 1;
+  size_t i = mix(f.key) & mask;
+  while (index_[i] != slot + 1) i = (i + 1) & mask;
+  // Backward-shift deletion: later entries of the probe run move up.
+  for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+    const uint32_t v = index_[j];
+    if (v == 0) break;
+    const size_t home = mix(flows_[v - 1].key) & mask;
+    // Entry j may fill the hole at i if its home is not in (i, j].
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      index_[i] = v;
+      i = j;
+    }
+  }
+  index_[i] = 0;
+  if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
+  f.buffer.reset();
+  f.rt.reset();
+  f.state = Flow::State::kFree;
+  free_.push_back(slot);
+  --live_;
+}
+
+// Each list holds flows with the same timeout, so it stays in deadline order.
+void FlowEngine::link_tail(Flow& f) noexcept {
+  unlink(f);
+  const uint32_t i = static_cast<uint32_t>(&f - flows_.data());
+  const uint8_t l = f.state == Flow::State::kClosing ? 1 : 0;
+  f.list = l;
+  f.linked = true;
+  f.prev = tail_[l];
+  f.next = kNil;
+  if (tail_[l] != kNil) flows_[tail_[l]].next = i; else head_[l] = i;
+  tail_[l] = i;
+}
+
+void FlowEngine::unlink(Flow& f) noexcept {
+  if (!f.linked) return;
+  const uint8_t l = f.list;
+  if (f.prev != kNil) flows_[f.prev].next = f.next; else head_[l] = f.next;
+  if (f.next != kNil) flows_[f.next].prev = f.prev; else tail_[l] = f.prev;
+  f.prev = f.next = kNil;
+  f.linked = false;
+}
+
+// ------------------------------------------------------------------ frames
+
+const Vip* FlowEngine::find_vip(const IpAddr& a, uint16_t port) const noexcept {
+  for (const Vip& v : cfg_.vips) {
+    if (v.port != 0 && v.port == port && v.addr == a) return &v;
+  }
+  return nullptr;
+}
+
+bool FlowEngine::is_vip_address(const IpAddr& a) const noexcept {
+  return std::any_of(cfg_.vips.begin(), cfg_.vips.end(), [&](const Vip& v) { return v.addr == a; });
+}
+
+void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept {
+  now_ms_ = now_ms;
+  ++stats_.rx_frames;
+  const Packet p = parse_frame(frame);
+  if (p.error == PacketError::kFragment && is_vip_address(p.dst)) {
+    ++stats_.rx_fragments;
+    return;
+  }
+  if (!p.ok()) {
+    ++stats_.rx_bad;
+    return;
+  }
+  std::span<uint8_t> buf;
+  switch (p.l3) {
+    case L3::kArp:
+      if (p.arp.op == 1 && is_vip_address(IpAddr::v4(p.arp.target_ip))) {
+        buf = out.buffer();
+        if (buf.empty()) {
+          ++stats_.tx_no_buffer;
+          return;
+        }
+        if (const size_t n = build_arp_reply(buf, p, cfg_.mac, p.arp.target_ip); n > 0) {
+          out.send(n);
+          ++stats_.arp_replies;
+          ++stats_.tx_frames;
+        }
+        return;
+      }
+      ++stats_.rx_not_vip;
+      return;
+    case L3::kIpv4:
+    case L3::kIpv6:
+      break;
+    default:
+      ++stats_.rx_not_vip;
+      return;
+  }
+  if (p.l4 == L4::kIcmpv6 && p.icmp.type == 135 && is_vip_address(p.icmp.nd_target)) {
+    buf = out.buffer();
+    if (buf.empty()) {
+      ++stats_.tx_no_buffer;
+      return;
+    }
+    if (const size_t n = build_neighbor_advert(buf, p, cfg_.mac, p.icmp.nd_target); n > 0) {
+      out.send(n);
+      ++stats_.nd_adverts;
+      ++stats_.tx_frames;
+    }
+    return;
+  }
+  if (!is_vip_address(p.dst)) {
+    ++stats_.rx_not_vip;
+    return;
+  }
+  if ((p.l4 == L4::kIcmp && p.icmp.type == 8) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 128)) {
+    buf = out.buffer();
+    if (buf.empty()) {
+      ++stats_.tx_no_buffer;
+      return;
+    }
+    if (const size_t n = build_echo_reply(buf, p); n > 0) {
+      out.send(n);
+      ++stats_.echo_replies;
+      ++stats_.tx_frames;
+    }
+    return;
+  }
+  if (p.l4 != L4::kTcp) {
+    ++stats_.rx_not_vip;
+    return;
+  }
+  const Vip* vip = find_vip(p.dst, p.dport);
+  if (vip == nullptr) {
+    // A VIP address, a port nobody listens on: what a closed port answers.
+    ++stats_.rx_not_vip;
+    if (!(p.flags & kTcpRst)) send_reset_for(p, out);
+    return;
+  }
+  on_tcp(p, *vip, now_ms, out);
+}
+
+void FlowEngine::on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept {
+  if (Flow* f = lookup(p.flow())) {
+    on_flow_segment(*f, p, now_ms, out);
+    return;
+  }
+  const uint8_t fl = p.flags;
+  if ((fl & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn) {
+    on_syn(p, now_ms, out);
+    return;
+  }
+  if ((fl & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck) {
+    on_cookie_ack(p, vip, now_ms, out);
+    return;
+  }
+  // A RST, a SYN-ACK, a stray FIN: no state to reset, nothing to answer (a
+  // RST here would be a reflection).
+  ++stats_.stray_segments;
+}
+
+void FlowEngine::on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexcept {
+  SynOptions offered;
+  offered.mss = p.options.mss != 0 ? p.options.mss : 536;
+  offered.wscale = p.options.wscale;
+  offered.sack_ok = p.options.sack_ok;
+  const uint32_t isn = cookies_.make(p.flow(), p.seq, offered, now_ms / 1000);
+  TcpSegment s;
+  s.src_mac = cfg_.mac;
+  s.dst_mac = p.src_mac;
+  s.vlan = p.vlan;
+  s.flow = FlowKey{p.dst, p.src, p.dport, p.sport};
+  s.seq = isn;
+  s.ack = p.seq + 1;
+  s.flags = kTcpSyn | kTcpAck;
+  s.window = 65535;  // open: the client's hello must fit (never SYNPROXY's zero window)
+  s.options.mss = cfg_.mss;
+  if (p.options.wscale >= 0) s.options.wscale = static_cast<int8_t>(cfg_.wscale);
+  s.options.sack_ok = p.options.sack_ok;
+  if (p.options.has_timestamps) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = static_cast<uint32_t>(now_ms);
+    s.options.ts_ecr = p.options.ts_val;
+  }
+  ++stats_.syn_cookies;
+  emit(out, s);
+}
+
+void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept {
+  const auto syn = cookies_.check(p.flow(), p.seq - 1, p.ack - 1, now_ms / 1000);
+  if (!syn) {
+    // Forged, expired, or a segment of a flow we no longer hold: silence.
+    ++stats_.cookie_invalid;
+    return;
+  }
+  Flow* f = insert(p.flow());
+  if (f == nullptr) {
+    ++stats_.flows_table_full;
+    return;
+  }
+  ++stats_.flows_created;
+  f->state = Flow::State::kCollecting;
+  f->peer_mac = p.src_mac;
+  f->vlan = p.vlan;
+  f->listener = vip.listener;
+  f->snd_nxt = p.ack;
+  f->syn = *syn;
+  f->timestamps = p.options.has_timestamps;
+  f->ts_recent = p.options.ts_val;
+  f->rt = rt_;
+  if (!spare_buffers_.empty()) {
+    f->buffer = std::move(spare_buffers_.back());
+    spare_buffers_.pop_back();
+  } else {
+    f->buffer = std::make_unique<uint8_t[]>(hello_cap_);
+  }
+  const size_t cap = f->rt->listeners[vip.listener].max_hello_bytes + kRecordSlack;
+  f->hello.reset(p.seq, {f->buffer.get(), std::min(cap, hello_cap_)});
+  if (!f->parser || f->parser->limits().max_hello_len != f->rt->listeners[vip.listener].max_hello_bytes) {
+    f->parser = std::make_unique<tls::ClientHelloParser>(
+        tls::ParserLimits{f->rt->listeners[vip.listener].max_hello_bytes});
+  } else {
+    f->parser->reset();
+  }
+  f->deadline = now_ms + f->rt->timeouts.hello_ms;
+  link_tail(*f);
+  if (!p.payload.empty() || (p.flags & kTcpFin)) on_flow_segment(*f, p, now_ms, out);
+}
+
+void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, FrameSink& out) noexcept {
+  (void)now_ms;
+  if (p.flags & kTcpRst) {
+    // In the window (RFC 5961 would ask for exactly rcv_nxt; the flow holds
+    // nothing worth a challenge ACK): the client gave up.
+    if (f.state == Flow::State::kCollecting) ++stats_.client_aborts;
+    erase(f);
+    return;
+  }
+  if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
+  if (f.state == Flow::State::kClosing) {
+    // Our answer and FIN are out. The client's FIN gets its ACK and ends the
+    // flow; a segment that does not acknowledge our FIN gets it again.
+    if (p.flags & kTcpFin) {
+      send_segment(f, f.snd_nxt, kTcpAck, {}, out, p.seq + static_cast<uint32_t>(p.payload.size()) + 1);
+      erase(f);
+    } else if ((p.flags & kTcpAck) && p.ack != f.snd_nxt) {
+      send_segment(f, f.snd_nxt - f.answer_len - 1, kTcpAck | kTcpPsh | kTcpFin, {f.answer, f.answer_len}, out);
+    }
+    return;
+  }
+  if (p.flags & kTcpSyn) {
+    ++stats_.stray_segments;  // a SYN on an established flow: ignore
+    return;
+  }
+  if (!p.payload.empty()) {
+    switch (f.hello.add(p.seq, p.payload)) {
+      case HelloCollector::Add::kAdded:
+        if (f.hello.has_gap()) ++stats_.hello_out_of_order;
+        break;
+      case HelloCollector::Add::kDuplicate:
+        break;
+      case HelloCollector::Add::kBeyondCap: {
+        ++stats_.hello_too_large;
+        const AlertRecord a = fatal_alert_record(TlsAlert::kRecordOverflow);
+        answer_and_close(f, a.bytes, out);
+        return;
+      }
+      case HelloCollector::Add::kTooManyGaps:
+        ++stats_.hello_gap_drops;
+        break;
+    }
+    try_parse(f, out);
+    if (f.state != Flow::State::kCollecting) return;
+    // Acknowledge what is held in order (a duplicate ACK tells the client
+    // about a gap).
+    send_segment(f, f.snd_nxt, kTcpAck, {}, out);
+  }
+  if ((p.flags & kTcpFin) && f.state == Flow::State::kCollecting) {
+    ++stats_.client_aborts;
+    reset_flow(f, out);
+  }
+}
+
+void FlowEngine::try_parse(Flow& f, FrameSink& out) noexcept {
+  const auto bytes = f.hello.contiguous();
+  if (bytes.empty()) return;
+  const ParseStatus st = f.parser->parse(bytes);
+  if (st == ParseStatus::kNeedMore) return;
+  if (st == ParseStatus::kError) {
+    const tls::HelloParseError& e = f.parser->error();
+    if (tls::is_not_tls(e.code)) {
+      ++stats_.hello_not_tls;
+      if (e.code == tls::HelloError::kHttpRequest) {
+        static constexpr std::string_view kResp =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 41\r\nConnection: close\r\n\r\n"
+            "This port speaks TLS: use https:// here.\n";
+        answer_and_close(f, {reinterpret_cast<const uint8_t*>(kResp.data()), kResp.size()}, out);
+        return;
+      }
+      reset_flow(f, out);
+      return;
+    }
+    ++stats_.hello_errors;
+    const AlertRecord a = fatal_alert_record(e.alert);
+    answer_and_close(f, a.bytes, out);
+    return;
+  }
+  ++stats_.hello_done;
+  decide(f, out);
+}
+
+void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
+  const tls::ClientHelloInfo& h = f.parser->info();
+  const route::RouteTableView& table = f.rt->listeners[f.listener].table;
+  const route::Match m = h.has_sni ? table.find(h.sni()) : table.find_default();
+  if (!m.found()) {
+    ++stats_.no_route;
+    ++stats_.rejects;
+    const AlertRecord a = fatal_alert_record(TlsAlert::kUnrecognizedName);
+    answer_and_close(f, a.bytes, out);
+    return;
+  }
+  const route::RouteView rv = table.route(m.route);
+  if (rv.action == route::Action::kReject) {
+    if (rv.reject_with_reset()) {
+      ++stats_.rejects_reset;
+      reset_flow(f, out);
+      return;
+    }
+    ++stats_.rejects;
+    const AlertRecord a = fatal_alert_record(TlsAlert::kUnrecognizedName);
+    answer_and_close(f, a.bytes, out);
+    return;
+  }
+  ++stats_.action_unsupported;
+  reset_flow(f, out);
+}
+
+// Sends `data` and our FIN, acknowledging everything the client sent, and
+// waits (closing_ms at most) for the client's FIN.
+void FlowEngine::answer_and_close(Flow& f, std::span<const uint8_t> data, FrameSink& out) noexcept {
+  data = data.first(std::min(data.size(), sizeof f.answer));
+  std::copy(data.begin(), data.end(), f.answer);
+  f.answer_len = static_cast<uint8_t>(data.size());
+  send_segment(f, f.snd_nxt, kTcpAck | kTcpPsh | kTcpFin, data, out);
+  f.snd_nxt += static_cast<uint32_t>(data.size()) + 1;
+  f.state = Flow::State::kClosing;
+  f.deadline = now_ms_ + cfg_.closing_ms;
+  link_tail(f);
+}
+
+void FlowEngine::reset_flow(Flow& f, FrameSink& out) noexcept {
+  send_segment(f, f.snd_nxt, kTcpRst | kTcpAck, {}, out);
+  erase(f);
+}
+
+void FlowEngine::send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::span<const uint8_t> data,
+                              FrameSink& out, std::optional<uint32_t> ack) noexcept {
+  TcpSegment s;
+  s.src_mac = cfg_.mac;
+  s.dst_mac = f.peer_mac;
+  s.vlan = f.vlan;
+  s.flow = FlowKey{f.key.dst, f.key.src, f.key.dport, f.key.sport};
+  s.seq = seq;
+  s.ack = ack.value_or(f.hello.next_seq());
+  s.flags = flags;
+  // The window left for the hello, in our scale when scaling is on.
+  const size_t room = f.hello.contiguous().size() < hello_cap_ ? hello_cap_ - f.hello.contiguous().size() : 0;
+  const size_t scaled = f.syn.wscale >= 0 ? room >> cfg_.wscale : room;
+  s.window = static_cast<uint16_t>(std::min<size_t>(scaled, 65535));
+  if (f.timestamps) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = static_cast<uint32_t>(now_ms_);
+    s.options.ts_ecr = f.ts_recent;
+  }
+  s.payload = data;
+  emit(out, s);
+}
+
+// The answer to a segment for a port nobody listens on (RFC 793: the RST
+// takes its sequence number from the segment's ACK, or acknowledges it).
+void FlowEngine::send_reset_for(const Packet& p, FrameSink& out) noexcept {
+  TcpSegment s;
+  s.src_mac = cfg_.mac;
+  s.dst_mac = p.src_mac;
+  s.vlan = p.vlan;
+  s.flow = FlowKey{p.dst, p.src, p.dport, p.sport};
+  if (p.flags & kTcpAck) {
+    s.seq = p.ack;
+    s.flags = kTcpRst;
+  } else {
+    s.seq = 0;
+    s.ack = p.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpSyn) ? 1 : 0) +
+            ((p.flags & kTcpFin) ? 1 : 0);
+    s.flags = kTcpRst | kTcpAck;
+  }
+  emit(out, s);
+}
+
+void FlowEngine::emit(FrameSink& out, const TcpSegment& s) noexcept {
+  const std::span<uint8_t> buf = out.buffer();
+  if (buf.empty()) {
+    ++stats_.tx_no_buffer;
+    return;
+  }
+  if (const size_t n = build_tcp(buf, s); n > 0) {
+    out.send(n);
+    ++stats_.tx_frames;
+  }
+}
+
+void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {
+  now_ms_ = now_ms;
+  for (int l = 0; l < 2; ++l) {
+    while (head_[l] != kNil) {
+      Flow& f = flows_[head_[l]];
+      if (f.deadline > now_ms) break;
+      if (f.state == Flow::State::kCollecting) ++stats_.hello_timeouts;
+      reset_flow(f, out);  // a client that never closed is told so
+    }
+  }
+}
+
+}  // namespace lode::front

@@ -1,0 +1,174 @@
+// One lcore's share of the dpdk front, as pure logic: frames in, frames out,
+// no DPDK, no clock, no allocation per packet. The DPDK glue (dpdk_front.cc)
+// feeds it what its RX queue got and sends what it writes; the packet-fixture
+// tests feed it crafted frames and compare what comes out.
+//
+// What it does with a frame:
+// - ARP requests and IPv6 neighbour solicitations for a VIP: answered;
+//   ICMP / ICMPv6 echo to a VIP: answered. IP fragments to a VIP: dropped
+//   and counted. Anything else not for a VIP: dropped and counted.
+// - A SYN to a VIP's port: a SYN-ACK whose ISN is a SYN cookie (no state),
+//   with an open window (the client must be able to send its hello), MSS,
+//   and window scale / SACK-permitted / timestamps when the SYN offered them.
+// - An ACK that completes a cookie: a flow is created (an invalid cookie is
+//   dropped silently: a RST would reflect floods); its data, and the data of
+//   later segments in any order, is collected (HelloCollector) and
+//   acknowledged, and parsed with the shared ClientHello parser.
+// - A parsed hello is routed through the listener's route table:
+//   reject -> the TLS alert (unrecognized_name) and FIN, or a RST when the
+//   route says so; a malformed hello -> its alert and FIN; not TLS -> a RST (an
+//   HTTP request gets a short 400 first). Passthrough and terminate are the
+//   next steps of the dpdk front (issue 6): until they land such flows are
+//   reset and counted in `action_unsupported`.
+// - FIN or RST while collecting, the hello timeout: the flow ends (a RST for
+//   the timeout). After our answer and FIN the flow waits closing_ms for the
+//   client's FIN (a segment that did not get our FIN gets it again), then
+//   resets.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "dataplane/front/flow_key.h"
+#include "dataplane/front/hello_collector.h"
+#include "dataplane/front/packet.h"
+#include "dataplane/front/syn_cookie.h"
+#include "dataplane/tls/client_hello_parser.h"
+#include "dataplane/worker/runtime.h"
+
+namespace lode::front {
+
+// X(name, help): one lcore's counters (single writer; read by the process
+// that owns the lcore for the stats file).
+#define LODE_FRONT_COUNTERS(X)                                                          \
+  X(rx_frames, "frames received")                                                      \
+  X(rx_bad, "frames dropped as malformed (truncated, bad checksum, bad options)")      \
+  X(rx_not_vip, "frames dropped: not for a VIP, or a VIP's port nobody listens on")    \
+  X(rx_fragments, "IP fragments to a VIP, dropped")                                    \
+  X(arp_replies, "ARP requests for a VIP answered")                                    \
+  X(nd_adverts, "neighbour solicitations for a VIP answered")                          \
+  X(echo_replies, "pings to a VIP answered")                                           \
+  X(syn_cookies, "SYNs answered with a SYN cookie")                                    \
+  X(cookie_invalid, "ACKs with an invalid or expired cookie, dropped")                 \
+  X(stray_segments, "segments of no known flow (not a cookie ACK), dropped")           \
+  X(flows_created, "flows created from a valid cookie")                                \
+  X(flows_table_full, "valid cookies dropped: the flow table was full")                \
+  X(hello_done, "ClientHellos parsed")                                                 \
+  X(hello_errors, "ClientHellos refused as malformed")                                 \
+  X(hello_not_tls, "flows that were not TLS")                                          \
+  X(hello_timeouts, "flows cut at the hello timeout")                                  \
+  X(hello_too_large, "hellos larger than the listener's cap")                          \
+  X(hello_out_of_order, "segments held beyond a gap")                                  \
+  X(hello_gap_drops, "segments dropped: too many gaps")                                \
+  X(client_aborts, "flows ended by the client (FIN or RST) before the hello")          \
+  X(no_route, "hellos with no matching route")                                         \
+  X(rejects, "flows rejected by a route or for no route (alert)")                      \
+  X(rejects_reset, "flows rejected with a reset")                                      \
+  X(action_unsupported, "passthrough/terminate flows reset: not yet on the dpdk front") \
+  X(tx_frames, "frames sent")                                                          \
+  X(tx_no_buffer, "frames not sent: no buffer")
+
+struct FrontStats {
+#define LODE_FRONT_DECLARE(name, help) uint64_t name = 0;
+  LODE_FRONT_COUNTERS(LODE_FRONT_DECLARE)
+#undef LODE_FRONT_DECLARE
+};
+
+// Where the engine writes frames: one buffer at a time.
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // A buffer for the next frame (at least kMaxFrame bytes), or empty when
+  // none is available (the frame is then dropped and counted).
+  virtual std::span<uint8_t> buffer() noexcept = 0;
+  // Sends the first `len` bytes of the last buffer().
+  virtual void send(size_t len) noexcept = 0;
+};
+inline constexpr size_t kMaxFrame = 1518 + 4;
+
+struct Vip {
+  IpAddr addr;
+  uint16_t port = 0;       // 0: the address answers ARP/ND/ping only
+  uint32_t listener = 0;   // index into Runtime::listeners
+};
+
+// The VIPs of a runtime: every listener address (IPv4 or IPv6 literal, not
+// a wildcard), with its port and listener index.
+std::vector<Vip> vips_of(const worker::Runtime& rt);
+
+struct EngineConfig {
+  MacAddr mac{};
+  std::vector<Vip> vips;
+  uint32_t max_flows = 65536;         // flows collecting or closing, per lcore
+  uint16_t mss = 1460;                // ours, in the SYN-ACK
+  uint8_t wscale = 7;                 // ours, when the client offered scaling
+  uint32_t closing_ms = 2000;         // after our FIN: wait this long for the client's
+  std::array<uint8_t, 16> cookie_key{};
+};
+
+class FlowEngine {
+ public:
+  FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> rt);
+  ~FlowEngine();
+  FlowEngine(const FlowEngine&) = delete;
+  FlowEngine& operator=(const FlowEngine&) = delete;
+
+  // A new routing generation (listeners must be the same: reloads that change
+  // them are refused before they get here). Flows keep the one they began with.
+  void set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept;
+  void rotate_cookie_key(const std::array<uint8_t, 16>& key) noexcept { cookies_.rotate(key); }
+
+  void on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
+  // Timeouts; call every few milliseconds.
+  void on_tick(uint64_t now_ms, FrameSink& out) noexcept;
+
+  const FrontStats& stats() const noexcept { return stats_; }
+  size_t flows() const noexcept { return live_; }
+
+  struct Flow;
+
+ private:
+  const Vip* find_vip(const IpAddr& a, uint16_t port) const noexcept;
+  bool is_vip_address(const IpAddr& a) const noexcept;
+  void on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
+  void on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexcept;
+  void on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
+  void on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, FrameSink& out) noexcept;
+  void try_parse(Flow& f, FrameSink& out) noexcept;
+  void decide(Flow& f, FrameSink& out) noexcept;
+  void answer_and_close(Flow& f, std::span<const uint8_t> data, FrameSink& out) noexcept;
+  // ack: what to acknowledge; by default everything held in order.
+  void send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::span<const uint8_t> data, FrameSink& out,
+                    std::optional<uint32_t> ack = std::nullopt) noexcept;
+  void send_reset_for(const Packet& p, FrameSink& out) noexcept;
+  void reset_flow(Flow& f, FrameSink& out) noexcept;
+  void emit(FrameSink& out, const TcpSegment& s) noexcept;
+
+  Flow* lookup(const FlowKey& k) noexcept;
+  Flow* insert(const FlowKey& k) noexcept;
+  void erase(Flow& f) noexcept;
+  void link_tail(Flow& f) noexcept;
+  void unlink(Flow& f) noexcept;
+
+  EngineConfig cfg_;
+  std::shared_ptr<const worker::Runtime> rt_;
+  SynCookies cookies_;
+  FrontStats stats_;
+  // Flows: fixed slots, an open-addressing index (linear probing, backward
+  // shift deletion), a FIFO per timeout.
+  std::vector<Flow> flows_;
+  std::vector<uint32_t> free_;
+  std::vector<uint32_t> index_;  // slot+1, 0 = empty
+  size_t live_ = 0;
+  uint32_t head_[2] = {UINT32_MAX, UINT32_MAX};  // per timeout list (collecting, closing), oldest first
+  uint32_t tail_[2] = {UINT32_MAX, UINT32_MAX};
+  std::vector<std::unique_ptr<uint8_t[]>> spare_buffers_;  // hello buffers of hello_cap_ bytes
+  size_t hello_cap_ = 0;
+  uint64_t now_ms_ = 0;
+};
+
+}  // namespace lode::front

@@ -1,0 +1,448 @@
+// The dpdk front's flow engine on packet fixtures (Katran's BpfTester way):
+// crafted frames in, the frames it sends out parsed and compared. No DPDK:
+// the same code runs under the lcores in dpdk_front.cc.
+#include "dataplane/front/flow_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "controlplane/config.h"
+#include "dataplane/tls/ticket_keys.h"
+#include "support/hello_builder.h"
+#include "support/test_pki.h"
+#include "tools/lodestone/runtime_builder.h"
+
+namespace lode::front {
+namespace {
+
+constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
+constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
+const IpAddr kVip = IpAddr::v4(0x0a000001);     // 10.0.0.1
+const IpAddr kClient = IpAddr::v4(0x0a000002);  // 10.0.0.2
+const uint8_t kVip6Bytes[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+const uint8_t kClient6Bytes[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+
+class VectorSink : public FrameSink {
+ public:
+  std::span<uint8_t> buffer() noexcept override {
+    if (exhausted) return {};
+    scratch_.assign(kMaxFrame, 0);
+    return scratch_;
+  }
+  void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
+  std::vector<std::vector<uint8_t>> frames;
+  bool exhausted = false;
+
+ private:
+  std::vector<uint8_t> scratch_;
+};
+
+std::span<const uint8_t> as_bytes(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+class FlowEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make_engine(); }
+
+  void make_engine(uint32_t max_flows = 1024, uint32_t hello_ms = 5000, uint32_t max_hello = 16384) {
+    const std::string toml = "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"[fd00::1]:443\"]\n"
+                             "max_hello_bytes = " + std::to_string(max_hello) + "\n"
+                             "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
+                             "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
+                             "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
+                             "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+                             "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n";
+    const std::string path = dir_.write("lode.toml", toml);
+    auto cfg = config::load_config_file(path);
+    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
+    auto keys = tls::TicketKeys::create(1);
+    ASSERT_TRUE(keys.has_value());
+    auto built = app::build_runtime(*cfg, *keys, 1);
+    ASSERT_TRUE(built.has_value()) << built.error()[0];
+    EngineConfig ec;
+    ec.mac = kOurMac;
+    ec.vips = vips_of(*built->runtime);
+    ec.max_flows = max_flows;
+    ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    engine_ = std::make_unique<FlowEngine>(ec, built->runtime);
+  }
+
+  TcpSegment seg(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {},
+                 uint16_t sport = 40000, bool v6 = false) {
+    TcpSegment s;
+    s.src_mac = kClientMac;
+    s.dst_mac = kOurMac;
+    s.flow.src = v6 ? IpAddr::v6(std::span<const uint8_t, 16>(kClient6Bytes, 16)) : kClient;
+    s.flow.dst = v6 ? IpAddr::v6(std::span<const uint8_t, 16>(kVip6Bytes, 16)) : kVip;
+    s.flow.sport = sport;
+    s.flow.dport = 443;
+    s.seq = seq;
+    s.ack = ack;
+    s.flags = flags;
+    s.window = 64240;
+    s.payload = payload;
+    return s;
+  }
+  // Sends a frame at `now_ms`; returns what came out, parsed.
+  std::vector<Packet> in(const TcpSegment& s, uint64_t now_ms = 1'000'000) {
+    std::vector<uint8_t> frame(kMaxFrame + 9000);
+    const size_t n = build_tcp(frame, s);
+    EXPECT_GT(n, 0u);
+    frame.resize(n);
+    return in_raw(frame, now_ms);
+  }
+  std::vector<Packet> in_raw(std::vector<uint8_t> frame, uint64_t now_ms = 1'000'000) {
+    stored_.push_back(std::move(frame));
+    sink_.frames.clear();
+    engine_->on_frame(stored_.back(), now_ms, sink_);
+    return parsed_out();
+  }
+  std::vector<Packet> tick(uint64_t now_ms) {
+    sink_.frames.clear();
+    engine_->on_tick(now_ms, sink_);
+    return parsed_out();
+  }
+  std::vector<Packet> parsed_out() {
+    std::vector<Packet> out;
+    for (auto& f : sink_.frames) {
+      out_frames_.push_back(f);
+      out.push_back(parse_frame(out_frames_.back()));
+      EXPECT_TRUE(out.back().ok()) << to_string(out.back().error);
+    }
+    return out;
+  }
+  // SYN then the cookie's ACK; returns the client's next sequence number and
+  // sets isn_ (ours).
+  uint32_t connect(uint32_t client_isn = 777, uint16_t sport = 40000, uint64_t now = 1'000'000) {
+    auto synack = in(seg(kTcpSyn, client_isn, 0, {}, sport), now);
+    EXPECT_EQ(synack.size(), 1u);
+    if (synack.empty()) return 0;
+    isn_ = synack[0].seq;
+    EXPECT_TRUE(in(seg(kTcpAck, client_isn + 1, isn_ + 1, {}, sport), now).empty());
+    return client_isn + 1;
+  }
+  const FrontStats& stats() const { return engine_->stats(); }
+
+  test::TempDir dir_;
+  std::unique_ptr<FlowEngine> engine_;
+  VectorSink sink_;
+  std::vector<std::vector<uint8_t>> stored_, out_frames_;
+  uint32_t isn_ = 0;
+};
+
+test::Bytes hello(const std::string& sni) { return test::HelloBuilder().sni(sni).records(); }
+
+TEST_F(FlowEngineTest, ArpForTheVipIsAnsweredOthersAreNot) {
+  std::vector<uint8_t> frame(64);
+  ASSERT_GT(build_arp_request(frame, kClientMac, 0x0a000002, 0x0a000001), 0u);
+  auto out = in_raw(frame);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].l3, L3::kArp);
+  EXPECT_EQ(out[0].arp.op, 2);
+  EXPECT_EQ(out[0].arp.sender_mac, kOurMac);
+  EXPECT_EQ(out[0].arp.sender_ip, 0x0a000001u);
+  EXPECT_EQ(out[0].arp.target_ip, 0x0a000002u);
+  ASSERT_GT(build_arp_request(frame, kClientMac, 0x0a000002, 0x0a000003), 0u);
+  EXPECT_TRUE(in_raw(frame).empty());
+  EXPECT_EQ(stats().arp_replies, 1u);
+}
+
+TEST_F(FlowEngineTest, SynGetsACookieWithAnOpenWindowAndTheOfferedOptions) {
+  TcpSegment s = seg(kTcpSyn, 1000, 0);
+  s.options.mss = 1460;
+  s.options.wscale = 7;
+  s.options.sack_ok = true;
+  s.options.has_timestamps = true;
+  s.options.ts_val = 4242;
+  auto out = in(s);
+  ASSERT_EQ(out.size(), 1u);
+  const Packet& sa = out[0];
+  EXPECT_EQ(sa.flags, kTcpSyn | kTcpAck);
+  EXPECT_EQ(sa.ack, 1001u);
+  EXPECT_EQ(sa.sport, 443);
+  EXPECT_EQ(sa.dport, 40000);
+  EXPECT_EQ(sa.src, kVip);
+  EXPECT_EQ(sa.dst_mac, kClientMac);
+  EXPECT_GT(sa.window, 0) << "a zero window would stop the client's hello";
+  EXPECT_EQ(sa.options.mss, 1460);
+  EXPECT_EQ(sa.options.wscale, 7);
+  EXPECT_TRUE(sa.options.sack_ok);
+  EXPECT_TRUE(sa.options.has_timestamps);
+  EXPECT_EQ(sa.options.ts_ecr, 4242u);
+  EXPECT_EQ(engine_->flows(), 0u) << "a SYN costs no state";
+  // Without options: none back.
+  out = in(seg(kTcpSyn, 5000, 0, {}, 40001));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].options.wscale, -1);
+  EXPECT_FALSE(out[0].options.sack_ok);
+  EXPECT_FALSE(out[0].options.has_timestamps);
+}
+
+TEST_F(FlowEngineTest, HelloForARejectedNameGetsAlert112AndFin) {
+  const uint32_t seq = connect();
+  EXPECT_EQ(engine_->flows(), 1u);
+  const auto h = hello("r.test");
+  auto out = in(seg(kTcpAck | kTcpPsh, seq, isn_ + 1, h));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags & (kTcpFin | kTcpAck), kTcpFin | kTcpAck);
+  EXPECT_EQ(out[0].seq, isn_ + 1);
+  EXPECT_EQ(out[0].ack, seq + h.size());
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[0], 21);
+  EXPECT_EQ(out[0].payload[6], 112);
+  EXPECT_EQ(stats().rejects, 1u);
+  // The client's FIN: acknowledged, the flow is gone.
+  out = in(seg(kTcpFin | kTcpAck, seq + static_cast<uint32_t>(h.size()), isn_ + 9));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags, kTcpAck);
+  EXPECT_EQ(out[0].ack, seq + h.size() + 1);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+TEST_F(FlowEngineTest, AnswerIsSentAgainWhenTheClientDidNotGetIt) {
+  const uint32_t seq = connect();
+  const auto h = hello("r.test");
+  ASSERT_EQ(in(seg(kTcpAck, seq, isn_ + 1, h)).size(), 1u);
+  // The client acknowledges only up to before our answer: it lost it.
+  auto out = in(seg(kTcpAck, seq + static_cast<uint32_t>(h.size()), isn_ + 1));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].seq, isn_ + 1);
+  EXPECT_EQ(out[0].payload.size(), 7u);
+  EXPECT_TRUE(out[0].flags & kTcpFin);
+}
+
+TEST_F(FlowEngineTest, HelloInThreeSegmentsOutOfOrderAndDuplicated) {
+  const uint32_t seq = connect();
+  const auto h = hello("r.test");
+  const size_t a = 10, b = h.size() / 2;
+  auto piece = [&](size_t lo, size_t hi) { return std::span<const uint8_t>(h.data() + lo, hi - lo); };
+  auto out = in(seg(kTcpAck, seq + static_cast<uint32_t>(b), isn_ + 1, piece(b, h.size())));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].ack, seq) << "a duplicate ACK for the gap";
+  out = in(seg(kTcpAck, seq + static_cast<uint32_t>(a), isn_ + 1, piece(a, b)));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].ack, seq);
+  out = in(seg(kTcpAck, seq + static_cast<uint32_t>(a), isn_ + 1, piece(a, b)));  // again
+  ASSERT_EQ(out.size(), 1u);
+  out = in(seg(kTcpAck, seq, isn_ + 1, piece(0, a)));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[6], 112);
+  EXPECT_GE(stats().hello_out_of_order, 1u);
+}
+
+TEST_F(FlowEngineTest, OverlappingRetransmitWithOtherBytesDoesNotChangeTheHello) {
+  const uint32_t seq = connect();
+  const auto h = hello("r.test");
+  const size_t cut = h.size() - 20;
+  // The first part, then a "retransmit" of it with the SNI rewritten, then the rest.
+  ASSERT_EQ(in(seg(kTcpAck, seq, isn_ + 1, std::span<const uint8_t>(h.data(), cut))).size(), 1u);
+  auto forged = h;
+  for (size_t i = 0; i + 6 <= forged.size(); ++i) {
+    if (std::string(forged.begin() + i, forged.begin() + i + 6) == "r.test") forged[i] = 'x';
+  }
+  ASSERT_NE(forged, h);
+  ASSERT_EQ(in(seg(kTcpAck, seq, isn_ + 1, std::span<const uint8_t>(forged.data(), cut))).size(), 1u);
+  auto out = in(seg(kTcpAck, seq + static_cast<uint32_t>(cut), isn_ + 1, std::span<const uint8_t>(h.data() + cut, 20)));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[6], 112);
+  EXPECT_EQ(stats().rejects, 1u);
+  EXPECT_EQ(stats().no_route, 0u) << "the name parsed was r.test, not x.test";
+}
+
+TEST_F(FlowEngineTest, ForgedAcksAreDroppedSilentlyAndCreateNothing) {
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    EXPECT_TRUE(in(seg(kTcpAck, rng(), rng(), {}, static_cast<uint16_t>(1024 + i))).empty());
+  }
+  EXPECT_EQ(engine_->flows(), 0u);
+  EXPECT_EQ(stats().cookie_invalid, 2000u);
+}
+
+TEST_F(FlowEngineTest, CookieFromARetransmittedSynAcrossTheSlotBoundary) {
+  const uint64_t t0 = 63'900;  // just before a 64 s boundary
+  auto out = in(seg(kTcpSyn, 100, 0), t0);
+  ASSERT_EQ(out.size(), 1u);
+  const uint32_t first = out[0].seq;
+  out = in(seg(kTcpSyn, 100, 0), t0 + 1000);  // the SYN again, in the next slot
+  ASSERT_EQ(out.size(), 1u);
+  // The client answers the first SYN-ACK, after the boundary.
+  EXPECT_TRUE(in(seg(kTcpAck, 101, first + 1), t0 + 2000).empty());
+  EXPECT_EQ(engine_->flows(), 1u);
+  // Two slots later, a cookie is dead.
+  auto late = in(seg(kTcpSyn, 300, 0, {}, 40002), 1'000'000);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_TRUE(in(seg(kTcpAck, 301, late[0].seq + 1, {}, 40002), 1'000'000 + 130'000).empty());
+  EXPECT_EQ(stats().cookie_invalid, 1u);
+}
+
+TEST_F(FlowEngineTest, HelloTimeoutResets) {
+  const uint32_t seq = connect();
+  const auto h = hello("r.test");
+  ASSERT_EQ(in(seg(kTcpAck, seq, isn_ + 1, std::span<const uint8_t>(h.data(), 20))).size(), 1u);
+  EXPECT_TRUE(tick(1'000'000 + 4'000).empty());
+  auto out = tick(1'000'000 + 5'001);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(stats().hello_timeouts, 1u);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+TEST_F(FlowEngineTest, PlainHttpGets400AndOtherNonTlsAReset) {
+  uint32_t seq = connect();
+  const std::string get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto out = in(seg(kTcpAck, seq, isn_ + 1, as_bytes(get)));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(std::string(out[0].payload.begin(), out[0].payload.begin() + 12), "HTTP/1.1 400");
+  EXPECT_TRUE(out[0].flags & kTcpFin);
+  seq = connect(900, 40001);
+  const uint8_t sslv2[] = {0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10};
+  out = in(seg(kTcpAck, seq, isn_ + 1, sslv2, 40001));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(stats().hello_not_tls, 2u);
+}
+
+TEST_F(FlowEngineTest, MalformedHelloGetsItsAlert) {
+  const uint32_t seq = connect();
+  const auto bad = test::HelloBuilder().sni({"a.test", "b.test"}).records();  // two host_names: decode_error
+  auto out = in(seg(kTcpAck, seq, isn_ + 1, bad));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[6], 50);
+  EXPECT_EQ(stats().hello_errors, 1u);
+}
+
+TEST_F(FlowEngineTest, RejectWithResetAndUnsupportedActionsReset) {
+  uint32_t seq = connect();
+  auto out = in(seg(kTcpAck, seq, isn_ + 1, hello("rr.test")));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(out[0].seq, isn_ + 1);
+  seq = connect(5000, 40001);
+  out = in(seg(kTcpAck, seq, isn_ + 1, hello("p.test"), 40001));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(stats().rejects_reset, 1u);
+  EXPECT_EQ(stats().action_unsupported, 1u);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+TEST_F(FlowEngineTest, UnknownNameWithoutDefaultGetsAlert112) {
+  const uint32_t seq = connect();
+  auto out = in(seg(kTcpAck, seq, isn_ + 1, hello("nobody.test")));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[6], 112);
+  EXPECT_EQ(stats().no_route, 1u);
+}
+
+TEST_F(FlowEngineTest, ClientFinOrRstWhileCollecting) {
+  uint32_t seq = connect();
+  auto out = in(seg(kTcpFin | kTcpAck, seq, isn_ + 1));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  seq = connect(9000, 40001);
+  EXPECT_TRUE(in(seg(kTcpRst, seq, 0, {}, 40001)).empty());
+  EXPECT_EQ(stats().client_aborts, 2u);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+TEST_F(FlowEngineTest, ClosedPortOnTheVipGetsARstOthersNothing) {
+  TcpSegment s = seg(kTcpSyn, 50, 0);
+  s.flow.dport = 80;
+  auto out = in(s);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags, kTcpRst | kTcpAck);
+  EXPECT_EQ(out[0].ack, 51u);
+  s.flow.dst = IpAddr::v4(0x0a000063);
+  s.flow.dport = 443;
+  EXPECT_TRUE(in(s).empty());
+  EXPECT_EQ(stats().rx_not_vip, 2u);
+}
+
+TEST_F(FlowEngineTest, BadChecksumIsDroppedNeverRepaired) {
+  std::vector<uint8_t> frame(200);
+  const size_t n = build_tcp(frame, seg(kTcpSyn, 1, 0));
+  frame.resize(n);
+  frame[14 + 20 + 4] ^= 0x40;  // a bit of the TCP sequence number
+  EXPECT_TRUE(in_raw(frame).empty());
+  EXPECT_EQ(stats().rx_bad, 1u);
+}
+
+TEST_F(FlowEngineTest, HelloLargerThanTheCapGetsRecordOverflow) {
+  make_engine(1024, 5000, 1024);
+  const uint32_t seq = connect();
+  std::vector<uint8_t> big(1400, 0x16);
+  // Beyond max_hello_bytes + the record slack.
+  const uint32_t far = seq + 1024 + 4096 - 100;
+  auto out = in(seg(kTcpAck, far, isn_ + 1, big));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[6], 22);
+  EXPECT_EQ(stats().hello_too_large, 1u);
+}
+
+TEST_F(FlowEngineTest, SequenceNumbersWrapAroundZero) {
+  const uint32_t seq = connect(0xfffffff0);
+  const auto h = hello("r.test");
+  const size_t a = 100;
+  ASSERT_EQ(in(seg(kTcpAck, seq + static_cast<uint32_t>(a), isn_ + 1,
+                   std::span<const uint8_t>(h.data() + a, h.size() - a))).size(), 1u);
+  auto out = in(seg(kTcpAck, seq, isn_ + 1, std::span<const uint8_t>(h.data(), a)));
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].ack, seq + static_cast<uint32_t>(h.size()));
+}
+
+TEST_F(FlowEngineTest, FullTableDropsNewFlowsAndCounts) {
+  make_engine(2);
+  connect(1, 40001);
+  connect(2, 40002);
+  auto sa = in(seg(kTcpSyn, 3, 0, {}, 40003));
+  ASSERT_EQ(sa.size(), 1u);
+  EXPECT_TRUE(in(seg(kTcpAck, 4, sa[0].seq + 1, {}, 40003)).empty());
+  EXPECT_EQ(stats().flows_table_full, 1u);
+  EXPECT_EQ(engine_->flows(), 2u);
+}
+
+TEST_F(FlowEngineTest, ManyFlowsComeAndGoWithoutLeaks) {
+  for (int round = 0; round < 3; ++round) {
+    for (uint16_t p = 0; p < 600; ++p) connect(p * 1000u, static_cast<uint16_t>(20000 + p));
+    EXPECT_EQ(engine_->flows(), 600u);
+    for (uint16_t p = 0; p < 600; p += 2) {
+      (void)in(seg(kTcpRst, p * 1000u + 1, 0, {}, static_cast<uint16_t>(20000 + p)));
+    }
+    EXPECT_EQ(engine_->flows(), 300u);
+    (void)tick(1'000'000 + 6'000);
+    EXPECT_EQ(engine_->flows(), 0u);
+  }
+}
+
+TEST_F(FlowEngineTest, Ipv6NeighbourSolicitationPingAndSyn) {
+  auto out = in(seg(kTcpSyn, 10, 0, {}, 40000, true));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].l3, L3::kIpv6);
+  EXPECT_EQ(out[0].flags, kTcpSyn | kTcpAck);
+  const uint32_t isn = out[0].seq;
+  EXPECT_TRUE(in(seg(kTcpAck, 11, isn + 1, {}, 40000, true)).empty());
+  out = in(seg(kTcpAck, 11, isn + 1, hello("r.test"), 40000, true));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].payload.size(), 7u);
+}
+
+TEST_F(FlowEngineTest, NoBufferIsCountedNotFatal) {
+  sink_.exhausted = true;
+  stored_.emplace_back(200);
+  const size_t n = build_tcp(stored_.back(), seg(kTcpSyn, 1, 0));
+  stored_.back().resize(n);
+  engine_->on_frame(stored_.back(), 1'000'000, sink_);
+  EXPECT_EQ(stats().tx_no_buffer, 1u);
+  EXPECT_TRUE(sink_.frames.empty());
+}
+
+}  // namespace
+}  // namespace lode::front
