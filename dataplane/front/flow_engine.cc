@@ -1,5 +1,7 @@
 #include "dataplane/front/flow_engine.h"
 
+#include "dataplane/front/flow_engine_flow.h"
+
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -9,7 +11,6 @@
 namespace lode::front {
 namespace {
 
-constexpr uint32_t kNil = UINT32_MAX;
 // Room for record headers beyond the handshake message the parser caps (a
 // hello split into many small records).
 constexpr size_t kRecordSlack = 4096;
@@ -30,29 +31,6 @@ uint64_t mix(const FlowKey& k) noexcept {
 }
 
 }  // namespace
-
-struct FlowEngine::Flow {
-  enum class State : uint8_t { kFree, kCollecting, kClosing };
-  State state = State::kFree;
-  FlowKey key;
-  MacAddr peer_mac{};
-  uint16_t vlan = 0;
-  uint32_t listener = 0;
-  uint32_t snd_nxt = 0;  // our next sequence number
-  SynOptions syn;        // what the client's SYN offered (from the cookie)
-  bool timestamps = false;
-  uint32_t ts_recent = 0;
-  uint64_t deadline = 0;
-  uint8_t list = 0;  // 0 collecting, 1 closing
-  bool linked = false;
-  uint32_t prev = kNil, next = kNil;
-  uint8_t answer[160];  // what answer_and_close() sent, for a retransmission
-  uint8_t answer_len = 0;
-  HelloCollector hello;
-  std::unique_ptr<uint8_t[]> buffer;
-  std::unique_ptr<tls::ClientHelloParser> parser;
-  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
-};
 
 std::vector<Vip> vips_of(const worker::Runtime& rt) {
   std::vector<Vip> out;
@@ -84,6 +62,9 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
   size_t cap = 1;
   while (cap < 2 * size_t{n}) cap <<= 1;
   index_.assign(cap, 0);
+  bindex_.assign(cap, 0);
+  std::fill(std::begin(head_), std::end(head_), kNil);
+  std::fill(std::begin(tail_), std::end(tail_), kNil);
   for (const auto& l : rt_->listeners) hello_cap_ = std::max<size_t>(hello_cap_, l.max_hello_bytes + kRecordSlack);
 }
 
@@ -125,24 +106,68 @@ FlowEngine::Flow* FlowEngine::insert(const FlowKey& k) noexcept {
   return &f;
 }
 
-void FlowEngine::erase(Flow& f) noexcept {
-  unlink(f);
-  const uint32_t slot = static_cast<uint32_t>(&f - flows_.data());
-  const size_t mask = index_.size() - 1;
-  size_t i = mix(f.key) & mask;
-  while (index_[i] != slot + 1) i = (i + 1) & mask;
+namespace {
+
+// Removes slot+1 from an index whose entries hash by key_of(flow).
+template <typename KeyOf>
+void remove_from(std::vector<uint32_t>& index, uint32_t slot, const FlowKey& k, KeyOf key_of) noexcept {
+  const size_t mask = index.size() - 1;
+  size_t i = mix(k) & mask;
+  while (index[i] != slot + 1) i = (i + 1) & mask;
   // Backward-shift deletion: later entries of the probe run move up.
   for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-    const uint32_t v = index_[j];
+    const uint32_t v = index[j];
     if (v == 0) break;
-    const size_t home = mix(flows_[v - 1].key) & mask;
+    const size_t home = mix(key_of(v - 1)) & mask;
     // Entry j may fill the hole at i if its home is not in (i, j].
     if (((j - home) & mask) >= ((j - i) & mask)) {
-      index_[i] = v;
+      index[i] = v;
       i = j;
     }
   }
-  index_[i] = 0;
+  index[i] = 0;
+}
+
+}  // namespace
+
+FlowEngine::Flow* FlowEngine::lookup_backend(const FlowKey& k) noexcept {
+  const size_t mask = bindex_.size() - 1;
+  for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
+    const uint32_t v = bindex_[i];
+    if (v == 0) return nullptr;
+    if (flows_[v - 1].bkey == k) return &flows_[v - 1];
+  }
+}
+
+bool FlowEngine::index_backend(Flow& f) noexcept {
+  if (lookup_backend(f.bkey) != nullptr) return false;
+  const size_t mask = bindex_.size() - 1;
+  size_t i = mix(f.bkey) & mask;
+  while (bindex_[i] != 0) i = (i + 1) & mask;
+  bindex_[i] = static_cast<uint32_t>(&f - flows_.data()) + 1;
+  f.bindexed = true;
+  return true;
+}
+
+void FlowEngine::erase_backend_key(Flow& f) noexcept {
+  if (!f.bindexed) return;
+  remove_from(bindex_, static_cast<uint32_t>(&f - flows_.data()), f.bkey,
+              [&](uint32_t s) -> const FlowKey& { return flows_[s].bkey; });
+  f.bindexed = false;
+}
+
+void FlowEngine::erase(Flow& f) noexcept {
+  unlink(f);
+  const uint32_t slot = static_cast<uint32_t>(&f - flows_.data());
+  remove_from(index_, slot, f.key, [&](uint32_t s) -> const FlowKey& { return flows_[s].key; });
+  erase_backend_key(f);
+  if (f.picked) {
+    if (f.rt == pools_rt_ && f.pool < pools_.size()) f.rt->pools[f.pool].pool->on_close(pools_[f.pool], f.backend);
+    f.picked = false;
+  }
+  f.backend_mac_known = false;
+  f.tried = route::TriedSet{};
+  f.fin_from_client = f.fin_from_backend = false;
   if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
   f.buffer.reset();
   f.rt.reset();
@@ -151,13 +176,13 @@ void FlowEngine::erase(Flow& f) noexcept {
   --live_;
 }
 
-// Each list holds flows with the same timeout, so it stays in deadline order.
-void FlowEngine::link_tail(Flow& f) noexcept {
+void FlowEngine::link_tail(Flow& f, Wait w) noexcept {
   unlink(f);
   const uint32_t i = static_cast<uint32_t>(&f - flows_.data());
-  const uint8_t l = f.state == Flow::State::kClosing ? 1 : 0;
-  f.list = l;
+  const auto l = static_cast<size_t>(w);
+  f.wait = w;
   f.linked = true;
+  f.deadline = now_ms_ + timeout_of(f, w);
   f.prev = tail_[l];
   f.next = kNil;
   if (tail_[l] != kNil) flows_[tail_[l]].next = i; else head_[l] = i;
@@ -166,11 +191,25 @@ void FlowEngine::link_tail(Flow& f) noexcept {
 
 void FlowEngine::unlink(Flow& f) noexcept {
   if (!f.linked) return;
-  const uint8_t l = f.list;
+  const auto l = static_cast<size_t>(f.wait);
   if (f.prev != kNil) flows_[f.prev].next = f.next; else head_[l] = f.next;
   if (f.next != kNil) flows_[f.next].prev = f.prev; else tail_[l] = f.prev;
   f.prev = f.next = kNil;
   f.linked = false;
+}
+
+uint64_t FlowEngine::timeout_of(const Flow& f, Wait w) const noexcept {
+  const worker::Timeouts& t = f.rt->timeouts;
+  switch (w) {
+    case Wait::kHello: return t.hello_ms;
+    case Wait::kClosing: return cfg_.closing_ms;
+    case Wait::kConnect: return std::min<uint64_t>(t.connect_ms, 1000);  // per SYN; a few are tried
+    case Wait::kReplay: return 200;
+    case Wait::kIdle: return t.idle_ms;
+    case Wait::kTimeWait: return 2000;
+    case Wait::kCount: break;
+  }
+  return 1000;
 }
 
 // ------------------------------------------------------------------ frames
@@ -201,6 +240,10 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   std::span<uint8_t> buf;
   switch (p.l3) {
     case L3::kArp:
+      if (p.arp.op == 2) {
+        on_arp_reply(p, out);
+        return;
+      }
       if (p.arp.op == 1 && is_vip_address(IpAddr::v4(p.arp.target_ip))) {
         buf = out.buffer();
         if (buf.empty()) {
@@ -255,6 +298,10 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   }
   if (p.l4 != L4::kTcp) {
     ++stats_.rx_not_vip;
+    return;
+  }
+  if (Flow* f = lookup_backend(p.flow())) {
+    on_backend_segment(*f, p, out);
     return;
   }
   const Vip* vip = find_vip(p.dst, p.dport);
@@ -334,6 +381,8 @@ void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms,
   f->syn = *syn;
   f->timestamps = p.options.has_timestamps;
   f->ts_recent = p.options.ts_val;
+  f->our_tsval = p.options.ts_ecr;  // the TSval of our SYN-ACK, echoed
+  f->client_window = p.window;
   f->rt = rt_;
   if (!spare_buffers_.empty()) {
     f->buffer = std::move(spare_buffers_.back());
@@ -349,18 +398,26 @@ void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms,
   } else {
     f->parser->reset();
   }
-  f->deadline = now_ms + f->rt->timeouts.hello_ms;
-  link_tail(*f);
+  link_tail(*f, Wait::kHello);
   if (!p.payload.empty() || (p.flags & kTcpFin)) on_flow_segment(*f, p, now_ms, out);
 }
 
 void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, FrameSink& out) noexcept {
   (void)now_ms;
+  if (f.state == Flow::State::kSpliced) {
+    splice_to_backend(f, p, out);
+    return;
+  }
   if (p.flags & kTcpRst) {
     // In the window (RFC 5961 would ask for exactly rcv_nxt; the flow holds
     // nothing worth a challenge ACK): the client gave up.
     if (f.state == Flow::State::kCollecting) ++stats_.client_aborts;
     erase(f);
+    return;
+  }
+  if (f.state == Flow::State::kConnecting) {
+    // The backend is not there yet: the client's FIN or data waits for its
+    // retransmission (nothing beyond the hello was acknowledged).
     return;
   }
   if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
@@ -397,7 +454,7 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
         break;
     }
     try_parse(f, out);
-    if (f.state != Flow::State::kCollecting) return;
+    if (f.state != Flow::State::kCollecting && f.state != Flow::State::kConnecting) return;
     // Acknowledge what is held in order (a duplicate ACK tells the client
     // about a gap).
     send_segment(f, f.snd_nxt, kTcpAck, {}, out);
@@ -459,6 +516,11 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
     answer_and_close(f, a.bytes, out);
     return;
   }
+  if (rv.action == route::Action::kPassthrough) {
+    f.pool = rv.pool;
+    start_passthrough(f, out);
+    return;
+  }
   ++stats_.action_unsupported;
   reset_flow(f, out);
 }
@@ -472,8 +534,7 @@ void FlowEngine::answer_and_close(Flow& f, std::span<const uint8_t> data, FrameS
   send_segment(f, f.snd_nxt, kTcpAck | kTcpPsh | kTcpFin, data, out);
   f.snd_nxt += static_cast<uint32_t>(data.size()) + 1;
   f.state = Flow::State::kClosing;
-  f.deadline = now_ms_ + cfg_.closing_ms;
-  link_tail(f);
+  link_tail(f, Wait::kClosing);
 }
 
 void FlowEngine::reset_flow(Flow& f, FrameSink& out) noexcept {
@@ -483,11 +544,7 @@ void FlowEngine::reset_flow(Flow& f, FrameSink& out) noexcept {
 
 void FlowEngine::send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::span<const uint8_t> data,
                               FrameSink& out, std::optional<uint32_t> ack) noexcept {
-  TcpSegment s;
-  s.src_mac = cfg_.mac;
-  s.dst_mac = f.peer_mac;
-  s.vlan = f.vlan;
-  s.flow = FlowKey{f.key.dst, f.key.src, f.key.dport, f.key.sport};
+  TcpSegment s = to_client(f);
   s.seq = seq;
   s.ack = ack.value_or(f.hello.next_seq());
   s.flags = flags;
@@ -538,12 +595,11 @@ void FlowEngine::emit(FrameSink& out, const TcpSegment& s) noexcept {
 
 void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {
   now_ms_ = now_ms;
-  for (int l = 0; l < 2; ++l) {
+  for (size_t l = 0; l < static_cast<size_t>(Wait::kCount); ++l) {
     while (head_[l] != kNil) {
       Flow& f = flows_[head_[l]];
       if (f.deadline > now_ms) break;
-      if (f.state == Flow::State::kCollecting) ++stats_.hello_timeouts;
-      reset_flow(f, out);  // a client that never closed is told so
+      on_wait_expired(f, out);
     }
   }
 }

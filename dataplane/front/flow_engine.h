@@ -68,7 +68,15 @@ namespace lode::front {
   X(no_route, "hellos with no matching route")                                         \
   X(rejects, "flows rejected by a route or for no route (alert)")                      \
   X(rejects_reset, "flows rejected with a reset")                                      \
-  X(action_unsupported, "passthrough/terminate flows reset: not yet on the dpdk front") \
+  X(action_unsupported, "terminate flows reset: not yet on the dpdk front")            \
+  X(passthrough_flows, "flows passed through to a backend")                            \
+  X(backend_no_pick, "passthrough flows reset: no backend to pick")                    \
+  X(backend_connect_failures, "backend SYNs unanswered or refused")                    \
+  X(backend_arp_requests, "ARP requests for backends")                                 \
+  X(replay_retransmits, "hello replays sent again to a backend")                       \
+  X(spliced_to_backend, "segments translated client -> backend")                       \
+  X(spliced_to_client, "segments translated backend -> client")                        \
+  X(idle_timeouts, "spliced flows reset at the idle timeout")                          \
   X(tx_frames, "frames sent")                                                          \
   X(tx_no_buffer, "frames not sent: no buffer")
 
@@ -129,6 +137,9 @@ class FlowEngine {
   const FrontStats& stats() const noexcept { return stats_; }
   size_t flows() const noexcept { return live_; }
 
+  // The timeout lists: each holds flows with one timeout, so it stays in
+  // deadline order.
+  enum class Wait : uint8_t { kHello, kClosing, kConnect, kReplay, kIdle, kTimeWait, kCount };
   struct Flow;
 
  private:
@@ -151,8 +162,29 @@ class FlowEngine {
   Flow* lookup(const FlowKey& k) noexcept;
   Flow* insert(const FlowKey& k) noexcept;
   void erase(Flow& f) noexcept;
-  void link_tail(Flow& f) noexcept;
+  void link_tail(Flow& f, Wait w) noexcept;
   void unlink(Flow& f) noexcept;
+  uint64_t timeout_of(const Flow& f, Wait w) const noexcept;
+
+  // Passthrough (flow_engine_splice.cc).
+  void start_passthrough(Flow& f, FrameSink& out) noexcept;
+  void connect_backend(Flow& f, FrameSink& out) noexcept;
+  void send_backend_syn(Flow& f, FrameSink& out) noexcept;
+  void send_replay(Flow& f, FrameSink& out) noexcept;
+  void on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept;
+  void splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept;
+  void on_arp_reply(const Packet& p, FrameSink& out) noexcept;
+  void fail_backend(Flow& f, FrameSink& out) noexcept;
+  void reset_both(Flow& f, FrameSink& out) noexcept;
+  void on_wait_expired(Flow& f, FrameSink& out) noexcept;
+  Flow* lookup_backend(const FlowKey& k) noexcept;
+  bool index_backend(Flow& f) noexcept;
+  void erase_backend_key(Flow& f) noexcept;
+  void send_arp_for(Flow& f, FrameSink& out) noexcept;
+  uint16_t next_local_port() noexcept;
+  bool refresh_pools() noexcept;
+  TcpSegment to_backend(const Flow& f) const noexcept;
+  TcpSegment to_client(const Flow& f) const noexcept;
 
   EngineConfig cfg_;
   std::shared_ptr<const worker::Runtime> rt_;
@@ -163,9 +195,22 @@ class FlowEngine {
   std::vector<Flow> flows_;
   std::vector<uint32_t> free_;
   std::vector<uint32_t> index_;  // slot+1, 0 = empty
+  std::vector<uint32_t> bindex_;  // backend-side keys of passthrough flows, same layout
   size_t live_ = 0;
-  uint32_t head_[2] = {UINT32_MAX, UINT32_MAX};  // per timeout list (collecting, closing), oldest first
-  uint32_t tail_[2] = {UINT32_MAX, UINT32_MAX};
+  uint32_t head_[static_cast<size_t>(Wait::kCount)];  // per timeout list, oldest first
+  uint32_t tail_[static_cast<size_t>(Wait::kCount)];
+  // The pools' passive state for rt_ (Maglev needs none; round robin and
+  // least-conn do), carried over reloads like the workers'.
+  std::shared_ptr<const worker::Runtime> pools_rt_;
+  std::vector<route::PoolState> pools_;
+  // Backends' MAC addresses (IPv4, ARP), a small table.
+  struct Neighbor {
+    uint32_t ip = 0;
+    MacAddr mac{};
+    uint64_t seen_ms = 0;
+  };
+  std::vector<Neighbor> neighbors_;
+  uint16_t port_cursor_ = 0;
   std::vector<std::unique_ptr<uint8_t[]>> spare_buffers_;  // hello buffers of hello_cap_ bytes
   size_t hello_cap_ = 0;
   uint64_t now_ms_ = 0;

@@ -73,7 +73,7 @@ TEST(StatsLayout, OtherLayoutsAndShortSegmentsAreRefused) {
     return StatsView::open(b, out);
   };
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.magic[0] = 'X'; }));
-  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.layout_version = 2; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.layout_version = kStatsLayoutVersion + 1; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.header_size = 32; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.counters = kCounterCount + 1; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.block_size = 8; }));

@@ -4,14 +4,16 @@
 # there (ping, curl, openssl s_client, hping3) talk to the VIP through the
 # DPDK dataplane: ARP and ping answered, every connection through a SYN
 # cookie, the ClientHello parsed and routed in the dataplane (alert 112 for a
-# rejected or unknown name, 400 for plain HTTP, a reset for a closed port), a
-# bounded SYN flood answered with cookies while real clients still get their
-# answers, and a clean stop. Passthrough and terminate through the dpdk front
-# are the next steps of issue 6: such a route is reset and counted. Needs
-# root (tap, namespaces); release build only.
+# rejected or unknown name, 400 for plain HTTP, a reset for a closed port),
+# passthrough spliced in the dataplane (FullNAT to an `openssl s_server`
+# backend in the same namespace: curl gets its page and a 20 MB file with
+# equal SHA-256), a bounded SYN flood answered with cookies while real clients
+# still get their answers, and a clean stop. Terminate through the dpdk front
+# is the next step of issue 6. Needs root (tap, namespaces); release build
+# only.
 source "$(dirname "$0")/lib.sh"
 e2e_begin dpdk_front 120
-make_pki r.test
+make_pki r.test p.test
 [ "$(id -u)" -eq 0 ] || { fail "dpdk_front: needs root (tap devices, network namespaces)"; finish; }
 for tool in ip ping hping3; do
   command -v "$tool" >/dev/null || { fail "dpdk_front: $tool is installed (tools/install-deps.sh)"; finish; }
@@ -64,8 +66,16 @@ ip netns add "$NS"
 ip link set "$TAP" netns "$NS"
 ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
 ip netns exec "$NS" ip link set "$TAP" up
+ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
 ip netns exec "$NS" ip link set lo up
 in_ns() { ip netns exec "$NS" "$@"; }
+# The passthrough backend: openssl s_server with p.test's own certificate,
+# serving files (-WWW) from $T/www, in the client's namespace on $NET.9.
+mkdir -p "$T/www"
+head -c 20000000 /dev/urandom >"$T/www/blob.bin"
+(cd "$T/www" && exec ip netns exec "$NS" openssl s_server -accept "$NET.9:443" -cert "$PKI/p.test.pem" \
+  -key "$PKI/p.test.key" -cert_chain "$PKI/p.test.pem" -WWW -quiet) >"$T/s_server.log" 2>&1 &
+PIDS+=($!)
 
 out=$(in_ns ping -c 3 -i 0.2 -W 2 "$VIP" 2>&1)
 assert_contains "ping the VIP: answered by the dataplane (ARP, then echo)" "$out" "3 received"
@@ -82,8 +92,14 @@ out=$(in_ns curl -sS --max-time 10 "http://$VIP:443/" 2>&1)
 assert_contains "plain HTTP on the TLS port: 400 from the dataplane" "$out" "This port speaks TLS"
 out=$(in_ns curl -sS --max-time 10 --cacert "$PKI/ca.pem" --resolve "rr.test:443:$VIP" https://rr.test/ 2>&1)
 assert_contains "reject_with = reset: the connection is reset" "$out" "reset"
-out=$(in_ns curl -sS --max-time 10 --cacert "$PKI/ca.pem" --resolve "p.test:443:$VIP" https://p.test/ 2>&1)
-assert_contains "passthrough (not yet on the dpdk front): reset" "$out" "reset"
+sleep 0.3
+in_ns curl -sS --max-time 60 --cacert "$PKI/ca.pem" --resolve "p.test:443:$VIP" -o "$T/got.bin" \
+  https://p.test/blob.bin 2>"$T/curl-p.log"; rc=$?
+assert_eq "passthrough: curl through the dataplane to the backend's own certificate (exit 0)" 0 "$rc"
+assert_eq "passthrough: 20 MB with equal SHA-256" "$(sha256sum <"$T/www/blob.bin")" "$(sha256sum <"$T/got.bin" 2>/dev/null)"
+out=$(in_ns timeout 10 openssl s_client -connect "$VIP:443" -servername p.test -CAfile "$PKI/ca.pem" \
+  -verify_return_error -brief </dev/null 2>&1)
+assert_contains "passthrough: s_client verifies p.test end to end" "$out" "Verification: OK"
 out=$(in_ns curl -sS --max-time 10 "https://$VIP:8443/" 2>&1); rc=$?
 assert_eq "a closed port on the VIP: refused (curl exit 7)" 7 "$rc"
 
@@ -108,9 +124,10 @@ assert_eq "stats: pings answered" 3 "$(front echo_replies)"
 assert_ge "stats: ARP answered" "$(front arp_replies)" 1
 assert_ge "stats: hellos parsed" "$(front hello_done)" 9
 assert_eq "stats: plain HTTP counted" 1 "$(front hello_not_tls)"
-assert_eq "stats: passthrough not yet supported, counted" 1 "$(front action_unsupported)"
+assert_eq "stats: passthrough flows" 2 "$(front passthrough_flows)"
+assert_ge "stats: segments spliced to the client" "$(front spliced_to_client)" 1000
 assert_eq "stats: reset rejects" 1 "$(front rejects_reset)"
-assert_eq "stats: no flow left after the tests" 0 "$(( $(front flows_created) - $(front hello_done) - $(front hello_not_tls) ))"
+assert_eq "stats: backends resolved by ARP" 1 "$(front backend_arp_requests)"
 
 kill -TERM "$LPID"
 wait_for 10 grep -q '"event":"stopped"' "$LLOG"

@@ -316,18 +316,202 @@ TEST_F(FlowEngineTest, MalformedHelloGetsItsAlert) {
   EXPECT_EQ(stats().hello_errors, 1u);
 }
 
-TEST_F(FlowEngineTest, RejectWithResetAndUnsupportedActionsReset) {
-  uint32_t seq = connect();
+TEST_F(FlowEngineTest, RejectWithResetResets) {
+  const uint32_t seq = connect();
   auto out = in(seg(kTcpAck, seq, isn_ + 1, hello("rr.test")));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(out[0].flags & kTcpRst);
   EXPECT_EQ(out[0].seq, isn_ + 1);
-  seq = connect(5000, 40001);
-  out = in(seg(kTcpAck, seq, isn_ + 1, hello("p.test"), 40001));
-  ASSERT_EQ(out.size(), 1u);
-  EXPECT_TRUE(out[0].flags & kTcpRst);
   EXPECT_EQ(stats().rejects_reset, 1u);
-  EXPECT_EQ(stats().action_unsupported, 1u);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+// ------------------------------------------------------------ passthrough
+
+constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
+const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
+
+class PassthroughTest : public FlowEngineTest {
+ protected:
+  // The client's SYN with options, the cookie ACK, the hello for p.test:
+  // the engine asks ARP for the backend; the reply brings our SYN.
+  void open_to_backend() {
+    TcpSegment syn = seg(kTcpSyn, client_isn, 0);
+    syn.options.mss = 1460;
+    syn.options.wscale = 7;
+    syn.options.sack_ok = true;
+    syn.options.has_timestamps = true;
+    syn.options.ts_val = 1000;
+    auto sa = in(syn);
+    ASSERT_EQ(sa.size(), 1u);
+    isn_ = sa[0].seq;
+    our_tsval = sa[0].options.ts_val;
+    TcpSegment ack = seg(kTcpAck, client_isn + 1, isn_ + 1);
+    ack.options.has_timestamps = true;
+    ack.options.ts_val = 1001;
+    ack.options.ts_ecr = our_tsval;
+    EXPECT_TRUE(in(ack).empty());
+    hello_bytes = hello("p.test");
+    TcpSegment h = seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, hello_bytes);
+    h.options = ack.options;
+    auto out = in(h);
+    ASSERT_EQ(out.size(), 2u);  // the ACK of the hello, the ARP request
+    const Packet* arp = out[0].l3 == L3::kArp ? &out[0] : &out[1];
+    EXPECT_EQ(arp->arp.op, 1);
+    EXPECT_EQ(arp->arp.target_ip, 0x0a000009u);
+    EXPECT_EQ(arp->arp.sender_ip, 0x0a000001u);
+    std::vector<uint8_t> reply(64);
+    Packet req = *arp;
+    req.src_mac = kBackendMac;
+    req.arp.sender_mac = kBackendMac;
+    req.arp.sender_ip = 0x0a000009;
+    req.arp.target_ip = 0x0a000001;
+    // The backend's ARP reply, built as the answer to a request from us.
+    ASSERT_GT(build_arp_reply(reply, *arp, kBackendMac, 0x0a000009), 0u);
+    out = in_raw(reply);
+    ASSERT_EQ(out.size(), 1u);
+    backend_syn = out[0];
+  }
+  TcpSegment from_backend(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) {
+    TcpSegment s;
+    s.src_mac = kBackendMac;
+    s.dst_mac = kOurMac;
+    s.flow.src = kBackend;
+    s.flow.dst = kVip;
+    s.flow.sport = 443;
+    s.flow.dport = backend_syn.sport;
+    s.seq = seq;
+    s.ack = ack;
+    s.flags = flags;
+    s.window = 1000;
+    s.payload = payload;
+    return s;
+  }
+  uint32_t client_isn = 0xfffff000;  // wraps during the test
+  uint32_t our_tsval = 0;
+  test::Bytes hello_bytes;
+  Packet backend_syn;
+};
+
+TEST_F(PassthroughTest, BackendSynCarriesTheClientsIsnAndOptions) {
+  open_to_backend();
+  const Packet& s = backend_syn;
+  EXPECT_EQ(s.flags, kTcpSyn);
+  EXPECT_EQ(s.src, kVip);
+  EXPECT_EQ(s.dst, kBackend);
+  EXPECT_EQ(s.dport, 443);
+  EXPECT_GE(s.sport, 20000);
+  EXPECT_EQ(s.dst_mac, kBackendMac);
+  EXPECT_EQ(s.seq, client_isn);
+  EXPECT_EQ(s.options.mss, 1460);
+  EXPECT_EQ(s.options.wscale, 7);
+  EXPECT_TRUE(s.options.sack_ok);
+  EXPECT_TRUE(s.options.has_timestamps);
+  EXPECT_EQ(s.options.ts_val, 1001u) << "the client's latest TSval";
+}
+
+TEST_F(PassthroughTest, HelloIsReplayedThenSegmentsAreTranslatedBothWays) {
+  open_to_backend();
+  const uint32_t b = 0x70000000;
+  TcpSegment sa = from_backend(kTcpSyn | kTcpAck, b, client_isn + 1);
+  sa.options.mss = 1400;
+  sa.options.wscale = 9;
+  sa.options.sack_ok = true;
+  sa.options.has_timestamps = true;
+  sa.options.ts_val = 5000;
+  sa.options.ts_ecr = 1001;
+  auto out = in(sa);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].seq, client_isn + 1);
+  EXPECT_EQ(out[0].ack, b + 1);
+  EXPECT_EQ(std::vector<uint8_t>(out[0].payload.begin(), out[0].payload.end()), hello_bytes)
+      << "exactly the bytes that were parsed";
+  EXPECT_EQ(out[0].options.ts_ecr, 5000u);
+
+  // The backend answers: to the client at our sequence numbers, its window
+  // rescaled from 9 to 7, its TSval moved into our space.
+  const std::string answer = "hello from the backend";
+  TcpSegment d = from_backend(kTcpAck | kTcpPsh, b + 1, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size()),
+                              as_bytes(answer));
+  d.options.has_timestamps = true;
+  d.options.ts_val = 5010;
+  d.options.ts_ecr = 1001;
+  out = in(d);
+  ASSERT_EQ(out.size(), 1u);
+  const Packet& c = out[0];
+  EXPECT_EQ(c.src, kVip);
+  EXPECT_EQ(c.sport, 443);
+  EXPECT_EQ(c.dst, kClient);
+  EXPECT_EQ(c.dst_mac, kClientMac);
+  EXPECT_EQ(c.seq, isn_ + 1);
+  EXPECT_EQ(c.ack, client_isn + 1 + hello_bytes.size());
+  EXPECT_EQ(c.window, 1000 * 4);
+  EXPECT_EQ(c.options.ts_val, our_tsval + 10);
+  EXPECT_EQ(std::string(c.payload.begin(), c.payload.end()), answer);
+
+  // The client acknowledges it, with a SACK block: translated to the backend's space.
+  TcpSegment ca = seg(kTcpAck, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size()),
+                      isn_ + 1 + static_cast<uint32_t>(answer.size()));
+  ca.options.has_timestamps = true;
+  ca.options.ts_val = 1010;
+  ca.options.ts_ecr = our_tsval + 10;
+  ca.options.sack_count = 1;
+  ca.options.sack[0] = SackBlock{isn_ + 100, isn_ + 200};
+  out = in(ca);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].dst, kBackend);
+  EXPECT_EQ(out[0].ack, b + 1 + answer.size());
+  EXPECT_EQ(out[0].options.ts_ecr, 5010u);
+  ASSERT_EQ(out[0].options.sack_count, 1);
+  EXPECT_EQ(out[0].options.sack[0].left, b + 100);
+  EXPECT_EQ(out[0].options.sack[0].right, b + 200);
+  EXPECT_EQ(out[0].window, 64240);
+
+  // FIN both ways: a short time-wait, then the flow is gone.
+  EXPECT_EQ(in(from_backend(kTcpFin | kTcpAck, b + 1 + static_cast<uint32_t>(answer.size()), 0)).size(), 1u);
+  EXPECT_EQ(in(seg(kTcpFin | kTcpAck, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size()), 0)).size(), 1u);
+  EXPECT_EQ(engine_->flows(), 1u);
+  (void)tick(1'000'000 + 2'500);
+  EXPECT_EQ(engine_->flows(), 0u);
+  EXPECT_EQ(stats().passthrough_flows, 1u);
+  EXPECT_EQ(stats().spliced_to_client, 2u);
+}
+
+TEST_F(PassthroughTest, LostReplayIsSentAgainAndALostSynToo) {
+  open_to_backend();
+  // No SYN-ACK: the SYN goes again after the connect timer.
+  auto out = tick(1'000'000 + 1'100);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags, kTcpSyn);
+  EXPECT_EQ(out[0].seq, client_isn);
+  const uint32_t b = 77;
+  ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, b, client_isn + 1), 1'000'000 + 1'200).size(), 1u);
+  // The backend never acknowledges the replay: it goes again.
+  out = tick(1'000'000 + 1'500);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].payload.size(), hello_bytes.size());
+  EXPECT_EQ(stats().replay_retransmits, 1u);
+}
+
+TEST_F(PassthroughTest, RefusedBackendResetsTheClientAndRstsPassBoth) {
+  open_to_backend();
+  auto out = in(from_backend(kTcpRst | kTcpAck, 0, client_isn + 1));
+  ASSERT_EQ(out.size(), 1u);  // one backend in the pool: the client is reset
+  EXPECT_EQ(out[0].dst, kClient);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(stats().backend_connect_failures, 1u);
+  EXPECT_EQ(engine_->flows(), 0u);
+}
+
+TEST_F(PassthroughTest, IdleSplicedFlowIsResetBothWays) {
+  open_to_backend();
+  ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, 5, client_isn + 1)).size(), 1u);
+  (void)in(from_backend(kTcpAck, 6, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size())));
+  auto out = tick(1'000'000 + 301'000);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_TRUE(out[1].flags & kTcpRst);
+  EXPECT_EQ(stats().idle_timeouts, 1u);
   EXPECT_EQ(engine_->flows(), 0u);
 }
 

@@ -1,0 +1,66 @@
+// FlowEngine's per-flow state, shared by flow_engine.cc (new flows, the
+// hello) and flow_engine_splice.cc (passthrough). Internal to the engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "dataplane/front/flow_engine.h"
+
+namespace lode::front {
+
+inline constexpr uint32_t kNil = UINT32_MAX;
+
+struct FlowEngine::Flow {
+  enum class State : uint8_t {
+    kFree,
+    kCollecting,  // the ClientHello is being collected
+    kClosing,     // our answer and FIN are out
+    kConnecting,  // passthrough: our SYN to the backend is out (or waits for its MAC)
+    kSpliced,     // passthrough: segments translated both ways
+  };
+  State state = State::kFree;
+  FlowKey key;  // as the client's segments carry it (src = client, dst = VIP)
+  MacAddr peer_mac{};
+  uint16_t vlan = 0;
+  uint32_t listener = 0;
+  uint32_t snd_nxt = 0;  // our next sequence number towards the client
+  SynOptions syn;        // what the client's SYN offered (from the cookie)
+  bool timestamps = false;
+  uint32_t ts_recent = 0;   // the client's latest TSval
+  uint32_t our_tsval = 0;   // the TSval of our SYN-ACK
+  uint64_t deadline = 0;
+  Wait wait = Wait::kHello;
+  bool linked = false;
+  uint32_t prev = kNil, next = kNil;
+  uint8_t answer[160];  // what answer_and_close() sent, for a retransmission
+  uint8_t answer_len = 0;
+  HelloCollector hello;
+  std::unique_ptr<uint8_t[]> buffer;
+  std::unique_ptr<tls::ClientHelloParser> parser;
+  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
+
+  // Passthrough (FullNAT: the backend sees the VIP and a local port).
+  FlowKey bkey;  // as the backend's segments carry it (src = backend, dst = VIP:lport)
+  bool bindexed = false;
+  uint32_t pool = 0, backend = 0;
+  bool picked = false;           // counted in the pool state until the flow ends
+  route::TriedSet tried;
+  MacAddr backend_mac{};
+  bool backend_mac_known = false;
+  uint32_t backend_isn = 0;
+  uint32_t delta = 0;            // our ISN towards the client - the backend's ISN
+  uint32_t ts_delta = 0;         // our TSval space - the backend's
+  bool backend_ts = false;       // the backend echoed timestamps
+  int8_t backend_wscale = -1;
+  uint16_t backend_mss = 536;
+  uint8_t tries = 0;             // SYNs sent to this backend, or replays sent
+  uint32_t replay_end = 0;       // the client sequence number after the replayed bytes
+  uint32_t to_backend_nxt = 0;   // the client sequence number after what went to the backend
+  uint32_t backend_ts_recent = 0;
+  uint16_t client_window = 65535;  // the client's latest window (its scale, which the backend uses too)
+  bool fin_from_client = false, fin_from_backend = false;
+};
+
+}  // namespace lode::front

@@ -1,0 +1,423 @@
+// Passthrough in the dataplane (FullNAT): after the hello, a backend is
+// picked from the route's pool, opened with a SYN that carries the client's
+// ISN and options from the VIP and a local port, the collected bytes are
+// replayed to it, and from then on every segment is translated both ways:
+//
+//   client -> backend: source VIP:lport, sequence unchanged (our SYN used the
+//     client's ISN), acknowledgement - delta, SACK blocks - delta, TSecr -
+//     ts_delta; the window passes as is (the backend got the client's scale);
+//   backend -> client: source VIP:port, sequence + delta, acknowledgement
+//     unchanged, TSval + ts_delta, the window rescaled from the backend's
+//     scale to the one we gave the client.
+//
+// delta = our ISN towards the client (the cookie) - the backend's ISN;
+// ts_delta = our SYN-ACK's TSval - the backend's. FIN and RST pass through;
+// a flow ends after both FINs (a short time-wait), a RST, or the idle timeout
+// (a RST both ways). Backends are IPv4 on the port's link (their MAC comes
+// from ARP); next hops behind a gateway are not resolved yet.
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/front/flow_engine_flow.h"
+
+namespace lode::front {
+namespace {
+
+bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) >= 0; }
+
+SocketAddress to_socket_address(const IpAddr& a, uint16_t port) noexcept {
+  SocketAddress s;
+  if (a.family == 4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&s.storage);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    std::memcpy(&in->sin_addr, a.bytes, 4);
+    s.len = sizeof(sockaddr_in);
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&s.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    std::memcpy(&in6->sin6_addr, a.bytes, 16);
+    s.len = sizeof(sockaddr_in6);
+  }
+  return s;
+}
+
+}  // namespace
+
+// A segment of the flow from us to its backend (VIP:lport -> backend) and
+// to its client (VIP:port -> client).
+TcpSegment FlowEngine::to_backend(const Flow& f) const noexcept {
+  TcpSegment s;
+  s.src_mac = cfg_.mac;
+  s.dst_mac = f.backend_mac;
+  s.vlan = f.vlan;
+  s.flow = FlowKey{f.bkey.dst, f.bkey.src, f.bkey.dport, f.bkey.sport};
+  return s;
+}
+
+TcpSegment FlowEngine::to_client(const Flow& f) const noexcept {
+  TcpSegment s;
+  s.src_mac = cfg_.mac;
+  s.dst_mac = f.peer_mac;
+  s.vlan = f.vlan;
+  s.flow = FlowKey{f.key.dst, f.key.src, f.key.dport, f.key.sport};
+  return s;
+}
+
+bool FlowEngine::refresh_pools() noexcept {
+  if (pools_rt_ == rt_) return true;
+  std::vector<route::PoolState> next;
+  next.reserve(rt_->pools.size());
+  for (const auto& p : rt_->pools) {
+    const worker::PoolRuntime* prev = nullptr;
+    size_t prev_i = 0;
+    for (size_t i = 0; pools_rt_ && i < pools_rt_->pools.size(); ++i) {
+      if (pools_rt_->pools[i].name == p.name) {
+        prev = &pools_rt_->pools[i];
+        prev_i = i;
+      }
+    }
+    if (prev != nullptr) {
+      next.emplace_back(*p.pool, *prev->pool, pools_[prev_i]);
+    } else {
+      next.emplace_back(*p.pool);
+    }
+  }
+  pools_ = std::move(next);
+  pools_rt_ = rt_;
+  return true;
+}
+
+uint16_t FlowEngine::next_local_port() noexcept {
+  // 20000..60999: clear of the usual ephemeral range of the backends' hosts.
+  port_cursor_ = static_cast<uint16_t>((port_cursor_ + 1) % 41000);
+  return static_cast<uint16_t>(20000 + port_cursor_);
+}
+
+void FlowEngine::start_passthrough(Flow& f, FrameSink& out) noexcept {
+  refresh_pools();
+  ++stats_.passthrough_flows;
+  f.state = Flow::State::kConnecting;
+  f.tried = route::TriedSet{};
+  connect_backend(f, out);
+}
+
+void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
+  const worker::PoolRuntime& pr = f.rt->pools[f.pool];
+  const SocketAddress client = to_socket_address(f.key.src, f.key.sport);
+  route::PickContext ctx;
+  ctx.client = &client;
+  if (f.parser && f.parser->info().has_sni) ctx.sni = f.parser->info().sni();
+  ctx.now_ms = now_ms_;
+  // A flow routed by an older generation picks without the pool's passive
+  // state (it is rare: a reload while its hello was on its way).
+  const bool own_state = f.rt == pools_rt_ && f.pool < pools_.size();
+  std::optional<route::PoolState> scratch;
+  if (!own_state) scratch.emplace(*pr.pool);
+  route::PoolState& st = own_state ? pools_[f.pool] : *scratch;
+  const auto pick = pr.pool->pick(st, ctx, f.tried);
+  const SocketAddress* addr = pick ? &pr.pool->backend(*pick).address : nullptr;
+  if (addr == nullptr || addr->family() != AF_INET) {
+    // No backend left, or an IPv6 backend (the dpdk front resolves IPv4
+    // neighbours only, for now).
+    ++stats_.backend_no_pick;
+    if (pick && own_state) pr.pool->on_connect_fail(st, *pick, now_ms_);
+    reset_flow(f, out);
+    return;
+  }
+  f.backend = *pick;
+  f.picked = own_state;
+  const auto* in = reinterpret_cast<const sockaddr_in*>(&addr->storage);
+  FlowKey bk;
+  bk.src = IpAddr::v4(ntohl(in->sin_addr.s_addr));
+  bk.dst = f.key.dst;
+  bk.sport = addr->port();
+  bool indexed = false;
+  for (int i = 0; i < 16 && !indexed; ++i) {
+    bk.dport = next_local_port();
+    if (lookup_backend(bk) == nullptr) {
+      if (f.bindexed) erase_backend_key(f);
+      f.bkey = bk;
+      indexed = index_backend(f);
+    }
+  }
+  if (!indexed) {
+    ++stats_.backend_no_pick;
+    reset_flow(f, out);
+    return;
+  }
+  f.tries = 0;
+  f.backend_mac_known = false;
+  const uint32_t ip = bk.src.v4_host();
+  for (const Neighbor& n : neighbors_) {
+    if (n.ip == ip) {
+      f.backend_mac = n.mac;
+      f.backend_mac_known = true;
+    }
+  }
+  if (f.backend_mac_known) {
+    send_backend_syn(f, out);
+    return;
+  }
+  send_arp_for(f, out);
+}
+
+void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
+  ++f.tries;
+  ++stats_.backend_arp_requests;
+  const std::span<uint8_t> buf = out.buffer();
+  if (buf.empty()) {
+    ++stats_.tx_no_buffer;
+  } else if (const size_t n = build_arp_request(buf, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host()); n > 0) {
+    out.send(n);
+    ++stats_.tx_frames;
+  }
+  link_tail(f, Wait::kConnect);
+}
+
+void FlowEngine::on_arp_reply(const Packet& p, FrameSink& out) noexcept {
+  Neighbor* slot = nullptr;
+  for (Neighbor& n : neighbors_) {
+    if (n.ip == p.arp.sender_ip) slot = &n;
+  }
+  if (slot == nullptr) {
+    if (neighbors_.size() < 256) {
+      slot = &neighbors_.emplace_back();
+    } else {
+      slot = &*std::min_element(neighbors_.begin(), neighbors_.end(),
+                                [](const Neighbor& a, const Neighbor& b) { return a.seen_ms < b.seen_ms; });
+    }
+  }
+  slot->ip = p.arp.sender_ip;
+  slot->mac = p.arp.sender_mac;
+  slot->seen_ms = now_ms_;
+  // Flows waiting for this MAC go on.
+  for (uint32_t i = head_[static_cast<size_t>(Wait::kConnect)]; i != kNil;) {
+    Flow& f = flows_[i];
+    i = f.next;
+    if (f.state == Flow::State::kConnecting && !f.backend_mac_known && f.bkey.src.v4_host() == p.arp.sender_ip) {
+      f.backend_mac = p.arp.sender_mac;
+      f.backend_mac_known = true;
+      f.tries = 0;
+      send_backend_syn(f, out);
+    }
+  }
+}
+
+// Our SYN to the backend: from VIP:lport, with the client's ISN and options,
+// so the client's sequence numbers need no translation.
+void FlowEngine::send_backend_syn(Flow& f, FrameSink& out) noexcept {
+  TcpSegment s = to_backend(f);
+  s.seq = f.hello.start() - 1;
+  s.flags = kTcpSyn;
+  s.window = 65535;
+  s.options.mss = f.syn.mss;
+  s.options.wscale = f.syn.wscale;
+  s.options.sack_ok = f.syn.sack_ok;
+  if (f.timestamps) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = f.ts_recent;
+  }
+  ++f.tries;
+  emit(out, s);
+  link_tail(f, Wait::kConnect);
+}
+
+// ACK of the backend's SYN-ACK with the bytes collected from the client
+// (exactly those that were parsed), in segments of the backend's MSS.
+void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
+  const auto bytes = f.hello.contiguous();
+  const size_t mss = std::clamp<size_t>(f.backend_mss, 64, 1460);
+  size_t at = 0;
+  do {
+    const size_t n = std::min(mss, bytes.size() - at);
+    TcpSegment s = to_backend(f);
+    s.seq = f.hello.start() + static_cast<uint32_t>(at);
+    s.ack = f.backend_isn + 1;
+    s.flags = kTcpAck | (at + n == bytes.size() ? kTcpPsh : 0);
+    s.window = f.client_window;
+    if (f.backend_ts) {
+      s.options.has_timestamps = true;
+      s.options.ts_val = f.ts_recent;
+      s.options.ts_ecr = f.backend_ts_recent;
+    }
+    s.payload = bytes.subspan(at, n);
+    emit(out, s);
+    at += n;
+  } while (at < bytes.size());
+}
+
+void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept {
+  if (p.options.has_timestamps) f.backend_ts_recent = p.options.ts_val;
+  if (f.state == Flow::State::kConnecting) {
+    if ((p.flags & kTcpRst) && (p.flags & kTcpAck) && p.ack == f.hello.start()) {
+      ++stats_.backend_connect_failures;  // refused
+      fail_backend(f, out);
+      return;
+    }
+    if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != f.hello.start()) return;
+    if (f.picked) f.rt->pools[f.pool].pool->on_connect_ok(pools_[f.pool], f.backend);
+    f.backend_isn = p.seq;
+    f.delta = (f.snd_nxt - 1) - f.backend_isn;
+    f.backend_wscale = f.syn.wscale >= 0 ? std::min<int8_t>(std::max<int8_t>(p.options.wscale, 0), 14) : -1;
+    if (f.syn.wscale >= 0 && p.options.wscale < 0) f.backend_wscale = 0;  // the backend does not scale
+    f.backend_mss = p.options.mss != 0 ? p.options.mss : 536;
+    f.backend_ts = f.timestamps && p.options.has_timestamps;
+    f.ts_delta = f.our_tsval - p.options.ts_val;
+    f.replay_end = f.hello.next_seq();
+    f.to_backend_nxt = f.replay_end;
+    f.state = Flow::State::kSpliced;
+    f.tries = 0;
+    send_replay(f, out);
+    link_tail(f, f.hello.contiguous().empty() ? Wait::kIdle : Wait::kReplay);
+    return;
+  }
+  if (p.flags & kTcpSyn) {
+    // The backend's SYN-ACK again: our replay was lost.
+    if (f.wait == Wait::kReplay) send_replay(f, out);
+    return;
+  }
+  const bool replay_pending = f.wait == Wait::kReplay;
+  if (replay_pending && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end)) {
+    // The backend has every replayed byte: the buffer goes back to the pool.
+    if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
+    f.buffer.reset();
+    f.hello.reset(f.replay_end, {});
+  }
+  TcpSegment s = to_client(f);
+  s.seq = p.seq + f.delta;
+  s.ack = p.ack;
+  s.flags = p.flags;
+  // The backend's window in the scale we gave the client.
+  uint64_t win = p.window;
+  if (f.backend_wscale >= 0) win = (win << f.backend_wscale) >> cfg_.wscale;
+  s.window = static_cast<uint16_t>(std::min<uint64_t>(win, 65535));
+  s.options.sack_count = p.options.sack_count;  // in the client's sequence space already
+  std::copy(std::begin(p.options.sack), std::end(p.options.sack), std::begin(s.options.sack));
+  if (f.backend_ts && p.options.has_timestamps) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = p.options.ts_val + f.ts_delta;
+    s.options.ts_ecr = p.options.ts_ecr;
+  }
+  s.payload = p.payload;
+  emit(out, s);
+  ++stats_.spliced_to_client;
+  const uint32_t end = s.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
+  if (seq_geq(end, f.snd_nxt)) f.snd_nxt = end;
+  if (p.flags & kTcpRst) {
+    erase(f);
+    return;
+  }
+  if (p.flags & kTcpFin) f.fin_from_backend = true;
+  if (f.fin_from_client && f.fin_from_backend) {
+    link_tail(f, Wait::kTimeWait);
+  } else if (!replay_pending || !f.buffer) {
+    link_tail(f, Wait::kIdle);
+  }
+}
+
+void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept {
+  if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
+  f.client_window = p.window;
+  TcpSegment s = to_backend(f);
+  s.seq = p.seq;
+  s.ack = (p.flags & kTcpAck) ? p.ack - f.delta : 0;
+  s.flags = p.flags;
+  s.window = p.window;
+  s.options.sack_count = p.options.sack_count;
+  for (uint8_t i = 0; i < p.options.sack_count && i < 4; ++i) {
+    s.options.sack[i] = SackBlock{p.options.sack[i].left - f.delta, p.options.sack[i].right - f.delta};
+  }
+  if (f.backend_ts && p.options.has_timestamps) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = p.options.ts_val;
+    s.options.ts_ecr = p.options.ts_ecr - f.ts_delta;
+  }
+  s.payload = p.payload;
+  emit(out, s);
+  ++stats_.spliced_to_backend;
+  const uint32_t end = p.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
+  if (seq_geq(end, f.to_backend_nxt)) f.to_backend_nxt = end;
+  if (p.flags & kTcpRst) {
+    erase(f);
+    return;
+  }
+  if (p.flags & kTcpFin) f.fin_from_client = true;
+  if (f.fin_from_client && f.fin_from_backend) {
+    link_tail(f, Wait::kTimeWait);
+  } else if (f.wait != Wait::kReplay) {
+    link_tail(f, Wait::kIdle);
+  }
+}
+
+// The backend refused or never answered: the next one, while the pool and
+// the retry budget allow; else the client is reset.
+void FlowEngine::fail_backend(Flow& f, FrameSink& out) noexcept {
+  const worker::PoolRuntime& pr = f.rt->pools[f.pool];
+  if (f.picked) {
+    pr.pool->on_connect_fail(pools_[f.pool], f.backend, now_ms_);
+    f.picked = false;
+  }
+  if (f.tried.attempts() <= f.rt->limits.connect_retries && f.tried.attempts() < pr.pool->size()) {
+    connect_backend(f, out);
+    return;
+  }
+  reset_flow(f, out);
+}
+
+// Both ends are told the flow is gone (idle timeout, a replay that never
+// got through).
+void FlowEngine::reset_both(Flow& f, FrameSink& out) noexcept {
+  TcpSegment s = to_backend(f);
+  s.seq = f.to_backend_nxt;
+  s.flags = kTcpRst;
+  emit(out, s);
+  reset_flow(f, out);  // the client's RST at our next sequence number; the flow goes
+}
+
+void FlowEngine::on_wait_expired(Flow& f, FrameSink& out) noexcept {
+  switch (f.wait) {
+    case Wait::kHello:
+      ++stats_.hello_timeouts;
+      reset_flow(f, out);
+      return;
+    case Wait::kClosing:
+      reset_flow(f, out);  // a client that never closed is told so
+      return;
+    case Wait::kConnect:
+      if (f.tries < 3) {
+        if (f.backend_mac_known) {
+          send_backend_syn(f, out);
+        } else {
+          send_arp_for(f, out);
+        }
+        return;
+      }
+      ++stats_.backend_connect_failures;
+      fail_backend(f, out);
+      return;
+    case Wait::kReplay:
+      if (f.tries < 5) {
+        ++f.tries;
+        ++stats_.replay_retransmits;
+        send_replay(f, out);
+        link_tail(f, Wait::kReplay);
+        return;
+      }
+      reset_both(f, out);
+      return;
+    case Wait::kIdle:
+      ++stats_.idle_timeouts;
+      reset_both(f, out);
+      return;
+    case Wait::kTimeWait:
+    case Wait::kCount:
+      erase(f);
+      return;
+  }
+}
+
+}  // namespace lode::front
