@@ -225,8 +225,34 @@ bool FlowEngine::is_vip_address(const IpAddr& a) const noexcept {
   return std::any_of(cfg_.vips.begin(), cfg_.vips.end(), [&](const Vip& v) { return v.addr == a; });
 }
 
+std::array<uint8_t, 16> FlowEngine::cookie_key_for(uint64_t epoch) const noexcept {
+  // SipHash of (label, epoch, half) under the master secret: 2 x 64 bits.
+  std::array<uint8_t, 16> key{};
+  uint8_t msg[17] = {'l', 'o', 'd', 'e', 'c', 'o', 'o', 'k'};
+  for (int i = 0; i < 8; ++i) msg[8 + i] = static_cast<uint8_t>(epoch >> (56 - 8 * i));
+  for (uint8_t half = 0; half < 2; ++half) {
+    msg[16] = half;
+    const uint64_t h = siphash24(cfg_.cookie_key, msg);
+    for (int i = 0; i < 8; ++i) key[half * 8 + i] = static_cast<uint8_t>(h >> (56 - 8 * i));
+  }
+  return key;
+}
+
+void FlowEngine::rotate_cookie_key(uint64_t now_ms) noexcept {
+  const uint64_t epoch = now_ms / kCookieKeyPeriodMs;
+  if (epoch == key_epoch_) return;
+  if (key_epoch_ != UINT64_MAX && epoch == key_epoch_ + 1) {
+    cookies_.rotate(cookie_key_for(epoch));  // the previous key stays valid
+  } else {
+    cookies_ = SynCookies(cookie_key_for(epoch - (epoch > 0 ? 1 : 0)));
+    if (epoch > 0) cookies_.rotate(cookie_key_for(epoch));
+  }
+  key_epoch_ = epoch;
+}
+
 void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept {
   now_ms_ = now_ms;
+  rotate_cookie_key(now_ms);
   ++stats_.rx_frames;
   const Packet p = parse_frame(frame);
   if (p.error == PacketError::kFragment && is_vip_address(p.dst)) {
@@ -595,6 +621,7 @@ void FlowEngine::emit(FrameSink& out, const TcpSegment& s) noexcept {
 
 void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {
   now_ms_ = now_ms;
+  rotate_cookie_key(now_ms);
   for (size_t l = 0; l < static_cast<size_t>(Wait::kCount); ++l) {
     while (head_[l] != kNil) {
       Flow& f = flows_[head_[l]];

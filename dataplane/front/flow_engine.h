@@ -115,6 +115,10 @@ struct EngineConfig {
   uint16_t mss = 1460;                // ours, in the SYN-ACK
   uint8_t wscale = 7;                 // ours, when the client offered scaling
   uint32_t closing_ms = 2000;         // after our FIN: wait this long for the client's
+  // The master secret of the SYN cookies. The key in use is derived from it
+  // and the time (a new one every kCookieKeyPeriodMs), so every lcore (and
+  // every node given the same secret) uses the same key without talking; a
+  // cookie made under the previous key stays valid for its slot.
   std::array<uint8_t, 16> cookie_key{};
 };
 
@@ -128,7 +132,7 @@ class FlowEngine {
   // A new routing generation (listeners must be the same: reloads that change
   // them are refused before they get here). Flows keep the one they began with.
   void set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept;
-  void rotate_cookie_key(const std::array<uint8_t, 16>& key) noexcept { cookies_.rotate(key); }
+  static constexpr uint64_t kCookieKeyPeriodMs = 600'000;
 
   void on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
   // Timeouts; call every few milliseconds.
@@ -146,6 +150,8 @@ class FlowEngine {
   const Vip* find_vip(const IpAddr& a, uint16_t port) const noexcept;
   bool is_vip_address(const IpAddr& a) const noexcept;
   void on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
+  void rotate_cookie_key(uint64_t now_ms) noexcept;
+  std::array<uint8_t, 16> cookie_key_for(uint64_t epoch) const noexcept;
   void on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexcept;
   void on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
   void on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, FrameSink& out) noexcept;
@@ -189,6 +195,7 @@ class FlowEngine {
   EngineConfig cfg_;
   std::shared_ptr<const worker::Runtime> rt_;
   SynCookies cookies_;
+  uint64_t key_epoch_ = UINT64_MAX;
   FrontStats stats_;
   // Flows: fixed slots, an open-addressing index (linear probing, backward
   // shift deletion), a FIFO per timeout.

@@ -279,6 +279,22 @@ TEST_F(FlowEngineTest, CookieFromARetransmittedSynAcrossTheSlotBoundary) {
   EXPECT_EQ(stats().cookie_invalid, 1u);
 }
 
+TEST_F(FlowEngineTest, CookieKeyRotatesOnScheduleAndTheLastOneStaysValid) {
+  // A SYN just before a key change, its ACK just after: still good.
+  const uint64_t change = 3 * FlowEngine::kCookieKeyPeriodMs;
+  auto sa = in(seg(kTcpSyn, 100, 0), change - 100);
+  ASSERT_EQ(sa.size(), 1u);
+  EXPECT_TRUE(in(seg(kTcpAck, 101, sa[0].seq + 1), change + 100).empty());
+  EXPECT_EQ(engine_->flows(), 1u);
+  // The same SYN in the new period gets another cookie: the key changed.
+  auto again = in(seg(kTcpSyn, 100, 0, {}, 40001), change - 100);
+  auto later = in(seg(kTcpSyn, 100, 0, {}, 40001), change + 100);
+  ASSERT_EQ(again.size(), 1u);
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_NE(again[0].seq, later[0].seq);
+  EXPECT_EQ(stats().cookie_invalid, 0u);
+}
+
 TEST_F(FlowEngineTest, HelloTimeoutResets) {
   const uint32_t seq = connect();
   const auto h = hello("r.test");
