@@ -9,7 +9,7 @@ PACKAGES=(
   clang libclang-rt-14-dev          # fuzz targets (libFuzzer) and the ASan+UBSan build
   libssl-dev openssl                # TLS (OpenSSL 3.0)
   liburing-dev                      # io_uring workers
-  libdpdk-dev dpdk                  # the DPDK front
+  libdpdk-dev dpdk dpdk-dev         # the DPDK front (dpdk-dev: dpdk-testpmd, the benchmark baseline)
   libtomlplusplus-dev               # configuration files (TOML)
   libcurl4-openssl-dev              # OCSP and CRL fetches (control plane)
   libgtest-dev libgmock-dev         # unit tests
