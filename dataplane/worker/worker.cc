@@ -1126,12 +1126,17 @@ struct Worker::Impl {
             from.read_done = true;  // close_notify, or the peer's FIN without one
             break;
           }
-          if (from.ktls_tx() && from.ktls->key_update) {
-            // The client asked for our KeyUpdate; the kernel cannot re-key.
+          if (from.ktls_tx() && (from.ktls->key_update || SSL_get_key_update_type(from.ssl) != SSL_KEY_UPDATE_NONE)) {
+            // The client asked for our KeyUpdate; the kernel (6.1) cannot
+            // re-key our sending side. As on the kernel-RX path: what came
+            // before is delivered, the backend sees the end of the stream,
+            // and the connection ends when it does (backend -> client still
+            // works under the old key, which the client still expects).
             bump(stats.ktls_key_updates);
             ERR_clear_error();
-            close_conn(c, "ktls:key_update", true);
-            return false;
+            c.result = "ktls:key_update";
+            from.read_done = true;
+            break;
           }
           close_conn(c, (&from == &c.client ? "client_tls:" : "backend_tls:") + openssl_error(), true);
           return false;
