@@ -33,10 +33,13 @@ testpmd_pps=$(awk '/Rx-pps:/ { v[n++] = $2 } END { m = 0; for (i = 2; i + 1 < n;
 
 # 1b + 2a. The engine's numbers.
 "$build/bench/flow_engine_bench" --benchmark_min_time=1 --benchmark_format=json >"$T/engine.json" 2>/dev/null
-read -r fwd_c2b fwd_b2c newflow_ns < <(python3 - "$T/engine.json" <<'PY'
+read -r fwd_c2b fwd_b2c ip_c2b ip_b2c nic_c2b nic_b2c newflow_ns < <(python3 - "$T/engine.json" <<'PY'
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
-print(b["BM_ForwardClientToBackend"]["items_per_second"], b["BM_ForwardBackendToClient"]["items_per_second"],
+r = lambda n: b[n]["items_per_second"]
+print(r("BM_ForwardClientToBackend"), r("BM_ForwardBackendToClient"),
+      r("BM_ForwardInPlaceClientToBackend"), r("BM_ForwardInPlaceBackendToClient"),
+      r("BM_ForwardInPlaceNicChecksumClientToBackend"), r("BM_ForwardInPlaceNicChecksumBackendToClient"),
       b["BM_NewFlowRejectedInTheDataplane"]["cpu_time"])
 PY
 )
@@ -71,9 +74,14 @@ c1=$(cpu "$lpid")
 ticks=$(getconf CLK_TCK)
 kernel_ns=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="$conns" 'BEGIN { printf "%.0f", d / t * 1e9 / n }')
 
-awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
-  printf "%-44s %14s %14s %8s\n", "test (one core)", "lodestone", "baseline", "ratio"
-  printf "%-44s %11.2f Mpps %9.2f Mpps %7.2fx\n", "passthrough forward client->backend vs testpmd io", c2b / 1e6, tp / 1e6, c2b / tp
-  printf "%-44s %11.2f Mpps %9.2f Mpps %7.2fx\n", "passthrough forward backend->client vs testpmd io", b2c / 1e6, tp / 1e6, b2c / tp
-  printf "%-44s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
+awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v ib="$ip_b2c" -v nc="$nic_c2b" \
+    -v nb="$nic_b2c" -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
+  printf "%-58s %14s %14s %8s\n", "test (one core; baseline: testpmd io forwarding)", "lodestone", "baseline", "ratio"
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, copied", c2b / 1e6, tp / 1e6, c2b / tp
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, copied", b2c / 1e6, tp / 1e6, b2c / tp
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, in place", ic / 1e6, tp / 1e6, ic / tp
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place", ib / 1e6, tp / 1e6, ib / tp
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, in place, NIC RX checksum", nc / 1e6, tp / 1e6, nc / tp
+  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place, NIC RX checksum", nb / 1e6, tp / 1e6, nb / tp
+  printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'

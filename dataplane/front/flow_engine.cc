@@ -254,7 +254,7 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   now_ms_ = now_ms;
   rotate_cookie_key(now_ms);
   ++stats_.rx_frames;
-  const Packet p = parse_frame(frame);
+  const Packet p = parse_frame(frame, !l4_verified_);
   if (p.error == PacketError::kFragment && is_vip_address(p.dst)) {
     ++stats_.rx_fragments;
     return;

@@ -77,6 +77,7 @@ namespace lode::front {
   X(spliced_to_backend, "segments translated client -> backend")                       \
   X(spliced_to_client, "segments translated backend -> client")                        \
   X(idle_timeouts, "spliced flows reset at the idle timeout")                          \
+  X(forwarded_in_place, "spliced segments rewritten in the received buffer (no copy)") \
   X(tx_frames, "frames sent")                                                          \
   X(tx_no_buffer, "frames not sent: no buffer")
 
@@ -95,6 +96,12 @@ class FrameSink {
   virtual std::span<uint8_t> buffer() noexcept = 0;
   // Sends the first `len` bytes of the last buffer().
   virtual void send(size_t len) noexcept = 0;
+  // Sends the received frame itself, rewritten in place (no copy); false when
+  // this sink cannot (the engine then builds a copy).
+  virtual bool send_in_place(std::span<uint8_t> frame) noexcept {
+    (void)frame;
+    return false;
+  }
 };
 inline constexpr size_t kMaxFrame = 1518 + 4;
 
@@ -135,6 +142,19 @@ class FlowEngine {
   static constexpr uint64_t kCookieKeyPeriodMs = 600'000;
 
   void on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
+  // The same, for a frame the engine may rewrite and hand back to the sink
+  // (FrameSink::send_in_place): spliced segments are then forwarded without
+  // a copy and without reading their payload.
+  // l4_verified: the NIC checked the TCP/UDP checksum (RX offload), so the
+  // parser does not read the payload again.
+  void on_frame_in_place(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out,
+                         bool l4_verified = false) noexcept {
+    inplace_ = frame;
+    l4_verified_ = l4_verified;
+    on_frame(std::span<const uint8_t>(frame), now_ms, out);
+    inplace_ = {};
+    l4_verified_ = false;
+  }
   // Timeouts; call every few milliseconds.
   void on_tick(uint64_t now_ms, FrameSink& out) noexcept;
 
@@ -179,6 +199,8 @@ class FlowEngine {
   void send_replay(Flow& f, FrameSink& out) noexcept;
   void on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept;
   void splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept;
+  void after_to_client(Flow& f, const Packet& p, uint32_t seq, FrameSink& out) noexcept;
+  void after_to_backend(Flow& f, const Packet& p) noexcept;
   void on_arp_reply(const Packet& p, FrameSink& out) noexcept;
   void fail_backend(Flow& f, FrameSink& out) noexcept;
   void reset_both(Flow& f, FrameSink& out) noexcept;
@@ -196,6 +218,8 @@ class FlowEngine {
   std::shared_ptr<const worker::Runtime> rt_;
   SynCookies cookies_;
   uint64_t key_epoch_ = UINT64_MAX;
+  std::span<uint8_t> inplace_;  // the frame being handled, when it may be rewritten
+  bool l4_verified_ = false;
   FrontStats stats_;
   // Flows: fixed slots, an open-addressing index (linear probing, backward
   // shift deletion), a FIFO per timeout.

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "dataplane/front/flow_engine_flow.h"
+#include "dataplane/front/tcp_rewrite.h"
 
 namespace lode::front {
 namespace {
@@ -295,6 +296,17 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   uint64_t win = p.window;
   if (f.backend_wscale >= 0) win = (win << f.backend_wscale) >> cfg_.wscale;
   s.window = static_cast<uint16_t>(std::min<uint64_t>(win, 65535));
+  const bool ts = f.backend_ts && p.options.has_timestamps;
+  if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
+    const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, s.ack, s.window, ts,
+                  p.options.ts_val + f.ts_delta, p.options.ts_ecr, 0};
+    if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
+      ++stats_.forwarded_in_place;
+      ++stats_.tx_frames;
+      after_to_client(f, p, s.seq, out);
+      return;
+    }
+  }
   s.options.sack_count = p.options.sack_count;  // in the client's sequence space already
   std::copy(std::begin(p.options.sack), std::end(p.options.sack), std::begin(s.options.sack));
   if (f.backend_ts && p.options.has_timestamps) {
@@ -304,8 +316,14 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   }
   s.payload = p.payload;
   emit(out, s);
+  after_to_client(f, p, s.seq, out);
+}
+
+// What a segment sent to the client (copied or in place) changes in the flow.
+void FlowEngine::after_to_client(Flow& f, const Packet& p, uint32_t seq, FrameSink& out) noexcept {
+  (void)out;
   ++stats_.spliced_to_client;
-  const uint32_t end = s.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
+  const uint32_t end = seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
   if (seq_geq(end, f.snd_nxt)) f.snd_nxt = end;
   if (p.flags & kTcpRst) {
     erase(f);
@@ -314,7 +332,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   if (p.flags & kTcpFin) f.fin_from_backend = true;
   if (f.fin_from_client && f.fin_from_backend) {
     link_tail(f, Wait::kTimeWait);
-  } else if (!replay_pending || !f.buffer) {
+  } else if (f.wait != Wait::kReplay || !f.buffer) {
     link_tail(f, Wait::kIdle);
   }
 }
@@ -327,6 +345,17 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   s.ack = (p.flags & kTcpAck) ? p.ack - f.delta : 0;
   s.flags = p.flags;
   s.window = p.window;
+  const bool ts = f.backend_ts && p.options.has_timestamps;
+  if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
+    const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, (p.flags & kTcpAck) ? s.ack : p.ack, s.window, ts,
+                        p.options.ts_val, p.options.ts_ecr - f.ts_delta, p.options.sack_count > 0 ? 0 - f.delta : 0};
+    if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
+      ++stats_.forwarded_in_place;
+      ++stats_.tx_frames;
+      after_to_backend(f, p);
+      return;
+    }
+  }
   s.options.sack_count = p.options.sack_count;
   for (uint8_t i = 0; i < p.options.sack_count && i < 4; ++i) {
     s.options.sack[i] = SackBlock{p.options.sack[i].left - f.delta, p.options.sack[i].right - f.delta};
@@ -338,6 +367,10 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   }
   s.payload = p.payload;
   emit(out, s);
+  after_to_backend(f, p);
+}
+
+void FlowEngine::after_to_backend(Flow& f, const Packet& p) noexcept {
   ++stats_.spliced_to_backend;
   const uint32_t end = p.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
   if (seq_geq(end, f.to_backend_nxt)) f.to_backend_nxt = end;

@@ -126,6 +126,7 @@ assert_ge "stats: hellos parsed" "$(front hello_done)" 9
 assert_eq "stats: plain HTTP counted" 1 "$(front hello_not_tls)"
 assert_eq "stats: passthrough flows" 2 "$(front passthrough_flows)"
 assert_ge "stats: segments spliced to the client" "$(front spliced_to_client)" 1000
+assert_ge "stats: spliced segments sent back out in their own mbuf (no copy)" "$(front forwarded_in_place)" 1000
 assert_eq "stats: reset rejects" 1 "$(front rejects_reset)"
 assert_eq "stats: backends resolved by ARP" 1 "$(front backend_arp_requests)"
 

@@ -33,8 +33,16 @@ class VectorSink : public FrameSink {
     return scratch_;
   }
   void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
+  bool send_in_place(std::span<uint8_t> frame) noexcept override {
+    if (!in_place) return false;
+    frames.emplace_back(frame.begin(), frame.end());
+    ++in_place_sent;
+    return true;
+  }
   std::vector<std::vector<uint8_t>> frames;
   bool exhausted = false;
+  bool in_place = false;  // accept frames rewritten where they were received
+  size_t in_place_sent = 0;
 
  private:
   std::vector<uint8_t> scratch_;
@@ -96,7 +104,11 @@ class FlowEngineTest : public ::testing::Test {
   std::vector<Packet> in_raw(std::vector<uint8_t> frame, uint64_t now_ms = 1'000'000) {
     stored_.push_back(std::move(frame));
     sink_.frames.clear();
-    engine_->on_frame(stored_.back(), now_ms, sink_);
+    if (sink_.in_place) {
+      engine_->on_frame_in_place(stored_.back(), now_ms, sink_);
+    } else {
+      engine_->on_frame(stored_.back(), now_ms, sink_);
+    }
     return parsed_out();
   }
   std::vector<Packet> tick(uint64_t now_ms) {
@@ -403,6 +415,7 @@ class PassthroughTest : public FlowEngineTest {
     s.payload = payload;
     return s;
   }
+  void translate_both_ways();
   uint32_t client_isn = 0xfffff000;  // wraps during the test
   uint32_t our_tsval = 0;
   test::Bytes hello_bytes;
@@ -426,7 +439,18 @@ TEST_F(PassthroughTest, BackendSynCarriesTheClientsIsnAndOptions) {
   EXPECT_EQ(s.options.ts_val, 1001u) << "the client's latest TSval";
 }
 
-TEST_F(PassthroughTest, HelloIsReplayedThenSegmentsAreTranslatedBothWays) {
+TEST_F(PassthroughTest, HelloIsReplayedThenSegmentsAreTranslatedBothWays) { translate_both_ways(); }
+
+TEST_F(PassthroughTest, TranslatedInPlaceTheSame) {
+  // The received frames rewritten where they are (RFC 1624 checksum
+  // updates): every output parses with valid checksums and says the same.
+  sink_.in_place = true;
+  translate_both_ways();
+  EXPECT_EQ(stats().forwarded_in_place, 4u);
+  EXPECT_EQ(sink_.in_place_sent, 4u);
+}
+
+void PassthroughTest::translate_both_ways() {
   open_to_backend();
   const uint32_t b = 0x70000000;
   TcpSegment sa = from_backend(kTcpSyn | kTcpAck, b, client_isn + 1);

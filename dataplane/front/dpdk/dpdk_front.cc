@@ -63,6 +63,20 @@ class MbufSink : public FrameSink {
     pending_ = nullptr;
     if (count_ == kBurst) flush();
   }
+  // The received mbuf whose frame the engine may send back rewritten.
+  void receiving(rte_mbuf* m) noexcept {
+    current_ = m;
+    taken_ = false;
+  }
+  bool taken() const noexcept { return taken_; }
+  bool send_in_place(std::span<uint8_t> frame) noexcept override {
+    if (current_ == nullptr || frame.data() != rte_pktmbuf_mtod(current_, uint8_t*)) return false;
+    tx_[count_++] = current_;
+    taken_ = true;
+    current_ = nullptr;
+    if (count_ == kBurst) flush();
+    return true;
+  }
   void flush() noexcept {
     uint16_t sent = 0;
     // A full TX ring: retry a few times, then drop (counted by the caller).
@@ -83,6 +97,8 @@ class MbufSink : public FrameSink {
   rte_mempool* pool_;
   uint16_t port_, queue_;
   rte_mbuf* pending_ = nullptr;
+  rte_mbuf* current_ = nullptr;
+  bool taken_ = false;
   rte_mbuf* tx_[kBurst] = {};
   uint16_t count_ = 0;
   uint64_t dropped_ = 0;
@@ -138,12 +154,15 @@ void DpdkFront::Impl::run(Lcore& lc) {
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = bufs[i];
       if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + 1], void*));
+      sink.receiving(m);
       if (m->nb_segs == 1) {
-        lc.engine->on_frame({rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)}, now, sink);
+        const bool l4_good = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+        lc.engine->on_frame_in_place({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)}, now, sink, l4_good);
       } else {
         lc.multi_segment.fetch_add(1, std::memory_order_relaxed);  // jumbo frames are not expected on a VIP
       }
-      rte_pktmbuf_free(m);
+      if (!sink.taken()) rte_pktmbuf_free(m);  // a spliced segment went back out in this mbuf
+      sink.receiving(nullptr);
     }
     bool ticked = false;
     if (now - last_tick >= 10) {
