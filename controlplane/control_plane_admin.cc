@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "controlplane/config_diff.h"
 #include "controlplane/control_plane_impl.h"
 #include "controlplane/route_tables.h"
 #include "dataplane/worker/worker.h"
@@ -193,25 +194,16 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     const bool dry = req.flag("dry_run");
     ReloadOutcome o = reload_config(dry ? "admin (dry run)" : "admin", dry);
     if (!dry && o.errors.empty()) publish();
-    JsonWriter r;
-    r.begin_object().field("v", uint64_t{1}).field("ok", o.errors.empty()).field("dry_run", dry);
-    if (!o.errors.empty()) r.field("error", o.errors.front());
-    r.key("errors").begin_array();
-    for (const auto& e : o.errors) r.value(e);
-    r.end_array().key("warnings").begin_array();
-    for (const auto& e : o.warnings) r.value(e);
-    r.end_array();
-    auto list = [&](const char* name, const std::vector<std::string>& v) {
-      r.key(name).begin_array();
-      for (const auto& e : v) r.value(e);
-      r.end_array();
-    };
-    list("certificates_added", o.added);
-    list("certificates_removed", o.removed);
-    list("certificates_changed", o.changed);
-    r.field("config_changed", o.config_changed).field("generation", generation);
-    return r.end_object().take();
+    return reload_reply(o, dry);
   }
+
+  if (cmd == "routes.rollback") {
+    ReloadOutcome o = rollback_config();
+    if (o.errors.empty()) publish();
+    return reload_reply(o, false);
+  }
+
+  if (cmd == "routes.diff") return routes_diff(req.get("path"), req.get("config"));
 
   if (cmd == "routes.show") return routes_show(req.get("name"));
 
@@ -250,6 +242,71 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
   }
 
   return error_reply(cmd.empty() ? "no \"cmd\"" : "unknown command '" + cmd + "'");
+}
+
+namespace {
+
+void string_list(JsonWriter& w, const char* name, const std::vector<std::string>& v) {
+  w.key(name).begin_array();
+  for (const auto& e : v) w.value(e);
+  w.end_array();
+}
+
+void diff_section(JsonWriter& w, const std::string& what, const config::ConfigDiff::Section& s) {
+  string_list(w, (what + "_added").c_str(), s.added);
+  string_list(w, (what + "_removed").c_str(), s.removed);
+  w.key(what + "_changed").begin_array();
+  for (const auto& c : s.changed) {
+    w.begin_object().field("name", c.name);
+    string_list(w, "changes", c.changes);
+    w.end_object();
+  }
+  w.end_array();
+}
+
+}  // namespace
+
+// The answer of a reload, a dry run or a rollback.
+std::string ControlPlane::Impl::reload_reply(const ReloadOutcome& o, bool dry) {
+  JsonWriter r;
+  r.begin_object().field("v", uint64_t{1}).field("ok", o.errors.empty()).field("dry_run", dry);
+  if (!o.errors.empty()) r.field("error", o.errors.front());
+  string_list(r, "errors", o.errors);
+  string_list(r, "warnings", o.warnings);
+  string_list(r, "certificates_added", o.added);
+  string_list(r, "certificates_removed", o.removed);
+  string_list(r, "certificates_changed", o.changed);
+  r.field("config_changed", o.config_changed).field("generation", generation);
+  return r.end_object().take();
+}
+
+// `lodectl routes diff CONFIG`: `text` validated exactly like a reload
+// (read from `path`'s directory), compared with the configuration in
+// service; nothing changes.
+std::string ControlPlane::Impl::routes_diff(const std::string& path, const std::string& text) {
+  if (path.empty() || path[0] != '/') return error_reply("routes.diff needs \"path\" (absolute) and \"config\"");
+  ReloadOutcome o;
+  auto next = validate_text(text, path, o);
+  JsonWriter w;
+  w.begin_object().field("v", uint64_t{1}).field("ok", o.errors.empty()).field("config", path);
+  if (!o.errors.empty()) w.field("error", o.errors.front());
+  string_list(w, "errors", o.errors);
+  string_list(w, "warnings", o.warnings);
+  if (next) {
+    const config::ConfigDiff d = config::diff_configs(cfg, next->cfg);
+    std::map<std::string, CatalogEntry> by_key;
+    for (auto& e : next->certs) by_key.emplace(e.key, std::move(e));
+    diff_certificates(by_key, o);
+    diff_section(w, "routes", d.routes);
+    diff_section(w, "pools", d.pools);
+    diff_section(w, "certificates", d.certificates);
+    string_list(w, "certificate_records_added", o.added);
+    string_list(w, "certificate_records_removed", o.removed);
+    string_list(w, "certificate_records_changed", o.changed);
+    w.field("config_changed", o.config_changed);
+  }
+  w.field("generation", generation);
+  return w.end_object().take();
 }
 
 // Which route, certificate and pool a host name gets on every listener, and

@@ -150,6 +150,9 @@ struct ControlPlane::Impl {
   std::string handle_admin(const AdminRequest& req);
   std::string metrics_text();
   std::string routes_show(const std::string& name);
+  std::string routes_diff(const std::string& path, const std::string& text);
+  struct ReloadOutcome;
+  std::string reload_reply(const ReloadOutcome& o, bool dry);
   void on_stats_fd(int fd);
   void unmap_stats();
   uint64_t stat_total(std::string_view name) const;
@@ -631,20 +634,27 @@ struct ControlPlane::Impl {
       out.errors.push_back(text.error());
       return std::nullopt;
     }
-    out.config_changed = *text != config_text;
-    auto next = config::load_config_string(*text, opt.config_path);
+    return validate_text(std::move(*text), opt.config_path, out);
+  }
+
+  // The same, for a configuration's text read elsewhere (`routes diff`
+  // sends it; `routes rollback` kept it); `path` names it in the messages
+  // and is the directory its relative paths are read from.
+  std::optional<NextConfig> validate_text(std::string text, const std::string& path, ReloadOutcome& out) {
+    out.config_changed = text != config_text;
+    auto next = config::load_config_string(text, path);
     if (!next) {
       for (const auto& e : next.error()) out.errors.push_back(e.to_string());
       return std::nullopt;
     }
     if (!config::same_listeners(cfg, *next)) {
-      out.errors.push_back(opt.config_path + ": the listeners (names, addresses, order, PROXY setting) changed; "
+      out.errors.push_back(path + ": the listeners (names, addresses, order, PROXY setting) changed; "
                            "the workers own their sockets: restart Lodestone to change them");
       return std::nullopt;
     }
     auto t = CertTrust::load(validation_for(*next));
     if (!t) {
-      out.errors.push_back(opt.config_path + ": [control]: " + t.error());
+      out.errors.push_back(path + ": [control]: " + t.error());
       return std::nullopt;
     }
     auto certs = load_certificates(*next, *t, now_s(), out.warnings);
@@ -652,8 +662,13 @@ struct ControlPlane::Impl {
       out.errors = std::move(certs.error());
       return std::nullopt;
     }
-    return NextConfig{std::move(*text), std::move(*next), std::move(*t), std::move(*certs)};
+    return NextConfig{std::move(text), std::move(*next), std::move(*t), std::move(*certs)};
   }
+
+  // The configuration in service before the last reload that changed it
+  // (`routes rollback`); empty: none since the control plane started.
+  std::string previous_config_text;
+  std::string previous_config_path;
 
   // SIGHUP, `lodectl routes reload`: everything again; what did not change
   // is not re-sent. A dry run validates completely and reports what would
@@ -669,16 +684,41 @@ struct ControlPlane::Impl {
       }
       return outcome;
     }
+    apply_next(std::move(next), why, outcome);
+    return outcome;
+  }
+
+  // `lodectl routes rollback`: the previous configuration, validated again
+  // (its files may have changed since) and applied like a reload; the one
+  // in service becomes the previous one, so a second rollback goes back.
+  ReloadOutcome rollback_config() {
+    ReloadOutcome outcome;
+    if (previous_config_text.empty()) {
+      outcome.errors.push_back("no previous configuration to roll back to: no reload has changed the configuration "
+                               "since the control plane started");
+      return outcome;
+    }
+    auto next = validate_text(previous_config_text, previous_config_path, outcome);
+    apply_next(std::move(next), "admin (rollback)", outcome);
+    return outcome;
+  }
+
+  // A validated configuration into service (or the refusal logged).
+  void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome) {
     if (!next) {
       ++reloads_refused;
       JsonWriter w;
       w.begin_object().field("event", "reload_refused").field("reason", why).key("errors").begin_array();
       for (const auto& e : outcome.errors) w.value(e);
       event(w.end_array().end_object().take());
-      return outcome;
+      return;
     }
     ++reloads_ok;
     for (const auto& w : outcome.warnings) warn(w);
+    if (next->text != config_text) {
+      previous_config_text = std::move(config_text);
+      previous_config_path = cfg.path;
+    }
     // The new configuration and trust first: the items' OCSP sources and
     // issuer checks are resolved with them.
     cfg = std::move(next->cfg);
@@ -713,7 +753,6 @@ struct ControlPlane::Impl {
     config_dirty = true;  // always: the dataplane reports "reloaded"
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();
-    return outcome;
   }
 
   // ------------------------------------------------------------ publishing

@@ -102,6 +102,45 @@ void print_value(std::ostream& out, const JsonValue& v, const std::string& inden
   }
 }
 
+// `routes diff`: one line per name added (+), removed (-) or changed (~,
+// with what changed), by section; "no change" when there is none.
+void print_diff(std::ostream& out, const JsonValue& v) {
+  size_t lines = 0;
+  for (const char* section : {"routes", "pools", "certificates"}) {
+    const std::string s = section;
+    const std::string singular = s.substr(0, s.size() - 1);
+    if (const JsonValue* a = v.find(s + "_added"); a != nullptr) {
+      for (const auto& n : a->items) out << "+ " << singular << ' ' << n.text << '\n';
+      lines += a->items.size();
+    }
+    if (const JsonValue* r = v.find(s + "_removed"); r != nullptr) {
+      for (const auto& n : r->items) out << "- " << singular << ' ' << n.text << '\n';
+      lines += r->items.size();
+    }
+    if (const JsonValue* c = v.find(s + "_changed"); c != nullptr) {
+      for (const auto& e : c->items) {
+        out << "~ " << singular << ' ' << e.str("name") << '\n';
+        ++lines;
+        if (const JsonValue* ch = e.find("changes"); ch != nullptr) {
+          for (const auto& x : ch->items) out << "    " << x.text << '\n';
+        }
+      }
+    }
+  }
+  for (const char* what : {"added", "removed", "changed"}) {
+    if (const JsonValue* k = v.find(std::string("certificate_records_") + what); k != nullptr && !k->items.empty()) {
+      out << "certificate records " << what << ':';
+      for (const auto& n : k->items) out << ' ' << n.text;
+      out << '\n';
+      ++lines;
+    }
+  }
+  if (const JsonValue* w = v.find("warnings"); w != nullptr) {
+    for (const auto& x : w->items) out << "warning: " << x.text << '\n';
+  }
+  if (lines == 0) out << (v.str("config_changed") == "true" ? "no change to routes, pools or certificates\n" : "no change\n");
+}
+
 // Human output: "key: value" lines; certificate lists as a table.
 void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) {
   if (cmd == "certs.list" || cmd == "ocsp.status") {
@@ -122,6 +161,10 @@ void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) 
       if (c.str("chain_revoked") == "true") out << " CHAIN REVOKED";
       out << '\n';
     }
+    return;
+  }
+  if (cmd == "routes.diff") {
+    print_diff(out, v);
     return;
   }
   for (const auto& [k, f] : v.fields) {
@@ -168,6 +211,8 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
            "       lodectl ... ocsp status|refresh [NAME]\n"
            "       lodectl ... tickets rotate\n"
            "       lodectl ... routes reload [--dry-run]\n"
+           "       lodectl ... routes diff CONFIG        (what a reload to CONFIG would change; changes nothing)\n"
+           "       lodectl ... routes rollback           (back to the configuration before the last reload)\n"
            "       lodectl ... routes show [NAME]        (no NAME: a client without SNI)\n";
     return kExitUsage;
   };
@@ -189,12 +234,33 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "routes.reload";
   } else if (w0 == "routes" && words.size() <= 3 && words.size() >= 2 && words[1] == "show") {
     cmd = "routes.show";
+  } else if (w0 == "routes" && words.size() == 2 && words[1] == "rollback") {
+    cmd = "routes.rollback";
+  } else if (w0 == "routes" && words.size() == 3 && words[1] == "diff") {
+    cmd = "routes.diff";
   } else {
     return usage();
   }
   if (words.size() == 3) name = words[2];
   JsonWriter req;
   req.begin_object().field("v", uint64_t{1}).field("cmd", cmd);
+  if (cmd == "routes.diff") {
+    // The file is read here and sent with its absolute path: the daemon
+    // validates it as a reload would (relative paths from its directory).
+    char* abs = realpath(name.c_str(), nullptr);
+    const int e = errno;
+    std::ifstream in(name, std::ios::binary);
+    std::ostringstream ss;
+    if (abs == nullptr || !in || !(ss << in.rdbuf()) || ss.str().size() > 48 * 1024) {
+      err << "lodectl: cannot read " << name << (abs == nullptr ? std::string(": ") + std::strerror(e) : " (or larger than 48 KiB)")
+          << '\n';
+      std::free(abs);
+      return kExitUsage;
+    }
+    req.field("path", std::string(abs)).field("config", ss.str());
+    std::free(abs);
+    name.clear();
+  }
   if (!name.empty()) req.field("name", name);
   if (dry_run) req.field("dry_run", true);
   std::string cert_pem, key_pem;

@@ -6,6 +6,8 @@
 //   lodectl ... ocsp status|refresh [NAME]
 //   lodectl ... tickets rotate
 //   lodectl ... routes reload [--dry-run]
+//   lodectl ... routes diff CONFIG
+//   lodectl ... routes rollback
 //
 // The socket: --socket, else $LODESTONE_ADMIN_SOCKET, else
 // /run/lodestone/admin.sock. Human output by default, the API's JSON line
