@@ -1,26 +1,54 @@
 #!/usr/bin/env bash
 # Lodestone against nginx (stream module) and HAProxy (mode tcp) on the same
 # machine: same certificates (ECDSA P-256, and RSA-2048 for one test), same
-# backend, one worker/thread each pinned to CPU 0, the load on CPU 1. Runs
-# interleaved (Lodestone, nginx, HAProxy, Lodestone, nginx, HAProxy ...) and
-# reports server CPU microseconds per operation (from /proc/PID/stat, the
-# figure that stays fair when one client core cannot saturate the server) with
-# the ratios nginx / Lodestone and HAProxy / Lodestone for each run.
+# backends, one worker/thread each pinned to CPU 0; the load (lodeload) and
+# the backends on CPU 1. Runs interleaved (Lodestone, nginx, HAProxy,
+# Lodestone, nginx, HAProxy ...) and reports, per test:
+#   - server CPU per operation (from /proc/PID/stat, the figure that stays
+#     fair when one client core cannot saturate the server), min/median/max
+#     of the runs, with the ratios nginx / Lodestone and HAProxy / Lodestone
+#     run by run;
+#   - latency p50/p99 from lodeload's histograms (median of the runs), and for
+#     the kept-connection requests test the p99 added against a direct run
+#     (the same test with no proxy, to a TLS echo backend, in the same rep);
+#   - system calls per operation: `strace -c -f -p PID` attached to each
+#     server for one extra run of each test (not one of the timed runs: a
+#     traced process is slow), io_uring_enter counted as a call.
+# It prints the tables (markdown) and writes every run and figure as JSON.
 #
-#   bench/compare_nginx.sh [REPS] [HANDSHAKES] [MB] [IDLE]   defaults: 3 1000 300 1000
+#   bench/compare_nginx.sh [REPS] [HANDSHAKES] [MB] [IDLE] [REQUESTS]
+#       defaults: 3 1000 300 1000 5000
+#   BENCH_JSON=FILE       where the JSON goes (default build/release/compare_nginx.json)
+#   BENCH_REQ_RATE=N      requests per second in the requests test (default 2500)
+#   BENCH_STRACE=0        skip the system-call counts
+#   BENCH_TESTS="A B"     run only these tests (names below)
+#   BENCH_IDLE_BATCH=N    idle test: connections opened at once (default 100)
+#   BENCH_REBUILD=1       rebuild the release binaries first
 #
-# Workloads:
-#   full      full TLS 1.3 handshakes (ECDSA P-256), one small request each,
-#             terminate + relay to a plain backend
+# Tests (lodeload, build/release/lodeload; TLS 1.3 as negotiated):
+#   full      HANDSHAKES connections one at a time: full handshake (ECDSA
+#             P-256), 100 B sent, echoed back through the relay, close
 #   full-rsa  the same with an RSA-2048 certificate (its own port per server)
-#   resumed   ECDSA with session tickets (resumed handshakes)
-#   pass      SNI passthrough bulk: a ClientHello then MB megabytes each way
-#             through to an echo backend (CPU per MB moved)
+#   resumed   the same resuming with session tickets (the first is full)
+#   requests  REQUESTS 100 B requests at BENCH_REQ_RATE/s over 4 kept
+#             connections, each echoed back through the relay; also run
+#             "direct", with no proxy, against bench/tls_echo on CPU 0 (the
+#             echo backend with TLS inside, since lodeload speaks only TLS):
+#             p99 added = each proxy's p99 minus the direct p99 of the rep
+#   bulk      one connection sending MB MiB while reading the echo back
+#             through the relay, SHA-256 both ways (CPU per MB moved)
+#   pass-conn SNI passthrough: HANDSHAKES connections one at a time through
+#             to bench/tls_echo, which terminates them (CPU per connection)
+#   pass      SNI passthrough bulk: MB MiB each way through to bench/tls_echo
 #   idle      memory: IDLE TLS connections handshaken (full, ECDSA) and held
-#             idle 1 s; the growth of the server process's VmRSS
-#             (/proc/PID/status) per connection, in KB. Fresh instances of
-#             the three servers per run (warmed with 20 handshakes first),
-#             since an allocator keeps what it once grew to.
+#             (lodeload idle, BENCH_IDLE_BATCH connections per lodeload, the
+#             next batch once the last is up and quiet); the growth of the
+#             server process's VmRSS (/proc/PID/status) per connection, in
+#             KB, 1 s after the last batch. Fresh instances of the three
+#             servers per run (warmed with 20 handshakes first), since an
+#             allocator keeps what it once grew to — and what handshakes in
+#             flight together needed: 1,000 opened at once measured 43-49 KB
+#             for all three, against 18-39 KB in batches of 100 or 20.
 #
 # Which process is measured: Lodestone's dataplane, i.e. the PID of
 # `lodestone run` (its control plane is a separate child process,
@@ -30,8 +58,10 @@
 # and passes through by `map $ssl_preread_server_name`; HAProxy terminates with
 # `bind ... ssl crt` and `use_backend if { ssl_fc_sni ... }`, and passes
 # through by `req.ssl_sni` after `tcp-request inspect-delay`.
-# The release build is used as it is; it is built (nice, -j1) only when
-# missing, or always with BENCH_REBUILD=1.
+# The release build is used as it is; it is built (nice, -j1) only when a
+# binary is missing, or always with BENCH_REBUILD=1. Everything started here
+# is stopped by PID; every lodeload run ends by itself (count, bytes,
+# timeouts) and is also bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -39,6 +69,11 @@ reps=${1:-3}
 handshakes=${2:-1000}
 mb=${3:-300}
 idle_n=${4:-1000}
+requests=${5:-5000}
+req_rate=${BENCH_REQ_RATE:-2500}
+req_conc=4
+req_bytes=100
+do_strace=${BENCH_STRACE:-1}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true  # the idle test holds thousands of sockets
 fdlim=$(ulimit -n)
 [ "$fdlim" = unlimited ] && fdlim=65536
@@ -56,13 +91,17 @@ if ! command -v haproxy >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null
 fi
 bin="$root/build/release"
-if [ "${BENCH_REBUILD:-0}" = 1 ] || [ ! -x "$bin/lodestone" ] || [ ! -x "$bin/lode-backend" ]; then
+if [ "${BENCH_REBUILD:-0}" = 1 ] || [ ! -x "$bin/lodestone" ] || [ ! -x "$bin/lode-backend" ] ||
+   [ ! -x "$bin/lodeload" ] || [ ! -x "$bin/bench/tls_echo" ]; then
   [ -f "$bin/build.ninja" ] || cmake --preset release >/dev/null
-  nice cmake --build "$bin" -j1 --target lodestone lode-backend >/dev/null
+  nice cmake --build "$bin" -j1 --target lodestone lode-backend lodeload tls_echo >/dev/null
 fi
+json_out=${BENCH_JSON:-$bin/compare_nginx.json}
+report="python3 $root/bench/compare_nginx_report.py"
 
 d=$(mktemp -d /tmp/lodestone-vs-nginx.XXXXXX)
 t_start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)  # other work on the machine shows here (and in the ranges)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -72,7 +111,9 @@ cleanup() {
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-tools/make-test-pki.sh "$d/pki" bench.test >/dev/null
+# bench.test: the terminated name; p.test: the passthrough name, whose
+# certificate is tls_echo's (the TLS end behind the passthrough routes).
+tools/make-test-pki.sh "$d/pki" bench.test p.test >/dev/null
 # The RSA-2048 leaf for rsa.test, from the same intermediate.
 (
   cd "$d/pki"
@@ -86,21 +127,17 @@ tools/make-test-pki.sh "$d/pki" bench.test >/dev/null
   cat bench.test.pem bench.test.key >bench.test.haproxy.pem
   cat rsa.test.pem rsa.test.key >rsa.test.haproxy.pem
 )
-HTTP=$(port); ECHO=$(port); L_T=$(port); N_T=$(port); L_P=$(port); N_P=$(port)
+ECHO=$(port); TECHO=$(port); TDIRECT=$(port); L_T=$(port); N_T=$(port); L_P=$(port); N_P=$(port)
 L_R=$(port); N_R=$(port); H_T=$(port); H_R=$(port); H_P=$(port)
-taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$HTTP" --name plain 2>/dev/null &
-pids+=($!)
 taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$ECHO" --name echo --mode echo 2>/dev/null &
 pids+=($!)
-
-# The passthrough hello: curl's captured one with its SNI renamed (same length).
-python3 - "$root/tests/fixtures/client_hello/curl.bin" "$d/hello.bin" <<'PY'
-import sys
-b = bytearray(open(sys.argv[1], "rb").read())
-i = b.index(b"\x00\x06a.test")
-b[i:i + 8] = b"\x00\x06p.test"
-open(sys.argv[2], "wb").write(bytes(b))
-PY
+taskset -c 1 "$bin/bench/tls_echo" --listen "127.0.0.1:$TECHO" --cert "$d/pki/p.test.pem" --key "$d/pki/p.test.key" 2>"$d/tls_echo.log" &
+pids+=($!)
+# The direct baseline: the same TLS echo where the proxies run (CPU 0), so the
+# client's leg to the server is the same cross-CPU hop in both cases.
+taskset -c 0 "$bin/bench/tls_echo" --listen "127.0.0.1:$TDIRECT" --cert "$d/pki/p.test.pem" --key "$d/pki/p.test.key" 2>>"$d/tls_echo.log" &
+tpid=$!
+pids+=($tpid)
 
 cat >"$d/lodestone.toml" <<TOML
 [[listener]]
@@ -113,11 +150,11 @@ listen = ["127.0.0.1:$L_P"]
 name = "rsa"
 listen = ["127.0.0.1:$L_R"]
 [[pool]]
-name = "plain"
-backends = ["127.0.0.1:$HTTP"]
-[[pool]]
 name = "echo"
 backends = ["127.0.0.1:$ECHO"]
+[[pool]]
+name = "tls_echo"
+backends = ["127.0.0.1:$TECHO"]
 [[certificate]]
 name = "bench"
 cert = "$d/pki/bench.test.pem"
@@ -127,7 +164,7 @@ name = "t"
 listener = "terminate"
 names = ["bench.test"]
 action = "terminate"
-pool = "plain"
+pool = "echo"
 certificate = "bench"
 [[certificate]]
 name = "rsa"
@@ -138,14 +175,14 @@ name = "r"
 listener = "rsa"
 names = ["rsa.test"]
 action = "terminate"
-pool = "plain"
+pool = "echo"
 certificate = "rsa"
 [[route]]
 name = "p"
 listener = "pass"
 names = ["p.test"]
 action = "passthrough"
-pool = "echo"
+pool = "tls_echo"
 [tls]
 min_version = "1.2"
 [workers]
@@ -171,7 +208,7 @@ stream {
     ssl_certificate_key $d/pki/bench.test.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on;
-    proxy_pass 127.0.0.1:$HTTP;
+    proxy_pass 127.0.0.1:$ECHO;
   }
   server {
     listen 127.0.0.1:$N_R ssl;
@@ -179,10 +216,10 @@ stream {
     ssl_certificate_key $d/pki/rsa.test.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on;
-    proxy_pass 127.0.0.1:$HTTP;
+    proxy_pass 127.0.0.1:$ECHO;
   }
   map \$ssl_preread_server_name \$pass_to {
-    p.test 127.0.0.1:$ECHO;
+    p.test 127.0.0.1:$TECHO;
     default 127.0.0.1:1;
   }
   server {
@@ -207,19 +244,19 @@ defaults
   timeout server 60s
 frontend terminate
   bind 127.0.0.1:$H_T ssl crt $d/pki/bench.test.haproxy.pem
-  use_backend plain if { ssl_fc_sni -i bench.test }
+  use_backend echo if { ssl_fc_sni -i bench.test }
 frontend rsa
   bind 127.0.0.1:$H_R ssl crt $d/pki/rsa.test.haproxy.pem
-  use_backend plain if { ssl_fc_sni -i rsa.test }
+  use_backend echo if { ssl_fc_sni -i rsa.test }
 frontend pass
   bind 127.0.0.1:$H_P
   tcp-request inspect-delay 5s
   tcp-request content accept if { req.ssl_hello_type 1 }
-  use_backend echo if { req.ssl_sni -i p.test }
-backend plain
-  server s1 127.0.0.1:$HTTP
+  use_backend tls_echo if { req.ssl_sni -i p.test }
 backend echo
   server e1 127.0.0.1:$ECHO
+backend tls_echo
+  server t1 127.0.0.1:$TECHO
 HAPROXY
 haproxy -c -q -f "$d/haproxy.cfg" || { echo "haproxy config rejected"; exit 1; }
 
@@ -233,8 +270,8 @@ cat >"$d/lodestone-idle.toml" <<TOML
 name = "terminate"
 listen = ["127.0.0.1:$I_L"]
 [[pool]]
-name = "plain"
-backends = ["127.0.0.1:$HTTP"]
+name = "echo"
+backends = ["127.0.0.1:$ECHO"]
 [[certificate]]
 name = "bench"
 cert = "$d/pki/bench.test.pem"
@@ -244,7 +281,7 @@ name = "t"
 listener = "terminate"
 names = ["bench.test"]
 action = "terminate"
-pool = "plain"
+pool = "echo"
 certificate = "bench"
 [tls]
 min_version = "1.2"
@@ -271,12 +308,28 @@ stream {
     ssl_certificate_key $d/pki/bench.test.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on;
-    proxy_pass 127.0.0.1:$HTTP;
+    proxy_pass 127.0.0.1:$ECHO;
   }
 }
 NGINX
-sed -e "/^frontend rsa/,/^  use_backend/d" -e "/^frontend pass/,/^  use_backend/d" -e "/^backend echo/,\$d" \
-  -e "s/127.0.0.1:$H_T /127.0.0.1:$I_H /" -e "s#$d/haproxy.pid#$d/haproxy-idle.pid#" "$d/haproxy.cfg" >"$d/haproxy-idle.cfg"
+cat >"$d/haproxy-idle.cfg" <<HAPROXY
+global
+  nbthread 1
+  cpu-map 1 0
+  maxconn $hmaxconn
+  pidfile $d/haproxy-idle.pid
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend terminate
+  bind 127.0.0.1:$I_H ssl crt $d/pki/bench.test.haproxy.pem
+  use_backend echo if { ssl_fc_sni -i bench.test }
+backend echo
+  server e1 127.0.0.1:$ECHO
+HAPROXY
 haproxy -c -q -f "$d/haproxy-idle.cfg" || { echo "haproxy idle config rejected"; exit 1; }
 
 "$bin/lodestone" run "$d/lodestone.toml" 2>"$d/lodestone.log" &
@@ -296,34 +349,116 @@ npid=$(pgrep -P "$(cat "$d/nginx.pid")" | head -n 1)  # nginx's one worker
 [ -n "$npid" ] || { echo "nginx did not start"; cat "$d/nginx-error.log" "$d/nginx.stderr"; exit 1; }
 grep -q '"event":"start"' "$d/lodestone.log" || { echo "lodestone did not start"; cat "$d/lodestone.log"; exit 1; }
 listening() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$1" 2>/dev/null; }
-for _ in $(seq 1 50); do listening "$H_P" && break; sleep 0.1; done
+for _ in $(seq 1 50); do listening "$H_P" && listening "$TECHO" && listening "$TDIRECT" && break; sleep 0.1; done
 kill -0 "$hpid" 2>/dev/null && listening "$H_P" || { echo "haproxy did not start"; cat "$d/haproxy.stderr"; exit 1; }
-echo "measured PIDs: lodestone run (dataplane) $lpid, nginx worker $npid, haproxy $hpid" >&2
+listening "$TECHO" && listening "$TDIRECT" || { echo "tls_echo did not start"; cat "$d/tls_echo.log"; exit 1; }
+echo "measured PIDs: lodestone run (dataplane) $lpid, nginx worker $npid, haproxy $hpid; direct: tls_echo $tpid" >&2
 affinity() { local t out=""; for t in /proc/"$1"/task/*; do out+="$(awk '/^Name:/{n=$2} /^Cpus_allowed_list:/{print n "=" $2}' "$t/status") "; done; echo "$out"; }
 echo "CPU affinity per thread: lodestone [$(affinity "$lpid")] nginx [$(affinity "$npid")] haproxy [$(affinity "$hpid")]" >&2
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
-# run PID PORT WORKLOAD -> prints µs (KB for idle) per op
-run() {
-  local pid=$1 p=$2 w=$3 before after out ops
-  before=$(cpu_ticks "$pid")
+
+# load_args TEST PORT [COUNT]: lodeload's arguments for one run, in largs.
+load_args() {
+  local w=$1 p=$2 n=${3:-$handshakes} sni=bench.test
+  case $w in full-rsa) sni=rsa.test ;; pass | pass-conn | direct-requests) sni=p.test ;; esac
+  largs=(--connect "127.0.0.1:$p" --sni "$sni" --ca "$d/pki/ca.pem" --quiet)
   case $w in
-    full) out=$(taskset -c 1 python3 bench/tls_load.py handshakes "$p" bench.test "$d/pki/ca.pem" "$handshakes"); ops=$handshakes ;;
-    full-rsa) out=$(taskset -c 1 python3 bench/tls_load.py handshakes "$p" rsa.test "$d/pki/ca.pem" "$handshakes"); ops=$handshakes ;;
-    resumed) out=$(taskset -c 1 python3 bench/tls_load.py handshakes "$p" bench.test "$d/pki/ca.pem" "$handshakes" resumed); ops=$handshakes ;;
-    pass) out=$(taskset -c 1 python3 bench/tls_load.py bulk-raw "$p" "$d/hello.bin" "$mb"); ops=$((2 * mb)) ;;
-    idle) out=$(taskset -c 1 python3 bench/tls_load.py idle "$p" bench.test "$d/pki/ca.pem" "$idle_n" "$pid") ;;
+    full | full-rsa | pass-conn) largs=(handshakes "${largs[@]}" --concurrency 1 --count "$n" --request "$req_bytes") ;;
+    resumed) largs=(handshakes "${largs[@]}" --concurrency 1 --count "$n" --request "$req_bytes" --resume) ;;
+    requests | direct-requests)
+      largs=(requests "${largs[@]}" --concurrency "$req_conc" --rate "$req_rate" --count "$requests" --request "$req_bytes") ;;
+    bulk | pass) largs=(bulk "${largs[@]}" --bytes "${mb}Mi" --timeout-ms 10000) ;;
+    idle) largs=(idle "${largs[@]}" --concurrency "$n" --hold 300 --timeout-ms 10000) ;;
   esac
+}
+# load TEST PORT [COUNT]: one lodeload run on CPU 1, its JSON report on stdout.
+load() {
+  load_args "$@"
+  taskset -c 1 timeout -s INT -k 10 600 "$bin/lodeload" "${largs[@]}"
+}
+# unlist PID: a process waited for leaves the list cleanup() stops (its
+# number may be reused by someone else's process later).
+unlist() {
+  local i
+  for i in "${!pids[@]}"; do [ "${pids[$i]}" != "$1" ] || unset "pids[$i]"; done
+}
+ops_of() {
+  case $1 in
+    requests) echo "$requests" ;;
+    bulk | pass) echo $((2 * mb)) ;;
+    idle) echo "$idle_n" ;;
+    *) echo "$handshakes" ;;
+  esac
+}
+
+# run SERVER PID PORT TEST REP: one timed run, recorded in $d/runs.jsonl.
+run() {
+  local server=$1 pid=$2 p=$3 w=$4 rep=$5 before after out="$d/load.json"
+  before=$(cpu_ticks "$pid")
+  if ! load "$([ "$server" = direct ] && echo direct-requests || echo "$w")" "$p" >"$out"; then
+    echo "run failed: $w on $server (port $p): $(head -c 2000 "$out")" >&2
+    exit 1
+  fi
   sleep 0.3
   after=$(cpu_ticks "$pid")
-  echo "  $w port $p pid $pid: $out" >&2
-  case "$out" in *"failed 0"*|equal*) ;; *) echo "run failed: $w on port $p: $out" >&2; exit 1 ;; esac
-  if [ "$w" = idle ]; then
-    echo "$out" | awk '{print $6}'
-  else
-    python3 -c "print(f'{($after - $before) / $hz / $ops * 1e6:.1f}')"
+  $report record "$d/runs.jsonl" "$w" "$server" "$rep" "$(ops_of "$w")" $((after - before)) "$hz" "$out"
+  echo "  $w $server: $(tail -n 1 "$d/runs.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["cpu_us_per_op"], "us CPU/op,", r["rate_per_s"], "op/s; p50/p99 us:", {h: (v["p50"], v["p99"]) for h, v in r["latency_us"].items()})')" >&2
+}
+
+# quiet PORT N SERVER_PID LOAD_PID: waits (at most 120 s) until N
+# connections to PORT are established and both the load and the server have
+# used no CPU for 0.3 s (three 0.1 s polls) — every handshake done.
+quiet() {
+  local p=$1 n=$2 spid=$3 lg=$4 k c=0 q=0 lt st lt0=-1 st0=-1
+  for k in $(seq 1 1200); do
+    sleep 0.1
+    kill -0 "$lg" 2>/dev/null || return 1
+    c=$(ss -Htn state established "( sport = :$p )" | wc -l)
+    lt=$(cpu_ticks "$lg" 2>/dev/null || echo x); st=$(cpu_ticks "$spid")
+    if [ "$c" -ge "$n" ] && [ "$lt" = "$lt0" ] && [ "$st" = "$st0" ]; then q=$((q + 1)); else q=0; fi
+    lt0=$lt; st0=$st
+    [ "$q" -ge 3 ] && return 0
+  done
+  return 1
+}
+
+# idle_run SERVER PID PORT REP: IDLE connections opened and held by lodeload
+# idle, in batches of BENCH_IDLE_BATCH (default 100; one lodeload each, the
+# next once the last is quiet) so that no more handshakes are in flight at
+# once than that; 1 s after the last batch, VmRSS; then every lodeload is
+# stopped (SIGINT: it closes its connections and reports).
+idle_run() {
+  local server=$1 pid=$2 p=$3 rep=$4 before after opened=0 n lg rc ok=1 batch=${BENCH_IDLE_BATCH:-100}
+  local lgs=() outs=()
+  before=$(rss_kb "$pid")
+  while [ "$opened" -lt "$idle_n" ]; do
+    n=$(( idle_n - opened < batch ? idle_n - opened : batch ))
+    load_args idle "$p" "$n"
+    taskset -c 1 "$bin/lodeload" "${largs[@]}" >"$d/idle-$opened.json" &  # taskset execs: $! is lodeload
+    lg=$!
+    pids+=($lg); lgs+=($lg); outs+=("$d/idle-$opened.json")
+    opened=$((opened + n))
+    quiet "$p" "$opened" "$pid" "$lg" || { ok=0; break; }
+  done
+  [ "$ok" = 1 ] && sleep 1
+  after=$(rss_kb "$pid")
+  for lg in "${lgs[@]}"; do kill -INT "$lg" 2>/dev/null || true; done
+  for lg in "${lgs[@]}"; do
+    rc=0; wait "$lg" || rc=$?
+    unlist "$lg"
+    [ "$rc" = 0 ] || ok=0
+  done
+  if [ "$ok" != 1 ]; then
+    echo "run failed: idle on $server: $(ss -Htn state established "( sport = :$p )" | wc -l) of $idle_n connections up" >&2
+    head -c 2000 "${outs[@]}" >&2
+    exit 1
   fi
+  $report record "$d/runs.jsonl" idle "$server" "$rep" "$idle_n" 0 "$hz" "$(IFS=,; echo "${outs[*]}")" \
+    "$(python3 -c "print(f'{($after - $before) / $idle_n:.2f}')")"
+  echo "  idle $server: $(tail -n 1 "$d/runs.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["kb_per_conn"])') KB per connection (RSS $before -> $after KB)" >&2
 }
 
 # Fresh instances for the idle test: sets il in ih (the measured PIDs) and
@@ -346,58 +481,99 @@ start_idle() {
   in=$(pgrep -P "$im" | head -n 1)
   [ -n "$in" ] && listening "$I_L" && listening "$I_N" && listening "$I_H" || { echo "idle-test servers did not start" >&2; exit 1; }
   for k in "$I_L" "$I_N" "$I_H"; do  # warm: the TLS context, the backend connection path
-    taskset -c 1 python3 bench/tls_load.py handshakes "$k" bench.test "$d/pki/ca.pem" 20 >/dev/null
+    load full "$k" 20 >"$d/load.json" || { echo "idle-test warm-up failed on port $k: $(head -c 2000 "$d/load.json")" >&2; cat "$d/lodestone-idle.log" >&2; exit 1; }
   done
   sleep 0.3
 }
 stop_idle() {
   local p
   for p in "${idle_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${idle_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${idle_pids[@]}"; do wait "$p" 2>/dev/null || true; unlist "$p"; done
   idle_pids=()
 }
 
-workloads=(full full-rsa resumed pass idle)
-declare -A L N H
-for w in "${workloads[@]}"; do L[$w]=""; N[$w]=""; H[$w]=""; done
-for r in $(seq 1 "$reps"); do
-  echo "rep $r/$reps" >&2
-  for w in "${workloads[@]}"; do
-    lp=$L_T; np=$N_T; hp=$H_T
-    [ "$w" = pass ] && { lp=$L_P; np=$N_P; hp=$H_P; }
-    [ "$w" = full-rsa ] && { lp=$L_R; np=$N_R; hp=$H_R; }
-    if [ "$w" = idle ]; then
-      start_idle
-      L[$w]+="$(run "$il" "$I_L" idle) "
-      N[$w]+="$(run "$in" "$I_N" idle) "
-      H[$w]+="$(run "$ih" "$I_H" idle) "
-      stop_idle
-      continue
-    fi
-    L[$w]+="$(run "$lpid" "$lp" "$w") "
-    N[$w]+="$(run "$npid" "$np" "$w") "
-    H[$w]+="$(run "$hpid" "$hp" "$w") "
+# traced SERVER PID PORT TEST: one more run with `strace -c -f -p PID`
+# attached (all the process's threads), counted into $d/syscalls.jsonl.
+traced() {
+  local server=$1 pid=$2 p=$3 w=$4 sp k
+  : >"$d/strace.err"
+  strace -c -f -p "$pid" -o "$d/strace.txt" 2>"$d/strace.err" &
+  sp=$!
+  pids+=($sp)
+  for k in $(seq 1 50); do  # until every thread is attached
+    [ "$(grep -c attached "$d/strace.err")" -ge "$(ls "/proc/$pid/task" | wc -l)" ] && break
+    sleep 0.1
+  done
+  sleep 0.2
+  load "$w" "$p" >"$d/load.json" || { echo "traced run failed: $w on $server: $(head -c 2000 "$d/load.json")" >&2; exit 1; }
+  sleep 0.3
+  kill -INT "$sp"
+  for k in $(seq 1 100); do kill -0 "$sp" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$sp" 2>/dev/null && kill -KILL "$sp"
+  wait "$sp" || true
+  unlist "$sp"
+  $report syscalls "$d/syscalls.jsonl" "$w" "$server" "$(ops_of "$w")" "$d/strace.txt"
+  echo "  strace $w $server: $(tail -n 1 "$d/syscalls.jsonl")" >&2
+}
+
+port_of() {  # port_of SERVER TEST
+  case $1-$2 in
+    lodestone-pass | lodestone-pass-conn) echo "$L_P" ;;
+    nginx-pass | nginx-pass-conn) echo "$N_P" ;;
+    haproxy-pass | haproxy-pass-conn) echo "$H_P" ;;
+    lodestone-full-rsa) echo "$L_R" ;;
+    nginx-full-rsa) echo "$N_R" ;;
+    haproxy-full-rsa) echo "$H_R" ;;
+    lodestone-*) echo "$L_T" ;;
+    nginx-*) echo "$N_T" ;;
+    haproxy-*) echo "$H_T" ;;
+  esac
+}
+declare -A PID=([lodestone]=$lpid [nginx]=$npid [haproxy]=$hpid)
+servers=(lodestone nginx haproxy)
+
+# Warm-up, not counted: each server's TLS contexts and backend paths.
+for s in "${servers[@]}"; do
+  for w in full full-rsa pass-conn; do
+    load "$w" "$(port_of "$s" "$w")" 20 >/dev/null || { echo "warm-up failed: $w on $s" >&2; exit 1; }
   done
 done
 
-echo
-echo "Lodestone vs nginx $(nginx -v 2>&1 | sed 's/.*\///') vs HAProxy $(haproxy -v | head -n 1 | awk '{print $3}'), one worker/thread each on CPU 0, load on CPU 1, $reps interleaved runs ($handshakes handshakes, $mb MB each way, $idle_n idle connections per run; $(( $(date +%s) - t_start )) s)"
-printf "%-36s %-20s %-20s %-20s %-22s %s\n" "workload (server CPU per op)" "lodestone min/med/max" "nginx min/med/max" "haproxy min/med/max" "nginx/lodestone" "haproxy/lodestone"
-for w in "${workloads[@]}"; do
-  case $w in
-    full) label="full TLS1.3 hs+request ECDSA, us" ;;
-    full-rsa) label="full TLS1.3 hs+request RSA2048, us" ;;
-    resumed) label="resumed hs+request, us" ;;
-    pass) label="SNI passthrough, us per MB" ;;
-    idle) label="idle TLS connection, KB RSS" ;;
-  esac
-  python3 - "$label" "${L[$w]}" "${N[$w]}" "${H[$w]}" <<'PY'
-import sys, statistics
-label = sys.argv[1]
-l, n, h = ([float(x) for x in a.split()] for a in sys.argv[2:5])
-f = lambda v: f"{min(v):.1f}/{statistics.median(v):.1f}/{max(v):.1f}"
-r = lambda o: " ".join(f"{b / a:.2f}" if a > 0 else "inf" for a, b in zip(l, o))
-med = lambda o: f"(med {statistics.median(o) / statistics.median(l):.2f})" if statistics.median(l) > 0 else ""
-print(f"{label:<36} {f(l):<20} {f(n):<20} {f(h):<20} {r(n) + ' ' + med(n):<22} {r(h)} {med(h)}")
-PY
+read -r -a workloads <<<"${BENCH_TESTS:-full full-rsa resumed requests bulk pass-conn pass idle}"
+for r in $(seq 1 "$reps"); do
+  echo "rep $r/$reps" >&2
+  for w in "${workloads[@]}"; do
+    if [ "$w" = idle ]; then
+      start_idle
+      idle_run lodestone "$il" "$I_L" "$r"
+      idle_run nginx "$in" "$I_N" "$r"
+      idle_run haproxy "$ih" "$I_H" "$r"
+      stop_idle
+      continue
+    fi
+    for s in "${servers[@]}"; do run "$s" "${PID[$s]}" "$(port_of "$s" "$w")" "$w" "$r"; done
+    [ "$w" = requests ] && run direct "$tpid" "$TDIRECT" requests "$r"
+  done
 done
+
+if [ "$do_strace" = 1 ]; then
+  echo "system calls: one traced run per test and server" >&2
+  for w in "${workloads[@]}"; do
+    [ "$w" = idle ] && continue
+    for s in "${servers[@]}"; do traced "$s" "${PID[$s]}" "$(port_of "$s" "$w")" "$w"; done
+  done
+fi
+
+nginx_v=$(nginx -v 2>&1 | sed 's/.*\///')
+haproxy_v=$(haproxy -v | head -n 1 | awk '{print $3}')
+cat >"$d/meta.json" <<JSON
+{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "command": "bench/compare_nginx.sh $reps $handshakes $mb $idle_n $requests",
+ "nginx": "$nginx_v", "haproxy": "$haproxy_v", "openssl": "$(openssl version | awk '{print $2}')",
+ "kernel": "$(uname -r)", "reps": $reps, "handshakes": $handshakes, "mb": $mb, "idle": $idle_n,
+ "requests": $requests, "request_rate": $req_rate, "request_concurrency": $req_conc, "request_bytes": $req_bytes,
+ "strace": $([ "$do_strace" = 1 ] && echo true || echo false), "seconds": $(( $(date +%s) - t_start )),
+ "loadavg_start": "$load_start", "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)"}
+JSON
+echo
+mkdir -p "$(dirname "$json_out")"
+$report summary "$d/runs.jsonl" "$d/syscalls.jsonl" "$d/meta.json" "$json_out"

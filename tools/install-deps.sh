@@ -15,6 +15,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev         # unit tests
   libbenchmark-dev                  # micro-benchmarks
   curl python3                      # end-to-end tests and the demo (clients)
+  strace                            # bench/compare_nginx.sh: system calls per operation
   qemu-system-x86 busybox-static    # the kTLS VM (tools/ktls-vm/): Debian's kernel under TCG
   kmod cpio                         # its modules (depmod, modprobe) and initramfs
   prometheus                        # promtool: the /metrics test (its service is not started)

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""The bookkeeping of bench/compare_nginx.sh (python3 stdlib only).
+
+  compare_nginx_report.py record RUNS TEST SERVER REP OPS TICKS HZ LOAD [KB]
+      checks one lodeload report (LOAD, its JSON) against what the test asked
+      for and appends one line to RUNS (JSON lines): server CPU per operation
+      (TICKS of /proc/PID/stat over OPS operations; for the idle test KB, the
+      VmRSS growth per connection, instead), achieved rate, latency
+      percentiles of every lodeload histogram. Exits 1, saying why, when the
+      run is not clean (errors, short counts, refused resumptions).
+  compare_nginx_report.py syscalls OUT TEST SERVER OPS STRACE
+      reads `strace -c -f` output (STRACE) and appends one line to OUT: system
+      calls in all, per operation, io_uring_enter among them (io_uring
+      submissions count as calls), the five most frequent.
+  compare_nginx_report.py summary RUNS SYSCALLS META JSON_OUT
+      prints the tables (markdown) and writes JSON_OUT: every run, and per
+      test and server min/median/max of CPU per operation and of the latency
+      percentiles, the per-run ratios, p99 added latency against the direct
+      run, system calls per operation.
+"""
+import json
+import statistics
+import sys
+
+SERVERS = ("lodestone", "nginx", "haproxy")
+NAMES = {"lodestone": "Lodestone", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct"}
+
+# test -> (label, unit of the CPU figure, the lodeload histogram shown in the
+# latency table or None, what an operation is)
+TESTS = {
+    "full": ("full TLS 1.3 handshake + 100 B echo, ECDSA P-256", "µs", "handshake", "connection"),
+    "full-rsa": ("full handshake + 100 B echo, RSA-2048", "µs", "handshake", "connection"),
+    "resumed": ("resumed handshake + 100 B echo", "µs", "handshake", "connection"),
+    "requests": ("100 B request/response, kept connections", "µs", "response", "request"),
+    "bulk": ("bulk through the relay, per MB moved", "µs", None, "MB moved"),
+    "pass-conn": ("SNI passthrough, new connection + 100 B echo", "µs", "handshake", "connection"),
+    "pass": ("SNI passthrough bulk, per MB moved", "µs", None, "MB moved"),
+    "idle": ("idle TLS connection: RSS growth", "KB", None, "connection"),
+}
+HISTOGRAMS = ("connect", "handshake", "ttfb", "response")
+
+
+def fail(why):
+    print(why, file=sys.stderr)
+    sys.exit(1)
+
+
+def record(runs, test, server, rep, ops, ticks, hz, load, kb=None):
+    ops, ticks, hz = int(ops), int(ticks), int(hz)
+    reports = []
+    for path in load.split(","):  # the idle test: one report per batch
+        with open(path) as f:
+            reports.append(json.load(f))
+    r = reports[0]
+    if len(reports) > 1:
+        for k in ("total", "full", "resumed", "resumptions_refused"):
+            r["handshakes"][k] = sum(x["handshakes"][k] for x in reports)
+        r["errors"]["total"] = sum(x["errors"]["total"] for x in reports)
+        for x in reports[1:]:
+            r["error_samples"].update(x["error_samples"])
+        r["elapsed_ms"] = max(x["elapsed_ms"] for x in reports)
+        r["latency_us"] = {h: {"count": 0} for h in HISTOGRAMS}  # percentiles do not add up
+    where = f"{test} on {server}, rep {rep}"
+    if r["errors"]["total"] != 0:
+        fail(f"run failed: {where}: errors {r['errors']} {r['error_samples']}")
+    hs = r["handshakes"]
+    if test in ("full", "full-rsa", "pass-conn") and (hs["total"] != ops or r["requests"]["completed"] != ops):
+        fail(f"run failed: {where}: {hs['total']} handshakes, {r['requests']['completed']} echoes of {ops}")
+    if test == "resumed" and (hs["resumed"] != ops - 1 or hs["resumptions_refused"] != 0):
+        fail(f"run failed: {where}: {hs['resumed']} of {ops - 1} resumed, {hs['resumptions_refused']} refused")
+    if test == "requests" and r["requests"]["completed"] != ops:
+        fail(f"run failed: {where}: {r['requests']['completed']} requests of {ops}")
+    if test in ("bulk", "pass") and not r.get("bulk", {}).get("ok"):
+        fail(f"run failed: {where}: bulk digests differ or the echo was short")
+    if test == "idle" and hs["full"] != ops:
+        fail(f"run failed: {where}: {hs['full']} of {ops} idle connections handshaken")
+    elapsed = r["elapsed_ms"] / 1000
+    line = {
+        "test": test, "server": server, "rep": int(rep), "ops": ops,
+        "cpu_s": ticks / hz, "elapsed_s": elapsed,
+        "rate_per_s": round(ops / elapsed, 1) if elapsed > 0 else None,
+        "latency_us": {h: {q: r["latency_us"][h][q] for q in ("p50", "p90", "p99", "p99_9", "max")}
+                       for h in HISTOGRAMS if r["latency_us"][h]["count"] > 0},
+        "tls": r["tls"]["versions"],
+    }
+    if test == "idle":
+        line["kb_per_conn"] = float(kb)
+        line["rate_per_s"] = None
+    else:
+        line["cpu_us_per_op"] = round(ticks / hz / ops * 1e6, 1)
+    with open(runs, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def syscalls(out, test, server, ops, strace):
+    ops = int(ops)
+    counts, total = {}, None
+    for raw in open(strace):
+        fields = raw.split()
+        if len(fields) < 5 or not fields[0].replace(".", "").isdigit():
+            continue
+        name, calls = fields[-1], int(fields[3])
+        if name == "total":
+            total = calls
+        else:
+            counts[name] = calls
+    if total is None:
+        fail(f"strace on {server} during {test}: no summary in {strace} (BENCH_STRACE=0 skips the counts)")
+    top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+    line = {
+        "test": test, "server": server, "ops": ops, "calls": total,
+        "per_op": round(total / ops, 2),
+        "io_uring_enter": counts.get("io_uring_enter", 0),
+        "top": top,
+    }
+    with open(out, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def mmm(v):
+    return {"min": min(v), "median": statistics.median(v), "max": max(v)} if v else None
+
+
+def fmt(v, digits=1):
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def trio(v, digits=1):
+    return "/".join(fmt(float(x), digits) for x in (min(v), statistics.median(v), max(v)))
+
+
+def summary(runs_path, sys_path, meta_path, out_path):
+    runs = [json.loads(l) for l in open(runs_path)]
+    try:
+        sysc = [json.loads(l) for l in open(sys_path)]
+    except FileNotFoundError:
+        sysc = []
+    meta = json.load(open(meta_path))
+    tests = [t for t in TESTS if any(r["test"] == t for r in runs)]
+    by = {}
+    for r in runs:
+        by.setdefault((r["test"], r["server"]), []).append(r)
+    for v in by.values():
+        v.sort(key=lambda r: r["rep"])
+
+    out = {"meta": meta, "tests": {}, "runs": runs, "syscalls": sysc}
+    cpu_rows, lat_rows, sys_rows = [], [], []
+    for t in tests:
+        label, unit, hist, op = TESTS[t]
+        key = "kb_per_conn" if t == "idle" else "cpu_us_per_op"
+        entry = {"label": label, "operation": op, "cpu_unit": "KB VmRSS growth per connection" if t == "idle" else "µs server CPU per " + op,
+                 "latency_histogram": hist, "servers": {}, "ratios": {}}
+        fig = {s: [r[key] for r in by.get((t, s), [])] for s in SERVERS}
+        for s in list(SERVERS) + ["direct"]:
+            rs = by.get((t, s), [])
+            if not rs:
+                continue
+            e = {"runs": len(rs)}
+            if s != "direct" or t == "idle":
+                e[key] = mmm([r[key] for r in rs])
+                e[key + "_runs"] = [r[key] for r in rs]
+            if s == "direct":
+                e["cpu_us_per_op_tls_echo"] = mmm([r["cpu_us_per_op"] for r in rs])
+            rates = [r["rate_per_s"] for r in rs if r["rate_per_s"] is not None]
+            if rates:
+                e["rate_per_s"] = mmm(rates)
+            e["latency_us"] = {}
+            for h in HISTOGRAMS:
+                if all(h in r["latency_us"] for r in rs):
+                    e["latency_us"][h] = {q: mmm([r["latency_us"][h][q] for r in rs]) for q in ("p50", "p90", "p99", "p99_9")}
+            entry["servers"][s] = e
+        for other in ("nginx", "haproxy"):
+            pairs = list(zip(fig["lodestone"], fig[other]))
+            entry["ratios"][f"{other}/lodestone"] = [round(b / a, 2) if a > 0 else None for a, b in pairs]
+        # p99 added latency: each proxy's p99 minus the direct p99 of the same rep.
+        if (t, "direct") in by and hist:
+            direct = {r["rep"]: r["latency_us"][hist]["p99"] for r in by[(t, "direct")]}
+            entry["p99_added_us"] = {}
+            for s in SERVERS:
+                d = [r["latency_us"][hist]["p99"] - direct[r["rep"]] for r in by.get((t, s), []) if r["rep"] in direct]
+                if d:
+                    entry["p99_added_us"][s] = {"runs": d, **mmm(d)}
+        sc = {x["server"]: x for x in sysc if x["test"] == t}
+        if sc:
+            entry["syscalls_per_op"] = {s: sc[s] for s in SERVERS if s in sc}
+        out["tests"][t] = entry
+
+        # Table rows.
+        if all(fig[s] for s in SERVERS):
+            def ratio(o):
+                lm = statistics.median(fig["lodestone"])
+                per_run = " ".join(f"{b / a:.2f}" if a > 0 else "inf" for a, b in zip(fig["lodestone"], fig[o]))
+                return per_run + (f" (med {statistics.median(fig[o]) / lm:.2f})" if lm > 0 else "")
+            cpu_rows.append(f"| {label}, {unit} | {trio(fig['lodestone'])} | {trio(fig['nginx'])} | {trio(fig['haproxy'])} "
+                            f"| {ratio('nginx')} | {ratio('haproxy')} |")
+        if hist:
+            cells = []
+            for s in list(SERVERS) + ["direct"]:
+                rs = by.get((t, s), [])
+                if rs:
+                    p50 = statistics.median(r["latency_us"][hist]["p50"] for r in rs)
+                    p99 = statistics.median(r["latency_us"][hist]["p99"] for r in rs)
+                    cells.append(f"{p50:.0f} / {p99:.0f}")
+                else:
+                    cells.append("–")
+            added = entry.get("p99_added_us", {})
+            add = ", ".join(f"{NAMES[s]} {added[s]['median']:.0f}" for s in SERVERS if s in added) or "–"
+            lat_rows.append(f"| {label} ({hist}) | " + " | ".join(cells) + f" | {add} |")
+        if sc and all(s in sc for s in SERVERS):
+            l = sc["lodestone"]["per_op"]
+            cell = lambda s: f"{sc[s]['per_op']:.1f}" + (f" ({sc[s]['io_uring_enter'] / sc[s]['ops']:.1f} io_uring_enter)"
+                                                          if sc[s]["io_uring_enter"] else "")
+            r = lambda o: f"{sc[o]['per_op'] / l:.2f}" if l > 0 else "inf"
+            sys_rows.append(f"| {label} | {cell('lodestone')} | {cell('nginx')} | {cell('haproxy')} | {r('nginx')} | {r('haproxy')} |")
+
+    with open(out_path, "w") as f:
+        json.dump(out, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+    m = meta
+    print(f"Lodestone vs nginx {m['nginx']} vs HAProxy {m['haproxy']}: one worker/thread each on CPU 0, lodeload and "
+          f"the backends on CPU 1; {m['reps']} interleaved runs; {m['handshakes']} handshakes, {m['requests']} requests "
+          f"at {m['request_rate']}/s on {m['request_concurrency']} connections, {m['mb']} MiB each way, "
+          f"{m['idle']} idle connections per run; {m['seconds']} s; load average {m['loadavg_start']} at the "
+          f"start, {m['loadavg_end']} at the end")
+    print()
+    print("| server CPU per operation (min/median/max) | Lodestone | nginx | HAProxy | nginx / Lodestone, per run | HAProxy / Lodestone, per run |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(cpu_rows))
+    if lat_rows:
+        print()
+        print("| latency, µs, p50 / p99 (median of runs) | Lodestone | nginx | HAProxy | direct to a TLS backend | p99 added vs direct (median) |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(lat_rows))
+    if sys_rows:
+        print()
+        print("| system calls per operation (strace -c -f, one run) | Lodestone | nginx | HAProxy | nginx / Lodestone | HAProxy / Lodestone |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(sys_rows))
+    print()
+    print(f"JSON: {out_path}")
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "record":
+        record(*args)
+    elif cmd == "syscalls":
+        syscalls(*args)
+    elif cmd == "summary":
+        summary(*args)
+    else:
+        sys.exit(2)
