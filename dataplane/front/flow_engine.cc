@@ -263,7 +263,6 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     ++stats_.rx_bad;
     return;
   }
-  std::span<uint8_t> buf;
   switch (p.l3) {
     case L3::kArp:
       if (p.arp.op == 2) {
@@ -271,15 +270,8 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
         return;
       }
       if (p.arp.op == 1 && is_vip_address(IpAddr::v4(p.arp.target_ip))) {
-        buf = out.buffer();
-        if (buf.empty()) {
-          ++stats_.tx_no_buffer;
-          return;
-        }
-        if (const size_t n = build_arp_reply(buf, p, cfg_.mac, p.arp.target_ip); n > 0) {
-          out.send(n);
+        if (send_built(out, [&](std::span<uint8_t> b) { return build_arp_reply(b, p, cfg_.mac, p.arp.target_ip); })) {
           ++stats_.arp_replies;
-          ++stats_.tx_frames;
         }
         return;
       }
@@ -293,15 +285,8 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
       return;
   }
   if (p.l4 == L4::kIcmpv6 && p.icmp.type == 135 && is_vip_address(p.icmp.nd_target)) {
-    buf = out.buffer();
-    if (buf.empty()) {
-      ++stats_.tx_no_buffer;
-      return;
-    }
-    if (const size_t n = build_neighbor_advert(buf, p, cfg_.mac, p.icmp.nd_target); n > 0) {
-      out.send(n);
+    if (send_built(out, [&](std::span<uint8_t> b) { return build_neighbor_advert(b, p, cfg_.mac, p.icmp.nd_target); })) {
       ++stats_.nd_adverts;
-      ++stats_.tx_frames;
     }
     return;
   }
@@ -310,16 +295,7 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     return;
   }
   if ((p.l4 == L4::kIcmp && p.icmp.type == 8) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 128)) {
-    buf = out.buffer();
-    if (buf.empty()) {
-      ++stats_.tx_no_buffer;
-      return;
-    }
-    if (const size_t n = build_echo_reply(buf, p); n > 0) {
-      out.send(n);
-      ++stats_.echo_replies;
-      ++stats_.tx_frames;
-    }
+    if (send_built(out, [&](std::span<uint8_t> b) { return build_echo_reply(b, p); })) ++stats_.echo_replies;
     return;
   }
   if (p.l4 != L4::kTcp) {
@@ -608,15 +584,7 @@ void FlowEngine::send_reset_for(const Packet& p, FrameSink& out) noexcept {
 }
 
 void FlowEngine::emit(FrameSink& out, const TcpSegment& s) noexcept {
-  const std::span<uint8_t> buf = out.buffer();
-  if (buf.empty()) {
-    ++stats_.tx_no_buffer;
-    return;
-  }
-  if (const size_t n = build_tcp(buf, s); n > 0) {
-    out.send(n);
-    ++stats_.tx_frames;
-  }
+  send_built(out, [&](std::span<uint8_t> b) { return build_tcp(b, s); });
 }
 
 void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {

@@ -184,6 +184,21 @@ class FlowEngine {
   void send_reset_for(const Packet& p, FrameSink& out) noexcept;
   void reset_flow(Flow& f, FrameSink& out) noexcept;
   void emit(FrameSink& out, const TcpSegment& s) noexcept;
+  // Builds one frame into the sink's next buffer (build(buffer) -> length,
+  // 0 = nothing to send) and sends it; counts tx_frames or tx_no_buffer.
+  template <typename Build>
+  bool send_built(FrameSink& out, Build&& build) noexcept {
+    const std::span<uint8_t> buf = out.buffer();
+    if (buf.empty()) {
+      ++stats_.tx_no_buffer;
+      return false;
+    }
+    const size_t n = build(buf);
+    if (n == 0) return false;
+    out.send(n);
+    ++stats_.tx_frames;
+    return true;
+  }
 
   Flow* lookup(const FlowKey& k) noexcept;
   Flow* insert(const FlowKey& k) noexcept;

@@ -169,13 +169,9 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
 void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
   ++f.tries;
   ++stats_.backend_arp_requests;
-  const std::span<uint8_t> buf = out.buffer();
-  if (buf.empty()) {
-    ++stats_.tx_no_buffer;
-  } else if (const size_t n = build_arp_request(buf, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host()); n > 0) {
-    out.send(n);
-    ++stats_.tx_frames;
-  }
+  send_built(out, [&](std::span<uint8_t> b) {
+    return build_arp_request(b, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host());
+  });
   link_tail(f, Wait::kConnect);
 }
 

@@ -97,7 +97,7 @@ bool rewrite_tcp(std::span<uint8_t> frame, const Packet& p, const TcpRewrite& r)
     std::memcpy(ip + 16, r.flow.dst.bytes, 4);
     const size_t ihl = size_t{static_cast<uint8_t>(ip[0] & 0x0f)} * 4;
     ip[10] = ip[11] = 0;
-    const uint16_t c = static_cast<uint16_t>(~fold(sum_words(ip, 0, ihl)));
+    const uint16_t c = inet_checksum({ip, ihl});
     ip[10] = static_cast<uint8_t>(c >> 8);
     ip[11] = static_cast<uint8_t>(c);
   } else {

@@ -59,7 +59,6 @@ struct KtlsSide {
   bool tx = false;
   bool rx = false;
   bool rx_failed = false;     // installing RX failed: user space reads to the end
-  bool key_update = false;    // OpenSSL tried to send a KeyUpdate: the kernel cannot re-key
   bool notify_sent = false;   // our close_notify is on its way
   uint8_t ctrl_type = 0;      // BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG
   ktls::RxHandover rx_handover;
@@ -227,8 +226,8 @@ int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_
   KtlsSide& k = *s->ktls;
   if (type == ktls::kHandshake && len > 0 && static_cast<uint8_t>(data[0]) == ktls::kKeyUpdate) {
     // The kernel (6.1) cannot change the send key: after a KeyUpdate it would
-    // go on with the old one. Refuse; the connection ends cleanly instead.
-    k.key_update = true;
+    // go on with the old one. Refuse (OpenSSL keeps it pending:
+    // SSL_get_key_update_type); the connection ends cleanly instead.
     return 0;
   }
   if (!s->out.empty() || !s->sending.empty() || s->send_inflight) return 0;
@@ -1126,7 +1125,7 @@ struct Worker::Impl {
             from.read_done = true;  // close_notify, or the peer's FIN without one
             break;
           }
-          if (from.ktls_tx() && (from.ktls->key_update || SSL_get_key_update_type(from.ssl) != SSL_KEY_UPDATE_NONE)) {
+          if (from.ktls_tx() && SSL_get_key_update_type(from.ssl) != SSL_KEY_UPDATE_NONE) {
             // The client asked for our KeyUpdate; the kernel (6.1) cannot
             // re-key our sending side. As on the kernel-RX path: what came
             // before is delivered, the backend sees the end of the stream,
