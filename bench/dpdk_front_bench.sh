@@ -21,6 +21,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$T" "/var/run/dpdk/lodebench$$"
+  ip netns del "lodebench$$" 2>/dev/null || true
 }
 trap cleanup EXIT
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd is missing (apt-get install dpdk-dev)"; exit 1; }
@@ -85,3 +86,107 @@ awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v 
   printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place, NIC RX checksum", nb / 1e6, tp / 1e6, nb / tp
   printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'
+
+# 3. Terminate through the dpdk front (issue 6): new TLS flows per second and
+#    the bulk rate through the hand-off to a worker (exception port, PROXY v2)
+#    vs the kernel front, one worker each, the same routes, one after the
+#    other in this run: `lodeload handshakes` (full TLS 1.3 handshakes, 16 at
+#    a time) and `lodeload bulk` (100 MiB each way, SHA-256 checked) to a
+#    terminate route relaying to an echo backend. The dpdk front's lcore polls
+#    its own core, so only rates are compared. Needs root (taps, a namespace).
+if [ "$(id -u)" -ne 0 ]; then echo "terminate: needs root (taps, a network namespace): not measured"; exit 0; fi
+"$src/tools/make-test-pki.sh" "$T/tpki" t.test >/dev/null
+bport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$build/lode-backend" --listen "127.0.0.1:$bport" --name echo --mode echo >"$T/echo.log" 2>&1 &
+pids+=($!)
+tns="lodebench$$"
+tnet="10.$(( $$ % 200 + 20 )).81"
+terminate_config() {  # terminate_config FILE LISTEN [dpdk]
+  cat >"$1" <<TOML
+$([ "${3:-}" = dpdk ] && echo 'front = "dpdk"')
+[[listener]]
+name = "l"
+listen = ["$2"]
+[[pool]]
+name = "echo"
+backends = ["127.0.0.1:$bport"]
+[[certificate]]
+name = "t"
+cert = "$T/tpki/t.test.pem"
+key = "$T/tpki/t.test.key"
+[[route]]
+name = "t"
+names = ["t.test"]
+action = "terminate"
+pool = "echo"
+certificate = "t"
+[workers]
+count = 1
+[log]
+access = "off"
+TOML
+  if [ "${3:-}" = dpdk ]; then
+    cat >>"$1" <<TOML
+[dpdk]
+eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=lodebench$$", "--vdev=net_tap0,iface=lbw$$"]
+[dpdk.exception]
+vdev = "net_tap1,iface=lbx$$"
+interface = "lbx$$"
+kernel_address = "169.254.$(( $$ % 250 + 1 )).1"
+address = "169.254.$(( $$ % 250 + 1 )).2"
+TOML
+  fi
+}
+# measure_terminate FRONT TARGET [ns]: prints "handshakes/s bulk-bytes/s"
+measure_terminate() {
+  local run=()
+  [ -n "${3:-}" ] && run=(ip netns exec "$3")
+  "${run[@]}" "$build/lodeload" handshakes --connect "$2" --sni t.test --ca "$T/tpki/ca.pem" --count 3000 \
+    --concurrency 16 --timeout-ms 5000 --quiet >"$T/hs-$1.json" 2>/dev/null || true
+  "${run[@]}" "$build/lodeload" bulk --connect "$2" --sni t.test --ca "$T/tpki/ca.pem" --bytes 100Mi \
+    --timeout-ms 20000 --quiet >"$T/bulk-$1.json" 2>/dev/null || true
+  python3 - "$T/hs-$1.json" "$T/bulk-$1.json" <<'PY'
+import json, sys
+h, b = (json.load(open(p)) for p in sys.argv[1:3])
+print(h["handshakes"]["per_s"], b["bytes"]["received_per_s"] if b["errors"]["total"] == 0 else 0,
+      h["errors"]["total"] + b["errors"]["total"])
+PY
+}
+start_lodestone_bench() {  # start_lodestone_bench CONFIG NAME: sets tpid
+  mkdir -p "$T/run-$2"
+  "$build/lodestone" run "$1" --run-dir "$T/run-$2" 2>"$T/lode-$2.log" >/dev/null &
+  tpid=$!
+  pids+=("$tpid")
+  for _ in $(seq 1 150); do grep -q '"event":"start"' "$T/lode-$2.log" && return 0; sleep 0.1; done
+  echo "terminate: lodestone ($2) did not start: $(tail -3 "$T/lode-$2.log")"; exit 1
+}
+kport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+terminate_config "$T/kernel.toml" "127.0.0.1:$kport"
+start_lodestone_bench "$T/kernel.toml" kernel
+read -r k_hs k_bulk k_err < <(measure_terminate kernel "127.0.0.1:$kport")
+kill -TERM "$tpid"; wait "$tpid" 2>/dev/null || true
+terminate_config "$T/dpdk.toml" "$tnet.1:443" dpdk
+start_lodestone_bench "$T/dpdk.toml" dpdk
+ip netns add "$tns"
+ip link set "lbw$$" netns "$tns"
+ip netns exec "$tns" ip addr add "$tnet.2/24" dev "lbw$$"
+ip netns exec "$tns" ip link set "lbw$$" up
+ip netns exec "$tns" ip link set lo up
+read -r d_hs d_bulk d_err < <(measure_terminate dpdk "$tnet.1:443" "$tns")
+kill -TERM "$tpid"; wait "$tpid" 2>/dev/null || true
+awk -v kh="$k_hs" -v kb="$k_bulk" -v dh="$d_hs" -v db="$d_bulk" -v ke="$k_err" -v de="$d_err" 'BEGIN {
+  printf "%-58s %14s %14s %8s\n", "terminate (1 worker; baseline: the kernel front)", "dpdk front", "kernel front", "ratio"
+  printf "%-58s %9.0f hs/s %9.0f hs/s %7.2fx\n", "new TLS flows handed to a worker (full handshakes)", dh, kh, (kh > 0 ? dh / kh : 0)
+  printf "%-58s %9.1f MB/s %9.1f MB/s %7.2fx\n", "bulk through a worker (100 MiB each way, echo)", db / 1e6, kb / 1e6, (kb > 0 ? db / kb : 0)
+  if (ke + de > 0) printf "terminate: lodeload errors: kernel %d, dpdk %d (a failed bulk shows 0 MB/s)\n", ke, de
+}'
+python3 - "$json_out" "$d_hs" "$k_hs" "$d_bulk" "$k_bulk" <<'PY'
+import json, sys
+out, dh, kh, db, kb = sys.argv[1], *map(float, sys.argv[2:])
+doc = json.load(open(out))
+doc["terminate"] = {"handshakes_per_s": {"dpdk": dh, "kernel": kh, "ratio": round(dh / kh, 2) if kh else None},
+                    "bulk_bytes_per_s": {"dpdk": db, "kernel": kb, "ratio": round(db / kb, 2) if kb else None}}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
+PY

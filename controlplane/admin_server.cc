@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "controlplane/status_page.h"
 #include "lodestone/json_reader.h"
 #include "lodestone/json_writer.h"
 #include "lodestone/socket_address.h"
@@ -23,6 +24,19 @@ namespace {
 constexpr size_t kMaxRequest = 64 * 1024;
 constexpr size_t kMaxConns = 64;
 constexpr auto kDeadline = std::chrono::seconds(2);
+
+// One HTTP/1.1 response; the connection closes after it. Nothing served here
+// may be cached, sniffed as another type or framed by another page.
+std::string http_response(std::string_view status, std::string_view type, std::string_view body,
+                          std::string_view extra_headers = {}) {
+  std::string out;
+  out.reserve(body.size() + 256 + extra_headers.size());
+  out.append("HTTP/1.1 ").append(status).append("\r\nContent-Type: ").append(type);
+  out.append("\r\nContent-Length: ").append(std::to_string(body.size()));
+  out.append("\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n").append(extra_headers);
+  out.append("Connection: close\r\n\r\n").append(body);
+  return out;
+}
 
 }  // namespace
 
@@ -49,8 +63,12 @@ Result<AdminRequest, std::string> parse_admin_request(std::string_view s) {
   return r;
 }
 
-AdminServer::AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings)
-    : handler_(std::move(handler)), metrics_(std::move(metrics)), socket_path_(opt.socket_path) {
+AdminServer::AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings,
+                         StatusJson status_json)
+    : handler_(std::move(handler)),
+      metrics_(std::move(metrics)),
+      status_json_(std::move(status_json)),
+      socket_path_(opt.socket_path) {
   if (!opt.group.empty()) {
     if (const group* g = getgrnam(opt.group.c_str()); g != nullptr) {
       group_gid_ = g->gr_gid;
@@ -216,21 +234,26 @@ void AdminServer::answer(Conn& c) {
     OPENSSL_cleanse(c.in.data(), c.in.size());
     return;
   }
-  const std::string first = c.in.substr(0, c.in.find("\r\n"));
-  std::string status = "200 OK", body, type = "text/plain; version=0.0.4; charset=utf-8";
-  if (first.rfind("GET ", 0) != 0) {
-    status = "405 Method Not Allowed";
-    body = "GET only\n";
-    type = "text/plain";
-  } else if (first.rfind("GET /metrics ", 0) != 0 && first.rfind("GET /metrics?", 0) != 0) {
-    status = "404 Not Found";
-    body = "see /metrics\n";
-    type = "text/plain";
-  } else {
-    body = metrics_();
+  c.out = http_reply(std::string_view(c.in).substr(0, c.in.find("\r\n")));
+}
+
+// "GET /path[?query] HTTP/1.x": the path picks the answer, the query is
+// ignored (the status page numbers its scrapes with one).
+std::string AdminServer::http_reply(std::string_view line) const {
+  if (!line.starts_with("GET ")) return http_response("405 Method Not Allowed", "text/plain", "GET only\n");
+  const size_t end = line.find(' ', 4);
+  const std::string_view target = line.substr(4, end == std::string_view::npos ? 0 : end - 4);
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/metrics") return http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics_());
+  if (status_json_ && path == "/status.json") {
+    return http_response("200 OK", "application/json; charset=utf-8", status_json_());
   }
-  c.out = "HTTP/1.1 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " + std::to_string(body.size()) +
-          "\r\nConnection: close\r\n\r\n" + body;
+  if (status_json_ && path == "/status") {
+    return http_response("200 OK", "text/html; charset=utf-8", status_page_html(),
+                         "Content-Security-Policy: " + status_page_csp() +
+                             "\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
+  }
+  return http_response("404 Not Found", "text/plain", status_json_ ? "see /metrics or /status\n" : "see /metrics\n");
 }
 
 void AdminServer::on_writable(Conn& c) {

@@ -3,7 +3,9 @@
 //  - the admin API on a unix socket (mode 0600, or 0660 with a group; the
 //    peer's uid/gid checked with SO_PEERCRED): one JSON request per line, one
 //    JSON response per line, version 1 ({"v":1,"cmd":"status",...});
-//  - Prometheus text exposition on http://ADDR/metrics (loopback by default).
+//  - Prometheus text exposition on http://ADDR/metrics (loopback by default),
+//    and beside it the status page (GET /status, controlplane/status_page.h)
+//    with the JSON it reads (GET /status.json). HTTP is read-only: GET only.
 // Connections are nonblocking with a deadline (2 s) and size caps (64 KiB of
 // request); a slow or silent client costs one slot, never the loop.
 #pragma once
@@ -34,6 +36,7 @@ class AdminServer {
  public:
   using Handler = std::function<std::string(const AdminRequest&)>;  // returns one JSON object
   using Metrics = std::function<std::string()>;
+  using StatusJson = std::function<std::string()>;  // GET /status.json; empty: no status page
 
   struct Options {
     std::string socket_path;  // empty: no admin socket
@@ -41,7 +44,8 @@ class AdminServer {
     std::string metrics;      // "127.0.0.1:9180"; empty: none
   };
   // Errors are per endpoint and not fatal: `warnings` says what is not served.
-  AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings);
+  AdminServer(const Options& opt, Handler handler, Metrics metrics, std::vector<std::string>& warnings,
+              StatusJson status_json = {});
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
@@ -66,10 +70,12 @@ class AdminServer {
   void on_readable(Conn& c);
   void on_writable(Conn& c);
   void answer(Conn& c);
+  std::string http_reply(std::string_view request_line) const;
   bool peer_allowed(int fd) const;
 
   Handler handler_;
   Metrics metrics_;
+  StatusJson status_json_;
   std::string socket_path_;
   int admin_fd_ = -1;
   int metrics_fd_ = -1;

@@ -1,11 +1,16 @@
 #include "controlplane/config.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
+
+#include "dataplane/route/backend_pool.h"
 
 namespace lode::config {
 
@@ -43,6 +48,19 @@ std::string_view to_string(route::Action a) noexcept {
     case route::Action::kTerminate: return "terminate";
     case route::Action::kPassthrough: return "passthrough";
     case route::Action::kReject: return "reject";
+  }
+  return "?";
+}
+
+// route::BackendPool's default id of the backend, which this must equal.
+std::string backend_id(const BackendConfig& b) { return route::address_identity(b.address); }
+
+std::string_view to_string(HealthType t) noexcept {
+  switch (t) {
+    case HealthType::kNone: return "none";
+    case HealthType::kTcp: return "tcp";
+    case HealthType::kTls: return "tls";
+    case HealthType::kHttp: return "http";
   }
   return "?";
 }
@@ -129,6 +147,20 @@ class Loader {
     return false;
   }
 
+  // A name (listener, pool, route, certificate): it becomes a snapshot key,
+  // a metric label and a column in lodectl's output, so printable ASCII
+  // without spaces, at most kMaxNameLen bytes.
+  bool get_name(const toml::table& t, const std::string& where, std::string& out, bool required) {
+    if (!get_string(t, where, "name", out, required)) return false;
+    const bool ok = out.size() <= kMaxNameLen &&
+                    std::all_of(out.begin(), out.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    if (!ok) {
+      error(loc_of(*t.get("name")), where + ".name",
+            "must be 1 to " + std::to_string(kMaxNameLen) + " printable ASCII characters without spaces");
+    }
+    return ok;
+  }
+
   bool get_bool(const toml::table& t, const std::string& where, std::string_view key, bool& out) {
     const toml::node* n = t.get(key);
     if (n == nullptr) return false;
@@ -183,11 +215,45 @@ class Loader {
     return *a;
   }
 
+  // [dpdk.exception] (or exception = { ... }): the link to the workers' kernel TCP stack.
+  void dpdk_exception(const toml::node& n, DpdkExceptionConfig& x) {
+    const std::string where = "dpdk.exception";
+    const toml::table* t = n.as_table();
+    if (t == nullptr) {
+      error(loc_of(n), where, "expected a table { vdev = \"...\", interface = \"...\", ... }");
+      return;
+    }
+    only_keys(*t, where, {"vdev", "interface", "kernel_address", "address", "first_port"});
+    get_string(*t, where, "vdev", x.vdev, true);
+    if (get_string(*t, where, "interface", x.interface, true) && x.interface.size() >= 16) {  // IFNAMSIZ
+      error(loc_of(*t->get("interface")), where + ".interface", "at most 15 characters");
+    }
+    for (auto [key, out] : {std::pair<std::string_view, uint32_t*>{"kernel_address", &x.kernel_address},
+                            std::pair<std::string_view, uint32_t*>{"address", &x.address}}) {
+      std::string v;
+      if (!get_string(*t, where, key, v, false)) continue;
+      in_addr a{};
+      if (inet_pton(AF_INET, v.c_str(), &a) != 1) {
+        error(loc_of(*t->get(key)), where + "." + std::string(key), "'" + v + "': expected an IPv4 address");
+      } else {
+        *out = ntohl(a.s_addr);
+      }
+    }
+    get_uint(*t, where, "first_port", x.first_port, 1024, 65535);
+    const uint32_t differ = x.kernel_address ^ x.address;
+    x.prefix_len = differ == 0 ? 32 : std::min(30, __builtin_clz(differ));
+    if (differ == 0) {
+      error(loc_of(*t), where + ".address", "must differ from kernel_address");
+    } else if (x.prefix_len < 16) {
+      error(loc_of(*t), where + ".address", "kernel_address and address must share a prefix of 16 bits or more");
+    }
+  }
+
   void listener(const toml::table& t, const std::string& where, Config& cfg) {
     only_keys(t, where, {"name", "listen", "proxy_protocol", "default_route", "max_hello_bytes"});
     ListenerConfig l;
     l.loc = loc_of(t);
-    if (!get_string(t, where, "name", l.name, false)) l.name = "listener" + std::to_string(cfg.listeners.size());
+    if (!get_name(t, where, l.name, false)) l.name = "listener" + std::to_string(cfg.listeners.size());
     const toml::node* listen = t.get("listen");
     if (listen == nullptr) {
       error(l.loc, where + ".listen", "missing (a list of \"HOST:PORT\" addresses is required)");
@@ -207,10 +273,10 @@ class Loader {
   }
 
   void pool(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "backends", "algorithm", "send_proxy_v2", "tls"});
+    only_keys(t, where, {"name", "backends", "algorithm", "send_proxy_v2", "tls", "health", "when_all_down"});
     PoolConfig p;
     p.loc = loc_of(t);
-    get_string(t, where, "name", p.name, true);
+    get_name(t, where, p.name, true);
     const toml::node* backends = t.get("backends");
     if (backends == nullptr) {
       error(p.loc, where + ".backends", "missing (a list of backends is required)");
@@ -244,6 +310,9 @@ class Loader {
                                                               "maglev_sni"};
     if (int a = get_choice(t, where, "algorithm", kAlgo, false); a >= 0) p.algorithm = Algorithm(a);
     get_bool(t, where, "send_proxy_v2", p.send_proxy_v2);
+    static constexpr std::array<std::string_view, 2> kAllDown = {"fail_open", "reject"};
+    if (int a = get_choice(t, where, "when_all_down", kAllDown, false); a >= 0) p.when_all_down = AllDown(a);
+    if (const toml::node* hn = t.get("health")) health(*hn, where + ".health", p.health);
     if (const toml::node* tn = t.get("tls")) {
       if (const toml::table* tt = tn->as_table()) {
         const std::string tw = where + ".tls";
@@ -265,14 +334,64 @@ class Loader {
         error(loc_of(*tn), where + ".tls", "expected a table, e.g. tls = { server_name = \"b.internal\", ca_file = \"ca.pem\" }");
       }
     }
+    // A TLS check verifies like the pool; it has no client SNI to verify.
+    const bool check_tls = p.health.type == HealthType::kTls || (p.health.type == HealthType::kHttp && p.tls.enabled);
+    if (check_tls && p.tls.enabled && p.tls.verify && !p.tls.server_name_set && p.health.host.empty()) {
+      error(loc_of(*t.get("health")), where + ".health.host",
+            "required: the pool verifies its backends by the client's SNI, which a health check does not have "
+            "(set health.host or tls.server_name to the name the backends' certificates carry)");
+    }
     cfg.pools.push_back(std::move(p));
+  }
+
+  // [pool.health]: a check type and its bounds. Strings go into an HTTP
+  // request line and header: printable ASCII, no spaces, bounded.
+  void health(const toml::node& n, const std::string& where, HealthCheckConfig& h) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) {
+      error(loc_of(n), where, "expected a table, e.g. health = { type = \"tcp\", interval_ms = 2000 }");
+      return;
+    }
+    only_keys(*t, where, {"type", "interval_ms", "timeout_ms", "rise", "fall", "path", "host", "expect_status"});
+    static constexpr std::array<std::string_view, 3> kType = {"tcp", "tls", "http"};
+    const int type = get_choice(*t, where, "type", kType, true);
+    if (type >= 0) h.type = HealthType(type + 1);
+    get_uint(*t, where, "interval_ms", h.interval_ms, 100, 3'600'000);
+    get_uint(*t, where, "timeout_ms", h.timeout_ms, 10, 60'000);
+    get_uint(*t, where, "rise", h.rise, 1, 100);
+    get_uint(*t, where, "fall", h.fall, 1, 100);
+    get_uint(*t, where, "expect_status", h.expect_status, 100, 599);
+    if (h.timeout_ms > h.interval_ms) {
+      error(loc_of(t->get("timeout_ms") != nullptr ? *t->get("timeout_ms") : n), where + ".timeout_ms",
+            "must not exceed interval_ms (" + std::to_string(h.interval_ms) + "): one check in flight per backend");
+    }
+    auto token = [&](std::string_view key, std::string& out, size_t max, bool slash) {
+      if (!get_string(*t, where, key, out, false)) return;
+      bool ok = out.size() <= max && (!slash || out[0] == '/');
+      for (const char c : out) ok = ok && static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+      if (!ok) {
+        error(loc_of(*t->get(key)), where + "." + std::string(key),
+              "'" + out + "': expected " + (slash ? "a path starting with '/'" : "a host name") + " of printable " +
+                  "ASCII without spaces, at most " + std::to_string(max) + " bytes");
+      }
+    };
+    token("path", h.path, 1024, true);
+    token("host", h.host, 255, false);
+    if (h.type != HealthType::kHttp) {
+      for (const char* key : {"path", "expect_status"}) {
+        if (t->get(key) != nullptr) error(loc_of(*t->get(key)), where + "." + key, "only for type = \"http\"");
+      }
+    }
+    if (h.type == HealthType::kTcp && t->get("host") != nullptr) {
+      error(loc_of(*t->get("host")), where + ".host", "only for type = \"http\" or \"tls\"");
+    }
   }
 
   void route(const toml::table& t, const std::string& where, Config& cfg) {
     only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate"});
     RouteConfig r;
     r.loc = loc_of(t);
-    get_string(t, where, "name", r.name, true);
+    get_name(t, where, r.name, true);
     get_string(t, where, "listener", r.listener, false);
     if (const toml::node* names = t.get("names")) {
       if (const toml::array* arr = names->as_array()) {
@@ -308,7 +427,7 @@ class Loader {
     only_keys(t, where, {"name", "cert", "key", "ocsp_url", "ocsp_policy"});
     CertificateConfig c;
     c.loc = loc_of(t);
-    get_string(t, where, "name", c.name, true);
+    get_name(t, where, c.name, true);
     if (get_string(t, where, "cert", c.cert, true)) c.cert = resolve(c.cert);
     if (get_string(t, where, "key", c.key, true)) c.key = resolve(c.key);
     get_string(t, where, "ocsp_url", c.ocsp_url, false);
@@ -326,7 +445,7 @@ class Loader {
     only_keys(t, where, {"name", "path", "cert_pattern", "key_pattern"});
     CertificateDirConfig d;
     d.loc = loc_of(t);
-    get_string(t, where, "name", d.name, true);
+    get_name(t, where, d.name, true);
     if (get_string(t, where, "path", d.path, true)) d.path = resolve(d.path);
     get_string(t, where, "cert_pattern", d.cert_pattern, false);
     get_string(t, where, "key_pattern", d.key_pattern, false);
@@ -450,7 +569,7 @@ class Loader {
     static constexpr std::array<std::string_view, 2> kFronts = {"kernel", "dpdk"};
     if (int f = get_choice(root, "", "front", kFronts, false); f >= 0) cfg.front = kFronts[f];
     if (const toml::table* t = section(root, "dpdk")) {
-      only_keys(*t, "dpdk", {"eal", "port", "max_flows"});
+      only_keys(*t, "dpdk", {"eal", "port", "max_flows", "exception"});
       if (const toml::node* e = t->get("eal")) {
         const toml::array* arr = e->as_array();
         if (arr == nullptr) error(loc_of(*e), "dpdk.eal", "expected a list of EAL arguments");
@@ -465,6 +584,7 @@ class Loader {
       }
       get_uint(*t, "dpdk", "port", cfg.dpdk.port, 0, 1023);
       get_uint(*t, "dpdk", "max_flows", cfg.dpdk.max_flows, 16, 16'777'216);
+      if (const toml::node* n = t->get("exception")) dpdk_exception(*n, cfg.dpdk.exception);
     }
     if (cfg.front == "dpdk") {
       if (cfg.dpdk.eal.empty()) error({}, "dpdk.eal", "required with front = \"dpdk\" (at least the lcores, e.g. [\"-l\", \"0-1\"])");
@@ -476,13 +596,27 @@ class Loader {
                             IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr));
           if (any) error(l.loc, "listener " + l.name, "front = \"dpdk\" needs concrete VIP addresses, not " + a.to_string());
         }
+        // The dataplane reads the ClientHello itself; the workers behind it
+        // get the PROXY v2 header from the front, whatever this says.
+        if (l.proxy_protocol != ProxyAccept::kNone) {
+          error(l.loc, "listener " + l.name + ".proxy_protocol", "not with front = \"dpdk\" (the dataplane parses the hello)");
+        }
       }
     }
     if (const toml::table* t = section(root, "log")) {
-      only_keys(*t, "log", {"access"});
+      only_keys(*t, "log", {"access", "sample"});
       if (get_string(*t, "log", "access", cfg.access_log, false) && cfg.access_log != "stderr" &&
           cfg.access_log != "off") {
         cfg.access_log = resolve(cfg.access_log);
+      }
+      if (const toml::node* n = t->get("sample")) {
+        // 1 and 0 are fine as integers too; NaN fails both comparisons.
+        const std::optional<double> v = n->value<double>();
+        if (!v || !(*v >= 0.0 && *v <= 1.0)) {
+          error(loc_of(*n), "log.sample", "expected a number in 0.0..1.0 (the fraction of successful connections logged)");
+        } else {
+          cfg.access_log_sample = *v;
+        }
       }
     }
   }

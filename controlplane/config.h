@@ -14,6 +14,16 @@
 //   backends = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 2 }]
 //   algorithm = "round_robin"            # round_robin | least_conn | maglev_client | maglev_sni
 //   send_proxy_v2 = false
+//   when_all_down = "fail_open"          # fail_open (a down backend still gets it) | reject
+//
+//   [pool.health] (inline: health = { ... })   # active health checks, run by the control plane
+//   type = "http"                        # tcp (connect) | tls (handshake) | http (GET, status)
+//   interval_ms = 2000, timeout_ms = 1000  # timeout_ms <= interval_ms
+//   rise = 2, fall = 3                   # consecutive results to go up / down
+//   path = "/healthz", expect_status = 200  # http only; over TLS when the pool has tls
+//   host = "app.internal"                # http: Host (default: the backend address); tls and
+//                                        # http over TLS: SNI and the name verified (default:
+//                                        # tls.server_name)
 //
 //   [[route]]
 //   name = "app"
@@ -51,6 +61,13 @@
 //   front = "kernel"                       # kernel (sockets, the default) | dpdk (top level, before any table)
 //   [dpdk]     eal = ["-l", "0-1", "--no-huge", "--no-pci", "--vdev=net_tap0,iface=lode0"],
 //              port = 0, max_flows = 65536   # per lcore; listeners must be concrete VIP addresses
+//   [dpdk.exception]                     # terminate routes: flows handed to the TLS workers' kernel TCP
+//              vdev = "net_tap1,iface=lodex0"  # the exception port (virtio_user0,path=/dev/vhost-net,iface=...
+//                                              # in production), added to the EAL; absent: terminate is reset
+//              interface = "lodex0"            # the kernel side of that vdev: Lodestone addresses it, brings it up
+//              kernel_address = "169.254.77.1" # where the workers listen (PROXY v2 in front of the hello)
+//              address = "169.254.77.2"        # the front's side of the link; both in one /prefix_len (>= 16)
+//              first_port = 20443              # worker w of listener l listens on first_port + l * workers + w
 //   [control]  run_dir = "/run/lodestone"        # the control socket (dataplane <-> control plane)
 //              state_dir = "/var/lib/lodestone"  # the OCSP response cache (survives restarts)
 //              start_timeout_s = 120             # wait this long for the first snapshot
@@ -67,7 +84,9 @@
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
 //   [workers]  count = 2, cpus = [0, 1]
 //   [limits]   connections_per_worker = 16384, connect_retries = 2
-//   [log]      access = "stderr"         # stderr | off | a file path
+//   [log]      access = "stderr"         # stderr | off | a file path (reopened on SIGUSR1, for logrotate)
+//              sample = 1.0              # fraction of successful connections logged, 0.0..1.0; a connection
+//                                        # that ended in an error, reject, timeout or reset is always logged
 #pragma once
 
 #include <cstdint>
@@ -80,6 +99,9 @@
 #include "lodestone/socket_address.h"
 
 namespace lode::config {
+
+// Listener, pool, route and certificate names: printable ASCII, no spaces.
+inline constexpr size_t kMaxNameLen = 100;
 
 struct SourceLoc {
   uint32_t line = 0;
@@ -116,6 +138,26 @@ struct BackendConfig {
   uint32_t weight = 1;
 };
 
+// The identity a backend is named by in the admin API, metrics and the
+// snapshot's backend states: its address ("10.0.0.1:443", "[::1]:443").
+std::string backend_id(const BackendConfig& b);
+
+enum class AllDown : uint8_t { kFailOpen, kReject };
+enum class HealthType : uint8_t { kNone, kTcp, kTls, kHttp };
+std::string_view to_string(HealthType t) noexcept;
+
+struct HealthCheckConfig {
+  HealthType type = HealthType::kNone;  // kNone: no active check
+  uint32_t interval_ms = 2000;
+  uint32_t timeout_ms = 1000;
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  std::string path = "/";
+  std::string host;  // empty: the backend's address
+  uint32_t expect_status = 200;
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
 struct BackendTlsConfig {
   bool enabled = false;
   bool server_name_set = false;  // false: send the client's SNI
@@ -131,6 +173,8 @@ struct PoolConfig {
   std::vector<BackendConfig> backends;
   Algorithm algorithm = Algorithm::kRoundRobin;
   bool send_proxy_v2 = false;
+  HealthCheckConfig health;
+  AllDown when_all_down = AllDown::kFailOpen;
   SourceLoc loc;
 };
 
@@ -219,10 +263,21 @@ struct WorkersConfig {
 };
 
 // front = "dpdk": the dataplane polls a DPDK port instead of kernel sockets.
+struct DpdkExceptionConfig {
+  std::string vdev;              // empty: no exception path (terminate flows are reset)
+  std::string interface;         // the kernel interface the vdev creates
+  uint32_t kernel_address = 0xa9fe4d01;  // 169.254.77.1 (host order): the workers listen here
+  uint32_t address = 0xa9fe4d02;         // 169.254.77.2: the front's own address on the link
+  uint32_t prefix_len = 30;      // the link's prefix: the longest one holding both addresses, at most 30
+  uint32_t first_port = 20443;
+  bool enabled() const noexcept { return !vdev.empty(); }
+};
+
 struct DpdkConfig {
   std::vector<std::string> eal;  // EAL arguments (lcores, vdevs or PCI devices, --no-huge ...)
   uint32_t port = 0;
   uint32_t max_flows = 65536;    // per lcore
+  DpdkExceptionConfig exception;
 };
 
 struct LimitsConfig {
@@ -245,6 +300,7 @@ struct Config {
   AdminConfig admin;
   OcspConfig ocsp;
   std::string access_log = "stderr";
+  double access_log_sample = 1.0;  // [log] sample
   std::string front = "kernel";  // kernel | dpdk
   DpdkConfig dpdk;
 

@@ -20,7 +20,17 @@ Result<std::unique_ptr<ControlPlane>, std::vector<std::string>> ControlPlane::lo
     text = read_file(impl->opt.config_path);
     if (!text) return unexpected(std::vector<std::string>{text.error()});
   }
-  auto cfg = config::load_config_string(*text, impl->opt.config_path);
+  // The saved text carries the file in service (`routes reload CONFIG` may
+  // have switched it) and the run-time certificates (published_config.h).
+  std::string published = *text;
+  if (reattach) {
+    PublishedConfig saved = split_published_config(*text);
+    if (!saved.path.empty()) impl->opt.config_path = saved.path;
+    *text = std::move(saved.file_text);
+  } else {
+    published = impl->published_text(*text, impl->opt.config_path);
+  }
+  auto cfg = config::load_config_string(published, impl->opt.config_path);
   if (!cfg) {
     std::vector<std::string> errs;
     for (const auto& e : cfg.error()) errs.push_back(e.to_string());
@@ -28,9 +38,11 @@ Result<std::unique_ptr<ControlPlane>, std::vector<std::string>> ControlPlane::lo
   }
   impl->cfg = std::move(*cfg);
   impl->config_text = std::move(*text);
+  impl->adopt_runtime_certs();
   auto trust = CertTrust::load(validation_for(impl->cfg));
   if (!trust) return unexpected(std::vector<std::string>{impl->opt.config_path + ": [control]: " + trust.error()});
   impl->trust = std::move(*trust);
+  impl->configure_health();
   std::vector<std::string> warnings;
   auto items = impl->load_items(impl->cfg, warnings, reattach);
   if (!items) return unexpected(std::move(items.error()));

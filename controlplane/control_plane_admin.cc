@@ -5,6 +5,7 @@
 #include "controlplane/config_diff.h"
 #include "controlplane/control_plane_impl.h"
 #include "controlplane/route_tables.h"
+#include "controlplane/series_metrics.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/hostname.h"
 #include "lodestone/route_table.h"
@@ -22,25 +23,58 @@ std::string_view state_name(snapshot::CertState s) {
   return "?";
 }
 
-// A Prometheus label value: backslash, double quote and newline escaped.
-std::string label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string label(std::string_view v) { return prometheus_label(v); }
 
 std::string error_reply(std::string_view message) {
   return JsonWriter().begin_object().field("v", uint64_t{1}).field("ok", false).field("error", message)
       .end_object().take();
+}
+
+// GET /status.json, what the status page shows beside /metrics: the admin
+// `status` reply, then the configuration in service as the page names it
+// (listeners, routes, pools and their backends). Read-only.
+std::string status_json(ControlPlane::Impl& cp) {
+  AdminRequest status_request;
+  status_request.fields.emplace("cmd", "status");
+  std::string reply = cp.handle_admin(status_request);
+  const config::Config& cfg = cp.cfg;
+  JsonWriter w;
+  w.begin_object().field("expiry_warning_days", cfg.control.expiry_warning_days);
+  if (cfg.front == "dpdk") {
+    w.key("dpdk").begin_object().field("port", cfg.dpdk.port).field("max_flows", cfg.dpdk.max_flows);
+    w.field("exception", cfg.dpdk.exception.interface).end_object();
+  }
+  w.key("listeners").begin_array();
+  for (const auto& l : cfg.listeners) {
+    w.begin_object().field("name", l.name).field("proxy_protocol", config::to_string(l.proxy_protocol));
+    w.field("default_route", l.default_route).key("listen").begin_array();
+    for (const auto& a : l.listen) w.value(a.to_string());
+    w.end_array().end_object();
+  }
+  w.end_array().key("routes").begin_array();
+  for (const auto& r : cfg.routes) {
+    w.begin_object().field("name", r.name).field("listener", r.listener).field("action", config::to_string(r.action));
+    w.field("pool", r.pool).field("certificate", r.certificate).key("names").begin_array();
+    for (const auto& n : r.names) w.value(n.pattern);
+    w.end_array().end_object();
+  }
+  w.end_array().key("pools").begin_array();
+  for (const auto& p : cfg.pools) {
+    w.begin_object().field("name", p.name).field("algorithm", config::to_string(p.algorithm));
+    w.field("health_check", config::to_string(p.health.type)).key("backends").begin_array();
+    for (const auto& b : p.backends) {
+      w.begin_object().field("address", config::backend_id(b)).field("weight", b.weight).end_object();
+    }
+    w.end_array().end_object();
+  }
+  w.end_array();
+  if (cp.stats_ok) write_recent_refused(cp.stats_view, w, 32, unix_ms_now());
+  w.end_object();
+  // One object: the reply's fields, then these.
+  const std::string more = w.take();
+  if (reply.size() <= 2 || reply.back() != '}') return reply;
+  reply.back() = ',';
+  return reply.append(more, 1);
 }
 
 }  // namespace
@@ -49,7 +83,7 @@ void ControlPlane::Impl::start_admin() {
   std::vector<std::string> warnings;
   AdminServer::Options o{opt.admin_socket, cfg.admin.group, cfg.admin.metrics};
   admin.emplace(o, [this](const AdminRequest& r) { return handle_admin(r); }, [this] { return metrics_text(); },
-                warnings);
+                warnings, [this] { return status_json(*this); });
   for (const auto& w : warnings) warn(w);
 }
 
@@ -86,6 +120,15 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
   JsonWriter w;
   w.begin_object().field("v", uint64_t{1}).field("ok", true);
 
+  if (cmd == "stats") {
+    // Counters per route, backend and worker (`lodectl top` makes rates).
+    if (!stats_ok) return error_reply("the dataplane's counters are not attached yet");
+    const uint64_t unix_ms = unix_ms_now();
+    w.field("unix_ms", unix_ms).field("generation", acked_generation);
+    write_series_json(stats_view, w);
+    write_recent_refused(stats_view, w, 32, unix_ms);
+    return w.end_object().take();
+  }
   if (cmd == "status") {
     const auto steady = std::chrono::steady_clock::now();
     const uint64_t hs = stat_total("handshakes");
@@ -113,7 +156,7 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     w.field("generation", acked_generation).field("last_apply_us", last_apply_us);
     w.field("segments_published", published_segments).field("segments_refused", refused_segments);
     w.field("reloads", reloads_ok).field("reloads_refused", reloads_refused);
-    w.field("front", "kernel").field("workers", static_cast<uint64_t>(stats_ok ? h.workers : 0));
+    w.field("front", cfg.front).field("workers", static_cast<uint64_t>(stats_ok ? h.workers : 0));
     w.field("ktls", worker::kernel_has_tls_ulp());
     w.field("connections", stat_total("active")).field("accepted", stat_total("accepted"));
     w.field("handshakes", hs).field("handshakes_resumed", stat_total("handshakes_resumed"));
@@ -191,21 +234,39 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
   }
 
   if (cmd == "routes.reload") {
+    // "path": `routes reload CONFIG`, validated like a start and, once
+    // applied, the file in service (SIGHUP re-reads it). None: the file in
+    // service again.
     const bool dry = req.flag("dry_run");
-    ReloadOutcome o = reload_config(dry ? "admin (dry run)" : "admin", dry);
-    if (!dry && o.errors.empty()) publish();
+    const std::string path = req.get("path");
+    if (!path.empty() && path[0] != '/') return error_reply("routes.reload: \"path\" must be absolute");
+    if (!dry) settle();
+    ReloadOutcome o = reload_config(dry ? "admin (dry run)" : "admin", dry, path);
+    if (!dry && o.errors.empty()) {
+      publish();
+      settle();
+    }
     return reload_reply(o, dry);
   }
 
   if (cmd == "routes.rollback") {
+    settle();
     ReloadOutcome o = rollback_config();
-    if (o.errors.empty()) publish();
+    if (o.errors.empty()) {
+      publish();
+      settle();
+    }
     return reload_reply(o, false);
   }
+
+  if (cmd == "certs.add") return certs_add(req);
+  if (cmd == "certs.rm") return certs_rm(req);
 
   if (cmd == "routes.diff") return routes_diff(req.get("path"), req.get("config"));
 
   if (cmd == "routes.show") return routes_show(req.get("name"));
+
+  if (cmd.rfind("backends.", 0) == 0) return backends_admin(cmd, req);  // control_plane_backends.cc
 
   if (cmd == "certs.replace") {
     // HAProxy's `set ssl cert` + `commit ssl cert` in one call: the PEM is
@@ -231,8 +292,15 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
       }
     }
     const bool changed = b->version != it.bundle.version;
+    // A run-time certificate's store follows, so that a reload keeps it.
+    if (const RuntimeCertificate* rc = it.dir.empty() ? find_runtime_cert(it.key.substr(it.key.find(':') + 1)) : nullptr;
+        rc != nullptr && changed) {
+      if (auto ok = store_pem(*rc, req.get("cert"), req.get("key")); !ok) return error_reply(ok.error());
+    }
+    settle();
     replace_bundle(it, std::move(*b), now);
     publish();
+    settle();
     w.field("certificate", it.key).field("changed", changed).field("generation", generation);
     w.field("not_after", unix_of(it.bundle.info.not_after));
     w.key("warnings").begin_array();
@@ -276,7 +344,8 @@ std::string ControlPlane::Impl::reload_reply(const ReloadOutcome& o, bool dry) {
   string_list(r, "certificates_added", o.added);
   string_list(r, "certificates_removed", o.removed);
   string_list(r, "certificates_changed", o.changed);
-  r.field("config_changed", o.config_changed).field("generation", generation);
+  r.field("config_changed", o.config_changed).field("config", opt.config_path).field("generation", generation);
+  r.field("in_service", acked_generation >= generation);
   return r.end_object().take();
 }
 
@@ -306,6 +375,129 @@ std::string ControlPlane::Impl::routes_diff(const std::string& path, const std::
     w.field("config_changed", o.config_changed);
   }
   w.field("generation", generation);
+  return w.end_object().take();
+}
+
+// `lodectl certs add NAME --cert F --key F`: HAProxy's `new ssl cert`, `set
+// ssl cert` and `commit ssl cert` in one call. A new named certificate,
+// validated exactly like a file's (PEM parses, the key matches, the chain
+// verifies to [control] trusted_ca when one is set), published in one
+// generation together with a configuration that routes may name it in
+// (`routes reload`). It lives in the control plane's store, not in the file:
+// reloads and control-plane restarts keep it, a restart of Lodestone does
+// not (put it in the configuration for that). A name the file defines
+// already is refused (`certs replace` changes it).
+std::string ControlPlane::Impl::certs_add(const AdminRequest& req) {
+  const std::string name = req.get("name");
+  if (!valid_runtime_certificate_name(name)) {
+    return error_reply("'" + name + "' is not a certificate name for certs add (1 to 64 of A-Z a-z 0-9 . _ -, "
+                       "starting with a letter or a digit)");
+  }
+  if (find_runtime_cert(name) != nullptr) {
+    return error_reply("a certificate named '" + name + "' was added already: lodectl certs replace " + name +
+                       " changes it");
+  }
+  if (defined_certificate_names(config_text).count(name) != 0) {
+    return error_reply("'" + name + "' is a [[certificate]] or [[certificate_dir]] of " + opt.config_path +
+                       ": lodectl certs replace changes a certificate");
+  }
+  const sys_seconds now = now_s();
+  std::vector<std::string> warnings;
+  auto b = load_cert_bundle_pem(req.get("cert"), req.get("key"), "certificate '" + name + "'", *trust, now,
+                                warnings);
+  if (!b) return error_reply(b.error());  // nothing changed; messages never carry key bytes
+  settle();
+  const RuntimeCertificate rc = runtime_cert(name);
+  if (auto ok = store_pem(rc, req.get("cert"), req.get("key")); !ok) {
+    drop_runtime_cert(name);
+    return error_reply(ok.error());
+  }
+  runtime_certs.push_back(rc);
+  auto next = config::load_config_string(published_config(), opt.config_path);
+  if (!next) {
+    drop_runtime_cert(name);
+    return error_reply("internal: the configuration with '" + name + "': " + next.error().front().to_string());
+  }
+  cfg = std::move(*next);
+  CatalogEntry e;
+  e.key = control::named_cert_key(name);
+  e.cert_path = rc.cert_path;
+  e.key_path = rc.key_path;
+  e.bundle = std::move(*b);
+  resolve_ocsp(cfg, e);
+  CertItem fresh(std::move(e));
+  prepare_ocsp(fresh);
+  removed.erase(fresh.key);
+  auto [pos, inserted] = items.insert_or_assign(fresh.key, std::move(fresh));
+  CertItem& it = pos->second;
+  load_cached(it, now);
+  if (!it.ocsp) start_fetch(it);
+  schedule_item(it, now);
+  dirty.insert(it.key);
+  config_dirty = true;
+  for (const auto& x : warnings) warn(x);
+  event(JsonWriter().begin_object().field("event", "certificate_added").field("certificate", it.key)
+            .field("by", "admin").end_object().take());
+  publish();
+  settle();
+  JsonWriter w;
+  w.begin_object().field("v", uint64_t{1}).field("ok", true).field("certificate", it.key).field("name", name);
+  w.field("subject", it.bundle.info.subject).key("names").begin_array();
+  for (const auto& n : it.bundle.info.names) w.value(n);
+  w.end_array().field("not_after", unix_of(it.bundle.info.not_after));
+  w.key("certificates_added").begin_array().value(it.key).end_array();
+  w.field("generation", generation).field("in_service", acked_generation >= generation);
+  w.key("warnings").begin_array();
+  for (const auto& x : warnings) w.value(x);
+  w.end_array();
+  return w.end_object().take();
+}
+
+// `lodectl certs rm NAME` (HAProxy's `del ssl cert`): a certificate added
+// with certs add, while no route names it; the routes that do are named in
+// the refusal. A certificate of the file is removed from the file.
+std::string ControlPlane::Impl::certs_rm(const AdminRequest& req) {
+  const std::string name = req.get("name");
+  if (find_runtime_cert(name) == nullptr) {
+    if (!name.empty() && defined_certificate_names(config_text).count(name) != 0) {
+      return error_reply("'" + name + "' is defined in " + opt.config_path +
+                         ": remove it there and reload (certs rm removes what certs add added)");
+    }
+    return error_reply("no certificate named '" + name + "' was added with certs add");
+  }
+  std::string users;
+  for (const auto& r : cfg.routes) {
+    if (r.certificate == name) users += (users.empty() ? "'" : ", '") + r.name + "'";
+  }
+  if (!users.empty()) {
+    return error_reply("certificate '" + name + "' is used by route " + users + " of " + opt.config_path +
+                       ": change the route first (routes reload), then remove it");
+  }
+  settle();
+  const std::vector<RuntimeCertificate> before = runtime_certs;
+  std::erase_if(runtime_certs, [&](const RuntimeCertificate& c) { return c.name == name; });
+  auto next = config::load_config_string(published_config(), opt.config_path);
+  if (!next) {
+    runtime_certs = before;
+    return error_reply("internal: the configuration without '" + name + "': " + next.error().front().to_string());
+  }
+  cfg = std::move(*next);
+  drop_runtime_cert(name);
+  const std::string key = control::named_cert_key(name);
+  if (auto it = items.find(key); it != items.end()) {
+    if (it->second.sent_cert_version != 0) removed.insert(key);
+    dirty.erase(key);
+    items.erase(it);
+  }
+  config_dirty = true;
+  event(JsonWriter().begin_object().field("event", "certificate_removed").field("certificate", key)
+            .field("by", "admin").end_object().take());
+  publish();
+  settle();
+  JsonWriter w;
+  w.begin_object().field("v", uint64_t{1}).field("ok", true).field("certificate", key);
+  w.key("certificates_removed").begin_array().value(key).end_array();
+  w.field("generation", generation).field("in_service", acked_generation >= generation);
   return w.end_object().take();
 }
 
@@ -404,6 +596,7 @@ std::string ControlPlane::Impl::metrics_text() {
     }
     head("lodestone_workers", "gauge", "dataplane worker threads");
     sample("lodestone_workers", "", stats_view.workers());
+    append_series_metrics(stats_view, out);
   }
   head("lodestone_snapshot_generation", "gauge", "snapshot generation in service (last acked)");
   sample("lodestone_snapshot_generation", "", acked_generation);
@@ -445,6 +638,7 @@ std::string ControlPlane::Impl::metrics_text() {
   for (const auto& [k, it] : items) {
     if (it.checked()) sample("lodestone_revocation_check_failures", "certificate=\"" + label(k) + "\"", it.failures);
   }
+  backends_metrics(out);
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -29,9 +30,12 @@
 #include "controlplane/cert_catalog.h"
 #include "controlplane/cert_source.h"
 #include "controlplane/config.h"
+#include "controlplane/backend_state.h"
 #include "controlplane/file_watch.h"
+#include "controlplane/health_check.h"
 #include "controlplane/ocsp.h"
 #include "controlplane/ocsp_fetcher.h"
+#include "controlplane/published_config.h"
 #include "controlplane/snapshot_writer.h"
 #include "dataplane/control/snapshot_state.h"
 #include "dataplane/tls/tls_context.h"
@@ -151,6 +155,17 @@ struct ControlPlane::Impl {
   std::string metrics_text();
   std::string routes_show(const std::string& name);
   std::string routes_diff(const std::string& path, const std::string& text);
+  std::string certs_add(const AdminRequest& req);
+  // Backends (control_plane_backends.cc): active health checks, operator
+  // state, their admin commands and metrics.
+  HealthChecker health;
+  BackendStateTable backend_states;
+  bool backends_dirty = true;  // health or operator state may differ from what was sent
+  uint64_t backend_states_version = 0;
+  void configure_health();
+  std::string backends_admin(const std::string& cmd, const AdminRequest& req);
+  void backends_metrics(std::string& out) const;
+  std::string certs_rm(const AdminRequest& req);
   struct ReloadOutcome;
   std::string reload_reply(const ReloadOutcome& o, bool dry);
   void on_stats_fd(int fd);
@@ -627,14 +642,17 @@ struct ControlPlane::Impl {
     config::Config cfg;
     CertTrust trust;
     std::vector<CatalogEntry> certs;
+    std::vector<std::string> superseded;  // run-time certificates the file now defines itself
   };
-  std::optional<NextConfig> validate_next(ReloadOutcome& out) {
-    auto text = read_file(opt.config_path);
+  // `path` empty: the configuration file in service.
+  std::optional<NextConfig> validate_next(ReloadOutcome& out, const std::string& path = {}) {
+    const std::string& file = path.empty() ? opt.config_path : path;
+    auto text = read_file(file);
     if (!text) {
       out.errors.push_back(text.error());
       return std::nullopt;
     }
-    return validate_text(std::move(*text), opt.config_path, out);
+    return validate_text(std::move(*text), file, out);
   }
 
   // The same, for a configuration's text read elsewhere (`routes diff`
@@ -642,7 +660,9 @@ struct ControlPlane::Impl {
   // and is the directory its relative paths are read from.
   std::optional<NextConfig> validate_text(std::string text, const std::string& path, ReloadOutcome& out) {
     out.config_changed = text != config_text;
-    auto next = config::load_config_string(text, path);
+    // With the run-time certificates (`certs add`): routes may name them.
+    std::vector<std::string> superseded;
+    auto next = config::load_config_string(published_text(text, path, &superseded), path);
     if (!next) {
       for (const auto& e : next.error()) out.errors.push_back(e.to_string());
       return std::nullopt;
@@ -662,7 +682,75 @@ struct ControlPlane::Impl {
       out.errors = std::move(certs.error());
       return std::nullopt;
     }
-    return NextConfig{std::move(text), std::move(*next), std::move(*t), std::move(*certs)};
+    for (const auto& name : superseded) {
+      out.warnings.push_back(path + " defines the certificate '" + name +
+                             "' itself: the one added at run time (lodectl certs add) is dropped");
+    }
+    return NextConfig{std::move(text), std::move(*next), std::move(*t), std::move(*certs), std::move(superseded)};
+  }
+
+  // ------------------------------------------------------------ run-time certificates
+  // `lodectl certs add`: kept as files in a store beside the control socket
+  // (mode 0700; keys 0600) and named by the published configuration's
+  // trailer (controlplane/published_config.h), so that a reload keeps them
+  // and a restarted control plane re-attaches with them. A restart of
+  // Lodestone (a new socket) starts without them.
+  std::vector<RuntimeCertificate> runtime_certs;  // in the order added
+  std::string cert_store_dir() const { return opt.socket_path + ".certs"; }
+  RuntimeCertificate runtime_cert(const std::string& name) const {
+    return {name, cert_store_dir() + "/" + name + ".pem", cert_store_dir() + "/" + name + ".key"};
+  }
+  const RuntimeCertificate* find_runtime_cert(std::string_view name) const {
+    for (const auto& c : runtime_certs) {
+      if (c.name == name) return &c;
+    }
+    return nullptr;
+  }
+  std::string published_text(const std::string& file_text, const std::string& path,
+                             std::vector<std::string>* superseded = nullptr) const {
+    return compose_published_config(file_text, path, runtime_certs, superseded);
+  }
+  // What the dataplane gets and a re-attach starts from.
+  std::string published_config() const { return published_text(config_text, opt.config_path); }
+  // After a re-attach from the saved text: the certificates of the trailer
+  // are the run-time ones.
+  void adopt_runtime_certs() {
+    runtime_certs.clear();
+    const std::string prefix = cert_store_dir() + "/";
+    for (const auto& c : cfg.certificates) {
+      if (c.cert.rfind(prefix, 0) == 0) runtime_certs.push_back(runtime_cert(c.name));
+    }
+  }
+  // Writes a run-time certificate's files (each replaced whole: written
+  // beside, then renamed). Keys never appear in the messages.
+  Result<void, std::string> store_pem(const RuntimeCertificate& c, const std::string& chain_pem,
+                                      const std::string& key_pem) {
+    if (mkdir(cert_store_dir().c_str(), 0700) != 0 && errno != EEXIST) {
+      return unexpected("the certificate store " + cert_store_dir() + ": " + std::strerror(errno));
+    }
+    for (const auto& [path, data] : {std::pair{&c.cert_path, &chain_pem}, std::pair{&c.key_path, &key_pem}}) {
+      const std::string tmp = *path + ".tmp";
+      const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      bool ok = fd >= 0;
+      for (size_t at = 0; ok && at < data->size();) {
+        const ssize_t n = write(fd, data->data() + at, data->size() - at);
+        ok = n > 0 || (n < 0 && errno == EINTR);
+        if (n > 0) at += static_cast<size_t>(n);
+      }
+      const int err = errno;
+      if (fd >= 0 && close(fd) != 0) ok = false;
+      if (!ok || std::rename(tmp.c_str(), path->c_str()) != 0) {
+        unlink(tmp.c_str());
+        return unexpected("writing " + *path + ": " + std::strerror(ok ? errno : err));
+      }
+    }
+    return {};
+  }
+  void drop_runtime_cert(const std::string& name) {
+    const RuntimeCertificate c = runtime_cert(name);
+    unlink(c.cert_path.c_str());
+    unlink(c.key_path.c_str());
+    std::erase_if(runtime_certs, [&](const RuntimeCertificate& r) { return r.name == name; });
   }
 
   // The configuration in service before the last reload that changed it
@@ -673,9 +761,11 @@ struct ControlPlane::Impl {
   // SIGHUP, `lodectl routes reload`: everything again; what did not change
   // is not re-sent. A dry run validates completely and reports what would
   // change, and changes nothing.
-  ReloadOutcome reload_config(const char* why, bool dry_run = false) {
+  // `path`: `lodectl routes reload CONFIG`, which makes CONFIG the file in
+  // service (SIGHUP re-reads it) once it is applied.
+  ReloadOutcome reload_config(const char* why, bool dry_run = false, const std::string& path = {}) {
     ReloadOutcome outcome;
-    auto next = validate_next(outcome);
+    auto next = validate_next(outcome, path);
     if (dry_run) {
       if (next) {
         std::map<std::string, CatalogEntry> by_key;
@@ -715,9 +805,15 @@ struct ControlPlane::Impl {
     }
     ++reloads_ok;
     for (const auto& w : outcome.warnings) warn(w);
-    if (next->text != config_text) {
+    if (next->text != config_text || next->cfg.path != cfg.path) {
       previous_config_text = std::move(config_text);
       previous_config_path = cfg.path;
+    }
+    for (const auto& name : next->superseded) drop_runtime_cert(name);
+    if (next->cfg.path != opt.config_path) {
+      event(JsonWriter().begin_object().field("event", "config_file_changed").field("from", opt.config_path)
+                .field("to", next->cfg.path).end_object().take());
+      opt.config_path = next->cfg.path;  // what SIGHUP reads from now on
     }
     // The new configuration and trust first: the items' OCSP sources and
     // issuer checks are resolved with them.
@@ -753,6 +849,8 @@ struct ControlPlane::Impl {
     config_dirty = true;  // always: the dataplane reports "reloaded"
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();
+    backend_states.retain(cfg);  // operator state of backends that are gone
+    configure_health();
   }
 
   // ------------------------------------------------------------ publishing
@@ -791,11 +889,14 @@ struct ControlPlane::Impl {
   void publish() {
     if (sock < 0 || !attached || in_flight != 0) return;
     const bool full = need_full;
-    if (!full && !config_dirty && !tickets_dirty && dirty.empty() && removed.empty()) return;
+    if (backends_dirty && !full && !backend_states.changed(cfg, health)) backends_dirty = false;
+    const bool backends = full || backends_dirty;
+    if (!full && !config_dirty && !tickets_dirty && dirty.empty() && removed.empty() && !backends) return;
     const sys_seconds now = now_s();
     SegmentBuilder b;
     if (full || config_dirty) {
-      b.add_config(config_text, text_version(config_text));
+      const std::string text = published_config();
+      b.add_config(text, text_version(text));
       config_sent_in = generation + 1;
     }
     if (full || tickets_dirty) {
@@ -811,6 +912,7 @@ struct ControlPlane::Impl {
         if (found != items.end()) add_item(b, found->second, now, false);
       }
     }
+    if (backends) backend_states.publish_into(b, cfg, health, full, ++backend_states_version);
     const uint64_t gen = generation + 1;
     auto fd = b.seal(gen, full ? 0 : generation);
     if (!fd) {
@@ -826,10 +928,31 @@ struct ControlPlane::Impl {
     }
     generation = gen;
     in_flight = gen;
+    if (backends) {
+      backend_states.commit();
+      backends_dirty = false;
+    }
     need_full = false;
     config_dirty = tickets_dirty = false;
     dirty.clear();
     removed.clear();
+  }
+
+  // A mutating admin call gets a generation of its own and answers once it
+  // is in service: before changing anything it waits for the segment in
+  // flight to be acknowledged (else its change would only be queued, and
+  // the generation it answers would not carry it), and after publishing for
+  // its own. Bounded: the dataplane acknowledges once every worker has the
+  // segment, at most about a second.
+  void settle(std::chrono::milliseconds limit = std::chrono::milliseconds(3000)) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (in_flight != 0 && !stop && sock >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{sock, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+      if (p.revents != 0) on_channel();
+    }
   }
 
   void on_channel() {
@@ -891,7 +1014,7 @@ struct ControlPlane::Impl {
     const std::string path = saved_config_path(), tmp = path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
-      out << config_text;
+      out << published_config();
       if (!out) {
         warn("cannot save the configuration in service to " + tmp);
         return;
@@ -919,6 +1042,7 @@ struct ControlPlane::Impl {
 
   void tick() {
     const sys_seconds now = now_s();
+    if (health.tick(HealthClock::now())) backends_dirty = true;
     if (cfg.tls.ticket_key_file.empty() && now - last_rotation >= std::chrono::seconds(cfg.tls.ticket_rotation_s)) {
       if (rotate_tickets()) event(R"({"event":"ticket_keys_rotated"})");
     }
@@ -956,7 +1080,11 @@ struct ControlPlane::Impl {
         const int a = admin->timeout_ms();
         if (a >= 0) timeout = std::min(timeout, a);
       }
+      const size_t health_first = fds.size();
+      health.fill_poll(fds);
+      if (const int h = health.timeout_ms(HealthClock::now()); h >= 0) timeout = std::min(timeout, h);
       if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) return 1;
+      if (health.on_poll(fds, health_first, HealthClock::now())) backends_dirty = true;
       if (admin) admin->on_poll(fds, 4);
       if (fds[0].revents != 0) on_channel();
       if (fds[1].revents != 0) {

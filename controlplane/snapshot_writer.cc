@@ -75,6 +75,25 @@ void SegmentBuilder::add_ticket_keys(std::span<const std::byte> keys, uint64_t v
                       std::string(reinterpret_cast<const char*>(keys.data()), keys.size())});
 }
 
+void SegmentBuilder::add_backend_state(std::string_view pool,
+                                       std::span<const snapshot::BackendStateView> backends, uint64_t version) {
+  snapshot::BackendStateHeader h{};
+  h.count = static_cast<uint32_t>(backends.size());
+  std::string data = raw(h);
+  for (const auto& b : backends) {
+    snapshot::BackendStateEntry e{};
+    e.weight = b.weight;
+    e.id_len = static_cast<uint16_t>(b.id.size());
+    e.check = static_cast<uint8_t>(b.check);
+    e.admin = static_cast<uint8_t>(b.admin);
+    data += raw(e);
+    data.append(b.id);
+  }
+  std::string key(snapshot::kPoolKeyPrefix);
+  key.append(pool);
+  records_.push_back({snapshot::RecordKind::kBackendState, 0, std::move(key), version, std::move(data)});
+}
+
 void SegmentBuilder::remove(snapshot::RecordKind kind, std::string_view key) {
   records_.push_back({kind, snapshot::kRecordRemove, std::string(key), 0, {}});
 }

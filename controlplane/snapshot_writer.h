@@ -51,6 +51,9 @@ class SegmentBuilder {
                   int64_t this_update_unix, int64_t next_update_unix, std::string_view der);
   // keys: 80 bytes each, the first encrypts.
   void add_ticket_keys(std::span<const std::byte> keys, uint64_t version);
+  // A pool's backend states, keyed "pool:" + pool (snapshot::kPoolKeyPrefix).
+  void add_backend_state(std::string_view pool, std::span<const snapshot::BackendStateView> backends,
+                         uint64_t version);
   void remove(snapshot::RecordKind kind, std::string_view key);
 
   size_t record_count() const noexcept { return records_.size(); }

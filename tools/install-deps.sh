@@ -20,14 +20,27 @@ PACKAGES=(
   kmod cpio                         # its modules (depmod, modprobe) and initramfs
   prometheus                        # promtool: the /metrics test (its service is not started)
   iproute2 iputils-ping hping3      # the dpdk front's namespace tests (ip netns, ping, a bounded SYN flood)
+  chromium nodejs                   # the status page's browser test (headless, driven by playwright-core)
 )
+
+# playwright-core from npm, the version pinned in tests/e2e/browser/package-lock.json
+# (it drives Debian's chromium; it downloads no browser).
+browser_driver() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e/browser"
+  (cd "$dir" && npm ls playwright-core >/dev/null 2>&1) && return 0
+  echo "install-deps: npm ci in $dir (playwright-core)"
+  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts)
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(npm)  # not a package of its own where nodejs comes from NodeSource
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  browser_driver
   exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
@@ -36,3 +49,4 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+browser_driver

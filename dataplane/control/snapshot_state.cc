@@ -87,6 +87,36 @@ std::string dir_wildcard_key(std::string_view dir_name, std::string_view parent_
   return k;
 }
 
+namespace {
+
+// One kBackendState record (validated by open()) into `next`: the pool's
+// entries replaced, or removed. `fresh`: start from no pools (the first such
+// record of a full segment).
+void apply_backend_state(const snapshot::Record& r, Snapshot& next, bool fresh) {
+  auto states = std::make_shared<BackendStates>();
+  if (!fresh && next.backend_states) *states = *next.backend_states;
+  const std::string_view pool = r.key.substr(snapshot::kPoolKeyPrefix.size());
+  if (r.remove) {
+    if (auto it = states->find(pool); it != states->end()) states->erase(it);
+  } else {
+    std::vector<BackendStateEntry> entries;
+    (void)snapshot::for_each_backend_state(r.data, [&](const snapshot::BackendStateView& b) {
+      entries.push_back({std::string(b.id), b.weight, b.check, b.admin});
+    });
+    (*states)[std::string(pool)] = std::move(entries);
+  }
+  next.backend_states = std::move(states);
+}
+
+bool same_backend_states(const std::shared_ptr<const BackendStates>& a,
+                         const std::shared_ptr<const BackendStates>& b) {
+  const bool none_a = !a || a->empty(), none_b = !b || b->empty();
+  if (none_a || none_b) return none_a == none_b;
+  return *a == *b;
+}
+
+}  // namespace
+
 Result<ApplyResult, ApplyError> apply_segment(const std::shared_ptr<const Snapshot>& current,
                                               const std::shared_ptr<const MappedSegment>& seg) {
   const snapshot::SegmentView& v = seg->view();
@@ -99,7 +129,7 @@ Result<ApplyResult, ApplyError> apply_segment(const std::shared_ptr<const Snapsh
   next->generation = v.generation();
   ApplyResult out;
   out.full = v.full();
-  bool saw_config = false, saw_tickets = false;
+  bool saw_config = false, saw_tickets = false, saw_backend_state = false;
 
   // Certificates first, then staples (a staple may follow its certificate in
   // the same segment; a new certificate version drops the old staple).
@@ -155,8 +185,16 @@ Result<ApplyResult, ApplyError> apply_segment(const std::shared_ptr<const Snapsh
       }
       case RecordKind::kStaple:
         break;
+      case RecordKind::kBackendState:
+        apply_backend_state(r, *next, v.full() && !saw_backend_state);
+        saw_backend_state = true;
+        break;
     }
   }
+  // A full segment without backend states: every pool as configured.
+  if (v.full() && !saw_backend_state) next->backend_states.reset();
+  out.backend_states_changed =
+      !same_backend_states(current ? current->backend_states : nullptr, next->backend_states);
   for (uint32_t i = 0; i < v.record_count(); ++i) {
     const snapshot::Record r = v.record(i);
     if (r.kind != RecordKind::kStaple) continue;

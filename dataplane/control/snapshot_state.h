@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -83,6 +84,18 @@ struct CertEntry {
 
 using CertEntryPtr = std::shared_ptr<const CertEntry>;
 
+// One backend's state from a kBackendState record (copied out of the
+// segment: a few bytes per backend, and a pool's record is replaced whole).
+struct BackendStateEntry {
+  std::string id;
+  uint32_t weight = 1;
+  snapshot::BackendCheck check = snapshot::BackendCheck::kUnchecked;
+  snapshot::BackendAdmin admin = snapshot::BackendAdmin::kActive;
+  bool operator==(const BackendStateEntry&) const = default;
+};
+// By pool name. A pool that is absent serves every backend as configured.
+using BackendStates = std::map<std::string, std::vector<BackendStateEntry>, std::less<>>;
+
 struct Snapshot {
   uint64_t generation = 0;
   PersistentMap<CertEntryPtr> certs;
@@ -92,6 +105,7 @@ struct Snapshot {
   std::shared_ptr<const MappedSegment> tickets_segment;
   std::span<const std::byte> ticket_keys;  // 80 bytes each, first encrypts
   uint64_t tickets_version = 0;
+  std::shared_ptr<const BackendStates> backend_states;  // null: none
 };
 
 struct ApplyResult {
@@ -105,6 +119,7 @@ struct ApplyResult {
   size_t staples_upserted = 0;
   size_t staples_removed = 0;
   size_t staples_orphaned = 0;  // a staple for a key with no certificate: ignored
+  bool backend_states_changed = false;  // some pool's backend states differ from the ones in service
 };
 
 enum class ApplyError : uint8_t {

@@ -168,6 +168,8 @@ void FlowEngine::erase(Flow& f) noexcept {
   f.backend_mac_known = false;
   f.tried = route::TriedSet{};
   f.fin_from_client = f.fin_from_backend = false;
+  f.handoff = false;
+  f.lead = 0;
   if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
   f.buffer.reset();
   f.rt.reset();
@@ -266,7 +268,8 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   switch (p.l3) {
     case L3::kArp:
       if (p.arp.op == 2) {
-        on_arp_reply(p, out);
+        // The exception link's kernel is learned on that link only.
+        if (!cfg_.handoff.enabled || p.arp.sender_ip != cfg_.handoff.kernel) on_arp_reply(p, out);
         return;
       }
       if (p.arp.op == 1 && is_vip_address(IpAddr::v4(p.arp.target_ip))) {
@@ -302,7 +305,7 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     ++stats_.rx_not_vip;
     return;
   }
-  if (Flow* f = lookup_backend(p.flow())) {
+  if (Flow* f = lookup_backend(p.flow()); f != nullptr && !f->handoff) {
     on_backend_segment(*f, p, out);
     return;
   }
@@ -310,10 +313,58 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   if (vip == nullptr) {
     // A VIP address, a port nobody listens on: what a closed port answers.
     ++stats_.rx_not_vip;
-    if (!(p.flags & kTcpRst)) send_reset_for(p, out);
+    if (!(p.flags & kTcpRst)) send_reset_for(p, out, cfg_.mac);
     return;
   }
   on_tcp(p, *vip, now_ms, out);
+}
+
+// The exception link carries only our address and the kernel's: ARP for
+// ours, and the workers' segments of handed-off flows. A TCP segment of no
+// flow (the worker's side of one we already ended) gets a RST, so the
+// worker's socket does not wait for its timeouts: no reflection to fear on
+// a link only the local kernel speaks on. Frames on it never reach the VIP
+// logic, and frames from the wire never reach a hand-off flow.
+void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept {
+  now_ms_ = now_ms;
+  ++stats_.exception_rx;
+  const Packet p = parse_frame(frame, !l4_verified_);
+  if (!p.ok()) {
+    ++stats_.rx_bad;
+    return;
+  }
+  FrameSink* x = out.exception_sink();
+  FrameSink& link = x != nullptr ? *x : no_sink_;
+  if (!cfg_.handoff.enabled) {
+    ++stats_.exception_stray;
+    return;
+  }
+  if (p.l3 == L3::kArp) {
+    if (p.arp.op == 2 && p.arp.sender_ip == cfg_.handoff.kernel) {
+      on_arp_reply(p, out);
+      return;
+    }
+    if (p.arp.op == 1 && p.arp.target_ip == cfg_.handoff.address) {
+      if (send_built(link, [&](std::span<uint8_t> b) {
+            return build_arp_reply(b, p, cfg_.handoff.mac, cfg_.handoff.address);
+          })) {
+        ++stats_.arp_replies;
+      }
+      return;
+    }
+    ++stats_.exception_stray;
+    return;
+  }
+  if (p.l4 != L4::kTcp || !(p.dst == IpAddr::v4(cfg_.handoff.address))) {
+    ++stats_.exception_stray;
+    return;
+  }
+  if (Flow* f = lookup_backend(p.flow()); f != nullptr && f->handoff) {
+    on_backend_segment(*f, p, out);
+    return;
+  }
+  ++stats_.exception_stray;
+  if (!(p.flags & kTcpRst)) send_reset_for(p, link, cfg_.handoff.mac);
 }
 
 void FlowEngine::on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept {
@@ -383,17 +434,16 @@ void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms,
   f->syn = *syn;
   f->timestamps = p.options.has_timestamps;
   f->ts_recent = p.options.ts_val;
-  f->our_tsval = p.options.ts_ecr;  // the TSval of our SYN-ACK, echoed
   f->client_window = p.window;
   f->rt = rt_;
   if (!spare_buffers_.empty()) {
     f->buffer = std::move(spare_buffers_.back());
     spare_buffers_.pop_back();
   } else {
-    f->buffer = std::make_unique<uint8_t[]>(hello_cap_);
+    f->buffer = std::make_unique<uint8_t[]>(kLeadRoom + hello_cap_);
   }
   const size_t cap = f->rt->listeners[vip.listener].max_hello_bytes + kRecordSlack;
-  f->hello.reset(p.seq, {f->buffer.get(), std::min(cap, hello_cap_)});
+  f->hello.reset(p.seq, {f->buffer.get() + kLeadRoom, std::min(cap, hello_cap_)});
   if (!f->parser || f->parser->limits().max_hello_len != f->rt->listeners[vip.listener].max_hello_bytes) {
     f->parser = std::make_unique<tls::ClientHelloParser>(
         tls::ParserLimits{f->rt->listeners[vip.listener].max_hello_bytes});
@@ -523,6 +573,10 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
     start_passthrough(f, out);
     return;
   }
+  if (cfg_.handoff.enabled) {
+    start_handoff(f, out);
+    return;
+  }
   ++stats_.action_unsupported;
   reset_flow(f, out);
 }
@@ -565,9 +619,9 @@ void FlowEngine::send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::s
 
 // The answer to a segment for a port nobody listens on (RFC 793: the RST
 // takes its sequence number from the segment's ACK, or acknowledges it).
-void FlowEngine::send_reset_for(const Packet& p, FrameSink& out) noexcept {
+void FlowEngine::send_reset_for(const Packet& p, FrameSink& out, const MacAddr& our_mac) noexcept {
   TcpSegment s;
-  s.src_mac = cfg_.mac;
+  s.src_mac = our_mac;
   s.dst_mac = p.src_mac;
   s.vlan = p.vlan;
   s.flow = FlowKey{p.dst, p.src, p.dport, p.sport};

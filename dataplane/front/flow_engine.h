@@ -17,9 +17,12 @@
 // - A parsed hello is routed through the listener's route table:
 //   reject -> the TLS alert (unrecognized_name) and FIN, or a RST when the
 //   route says so; a malformed hello -> its alert and FIN; not TLS -> a RST (an
-//   HTTP request gets a short 400 first). Passthrough and terminate are the
-//   next steps of the dpdk front (issue 6): until they land such flows are
-//   reset and counted in `action_unsupported`.
+//   HTTP request gets a short 400 first); passthrough -> spliced to a backend
+//   (flow_engine_splice.cc); terminate -> handed to a TLS worker through the
+//   exception port (handoff.h), or reset and counted in `action_unsupported`
+//   when no exception port is configured.
+// - Frames from the exception port (on_exception_frame): ARP for our address
+//   on that link, and the workers' side of handed-off flows.
 // - FIN or RST while collecting, the hello timeout: the flow ends (a RST for
 //   the timeout). After our answer and FIN the flow waits closing_ms for the
 //   client's FIN (a segment that did not get our FIN gets it again), then
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "dataplane/front/flow_key.h"
+#include "dataplane/front/handoff.h"
 #include "dataplane/front/hello_collector.h"
 #include "dataplane/front/packet.h"
 #include "dataplane/front/syn_cookie.h"
@@ -68,7 +72,11 @@ namespace lode::front {
   X(no_route, "hellos with no matching route")                                         \
   X(rejects, "flows rejected by a route or for no route (alert)")                      \
   X(rejects_reset, "flows rejected with a reset")                                      \
-  X(action_unsupported, "terminate flows reset: not yet on the dpdk front")            \
+  X(action_unsupported, "terminate flows reset: no exception port configured")         \
+  X(handoff_flows, "terminate flows handed to a worker through the exception port")    \
+  X(handoff_failures, "hand-offs reset: the worker's listener refused or never answered") \
+  X(exception_rx, "frames received from the exception port")                         \
+  X(exception_stray, "exception-port frames of no flow (TCP ones answered with a RST)") \
   X(passthrough_flows, "flows passed through to a backend")                            \
   X(backend_no_pick, "passthrough flows reset: no backend to pick")                    \
   X(backend_connect_failures, "backend SYNs unanswered or refused")                    \
@@ -102,6 +110,9 @@ class FrameSink {
     (void)frame;
     return false;
   }
+  // The sink of the exception port (towards the workers' kernel), when there
+  // is one; the engine always gets the wire's sink and finds this one here.
+  virtual FrameSink* exception_sink() noexcept { return nullptr; }
 };
 inline constexpr size_t kMaxFrame = 1518 + 4;
 
@@ -127,6 +138,8 @@ struct EngineConfig {
   // every node given the same secret) uses the same key without talking; a
   // cookie made under the previous key stays valid for its slot.
   std::array<uint8_t, 16> cookie_key{};
+  // Terminate: where the workers listen behind the exception port.
+  HandoffConfig handoff;
 };
 
 class FlowEngine {
@@ -152,6 +165,18 @@ class FlowEngine {
     inplace_ = frame;
     l4_verified_ = l4_verified;
     on_frame(std::span<const uint8_t>(frame), now_ms, out);
+    inplace_ = {};
+    l4_verified_ = false;
+  }
+  // A frame the exception port received (the kernel the workers run on).
+  // `out` is still the wire's sink: answers on the exception link go to
+  // out.exception_sink(), the workers' segments to their clients go to `out`.
+  void on_exception_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
+  void on_exception_frame_in_place(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out,
+                                   bool l4_verified = false) noexcept {
+    inplace_ = frame;
+    l4_verified_ = l4_verified;
+    on_exception_frame(std::span<const uint8_t>(frame), now_ms, out);
     inplace_ = {};
     l4_verified_ = false;
   }
@@ -181,7 +206,7 @@ class FlowEngine {
   // ack: what to acknowledge; by default everything held in order.
   void send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::span<const uint8_t> data, FrameSink& out,
                     std::optional<uint32_t> ack = std::nullopt) noexcept;
-  void send_reset_for(const Packet& p, FrameSink& out) noexcept;
+  void send_reset_for(const Packet& p, FrameSink& out, const MacAddr& our_mac) noexcept;
   void reset_flow(Flow& f, FrameSink& out) noexcept;
   void emit(FrameSink& out, const TcpSegment& s) noexcept;
   // Builds one frame into the sink's next buffer (build(buffer) -> length,
@@ -210,6 +235,7 @@ class FlowEngine {
   // Passthrough (flow_engine_splice.cc).
   void start_passthrough(Flow& f, FrameSink& out) noexcept;
   void connect_backend(Flow& f, FrameSink& out) noexcept;
+  void open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept;
   void send_backend_syn(Flow& f, FrameSink& out) noexcept;
   void send_replay(Flow& f, FrameSink& out) noexcept;
   void on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept;
@@ -229,6 +255,13 @@ class FlowEngine {
   TcpSegment to_backend(const Flow& f) const noexcept;
   TcpSegment to_client(const Flow& f) const noexcept;
 
+  // Terminate (flow_engine_splice.cc): the same splice, the worker as backend.
+  void start_handoff(Flow& f, FrameSink& out) noexcept;
+  // Where a flow's backend-side frames go: the wire, or the exception port.
+  FrameSink& toward_backend(const Flow& f, FrameSink& out) noexcept;
+  // The ISN of our SYN to the backend: the client's, moved back by what we
+  // put in front of its bytes (the PROXY header of a hand-off).
+  uint32_t backend_syn_seq(const Flow& f) const noexcept;
   EngineConfig cfg_;
   std::shared_ptr<const worker::Runtime> rt_;
   SynCookies cookies_;
@@ -257,7 +290,13 @@ class FlowEngine {
   };
   std::vector<Neighbor> neighbors_;
   uint16_t port_cursor_ = 0;
-  std::vector<std::unique_ptr<uint8_t[]>> spare_buffers_;  // hello buffers of hello_cap_ bytes
+  // A sink with no buffers: hand-off frames when no exception sink is given
+  // (counted in tx_no_buffer).
+  struct NoSink : FrameSink {
+    std::span<uint8_t> buffer() noexcept override { return {}; }
+    void send(size_t) noexcept override {}
+  } no_sink_;
+  std::vector<std::unique_ptr<uint8_t[]>> spare_buffers_;  // hello buffers: kLeadRoom + hello_cap_ bytes
   size_t hello_cap_ = 0;
   uint64_t now_ms_ = 0;
 };

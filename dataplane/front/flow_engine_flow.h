@@ -11,6 +11,10 @@
 namespace lode::front {
 
 inline constexpr uint32_t kNil = UINT32_MAX;
+// Room before the hello in each hello buffer: the PROXY v2 header of a
+// hand-off is written there, so header and hello go out as one stream.
+inline constexpr size_t kLeadRoom = 512;
+static_assert(kLeadRoom >= kHandoffHeaderMax);
 
 struct FlowEngine::Flow {
   enum class State : uint8_t {
@@ -29,7 +33,6 @@ struct FlowEngine::Flow {
   SynOptions syn;        // what the client's SYN offered (from the cookie)
   bool timestamps = false;
   uint32_t ts_recent = 0;   // the client's latest TSval
-  uint32_t our_tsval = 0;   // the TSval of our SYN-ACK
   uint64_t deadline = 0;
   Wait wait = Wait::kHello;
   bool linked = false;
@@ -41,7 +44,11 @@ struct FlowEngine::Flow {
   std::unique_ptr<tls::ClientHelloParser> parser;
   std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
 
-  // Passthrough (FullNAT: the backend sees the VIP and a local port).
+  // Passthrough (FullNAT: the backend sees the VIP and a local port), and
+  // terminate's hand-off (the backend is a worker's listener behind the
+  // exception port; it sees our address on that link and a local port).
+  bool handoff = false;
+  uint16_t lead = 0;             // bytes sent before the hello (the PROXY header), just before it in `buffer`
   FlowKey bkey;  // as the backend's segments carry it (src = backend, dst = VIP:lport)
   bool bindexed = false;
   uint32_t pool = 0, backend = 0;

@@ -11,14 +11,22 @@
 //     scale to the one we gave the client.
 //
 // delta = our ISN towards the client (the cookie) - the backend's ISN;
-// ts_delta = our SYN-ACK's TSval - the backend's. FIN and RST pass through;
+// ts_delta = our clock when the backend's SYN-ACK came - its TSval (our
+// TSvals are that clock, in ms, so the client sees them grow). FIN and RST pass through;
 // a flow ends after both FINs (a short time-wait), a RST, or the idle timeout
 // (a RST both ways). Backends are IPv4 on the port's link (their MAC comes
 // from ARP); next hops behind a gateway are not resolved yet.
+//
+// Terminate's hand-off (handoff.h) is the same splice: the backend is the
+// chosen worker's listener on the kernel side of the exception port, our
+// side of it is HandoffConfig::address (not the VIP), its frames go through
+// the exception sink, and the SYN's ISN is moved back by the PROXY v2
+// header's length (`lead`), which goes out just before the hello.
 #include <netinet/in.h>
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "dataplane/front/flow_engine_flow.h"
 #include "dataplane/front/tcp_rewrite.h"
@@ -52,9 +60,9 @@ SocketAddress to_socket_address(const IpAddr& a, uint16_t port) noexcept {
 // to its client (VIP:port -> client).
 TcpSegment FlowEngine::to_backend(const Flow& f) const noexcept {
   TcpSegment s;
-  s.src_mac = cfg_.mac;
+  s.src_mac = f.handoff ? cfg_.handoff.mac : cfg_.mac;
   s.dst_mac = f.backend_mac;
-  s.vlan = f.vlan;
+  s.vlan = f.handoff ? 0 : f.vlan;
   s.flow = FlowKey{f.bkey.dst, f.bkey.src, f.bkey.dport, f.bkey.sport};
   return s;
 }
@@ -136,6 +144,12 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   bk.src = IpAddr::v4(ntohl(in->sin_addr.s_addr));
   bk.dst = f.key.dst;
   bk.sport = addr->port();
+  open_backend(f, bk, out);
+}
+
+// Takes a local port for the backend side (bk.dport), then the backend's MAC
+// (ARP when not known yet) and our SYN.
+void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   bool indexed = false;
   for (int i = 0; i < 16 && !indexed; ++i) {
     bk.dport = next_local_port();
@@ -146,7 +160,7 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
     }
   }
   if (!indexed) {
-    ++stats_.backend_no_pick;
+    ++(f.handoff ? stats_.handoff_failures : stats_.backend_no_pick);
     reset_flow(f, out);
     return;
   }
@@ -169,10 +183,49 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
 void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
   ++f.tries;
   ++stats_.backend_arp_requests;
-  send_built(out, [&](std::span<uint8_t> b) {
-    return build_arp_request(b, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host());
+  send_built(toward_backend(f, out), [&](std::span<uint8_t> b) {
+    return f.handoff ? build_arp_request(b, cfg_.handoff.mac, cfg_.handoff.address, f.bkey.src.v4_host())
+                     : build_arp_request(b, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host());
   });
   link_tail(f, Wait::kConnect);
+}
+
+// ---------------------------------------------------------------- hand-off
+
+FrameSink& FlowEngine::toward_backend(const Flow& f, FrameSink& out) noexcept {
+  if (!f.handoff) return out;
+  FrameSink* x = out.exception_sink();
+  return x != nullptr ? *x : no_sink_;
+}
+
+uint32_t FlowEngine::backend_syn_seq(const Flow& f) const noexcept { return f.hello.start() - 1 - f.lead; }
+
+void FlowEngine::start_handoff(Flow& f, FrameSink& out) noexcept {
+  const HandoffConfig& h = cfg_.handoff;
+  const tls::ClientHelloInfo& info = f.parser->info();
+  const std::string_view sni = info.has_sni ? info.sni() : std::string_view();
+  // One name, one worker (its caches stay warm); no name: by the client's port.
+  const uint32_t workers = std::max<uint32_t>(h.workers, 1);
+  const uint32_t worker = !sni.empty() ? steer_by_name(sni, workers) : f.key.sport % workers;
+  const uint16_t port = handoff_port(h.first_port, f.listener, worker, workers);
+  uint8_t header[kHandoffHeaderMax];
+  const size_t n = write_handoff_header(header, f.key, sni);
+  if (port == 0 || n == 0 || !f.buffer) {
+    ++stats_.handoff_failures;
+    reset_flow(f, out);
+    return;
+  }
+  // The header goes just before the hello in the flow's buffer: one stream.
+  std::memcpy(f.buffer.get() + kLeadRoom - n, header, n);
+  f.lead = static_cast<uint16_t>(n);
+  f.handoff = true;
+  ++stats_.handoff_flows;
+  f.state = Flow::State::kConnecting;
+  FlowKey bk;
+  bk.src = IpAddr::v4(h.kernel);
+  bk.sport = port;
+  bk.dst = IpAddr::v4(h.address);
+  open_backend(f, bk, out);
 }
 
 void FlowEngine::on_arp_reply(const Packet& p, FrameSink& out) noexcept {
@@ -208,7 +261,7 @@ void FlowEngine::on_arp_reply(const Packet& p, FrameSink& out) noexcept {
 // so the client's sequence numbers need no translation.
 void FlowEngine::send_backend_syn(Flow& f, FrameSink& out) noexcept {
   TcpSegment s = to_backend(f);
-  s.seq = f.hello.start() - 1;
+  s.seq = backend_syn_seq(f);
   s.flags = kTcpSyn;
   s.window = 65535;
   s.options.mss = f.syn.mss;
@@ -219,20 +272,25 @@ void FlowEngine::send_backend_syn(Flow& f, FrameSink& out) noexcept {
     s.options.ts_val = f.ts_recent;
   }
   ++f.tries;
-  emit(out, s);
+  emit(toward_backend(f, out), s);
   link_tail(f, Wait::kConnect);
 }
 
 // ACK of the backend's SYN-ACK with the bytes collected from the client
-// (exactly those that were parsed), in segments of the backend's MSS.
+// (exactly those that were parsed; a hand-off's PROXY header first), in
+// segments of the backend's MSS.
 void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
-  const auto bytes = f.hello.contiguous();
+  if (!f.buffer) return;
+  const auto hello = f.hello.contiguous();
+  const std::span<const uint8_t> bytes(hello.data() - f.lead, f.lead + hello.size());
+  const uint32_t first = f.hello.start() - f.lead;
+  FrameSink& to = toward_backend(f, out);
   const size_t mss = std::clamp<size_t>(f.backend_mss, 64, 1460);
   size_t at = 0;
   do {
     const size_t n = std::min(mss, bytes.size() - at);
     TcpSegment s = to_backend(f);
-    s.seq = f.hello.start() + static_cast<uint32_t>(at);
+    s.seq = first + static_cast<uint32_t>(at);
     s.ack = f.backend_isn + 1;
     s.flags = kTcpAck | (at + n == bytes.size() ? kTcpPsh : 0);
     s.window = f.client_window;
@@ -242,7 +300,7 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
       s.options.ts_ecr = f.backend_ts_recent;
     }
     s.payload = bytes.subspan(at, n);
-    emit(out, s);
+    emit(to, s);
     at += n;
   } while (at < bytes.size());
 }
@@ -250,12 +308,13 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
 void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept {
   if (p.options.has_timestamps) f.backend_ts_recent = p.options.ts_val;
   if (f.state == Flow::State::kConnecting) {
-    if ((p.flags & kTcpRst) && (p.flags & kTcpAck) && p.ack == f.hello.start()) {
-      ++stats_.backend_connect_failures;  // refused
+    const uint32_t syn_next = backend_syn_seq(f) + 1;
+    if ((p.flags & kTcpRst) && (p.flags & kTcpAck) && p.ack == syn_next) {
+      if (!f.handoff) ++stats_.backend_connect_failures;  // refused (a hand-off's counts in fail_backend)
       fail_backend(f, out);
       return;
     }
-    if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != f.hello.start()) return;
+    if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != syn_next) return;
     if (f.picked) f.rt->pools[f.pool].pool->on_connect_ok(pools_[f.pool], f.backend);
     f.backend_isn = p.seq;
     f.delta = (f.snd_nxt - 1) - f.backend_isn;
@@ -263,13 +322,18 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     if (f.syn.wscale >= 0 && p.options.wscale < 0) f.backend_wscale = 0;  // the backend does not scale
     f.backend_mss = p.options.mss != 0 ? p.options.mss : 536;
     f.backend_ts = f.timestamps && p.options.has_timestamps;
-    f.ts_delta = f.our_tsval - p.options.ts_val;
+    // The backend's SYN-ACK TSval becomes our clock now, not our SYN-ACK's
+    // TSval: the ACKs we sent the client while collecting the hello carried
+    // later values, and a translated TSval below them fails the client's
+    // PAWS check (RFC 7323 5.3: the segment is dropped, the client answers
+    // with a duplicate ACK and the flow waits for a retransmission).
+    f.ts_delta = static_cast<uint32_t>(now_ms_) - p.options.ts_val;
     f.replay_end = f.hello.next_seq();
     f.to_backend_nxt = f.replay_end;
     f.state = Flow::State::kSpliced;
     f.tries = 0;
     send_replay(f, out);
-    link_tail(f, f.hello.contiguous().empty() ? Wait::kIdle : Wait::kReplay);
+    link_tail(f, f.hello.contiguous().empty() && f.lead == 0 ? Wait::kIdle : Wait::kReplay);
     return;
   }
   if (p.flags & kTcpSyn) {
@@ -336,6 +400,7 @@ void FlowEngine::after_to_client(Flow& f, const Packet& p, uint32_t seq, FrameSi
 void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept {
   if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
   f.client_window = p.window;
+  FrameSink& to = toward_backend(f, out);
   TcpSegment s = to_backend(f);
   s.seq = p.seq;
   s.ack = (p.flags & kTcpAck) ? p.ack - f.delta : 0;
@@ -345,7 +410,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, (p.flags & kTcpAck) ? s.ack : p.ack, s.window, ts,
                         p.options.ts_val, p.options.ts_ecr - f.ts_delta, p.options.sack_count > 0 ? 0 - f.delta : 0};
-    if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
+    if (rewrite_tcp(inplace_, p, rw) && to.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
       after_to_backend(f, p);
@@ -362,7 +427,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     s.options.ts_ecr = p.options.ts_ecr - f.ts_delta;
   }
   s.payload = p.payload;
-  emit(out, s);
+  emit(to, s);
   after_to_backend(f, p);
 }
 
@@ -385,6 +450,13 @@ void FlowEngine::after_to_backend(Flow& f, const Packet& p) noexcept {
 // The backend refused or never answered: the next one, while the pool and
 // the retry budget allow; else the client is reset.
 void FlowEngine::fail_backend(Flow& f, FrameSink& out) noexcept {
+  if (f.handoff) {
+    // The worker's listener refused or never answered: there is no other
+    // (a worker is down only when the whole process is).
+    ++stats_.handoff_failures;
+    reset_flow(f, out);
+    return;
+  }
   const worker::PoolRuntime& pr = f.rt->pools[f.pool];
   if (f.picked) {
     pr.pool->on_connect_fail(pools_[f.pool], f.backend, now_ms_);
@@ -403,7 +475,7 @@ void FlowEngine::reset_both(Flow& f, FrameSink& out) noexcept {
   TcpSegment s = to_backend(f);
   s.seq = f.to_backend_nxt;
   s.flags = kTcpRst;
-  emit(out, s);
+  emit(toward_backend(f, out), s);
   reset_flow(f, out);  // the client's RST at our next sequence number; the flow goes
 }
 
@@ -425,7 +497,7 @@ void FlowEngine::on_wait_expired(Flow& f, FrameSink& out) noexcept {
         }
         return;
       }
-      ++stats_.backend_connect_failures;
+      if (!f.handoff) ++stats_.backend_connect_failures;
       fail_backend(f, out);
       return;
     case Wait::kReplay:

@@ -29,6 +29,8 @@ std::string_view to_string(PickError e) noexcept {
       return "connect attempts exhausted";
     case PickError::kStateMismatch:
       return "pool state belongs to another pool";
+    case PickError::kNoneAvailable:
+      return "no backend available (all down or drained)";
   }
   return "pick failed";
 }
@@ -101,16 +103,10 @@ uint64_t sni_key(std::string_view normalized_sni) noexcept {
   return name_hash(normalized_sni, kSniKeySeed);
 }
 
-// --- build -------------------------------------------------------------------
-
-namespace {
-
-std::atomic<uint64_t> g_next_pool_id{1};
-
 // SocketAddress::to_string()'s text ("1.2.3.4:443", "[::1]:443"), built with
 // append: GCC 12 -O2 inlines that function's operator+ chain here and raises a
 // false -Wrestrict (GCC PR 105329). The pool tests compare the two.
-std::string identity_of(const SocketAddress& a) {
+std::string address_identity(const SocketAddress& a) {
   char host[INET6_ADDRSTRLEN] = "";
   const bool v6 = a.family() == AF_INET6;
   const void* raw =
@@ -126,6 +122,13 @@ std::string identity_of(const SocketAddress& a) {
   id.append(std::to_string(a.port()));
   return id;
 }
+
+// --- build -------------------------------------------------------------------
+
+namespace {
+
+std::atomic<uint64_t> g_next_pool_id{1};
+
 
 }  // namespace
 
@@ -144,7 +147,7 @@ Result<BackendPool, PoolError> BackendPool::build(PoolSpec spec) {
       if (b.address.family() != AF_INET && b.address.family() != AF_INET6) {
         return fail(PoolErrorCode::kNoIdentity, i);
       }
-      b.id = identity_of(b.address);
+      b.id = address_identity(b.address);
     }
     for (uint32_t j = 0; j < i; ++j) {
       if (spec.backends[j].id == b.id) return fail(PoolErrorCode::kDuplicateBackend, i);
@@ -169,8 +172,15 @@ Result<BackendPool, PoolError> BackendPool::build(PoolSpec spec) {
       return unexpected(PoolError{PoolErrorCode::kMaglevTable, kNoBackend, built.error()});
     table = std::move(*built);
   }
+  uint64_t unavailable = 0, drained = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (spec.backends[i].down || spec.backends[i].drained) unavailable |= uint64_t{1} << i;
+    if (spec.backends[i].drained) drained |= uint64_t{1} << i;
+  }
   BackendPool pool(std::move(spec));
   pool.maglev_ = std::move(table);
+  pool.unavailable_ = unavailable;
+  pool.drained_ = drained;
   pool.id_ = g_next_pool_id.fetch_add(1, std::memory_order_relaxed);
   return pool;
 }
@@ -208,7 +218,7 @@ BackendHealth PoolState::health(uint32_t idx, uint64_t now_ms) const noexcept {
 
 bool BackendPool::eligible(const PoolState& state, uint32_t idx, uint64_t now_ms,
                            const TriedSet& tried) const noexcept {
-  if (tried.contains(idx)) return false;
+  if (tried.contains(idx) || !available(idx)) return false;
   const PoolState::Backend& b = state.backends_[idx];
   if (!b.suspect) return true;
   if (now_ms < b.eject_until_ms) return false;  // ejected
@@ -288,11 +298,13 @@ uint32_t BackendPool::pick_maglev(PoolState& state, uint64_t key, uint64_t now_m
   return kNoBackend;
 }
 
-// Everything untried is down: the least recently failed untried backend.
+// Everything untried is down: the least recently failed untried backend that
+// is not drained; kNoBackend when there is none or the pool rejects instead.
 uint32_t BackendPool::pick_fail_open(const PoolState& state, const TriedSet& tried) const noexcept {
+  if (spec_.when_all_down == AllDownPolicy::kReject) return kNoBackend;
   uint32_t best = kNoBackend;
   for (uint32_t i = 0; i < size(); ++i) {
-    if (tried.contains(i)) continue;
+    if (tried.contains(i) || ((drained_ >> i) & 1) != 0) continue;
     if (best == kNoBackend ||
         state.backends_[i].last_failure_ms < state.backends_[best].last_failure_ms) {
       best = i;
@@ -348,7 +360,11 @@ Result<uint32_t, PickError> BackendPool::pick(PoolState& state, const PickContex
 
   bool fail_open = false;
   if (idx == kNoBackend) {
-    idx = pick_fail_open(state, tried);  // some backend is untried: found
+    idx = pick_fail_open(state, tried);
+    if (idx == kNoBackend) {
+      ++state.counters_.refused;
+      return unexpected(PickError::kNoneAvailable);
+    }
     fail_open = true;
   }
   PoolState::Backend& b = state.backends_[idx];
@@ -364,6 +380,17 @@ Result<uint32_t, PickError> BackendPool::pick(PoolState& state, const PickContex
   ++b.counters.active;
   tried.add(idx);
   return idx;
+}
+
+bool BackendPool::refuse_new(PoolState& state, uint64_t now_ms) const noexcept {
+  if (spec_.when_all_down != AllDownPolicy::kReject) return false;
+  if (state.pool_id_ != id_ || state.backends_.size() != size()) return false;  // pick() reports it
+  const TriedSet none;
+  for (uint32_t i = 0; i < size(); ++i) {
+    if (eligible(state, i, now_ms, none)) return false;
+  }
+  ++state.counters_.refused;
+  return true;
 }
 
 // --- outcomes ------------------------------------------------------------------

@@ -62,6 +62,18 @@
 // errors and a backend may be back already; refusing the client would turn a
 // partial outage into a total one. Its connect result feeds health as usual.
 //
+// Control-plane state (the snapshot's kBackendState records, applied when the
+// pool is built): a backend whose active health check says down, or that the
+// operator drained, is not eligible for new connections; connections already
+// picked report to it as usual, so a drained backend's open connections
+// finish. Weights are the effective ones (an operator override or the
+// configured weight); a Maglev table is built from them. Passive health
+// composes: eligible = not down, not drained, and passively up/half-open.
+// When nothing is eligible, when_all_down decides: kFailOpen as above (among
+// the backends not drained: drained ones never get a new connection);
+// kReject: pick() fails with kNoneAvailable, and refuse_new() tells a worker
+// before it spends a handshake on a connection it cannot forward.
+//
 // Size: at most kMaxPoolBackends (64) backends per pool, so that the tried
 // set is one 64-bit mask; build() refuses more.
 #pragma once
@@ -100,13 +112,24 @@ inline constexpr uint64_t kSniKeySeed = 0x534e494b45595345ull;     // "SNIKEYSE"
 // The Maglev key of a client: its IP address bytes (IPv4-mapped IPv6 as IPv4),
 // port excluded. nullopt for an address that is neither IPv4 nor IPv6.
 [[nodiscard]] std::optional<uint64_t> client_key(const SocketAddress& client) noexcept;
+// A backend's default identity: its address as "1.2.3.4:443" or "[::1]:443"
+// (SocketAddress::to_string()'s text).
+[[nodiscard]] std::string address_identity(const SocketAddress& a);
+
 // The Maglev key of a normalized SNI.
 [[nodiscard]] uint64_t sni_key(std::string_view normalized_sni) noexcept;
 
 struct BackendSpec {
   SocketAddress address;
-  uint32_t weight = 1;  // 1..kMaxBackendWeight
+  uint32_t weight = 1;  // effective weight, 1..kMaxBackendWeight
   std::string id;       // stable identity (Maglev, metrics); empty: address.to_string()
+  bool down = false;     // the control plane's active health check says down
+  bool drained = false;  // the operator drained it: no new connections
+};
+
+enum class AllDownPolicy : uint8_t {
+  kFailOpen,  // the least recently failed backend that is not drained
+  kReject,    // refuse the connection
 };
 
 struct PoolSpec {
@@ -116,6 +139,7 @@ struct PoolSpec {
   uint32_t fail_threshold = kDefaultFailThreshold;             // 1..kMaxFailThreshold
   uint32_t cooldown_ms = kDefaultCooldownMs;                   // 1..kMaxCooldownMs
   uint32_t max_connect_attempts = kDefaultMaxConnectAttempts;  // 1..kMaxPoolBackends
+  AllDownPolicy when_all_down = AllDownPolicy::kFailOpen;
 };
 
 enum class PoolErrorCode : uint8_t {
@@ -142,6 +166,7 @@ enum class PickError : uint8_t {
   kAllTried,           // every backend of the pool was tried for this connection
   kAttemptsExhausted,  // max_connect_attempts picks made for this connection
   kStateMismatch,      // the PoolState was made for another pool
+  kNoneAvailable,      // nothing eligible and kReject, or every untried backend drained
 };
 std::string_view to_string(PickError e) noexcept;
 
@@ -188,6 +213,7 @@ struct PoolCounters {
   uint64_t hash_fallbacks = 0;       // Maglev pool without its key: round robin
   uint64_t unbalanced_releases = 0;  // on_close / on_connect_fail with active == 0
   uint64_t bad_index = 0;            // on_* with an index outside the pool
+  uint64_t refused = 0;              // kNoneAvailable picks and refuse_new() refusals
 };
 
 class BackendPool;
@@ -237,6 +263,14 @@ class BackendPool {
   [[nodiscard]] Result<uint32_t, PickError> pick(PoolState& state, const PickContext& ctx,
                                                  TriedSet& tried) const noexcept;
 
+  // True when a new connection must be refused now: when_all_down is
+  // kReject and no backend is eligible (counted in refused). A worker asks
+  // at routing time, so the client gets the route-reject answer (alert or
+  // reset) instead of a handshake followed by a close.
+  [[nodiscard]] bool refuse_new(PoolState& state, uint64_t now_ms) const noexcept;
+  // Not down and not drained (passive health aside).
+  bool available(uint32_t idx) const noexcept { return idx < 64 && ((unavailable_ >> idx) & 1) == 0; }
+
   void on_connect_ok(PoolState& state, uint32_t idx) const noexcept;
   void on_connect_fail(PoolState& state, uint32_t idx, uint64_t now_ms) const noexcept;
   void on_close(PoolState& state, uint32_t idx) const noexcept;
@@ -265,6 +299,8 @@ class BackendPool {
 
   PoolSpec spec_;
   uint64_t id_ = 0;  // unique per build() in this process; kept by moves
+  uint64_t unavailable_ = 0;  // bit i: backend i is down or drained
+  uint64_t drained_ = 0;      // bit i: backend i is drained
   std::optional<MaglevTable> maglev_;
 };
 

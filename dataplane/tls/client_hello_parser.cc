@@ -290,6 +290,9 @@ bool BodyParser::server_name(std::span<const uint8_t> data, uint32_t off) noexce
   const auto norm = normalize_hostname(raw, info_.sni_buf);
   if (!norm) {
     err_ = {HelloError::kBadHostName, TlsAlert::kIllegalParameter, off + 5, norm.error()};
+    // Kept for logs and the status page (rejected_host_name()); has_sni stays false.
+    info_.sni_len = static_cast<uint16_t>(std::min(raw.size(), sizeof info_.sni_buf));
+    std::memcpy(info_.sni_buf, raw.data(), info_.sni_len);
     return false;
   }
   if (norm->kind == HostnameKind::kName) {

@@ -38,6 +38,11 @@ class ClientHelloParser {
 
   const ClientHelloInfo& info() const noexcept { return info_; }        // after kDone
   const HelloParseError& error() const noexcept { return error_; }      // after kError
+  // After kError with kBadHostName: the raw bytes the client sent as its host
+  // name (attacker-chosen; at most 255 bytes), else empty.
+  std::string_view rejected_host_name() const noexcept {
+    return status_ == ParseStatus::kError && error_.code == HelloError::kBadHostName ? info_.sni() : std::string_view();
+  }
   ParseStatus status() const noexcept { return status_; }
   const ParserLimits& limits() const noexcept { return limits_; }
   void reset() noexcept;

@@ -1,7 +1,9 @@
 // What the workers serve: an immutable generation of listeners' route tables,
 // backend pools and certificates. A new generation replaces the old one
-// atomically (SIGHUP today, shared-memory snapshots later); connections keep
-// the generation they started with until they close.
+// atomically (a new configuration, or new backend states from the snapshot);
+// connections keep the generation they started with until they close.
+// Copyable: a generation that only changes backend states shares the route
+// tables, certificate bindings and TLS contexts of the one before.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -27,8 +29,13 @@ struct ListenerRuntime {
   std::vector<SocketAddress> addresses;
   ProxyAccept proxy = ProxyAccept::kNone;
   uint32_t max_hello_bytes = 64 * 1024;
-  std::vector<std::byte> table_bytes;  // the flat route table (8-byte aligned storage below)
-  route::RouteTableView table;
+  // The flat route table, shared by the generations built from one
+  // configuration (a backend-state change copies the Runtime, not the table).
+  std::shared_ptr<const std::vector<std::byte>> table_bytes;
+  route::RouteTableView table;  // views *table_bytes
+  // Stats series slot of each route (by route index; include/lodestone/
+  // stats_layout.h); empty: not counted per route (no stats segment).
+  std::vector<uint32_t> route_slots;
 };
 
 // How a terminate route finds its certificate: a named certificate, or the
@@ -40,9 +47,12 @@ struct CertBinding {
 
 struct PoolRuntime {
   std::string name;
-  std::unique_ptr<route::BackendPool> pool;
+  // Built from `configured` with the control plane's backend states applied.
+  std::shared_ptr<const route::BackendPool> pool;
+  route::PoolSpec configured;  // as the configuration says (no state applied)
   bool send_proxy_v2 = false;
   std::shared_ptr<tls::BackendTlsContext> backend_tls;  // null: plaintext to the backend
+  std::vector<uint32_t> backend_slots;  // stats series slot by backend index; empty: not counted
 };
 
 struct Timeouts {
@@ -68,6 +78,10 @@ struct Runtime {
   std::shared_ptr<tls::TicketKeys> ticket_keys;
   Timeouts timeouts;
   Limits limits;
+  // The snapshot generation whose configuration this was built from (what
+  // `lodectl routes reload` answers): the access log's "generation".
+  uint64_t config_generation = 0;
+  double log_sample = 1.0;  // [log] sample: the fraction of successful connections logged
 };
 
 // The process-wide current generation (see GenerationSlot).

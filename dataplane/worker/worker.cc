@@ -25,6 +25,7 @@
 #include "dataplane/tls/proxy_protocol.h"
 #include "dataplane/worker/byte_queue.h"
 #include "dataplane/worker/ktls.h"
+#include "dataplane/worker/log_sampler.h"
 #include "dataplane/worker/uring.h"
 #include "lodestone/json_writer.h"
 #include "lodestone/tls_alert.h"
@@ -82,6 +83,7 @@ struct Side {
   bool handshake_done = false;
   uint64_t rx = 0, tx = 0;
   WorkerStats* stats = nullptr;
+  stats::RouteSeries* route = nullptr;  // client side: the route's series (a dummy until routed)
   std::unique_ptr<KtlsSide> ktls;  // client side of a terminated connection, when kTLS is on
 
   size_t queued() const noexcept { return out.size() + sending.size(); }
@@ -149,6 +151,9 @@ struct Conn {
   uint32_t backend_idx = route::kNoIndex;
   bool backend_active = false;  // connected: counted in the pool's active connections
   bool backend_picked = false;  // picked and not yet reported as failed
+  bool routed = false;          // counted in the route's series (active until freed)
+  stats::BackendSeries* backend_series = nullptr;  // of the picked backend, while picked
+  uint64_t t_handshake_start_us = 0;
   __kernel_timespec connect_ts{};
   std::string last_connect_error;
   // TLS facts for the log.
@@ -180,6 +185,7 @@ Side* side_of(BIO* b) { return static_cast<Side*>(BIO_get_data(b)); }
 void count_sent(Side& s, size_t n) {
   s.tx += n;
   if (s.stats != nullptr) bump(s.stats->bytes_client_out, n);
+  if (s.route != nullptr) bump(s.route->bytes_out, n);
 }
 
 // Before the kernel encrypts, every byte OpenSSL wrote with its own keys must
@@ -217,6 +223,7 @@ long set_ktls(Side* s, bool is_tx, const void* crypto_info) {
   }
   k.tx = true;
   if (s->stats != nullptr) bump(s->stats->ktls_tx);
+  if (s->route != nullptr) bump(s->route->ktls);
   return 1;
 }
 
@@ -317,6 +324,22 @@ BIO_METHOD* side_bio_method() {
   return m;
 }
 
+// OpenSSL's info callback on client SSLs: counts the fatal alerts it sends
+// (handshake failures by alert, for /metrics).
+void count_alert_sent(const SSL* ssl, int where, int ret) {
+  if ((where & SSL_CB_WRITE_ALERT) == 0 || (ret >> 8) != SSL3_AL_FATAL) return;
+  BIO* b = SSL_get_rbio(ssl);
+  if (b == nullptr || BIO_method_type(b) != side_bio_type()) return;
+  Side* s = side_of(b);
+  if (s != nullptr && s->stats != nullptr) bump(s->stats->alerts_sent[static_cast<uint8_t>(ret & 0xff)]);
+}
+
+uint64_t monotonic_us() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
 // OpenSSL's key log: TLS 1.3 client traffic secrets, for the receive hand-over.
 // Set only on server SSL_CTXs when kTLS is on; the line is OpenSSL's buffer
 // (cleansed by OpenSSL), nothing is written anywhere.
@@ -394,8 +417,13 @@ struct Worker::Impl {
   const RuntimeSlot& slot;
   AccessLog log;
   std::string log_buf;
+  LogSampler log_sampler{0x9e3779b97f4a7c15ULL * (opt.index + 1)};  // [log] sample; per worker, no shared state
   WorkerStats own_stats;
   WorkerStats& stats;  // opt.stats (shared memory) or own_stats
+  // Where connections count before they are routed, or when the runtime has
+  // no series slots (no stats segment): counted, never read.
+  stats::RouteSeries unrouted_series;
+  stats::BackendSeries unslotted_backend;
   std::vector<int> listen_fds;
   std::vector<uint32_t> listen_listener;  // listener index of each fd
   std::shared_ptr<WorkerRuntime> wrt;
@@ -613,6 +641,7 @@ struct Worker::Impl {
     c.listener = listen_listener[fd_index];
     c.client.fd = fd;
     c.client.stats = c.backend.stats = &stats;
+    c.client.route = &unrouted_series;
     c.wrt = wrt;
     if (c.listener >= c.wrt->rt->listeners.size()) {
       // Cannot happen: reloads that change the listeners are refused.
@@ -687,7 +716,11 @@ struct Worker::Impl {
     if (!c.used || !c.closing || c.inflight > 0) return;
     write_log(c);
     // Every pick ends in exactly one on_connect_fail or on_close.
-    if (c.backend_picked) c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+    if (c.backend_picked) {
+      c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+      drop(c.backend_series->active);
+    }
+    if (c.routed) drop(c.client.route->active);
     for (Side* s : {&c.client, &c.backend}) {
       if (s->ssl != nullptr) SSL_free(s->ssl);
       s->ssl = nullptr;
@@ -710,9 +743,14 @@ struct Worker::Impl {
 
   void write_log(const Conn& c) {
     if (!log) return;
+    // Sampled before anything is formatted; a connection that did not end
+    // "ok" (error, reject, timeout, reset) is always logged.
+    if (!log_sampler.keep(c.result == "ok", c.wrt ? c.wrt->rt->log_sample : 1.0)) return;
     JsonWriter w;
     w.begin_object();
     w.field("worker", opt.index);
+    // The generation whose configuration routed it (lodectl's generation).
+    if (c.wrt) w.field("generation", c.wrt->rt->config_generation);
     w.field("client", c.peer.to_string());
     w.field("listener", c.wrt ? c.wrt->rt->listeners[c.listener].name : std::string());
     if (c.sni.empty()) w.key("sni").null(); else w.field("sni", c.sni);
@@ -825,17 +863,28 @@ struct Worker::Impl {
     c.match_kind = route::to_string(m.kind);
     if (!m.found()) {
       bump(stats.no_route);
+      refused(c, "no_route");
       reject(c, false, "no_route");
       return;
     }
     c.route = m.route;
+    count_routed(c);
     const route::RouteView rv = table.route(m.route);
     c.action = rv.action;
     c.pool = rv.pool;
     give_parser(std::move(c.parser));
+    // when_all_down = "reject" and every backend down or drained: refused
+    // like a route reject (passthrough: reset), before any handshake.
+    if (rv.action != route::Action::kReject && c.pool < c.wrt->rt->pools.size() &&
+        c.wrt->rt->pools[c.pool].pool->refuse_new(c.wrt->pools[c.pool], now)) {
+      refused(c, "pool_down");
+      reject(c, rv.action == route::Action::kPassthrough || rv.reject_with_reset(), "pool_down");
+      return;
+    }
     switch (rv.action) {
       case route::Action::kReject:
         bump(stats.routed_reject);
+        refused(c, "rejected");
         reject(c, rv.reject_with_reset(), "rejected");
         return;
       case route::Action::kPassthrough:
@@ -849,8 +898,58 @@ struct Worker::Impl {
     }
   }
 
+  // The route's series from now on (its slot in the runtime; the unrouted
+  // dummy without a stats segment).
+  void count_routed(Conn& c) {
+    const auto& slots = c.wrt->rt->listeners[c.listener].route_slots;
+    if (opt.route_series != nullptr && c.route < slots.size()) c.client.route = &opt.route_series[slots[c.route]];
+    c.routed = true;
+    bump(c.client.route->connections);
+    bump(c.client.route->active);
+  }
+
+  // Bytes moved on one side, in the worker's and (client side) the route's counters.
+  void count_io(Conn& c, bool client, bool in, uint64_t n) {
+    if (!client) {
+      bump(in ? stats.bytes_backend_in : stats.bytes_backend_out, n);
+      return;
+    }
+    bump(in ? stats.bytes_client_in : stats.bytes_client_out, n);
+    bump(in ? c.client.route->bytes_in : c.client.route->bytes_out, n);
+  }
+
+  // A connection refused after its hello: counted on its route (when it has
+  // one) and remembered with its name for the status page.
+  void refused(Conn& c, std::string_view reason) {
+    if (c.routed) bump(c.client.route->refused);
+    remember_refused(reason, c.sni);
+  }
+
+  void remember_refused(std::string_view reason, std::string_view name) {
+    const uint64_t at = stats.refused_next.load(std::memory_order_relaxed);
+    stats::RefusedName& e = stats.refused[at % stats::kRefusedRing];
+    reason = reason.substr(0, stats::kRefusedReasonMax);
+    name = name.substr(0, decltype(e.text)::kBytes - reason.size());
+    char text[decltype(e.text)::kBytes];  // no allocation: a flood of unknown names comes here
+    std::memcpy(text, reason.data(), reason.size());
+    std::memcpy(text + reason.size(), name.data(), name.size());
+    stats::seq_begin(e.seq);
+    e.unix_ms.store(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()),
+                    std::memory_order_relaxed);
+    e.meta.store(reason.size() | name.size() << 8, std::memory_order_relaxed);
+    e.text.store(std::string_view(text, reason.size() + name.size()));
+    stats::seq_end(e.seq);
+    stats.refused_next.store(at + 1, std::memory_order_release);
+  }
+
   void reject_malformed(Conn& c, const tls::HelloParseError& e) {
     const std::string why = "hello:" + std::string(tls::to_string(e.code));
+    if (static_cast<size_t>(e.code) < stats.hello_errors_by_reason.size()) {
+      bump(stats.hello_errors_by_reason[static_cast<size_t>(e.code)]);
+    }
+    if (e.code == tls::HelloError::kBadHostName) remember_refused(why, c.parser->rejected_host_name());
     if (tls::is_not_tls(e.code)) {
       bump(stats.hello_not_tls);
       if (e.code == tls::HelloError::kHttpRequest) {
@@ -865,6 +964,7 @@ struct Worker::Impl {
       return;
     }
     bump(stats.hello_errors);
+    bump(stats.alerts_sent[static_cast<uint8_t>(e.alert)]);
     const AlertRecord a = fatal_alert_record(e.alert);
     c.client.out.append(a.bytes);
     start_linger(c, why);
@@ -875,6 +975,7 @@ struct Worker::Impl {
       close_conn(c, why, true);
       return;
     }
+    bump(stats.alerts_sent[static_cast<uint8_t>(TlsAlert::kUnrecognizedName)]);
     const AlertRecord a = fatal_alert_record(TlsAlert::kUnrecognizedName);
     c.client.out.append(a.bytes);
     start_linger(c, why);
@@ -921,6 +1022,7 @@ struct Worker::Impl {
     SSL_CTX* ctx = choose_ctx(c, cert_index);
     if (ctx == nullptr) {
       bump(stats.no_certificate);
+      refused(c, "no_certificate");
       reject(c, false, "no_certificate");
       return;
     }
@@ -938,6 +1040,8 @@ struct Worker::Impl {
     SSL_set_options(c.client.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     attach_bio(c.client.ssl, &c.client);
     SSL_set_accept_state(c.client.ssl);
+    SSL_set_info_callback(c.client.ssl, count_alert_sent);
+    c.t_handshake_start_us = monotonic_us();
     c.phase = Phase::kHandshake;
     link_tail(c, ListId::kHello);  // the TLS handshake gets its own hello_ms
     drive_client_handshake(c);
@@ -957,12 +1061,20 @@ struct Worker::Impl {
       if (c.client.ktls) c.client.ktls->rx_handover.on_handshake_done(c.client.ssl);
       bump(stats.handshakes);
       if (c.resumed) bump(stats.handshakes_resumed);
+      {
+        stats::RouteSeries& rs = *c.client.route;
+        bump(c.resumed ? rs.handshakes_resumed : rs.handshakes_full);
+        const uint64_t us = monotonic_us() - c.t_handshake_start_us;
+        bump(rs.handshake_us_sum, us);
+        bump(rs.handshake_buckets[stats::handshake_bucket(us)]);
+      }
       start_connect(c);
       return;
     }
     const int e = SSL_get_error(c.client.ssl, r);
     if (e == SSL_ERROR_WANT_READ && !c.client.eof) return;
     bump(stats.handshake_errors);
+    bump(c.client.route->handshake_failures);
     // OpenSSL queued its alert in client.out: send it, then close.
     // A peer that hangs up mid-handshake leaves OpenSSL's error queue empty.
     const bool left = (e == SSL_ERROR_WANT_READ || c.client.eof) && ERR_peek_error() == 0;
@@ -981,7 +1093,8 @@ struct Worker::Impl {
     ctx.now_ms = now;
     auto pick = pr.pool->pick(c.wrt->pools[c.pool], ctx, c.tried);
     if (!pick) {
-      // Every backend was tried: report the last connect error.
+      // Every backend was tried (or none is eligible): report the last connect error.
+      refused(c, "no_backend");
       close_conn(c, c.last_connect_error.empty() ? "backend:" + std::string(route::to_string(pick.error()))
                                                  : c.last_connect_error,
                  true);
@@ -989,6 +1102,13 @@ struct Worker::Impl {
     }
     c.backend_idx = *pick;
     c.tried.add(*pick);
+    c.backend_series = *pick < pr.backend_slots.size() && opt.backend_series != nullptr
+                           ? &opt.backend_series[pr.backend_slots[*pick]]
+                           : &unslotted_backend;
+    // From here every exit reports the pick (on_connect_fail or on_close).
+    c.backend_picked = true;
+    bump(c.backend_series->picks);
+    bump(c.backend_series->active);
     const SocketAddress& addr = pr.pool->backend(*pick).address;
     const int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -999,7 +1119,6 @@ struct Worker::Impl {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c.backend.fd = fd;
     c.phase = Phase::kConnecting;
-    c.backend_picked = true;
     // The connect and its linked timeout must go in one submission.
     if (io_uring_sq_space_left(ring.raw()) < 2) ring.submit();
     io_uring_sqe* s = ring.sqe();
@@ -1020,6 +1139,8 @@ struct Worker::Impl {
       bump(stats.backend_connect_errors);
       pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
       c.backend_picked = false;
+      bump(c.backend_series->connect_failures);
+      drop(c.backend_series->active);
       close(c.backend.fd);
       c.backend.fd = -1;
       c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
@@ -1033,6 +1154,7 @@ struct Worker::Impl {
       return;
     }
     pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    bump(c.backend_series->connects);
     c.backend_active = true;
     c.t_backend = now;
     bump(stats.backend_connects);
@@ -1326,7 +1448,7 @@ struct Worker::Impl {
       return Ctrl::kClosed;
     }
     c.client.rx += static_cast<uint64_t>(r.n);
-    bump(stats.bytes_client_in, static_cast<uint64_t>(r.n));
+    count_io(c, true, true, static_cast<uint64_t>(r.n));
     SpliceDir& sp = c.splice[0];
     if (r.type == ktls::kAlert && r.n >= 2 && buf[1] == 0) {
       sp.src_done = c.client.read_done = true;  // close_notify: the client's end of stream
@@ -1362,7 +1484,7 @@ struct Worker::Impl {
         if (n > 0) {
           sp.in_pipe -= static_cast<size_t>(n);
           dst.tx += static_cast<uint64_t>(n);
-          bump(d == 0 ? stats.bytes_backend_out : stats.bytes_client_out, static_cast<uint64_t>(n));
+          count_io(c, d == 1, false, static_cast<uint64_t>(n));
           continue;
         }
         if (n < 0 && errno == EAGAIN) {
@@ -1384,7 +1506,7 @@ struct Worker::Impl {
       if (n > 0) {
         sp.in_pipe = static_cast<size_t>(n);
         src.rx += static_cast<uint64_t>(n);
-        bump(d == 0 ? stats.bytes_client_in : stats.bytes_backend_in, static_cast<uint64_t>(n));
+        count_io(c, d == 0, true, static_cast<uint64_t>(n));
         continue;
       }
       if (n == 0) {
@@ -1469,7 +1591,7 @@ struct Worker::Impl {
       if (res > 0 && !c.closing) {
         side.in.append({ring.buffer(bid), static_cast<size_t>(res)});
         side.rx += static_cast<uint64_t>(res);
-        bump(is_client ? stats.bytes_client_in : stats.bytes_backend_in, static_cast<uint64_t>(res));
+        count_io(c, is_client, true, static_cast<uint64_t>(res));
       }
       ring.recycle(bid);
     }
@@ -1498,7 +1620,7 @@ struct Worker::Impl {
     }
     side.sending.consume(static_cast<size_t>(res));
     side.tx += static_cast<uint64_t>(res);
-    bump(is_client ? stats.bytes_client_out : stats.bytes_backend_out, static_cast<uint64_t>(res));
+    count_io(c, is_client, false, static_cast<uint64_t>(res));
     if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
     if (c.phase == Phase::kLinger) {
       flush(c, side, Op::kClientSend);

@@ -33,6 +33,10 @@ struct WorkerOptions {
   // Where the counters live (the dataplane's shared stats segment); null:
   // inside the worker.
   WorkerStats* stats = nullptr;
+  // This worker's per-route and per-backend series (indexed by the slots in
+  // the runtime); null: not counted.
+  stats::RouteSeries* route_series = nullptr;
+  stats::BackendSeries* backend_series = nullptr;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -47,6 +48,15 @@ class JsonWriter {
   }
   JsonWriter& value(uint32_t v) { return value(static_cast<uint64_t>(v)); }
   JsonWriter& value(int v) { return value(static_cast<int64_t>(v)); }
+  // A real number (6 significant digits is plenty for rates); not finite: null.
+  JsonWriter& value(double v) {
+    if (!std::isfinite(v)) return null();
+    comma();
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    out_ += buf;
+    return *this;
+  }
   JsonWriter& null() {
     comma();
     out_ += "null";

@@ -37,6 +37,11 @@
 //                 refreshed staple never rebuilds an SSL_CTX.
 //   kTicketKeys   key "tickets"; data = N x 80-byte session ticket keys
 //                 (16 name, 32 HMAC, 32 AES), the first encrypts.
+//   kBackendState key "pool:NAME"; data = BackendStateHeader, then per
+//                 backend a BackendStateEntry and its id (id_len bytes,
+//                 printable, unique in the record): active health, operator
+//                 drain and the effective weight. A pool without a record
+//                 serves every backend at its configured weight.
 //   flag kRemove  the key's record of that kind is gone (data empty).
 //
 // Every offset and length is checked against total_size (overflow-safe) by
@@ -66,12 +71,16 @@ inline constexpr size_t kMaxKeyLen = 600;
 inline constexpr uint32_t kMaxRecords = 4'000'000;
 inline constexpr size_t kTicketKeySize = 80;
 inline constexpr size_t kMaxTicketKeys = 16;
+inline constexpr uint32_t kMaxStateBackends = 64;  // a pool's backends (route::kMaxPoolBackends)
+inline constexpr uint32_t kMaxStateWeight = 65535;
+inline constexpr std::string_view kPoolKeyPrefix = "pool:";
 
 enum class RecordKind : uint16_t {
   kConfig = 1,
   kCertificate = 2,
   kStaple = 3,
   kTicketKeys = 4,
+  kBackendState = 5,
 };
 inline constexpr uint16_t kRecordRemove = 1;
 
@@ -129,6 +138,35 @@ struct StapleData {
   int64_t next_update_unix;  // never staple at or after this time
 };
 static_assert(sizeof(StapleData) == 24);
+
+// Active health of a backend as the control plane's checks see it.
+enum class BackendCheck : uint8_t {
+  kUnchecked = 0,  // the pool has no health check: eligible
+  kUp = 1,
+  kDown = 2,  // not picked for new connections
+};
+inline constexpr uint8_t kMaxBackendCheck = 2;
+
+// What the operator set (lodectl backends drain|enable).
+enum class BackendAdmin : uint8_t {
+  kActive = 0,
+  kDrained = 1,  // no new connections; open ones finish
+};
+inline constexpr uint8_t kMaxBackendAdmin = 1;
+
+struct BackendStateHeader {
+  uint32_t count;  // entries that follow, 1..kMaxStateBackends
+  uint32_t reserved;
+};
+static_assert(sizeof(BackendStateHeader) == 8);
+
+struct BackendStateEntry {
+  uint32_t weight;  // effective weight, 1..kMaxStateWeight
+  uint16_t id_len;  // the backend id follows: 1..kMaxKeyLen printable bytes
+  uint8_t check;    // BackendCheck
+  uint8_t admin;    // BackendAdmin
+};
+static_assert(sizeof(BackendStateEntry) == 8);
 
 // 64-bit checksum (not a MAC: the seal, not this, keeps the bytes from
 // changing): 8 bytes per step, multiply-xorshift mixing.
@@ -217,6 +255,66 @@ struct StapleView {
   int64_t next_update_unix;
   std::span<const std::byte> der;
 };
+
+struct BackendStateView {
+  std::string_view id;
+  uint32_t weight;
+  BackendCheck check;
+  BackendAdmin admin;
+};
+
+// The entries of a kBackendState payload, each passed to f(const
+// BackendStateView&) in order; refused (kBadPayload) before any call when
+// one is malformed: a count out of range, an entry or id past the end,
+// bytes left over, an unknown check or admin value, a weight of 0 or above
+// kMaxStateWeight, an id empty, too long, not printable or repeated.
+// No allocation.
+template <class F>
+Result<void, SegmentError> for_each_backend_state(std::span<const std::byte> d, F&& f) {
+  auto walk = [&](auto&& visit) -> bool {
+    BackendStateHeader h;
+    if (d.size() < sizeof h) return false;
+    std::memcpy(&h, d.data(), sizeof h);
+    if (h.count == 0 || h.count > kMaxStateBackends || h.reserved != 0) return false;
+    size_t at = sizeof h;
+    for (uint32_t i = 0; i < h.count; ++i) {
+      BackendStateEntry e;
+      if (d.size() - at < sizeof e) return false;
+      std::memcpy(&e, d.data() + at, sizeof e);
+      at += sizeof e;
+      if (e.id_len == 0 || e.id_len > kMaxKeyLen || d.size() - at < e.id_len) return false;
+      if (e.check > kMaxBackendCheck || e.admin > kMaxBackendAdmin || e.weight == 0 ||
+          e.weight > kMaxStateWeight) {
+        return false;
+      }
+      const std::string_view id(reinterpret_cast<const char*>(d.data()) + at, e.id_len);
+      at += e.id_len;
+      for (const char c : id) {
+        if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) return false;
+      }
+      if (!visit(i, BackendStateView{id, e.weight, static_cast<BackendCheck>(e.check),
+                                     static_cast<BackendAdmin>(e.admin)})) {
+        return false;
+      }
+    }
+    return at == d.size();
+  };
+  // First pass: shape and unique ids (at most 64: a fixed array, pairwise).
+  std::array<std::string_view, kMaxStateBackends> seen{};
+  const bool ok = walk([&](uint32_t i, const BackendStateView& v) {
+    for (uint32_t j = 0; j < i; ++j) {
+      if (seen[j] == v.id) return false;
+    }
+    seen[i] = v.id;
+    return true;
+  });
+  if (!ok) return unexpected(SegmentError::kBadPayload);
+  walk([&](uint32_t, const BackendStateView& v) {
+    f(v);
+    return true;
+  });
+  return {};
+}
 
 // Payload readers; open() has already checked them, so on a record of a
 // validated segment they succeed.
@@ -348,6 +446,14 @@ class SegmentView {
         if (key != "tickets") return unexpected(SegmentError::kBadKey);
         if (remove || e.data_len == 0 || e.data_len % kTicketKeySize != 0 ||
             e.data_len / kTicketKeySize > kMaxTicketKeys) {
+          return unexpected(SegmentError::kBadPayload);
+        }
+        return {};
+      case RecordKind::kBackendState:
+        if (key.size() <= kPoolKeyPrefix.size() || key.substr(0, kPoolKeyPrefix.size()) != kPoolKeyPrefix) {
+          return unexpected(SegmentError::kBadKey);
+        }
+        if (!remove && !for_each_backend_state(data, [](const BackendStateView&) {})) {
           return unexpected(SegmentError::kBadPayload);
         }
         return {};

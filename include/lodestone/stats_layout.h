@@ -11,15 +11,39 @@
 //
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
+//
+// Layout, version 3 (offsets from the header's fields; see SegmentLayout):
+//
+//   0                   StatsHeader (64 bytes)
+//   64                  WorkerStats[workers]: the counters below, then hello
+//                       errors by reason, alerts sent by code, and a ring of
+//                       the last names refused (for the status page)
+//   names_offset        SeriesName[route_slots + backend_slots]: which route
+//                       (listener, route) or backend (pool, backend id) each
+//                       series slot counts, written by the dataplane's main
+//                       thread when a configuration is applied
+//   routes_offset       RouteSeries[workers][route_slots]
+//   backends_offset     BackendSeries[workers][backend_slots]
+//
+// Series slots: slot 0 of each kind is "(other)" (a configuration with more
+// routes or backends than slots counts the rest there). A name keeps its slot
+// across reloads; a name that leaves the configuration is marked retired (its
+// open connections still count into it) and its slot is reused only when no
+// never-used slot is left, the longest-retired first. Names are read under a
+// per-entry sequence lock (odd while written) from 64-bit atomic words, so a
+// reader in another process never sees a torn name.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace lode::stats {
 
@@ -66,30 +90,154 @@ namespace lode::stats {
   X(ktls_declined, counter, "kTLS hand-overs declined or refused (busy socket, setsockopt error)") \
   X(ktls_key_updates, counter, "kTLS connections ended by a TLS 1.3 KeyUpdate the kernel cannot follow")
 
-// One worker's block.
-struct alignas(64) WorkerStats {
+// Handshake duration histogram bounds (microseconds), per route; the last
+// bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
+// reader makes them cumulative for Prometheus.
+inline constexpr std::array<uint64_t, 11> kHandshakeBucketsUs = {250,    500,    1000,    2500,    5000,   10000,
+                                                                 25000,  50000,  100000,  250000,  1000000};
+inline constexpr size_t kHandshakeBuckets = kHandshakeBucketsUs.size() + 1;
+inline constexpr size_t handshake_bucket(uint64_t us) noexcept {
+  size_t b = 0;
+  while (b < kHandshakeBucketsUs.size() && us > kHandshakeBucketsUs[b]) ++b;
+  return b;
+}
+
+// X(name, kind, help), per route and worker.
+#define LODE_ROUTE_COUNTERS(X)                                                                   \
+  X(connections, counter, "connections routed to the route")                                     \
+  X(active, gauge, "connections of the route open now")                                          \
+  X(handshakes_full, counter, "full TLS handshakes completed")                                    \
+  X(handshakes_resumed, counter, "resumed TLS handshakes completed")                              \
+  X(handshake_failures, counter, "TLS handshakes that failed")                                    \
+  X(refused, counter, "connections refused: reject action, no certificate, withheld, no backend") \
+  X(ktls, counter, "connections whose records the kernel encrypts (kTLS TX)")                     \
+  X(bytes_in, counter, "bytes received from clients")                                            \
+  X(bytes_out, counter, "bytes sent to clients")                                                 \
+  X(handshake_us_sum, counter, "sum of handshake durations, microseconds")
+
+// X(name, kind, help), per backend and worker.
+#define LODE_BACKEND_COUNTERS(X)                                                  \
+  X(picks, counter, "connections sent to the backend (connect attempts)")        \
+  X(active, gauge, "connections to the backend open now")                        \
+  X(connects, counter, "backend connections established")                       \
+  X(connect_failures, counter, "backend connect attempts that failed")
+
+struct alignas(64) RouteSeries {
 #define LODE_DECLARE(name, kind, help) std::atomic<uint64_t> name{0};
-  LODE_WORKER_COUNTERS(LODE_DECLARE)
+  LODE_ROUTE_COUNTERS(LODE_DECLARE)
+#undef LODE_DECLARE
+  std::array<std::atomic<uint64_t>, kHandshakeBuckets> handshake_buckets{};
+};
+
+struct alignas(32) BackendSeries {
+#define LODE_DECLARE(name, kind, help) std::atomic<uint64_t> name{0};
+  LODE_BACKEND_COUNTERS(LODE_DECLARE)
 #undef LODE_DECLARE
 };
-static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters are read from another process");
 
 struct CounterInfo {
   std::string_view name;
   bool gauge;
   std::string_view help;
 };
-inline constexpr std::array kCounters = {
 #define LODE_INFO(name, kind, help) CounterInfo{#name, std::string_view(#kind) == "gauge", help},
-    LODE_WORKER_COUNTERS(LODE_INFO)
+inline constexpr std::array kCounters = {LODE_WORKER_COUNTERS(LODE_INFO)};
+inline constexpr std::array kRouteCounters = {LODE_ROUTE_COUNTERS(LODE_INFO)};
+inline constexpr std::array kBackendCounters = {LODE_BACKEND_COUNTERS(LODE_INFO)};
 #undef LODE_INFO
-};
 inline constexpr size_t kCounterCount = kCounters.size();
+inline constexpr size_t kRouteCounterCount = kRouteCounters.size();
+inline constexpr size_t kBackendCounterCount = kBackendCounters.size();
+
+// Text in 64-bit atomic words (names, refused SNIs): written by one thread,
+// read by another process under a sequence lock.
+template <size_t Words>
+struct PackedText {
+  std::array<std::atomic<uint64_t>, Words> w{};
+  static constexpr size_t kBytes = Words * 8;
+  void store(std::string_view t) noexcept {
+    for (size_t i = 0; i < Words; ++i) {
+      uint64_t v = 0;
+      for (size_t b = 0; b < 8 && i * 8 + b < t.size(); ++b) {
+        v |= uint64_t{static_cast<unsigned char>(t[i * 8 + b])} << (8 * b);
+      }
+      w[i].store(v, std::memory_order_relaxed);
+    }
+  }
+  void load(char* out) const noexcept {  // kBytes bytes
+    for (size_t i = 0; i < Words; ++i) {
+      const uint64_t v = w[i].load(std::memory_order_relaxed);
+      for (size_t b = 0; b < 8; ++b) out[i * 8 + b] = static_cast<char>((v >> (8 * b)) & 0xff);
+    }
+  }
+};
+
+// Writer side of a sequence lock over `seq`; the reader retries on an odd or
+// changed value.
+inline void seq_begin(std::atomic<uint64_t>& seq) noexcept {
+  seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+inline void seq_end(std::atomic<uint64_t>& seq) noexcept {
+  seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+template <typename Read>
+inline bool seq_read(const std::atomic<uint64_t>& seq, Read read) noexcept {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const uint64_t a = seq.load(std::memory_order_acquire);
+    if (a & 1) continue;
+    read();
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (seq.load(std::memory_order_relaxed) == a) return true;
+  }
+  return false;
+}
+
+enum class SeriesKind : uint8_t { kFree = 0, kRoute = 1, kBackend = 2 };
+
+// One series slot's name: (listener, route) or (pool, backend id).
+struct SeriesName {
+  std::atomic<uint64_t> seq{0};
+  // kind | retired << 8 | len_a << 16 | len_b << 24 | retired_at << 32
+  std::atomic<uint64_t> meta{0};
+  PackedText<14> text;  // a then b, 112 bytes
+};
+static_assert(sizeof(SeriesName) == 128);
+inline constexpr size_t kSeriesNameBytes = PackedText<14>::kBytes;
+
+// The last names refused by one worker (no route, a reject route, a malformed
+// host name, no certificate): a ring the status page shows. Attacker-chosen
+// bytes: readers must escape them.
+struct RefusedName {
+  std::atomic<uint64_t> seq{0};
+  std::atomic<uint64_t> unix_ms{0};
+  std::atomic<uint64_t> meta{0};  // reason_len | sni_len << 8
+  PackedText<13> text;            // reason then the name, 104 bytes
+};
+static_assert(sizeof(RefusedName) == 128);
+inline constexpr size_t kRefusedRing = 8;
+inline constexpr size_t kRefusedReasonMax = 24;
+inline constexpr size_t kHelloErrorSlots = 64;  // >= the number of HelloError codes
+
+// One worker's block.
+struct alignas(64) WorkerStats {
+#define LODE_DECLARE(name, kind, help) std::atomic<uint64_t> name{0};
+  LODE_WORKER_COUNTERS(LODE_DECLARE)
+#undef LODE_DECLARE
+  std::array<std::atomic<uint64_t>, kHelloErrorSlots> hello_errors_by_reason{};  // by HelloError code
+  std::array<std::atomic<uint64_t>, 256> alerts_sent{};                          // fatal alerts, by code
+  std::array<RefusedName, kRefusedRing> refused{};
+  std::atomic<uint64_t> refused_next{0};  // ring position (written by the worker only)
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters are read from another process");
 static_assert(sizeof(WorkerStats) >= kCounterCount * 8);
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 2;
+inline constexpr uint32_t kStatsLayoutVersion = 3;
 inline constexpr uint32_t kMaxWorkers = 4096;
+inline constexpr uint32_t kRouteSlots = 4096;
+inline constexpr uint32_t kBackendSlots = 4096;
+inline constexpr uint32_t kOtherSlot = 0;
 
 struct StatsHeader {
   std::array<char, 8> magic;
@@ -98,14 +246,51 @@ struct StatsHeader {
   uint32_t workers;
   uint32_t counters;      // kCounterCount of the writer
   uint32_t block_size;    // sizeof(WorkerStats) of the writer
-  uint32_t reserved;
+  uint32_t route_slots;
   uint64_t started_unix_ms;
   uint64_t pid;
+  uint32_t backend_slots;
+  uint32_t series_sizes;  // sizeof(RouteSeries) | sizeof(BackendSeries) << 16
+  // The series' own shape (padding can hide a new counter from the sizes).
+  uint16_t route_counters;     // kRouteCounterCount
+  uint16_t backend_counters;   // kBackendCounterCount
+  uint16_t handshake_buckets;  // kHandshakeBuckets
+  uint16_t reserved;
 };
 static_assert(sizeof(StatsHeader) <= 64);
 inline constexpr size_t kStatsHeaderSize = 64;
 
-inline size_t stats_size(uint32_t workers) noexcept { return kStatsHeaderSize + size_t{workers} * sizeof(WorkerStats); }
+// Where each part of a segment lives.
+struct SegmentLayout {
+  size_t names_offset = 0, routes_offset = 0, backends_offset = 0, size = 0;
+  static constexpr SegmentLayout of(uint64_t workers, uint64_t route_slots, uint64_t backend_slots) noexcept {
+    SegmentLayout l;
+    l.names_offset = kStatsHeaderSize + workers * sizeof(WorkerStats);
+    l.routes_offset = l.names_offset + (route_slots + backend_slots) * sizeof(SeriesName);
+    l.backends_offset = l.routes_offset + workers * route_slots * sizeof(RouteSeries);
+    l.size = l.backends_offset + workers * backend_slots * sizeof(BackendSeries);
+    return l;
+  }
+};
+inline size_t stats_size(uint32_t workers) noexcept {
+  return SegmentLayout::of(workers, kRouteSlots, kBackendSlots).size;
+}
+inline constexpr uint32_t series_sizes() noexcept {
+  return static_cast<uint32_t>(sizeof(RouteSeries) | sizeof(BackendSeries) << 16);
+}
+
+// A series slot's name as read: kind, the two parts, whether retired.
+struct SeriesLabel {
+  SeriesKind kind = SeriesKind::kFree;
+  bool retired = false;
+  std::string a, b;  // listener and route, or pool and backend id
+};
+
+// A refused name as read.
+struct Refused {
+  uint64_t unix_ms = 0;
+  std::string reason, name;
+};
 
 // A validated read-only view of a stats segment.
 class StatsView {
@@ -117,20 +302,25 @@ class StatsView {
     std::memcpy(&h, bytes.data(), sizeof h);
     if (h.magic != kStatsMagic || h.layout_version != kStatsLayoutVersion || h.header_size != kStatsHeaderSize ||
         h.counters != kCounterCount || h.block_size != sizeof(WorkerStats) || h.workers > kMaxWorkers ||
-        stats_size(h.workers) > bytes.size()) {
+        h.route_slots == 0 || h.route_slots > (1u << 20) || h.backend_slots == 0 || h.backend_slots > (1u << 20) ||
+        h.series_sizes != series_sizes() || h.route_counters != kRouteCounterCount ||
+        h.backend_counters != kBackendCounterCount || h.handshake_buckets != kHandshakeBuckets ||
+        SegmentLayout::of(h.workers, h.route_slots, h.backend_slots).size > bytes.size()) {
       return false;
     }
     out.bytes_ = bytes;
     out.header_ = h;
+    out.layout_ = SegmentLayout::of(h.workers, h.route_slots, h.backend_slots);
     return true;
   }
   uint32_t workers() const noexcept { return header_.workers; }
   const StatsHeader& header() const noexcept { return header_; }
+  const WorkerStats& worker(uint32_t w) const noexcept {
+    return *reinterpret_cast<const WorkerStats*>(bytes_.data() + kStatsHeaderSize + size_t{w} * sizeof(WorkerStats));
+  }
   // Counter `c` (index into kCounters) of worker `w`.
   uint64_t value(uint32_t w, size_t c) const noexcept {
-    const auto* block = reinterpret_cast<const std::atomic<uint64_t>*>(bytes_.data() + kStatsHeaderSize +
-                                                                       size_t{w} * sizeof(WorkerStats));
-    return block[c].load(std::memory_order_relaxed);
+    return reinterpret_cast<const std::atomic<uint64_t>*>(&worker(w))[c].load(std::memory_order_relaxed);
   }
   uint64_t total(size_t c) const noexcept {
     uint64_t t = 0;
@@ -138,9 +328,92 @@ class StatsView {
     return t;
   }
 
+  uint32_t route_slots() const noexcept { return header_.route_slots; }
+  uint32_t backend_slots() const noexcept { return header_.backend_slots; }
+  // Route slot `s` (0..route_slots) or backend slot `s`: false when the slot
+  // is free or could not be read consistently.
+  bool route_label(uint32_t s, SeriesLabel& out) const { return label(s, SeriesKind::kRoute, out); }
+  bool backend_label(uint32_t s, SeriesLabel& out) const {
+    return label(header_.route_slots + s, SeriesKind::kBackend, out);
+  }
+  const RouteSeries& route(uint32_t w, uint32_t s) const noexcept {
+    return reinterpret_cast<const RouteSeries*>(bytes_.data() + layout_.routes_offset)[size_t{w} * header_.route_slots + s];
+  }
+  const BackendSeries& backend(uint32_t w, uint32_t s) const noexcept {
+    return reinterpret_cast<const BackendSeries*>(bytes_.data() +
+                                                  layout_.backends_offset)[size_t{w} * header_.backend_slots + s];
+  }
+  // Route counter `c` (index into kRouteCounters) of slot `s`, summed over workers.
+  uint64_t route_total(uint32_t s, size_t c) const noexcept {
+    uint64_t t = 0;
+    for (uint32_t w = 0; w < header_.workers; ++w) {
+      t += reinterpret_cast<const std::atomic<uint64_t>*>(&route(w, s))[c].load(std::memory_order_relaxed);
+    }
+    return t;
+  }
+  uint64_t route_bucket_total(uint32_t s, size_t bucket) const noexcept {
+    uint64_t t = 0;
+    for (uint32_t w = 0; w < header_.workers; ++w) t += route(w, s).handshake_buckets[bucket].load(std::memory_order_relaxed);
+    return t;
+  }
+  uint64_t backend_total(uint32_t s, size_t c) const noexcept {
+    uint64_t t = 0;
+    for (uint32_t w = 0; w < header_.workers; ++w) {
+      t += reinterpret_cast<const std::atomic<uint64_t>*>(&backend(w, s))[c].load(std::memory_order_relaxed);
+    }
+    return t;
+  }
+  // The worker's refused-name ring, newest first.
+  std::vector<Refused> refused(uint32_t w) const {
+    std::vector<Refused> out;
+    const WorkerStats& ws = worker(w);
+    const uint64_t next = ws.refused_next.load(std::memory_order_acquire);
+    for (uint64_t k = 0; k < kRefusedRing && k < next; ++k) {
+      const RefusedName& e = ws.refused[(next - 1 - k) % kRefusedRing];
+      Refused r;
+      char buf[PackedText<13>::kBytes];
+      uint64_t meta = 0;
+      if (!seq_read(e.seq, [&] {
+            meta = e.meta.load(std::memory_order_relaxed);
+            r.unix_ms = e.unix_ms.load(std::memory_order_relaxed);
+            e.text.load(buf);
+          })) {
+        continue;
+      }
+      const size_t rl = std::min<size_t>(meta & 0xff, sizeof buf);
+      const size_t nl = std::min<size_t>((meta >> 8) & 0xff, sizeof buf - rl);
+      r.reason.assign(buf, rl);
+      r.name.assign(buf + rl, nl);
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
  private:
+  bool label(uint32_t entry, SeriesKind want, SeriesLabel& out) const {
+    const auto* names = reinterpret_cast<const SeriesName*>(bytes_.data() + layout_.names_offset);
+    const SeriesName& n = names[entry];
+    char buf[kSeriesNameBytes];
+    uint64_t meta = 0;
+    if (!seq_read(n.seq, [&] {
+          meta = n.meta.load(std::memory_order_relaxed);
+          n.text.load(buf);
+        })) {
+      return false;
+    }
+    if (static_cast<SeriesKind>(meta & 0xff) != want) return false;
+    const size_t la = std::min<size_t>((meta >> 16) & 0xff, sizeof buf);
+    const size_t lb = std::min<size_t>((meta >> 24) & 0xff, sizeof buf - la);
+    out.kind = want;
+    out.retired = ((meta >> 8) & 0xff) != 0;
+    out.a.assign(buf, la);
+    out.b.assign(buf + la, lb);
+    return true;
+  }
+
   std::span<const std::byte> bytes_;
   StatsHeader header_{};
+  SegmentLayout layout_{};
 };
 
 }  // namespace lode::stats

@@ -498,7 +498,7 @@ TEST(SegmentKey, SameKeyAllowedAcrossKinds) {
 // Kinds and flags.
 
 TEST(SegmentKind, UnknownKind) {
-  for (uint16_t kind : {uint16_t{0}, uint16_t{5}, uint16_t{0x100}, uint16_t{0xffff}}) {
+  for (uint16_t kind : {uint16_t{0}, uint16_t{6}, uint16_t{0x100}, uint16_t{0xffff}}) {
     Bytes b = full_segment();
     RecordEntry e = entry_of(b, 4);
     e.kind = kind;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "dataplane/control/stats_segment.h"
@@ -81,8 +82,155 @@ TEST(StatsLayout, OtherLayoutsAndShortSegmentsAreRefused) {
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.workers = kMaxWorkers + 1; }));
   EXPECT_FALSE(StatsView::open(std::span<const std::byte>(copy).first(kStatsHeaderSize - 1), v));
   EXPECT_FALSE(StatsView::open(std::span<const std::byte>(copy).first(copy.size() - 1), v));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.route_slots = 0; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.backend_slots = h.backend_slots + 1; }));  // past the file
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.series_sizes = 0; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.route_counters = kRouteCounterCount + 1; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.backend_counters = 0; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.handshake_buckets = kHandshakeBuckets - 1; }));
   EXPECT_FALSE(control::StatsSegment::create(0));
   EXPECT_FALSE(control::StatsSegment::create(kMaxWorkers + 1));
+  EXPECT_FALSE(control::StatsSegment::create(1, 1, 8));  // slot 0 alone is "(other)"
+}
+
+TEST(StatsLayout, HandshakeBucketsAreUpperBoundsInclusive) {
+  EXPECT_EQ(handshake_bucket(0), 0u);
+  EXPECT_EQ(handshake_bucket(250), 0u);
+  EXPECT_EQ(handshake_bucket(251), 1u);
+  EXPECT_EQ(handshake_bucket(1'000'000), kHandshakeBucketsUs.size() - 1);
+  EXPECT_EQ(handshake_bucket(1'000'001), kHandshakeBuckets - 1);  // +Inf
+}
+
+TEST(StatsLayout, SeriesKeepTheirSlotsAcrossEpochsAndAreSummedOverWorkers) {
+  auto seg = control::StatsSegment::create(2, 8, 8);
+  ASSERT_TRUE(seg) << seg.error();
+  const uint32_t app = seg->route_slot("https", "app", 1);
+  const uint32_t api = seg->route_slot("https", "api", 1);
+  const uint32_t be = seg->backend_slot("pool", "127.0.0.1:9001", 1);
+  EXPECT_NE(app, kOtherSlot);
+  EXPECT_NE(app, api);
+  EXPECT_NE(be, kOtherSlot);
+  EXPECT_EQ(seg->route_slot("https", "app", 1), app) << "asking twice in one epoch";
+  EXPECT_NE(seg->route_slot("other", "app", 1), app) << "the listener is part of the name";
+  seg->retire_unseen(1);
+  worker::bump(seg->routes(0)[app].connections, 3);
+  worker::bump(seg->routes(1)[app].connections, 4);
+  worker::bump(seg->routes(1)[app].handshake_buckets[2], 6);
+  worker::bump(seg->backends(1)[be].connect_failures, 2);
+
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_EQ(v.route_slots(), 8u);
+  SeriesLabel l;
+  ASSERT_TRUE(v.route_label(app, l));
+  EXPECT_EQ(l.a, "https");
+  EXPECT_EQ(l.b, "app");
+  EXPECT_FALSE(l.retired);
+  EXPECT_FALSE(v.backend_label(app == be ? be + 1 : 7, l)) << "a free slot has no name";
+  ASSERT_TRUE(v.backend_label(be, l));
+  EXPECT_EQ(l.a, "pool");
+  EXPECT_EQ(l.b, "127.0.0.1:9001");
+  ASSERT_TRUE(v.route_label(kOtherSlot, l));
+  EXPECT_EQ(l.b, "(other)");
+  EXPECT_EQ(v.route_total(app, 0), 7u);  // "connections" is the first route counter
+  EXPECT_EQ(kRouteCounters[0].name, "connections");
+  EXPECT_EQ(v.route_bucket_total(app, 2), 6u);
+  EXPECT_EQ(v.backend_total(be, 3), 2u);
+  EXPECT_EQ(kBackendCounters[3].name, "connect_failures");
+
+  // Epoch 2 without "api": retired, then back in epoch 3 with the same slot.
+  EXPECT_EQ(seg->route_slot("https", "app", 2), app);
+  seg->retire_unseen(2);
+  ASSERT_TRUE(v.route_label(api, l));
+  EXPECT_TRUE(l.retired);
+  ASSERT_TRUE(v.route_label(app, l));
+  EXPECT_FALSE(l.retired);
+  EXPECT_EQ(seg->route_slot("https", "api", 3), api);
+  seg->retire_unseen(3);
+  ASSERT_TRUE(v.route_label(api, l));
+  EXPECT_FALSE(l.retired);
+}
+
+TEST(StatsLayout, FullDirectoryReusesTheLongestRetiredSlotThenOverflowsToOther) {
+  auto seg = control::StatsSegment::create(1, 4, 2);  // routes: (other) + 3
+  ASSERT_TRUE(seg);
+  const uint32_t a = seg->route_slot("l", "a", 1);
+  const uint32_t b = seg->route_slot("l", "b", 1);
+  const uint32_t c = seg->route_slot("l", "c", 1);
+  EXPECT_EQ(seg->route_slot("l", "d", 1), kOtherSlot) << "no slot left";
+  seg->retire_unseen(1);
+  // Epoch 2 keeps b and c: a retires at 2.
+  seg->route_slot("l", "b", 2);
+  seg->route_slot("l", "c", 2);
+  seg->retire_unseen(2);
+  // Epoch 3 keeps c only: b retires at 3. A new name takes a's slot (retired first).
+  seg->route_slot("l", "c", 3);
+  seg->retire_unseen(3);
+  EXPECT_EQ(seg->route_slot("l", "e", 4), a);
+  EXPECT_EQ(seg->route_slot("l", "f", 4), b);
+  EXPECT_EQ(seg->route_slot("l", "c", 4), c);
+  EXPECT_EQ(seg->route_slot("l", "g", 4), kOtherSlot);
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  SeriesLabel l;
+  ASSERT_TRUE(v.route_label(a, l));
+  EXPECT_EQ(l.b, "e");
+  // "a" comes back: a fresh slot is needed and none is free.
+  EXPECT_EQ(seg->route_slot("l", "a", 5), kOtherSlot);
+}
+
+TEST(StatsLayout, NamesTooLongForTheEntryAreCutAndStayDistinct) {
+  auto seg = control::StatsSegment::create(1, 8, 2);
+  ASSERT_TRUE(seg);
+  const std::string listener(80, 'l');
+  const std::string r1 = std::string(100, 'r') + "1", r2 = std::string(100, 'r') + "2";
+  const uint32_t s1 = seg->route_slot(listener, r1, 1), s2 = seg->route_slot(listener, r2, 1);
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  SeriesLabel a, b;
+  ASSERT_TRUE(v.route_label(s1, a));
+  ASSERT_TRUE(v.route_label(s2, b));
+  EXPECT_LE(a.a.size() + a.b.size(), kSeriesNameBytes);
+  EXPECT_NE(a.b, b.b);
+  EXPECT_EQ(a.b.substr(a.b.size() - 2), "~" + std::to_string(s1));
+}
+
+TEST(StatsLayout, RefusedNamesAreReadNewestFirstWithTheirBytes) {
+  auto seg = control::StatsSegment::create(1);
+  ASSERT_TRUE(seg);
+  WorkerStats& w = *seg->worker(0);
+  auto put = [&](std::string_view reason, std::string_view name) {  // as the worker writes
+    const uint64_t at = w.refused_next.load();
+    RefusedName& e = w.refused[at % kRefusedRing];
+    seq_begin(e.seq);
+    e.unix_ms.store(1000 + at);
+    e.meta.store(reason.size() | name.size() << 8);
+    e.text.store(std::string(reason) + std::string(name));
+    seq_end(e.seq);
+    w.refused_next.store(at + 1);
+  };
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_TRUE(v.refused(0).empty());
+  put("no_route", "x.test");
+  using namespace std::string_literals;
+  const std::string evil = "<script>\x00\"\n</script>"s;  // a NUL, a quote, a newline inside
+  put("hello:bad_host_name", evil);
+  auto r = v.refused(0);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].reason, "hello:bad_host_name");
+  EXPECT_EQ(r[0].name, evil);
+  EXPECT_EQ(r[1].name, "x.test");
+  EXPECT_EQ(r[1].unix_ms, 1000u);
+  for (int i = 0; i < 20; ++i) put("rejected", "n" + std::to_string(i) + ".test");
+  r = v.refused(0);
+  ASSERT_EQ(r.size(), kRefusedRing);
+  EXPECT_EQ(r[0].name, "n19.test");
+  EXPECT_EQ(r.back().name, "n12.test");
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace lode::config {
 namespace {
@@ -211,6 +213,36 @@ tls = { sni = "x", verify = false }
   EXPECT_NE(e.find("pool[2].tls.sni: unknown key"), std::string::npos) << e;
 }
 
+TEST(Config, NamesArePrintableAsciiWithoutSpaces) {
+  // Names become snapshot keys, metric labels and lodectl columns.
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "front door"
+listen = ["127.0.0.1:1"]
+[[pool]]
+name = "caf\u00e9"
+backends = ["127.0.0.1:2"]
+[[route]]
+name = ")" + std::string(101, 'r') + R"("
+names = ["a.test"]
+action = "reject"
+)");
+  EXPECT_NE(e.find("listener[0].name: must be 1 to 100 printable ASCII characters without spaces"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("pool[0].name: must be 1 to 100"), std::string::npos) << e;
+  EXPECT_NE(e.find("route[0].name: must be 1 to 100"), std::string::npos) << e;
+  auto ok = load_config_string(R"(
+[[listener]]
+name = "https-v4:443"
+listen = ["127.0.0.1:1"]
+[[route]]
+name = ")" + std::string(100, 'r') + R"("
+names = ["a.test"]
+action = "reject"
+)", "t.toml");
+  EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error().front().to_string());
+}
+
 TEST(Config, GlobalSectionsAreValidated) {
   const std::string e = errors_of(R"(
 tls = 5
@@ -239,6 +271,24 @@ alpn = ["", "h2"]
 )");
   EXPECT_NE(v.find("tls.min_version: is above max_version"), std::string::npos) << v;
   EXPECT_NE(v.find("tls.alpn[0]: expected a protocol name"), std::string::npos) << v;
+}
+
+TEST(Config, LogSample) {
+  const std::string head = "[[listener]]\nlisten = [\"127.0.0.1:1\"]\n[log]\n";
+  auto def = load_config_string(head, "t.toml");
+  ASSERT_TRUE(def.has_value());
+  EXPECT_EQ(def->access_log_sample, 1.0);
+  for (const auto& [text, want] : std::vector<std::pair<std::string, double>>{
+           {"sample = 0.25", 0.25}, {"sample = 0", 0.0}, {"sample = 1", 1.0}, {"sample = 0.0", 0.0}}) {
+    auto c = load_config_string(head + text + "\n", "t.toml");
+    ASSERT_TRUE(c.has_value()) << text;
+    EXPECT_EQ(c->access_log_sample, want) << text;
+  }
+  for (const std::string bad : {"sample = 1.5", "sample = -0.1", "sample = nan", "sample = \"0.5\"", "sample = true",
+                                "sample = 2"}) {
+    const std::string e = errors_of(head + bad + "\n");
+    EXPECT_NE(e.find("t.toml:4:10: log.sample: expected a number in 0.0..1.0"), std::string::npos) << bad << ": " << e;
+  }
 }
 
 TEST(Config, SyntaxErrorNamesFileLineAndColumn) {

@@ -12,6 +12,7 @@ tests grep. TLS clients verify the server against --ca and the SNI name
             dup-ext            the last extension sent twice
             two-names          server_name lists two host names
             name-nul           a NUL byte inside the host name
+            set-name:HEX       the host name replaced by these bytes
             record-overflow    record length 0x4801 (> 2^14)
             byte:OFF:HEX       set the byte at OFF
             truncate:N         keep the first N bytes
@@ -147,6 +148,11 @@ def mutate(b, op):
         # Duplicate an extension that is not pre_shared_key (which must be last).
         i = next(i for i, (t, _) in enumerate(exts) if t != 41)
         return join_hello(ver, head, exts[:i + 1] + [exts[i]] + exts[i + 1:])
+    if op.startswith("set-name:"):
+        # The host name replaced by these bytes (hex), whatever they are.
+        i = next(i for i, (t, _) in enumerate(exts) if t == 0)
+        exts[i] = (0, sni_ext(bytes.fromhex(op.split(":", 1)[1])))
+        return join_hello(ver, head, exts)
     if op in ("two-names", "name-nul"):
         i = next(i for i, (t, _) in enumerate(exts) if t == 0)
         name = exts[i][1][5:]

@@ -14,7 +14,9 @@
 # 3. A lodestone with two terminate routes: a.test (tools/make-test-pki.sh)
 #    and ocsp-good.test (tools/make-ocsp-pki.sh, stapled from an `openssl
 #    ocsp` responder, so the OCSP and revocation families have samples).
-#    curl and s_client connect; /metrics is fetched; every metric name in
+#    The pool is health-checked (tcp); curl and s_client connect, one
+#    s_client asks for an unknown name and curl speaks plain HTTP (so alert,
+#    hello-reason and health families have samples); /metrics is fetched; every metric name in
 #    every PromQL expression of the dashboard (panel targets, template
 #    variable queries, anywhere an "expr" sits) has a sample in it.
 # 4. The check can fail: a copy of the dashboard with one more panel that
@@ -254,6 +256,8 @@ cat "$PKI/ca.pem" "$OPKI/ca.pem" >"$T/trusted.pem"
 P=$(free_port); PA=$(free_port); MP=$(free_port)
 start_backend app "$PA"
 a_test_config "$T/lode.toml" "$P" "$PA"
+# A health-checked pool, so the health-check families have samples.
+sed -i 's|^backends = \["127.0.0.1:'"$PA"'"\]$|&\nhealth = { type = "tcp", interval_ms = 200, timeout_ms = 100 }|' "$T/lode.toml"
 cat >>"$T/lode.toml" <<TOML
 
 [[certificate]]
@@ -288,6 +292,10 @@ assert_eq "$N curl requests through the terminate route reach the backend" "$N" 
 assert_contains "ocsp-good.test: handshake with a staple" \
   "$(PKI=$OPKI sclient "$P" -servername ocsp-good.test -status)" "Cert Status: good"
 check "the stats count the $((N + 1)) handshakes" wait_stat handshakes $((N + 1)) 5
+# An unknown name (an unrecognized_name alert) and plain HTTP (a hello refused
+# for its reason): the alert and hello-reason families have samples.
+sclient "$P" -servername unknown.test >/dev/null
+assert_contains "plain HTTP on the TLS port is refused" "$(timeout 10 curl -s "http://127.0.0.1:$P/" 2>&1)" "This port speaks TLS"
 
 # fetch_metrics NAME: /metrics into $T/metrics.txt; true when NAME has a sample.
 fetch_metrics() { curl -s --max-time 5 -o "$T/metrics.txt" "http://127.0.0.1:$MP/metrics" && grep -q "^$1" "$T/metrics.txt"; }

@@ -9,8 +9,8 @@
 # backend in the same namespace: curl gets its page and a 20 MB file with
 # equal SHA-256), a bounded SYN flood answered with cookies while real clients
 # still get their answers, and a clean stop. Terminate through the dpdk front
-# is the next step of issue 6. Needs root (tap, namespaces); release build
-# only.
+# (the hand-off to the workers) is test_dpdk_terminate.sh. Needs root (tap,
+# namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
 e2e_begin dpdk_front 120
 make_pki r.test p.test

@@ -141,6 +141,32 @@ void print_diff(std::ostream& out, const JsonValue& v) {
   if (lines == 0) out << (v.str("config_changed") == "true" ? "no change to routes, pools or certificates\n" : "no change\n");
 }
 
+// `backends list`: per pool a header, then one line per backend.
+void print_backends(std::ostream& out, const JsonValue& v) {
+  const JsonValue* pools = v.find("pools");
+  if (pools == nullptr) return;
+  for (const auto& p : pools->items) {
+    out << "pool " << p.str("pool") << "  " << p.str("algorithm") << "  when_all_down " << p.str("when_all_down")
+        << "  health check " << p.str("health_check");
+    if (p.str("health_check") != "none") {
+      out << " every " << p.str("interval_ms") << " ms (rise " << p.str("rise") << ", fall " << p.str("fall") << ")";
+    }
+    out << '\n';
+    if (const JsonValue* bs = p.find("backends"); bs != nullptr) {
+      for (const auto& b : bs->items) {
+        out << "  " << b.str("backend") << "  " << b.str("health") << "  " << b.str("admin") << "  weight "
+            << b.str("weight");
+        if (b.str("weight") != b.str("configured_weight")) out << " (configured " << b.str("configured_weight") << ")";
+        if (b.find("last_check") != nullptr) {
+          out << "  checks " << b.str("checks_ok") << " ok / " << b.str("checks_failed") << " failed, last: "
+              << b.str("last_check");
+        }
+        out << '\n';
+      }
+    }
+  }
+}
+
 // Human output: "key: value" lines; certificate lists as a table.
 void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) {
   if (cmd == "certs.list" || cmd == "ocsp.status") {
@@ -167,6 +193,10 @@ void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) 
     print_diff(out, v);
     return;
   }
+  if (cmd == "backends.list") {
+    print_backends(out, v);
+    return;
+  }
   for (const auto& [k, f] : v.fields) {
     if (k == "v" || k == "ok") continue;
     JsonValue one;
@@ -178,8 +208,20 @@ void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) 
 
 }  // namespace
 
+AdminCall admin_call(const std::string& socket_path, const std::string& request) {
+  Call c = call(socket_path, request);
+  return AdminCall{c.exit_code, std::move(c.reply), std::move(c.error)};
+}
+
+std::string admin_socket_path(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("LODESTONE_ADMIN_SOCKET"); env != nullptr && *env != 0) return env;
+  return std::string(kDefaultSocket);
+}
+
 bool is_admin_command(const std::string& cmd) {
-  return cmd == "status" || cmd == "certs" || cmd == "ocsp" || cmd == "tickets" || cmd == "routes";
+  return cmd == "status" || cmd == "certs" || cmd == "ocsp" || cmd == "tickets" || cmd == "routes" ||
+         cmd == "backends";
 }
 
 int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
@@ -208,12 +250,17 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     err << "usage: lodectl [--socket PATH] [--json] status\n"
            "       lodectl ... certs list [NAME]\n"
            "       lodectl ... certs replace NAME --cert FILE --key FILE\n"
+           "       lodectl ... certs add NAME --cert FILE --key FILE   (a new certificate routes can name)\n"
+           "       lodectl ... certs rm NAME             (one added with certs add, unused by any route)\n"
            "       lodectl ... ocsp status|refresh [NAME]\n"
            "       lodectl ... tickets rotate\n"
-           "       lodectl ... routes reload [--dry-run]\n"
+           "       lodectl ... routes reload [CONFIG] [--dry-run]   (CONFIG: from now on the configuration file)\n"
            "       lodectl ... routes diff CONFIG        (what a reload to CONFIG would change; changes nothing)\n"
            "       lodectl ... routes rollback           (back to the configuration before the last reload)\n"
-           "       lodectl ... routes show [NAME]        (no NAME: a client without SNI)\n";
+           "       lodectl ... routes show [NAME]        (no NAME: a client without SNI)\n"
+           "       lodectl ... backends list [POOL]      (health, drain, weight of each backend)\n"
+           "       lodectl ... backends drain|enable POOL BACKEND   (BACKEND: its address, as listed)\n"
+           "       lodectl ... backends weight POOL BACKEND N       (1..65535; until a restart)\n";
     return kExitUsage;
   };
   if (words.empty()) return usage();
@@ -226,11 +273,15 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "certs.list";
   } else if (w0 == "certs" && words.size() == 3 && words[1] == "replace" && !cert_file.empty() && !key_file.empty()) {
     cmd = "certs.replace";
+  } else if (w0 == "certs" && words.size() == 3 && words[1] == "add" && !cert_file.empty() && !key_file.empty()) {
+    cmd = "certs.add";
+  } else if (w0 == "certs" && words.size() == 3 && words[1] == "rm") {
+    cmd = "certs.rm";
   } else if (w0 == "ocsp" && words.size() >= 2 && words.size() <= 3 && (words[1] == "status" || words[1] == "refresh")) {
     cmd = "ocsp." + words[1];
   } else if (w0 == "tickets" && words.size() == 2 && words[1] == "rotate") {
     cmd = "tickets.rotate";
-  } else if (w0 == "routes" && words.size() == 2 && words[1] == "reload") {
+  } else if (w0 == "routes" && words.size() >= 2 && words.size() <= 3 && words[1] == "reload") {
     cmd = "routes.reload";
   } else if (w0 == "routes" && words.size() <= 3 && words.size() >= 2 && words[1] == "show") {
     cmd = "routes.show";
@@ -238,10 +289,28 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "routes.rollback";
   } else if (w0 == "routes" && words.size() == 3 && words[1] == "diff") {
     cmd = "routes.diff";
+  } else if (w0 == "backends" && words.size() >= 2 && words.size() <= 3 && words[1] == "list") {
+    cmd = "backends.list";
+  } else if (w0 == "backends" && words.size() == 4 && (words[1] == "drain" || words[1] == "enable")) {
+    cmd = "backends." + words[1];
+  } else if (w0 == "backends" && words.size() == 5 && words[1] == "weight") {
+    cmd = "backends.weight";
   } else {
     return usage();
   }
   if (words.size() == 3) name = words[2];
+  // backends: POOL [BACKEND [WEIGHT]].
+  std::string pool, backend, weight;
+  if (w0 == "backends") {
+    if (words.size() >= 3) pool = words[2];
+    if (words.size() >= 4) backend = words[3];
+    if (words.size() == 5) weight = words[4];
+    name.clear();
+    if (cmd == "backends.weight" && weight.find_first_not_of("0123456789") != std::string::npos) {
+      err << "lodectl: weight '" << weight << "': expected an integer 1..65535 (0 is a drain: backends drain)\n";
+      return kExitUsage;
+    }
+  }
   JsonWriter req;
   req.begin_object().field("v", uint64_t{1}).field("cmd", cmd);
   if (cmd == "routes.diff") {
@@ -261,10 +330,27 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     std::free(abs);
     name.clear();
   }
+  if (cmd == "routes.reload" && !name.empty()) {
+    // The daemon reads CONFIG itself (SIGHUP re-reads it later): sent as an
+    // absolute path, checked readable here for a clear error.
+    char* abs = realpath(name.c_str(), nullptr);
+    const int e = errno;
+    if (abs == nullptr || access(abs, R_OK) != 0) {
+      err << "lodectl: cannot read " << name << ": " << std::strerror(abs == nullptr ? e : errno) << '\n';
+      std::free(abs);
+      return kExitUsage;
+    }
+    req.field("path", std::string(abs));
+    std::free(abs);
+    name.clear();
+  }
   if (!name.empty()) req.field("name", name);
+  if (!pool.empty()) req.field("pool", pool);
+  if (!backend.empty()) req.field("backend", backend);
+  if (!weight.empty()) req.field("weight", weight);
   if (dry_run) req.field("dry_run", true);
   std::string cert_pem, key_pem;
-  if (cmd == "certs.replace") {
+  if (cmd == "certs.replace" || cmd == "certs.add") {
     // The files are read here, by the operator's own permissions, and sent
     // over the admin socket (0600); the key is never printed.
     auto read = [&](const std::string& path, std::string& out) {

@@ -26,6 +26,18 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitDown = 3;    // Lodestone is not running (no socket, refused)
 inline constexpr int kExitDenied = 4;  // permission denied
 
+// One request to the admin socket and its one-line JSON answer; exit_code
+// non-zero (kExitDown, kExitDenied, kExitUsage) with `error` when the daemon
+// could not be asked.
+struct AdminCall {
+  int exit_code = 0;
+  std::string reply;
+  std::string error;
+};
+AdminCall admin_call(const std::string& socket_path, const std::string& request);
+// --socket's value when given, else $LODESTONE_ADMIN_SOCKET, else the default.
+std::string admin_socket_path(const std::string& flag);
+
 bool is_admin_command(const std::string& cmd);
 int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
 

@@ -1,4 +1,5 @@
 // lodectl: the operator's command line.
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -7,6 +8,7 @@
 #include "tools/lodectl/admin.h"
 #include "tools/lodectl/check.h"
 #include "tools/lodectl/explain.h"
+#include "tools/lodectl/top.h"
 
 namespace {
 
@@ -17,10 +19,14 @@ int usage(std::ostream& os, int rc) {
         "  [--socket PATH] [--json] status                               a running Lodestone: version, generation, load\n"
         "  [--socket PATH] [--json] certs list [NAME]                    certificates, expiry, revocation, staples\n"
         "  [--socket PATH] [--json] certs replace NAME --cert F --key F  validate and serve a new certificate now\n"
+        "  [--socket PATH] [--json] certs add NAME --cert F --key F      a new certificate that routes can name\n"
+        "  [--socket PATH] [--json] certs rm NAME                        remove one added with certs add (unused)\n"
         "  [--socket PATH] [--json] ocsp status|refresh [NAME]           OCSP/CRL state; fetch now\n"
         "  [--socket PATH] [--json] tickets rotate                       a new session ticket key\n"
         "  [--socket PATH] [--json] routes reload [--dry-run]            re-read the configuration (SIGHUP)\n"
+        "  [--socket PATH] [--json] routes reload CONFIG [--dry-run]     validate CONFIG, apply it, re-read it from now on\n"
         "  [--socket PATH] [--json] routes show [NAME]                   the route, certificate and pool a name gets, why\n"
+        "  [--socket PATH] top [--interval S] [--count N] [--json]       live per-route and per-worker rates\n"
         "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied\n";
   return rc;
 }
@@ -33,6 +39,10 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") return usage(std::cout, 0);
   if (cmd == "explain") return lode::tools::explain_main(args, std::cout, std::cerr);
+  // top takes --socket/--json itself, before or after the word.
+  if (std::find(argv + 1, argv + argc, std::string_view("top")) != argv + argc) {
+    return lode::tools::top_main(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
+  }
   if (lode::tools::is_admin_command(cmd) || cmd == "--json" || cmd == "--socket") {
     return lode::tools::admin_main(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
   }

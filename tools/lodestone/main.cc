@@ -14,11 +14,16 @@
 // SIGHUP is forwarded to the control plane, which re-reads CONFIG and the
 // certificates and publishes what changed (established connections keep the
 // generation they started with); a bad configuration is refused with its
-// errors ("reload_refused") and the old one stays in service.
+// errors ("reload_refused") and the old one stays in service. (SIGHUP
+// re-reads the file in service: `lodectl routes reload CONFIG` switches it.)
+// SIGUSR1 reopens the access log file (logrotate: rename it, then send
+// SIGUSR1; tools/logrotate/lodestone); SIGUSR2 prints the summed counters.
 // SIGTERM/SIGINT stop accepting, drain up to timeouts.drain_ms, stop the
 // control plane, exit 0.
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -41,9 +46,11 @@
 
 #include "controlplane/config.h"
 #include "controlplane/control_plane.h"
+#include "controlplane/published_config.h"
 #include "dataplane/control/control_link.h"
 #include "dataplane/control/stats_segment.h"
 #include "dataplane/front/dpdk/dpdk_front.h"
+#include "dataplane/front/handoff.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -62,6 +69,7 @@ class Log {
       out_ = stderr;
       return true;
     }
+    path_ = where;
     out_ = std::fopen(where.c_str(), "a");
     owned_ = out_ != nullptr;
     return out_ != nullptr;
@@ -76,12 +84,45 @@ class Log {
     std::fwrite(batch.data(), 1, batch.size(), out_);
     std::fflush(out_);
   }
+  // SIGUSR1 (logrotate's postrotate): the path again, a new file if it was
+  // renamed. Swapped between two batches under the writers' lock, so no
+  // line is lost, split or interleaved: every batch before the swap is in
+  // the old file, every one after in the new. If the path cannot be
+  // opened, the old file stays in use. Empty: done (or nothing to reopen).
+  std::string reopen() {
+    if (!owned_) return {};
+    FILE* fresh = std::fopen(path_.c_str(), "a");
+    if (fresh == nullptr) return path_ + ": " + std::strerror(errno);
+    FILE* old = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      old = out_;
+      out_ = fresh;
+    }
+    std::fclose(old);
+    return {};
+  }
 
  private:
   std::mutex mu_;
+  std::string path_;
   FILE* out_ = nullptr;
   bool owned_ = false;
 };
+
+// The control plane's store of run-time certificates (`lodectl certs add`)
+// lives as long as this dataplane: emptied and removed at exit.
+void remove_cert_store(const std::string& dir) {
+  if (DIR* d = opendir(dir.c_str())) {
+    while (const dirent* e = readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+        unlinkat(dirfd(d), e->d_name, 0);
+      }
+    }
+    closedir(d);
+    rmdir(dir.c_str());
+  }
+}
 
 // Events (start, reload, stop) always go to stderr, whatever the access log.
 void event(const std::string& json) {
@@ -173,6 +214,10 @@ class Supervisor {
       for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&cp_set, sig);
       pthread_sigmask(SIG_SETMASK, &cp_set, nullptr);
       prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+      // USR1 (reopen the access log) and USR2 (counters) are the
+      // dataplane's: one sent to the whole group must not end the child.
+      signal(SIGUSR1, SIG_IGN);
+      signal(SIGUSR2, SIG_IGN);
       const char* argv[] = {"lodestone", "controlplane", config_.c_str(), "--socket", socket_.c_str(),
                             "--admin", admin_.c_str(), nullptr};
       execv("/proc/self/exe", const_cast<char* const*>(argv));
@@ -261,17 +306,45 @@ struct Dataplane {
   std::mutex workers_mu;
   std::vector<std::unique_ptr<lode::worker::Worker>> workers;
   std::unique_ptr<lode::front::DpdkFront> dpdk;  // front = "dpdk" (guarded by workers_mu)
+  // front = "dpdk" with an exception port: worker w serves each generation
+  // from its own slot, its listeners moved to where the front hands flows
+  // off (handoff_port on the exception link, PROXY v2 in front of the
+  // hello). Set before the control link starts; empty otherwise.
+  std::vector<std::unique_ptr<lode::worker::RuntimeSlot>> handoff_slots;
+  lode::config::DpdkExceptionConfig handoff;
+
+  std::shared_ptr<const lode::worker::Runtime> handoff_runtime(const lode::worker::Runtime& rt, uint32_t w) const {
+    auto out = std::make_shared<lode::worker::Runtime>(rt);  // tables, pools, contexts shared
+    const auto n = static_cast<uint32_t>(handoff_slots.size());
+    for (uint32_t l = 0; l < out->listeners.size(); ++l) {
+      sockaddr_in in{};
+      in.sin_family = AF_INET;
+      in.sin_port = htons(lode::front::handoff_port(static_cast<uint16_t>(handoff.first_port), l, w, n));
+      in.sin_addr.s_addr = htonl(handoff.kernel_address);
+      lode::SocketAddress a;
+      std::memcpy(&a.storage, &in, sizeof in);
+      a.len = sizeof in;
+      out->listeners[l].addresses = {a};
+      out->listeners[l].proxy = lode::worker::ProxyAccept::kV2;
+    }
+    return out;
+  }
   bool started = false;     // workers running (guarded by workers_mu)
   uint64_t runtime_generation = 0;
   uint64_t config_reloads = 0;
   std::shared_ptr<std::vector<lode::tls::TicketKey>> previous_keys;  // the set in service
+  lode::control::StatsSegment* stats = nullptr;  // per-route/backend series slots
 
   lode::Result<void, std::string> publish(const lode::control::ApplyResult& a) {
     std::shared_ptr<lode::worker::Runtime> rt;
+    bool reloaded = false;  // a new configuration (not only backend states)
     // A delta with the configuration is a reload (SIGHUP): rebuild even if
     // the text is the same, as files it names (CA bundles) may have changed.
     if (a.config_changed || (a.config_present && !a.full)) {
-      auto cfg = lode::config::load_config_string(a.snapshot->config_text, config_path);
+      // Relative paths are read from the directory of the file in service,
+      // which `lodectl routes reload CONFIG` may have changed.
+      const std::string from = lode::cp::split_published_config(a.snapshot->config_text).path;
+      auto cfg = lode::config::load_config_string(a.snapshot->config_text, from.empty() ? config_path : from);
       if (!cfg) return lode::unexpected("config: " + cfg.error().front().to_string());
       {
         std::lock_guard lock(workers_mu);
@@ -279,9 +352,20 @@ struct Dataplane {
           return lode::unexpected(std::string("config: the listeners changed; restart Lodestone to change them"));
         }
       }
-      auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1);
+      auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1, a.snapshot->backend_states.get());
       if (!built) return lode::unexpected("config: " + built.error().front());
       rt = std::move(built->runtime);
+      rt->config_generation = a.snapshot->generation;
+      rt->log_sample = cfg->access_log_sample;
+      reloaded = true;
+    } else if (a.backend_states_changed) {
+      // Health or an operator changed a backend: the pools only (series
+      // slots, like everything else but the pools, are the current ones).
+      if (auto current = slot.get()) {
+        auto next = lode::app::with_backend_states(*current, a.snapshot->backend_states.get(), runtime_generation + 1);
+        if (!next) return lode::unexpected("backend states: " + next.error().front());
+        rt = std::move(*next);
+      }
     }
     if (a.tickets_changed) {
       std::vector<lode::tls::TicketKey> list;
@@ -306,8 +390,12 @@ struct Dataplane {
       previous_keys = std::make_shared<std::vector<lode::tls::TicketKey>>(list);
     }
     if (rt) {
+      // Series slots last, when nothing can refuse the segment any more: a
+      // refused configuration must not retire the names still in service.
+      if (stats != nullptr && reloaded) lode::app::assign_series(*rt, *stats);
       ++runtime_generation;
       slot.publish(rt);
+      for (uint32_t w = 0; w < handoff_slots.size(); ++w) handoff_slots[w]->publish(handoff_runtime(*rt, w));
       std::lock_guard lock(workers_mu);
       if (dpdk) dpdk->set_runtime(rt);
     }
@@ -321,7 +409,7 @@ struct Dataplane {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
     }
-    if (rt && started) {
+    if (reloaded && started) {
       ++config_reloads;
       event(JsonWriter().begin_object().field("event", "reloaded").field("generation", runtime_generation)
                 .field("snapshot", a.snapshot->generation).end_object().take());
@@ -335,7 +423,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   // Signals are taken synchronously by this thread; workers never see them.
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGCHLD}) sigaddset(&set, s);
+  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   // This process holds private keys (in OpenSSL, in the mapped snapshot) and
@@ -384,7 +472,19 @@ int run(const std::string& config_path, int workers_override, const std::string&
     std::fprintf(stderr, "lodestone: %s\n", stats_segment.error().c_str());
     return 1;
   }
+  const bool handoff = cfg->front == "dpdk" && cfg->dpdk.exception.enabled();
+  if (handoff) {
+    if (lode::front::handoff_port(static_cast<uint16_t>(cfg->dpdk.exception.first_port),
+                                  static_cast<uint32_t>(cfg->listeners.size()) - 1, count - 1, count) == 0) {
+      std::fprintf(stderr, "lodestone: [dpdk.exception] first_port %u + %zu listeners x %u workers passes 65535\n",
+                   cfg->dpdk.exception.first_port, cfg->listeners.size(), count);
+      return 1;
+    }
+    dp.handoff = cfg->dpdk.exception;
+    for (unsigned i = 0; i < count; ++i) dp.handoff_slots.push_back(std::make_unique<lode::worker::RuntimeSlot>());
+  }
   (*link)->set_stats_fd(stats_segment->fd());
+  dp.stats = &*stats_segment;
   (*link)->start();
   Supervisor cp(config_path, socket_path, admin_socket);
   if (!cp.spawn()) {
@@ -417,13 +517,19 @@ int run(const std::string& config_path, int workers_override, const std::string&
 
   const bool dpdk_front = cfg->front == "dpdk";
   if (dpdk_front) {
-    // The dpdk front answers on the port itself: no kernel listeners. (Its
-    // terminate hand-off to the workers is the next step of issue 6.)
-    count = 0;
+    // The dpdk front answers on the port itself: no kernel listeners on the
+    // VIPs. Terminate flows go to the workers through the exception port,
+    // when there is one (no workers without it: such flows are reset).
+    if (!handoff) count = 0;
     lode::front::DpdkSettings ds;
     ds.eal_args = cfg->dpdk.eal;
     ds.port = static_cast<uint16_t>(cfg->dpdk.port);
     ds.max_flows = cfg->dpdk.max_flows;
+    if (handoff) {
+      const auto& x = cfg->dpdk.exception;
+      ds.exception = {x.vdev, x.interface, x.kernel_address, x.address, x.prefix_len,
+                      static_cast<uint16_t>(x.first_port), static_cast<uint16_t>(count)};
+    }
     auto front = lode::front::DpdkFront::start(ds, dp.slot.get());
     if (!front) {
       std::fprintf(stderr, "lodestone: %s\n", front.error().c_str());
@@ -441,8 +547,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
       opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
       opt.snapshots = &dp.snapshots;
       opt.stats = stats_segment->worker(i);
+      opt.route_series = stats_segment->routes(i);
+      opt.backend_series = stats_segment->backends(i);
       dp.workers.push_back(std::make_unique<lode::worker::Worker>(
-          opt, dp.slot,
+          opt, dp.handoff_slots.empty() ? dp.slot : *dp.handoff_slots[i],
           cfg->access_log == "off" ? lode::worker::AccessLog{}
                                    : [&access](uint32_t, const std::string& batch) { access.lines(batch); }));
       if (auto ok = dp.workers.back()->open(); !ok) {
@@ -477,6 +585,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
       w.field("dpdk_port", dp.dpdk->port_name()).field("dpdk_mac", std::string(buf));
       w.field("dpdk_lcores", static_cast<uint64_t>(dp.dpdk->lcores()));
+      if (handoff) w.field("dpdk_exception", dp.dpdk->exception_name()).field("dpdk_exception_if", cfg->dpdk.exception.interface);
     }
     w.field("snapshot", generation()).field("control_socket", socket_path).field("admin_socket", admin_socket);
     w.key("listen").begin_array();
@@ -509,6 +618,14 @@ int run(const std::string& config_path, int workers_override, const std::string&
       continue;
     }
     if (sig == SIGUSR1) {
+      const std::string failed = access.reopen();
+      JsonWriter w;
+      w.begin_object().field("event", failed.empty() ? "access_log_reopened" : "access_log_reopen_failed");
+      if (!failed.empty()) w.field("level", "error").field("error", failed).field("writing_to", "the previous file");
+      event(w.end_object().take());
+      continue;
+    }
+    if (sig == SIGUSR2) {
       event(stats());
       continue;
     }
@@ -526,6 +643,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     cp.stop();
     (*link)->stop();
     unlink((socket_path + ".config").c_str());
+    remove_cert_store(socket_path + ".certs");
     if (!stats_file.empty()) write_stats_file(stats_file, stats());
     event(stats());
     event(json_event("stopped"));

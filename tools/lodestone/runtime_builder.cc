@@ -41,6 +41,48 @@ worker::ProxyAccept proxy_accept(config::ProxyAccept p) {
 
 }  // namespace
 
+route::PoolSpec apply_backend_states(route::PoolSpec spec, const std::vector<control::BackendStateEntry>* states) {
+  if (states == nullptr) return spec;
+  for (auto& b : spec.backends) {
+    for (const auto& e : *states) {
+      if (e.id != b.id) continue;
+      b.weight = e.weight;
+      b.down = e.check == snapshot::BackendCheck::kDown;
+      b.drained = e.admin == snapshot::BackendAdmin::kDrained;
+      break;
+    }
+  }
+  return spec;
+}
+
+namespace {
+
+const std::vector<control::BackendStateEntry>* states_of(const control::BackendStates* states,
+                                                         std::string_view pool) {
+  if (states == nullptr) return nullptr;
+  auto it = states->find(pool);
+  return it == states->end() ? nullptr : &it->second;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<worker::Runtime>, std::vector<std::string>> with_backend_states(
+    const worker::Runtime& current, const control::BackendStates* states, uint64_t generation) {
+  auto rt = std::make_shared<worker::Runtime>(current);
+  rt->generation = generation;
+  std::vector<std::string> errors;
+  for (auto& pr : rt->pools) {
+    auto pool = route::BackendPool::build(apply_backend_states(pr.configured, states_of(states, pr.name)));
+    if (!pool) {
+      errors.push_back("pool '" + pr.name + "' with its backend states: " + pool.error().to_string());
+      continue;
+    }
+    pr.pool = std::make_shared<const route::BackendPool>(std::move(*pool));
+  }
+  if (!errors.empty()) return unexpected(std::move(errors));
+  return rt;
+}
+
 uint64_t tls_settings_version(const tls::TlsSettings& s) {
   std::string all = std::to_string(static_cast<unsigned>(s.min_version)) + "|" +
                     std::to_string(static_cast<unsigned>(s.max_version)) + "|" + s.cipher_list + "|" + s.ciphersuites +
@@ -52,7 +94,8 @@ uint64_t tls_settings_version(const tls::TlsSettings& s) {
 
 Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Config& cfg,
                                                              std::shared_ptr<tls::TicketKeys> keys,
-                                                             uint64_t generation) {
+                                                             uint64_t generation,
+                                                             const control::BackendStates* states) {
   std::vector<std::string> errors;
   BuiltRuntime out;
   auto rt = std::make_shared<worker::Runtime>();
@@ -73,15 +116,19 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   for (const auto& p : cfg.pools) {
     route::PoolSpec spec;
     spec.algorithm = algorithm(p.algorithm);
-    for (const auto& b : p.backends) spec.backends.push_back({b.address, b.weight, {}});
-    auto pool = route::BackendPool::build(std::move(spec));
+    spec.when_all_down = p.when_all_down == config::AllDown::kReject ? route::AllDownPolicy::kReject
+                                                                      : route::AllDownPolicy::kFailOpen;
+    // The id the control plane names backends by (config::backend_id).
+    for (const auto& b : p.backends) spec.backends.push_back({b.address, b.weight, config::backend_id(b)});
+    auto pool = route::BackendPool::build(apply_backend_states(spec, states_of(states, p.name)));
     if (!pool) {
       errors.push_back(cfg.path + ": pool '" + p.name + "': " + pool.error().to_string());
       continue;
     }
     worker::PoolRuntime pr;
     pr.name = p.name;
-    pr.pool = std::make_unique<route::BackendPool>(std::move(*pool));
+    pr.configured = std::move(spec);
+    pr.pool = std::make_shared<const route::BackendPool>(std::move(*pool));
     pr.send_proxy_v2 = p.send_proxy_v2;
     if (p.tls.enabled) {
       tls::BackendTlsSettings bs;
@@ -113,13 +160,12 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
       lr.proxy = proxy_accept(l.proxy_protocol);
       lr.max_hello_bytes = l.max_hello_bytes;
       const auto bytes = (*tables)[i].table.bytes();
-      lr.table_bytes.assign(bytes.begin(), bytes.end());
+      lr.table_bytes = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
       rt->listeners.push_back(std::move(lr));
     }
-    // Views point into each listener's own copy: open them once the vector
-    // no longer moves.
+    // Views point into each listener's table bytes.
     for (auto& lr : rt->listeners) {
-      auto view = route::RouteTableView::open(lr.table_bytes);
+      auto view = route::RouteTableView::open(*lr.table_bytes);
       if (!view) {
         errors.push_back("internal: route table of listener " + lr.name + ": " + view.error().message());
         continue;
@@ -130,6 +176,21 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   if (!errors.empty()) return unexpected(std::move(errors));
   out.runtime = std::move(rt);
   return out;
+}
+
+void assign_series(worker::Runtime& rt, control::StatsSegment& stats) {
+  const uint64_t epoch = rt.generation;
+  for (auto& l : rt.listeners) {
+    l.route_slots.resize(l.table.route_count());
+    for (size_t r = 0; r < l.route_slots.size(); ++r) {
+      l.route_slots[r] = stats.route_slot(l.name, l.table.route(static_cast<uint32_t>(r)).name, epoch);
+    }
+  }
+  for (auto& p : rt.pools) {
+    p.backend_slots.resize(p.pool->size());
+    for (uint32_t b = 0; b < p.pool->size(); ++b) p.backend_slots[b] = stats.backend_slot(p.name, p.pool->backend(b).id, epoch);
+  }
+  stats.retire_unseen(epoch);
 }
 
 }  // namespace lode::app

@@ -9,9 +9,16 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <openssl/rand.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -92,8 +99,11 @@ class MbufSink : public FrameSink {
     if (pending_ != nullptr) rte_pktmbuf_free(pending_);
   }
   uint64_t dropped() const noexcept { return dropped_; }
+  void set_exception(FrameSink* x) noexcept { exception_ = x; }
+  FrameSink* exception_sink() noexcept override { return exception_; }
 
  private:
+  FrameSink* exception_ = nullptr;
   rte_mempool* pool_;
   uint16_t port_, queue_;
   rte_mbuf* pending_ = nullptr;
@@ -113,11 +123,74 @@ struct Lcore {
   std::atomic<uint64_t> multi_segment{0};
 };
 
+// The kernel side of the exception port: our address on it, up. (The vdev
+// created the interface; the workers bind to this address.)
+Result<void, std::string> address_interface(const DpdkSettings::Exception& x) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return unexpected("socket: " + std::string(std::strerror(errno)));
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", x.interface.c_str());
+  auto set_in = [&](sockaddr& sa, uint32_t host) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(host);
+    std::memcpy(&sa, &in, sizeof in);
+  };
+  std::string err;
+  set_in(ifr.ifr_addr, x.kernel_address);
+  if (ioctl(fd, SIOCSIFADDR, &ifr) != 0) err = "address";
+  set_in(ifr.ifr_netmask, x.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - x.prefix_len));
+  if (err.empty() && ioctl(fd, SIOCSIFNETMASK, &ifr) != 0) err = "netmask";
+  if (err.empty() && ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) err = "flags";
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (err.empty() && ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) err = "up";
+  const int e = errno;
+  close(fd);
+  if (!err.empty()) return unexpected("exception interface " + x.interface + ": " + err + ": " + std::strerror(e));
+  // Only our flows on this link: no IPv6 autoconfiguration chatter (best effort).
+  if (FILE* f = std::fopen(("/proc/sys/net/ipv6/conf/" + x.interface + "/disable_ipv6").c_str(), "w")) {
+    std::fputs("1", f);
+    std::fclose(f);
+  }
+  return {};
+}
+
+// One RX and one TX queue per lcore on a configured port, then started.
+Result<void, std::string> start_port(uint16_t port, uint16_t queues, const rte_eth_conf& conf, int socket,
+                                     const DpdkSettings& s, rte_mempool* pool) {
+  if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc != 0) {
+    return unexpected("configure port: " + std::string(rte_strerror(-rc)));
+  }
+  for (uint16_t q = 0; q < queues; ++q) {
+    if (int rc = rte_eth_rx_queue_setup(port, q, s.rx_ring, socket, nullptr, pool); rc != 0) {
+      return unexpected("RX queue: " + std::string(rte_strerror(-rc)));
+    }
+    if (int rc = rte_eth_tx_queue_setup(port, q, s.tx_ring, socket, nullptr); rc != 0) {
+      return unexpected("TX queue: " + std::string(rte_strerror(-rc)));
+    }
+  }
+  if (int rc = rte_eth_dev_start(port); rc != 0) return unexpected("start port: " + std::string(rte_strerror(-rc)));
+  return {};
+}
+
+MacAddr mac_of(uint16_t port) {
+  rte_ether_addr mac{};
+  rte_eth_macaddr_get(port, &mac);
+  MacAddr out{};
+  std::memcpy(out.data(), mac.addr_bytes, 6);
+  return out;
+}
+
 }  // namespace
 
 struct DpdkFront::Impl {
   DpdkSettings settings;
   uint16_t port = 0;
+  bool has_exception = false;
+  uint16_t exc_port = 0;
+  bool exc_started = false;
+  MacAddr exc_mac{};
+  std::string exc_name;
   rte_mempool* pool = nullptr;
   std::vector<std::unique_ptr<Lcore>> lcores;
   std::atomic<bool> stop{false};
@@ -144,25 +217,44 @@ int DpdkFront::Impl::lcore_main(void* arg) {
 
 void DpdkFront::Impl::run(Lcore& lc) {
   MbufSink sink(pool, port, lc.queue);
+  MbufSink exc(pool, exc_port, lc.queue);
+  if (has_exception) sink.set_exception(&exc);
   rte_mbuf* bufs[kBurst];
   uint64_t seen_generation = rt_generation.load(std::memory_order_acquire);
   uint64_t last_tick = now_ms();
   uint32_t idle_polls = 0;
-  while (!stop.load(std::memory_order_relaxed)) {
-    const uint16_t n = rte_eth_rx_burst(port, lc.queue, bufs, kBurst);
-    const uint64_t now = now_ms();
+  // One burst from the wire (from_exception false) or the exception port:
+  // a received mbuf may go out again, rewritten, through either sink.
+  auto handle = [&](uint16_t n, bool from_exception, uint64_t now) {
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = bufs[i];
       if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + 1], void*));
       sink.receiving(m);
+      exc.receiving(m);
       if (m->nb_segs == 1) {
         const bool l4_good = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-        lc.engine->on_frame_in_place({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)}, now, sink, l4_good);
+        const std::span<uint8_t> frame{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)};
+        if (from_exception) {
+          lc.engine->on_exception_frame_in_place(frame, now, sink, l4_good);
+        } else {
+          lc.engine->on_frame_in_place(frame, now, sink, l4_good);
+        }
       } else {
         lc.multi_segment.fetch_add(1, std::memory_order_relaxed);  // jumbo frames are not expected on a VIP
       }
-      if (!sink.taken()) rte_pktmbuf_free(m);  // a spliced segment went back out in this mbuf
+      if (!sink.taken() && !exc.taken()) rte_pktmbuf_free(m);  // a spliced segment went back out in this mbuf
       sink.receiving(nullptr);
+      exc.receiving(nullptr);
+    }
+  };
+  while (!stop.load(std::memory_order_relaxed)) {
+    uint16_t n = rte_eth_rx_burst(port, lc.queue, bufs, kBurst);
+    const uint64_t now = now_ms();
+    handle(n, false, now);
+    if (has_exception) {
+      const uint16_t nx = rte_eth_rx_burst(exc_port, lc.queue, bufs, kBurst);
+      handle(nx, true, now);
+      n = static_cast<uint16_t>(n + nx);
     }
     bool ticked = false;
     if (now - last_tick >= 10) {
@@ -181,9 +273,10 @@ void DpdkFront::Impl::run(Lcore& lc) {
       }
     }
     sink.flush();
+    exc.flush();
     if (n > 0 || ticked) {
       lc.published.publish(lc.engine->stats());
-      lc.tx_dropped.store(sink.dropped(), std::memory_order_relaxed);
+      lc.tx_dropped.store(sink.dropped() + exc.dropped(), std::memory_order_relaxed);
     }
     // A queue idle for a while is polled less often (50 us naps), so an idle
     // front does not burn its cores; under load it never naps.
@@ -200,6 +293,9 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   impl->rt = rt;
   std::vector<std::string> args = {"lodestone"};
   args.insert(args.end(), s.eal_args.begin(), s.eal_args.end());
+  // The exception port's vdev comes last, so the ports the EAL arguments
+  // name keep their numbers.
+  if (!s.exception.vdev.empty()) args.push_back("--vdev=" + s.exception.vdev);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -233,24 +329,37 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   const int socket = rte_eth_dev_socket_id(m.port) < 0 ? 0 : rte_eth_dev_socket_id(m.port);
   m.pool = rte_pktmbuf_pool_create("lode_mbufs", s.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
   if (m.pool == nullptr) return unexpected("dpdk: mbuf pool: " + std::string(rte_strerror(rte_errno)));
-  if (int rc = rte_eth_dev_configure(m.port, queues, queues, &conf); rc != 0) {
-    return unexpected("dpdk: configure port: " + std::string(rte_strerror(-rc)));
-  }
-  for (uint16_t q = 0; q < queues; ++q) {
-    if (int rc = rte_eth_rx_queue_setup(m.port, q, s.rx_ring, socket, nullptr, m.pool); rc != 0) {
-      return unexpected("dpdk: RX queue: " + std::string(rte_strerror(-rc)));
-    }
-    if (int rc = rte_eth_tx_queue_setup(m.port, q, s.tx_ring, socket, nullptr); rc != 0) {
-      return unexpected("dpdk: TX queue: " + std::string(rte_strerror(-rc)));
-    }
-  }
-  if (int rc = rte_eth_dev_start(m.port); rc != 0) {
-    return unexpected("dpdk: start port: " + std::string(rte_strerror(-rc)));
-  }
+  if (auto ok = start_port(m.port, queues, conf, socket, s, m.pool); !ok) return unexpected("dpdk: " + ok.error());
   m.port_started = true;
-  rte_ether_addr mac{};
-  rte_eth_macaddr_get(m.port, &mac);
-  std::memcpy(m.mac.data(), mac.addr_bytes, 6);
+  m.mac = mac_of(m.port);
+  if (!s.exception.vdev.empty()) {
+    // The kernel picks the tap queue a worker's segment comes back on, not
+    // us: with two lcores half the return traffic would meet a stranger.
+    if (queues > 1) {
+      return unexpected(std::string("dpdk: [dpdk.exception] serves one lcore for now (EAL -l with two: the main "
+                                    "one and one poller)"));
+    }
+    const std::string name = s.exception.vdev.substr(0, s.exception.vdev.find(','));
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &m.exc_port) != 0) {
+      return unexpected("dpdk: the exception vdev " + name + " made no port");
+    }
+    rte_eth_dev_info xinfo{};
+    if (int rc = rte_eth_dev_info_get(m.exc_port, &xinfo); rc != 0) {
+      return unexpected("dpdk: exception port info: " + std::string(rte_strerror(-rc)));
+    }
+    if (xinfo.max_rx_queues < queues || xinfo.max_tx_queues < queues) {
+      return unexpected("dpdk: the exception port has fewer queues than the lcores (" + std::to_string(queues) + ")");
+    }
+    m.exc_name = xinfo.driver_name != nullptr ? xinfo.driver_name : "?";
+    rte_eth_conf xconf{};
+    if (auto ok = start_port(m.exc_port, queues, xconf, socket, s, m.pool); !ok) {
+      return unexpected("dpdk: exception port: " + ok.error());
+    }
+    m.exc_started = true;
+    m.has_exception = true;
+    m.exc_mac = mac_of(m.exc_port);
+    if (auto ok = address_interface(s.exception); !ok) return unexpected("dpdk: " + ok.error());
+  }
 
   // One master secret for every lcore's cookies.
   std::array<uint8_t, 16> key{};
@@ -260,6 +369,14 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   ec.vips = vips_of(*rt);
   ec.max_flows = s.max_flows;
   ec.cookie_key = key;
+  if (m.has_exception) {
+    ec.handoff.enabled = true;
+    ec.handoff.mac = m.exc_mac;
+    ec.handoff.address = s.exception.address;
+    ec.handoff.kernel = s.exception.kernel_address;
+    ec.handoff.first_port = s.exception.first_port;
+    ec.handoff.workers = s.exception.workers;
+  }
   uint16_t q = 0;
   unsigned id;
   RTE_LCORE_FOREACH_WORKER(id) {
@@ -302,6 +419,10 @@ void DpdkFront::stop() {
     rte_eth_dev_stop(m.port);
     rte_eth_dev_close(m.port);
   }
+  if (m.exc_started) {
+    rte_eth_dev_stop(m.exc_port);
+    rte_eth_dev_close(m.exc_port);
+  }
   if (m.pool != nullptr) rte_mempool_free(m.pool);
   if (m.eal_up) rte_eal_cleanup();
 }
@@ -319,5 +440,6 @@ FrontStats DpdkFront::stats() const {
 size_t DpdkFront::lcores() const { return impl_->lcores.size(); }
 std::string DpdkFront::port_name() const { return impl_->name; }
 MacAddr DpdkFront::mac() const { return impl_->mac; }
+std::string DpdkFront::exception_name() const { return impl_->exc_name; }
 
 }  // namespace lode::front

@@ -9,6 +9,17 @@
 // devices in production, --no-huge --no-pci where needed), the port, the flow
 // table size. The EAL must be given at least two lcores: the main lcore stays
 // with the caller; every other lcore polls one queue.
+//
+// The exception port (terminate): a second vdev whose other side is a kernel
+// interface of this host (net_tap in tests; virtio_user over /dev/vhost-net
+// in production, the kernel's vhost thread then moves the frames without a
+// system call per burst). The front addresses that interface itself
+// (kernel_address/prefix_len, up) and speaks on the link from `address`;
+// the TLS workers listen on kernel_address (see handoff.h). The lcore polls
+// it beside the wire's queue. One lcore only, for now (start() refuses
+// more): the kernel, not we, picks the tap queue a worker's segment comes
+// back on. One exception interface per lcore, each with its own `address`,
+// lifts that (the kernel routes by destination address).
 #pragma once
 
 #include <array>
@@ -28,6 +39,14 @@ struct DpdkSettings {
   uint32_t max_flows = 65536;         // per lcore
   uint16_t rx_ring = 1024, tx_ring = 1024;
   uint32_t mbufs = 8191;
+  struct Exception {
+    std::string vdev;       // empty: no exception port (terminate flows are reset)
+    std::string interface;  // the kernel side the vdev creates
+    uint32_t kernel_address = 0, address = 0;  // IPv4, host order
+    uint32_t prefix_len = 30;
+    uint16_t first_port = 0;
+    uint16_t workers = 1;   // TLS workers listening behind it
+  } exception;
 };
 
 class DpdkFront {
@@ -50,6 +69,8 @@ class DpdkFront {
   size_t lcores() const;
   std::string port_name() const;
   MacAddr mac() const;
+  // The exception port's driver name; empty without one.
+  std::string exception_name() const;
 
   struct Impl;
 

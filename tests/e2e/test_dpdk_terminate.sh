@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Terminate through the dpdk front: `lodestone run` with front = "dpdk" and a
+# [dpdk.exception] port. Clients in a network namespace reach the VIP over a
+# net_tap port polled by the DPDK dataplane, which answers the SYN with a
+# cookie, reads the ClientHello, and hands the flow to a TLS worker: it opens
+# a connection from its side of a second net_tap (the exception port, whose
+# kernel side Lodestone addresses in its own namespace) to the worker's
+# listener, sends a PROXY v2 header and the hello, and translates the rest of
+# the flow. The workers terminate TLS with the route's certificate and relay
+# to a plaintext backend. Checked: curl and openssl s_client complete TLS
+# with the route's certificate and get the backend's answer, a 20 MB file
+# has equal SHA-256, the access log shows the client's real address and the
+# VIP (PROXY v2), names steer to a stable worker, passthrough and reject
+# still work beside it, counters, a clean stop that removes both taps, and
+# two polling lcores refused with an exception port.
+# Needs root (taps, namespaces); release build only.
+source "$(dirname "$0")/lib.sh"
+e2e_begin dpdk_terminate 150
+make_pki t.test u.test p.test
+[ "$(id -u)" -eq 0 ] || { fail "dpdk_terminate: needs root (tap devices, network namespaces)"; finish; }
+command -v ip >/dev/null || { fail "dpdk_terminate: ip is installed (tools/install-deps.sh)"; finish; }
+
+NS="lode-dt$$"
+TAP="ldtt$$"
+XIF="ldtx$$"
+PREFIX="lode-e2e-t$$"
+NET="10.$(( $$ % 200 + 20 )).79"
+VIP="$NET.1"
+XNET="169.254.$(( $$ % 250 + 1 ))"
+ON_EXIT+=("ip netns del $NS" "rm -rf /var/run/dpdk/$PREFIX")
+BP=$(free_port)
+WP=$(free_port)
+start_backend app "$BP" http
+mkdir -p "$T/www"
+head -c 20000000 /dev/urandom >"$T/www/blob.bin"
+python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$WP" >"$T/http.log" 2>&1 &
+PIDS+=($!)
+wait_for 5 python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$WP"
+
+cat >"$T/lode.toml" <<TOML
+front = "dpdk"
+
+[[listener]]
+name = "vip"
+listen = ["$VIP:443"]
+
+[workers]
+count = 2
+
+[[pool]]
+name = "app"
+backends = ["127.0.0.1:$BP"]
+
+[[pool]]
+name = "www"
+backends = ["127.0.0.1:$WP"]
+
+[[pool]]
+name = "p"
+backends = ["$NET.9:443"]
+
+[[certificate]]
+name = "t"
+cert = "pki/t.test.pem"
+key = "pki/t.test.key"
+
+[[certificate]]
+name = "u"
+cert = "pki/u.test.pem"
+key = "pki/u.test.key"
+
+[[route]]
+name = "t"
+names = ["t.test"]
+action = "terminate"
+pool = "app"
+certificate = "t"
+
+[[route]]
+name = "u"
+names = ["u.test"]
+action = "terminate"
+pool = "www"
+certificate = "u"
+
+[[route]]
+name = "p"
+names = ["p.test"]
+action = "passthrough"
+pool = "p"
+
+[dpdk]
+eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+
+[dpdk.exception]
+vdev = "net_tap1,iface=$XIF"
+interface = "$XIF"
+kernel_address = "$XNET.1"
+address = "$XNET.2"
+TOML
+start_lodestone "$T/lode.toml"
+start=$(grep '"event":"start"' "$LLOG")
+assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+assert_eq "start event: two workers behind the exception port" 2 "$(jfield workers <<<"$start")"
+assert_eq "start event: the exception port is a net_tap" net_tap "$(jfield dpdk_exception <<<"$start")"
+check "the exception interface has the kernel address" sh -c "ip -4 addr show $XIF | grep -q 'inet $XNET.1/30'"
+# Worker w of listener 0 listens on kernel_address:20443+w.
+check "worker 0 listens on the exception link" sh -c "ss -Hltn 'src $XNET.1:20443' | grep -q LISTEN"
+check "worker 1 listens on the exception link" sh -c "ss -Hltn 'src $XNET.1:20444' | grep -q LISTEN"
+check "nothing listens on the VIP in the kernel" sh -c "! ss -Hltn | grep -q '$VIP:443'"
+
+ip netns add "$NS"
+ip link set "$TAP" netns "$NS"
+ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
+ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
+ip netns exec "$NS" ip link set "$TAP" up
+ip netns exec "$NS" ip link set lo up
+in_ns() { ip netns exec "$NS" "$@"; }
+mkdir -p "$T/pwww"
+echo "passthrough backend" >"$T/pwww/index.txt"
+(cd "$T/pwww" && exec ip netns exec "$NS" openssl s_server -accept "$NET.9:443" -cert "$PKI/p.test.pem" \
+  -key "$PKI/p.test.key" -cert_chain "$PKI/p.test.pem" -WWW -quiet) >"$T/s_server.log" 2>&1 &
+PIDS+=($!)
+
+out=$(in_ns curl -sS --max-time 15 --cacert "$PKI/ca.pem" --resolve "t.test:443:$VIP" https://t.test/ 2>&1); rc=$?
+assert_eq "terminate: curl t.test through the dpdk front and a worker (exit 0)" 0 "$rc"
+assert_contains "terminate: the backend's answer" "$out" "backend=app"
+out=$(in_ns timeout 15 openssl s_client -connect "$VIP:443" -servername t.test -CAfile "$PKI/ca.pem" \
+  -verify_return_error -brief </dev/null 2>&1)
+assert_contains "terminate: s_client verifies the route's certificate" "$out" "Verification: OK"
+assert_contains "terminate: the certificate is t.test's" "$out" "t.test"
+# The request, then stdin stays open a moment (s_client ends at its EOF).
+out=$( (printf 'GET / HTTP/1.0\r\nHost: t.test\r\n\r\n'; sleep 1) | in_ns timeout 15 openssl s_client \
+  -connect "$VIP:443" -servername t.test -CAfile "$PKI/ca.pem" 2>/dev/null)
+assert_contains "terminate: s_client gets the backend's answer" "$out" "backend=app"
+
+in_ns curl -sS --max-time 60 --cacert "$PKI/ca.pem" --resolve "u.test:443:$VIP" -o "$T/got.bin" \
+  https://u.test/blob.bin 2>"$T/curl-u.log"; rc=$?
+assert_eq "terminate: curl u.test/blob.bin (exit 0)" 0 "$rc"
+assert_eq "terminate: 20 MB with equal SHA-256" "$(sha256sum <"$T/www/blob.bin")" "$(sha256sum <"$T/got.bin" 2>/dev/null)"
+
+# Steering: one name, one worker, every time.
+for i in 1 2 3 4; do
+  in_ns curl -sS --max-time 15 --cacert "$PKI/ca.pem" --resolve "t.test:443:$VIP" https://t.test/ >/dev/null 2>&1
+done
+out=$(in_ns curl -sS --max-time 15 --cacert "$PKI/ca.pem" --resolve "p.test:443:$VIP" https://p.test/index.txt 2>&1)
+assert_contains "passthrough beside terminate: the backend's own answer" "$out" "passthrough backend"
+out=$(in_ns curl -sS --max-time 10 --cacert "$PKI/ca.pem" --resolve "nobody.test:443:$VIP" https://nobody.test/ 2>&1)
+assert_contains "no route: alert 112 from the dataplane (no worker involved)" "$out" "unrecognized name"
+
+sleep 1.2  # the access log is flushed every tick, the stats file every second
+lines=$(grep '"route":"t"' "$LLOG")
+assert_ge "access log: the t.test connections" "$(grep -c . <<<"$lines")" 6
+assert_contains "access log: the client's real address (PROXY v2 from the front)" "$lines" "\"client\":\"$NET.2:"
+assert_not_contains "access log: never the front's address on the exception link" "$lines" "$XNET.2"
+workers_t=$(grep -o '"worker":[0-9]*' <<<"$lines" | sort -u | wc -l)
+assert_eq "steering: every t.test connection on one worker" 1 "$workers_t"
+front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
+assert_ge "stats: flows handed to the workers" "$(front handoff_flows)" 8
+assert_eq "stats: no hand-off failed" 0 "$(front handoff_failures)"
+assert_eq "stats: no terminate flow reset for want of an exception port" 0 "$(front action_unsupported)"
+assert_ge "stats: frames from the exception port" "$(front exception_rx)" 10000
+assert_ge "stats: segments spliced towards the clients" "$(front spliced_to_client)" 10000
+assert_eq "stats: one passthrough flow" 1 "$(front passthrough_flows)"
+
+kill -TERM "$LPID"
+wait_for 15 grep -q '"event":"stopped"' "$LLOG"
+check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
+check "the exception tap is gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
+check "the wire tap is gone" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
+
+# Two polling lcores with an exception port: refused at start, by name (the
+# kernel, not the front, picks the tap queue a worker answers on).
+sed -e 's/"-l", "0-1"/"--lcores", "0@0,1@1,2@1"/' -e "s/--file-prefix=$PREFIX/--file-prefix=$PREFIX-2/" "$T/lode.toml" >"$T/two.toml"
+ON_EXIT+=("rm -rf /var/run/dpdk/$PREFIX-2")
+mkdir -p "$T/run2"
+timeout 60 "$LODESTONE" run "$T/two.toml" --run-dir "$T/run2" >/dev/null 2>"$T/two.log"; rc=$?
+assert_eq "two lcores and an exception port: exit 1" 1 "$rc"
+assert_contains "two lcores and an exception port: the reason" "$(cat "$T/two.log")" "serves one lcore for now"
+check "and its taps are gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
+finish
