@@ -13,12 +13,21 @@
 #     (the same test with no proxy, to a TLS echo backend, in the same rep);
 #   - system calls per operation: `strace -c -f -p PID` attached to each
 #     server for one extra run of each test (not one of the timed runs: a
-#     traced process is slow), io_uring_enter counted as a call.
-# It prints the tables (markdown) and writes every run and figure as JSON.
+#     traced process is slow), io_uring_enter counted as a call;
+#   - two reference columns, measured on CPU 0 once per rep: the crypto
+#     bound (bench/crypto_bound: the signature, X25519 and AES-GCM work a TLS
+#     1.3 server cannot avoid, libcrypto alone) and the OpenSSL ceiling
+#     (bench/openssl_ceiling: libssl's server side alone, client and server
+#     over a BIO pair, no network), with each server's CPU per operation as a
+#     multiple of them, rep by rep.
+# It prints the tables (markdown), writes every run and figure as JSON and
+# draws the chart beside it (bench/bench_chart.py, gnuplot: JSON name with
+# .svg and .png).
 #
 #   bench/compare_nginx.sh [REPS] [HANDSHAKES] [MB] [IDLE] [REQUESTS]
 #       defaults: 3 1000 300 1000 5000
-#   BENCH_JSON=FILE       where the JSON goes (default build/release/compare_nginx.json)
+#   BUILD=DIR             the build to use (default build/release)
+#   BENCH_JSON=FILE       where the JSON goes (default BUILD/compare_nginx.json)
 #   BENCH_REQ_RATE=N      requests per second in the requests test (default 2500)
 #   BENCH_STRACE=0        skip the system-call counts
 #   BENCH_TESTS="A B"     run only these tests (names below)
@@ -35,6 +44,12 @@
 #             "direct", with no proxy, against bench/tls_echo on CPU 0 (the
 #             echo backend with TLS inside, since lodeload speaks only TLS):
 #             p99 added = each proxy's p99 minus the direct p99 of the rep
+#   h2load    the cross-check by a stock tool: REQUESTS HTTP/1.1 GETs by
+#             `h2load --h1` (Debian's nghttp2-client) at the same rate over 4
+#             kept connections, to an HTTP backend (lode-backend --mode http)
+#             through each server's terminate route; h2load's own req/s
+#   requests-max, h2load-max  the same two with no rate limit (closed loop,
+#             one request in flight per connection): each tool's req/s
 #   bulk      one connection sending MB MiB while reading the echo back
 #             through the relay, SHA-256 both ways (CPU per MB moved)
 #   pass-conn SNI passthrough: HANDSHAKES connections one at a time through
@@ -49,6 +64,10 @@
 #             allocator keeps what it once grew to — and what handshakes in
 #             flight together needed: 1,000 opened at once measured 43-49 KB
 #             for all three, against 18-39 KB in batches of 100 or 20.
+#             Each proxied connection holds two descriptors in the proxy:
+#             IDLE needs RLIMIT_NOFILE >= 2 x IDLE + 200, raised here up to
+#             the hard limit (10,000 needs 20,200; a container whose hard
+#             limit is lower and which lacks CAP_SYS_RESOURCE cannot run it).
 #
 # Which process is measured: Lodestone's dataplane, i.e. the PID of
 # `lodestone run` (its control plane is a separate child process,
@@ -79,7 +98,12 @@ fdlim=$(ulimit -n)
 [ "$fdlim" = unlimited ] && fdlim=65536
 hmaxconn=$(( (fdlim - 200) / 2 ))  # HAProxy needs 2 fds per proxied connection
 [ "$hmaxconn" -gt 20000 ] && hmaxconn=20000
-[ $(( 2 * idle_n + 100 )) -le "$fdlim" ] || { echo "idle test: $idle_n connections need more than the $fdlim fds allowed"; exit 1; }
+if [ $(( 2 * idle_n + 200 )) -gt "$fdlim" ]; then
+  echo "idle test: $idle_n connections need RLIMIT_NOFILE >= $(( 2 * idle_n + 200 )) (two descriptors per proxied" \
+    "connection); the hard limit here is $(ulimit -Hn) (raising it needs CAP_SYS_RESOURCE): at most" \
+    "$(( (fdlim - 200) / 2 )) here"
+  exit 1
+fi
 
 tools/install-deps.sh >/dev/null
 if ! command -v nginx >/dev/null || [ ! -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
@@ -90,11 +114,16 @@ if ! command -v haproxy >/dev/null; then
   # there is one, stop it yourself): the script runs its own haproxy -db.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null
 fi
-bin="$root/build/release"
+command -v h2load >/dev/null && command -v gnuplot >/dev/null || { echo "h2load or gnuplot missing (tools/install-deps.sh)"; exit 1; }
+bin=$(realpath -m "${BUILD:-$root/build/release}")
 if [ "${BENCH_REBUILD:-0}" = 1 ] || [ ! -x "$bin/lodestone" ] || [ ! -x "$bin/lode-backend" ] ||
-   [ ! -x "$bin/lodeload" ] || [ ! -x "$bin/bench/tls_echo" ]; then
-  [ -f "$bin/build.ninja" ] || cmake --preset release >/dev/null
-  nice cmake --build "$bin" -j1 --target lodestone lode-backend lodeload tls_echo >/dev/null
+   [ ! -x "$bin/lodeload" ] || [ ! -x "$bin/bench/tls_echo" ] || [ ! -x "$bin/bench/crypto_bound" ] ||
+   [ ! -x "$bin/bench/openssl_ceiling" ]; then
+  if [ ! -f "$bin/build.ninja" ]; then
+    [ -z "${BUILD:-}" ] || { echo "BUILD=$bin is not a configured build"; exit 1; }
+    cmake --preset release >/dev/null
+  fi
+  nice cmake --build "$bin" -j1 --target lodestone lode-backend lodeload tls_echo crypto_bound openssl_ceiling >/dev/null
 fi
 json_out=${BENCH_JSON:-$bin/compare_nginx.json}
 report="python3 $root/bench/compare_nginx_report.py"
@@ -112,8 +141,9 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # bench.test: the terminated name; p.test: the passthrough name, whose
-# certificate is tls_echo's (the TLS end behind the passthrough routes).
-tools/make-test-pki.sh "$d/pki" bench.test p.test >/dev/null
+# certificate is tls_echo's (the TLS end behind the passthrough routes);
+# http.test: the terminated name in front of the HTTP backend (h2load).
+tools/make-test-pki.sh "$d/pki" bench.test p.test http.test >/dev/null
 # The RSA-2048 leaf for rsa.test, from the same intermediate.
 (
   cd "$d/pki"
@@ -126,10 +156,14 @@ tools/make-test-pki.sh "$d/pki" bench.test p.test >/dev/null
   # HAProxy wants chain and key in one file.
   cat bench.test.pem bench.test.key >bench.test.haproxy.pem
   cat rsa.test.pem rsa.test.key >rsa.test.haproxy.pem
+  cat http.test.pem http.test.key >http.test.haproxy.pem
 )
 ECHO=$(port); TECHO=$(port); TDIRECT=$(port); L_T=$(port); N_T=$(port); L_P=$(port); N_P=$(port)
-L_R=$(port); N_R=$(port); H_T=$(port); H_R=$(port); H_P=$(port)
-taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$ECHO" --name echo --mode echo 2>/dev/null &
+L_R=$(port); N_R=$(port); H_T=$(port); H_R=$(port); H_P=$(port); HTTPB=$(port); N_H=$(port); H_H=$(port)
+# One thread per connection: the idle test's connections all reach it.
+taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$ECHO" --name echo --mode echo --max-conns $(( idle_n + 1000 )) 2>/dev/null &
+pids+=($!)
+taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$HTTPB" --name http --mode http 2>/dev/null &
 pids+=($!)
 taskset -c 1 "$bin/bench/tls_echo" --listen "127.0.0.1:$TECHO" --cert "$d/pki/p.test.pem" --key "$d/pki/p.test.key" 2>"$d/tls_echo.log" &
 pids+=($!)
@@ -155,6 +189,9 @@ backends = ["127.0.0.1:$ECHO"]
 [[pool]]
 name = "tls_echo"
 backends = ["127.0.0.1:$TECHO"]
+[[pool]]
+name = "http"
+backends = ["127.0.0.1:$HTTPB"]
 [[certificate]]
 name = "bench"
 cert = "$d/pki/bench.test.pem"
@@ -166,6 +203,17 @@ names = ["bench.test"]
 action = "terminate"
 pool = "echo"
 certificate = "bench"
+[[certificate]]
+name = "http"
+cert = "$d/pki/http.test.pem"
+key = "$d/pki/http.test.key"
+[[route]]
+name = "h"
+listener = "terminate"
+names = ["http.test"]
+action = "terminate"
+pool = "http"
+certificate = "http"
 [[certificate]]
 name = "rsa"
 cert = "$d/pki/rsa.test.pem"
@@ -218,6 +266,14 @@ stream {
     ssl_session_tickets on;
     proxy_pass 127.0.0.1:$ECHO;
   }
+  server {
+    listen 127.0.0.1:$N_H ssl;
+    ssl_certificate $d/pki/http.test.pem;
+    ssl_certificate_key $d/pki/http.test.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_tickets on;
+    proxy_pass 127.0.0.1:$HTTPB;
+  }
   map \$ssl_preread_server_name \$pass_to {
     p.test 127.0.0.1:$TECHO;
     default 127.0.0.1:1;
@@ -248,6 +304,9 @@ frontend terminate
 frontend rsa
   bind 127.0.0.1:$H_R ssl crt $d/pki/rsa.test.haproxy.pem
   use_backend echo if { ssl_fc_sni -i rsa.test }
+frontend http
+  bind 127.0.0.1:$H_H ssl crt $d/pki/http.test.haproxy.pem
+  use_backend http if { ssl_fc_sni -i http.test }
 frontend pass
   bind 127.0.0.1:$H_P
   tcp-request inspect-delay 5s
@@ -257,13 +316,17 @@ backend echo
   server e1 127.0.0.1:$ECHO
 backend tls_echo
   server t1 127.0.0.1:$TECHO
+backend http
+  server h1 127.0.0.1:$HTTPB
 HAPROXY
 haproxy -c -q -f "$d/haproxy.cfg" || { echo "haproxy config rejected"; exit 1; }
 
 # The idle-memory test runs against fresh instances (one of each per run,
 # started, warmed with a few handshakes, measured, stopped): a long-running
 # process keeps the memory its allocator once grew to, so a second run
-# against it would measure nothing.
+# against it would measure nothing. Their idle timeouts are all nginx's
+# default (proxy_timeout 10 minutes): opening 10,000 connections in batches
+# takes minutes, and the first must still be there when the last is up.
 I_L=$(port); I_N=$(port); I_H=$(port)
 cat >"$d/lodestone-idle.toml" <<TOML
 [[listener]]
@@ -288,6 +351,8 @@ min_version = "1.2"
 [workers]
 count = 1
 cpus = [0]
+[timeouts]
+idle_ms = 600000
 [log]
 access = "off"
 TOML
@@ -300,7 +365,7 @@ worker_cpu_affinity 01;
 worker_rlimit_nofile $fdlim;
 pid $d/nginx-idle.pid;
 error_log $d/nginx-idle-error.log warn;
-events { worker_connections $(( fdlim / 2 )); }
+events { worker_connections $fdlim; }  # both sides of a proxied connection count
 stream {
   server {
     listen 127.0.0.1:$I_N ssl;
@@ -321,9 +386,10 @@ global
   ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
   mode tcp
+  maxconn $hmaxconn
   timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+  timeout client 10m
+  timeout server 10m
 frontend terminate
   bind 127.0.0.1:$I_H ssl crt $d/pki/bench.test.haproxy.pem
   use_backend echo if { ssl_fc_sni -i bench.test }
@@ -370,12 +436,24 @@ load_args() {
     resumed) largs=(handshakes "${largs[@]}" --concurrency 1 --count "$n" --request "$req_bytes" --resume) ;;
     requests | direct-requests)
       largs=(requests "${largs[@]}" --concurrency "$req_conc" --rate "$req_rate" --count "$requests" --request "$req_bytes") ;;
+    requests-max) largs=(requests "${largs[@]}" --concurrency "$req_conc" --count "$requests" --request "$req_bytes") ;;
     bulk | pass) largs=(bulk "${largs[@]}" --bytes "${mb}Mi" --timeout-ms 10000) ;;
-    idle) largs=(idle "${largs[@]}" --concurrency "$n" --hold 300 --timeout-ms 10000) ;;
+    idle) largs=(idle "${largs[@]}" --concurrency "$n" --hold 1200 --timeout-ms 10000) ;;  # ended by SIGINT
   esac
 }
-# load TEST PORT [COUNT]: one lodeload run on CPU 1, its JSON report on stdout.
+# load TEST PORT [COUNT]: one lodeload run on CPU 1, its JSON report on stdout
+# (h2load's text report for the h2load tests: GETs of https://http.test/ over
+# REQ_CONC kept connections, each at REQ_RATE / REQ_CONC per second or as fast
+# as it goes; it does not verify the certificate, the other tests do).
 load() {
+  case $1 in
+    h2load | h2load-max)
+      local rate=()
+      [ "$1" = h2load ] && rate=(--rps "$(( req_rate / req_conc ))")
+      taskset -c 1 timeout -s INT -k 10 600 h2load --h1 -c "$req_conc" -n "$requests" "${rate[@]}" \
+        --connect-to "127.0.0.1:$2" https://http.test/
+      return ;;
+  esac
   load_args "$@"
   taskset -c 1 timeout -s INT -k 10 600 "$bin/lodeload" "${largs[@]}"
 }
@@ -387,7 +465,7 @@ unlist() {
 }
 ops_of() {
   case $1 in
-    requests) echo "$requests" ;;
+    requests | requests-max | h2load | h2load-max) echo "$requests" ;;
     bulk | pass) echo $((2 * mb)) ;;
     idle) echo "$idle_n" ;;
     *) echo "$handshakes" ;;
@@ -524,6 +602,9 @@ port_of() {  # port_of SERVER TEST
     lodestone-full-rsa) echo "$L_R" ;;
     nginx-full-rsa) echo "$N_R" ;;
     haproxy-full-rsa) echo "$H_R" ;;
+    lodestone-h2load*) echo "$L_T" ;;  # routed by SNI (http.test)
+    nginx-h2load*) echo "$N_H" ;;
+    haproxy-h2load*) echo "$H_H" ;;
     lodestone-*) echo "$L_T" ;;
     nginx-*) echo "$N_T" ;;
     haproxy-*) echo "$H_T" ;;
@@ -539,9 +620,22 @@ for s in "${servers[@]}"; do
   done
 done
 
-read -r -a workloads <<<"${BENCH_TESTS:-full full-rsa resumed requests bulk pass-conn pass idle}"
+# reference REP: the crypto bound and the OpenSSL ceiling, on CPU 0 where
+# the servers run (idle meanwhile), with this run's certificates.
+reference() {
+  taskset -c 0 timeout 300 "$bin/bench/crypto_bound" --ecdsa-key "$d/pki/bench.test.key" \
+    --rsa-key "$d/pki/rsa.test.key" >"$d/bound.json" || { echo "crypto_bound failed" >&2; exit 1; }
+  taskset -c 0 timeout 300 "$bin/bench/openssl_ceiling" --cert "$d/pki/bench.test.pem" --key "$d/pki/bench.test.key" \
+    --rsa-cert "$d/pki/rsa.test.pem" --rsa-key "$d/pki/rsa.test.key" --handshakes "$handshakes" \
+    --requests "$requests" --mib "$mb" >"$d/ceiling.json" || { echo "openssl_ceiling failed" >&2; exit 1; }
+  $report reference "$d/reference.jsonl" "$1" "$d/bound.json" "$d/ceiling.json"
+  echo "  reference: $(tail -n 1 "$d/reference.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("bound", r["bound_us"], "ceiling", r["ceiling_us"])') (us per op)" >&2
+}
+
+read -r -a workloads <<<"${BENCH_TESTS:-full full-rsa resumed requests h2load requests-max h2load-max bulk pass-conn pass idle}"
 for r in $(seq 1 "$reps"); do
   echo "rep $r/$reps" >&2
+  reference "$r"
   for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
       start_idle
@@ -565,9 +659,10 @@ if [ "$do_strace" = 1 ]; then
 fi
 
 nginx_v=$(nginx -v 2>&1 | sed 's/.*\///')
-haproxy_v=$(haproxy -v | head -n 1 | awk '{print $3}')
+haproxy_v=$(haproxy -v | awk 'NR == 1 {print $3}')  # reads it all: no SIGPIPE for haproxy under pipefail
 cat >"$d/meta.json" <<JSON
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "command": "bench/compare_nginx.sh $reps $handshakes $mb $idle_n $requests",
+ "tests": "${workloads[*]}", "h2load": "$(h2load --version | awk '{print $2}')",
  "nginx": "$nginx_v", "haproxy": "$haproxy_v", "openssl": "$(openssl version | awk '{print $2}')",
  "kernel": "$(uname -r)", "reps": $reps, "handshakes": $handshakes, "mb": $mb, "idle": $idle_n,
  "requests": $requests, "request_rate": $req_rate, "request_concurrency": $req_conc, "request_bytes": $req_bytes,
@@ -576,4 +671,5 @@ cat >"$d/meta.json" <<JSON
 JSON
 echo
 mkdir -p "$(dirname "$json_out")"
-$report summary "$d/runs.jsonl" "$d/syscalls.jsonl" "$d/meta.json" "$json_out"
+$report summary "$d/runs.jsonl" "$d/syscalls.jsonl" "$d/reference.jsonl" "$d/meta.json" "$json_out"
+python3 "$root/bench/bench_chart.py" compare "$json_out" "${json_out%.json}"

@@ -9,7 +9,10 @@
 #     ClientHello parsed and routed to a reject, FIN) vs the kernel front doing
 #     the same (accept, read, parse, alert, close) for `lodeload handshakes`
 #     to a reject route: Lodestone's CPU per connection from /proc/PID/stat.
-# Prints one table with the ratios. Bounded: a few seconds each.
+# Prints one table with the ratios, writes the figures as JSON (BENCH_JSON,
+# default BUILD/dpdk_front_bench.json) and draws the chart beside it
+# (bench/bench_chart.py dpdk, gnuplot: .svg and .png). Bounded: a few
+# seconds each.
 #
 #   bash bench/dpdk_front_bench.sh        (release build; BUILD=dir to change)
 set -euo pipefail
@@ -86,6 +89,27 @@ awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v 
   printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place, NIC RX checksum", nb / 1e6, tp / 1e6, nb / tp
   printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'
+
+json_out=${BENCH_JSON:-$build/dpdk_front_bench.json}
+mkdir -p "$(dirname "$json_out")"
+python3 - "$json_out" "$testpmd_pps" "$fwd_c2b" "$fwd_b2c" "$ip_c2b" "$ip_b2c" "$nic_c2b" "$nic_b2c" "$newflow_ns" \
+  "$kernel_ns" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, sys
+out, tp, c2b, b2c, ic, ib, nc, nb, nf, kn, date, load = sys.argv[1:]
+tp = float(tp) / 1e6
+rows = [("copied c->b", c2b), ("copied b->c", b2c), ("in place c->b", ic), ("in place b->c", ib),
+        ("NIC csum c->b", nc), ("NIC csum b->c", nb)]
+doc = {"meta": {"date": date, "command": "bash bench/dpdk_front_bench.sh", "loadavg_end": load},
+       "forwarding": [{"name": n, "lodestone_mpps": round(float(v) / 1e6, 3), "testpmd_mpps": round(tp, 3),
+                       "ratio": round(float(v) / 1e6 / tp, 3) if tp > 0 else None} for n, v in rows],
+       "new_flow": {"dpdk_ns": round(float(nf), 1), "kernel_ns": float(kn),
+                    "ratio": round(float(kn) / float(nf), 1) if float(nf) > 0 else None}}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
+print(f"JSON: {out}")
+PY
+python3 "$src/bench/bench_chart.py" dpdk "$json_out" "${json_out%.json}"
 
 # 3. Terminate through the dpdk front (issue 6): new TLS flows per second and
 #    the bulk rate through the hand-off to a worker (exception port, PROXY v2)

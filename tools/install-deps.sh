@@ -16,6 +16,8 @@ PACKAGES=(
   libbenchmark-dev                  # micro-benchmarks
   curl python3                      # end-to-end tests and the demo (clients)
   strace                            # bench/compare_nginx.sh: system calls per operation
+  nghttp2-client                    # h2load: its stock-tool cross-check of lodeload's request rates
+  gnuplot-nox                       # the benchmark charts (bench/bench_chart.py)
   qemu-system-x86 busybox-static    # the kTLS VM (tools/ktls-vm/): Debian's kernel under TCG
   kmod cpio                         # its modules (depmod, modprobe) and initramfs
   prometheus                        # promtool: the /metrics test (its service is not started)
