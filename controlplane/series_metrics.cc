@@ -218,6 +218,18 @@ void append_series_metrics(const stats::StatsView& v, std::string& out) {
     if (n == 0) continue;
     t.sample("lodestone_alerts_sent_total", "alert=\"" + alert_name(static_cast<uint8_t>(code)) + "\"", n);
   }
+  append_front_metrics(v, out);
+}
+
+void append_front_metrics(const stats::StatsView& v, std::string& out) {
+  const uint32_t lcores = v.front_lcores();
+  if (lcores == 0) return;  // the kernel front
+  Text t(out);
+  for (size_t c = 0; c < stats::kFrontCounterCount; ++c) {
+    const std::string name = "lodestone_front_" + std::string(stats::kFrontCounters[c].name) + "_total";
+    t.head(name, "counter", "dpdk front: " + std::string(stats::kFrontCounters[c].help));
+    for (uint32_t l = 0; l < lcores; ++l) t.sample(name, "lcore=\"" + std::to_string(l) + "\"", v.front_value(l, c));
+  }
 }
 
 void write_series_json(const stats::StatsView& v, JsonWriter& w) {

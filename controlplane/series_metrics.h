@@ -18,9 +18,14 @@ std::string prometheus_label(std::string_view v);
 // The TLS alert's name (RFC 8446 section 6), "alert_N" for others.
 std::string alert_name(uint8_t code);
 
-// Appends the per-route, per-backend, hello-error and alert families.
+// Appends the per-route, per-backend, hello-error and alert families, and
+// the dpdk front's (append_front_metrics).
 // Retired series (names no longer in the configuration) are left out.
 void append_series_metrics(const stats::StatsView& v, std::string& out);
+
+// The dpdk front's per-lcore counters as lodestone_front_<counter>_total
+// {lcore}; nothing with the kernel front (no lcore has started).
+void append_front_metrics(const stats::StatsView& v, std::string& out);
 
 // "routes": [...], "backends": [...], "workers": [...] with totals summed
 // over workers: what `lodectl top` turns into rates.

@@ -43,12 +43,14 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
   h.route_counters = static_cast<uint16_t>(stats::kRouteCounterCount);
   h.backend_counters = static_cast<uint16_t>(stats::kBackendCounterCount);
   h.handshake_buckets = static_cast<uint16_t>(stats::kHandshakeBuckets);
+  h.front_counters = static_cast<uint16_t>(stats::kFrontCounterCount);
   h.started_unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
                                                 .count());
   h.pid = static_cast<uint64_t>(getpid());
   std::memcpy(s.base_, &h, sizeof h);
   for (uint32_t i = 0; i < workers; ++i) new (s.worker(i)) stats::WorkerStats();
+  new (s.front()) stats::FrontArea();
   // The directory and the series stay as ftruncate made them: zero bytes are
   // free entries and zero counters, and untouched pages cost no memory.
   for (Kind* k : {&s.routes_, &s.backends_}) {
@@ -77,6 +79,10 @@ StatsSegment::~StatsSegment() {
 stats::WorkerStats* StatsSegment::worker(uint32_t i) noexcept {
   return reinterpret_cast<stats::WorkerStats*>(static_cast<std::byte*>(base_) + stats::kStatsHeaderSize +
                                                size_t{i} * sizeof(stats::WorkerStats));
+}
+
+stats::FrontArea* StatsSegment::front() noexcept {
+  return reinterpret_cast<stats::FrontArea*>(static_cast<std::byte*>(base_) + layout_.front_offset);
 }
 
 stats::RouteSeries* StatsSegment::routes(uint32_t i) noexcept {

@@ -26,6 +26,8 @@ class StatsSegment {
   ~StatsSegment();
 
   stats::WorkerStats* worker(uint32_t i) noexcept;
+  // The dpdk front's lcores' counters.
+  stats::FrontArea* front() noexcept;
   // Worker i's series arrays, indexed by slot.
   stats::RouteSeries* routes(uint32_t i) noexcept;
   stats::BackendSeries* backends(uint32_t i) noexcept;

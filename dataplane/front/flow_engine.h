@@ -43,52 +43,12 @@
 #include "dataplane/front/syn_cookie.h"
 #include "dataplane/tls/client_hello_parser.h"
 #include "dataplane/worker/runtime.h"
+#include "lodestone/stats_layout.h"
 
 namespace lode::front {
 
-// X(name, help): one lcore's counters (single writer; read by the process
-// that owns the lcore for the stats file).
-#define LODE_FRONT_COUNTERS(X)                                                          \
-  X(rx_frames, "frames received")                                                      \
-  X(rx_bad, "frames dropped as malformed (truncated, bad checksum, bad options)")      \
-  X(rx_not_vip, "frames dropped: not for a VIP, or a VIP's port nobody listens on")    \
-  X(rx_fragments, "IP fragments to a VIP, dropped")                                    \
-  X(arp_replies, "ARP requests for a VIP answered")                                    \
-  X(nd_adverts, "neighbour solicitations for a VIP answered")                          \
-  X(echo_replies, "pings to a VIP answered")                                           \
-  X(syn_cookies, "SYNs answered with a SYN cookie")                                    \
-  X(cookie_invalid, "ACKs with an invalid or expired cookie, dropped")                 \
-  X(stray_segments, "segments of no known flow (not a cookie ACK), dropped")           \
-  X(flows_created, "flows created from a valid cookie")                                \
-  X(flows_table_full, "valid cookies dropped: the flow table was full")                \
-  X(hello_done, "ClientHellos parsed")                                                 \
-  X(hello_errors, "ClientHellos refused as malformed")                                 \
-  X(hello_not_tls, "flows that were not TLS")                                          \
-  X(hello_timeouts, "flows cut at the hello timeout")                                  \
-  X(hello_too_large, "hellos larger than the listener's cap")                          \
-  X(hello_out_of_order, "segments held beyond a gap")                                  \
-  X(hello_gap_drops, "segments dropped: too many gaps")                                \
-  X(client_aborts, "flows ended by the client (FIN or RST) before the hello")          \
-  X(no_route, "hellos with no matching route")                                         \
-  X(rejects, "flows rejected by a route or for no route (alert)")                      \
-  X(rejects_reset, "flows rejected with a reset")                                      \
-  X(action_unsupported, "terminate flows reset: no exception port configured")         \
-  X(handoff_flows, "terminate flows handed to a worker through the exception port")    \
-  X(handoff_failures, "hand-offs reset: the worker's listener refused or never answered") \
-  X(exception_rx, "frames received from the exception port")                         \
-  X(exception_stray, "exception-port frames of no flow (TCP ones answered with a RST)") \
-  X(passthrough_flows, "flows passed through to a backend")                            \
-  X(backend_no_pick, "passthrough flows reset: no backend to pick")                    \
-  X(backend_connect_failures, "backend SYNs unanswered or refused")                    \
-  X(backend_arp_requests, "ARP requests for backends")                                 \
-  X(replay_retransmits, "hello replays sent again to a backend")                       \
-  X(spliced_to_backend, "segments translated client -> backend")                       \
-  X(spliced_to_client, "segments translated backend -> client")                        \
-  X(idle_timeouts, "spliced flows reset at the idle timeout")                          \
-  X(forwarded_in_place, "spliced segments rewritten in the received buffer (no copy)") \
-  X(tx_frames, "frames sent")                                                          \
-  X(tx_no_buffer, "frames not sent: no buffer")
-
+// One lcore's counters: LODE_FRONT_COUNTERS in include/lodestone/stats_layout.h
+// (the control plane reads them from the shared stats segment).
 struct FrontStats {
 #define LODE_FRONT_DECLARE(name, help) uint64_t name = 0;
   LODE_FRONT_COUNTERS(LODE_FRONT_DECLARE)

@@ -12,12 +12,13 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 3 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 4 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
 //                       errors by reason, alerts sent by code, and a ring of
 //                       the last names refused (for the status page)
+//   front_offset        FrontArea: the dpdk front's lcores' counters
 //   names_offset        SeriesName[route_slots + backend_slots]: which route
 //                       (listener, route) or backend (pool, backend id) each
 //                       series slot counts, written by the dataplane's main
@@ -89,6 +90,49 @@ namespace lode::stats {
   X(ktls_rx, counter, "client connections whose TLS records the kernel decrypts (kTLS RX)")       \
   X(ktls_declined, counter, "kTLS hand-overs declined or refused (busy socket, setsockopt error)") \
   X(ktls_key_updates, counter, "kTLS connections ended by a TLS 1.3 KeyUpdate the kernel cannot follow")
+
+// X(name, help): one dpdk-front lcore's counters (single writer; summed by
+// the readers over the lcores).
+#define LODE_FRONT_COUNTERS(X)                                                          \
+  X(rx_frames, "frames received")                                                      \
+  X(rx_bad, "frames dropped as malformed (truncated, bad checksum, bad options)")      \
+  X(rx_not_vip, "frames dropped: not for a VIP, or a VIP's port nobody listens on")    \
+  X(rx_fragments, "IP fragments to a VIP, dropped")                                    \
+  X(arp_replies, "ARP requests for a VIP answered")                                    \
+  X(nd_adverts, "neighbour solicitations for a VIP answered")                          \
+  X(echo_replies, "pings to a VIP answered")                                           \
+  X(syn_cookies, "SYNs answered with a SYN cookie")                                    \
+  X(cookie_invalid, "ACKs with an invalid or expired cookie, dropped")                 \
+  X(stray_segments, "segments of no known flow (not a cookie ACK), dropped")           \
+  X(flows_created, "flows created from a valid cookie")                                \
+  X(flows_table_full, "valid cookies dropped: the flow table was full")                \
+  X(hello_done, "ClientHellos parsed")                                                 \
+  X(hello_errors, "ClientHellos refused as malformed")                                 \
+  X(hello_not_tls, "flows that were not TLS")                                          \
+  X(hello_timeouts, "flows cut at the hello timeout")                                  \
+  X(hello_too_large, "hellos larger than the listener's cap")                          \
+  X(hello_out_of_order, "segments held beyond a gap")                                  \
+  X(hello_gap_drops, "segments dropped: too many gaps")                                \
+  X(client_aborts, "flows ended by the client (FIN or RST) before the hello")          \
+  X(no_route, "hellos with no matching route")                                         \
+  X(rejects, "flows rejected by a route or for no route (alert)")                      \
+  X(rejects_reset, "flows rejected with a reset")                                      \
+  X(action_unsupported, "terminate flows reset: no exception port configured")         \
+  X(handoff_flows, "terminate flows handed to a worker through the exception port")    \
+  X(handoff_failures, "hand-offs reset: the worker's listener refused or never answered") \
+  X(exception_rx, "frames received from the exception port")                         \
+  X(exception_stray, "exception-port frames of no flow (TCP ones answered with a RST)") \
+  X(passthrough_flows, "flows passed through to a backend")                            \
+  X(backend_no_pick, "passthrough flows reset: no backend to pick")                    \
+  X(backend_connect_failures, "backend SYNs unanswered or refused")                    \
+  X(backend_arp_requests, "ARP requests for backends")                                 \
+  X(replay_retransmits, "hello replays sent again to a backend")                       \
+  X(spliced_to_backend, "segments translated client -> backend")                       \
+  X(spliced_to_client, "segments translated backend -> client")                        \
+  X(idle_timeouts, "spliced flows reset at the idle timeout")                          \
+  X(forwarded_in_place, "spliced segments rewritten in the received buffer (no copy)") \
+  X(tx_frames, "frames sent")                                                          \
+  X(tx_no_buffer, "frames not sent: no buffer")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
@@ -232,8 +276,29 @@ struct alignas(64) WorkerStats {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters are read from another process");
 static_assert(sizeof(WorkerStats) >= kCounterCount * 8);
 
+// The dpdk front's lcores (front = "dpdk"): one block each, written by its
+// lcore after every burst; `lcores` is set once the front has started.
+inline constexpr uint32_t kMaxFrontLcores = 128;
+struct alignas(64) FrontLcoreStats {
+#define LODE_DECLARE(name, help) std::atomic<uint64_t> name{0};
+  LODE_FRONT_COUNTERS(LODE_DECLARE)
+#undef LODE_DECLARE
+};
+struct FrontArea {
+  alignas(64) std::atomic<uint64_t> lcores{0};
+  std::array<FrontLcoreStats, kMaxFrontLcores> lcore{};
+};
+struct FrontCounterInfo {
+  std::string_view name;
+  std::string_view help;
+};
+#define LODE_FRONT_INFO(name, help) FrontCounterInfo{#name, help},
+inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INFO)};
+#undef LODE_FRONT_INFO
+inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
+
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 3;
+inline constexpr uint32_t kStatsLayoutVersion = 4;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;
@@ -255,17 +320,18 @@ struct StatsHeader {
   uint16_t route_counters;     // kRouteCounterCount
   uint16_t backend_counters;   // kBackendCounterCount
   uint16_t handshake_buckets;  // kHandshakeBuckets
-  uint16_t reserved;
+  uint16_t front_counters;     // kFrontCounterCount
 };
 static_assert(sizeof(StatsHeader) <= 64);
 inline constexpr size_t kStatsHeaderSize = 64;
 
 // Where each part of a segment lives.
 struct SegmentLayout {
-  size_t names_offset = 0, routes_offset = 0, backends_offset = 0, size = 0;
+  size_t front_offset = 0, names_offset = 0, routes_offset = 0, backends_offset = 0, size = 0;
   static constexpr SegmentLayout of(uint64_t workers, uint64_t route_slots, uint64_t backend_slots) noexcept {
     SegmentLayout l;
-    l.names_offset = kStatsHeaderSize + workers * sizeof(WorkerStats);
+    l.front_offset = kStatsHeaderSize + workers * sizeof(WorkerStats);
+    l.names_offset = l.front_offset + sizeof(FrontArea);
     l.routes_offset = l.names_offset + (route_slots + backend_slots) * sizeof(SeriesName);
     l.backends_offset = l.routes_offset + workers * route_slots * sizeof(RouteSeries);
     l.size = l.backends_offset + workers * backend_slots * sizeof(BackendSeries);
@@ -305,6 +371,7 @@ class StatsView {
         h.route_slots == 0 || h.route_slots > (1u << 20) || h.backend_slots == 0 || h.backend_slots > (1u << 20) ||
         h.series_sizes != series_sizes() || h.route_counters != kRouteCounterCount ||
         h.backend_counters != kBackendCounterCount || h.handshake_buckets != kHandshakeBuckets ||
+        h.front_counters != kFrontCounterCount ||
         SegmentLayout::of(h.workers, h.route_slots, h.backend_slots).size > bytes.size()) {
       return false;
     }
@@ -326,6 +393,16 @@ class StatsView {
     uint64_t t = 0;
     for (uint32_t w = 0; w < header_.workers; ++w) t += value(w, c);
     return t;
+  }
+
+  // The dpdk front's lcores (0 with the kernel front) and lcore l's counter c
+  // (index into kFrontCounters).
+  uint32_t front_lcores() const noexcept {
+    const uint64_t n = front().lcores.load(std::memory_order_acquire);
+    return static_cast<uint32_t>(n < kMaxFrontLcores ? n : kMaxFrontLcores);
+  }
+  uint64_t front_value(uint32_t l, size_t c) const noexcept {
+    return reinterpret_cast<const std::atomic<uint64_t>*>(&front().lcore[l])[c].load(std::memory_order_relaxed);
   }
 
   uint32_t route_slots() const noexcept { return header_.route_slots; }
@@ -409,6 +486,10 @@ class StatsView {
     out.a.assign(buf, la);
     out.b.assign(buf + la, lb);
     return true;
+  }
+
+  const FrontArea& front() const noexcept {
+    return *reinterpret_cast<const FrontArea*>(bytes_.data() + layout_.front_offset);
   }
 
   std::span<const std::byte> bytes_;

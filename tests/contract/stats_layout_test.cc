@@ -88,9 +88,29 @@ TEST(StatsLayout, OtherLayoutsAndShortSegmentsAreRefused) {
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.route_counters = kRouteCounterCount + 1; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.backend_counters = 0; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.handshake_buckets = kHandshakeBuckets - 1; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.front_counters = 1; }));
   EXPECT_FALSE(control::StatsSegment::create(0));
   EXPECT_FALSE(control::StatsSegment::create(kMaxWorkers + 1));
   EXPECT_FALSE(control::StatsSegment::create(1, 1, 8));  // slot 0 alone is "(other)"
+}
+
+TEST(StatsLayout, TheDpdkFrontsLcoresAreReadOnceStarted) {
+  auto seg = control::StatsSegment::create(1);
+  ASSERT_TRUE(seg);
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_EQ(v.front_lcores(), 0u) << "the kernel front: no lcore";
+  FrontArea& f = *seg->front();
+  f.lcore[1].syn_cookies.store(42);
+  f.lcores.store(2);
+  EXPECT_EQ(v.front_lcores(), 2u);
+  size_t c = 0;
+  while (kFrontCounters[c].name != "syn_cookies") ++c;
+  EXPECT_EQ(v.front_value(1, c), 42u);
+  EXPECT_EQ(v.front_value(0, c), 0u);
+  f.lcores.store(kMaxFrontLcores + 5);  // a writer gone wrong: clamped
+  EXPECT_EQ(v.front_lcores(), kMaxFrontLcores);
 }
 
 TEST(StatsLayout, HandshakeBucketsAreUpperBoundsInclusive) {

@@ -8,7 +8,8 @@
 # passthrough spliced in the dataplane (FullNAT to an `openssl s_server`
 # backend in the same namespace: curl gets its page and a 20 MB file with
 # equal SHA-256), a bounded SYN flood answered with cookies while real clients
-# still get their answers, and a clean stop. Terminate through the dpdk front
+# still get their answers, the lcore's counters both in the stats file and in
+# /metrics (lodestone_front_*_total{lcore}), and a clean stop. Terminate through the dpdk front
 # (the hand-off to the workers) is test_dpdk_terminate.sh. Needs root (tap,
 # namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
@@ -25,6 +26,7 @@ PREFIX="lode-e2e-$$"
 NET="10.$(( $$ % 200 + 20 )).77"
 VIP="$NET.1"
 ON_EXIT+=("ip netns del $NS" "rm -rf /var/run/dpdk/$PREFIX")
+MP=$(free_port)
 cat >"$T/lode.toml" <<TOML
 front = "dpdk"
 
@@ -55,6 +57,9 @@ pool = "p"
 
 [dpdk]
 eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+
+[admin]
+metrics = "127.0.0.1:$MP"
 TOML
 start_lodestone "$T/lode.toml"
 start=$(grep '"event":"start"' "$LLOG")
@@ -129,6 +134,17 @@ assert_ge "stats: segments spliced to the client" "$(front spliced_to_client)" 1
 assert_ge "stats: spliced segments sent back out in their own mbuf (no copy)" "$(front forwarded_in_place)" 1000
 assert_eq "stats: reset rejects" 1 "$(front rejects_reset)"
 assert_eq "stats: backends resolved by ARP" 1 "$(front backend_arp_requests)"
+# The same counters in /metrics (the lcores write them into the shared stats
+# segment; the control plane sums nothing here: one lcore).
+curl -s --max-time 5 "http://127.0.0.1:$MP/metrics" >"$T/metrics.txt"
+fm() { awk -v want="lodestone_front_$1_total{lcore=\"0\"}" '$1 == want { print $2 }' "$T/metrics.txt"; }
+assert_eq "/metrics: pings answered (lodestone_front_echo_replies_total)" 3 "$(fm echo_replies)"
+assert_eq "/metrics: passthrough flows" 2 "$(fm passthrough_flows)"
+assert_ge "/metrics: SYN cookies" "$(fm syn_cookies)" 10000
+assert_eq "/metrics: one lcore" 0 "$(grep -c 'lcore="1"' "$T/metrics.txt")"
+if command -v promtool >/dev/null; then
+  assert_eq "/metrics passes promtool with the front's families" "" "$(promtool check metrics <"$T/metrics.txt" 2>&1)"
+fi
 
 kill -TERM "$LPID"
 wait_for 10 grep -q '"event":"stopped"' "$LLOG"

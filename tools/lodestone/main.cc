@@ -525,6 +525,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     ds.eal_args = cfg->dpdk.eal;
     ds.port = static_cast<uint16_t>(cfg->dpdk.port);
     ds.max_flows = cfg->dpdk.max_flows;
+    ds.stats = stats_segment->front();
     if (handoff) {
       const auto& x = cfg->dpdk.exception;
       ds.exception = {x.vdev, x.interface, x.kernel_address, x.address, x.prefix_len,

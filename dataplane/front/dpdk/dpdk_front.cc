@@ -33,23 +33,19 @@ uint64_t now_ms() noexcept {
           .count());
 }
 
-// What one lcore publishes for the main thread: its counters, copied after
-// every burst with relaxed stores (one writer).
-struct alignas(64) PublishedStats {
-#define LODE_FRONT_ATOMIC(name, help) std::atomic<uint64_t> name{0};
-  LODE_FRONT_COUNTERS(LODE_FRONT_ATOMIC)
-#undef LODE_FRONT_ATOMIC
-  void publish(const FrontStats& s) noexcept {
-#define LODE_FRONT_STORE(name, help) name.store(s.name, std::memory_order_relaxed);
-    LODE_FRONT_COUNTERS(LODE_FRONT_STORE)
+// What one lcore publishes: its counters (with the port-level drops it counts
+// itself), stored after every burst with relaxed stores (one writer) into its
+// block of the shared stats segment, or of the front's own area without one.
+void publish(stats::FrontLcoreStats& out, const FrontStats& s) noexcept {
+#define LODE_FRONT_STORE(name, help) out.name.store(s.name, std::memory_order_relaxed);
+  LODE_FRONT_COUNTERS(LODE_FRONT_STORE)
 #undef LODE_FRONT_STORE
-  }
-  void add_to(FrontStats& s) const noexcept {
-#define LODE_FRONT_ADD(name, help) s.name += name.load(std::memory_order_relaxed);
-    LODE_FRONT_COUNTERS(LODE_FRONT_ADD)
+}
+void add_to(FrontStats& s, const stats::FrontLcoreStats& in) noexcept {
+#define LODE_FRONT_ADD(name, help) s.name += in.name.load(std::memory_order_relaxed);
+  LODE_FRONT_COUNTERS(LODE_FRONT_ADD)
 #undef LODE_FRONT_ADD
-  }
-};
+}
 
 // Frames out of one lcore: mbufs from the pool, sent in bursts.
 class MbufSink : public FrameSink {
@@ -118,9 +114,8 @@ struct Lcore {
   unsigned id = 0;
   uint16_t queue = 0;
   std::unique_ptr<FlowEngine> engine;
-  PublishedStats published;
-  std::atomic<uint64_t> tx_dropped{0};
-  std::atomic<uint64_t> multi_segment{0};
+  stats::FrontLcoreStats* published = nullptr;  // in the stats segment, or the front's own area
+  uint64_t multi_segment = 0;                   // this lcore's only
 };
 
 // The kernel side of the exception port: our address on it, up. (The vdev
@@ -203,9 +198,17 @@ struct DpdkFront::Impl {
   std::mutex rt_mu;
   std::shared_ptr<const worker::Runtime> rt;
   std::atomic<uint64_t> rt_generation{0};
+  // The lcores' counters: settings.stats (the shared stats segment) or here.
+  std::unique_ptr<stats::FrontArea> own_stats;
 
   static int lcore_main(void* arg);
   void run(Lcore& lc);
+  static void publish_lcore(Lcore& lc, uint64_t tx_dropped) noexcept {
+    FrontStats s = lc.engine->stats();
+    s.tx_no_buffer += tx_dropped;
+    s.rx_bad += lc.multi_segment;
+    publish(*lc.published, s);
+  }
 };
 
 int DpdkFront::Impl::lcore_main(void* arg) {
@@ -240,7 +243,7 @@ void DpdkFront::Impl::run(Lcore& lc) {
           lc.engine->on_frame_in_place(frame, now, sink, l4_good);
         }
       } else {
-        lc.multi_segment.fetch_add(1, std::memory_order_relaxed);  // jumbo frames are not expected on a VIP
+        ++lc.multi_segment;  // jumbo frames are not expected on a VIP
       }
       if (!sink.taken() && !exc.taken()) rte_pktmbuf_free(m);  // a spliced segment went back out in this mbuf
       sink.receiving(nullptr);
@@ -274,16 +277,13 @@ void DpdkFront::Impl::run(Lcore& lc) {
     }
     sink.flush();
     exc.flush();
-    if (n > 0 || ticked) {
-      lc.published.publish(lc.engine->stats());
-      lc.tx_dropped.store(sink.dropped() + exc.dropped(), std::memory_order_relaxed);
-    }
+    if (n > 0 || ticked) publish_lcore(lc, sink.dropped() + exc.dropped());
     // A queue idle for a while is polled less often (50 us naps), so an idle
     // front does not burn its cores; under load it never naps.
     idle_polls = n > 0 ? 0 : idle_polls + 1;
     if (idle_polls > 10000) rte_delay_us_sleep(50);
   }
-  lc.published.publish(lc.engine->stats());
+  publish_lcore(lc, sink.dropped() + exc.dropped());
 }
 
 Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSettings& s,
@@ -377,16 +377,24 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
     ec.handoff.first_port = s.exception.first_port;
     ec.handoff.workers = s.exception.workers;
   }
+  stats::FrontArea* area = s.stats;
+  if (area == nullptr) {
+    m.own_stats = std::make_unique<stats::FrontArea>();
+    area = m.own_stats.get();
+  }
   uint16_t q = 0;
   unsigned id;
   RTE_LCORE_FOREACH_WORKER(id) {
     if (q == queues) break;
+    if (q == stats::kMaxFrontLcores) return unexpected(std::string("dpdk: more polling lcores than the stats segment holds"));
     auto lc = std::make_unique<Lcore>();
     lc->id = id;
-    lc->queue = q++;
+    lc->queue = q;
+    lc->published = &area->lcore[q++];
     lc->engine = std::make_unique<FlowEngine>(ec, rt);
     m.lcores.push_back(std::move(lc));
   }
+  area->lcores.store(m.lcores.size(), std::memory_order_release);
   for (auto& lc : m.lcores) {
     auto* arg = new std::pair<Impl*, Lcore*>(&m, lc.get());
     if (int rc = rte_eal_remote_launch(&Impl::lcore_main, arg, lc->id); rc != 0) {
@@ -430,9 +438,7 @@ void DpdkFront::stop() {
 FrontStats DpdkFront::stats() const {
   FrontStats s;
   for (const auto& lc : impl_->lcores) {
-    lc->published.add_to(s);
-    s.tx_no_buffer += lc->tx_dropped.load(std::memory_order_relaxed);
-    s.rx_bad += lc->multi_segment.load(std::memory_order_relaxed);
+    add_to(s, *lc->published);
   }
   return s;
 }

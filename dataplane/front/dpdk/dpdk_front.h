@@ -30,6 +30,7 @@
 
 #include "dataplane/front/flow_engine.h"
 #include "lodestone/result.h"
+#include "lodestone/stats_layout.h"
 
 namespace lode::front {
 
@@ -47,6 +48,9 @@ struct DpdkSettings {
     uint16_t first_port = 0;
     uint16_t workers = 1;   // TLS workers listening behind it
   } exception;
+  // Where the lcores publish their counters (the shared stats segment, for
+  // /metrics); null: an area of the front's own.
+  stats::FrontArea* stats = nullptr;
 };
 
 class DpdkFront {
