@@ -129,7 +129,28 @@ size_t BackendStateTable::publish_into(SegmentBuilder& b, const config::Config& 
     }
   }
   pending_ = std::move(next);
+  pending_generation_ = 0;  // not sent yet
   return records;
+}
+
+void BackendStateTable::acknowledged(uint64_t generation) {
+  if (generation == 0 || generation != pending_generation_) return;
+  sent_ = std::move(pending_);
+  pending_.clear();
+  pending_generation_ = 0;
+}
+
+bool BackendStateTable::refused(uint64_t generation) {
+  if (generation == 0 || generation != pending_generation_) return false;
+  pending_.clear();
+  pending_generation_ = 0;
+  return true;
+}
+
+void BackendStateTable::forget() {
+  sent_.clear();
+  pending_.clear();
+  pending_generation_ = 0;
 }
 
 }  // namespace lode::cp

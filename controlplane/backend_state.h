@@ -9,8 +9,8 @@
 //
 // Every mutation is validated completely before anything changes, and the
 // caller publishes the result as one segment. publish_into() adds a record
-// only for the pools whose rows differ from what was last sent (a delta), or
-// every pool for a full segment.
+// only for the pools whose rows differ from what the dataplane acknowledged
+// (a delta), or every pool for a full segment.
 #pragma once
 
 #include <cstdint>
@@ -61,14 +61,23 @@ class BackendStateTable {
   // The rows of `pool` as the dataplane should have them now.
   std::vector<BackendRow> rows(const config::PoolConfig& pool, const HealthChecker& health) const;
 
-  // Whether some pool's rows differ from what was sent (or a pool was removed).
+  // Whether some pool's rows differ from what the dataplane acknowledged (or
+  // a pool was removed).
   bool changed(const config::Config& cfg, const HealthChecker& health) const;
   // Adds the records (every pool when `full`, else the changed ones and the
-  // removals). Returns the number of records. commit() once the segment is
-  // sent: from then on they are what the dataplane has.
+  // removals). Returns the number of records.
   size_t publish_into(SegmentBuilder& b, const config::Config& cfg, const HealthChecker& health, bool full,
                       uint64_t version);
-  void commit() { sent_ = std::move(pending_); }
+  // The segment publish_into() filled went out as `generation`. Its rows are
+  // what the dataplane has once it acknowledges that generation; refused,
+  // the dataplane keeps what it had, so changed() holds again and the rows
+  // go out with the next segment.
+  void sent(uint64_t generation) noexcept { pending_generation_ = generation; }
+  void acknowledged(uint64_t generation);
+  // True when the refused generation carried rows (they are due again).
+  bool refused(uint64_t generation);
+  // A dataplane (re)attached: it has none of the rows.
+  void forget();
 
  private:
   // Finds a configured backend; errors name what is missing.
@@ -76,8 +85,9 @@ class BackendStateTable {
                                                                  std::string_view backend);
 
   std::map<std::string, std::map<std::string, Operator, std::less<>>, std::less<>> operators_;
-  std::map<std::string, std::vector<BackendRow>, std::less<>> sent_;
-  std::map<std::string, std::vector<BackendRow>, std::less<>> pending_;  // built, not yet sent
+  std::map<std::string, std::vector<BackendRow>, std::less<>> sent_;     // acknowledged by the dataplane
+  std::map<std::string, std::vector<BackendRow>, std::less<>> pending_;  // built, not yet acknowledged
+  uint64_t pending_generation_ = 0;                                      // the segment carrying pending_; 0: none
 };
 
 }  // namespace lode::cp

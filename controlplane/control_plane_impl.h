@@ -929,7 +929,7 @@ struct ControlPlane::Impl {
     generation = gen;
     in_flight = gen;
     if (backends) {
-      backend_states.commit();
+      backend_states.sent(gen);  // the dataplane has them once it acknowledges gen
       backends_dirty = false;
     }
     need_full = false;
@@ -976,9 +976,11 @@ struct ControlPlane::Impl {
         attached = true;
         need_full = true;
         in_flight = 0;
+        backend_states.forget();
         break;
       case snapshot::MessageType::kAck:
         if (m.generation == in_flight) in_flight = 0;
+        backend_states.acknowledged(m.generation);
         acked_generation = m.generation;
         last_apply_us = m.value;
         ++published_segments;
@@ -991,6 +993,7 @@ struct ControlPlane::Impl {
         if (m.generation == in_flight) in_flight = 0;
         ++refused_segments;
         need_full = true;  // the dataplane keeps its generation; resend everything on top of it
+        if (backend_states.refused(m.generation)) backends_dirty = true;
         event(JsonWriter().begin_object().field("event", "publish_refused").field("generation", m.generation)
                   .field("code", m.value).end_object().take());
         if (m.value != snapshot::kNackBase) stop_after_refusals();
@@ -1006,6 +1009,7 @@ struct ControlPlane::Impl {
   void stop_after_refusals() {
     if (++refusals >= 2) {
       need_full = false;
+      backends_dirty = false;  // the next health or operator change tries again
       refusals = 0;
     }
   }

@@ -141,6 +141,12 @@ void Probe::finish(bool ok, std::string detail) {
 
 void Probe::advance(short revents, HealthClock::time_point now) {
   if (done_) return;
+  if (revents == 0 && now >= deadline_) {
+    // The loop may have been busy past the deadline (an admin call waiting
+    // for the dataplane): what the backend sent meanwhile still counts.
+    pollfd p{fd_, events_, 0};
+    if (poll(&p, 1, 0) == 1) revents = p.revents;
+  }
   if (revents != 0) step();
   if (!done_ && now >= deadline_) finish(false, "timeout");
 }
@@ -298,12 +304,12 @@ void HealthChecker::fill_poll(std::vector<pollfd>& fds) {
   }
 }
 
-bool HealthChecker::complete(Entry& e) {
+bool HealthChecker::complete(Entry& e, HealthClock::time_point now) {
   const ProbeResult& r = e.probe->result();
   Status& s = e.status;
   (r.ok ? s.ok_total : s.fail_total) += 1;
   s.last_detail = r.detail;
-  s.last_at = HealthClock::now();
+  s.last_at = now;
   const bool changed = s.run.record(r.ok, e.target.check.rise, e.target.check.fall);
   if (changed) ++s.transitions;
   e.probe.reset();
@@ -317,7 +323,7 @@ bool HealthChecker::on_poll(const std::vector<pollfd>& fds, size_t first, Health
     if (!e.probe || fds[first + i].fd != e.probe->fd()) continue;  // replaced meanwhile
     if (fds[first + i].revents == 0) continue;
     e.probe->advance(fds[first + i].revents, now);
-    if (e.probe->done()) changed = complete(e) || changed;
+    if (e.probe->done()) changed = complete(e, now) || changed;
   }
   polled_.clear();
   return changed;
@@ -328,7 +334,7 @@ bool HealthChecker::tick(HealthClock::time_point now) {
   for (auto& [k, e] : entries_) {
     if (e.probe) {
       e.probe->advance(0, now);
-      if (e.probe->done()) changed = complete(e) || changed;
+      if (e.probe->done()) changed = complete(e, now) || changed;
     }
     if (e.probe || now < e.next_due) continue;  // one probe in flight at most
     ProbeSpec spec;
@@ -340,7 +346,7 @@ bool HealthChecker::tick(HealthClock::time_point now) {
     spec.expect_status = e.target.check.expect_status;
     e.probe = std::make_unique<Probe>(spec, now);
     e.next_due = now + std::chrono::milliseconds(e.target.check.interval_ms);
-    if (e.probe->done()) changed = complete(e) || changed;
+    if (e.probe->done()) changed = complete(e, now) || changed;
   }
   polled_.clear();
   return changed;

@@ -96,7 +96,8 @@ class Probe {
   const ProbeResult& result() const noexcept { return result_; }
 
   // The socket is ready (revents), or time passed: advance. Past the
-  // deadline the probe fails with "timeout".
+  // deadline the socket is looked at once more (an answer that came while
+  // nobody polled counts), then the probe fails with "timeout".
   void advance(short revents, HealthClock::time_point now);
 
  private:
@@ -162,7 +163,7 @@ class HealthChecker {
     HealthClock::time_point next_due{};
     std::unique_ptr<Probe> probe;
   };
-  bool complete(Entry& e);
+  bool complete(Entry& e, HealthClock::time_point now);
 
   std::map<std::pair<std::string, std::string>, Entry, std::less<>> entries_;
   std::vector<Entry*> polled_;  // the entries fill_poll() listed, in order

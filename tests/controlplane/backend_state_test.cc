@@ -123,12 +123,13 @@ std::shared_ptr<const control::Snapshot> apply(BackendStateTable& t, const confi
     b.add_ticket_keys(key, 1);
   }
   *records = t.publish_into(b, cfg, h, full, 1);
-  t.commit();
   const uint64_t gen = current ? current->generation + 1 : 1;
+  t.sent(gen);
   auto seg = control::MappedSegment::from_bytes(b.bytes(gen, full ? 0 : gen - 1));
   EXPECT_TRUE(seg.has_value());
   auto r = control::apply_segment(current, *seg);
   EXPECT_TRUE(r.has_value());
+  t.acknowledged(gen);
   if (changed != nullptr) *changed = r->backend_states_changed;
   return r->snapshot;
 }
@@ -176,6 +177,46 @@ TEST(BackendStateTable, PublishesOnlyWhatChangedAndTheDataplaneKeepsTheRest) {
   EXPECT_TRUE(snap->backend_states->at("app")[1].admin == BackendAdmin::kDrained);
 }
 
+TEST(BackendStateTable, RowsOfARefusedSegmentAreSentAgain) {
+  const config::Config cfg = load(kTwoPools);
+  BackendStateTable t;
+  HealthChecker h;
+  size_t records = 0;
+  auto snap = apply(t, cfg, h, true, nullptr, &records);
+  ASSERT_TRUE(t.set_drained(cfg, "app", "127.0.0.1:9001", true));
+
+  // Sent as generation 2, the dataplane refuses it: it keeps what it had.
+  SegmentBuilder refused;
+  EXPECT_EQ(t.publish_into(refused, cfg, h, false, 2), 1u);
+  t.sent(2);
+  t.acknowledged(1);  // a late answer to an older segment commits nothing
+  EXPECT_TRUE(t.refused(2));
+  EXPECT_FALSE(t.refused(2));  // answered already
+  EXPECT_TRUE(t.changed(cfg, h));
+
+  // The next segment carries the drained backend again.
+  bool changed = false;
+  snap = apply(t, cfg, h, false, snap, &records, &changed);
+  EXPECT_EQ(records, 1u);
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(snap->backend_states->at("app")[0].admin, BackendAdmin::kDrained);
+  EXPECT_FALSE(t.changed(cfg, h));
+
+  // Sent, not yet answered: still due; acknowledged: what the dataplane has.
+  ASSERT_TRUE(t.set_drained(cfg, "app", "127.0.0.1:9001", false));
+  SegmentBuilder in_flight;
+  EXPECT_EQ(t.publish_into(in_flight, cfg, h, false, 3), 1u);
+  t.sent(snap->generation + 1);
+  EXPECT_TRUE(t.changed(cfg, h));
+  t.acknowledged(snap->generation + 1);
+  EXPECT_FALSE(t.changed(cfg, h));
+  EXPECT_FALSE(t.refused(snap->generation + 1));
+
+  // A dataplane that (re)attaches has none of them.
+  t.forget();
+  EXPECT_TRUE(t.changed(cfg, h));
+}
+
 TEST(BackendStateTable, HealthResultsBecomeRows) {
   std::string text = kTwoPools;
   text.replace(text.find("when_all_down"), 0, "health = { type = \"tcp\", interval_ms = 100, timeout_ms = 50, fall = 1 }\n");
@@ -221,6 +262,27 @@ TEST(RuntimeWithBackendStates, PoolsRebuiltTablesShared) {
   ASSERT_TRUE(plain.has_value());
   EXPECT_EQ((*plain)->pools[0].pool->backend(0).weight, 1u);
   EXPECT_TRUE((*plain)->pools[0].pool->available(0));
+  // Only the pools whose states changed are rebuilt: the others stay the
+  // same object, so the workers keep their state for them.
+  control::BackendStates api_drained = states;
+  api_drained["api"] = {{"127.0.0.1:9101", 1, BackendCheck::kUnchecked, BackendAdmin::kDrained}};
+  auto one = app::with_backend_states(n, &api_drained, 5);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ((*one)->pools[0].pool, n.pools[0].pool);  // app: unchanged
+  EXPECT_NE((*one)->pools[1].pool, n.pools[1].pool);
+  EXPECT_TRUE((*one)->pools[1].pool->backend(0).drained);
+  // The same states again: nothing rebuilt.
+  auto same = app::with_backend_states(**one, &api_drained, 6);
+  ASSERT_TRUE(same.has_value());
+  EXPECT_EQ((*same)->pools[0].pool, (*one)->pools[0].pool);
+  EXPECT_EQ((*same)->pools[1].pool, (*one)->pools[1].pool);
+  EXPECT_EQ((*same)->generation, 6u);
+  // A record equal to the configuration is no change either.
+  control::BackendStates as_configured;
+  as_configured["api"] = {{"127.0.0.1:9101", 1, BackendCheck::kUp, BackendAdmin::kActive}};
+  auto plain2 = app::with_backend_states(**plain, &as_configured, 7);
+  ASSERT_TRUE(plain2.has_value());
+  EXPECT_EQ((*plain2)->pools[1].pool, (*plain)->pools[1].pool);
   // A full build applies the states too.
   auto rebuilt = app::build_runtime(cfg, nullptr, 4, &states);
   ASSERT_TRUE(rebuilt.has_value());

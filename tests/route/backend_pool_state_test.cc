@@ -41,15 +41,30 @@ BackendPool build(PoolSpec s) {
   return std::move(p).value();
 }
 
+// A connection's keys: a client address and an SNI (each Maglev algorithm
+// hashes its own; without it, it would fall back to round robin).
+struct Keys {
+  SocketAddress client;
+  std::string sni;
+  explicit Keys(int i)
+      : client(*parse_socket_address("192.0.2." + std::to_string(i % 250 + 1) + ":1000")),
+        sni("host" + std::to_string(i) + ".example") {}
+  PickContext context(uint64_t now = 0) const {
+    PickContext ctx;
+    ctx.client = &client;
+    ctx.sni = sni;
+    ctx.now_ms = now;
+    return ctx;
+  }
+};
+
 // Counts of picks per backend over `n` connections (each closed at once).
 std::map<uint32_t, int> picks(const BackendPool& pool, PoolState& st, int n, uint64_t now = 0) {
   std::map<uint32_t, int> out;
   for (int i = 0; i < n; ++i) {
     TriedSet tried;
-    PickContext ctx;
-    ctx.now_ms = now;
-    SocketAddress client = *parse_socket_address("192.0.2." + std::to_string(i % 250 + 1) + ":1000");
-    ctx.client = &client;
+    const Keys keys(i);
+    const PickContext ctx = keys.context(now);
     auto r = pool.pick(st, ctx, tried);
     if (!r) {
       ++out[kNoBackend];
@@ -73,6 +88,7 @@ TEST_P(EveryAlgorithm, DownAndDrainedBackendsGetNoNewConnection) {
   EXPECT_GT(got.at(3), 0);
   EXPECT_EQ(got.count(kNoBackend), 0u);
   EXPECT_EQ(st.pool_counters().fail_open, 0u);
+  EXPECT_EQ(st.pool_counters().hash_fallbacks, 0u);  // a Maglev pool used its key
   EXPECT_FALSE(pool.available(0));
   EXPECT_FALSE(pool.available(1));
   EXPECT_TRUE(pool.available(2));
@@ -95,7 +111,7 @@ TEST_P(EveryAlgorithm, AllDownRejectsWhenThePoolSaysSo) {
   PoolState st(pool);
   EXPECT_TRUE(pool.refuse_new(st, 0));
   TriedSet tried;
-  auto r = pool.pick(st, PickContext{}, tried);
+  auto r = pool.pick(st, Keys(1).context(), tried);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), PickError::kNoneAvailable);
   EXPECT_EQ(st.pool_counters().refused, 2u);
@@ -115,7 +131,7 @@ TEST_P(EveryAlgorithm, EveryBackendDrainedIsNoneAvailableEvenFailOpen) {
   const BackendPool pool = build(spec_of(GetParam(), {{1, false, true}, {1, false, true}}));
   PoolState st(pool);
   TriedSet tried;
-  auto r = pool.pick(st, PickContext{}, tried);
+  auto r = pool.pick(st, Keys(1).context(), tried);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), PickError::kNoneAvailable);
 }

@@ -64,6 +64,17 @@ const std::vector<control::BackendStateEntry>* states_of(const control::BackendS
   return it == states->end() ? nullptr : &it->second;
 }
 
+// Whether `built`'s backends carry the states `spec` gives the same backends.
+bool same_states(const route::PoolSpec& built, const route::PoolSpec& spec) {
+  if (built.backends.size() != spec.backends.size()) return false;
+  for (size_t i = 0; i < spec.backends.size(); ++i) {
+    const route::BackendSpec& a = built.backends[i];
+    const route::BackendSpec& b = spec.backends[i];
+    if (a.weight != b.weight || a.down != b.down || a.drained != b.drained) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<worker::Runtime>, std::vector<std::string>> with_backend_states(
@@ -72,7 +83,11 @@ Result<std::shared_ptr<worker::Runtime>, std::vector<std::string>> with_backend_
   rt->generation = generation;
   std::vector<std::string> errors;
   for (auto& pr : rt->pools) {
-    auto pool = route::BackendPool::build(apply_backend_states(pr.configured, states_of(states, pr.name)));
+    route::PoolSpec spec = apply_backend_states(pr.configured, states_of(states, pr.name));
+    // An unchanged pool stays the same object: a new one would restart every
+    // worker's PoolState for it (least-conn counts, round-robin credit).
+    if (pr.pool && same_states(pr.pool->spec(), spec)) continue;
+    auto pool = route::BackendPool::build(std::move(spec));
     if (!pool) {
       errors.push_back("pool '" + pr.name + "' with its backend states: " + pool.error().to_string());
       continue;
