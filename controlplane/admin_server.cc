@@ -1,5 +1,6 @@
 #include "controlplane/admin_server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <grp.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -22,7 +24,48 @@ namespace lode::cp {
 namespace {
 
 constexpr size_t kMaxRequest = 64 * 1024;
-constexpr size_t kMaxConns = 64;
+constexpr size_t kMaxConns = 64;  // per endpoint
+
+// The value of header `name` (lower case) in an HTTP request head, trimmed;
+// empty when absent.
+std::string_view header_value(std::string_view head, std::string_view name) {
+  size_t at = head.find("\r\n");
+  while (at != std::string_view::npos && at + 2 < head.size()) {
+    const size_t start = at + 2;
+    const size_t end = head.find("\r\n", start);
+    const std::string_view line = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    const size_t colon = line.find(':');
+    if (colon == name.size() && std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+          return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+        })) {
+      std::string_view v = line.substr(colon + 1);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+      return v;
+    }
+    at = end;
+  }
+  return {};
+}
+
+// A Host header naming this machine without DNS: an IPv4 or [IPv6] literal
+// or localhost, with or without a port. An absent Host (HTTP/1.0) is allowed.
+bool local_host(std::string_view host) {
+  if (host.empty()) return true;
+  std::string_view name = host;
+  if (name.front() == '[') {
+    const size_t close = name.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string v6(name.substr(1, close - 1));
+    in6_addr a6{};
+    return inet_pton(AF_INET6, v6.c_str(), &a6) == 1;
+  }
+  name = name.substr(0, name.find(':'));
+  if (name == "localhost") return true;
+  const std::string v4(name);
+  in_addr a4{};
+  return inet_pton(AF_INET, v4.c_str(), &a4) == 1;
+}
 constexpr auto kDeadline = std::chrono::seconds(2);
 
 // One HTTP/1.1 response; the connection closes after it. Nothing served here
@@ -175,7 +218,10 @@ void AdminServer::accept_on(int listen_fd, bool http) {
   while (true) {
     const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (conns_.size() >= kMaxConns) {
+    // Each endpoint has its own cap: slow HTTP clients (the metrics port may
+    // face a network) cannot lock lodectl out, nor the other way round.
+    if (std::count_if(conns_.begin(), conns_.end(), [&](const Conn& c) { return c.http == http; }) >=
+        static_cast<std::ptrdiff_t>(kMaxConns)) {
       close(fd);
       continue;
     }
@@ -234,17 +280,26 @@ void AdminServer::answer(Conn& c) {
     OPENSSL_cleanse(c.in.data(), c.in.size());
     return;
   }
-  c.out = http_reply(std::string_view(c.in).substr(0, c.in.find("\r\n")));
+  c.out = http_reply(std::string_view(c.in).substr(0, c.in.find("\r\n")), header_value(c.in, "host"));
 }
 
 // "GET /path[?query] HTTP/1.x": the path picks the answer, the query is
 // ignored (the status page numbers its scrapes with one).
-std::string AdminServer::http_reply(std::string_view line) const {
-  if (!line.starts_with("GET ")) return http_response("405 Method Not Allowed", "text/plain", "GET only\n");
+std::string AdminServer::http_reply(std::string_view line, std::string_view host) const {
+  if (!line.starts_with("GET ")) {
+    return http_response("405 Method Not Allowed", "text/plain", "GET only\n", "Allow: GET\r\n");
+  }
   const size_t end = line.find(' ', 4);
   const std::string_view target = line.substr(4, end == std::string_view::npos ? 0 : end - 4);
   const std::string_view path = target.substr(0, target.find('?'));
   if (path == "/metrics") return http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics_());
+  // The pages a browser loads answer only to a Host that is an address or
+  // localhost: a web page that rebinds its own DNS name to this address
+  // cannot read them through the operator's browser. (/metrics is for
+  // Prometheus, which may name its targets; it holds no names or paths.)
+  if (status_json_ && (path == "/status.json" || path == "/status") && !local_host(host)) {
+    return http_response("403 Forbidden", "text/plain", "the status page answers to an IP address or localhost only\n");
+  }
   if (status_json_ && path == "/status.json") {
     return http_response("200 OK", "application/json; charset=utf-8", status_json_());
   }

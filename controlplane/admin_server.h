@@ -70,7 +70,7 @@ class AdminServer {
   void on_readable(Conn& c);
   void on_writable(Conn& c);
   void answer(Conn& c);
-  std::string http_reply(std::string_view request_line) const;
+  std::string http_reply(std::string_view request_line, std::string_view host) const;
   bool peer_allowed(int fd) const;
 
   Handler handler_;

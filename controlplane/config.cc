@@ -388,7 +388,7 @@ class Loader {
   }
 
   void route(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate"});
+    only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate", "steer"});
     RouteConfig r;
     r.loc = loc_of(t);
     get_name(t, where, r.name, true);
@@ -413,6 +413,8 @@ class Loader {
     get_string(t, where, "pool", r.pool, false);
     static constexpr std::array<std::string_view, 2> kReject = {"alert", "reset"};
     if (int rw = get_choice(t, where, "reject_with", kReject, false); rw >= 0) r.reject_with_reset = rw == 1;
+    static constexpr std::array<std::string_view, 2> kSteer = {"name", "client"};
+    if (int st = get_choice(t, where, "steer", kSteer, false); st >= 0) r.steer_by_client = st == 1;
     get_string(t, where, "certificate", r.certificate, false);
     cfg.routes.push_back(std::move(r));
   }

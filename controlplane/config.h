@@ -32,6 +32,9 @@
 //   action = "terminate"                 # terminate | passthrough | reject
 //   pool = "app"                         # required unless action = "reject"
 //   reject_with = "alert"                # alert (unrecognized_name) | reset
+//   steer = "name"                       # dpdk front, terminate: the worker by the SNI's hash (its
+//                                        # session and certificate caches stay warm) | "client" (spread
+//                                        # one busy name over every worker)
 //   certificate = "app"                  # terminate: a [[certificate]] or [[certificate_dir]] name
 //
 //   [[certificate]]                      # one certificate chain (leaf first) and its key
@@ -190,6 +193,7 @@ struct RouteConfig {
   route::Action action = route::Action::kReject;
   std::string pool;  // empty for reject
   bool reject_with_reset = false;
+  bool steer_by_client = false;  // steer = "client" (dpdk front: terminate flows to a worker)
   std::string certificate;  // a [[certificate]] or [[certificate_dir]] name
   SourceLoc loc;
 };

@@ -728,9 +728,18 @@ struct ControlPlane::Impl {
     if (mkdir(cert_store_dir().c_str(), 0700) != 0 && errno != EEXIST) {
       return unexpected("the certificate store " + cert_store_dir() + ": " + std::strerror(errno));
     }
+    // Ours alone: a directory (not a link), owned by us, closed to others;
+    // anything else there was not made by this control plane.
+    struct stat st{};
+    if (lstat(cert_store_dir().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0) {
+      return unexpected("the certificate store " + cert_store_dir() +
+                        " is not a directory of this user with mode 0700: refusing to write keys there");
+    }
     for (const auto& [path, data] : {std::pair{&c.cert_path, &chain_pem}, std::pair{&c.key_path, &key_pem}}) {
       const std::string tmp = *path + ".tmp";
-      const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      unlink(tmp.c_str());  // a leftover (or a planted link): never followed
+      const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       bool ok = fd >= 0;
       for (size_t at = 0; ok && at < data->size();) {
         const ssize_t n = write(fd, data->data() + at, data->size() - at);

@@ -24,7 +24,8 @@ Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config
       route::RouteSpec spec;
       spec.name = r.name;
       spec.action = r.action;
-      spec.flags = r.reject_with_reset ? route::kFlagRejectWithReset : 0;
+      spec.flags = static_cast<uint8_t>((r.reject_with_reset ? route::kFlagRejectWithReset : 0) |
+                                        (r.steer_by_client ? route::kFlagSteerByClient : 0));
       for (size_t pi = 0; pi < cfg.pools.size(); ++pi) {
         if (cfg.pools[pi].name == r.pool) spec.pool = static_cast<uint32_t>(pi);
       }

@@ -574,7 +574,7 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
     return;
   }
   if (cfg_.handoff.enabled) {
-    start_handoff(f, out);
+    start_handoff(f, rv.steer_by_client(), out);
     return;
   }
   ++stats_.action_unsupported;

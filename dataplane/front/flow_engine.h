@@ -216,7 +216,7 @@ class FlowEngine {
   TcpSegment to_client(const Flow& f) const noexcept;
 
   // Terminate (flow_engine_splice.cc): the same splice, the worker as backend.
-  void start_handoff(Flow& f, FrameSink& out) noexcept;
+  void start_handoff(Flow& f, bool steer_by_client, FrameSink& out) noexcept;
   // Where a flow's backend-side frames go: the wire, or the exception port.
   FrameSink& toward_backend(const Flow& f, FrameSink& out) noexcept;
   // The ISN of our SYN to the backend: the client's, moved back by what we

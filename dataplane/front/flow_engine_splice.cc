@@ -200,13 +200,14 @@ FrameSink& FlowEngine::toward_backend(const Flow& f, FrameSink& out) noexcept {
 
 uint32_t FlowEngine::backend_syn_seq(const Flow& f) const noexcept { return f.hello.start() - 1 - f.lead; }
 
-void FlowEngine::start_handoff(Flow& f, FrameSink& out) noexcept {
+void FlowEngine::start_handoff(Flow& f, bool steer_by_client, FrameSink& out) noexcept {
   const HandoffConfig& h = cfg_.handoff;
   const tls::ClientHelloInfo& info = f.parser->info();
   const std::string_view sni = info.has_sni ? info.sni() : std::string_view();
-  // One name, one worker (its caches stay warm); no name: by the client's port.
+  // One name, one worker (its caches stay warm); no name, or a route that
+  // steers by client (one busy name over every worker): by the client's port.
   const uint32_t workers = std::max<uint32_t>(h.workers, 1);
-  const uint32_t worker = !sni.empty() ? steer_by_name(sni, workers) : f.key.sport % workers;
+  const uint32_t worker = !sni.empty() && !steer_by_client ? steer_by_name(sni, workers) : f.key.sport % workers;
   const uint16_t port = handoff_port(h.first_port, f.listener, worker, workers);
   uint8_t header[kHandoffHeaderMax];
   const size_t n = write_handoff_header(header, f.key, sni);

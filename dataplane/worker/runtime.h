@@ -29,6 +29,9 @@ struct ListenerRuntime {
   std::vector<SocketAddress> addresses;
   ProxyAccept proxy = ProxyAccept::kNone;
   uint32_t max_hello_bytes = 64 * 1024;
+  // IPv4 address (host order) that alone may connect (the dpdk front's end
+  // of its exception link, whose PROXY v2 headers are trusted); 0: anyone.
+  uint32_t only_from_v4 = 0;
   // The flat route table, shared by the generations built from one
   // configuration (a backend-state change copies the Runtime, not the table).
   std::shared_ptr<const std::vector<std::byte>> table_bytes;

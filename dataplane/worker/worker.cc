@@ -655,6 +655,19 @@ struct Worker::Impl {
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) c.peer.len = len;
     len = sizeof c.local.storage;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
+    if (const uint32_t only = c.wrt->rt->listeners[c.listener].only_from_v4; only != 0) {
+      // A hand-off listener: its PROXY headers name the real client, so only
+      // the front may speak to it; anyone else is cut before a byte is read.
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&c.peer.storage);
+      if (c.peer.family() != AF_INET || ntohl(in->sin_addr.s_addr) != only) {
+        bump(stats.proxy_errors);
+        c.used = false;
+        c.wrt.reset();
+        free_slots.push_back(i);
+        close(fd);
+        return;
+      }
+    }
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];

@@ -73,7 +73,8 @@ inline constexpr uint32_t kNoIndex = 0xFFFFFFFFu;
 enum class Action : uint8_t { kTerminate = 0, kPassthrough = 1, kReject = 2 };
 
 inline constexpr uint8_t kFlagRejectWithReset = 0x01;  // reject with a TCP reset, not an alert
-inline constexpr uint8_t kKnownRouteFlags = kFlagRejectWithReset;
+inline constexpr uint8_t kFlagSteerByClient = 0x02;    // dpdk front: terminate flows to a worker by client, not name
+inline constexpr uint8_t kKnownRouteFlags = kFlagRejectWithReset | kFlagSteerByClient;
 
 enum class MatchKind : uint8_t { kExact, kWildcard, kDefault, kNone };
 
@@ -110,6 +111,7 @@ struct RouteView {
   uint32_t cert = kNoIndex;
 
   constexpr bool reject_with_reset() const noexcept { return (flags & kFlagRejectWithReset) != 0; }
+  constexpr bool steer_by_client() const noexcept { return (flags & kFlagSteerByClient) != 0; }
 };
 
 // --- Layout ----------------------------------------------------------------

@@ -243,6 +243,35 @@ action = "reject"
   EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error().front().to_string());
 }
 
+TEST(Config, RouteSteering) {
+  auto ok = load_config_string(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[route]]
+name = "a"
+names = ["a.test"]
+action = "reject"
+steer = "client"
+[[route]]
+name = "b"
+names = ["b.test"]
+action = "reject"
+)", "t.toml");
+  ASSERT_TRUE(ok.has_value()) << ok.error().front().to_string();
+  EXPECT_TRUE(ok->routes[0].steer_by_client);
+  EXPECT_FALSE(ok->routes[1].steer_by_client) << "by name unless told";
+  const std::string e = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[route]]
+name = "a"
+names = ["a.test"]
+action = "reject"
+steer = "random"
+)");
+  EXPECT_NE(e.find("route[0].steer"), std::string::npos) << e;
+}
+
 TEST(Config, GlobalSectionsAreValidated) {
   const std::string e = errors_of(R"(
 tls = 5

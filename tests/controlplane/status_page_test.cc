@@ -142,6 +142,26 @@ TEST_F(StatusHttpTest, NearMissesAndOtherMethodsAreRefused) {
   EXPECT_EQ(status_calls, 0);
 }
 
+TEST_F(StatusHttpTest, ThePagesAnswerOnlyToAnAddressOrLocalhost) {
+  // DNS rebinding: a page served as evil.example whose name now points here.
+  auto s = make(true);
+  for (const char* host : {"127.0.0.1", "127.0.0.1:9180", "localhost", "localhost:9180", "[::1]:9180", "[::1]"}) {
+    EXPECT_EQ(get(*s, std::string("GET /status.json HTTP/1.1\r\nHost: ") + host + "\r\n\r\n").status_line,
+              "HTTP/1.1 200 OK")
+        << host;
+  }
+  for (const char* host : {"evil.example", "evil.example:9180", "127.0.0.1.evil.example", "[::1", "localhost.evil"}) {
+    for (const char* path : {"/status", "/status.json"}) {
+      const Reply r = get(*s, std::string("GET ") + path + " HTTP/1.1\r\nhOsT:  " + host + "\r\n\r\n");
+      EXPECT_EQ(r.status_line, "HTTP/1.1 403 Forbidden") << host << path;
+    }
+  }
+  EXPECT_EQ(get(*s, "GET /metrics HTTP/1.1\r\nHost: prometheus-target.example:9180\r\n\r\n").status_line,
+            "HTTP/1.1 200 OK")
+      << "Prometheus may name its targets";
+  EXPECT_EQ(get(*s, "POST /status HTTP/1.1\r\n\r\n").header("Allow"), "GET");
+}
+
 TEST_F(StatusHttpTest, WithoutStatusJsonThereIsNoPage) {
   auto s = make(false);
   for (const char* path : {"/status", "/status.json"}) {

@@ -25,8 +25,17 @@ P=$(free_port); PA=$(free_port); MP=$(free_port)
 start_backend app "$PA"
 a_test_config "$T/lode.toml" "$P" "$PA"
 printf '\n[control]\ntrusted_ca = "pki/ca.pem"\n\n[admin]\nmetrics = "127.0.0.1:%s"\n' "$MP" >>"$T/lode.toml"
+# Stores a Lodestone killed without its exit path left behind (keys inside):
+# the one of a dead PID goes at start, a live process's stays.
+mkdir -p "$T/run"
+true & DEAD=$!; wait "$DEAD"
+mkdir -m 700 "$T/run/lodestone-$DEAD.sock.certs" "$T/run/lodestone-$$.sock.certs"
+echo key >"$T/run/lodestone-$DEAD.sock.certs/old.key"
 start_lodestone "$T/lode.toml" --workers 2
 SOCK="$T/run/admin.sock"
+check "a dead Lodestone's certificate store is removed at start" test ! -e "$T/run/lodestone-$DEAD.sock.certs"
+check "  ... a live process's is left alone" test -d "$T/run/lodestone-$$.sock.certs"
+rmdir "$T/run/lodestone-$$.sock.certs"
 
 ctl() {  # ctl ARGS...: sets OUT, ERR, RC
   OUT=$(timeout 10 "$LODECTL" --socket "$SOCK" "$@" 2>"$T/ctl.err"); RC=$?

@@ -108,6 +108,19 @@ check "the exception interface has the kernel address" sh -c "ip -4 addr show $X
 check "worker 0 listens on the exception link" sh -c "ss -Hltn 'src $XNET.1:20443' | grep -q LISTEN"
 check "worker 1 listens on the exception link" sh -c "ss -Hltn 'src $XNET.1:20444' | grep -q LISTEN"
 check "nothing listens on the VIP in the kernel" sh -c "! ss -Hltn | grep -q '$VIP:443'"
+# A local process other than the front cannot speak to a hand-off listener
+# (its PROXY header would name any client it liked): cut before a byte is read.
+pe0=$(stats proxy_errors)
+spoof=$(timeout 10 python3 -c 'import socket, sys
+s = socket.create_connection((sys.argv[1], 20443), timeout=5)
+# PROXY v2, TCP over IPv4, 203.0.113.7:1234 -> VIP:443
+s.sendall(bytes.fromhex("0d0a0d0a000d0a515549540a") + bytes([0x21, 0x11, 0, 12]) + bytes([203, 0, 113, 7, 10, 0, 0, 1, 4, 210, 1, 187]))
+try:
+    print("got:%d" % len(s.recv(100)))
+except ConnectionResetError:
+    print("reset")' "$XNET.1" 2>&1)
+assert_match "a spoofed PROXY header from a local process: closed with no answer" "$spoof" '^(got:0|reset)$'
+check "  ... counted as a PROXY error" wait_stat proxy_errors $((pe0 + 1)) 5
 
 ip netns add "$NS"
 ip link set "$TAP" netns "$NS"

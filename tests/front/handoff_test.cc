@@ -222,7 +222,9 @@ class HandoffTest : public ::testing::Test {
         "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9000\"]\n"
         "[[certificate]]\nname = \"t\"\ncert = \"t.pem\"\nkey = \"t.key\"\n"
         "[[route]]\nname = \"t\"\nnames = [\"t.test\", \"*.t.test\"]\naction = \"terminate\"\npool = \"app\"\n"
-        "certificate = \"t\"\n";
+        "certificate = \"t\"\n"
+        "[[route]]\nname = \"busy\"\nnames = [\"busy.test\"]\naction = \"terminate\"\npool = \"app\"\n"
+        "certificate = \"t\"\nsteer = \"client\"\n";
     auto cfg = config::load_config_string(toml, "handoff.toml");
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
     auto keys = tls::TicketKeys::create(1);
@@ -578,6 +580,17 @@ TEST_F(HandoffTest, OneNameOneWorkerOtherNamesSpread) {
     if (i >= 8) ports.insert(syn_.dport);
   }
   EXPECT_EQ(ports.size(), 2u) << "8 other names reach both workers";
+}
+
+TEST_F(HandoffTest, ARouteThatSteersByClientSpreadsOneNameOverTheWorkers) {
+  std::set<uint16_t> ports;
+  for (int i = 0; i < 8; ++i) {
+    sport_ = static_cast<uint16_t>(42000 + i);
+    open("busy.test");
+    EXPECT_EQ(syn_.dport, handoff_port(20443, 0, sport_ % 2, 2)) << sport_;
+    ports.insert(syn_.dport);
+  }
+  EXPECT_EQ(ports.size(), 2u) << "steer = \"client\": one name, both workers";
 }
 
 TEST_F(HandoffTest, Ipv6ClientGetsAnIpv6HeaderOverTheIpv4Link) {

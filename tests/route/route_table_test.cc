@@ -831,7 +831,7 @@ TEST_F(CorruptTest, RouteRecordFields) {
   }
   {
     Block c(b.cbytes());
-    c.set<uint8_t>(r + layout::kRouteFlags, 0x02);
+    c.set<uint8_t>(r + layout::kRouteFlags, 0x04);  // not a known flag (0x01 reset, 0x02 steer by client)
     EXPECT_EQ(open_error(c.cbytes()), K::kBadFlags);
   }
   {

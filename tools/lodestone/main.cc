@@ -70,7 +70,7 @@ class Log {
       return true;
     }
     path_ = where;
-    out_ = std::fopen(where.c_str(), "a");
+    out_ = std::fopen(where.c_str(), "ae");  // not inherited by the control plane
     owned_ = out_ != nullptr;
     return out_ != nullptr;
   }
@@ -91,7 +91,7 @@ class Log {
   // opened, the old file stays in use. Empty: done (or nothing to reopen).
   std::string reopen() {
     if (!owned_) return {};
-    FILE* fresh = std::fopen(path_.c_str(), "a");
+    FILE* fresh = std::fopen(path_.c_str(), "ae");
     if (fresh == nullptr) return path_ + ": " + std::strerror(errno);
     FILE* old = nullptr;
     {
@@ -122,6 +122,24 @@ void remove_cert_store(const std::string& dir) {
     closedir(d);
     rmdir(dir.c_str());
   }
+}
+
+// Stores left by a Lodestone that died without its exit path (SIGKILL, OOM):
+// run_dir/lodestone-PID.sock.certs of a PID that is gone. They hold keys.
+void remove_dead_cert_stores(const std::string& run_dir) {
+  DIR* d = opendir(run_dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> dead;
+  while (const dirent* e = readdir(d)) {
+    unsigned long pid = 0;
+    char tail[16] = "";
+    if (std::sscanf(e->d_name, "lodestone-%lu.sock%15s", &pid, tail) == 2 && std::strcmp(tail, ".certs") == 0 &&
+        pid > 0 && static_cast<pid_t>(pid) != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      dead.push_back(run_dir + "/" + e->d_name);
+    }
+  }
+  closedir(d);
+  for (const auto& dir : dead) remove_cert_store(dir);
 }
 
 // Events (start, reload, stop) always go to stderr, whatever the access log.
@@ -326,6 +344,7 @@ struct Dataplane {
       a.len = sizeof in;
       out->listeners[l].addresses = {a};
       out->listeners[l].proxy = lode::worker::ProxyAccept::kV2;
+      out->listeners[l].only_from_v4 = handoff.address;  // the front's end of the link
     }
     return out;
   }
@@ -453,6 +472,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     return 1;
   }
   const std::string socket_path = run_dir + "/lodestone-" + std::to_string(getpid()) + ".sock";
+  remove_dead_cert_stores(run_dir);
   const std::string admin_socket = cfg->admin.socket.empty() ? run_dir + "/admin.sock" : cfg->admin.socket;
 
   Dataplane dp;
