@@ -10,6 +10,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "controlplane/bgp.h"
 #include "dataplane/route/backend_pool.h"
 
 namespace lode::config {
@@ -431,7 +432,17 @@ class Loader {
     c.loc = loc_of(t);
     get_name(t, where, c.name, true);
     if (get_string(t, where, "cert", c.cert, true)) c.cert = resolve(c.cert);
-    if (get_string(t, where, "key", c.key, true)) c.key = resolve(c.key);
+    if (get_string(t, where, "key", c.key, true)) {
+      // A key pasted where its path goes must not come back in an error, a
+      // log line or an admin answer ("cannot open <path>"): refused unread.
+      if (c.key.find('\n') != std::string::npos || c.key.find("-----BEGIN") != std::string::npos) {
+        error(loc_of(*t.get("key")), where + ".key",
+              "expected the path of a key file, saw PEM text (not repeated here: it may be a private key)");
+        c.key.clear();
+      } else {
+        c.key = resolve(c.key);
+      }
+    }
     get_string(t, where, "ocsp_url", c.ocsp_url, false);
     if (!c.ocsp_url.empty() && c.ocsp_url.rfind("http://", 0) != 0 && c.ocsp_url.rfind("https://", 0) != 0) {
       error(c.loc, where + ".ocsp_url", "expected an http:// or https:// URL");
@@ -605,6 +616,12 @@ class Loader {
         }
       }
     }
+    if (const toml::table* t = section(root, "process")) {
+      only_keys(*t, "process", {"user", "group"});
+      get_string(*t, "process", "user", cfg.process.user, false);
+      get_string(*t, "process", "group", cfg.process.group, false);
+      if (cfg.process.user.empty() && !cfg.process.group.empty()) error(loc_of(*t), "process.group", "needs process.user");
+    }
     if (const toml::table* t = section(root, "log")) {
       only_keys(*t, "log", {"access", "sample"});
       if (get_string(*t, "log", "access", cfg.access_log, false) && cfg.access_log != "stderr" &&
@@ -620,6 +637,76 @@ class Loader {
           cfg.access_log_sample = *v;
         }
       }
+    }
+  }
+
+  // [bgp] (after the listeners: the default VIPs are their addresses).
+  void bgp(const toml::table& root, Config& cfg) {
+    const toml::table* t = section(root, "bgp");
+    if (t == nullptr) return;
+    BgpConfig& b = cfg.bgp;
+    only_keys(*t, "bgp", {"enabled", "birdc", "socket", "include", "liveness_interface", "convergence_ms",
+                          "birdc_timeout_ms", "require_healthy_backend", "announce"});
+    get_bool(*t, "bgp", "enabled", b.enabled);
+    get_string(*t, "bgp", "birdc", b.birdc, false);
+    if (get_string(*t, "bgp", "socket", b.socket, false)) b.socket = resolve(b.socket);
+    if (get_string(*t, "bgp", "include", b.include, false)) b.include = resolve(b.include);
+    if (const toml::node* n = t->get("liveness_interface")) {
+      const auto* s = n->as_string();
+      if (s == nullptr || s->get().size() >= 16 || s->get().find_first_of("/ \t") != std::string::npos) {
+        error(loc_of(*n), "bgp.liveness_interface", "expected an interface name of at most 15 characters, or \"\"");
+      } else {
+        b.liveness_interface = s->get();
+      }
+    }
+    get_uint(*t, "bgp", "convergence_ms", b.convergence_ms, 0, 600'000);
+    get_uint(*t, "bgp", "birdc_timeout_ms", b.birdc_timeout_ms, 100, 60'000);
+    bool require = false;
+    get_bool(*t, "bgp", "require_healthy_backend", require);
+    if (const toml::node* n = t->get("announce")) {
+      const toml::array* arr = n->as_array();
+      if (arr == nullptr) error(loc_of(*n), "bgp.announce", "expected a list of prefixes");
+      for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+        const toml::node& e = (*arr)[i];
+        const std::string where = "bgp.announce[" + std::to_string(i) + "]";
+        BgpVipConfig v{.prefix = {}, .require_healthy_backend = require};
+        std::string text;
+        if (const auto* s = e.as_string()) {
+          text = s->get();
+        } else if (const toml::table* vt = e.as_table()) {
+          only_keys(*vt, where, {"prefix", "require_healthy_backend"});
+          if (!get_string(*vt, where, "prefix", text, true)) continue;
+          get_bool(*vt, where, "require_healthy_backend", v.require_healthy_backend);
+        } else {
+          error(loc_of(e), where, "expected a prefix string or { prefix = \"...\", require_healthy_backend = ... }");
+          continue;
+        }
+        auto p = cp::parse_vip_prefix(text);
+        if (!p) {
+          error(loc_of(e), where, "'" + text + "': " + p.error());
+          continue;
+        }
+        v.prefix = p->text;
+        const bool dup = std::any_of(b.announce.begin(), b.announce.end(), [&](const auto& x) { return x.prefix == v.prefix; });
+        if (dup) {
+          error(loc_of(e), where, "'" + v.prefix + "' is listed twice");
+        } else {
+          b.announce.push_back(std::move(v));
+        }
+      }
+    }
+    if (!b.enabled || t->get("announce") != nullptr) return;
+    for (const auto& l : cfg.listeners) {
+      for (const auto& a : l.listen) {
+        auto p = cp::vip_prefix_of(a);
+        const bool dup = !p || std::any_of(b.announce.begin(), b.announce.end(),
+                                           [&](const auto& x) { return x.prefix == p->text; });
+        if (!dup) b.announce.push_back({p->text, require});
+      }
+    }
+    if (b.announce.empty()) {
+      error(loc_of(*t), "bgp.announce", "required: the listeners have no concrete address to announce (list the VIP "
+                                        "prefixes, e.g. [\"192.0.2.10/32\"])");
     }
   }
 
@@ -734,7 +821,7 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   Config cfg;
   cfg.path = std::string(source_name);
   ld.only_keys(root, "", {"listener", "pool", "route", "certificate", "certificate_dir", "tls", "timeouts",
-                          "workers", "limits", "control", "admin", "ocsp", "log", "front", "dpdk"});
+                          "workers", "limits", "control", "admin", "ocsp", "log", "front", "dpdk", "bgp", "process"});
   const size_t slash = cfg.path.rfind('/');
   ld.set_base_dir(slash == std::string::npos ? std::string(".") : cfg.path.substr(0, slash));
   ld.each_table(root, "listener", [&](const toml::table& t, const std::string& w) { ld.listener(t, w, cfg); });
@@ -744,6 +831,7 @@ Result<Config, ConfigErrors> load_config_string(std::string_view text, std::stri
   ld.each_table(root, "certificate_dir",
                 [&](const toml::table& t, const std::string& w) { ld.certificate_dir(t, w, cfg); });
   ld.globals(root, cfg);
+  ld.bgp(root, cfg);
   ld.check_references(cfg);
   if (!ld.ok()) return unexpected(ld.take_errors());
   return cfg;

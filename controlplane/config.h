@@ -87,6 +87,18 @@
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
 //   [workers]  count = 2, cpus = [0, 1]
 //   [limits]   connections_per_worker = 16384, connect_retries = 2
+//   [bgp]      enabled = false            # announce the VIPs through BIRD (controlplane/bgp.h)
+//              birdc = "birdc"              # the BIRD client run as `birdc -s SOCKET configure`
+//              socket = "/run/bird/bird.ctl"
+//              include = "/run/lodestone/bird-vips.conf"  # bird.conf includes it in a `protocol static`
+//              liveness_interface = "lodealive0"  # a TUN link held open by the control plane; the routes
+//                                                 # go via it, so BIRD drops them when Lodestone dies; "" = none
+//              convergence_ms = 2000        # after a withdrawal, before the connections are drained
+//              birdc_timeout_ms = 5000
+//              require_healthy_backend = false  # default for each VIP: a pool of its routes has a backend up
+//              announce = ["10.0.0.100/32", { prefix = "2001:db8::1/128", require_healthy_backend = true }]
+//                                           # default: every concrete listener address, as /32 or /128
+//   [process]  user = "lodestone", group = "lodestone"  # drop to them after binding (started as root)
 //   [log]      access = "stderr"         # stderr | off | a file path (reopened on SIGUSR1, for logrotate)
 //              sample = 1.0              # fraction of successful connections logged, 0.0..1.0; a connection
 //                                        # that ended in an error, reject, timeout or reset is always logged
@@ -239,6 +251,16 @@ struct ControlConfig {
   uint32_t expiry_warning_days = 30;
 };
 
+// [process]: who Lodestone runs as once its listeners are bound. Started as
+// root with `user` set, the dataplane binds, then drops to user:group with no
+// capability left; the control plane runs as user:group from its start (it
+// reads the key files: they must be readable by that user). Read at start
+// only (a reload does not change it).
+struct ProcessConfig {
+  std::string user;   // empty: stay who started it
+  std::string group;  // empty: the user's primary group
+};
+
 struct AdminConfig {
   std::string socket;  // empty: run_dir/admin.sock
   std::string group;
@@ -289,6 +311,25 @@ struct LimitsConfig {
   uint32_t connect_retries = 2;
 };
 
+// [bgp]: the VIPs this node announces through BIRD (controlplane/bgp.h).
+struct BgpVipConfig {
+  std::string prefix;  // canonical "10.0.0.100/32", "2001:db8::1/128"
+  bool require_healthy_backend = false;
+  bool operator==(const BgpVipConfig&) const = default;
+};
+
+struct BgpConfig {
+  bool enabled = false;
+  std::string birdc = "birdc";
+  std::string socket = "/run/bird/bird.ctl";
+  std::string include = "/run/lodestone/bird-vips.conf";
+  std::string liveness_interface = "lodealive0";  // empty: none (routes are blackholes)
+  uint32_t convergence_ms = 2000;
+  uint32_t birdc_timeout_ms = 5000;
+  std::vector<BgpVipConfig> announce;  // never empty when enabled (defaults filled in)
+  bool operator==(const BgpConfig&) const = default;
+};
+
 struct Config {
   std::string path;
   std::vector<ListenerConfig> listeners;
@@ -307,6 +348,8 @@ struct Config {
   double access_log_sample = 1.0;  // [log] sample
   std::string front = "kernel";  // kernel | dpdk
   DpdkConfig dpdk;
+  BgpConfig bgp;
+  ProcessConfig process;
 
   const PoolConfig* find_pool(std::string_view name) const noexcept;
   const RouteConfig* find_route(std::string_view name) const noexcept;

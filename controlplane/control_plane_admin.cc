@@ -162,6 +162,7 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     w.field("handshakes", hs).field("handshakes_resumed", stat_total("handshakes_resumed"));
     w.field("handshakes_per_s", static_cast<uint64_t>(rate.per_second + 0.5));
     w.field("certificates", static_cast<uint64_t>(items.size())).field("withheld", static_cast<uint64_t>(withheld));
+    bgp_status(w);  // node_state and the VIPs (control_plane_bgp.cc)
     return w.end_object().take();
   }
 
@@ -267,6 +268,7 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
   if (cmd == "routes.show") return routes_show(req.get("name"));
 
   if (cmd.rfind("backends.", 0) == 0) return backends_admin(cmd, req);  // control_plane_backends.cc
+  if (cmd.rfind("node.", 0) == 0) return node_admin(cmd);                // control_plane_bgp.cc
 
   if (cmd == "certs.replace") {
     // HAProxy's `set ssl cert` + `commit ssl cert` in one call: the PEM is
@@ -639,6 +641,7 @@ std::string ControlPlane::Impl::metrics_text() {
     if (it.checked()) sample("lodestone_revocation_check_failures", "certificate=\"" + label(k) + "\"", it.failures);
   }
   backends_metrics(out);
+  bgp_metrics(out);
   return out;
 }
 

@@ -31,6 +31,7 @@
 #include "controlplane/cert_source.h"
 #include "controlplane/config.h"
 #include "controlplane/backend_state.h"
+#include "controlplane/bgp.h"
 #include "controlplane/file_watch.h"
 #include "controlplane/health_check.h"
 #include "controlplane/ocsp.h"
@@ -170,6 +171,20 @@ struct ControlPlane::Impl {
   std::string reload_reply(const ReloadOutcome& o, bool dry);
   void on_stats_fd(int fd);
   void unmap_stats();
+  // Scale-out (control_plane_bgp.cc): the VIPs announced through BIRD, node
+  // drain (`lodectl drain-node`) and the withdraw-first stop on SIGTERM.
+  Announcer bgp{[this](const std::string& json) { event(json); }};
+  bool node_draining = false;  // lodectl drain-node
+  bool stopping = false;       // SIGTERM: withdrawing, then converging, then stop
+  std::chrono::steady_clock::time_point drain_since{}, withdrawn_at{}, stop_deadline{};
+  void bgp_tick();
+  int bgp_fill_poll(std::vector<pollfd>& fds);  // returns a poll timeout (-1: none)
+  void bgp_on_poll(const std::vector<pollfd>& fds, size_t first);
+  void begin_stop();
+  void bgp_shutdown();
+  std::string node_admin(const std::string& cmd);
+  void bgp_status(JsonWriter& w) const;
+  void bgp_metrics(std::string& out) const;
   uint64_t stat_total(std::string_view name) const;
 
   // The configuration in service is kept beside the socket, so that a
@@ -1073,6 +1088,7 @@ struct ControlPlane::Impl {
       reevaluate(it, now);
     }
     for (const auto& path : debounce.take_settled(std::chrono::steady_clock::now())) reload_path(path);
+    bgp_tick();
   }
 
   int loop() {
@@ -1096,7 +1112,10 @@ struct ControlPlane::Impl {
       const size_t health_first = fds.size();
       health.fill_poll(fds);
       if (const int h = health.timeout_ms(HealthClock::now()); h >= 0) timeout = std::min(timeout, h);
+      const size_t bgp_first = fds.size();
+      if (const int b = bgp_fill_poll(fds); b >= 0) timeout = std::min(timeout, b);
       if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) return 1;
+      bgp_on_poll(fds, bgp_first);
       if (health.on_poll(fds, health_first, HealthClock::now())) backends_dirty = true;
       if (admin) admin->on_poll(fds, 4);
       if (fds[0].revents != 0) on_channel();
@@ -1106,13 +1125,14 @@ struct ControlPlane::Impl {
           if (si.ssi_signo == SIGHUP) {
             reload_config("SIGHUP");
           } else {
-            stop = true;
+            begin_stop();  // withdraws the VIPs first when BGP is on
           }
         }
       }
       if (fds[2].revents != 0) on_ocsp_results();
       if (fds[3].revents != 0) on_file_events();
     }
+    bgp_shutdown();
     return 0;
   }
 };

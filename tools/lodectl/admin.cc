@@ -221,7 +221,7 @@ std::string admin_socket_path(const std::string& flag) {
 
 bool is_admin_command(const std::string& cmd) {
   return cmd == "status" || cmd == "certs" || cmd == "ocsp" || cmd == "tickets" || cmd == "routes" ||
-         cmd == "backends";
+         cmd == "backends" || cmd == "drain-node" || cmd == "undrain";
 }
 
 int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
@@ -260,7 +260,9 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
            "       lodectl ... routes show [NAME]        (no NAME: a client without SNI)\n"
            "       lodectl ... backends list [POOL]      (health, drain, weight of each backend)\n"
            "       lodectl ... backends drain|enable POOL BACKEND   (BACKEND: its address, as listed)\n"
-           "       lodectl ... backends weight POOL BACKEND N       (1..65535; until a restart)\n";
+           "       lodectl ... backends weight POOL BACKEND N       (1..65535; until a restart)\n"
+           "       lodectl ... drain-node [--cancel]     ([bgp]: withdraw this node's VIPs, keep serving)\n"
+           "       lodectl ... undrain                   (announce them again; same as drain-node --cancel)\n";
     return kExitUsage;
   };
   if (words.empty()) return usage();
@@ -295,6 +297,10 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     cmd = "backends." + words[1];
   } else if (w0 == "backends" && words.size() == 5 && words[1] == "weight") {
     cmd = "backends.weight";
+  } else if (w0 == "drain-node" && words.size() == 1) {
+    cmd = "node.drain";
+  } else if ((w0 == "drain-node" && words.size() == 2 && words[1] == "--cancel") || (w0 == "undrain" && words.size() == 1)) {
+    cmd = "node.undrain";
   } else {
     return usage();
   }

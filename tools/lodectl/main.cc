@@ -26,6 +26,11 @@ int usage(std::ostream& os, int rc) {
         "  [--socket PATH] [--json] routes reload [--dry-run]            re-read the configuration (SIGHUP)\n"
         "  [--socket PATH] [--json] routes reload CONFIG [--dry-run]     validate CONFIG, apply it, re-read it from now on\n"
         "  [--socket PATH] [--json] routes show [NAME]                   the route, certificate and pool a name gets, why\n"
+        "  [--socket PATH] [--json] routes diff CONFIG | routes rollback what a reload would change; the previous config\n"
+        "  [--socket PATH] [--json] backends list [POOL]                 health, drain, weight of each backend\n"
+        "  [--socket PATH] [--json] backends drain|enable POOL BACKEND   no new connections / take them again\n"
+        "  [--socket PATH] [--json] backends weight POOL BACKEND N       override the configured weight (1..65535)\n"
+        "  [--socket PATH] [--json] drain-node [--cancel] | undrain      withdraw the VIPs (BGP), keep serving; undo\n"
         "  [--socket PATH] top [--interval S] [--count N] [--json]       live per-route and per-worker rates\n"
         "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied\n";
   return rc;

@@ -24,6 +24,7 @@
 #include <openssl/opensslv.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -40,6 +42,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +57,8 @@
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
+#include "tools/lodestone/notify.h"
+#include "tools/lodestone/privileges.h"
 #include "tools/lodestone/runtime_builder.h"
 
 namespace {
@@ -286,11 +291,13 @@ class Supervisor {
       pending_hup_ = true;
     }
   }
-  void stop() {
+  // `grace`: how long it may take to exit before it is killed (with [bgp]
+  // on it withdraws the VIPs and waits for the router's convergence first).
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(1000)) {
     stopping_ = true;
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
-    for (int i = 0; i < 50; ++i) {
+    for (int64_t i = 0; i < std::max<int64_t>(grace.count() / 20, 1); ++i) {
       if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
         pid_ = -1;
         return;
@@ -349,8 +356,14 @@ struct Dataplane {
     return out;
   }
   bool started = false;     // workers running (guarded by workers_mu)
+  // [bgp] of the configuration in service: on SIGTERM the control plane
+  // withdraws the VIPs and waits this long at most before the workers stop.
+  std::atomic<uint64_t> withdraw_grace_ms{0};  // 0: [bgp] off
+  void note_bgp(const lode::config::BgpConfig& b) {
+    withdraw_grace_ms = b.enabled ? 2ull * b.birdc_timeout_ms + b.convergence_ms + 2000 : 0;
+  }
   uint64_t runtime_generation = 0;
-  uint64_t config_reloads = 0;
+  std::atomic<uint64_t> config_reloads{0};  // read by the signal loop (sd_notify READY=1 after a reload)
   std::shared_ptr<std::vector<lode::tls::TicketKey>> previous_keys;  // the set in service
   lode::control::StatsSegment* stats = nullptr;  // per-route/backend series slots
 
@@ -365,6 +378,7 @@ struct Dataplane {
       const std::string from = lode::cp::split_published_config(a.snapshot->config_text).path;
       auto cfg = lode::config::load_config_string(a.snapshot->config_text, from.empty() ? config_path : from);
       if (!cfg) return lode::unexpected("config: " + cfg.error().front().to_string());
+      note_bgp(cfg->bgp);
       {
         std::lock_guard lock(workers_mu);
         if (started && !lode::config::same_listeners(bound, *cfg)) {
@@ -437,6 +451,18 @@ struct Dataplane {
   }
 };
 
+// A refused reload publishes nothing the dataplane sees: after this long
+// without a new configuration in service, systemd hears READY=1 anyway (the
+// previous configuration is what serves).
+constexpr auto kReloadAnswerWait = std::chrono::seconds(5);
+
+// A notification systemd did not get is logged, never fatal: traffic goes on.
+void notify(const lode::app::ServiceNotifier& n, const lode::Result<void, std::string>& sent) {
+  if (sent || !n.enabled()) return;
+  event(JsonWriter().begin_object().field("event", "sd_notify_failed").field("level", "warning")
+            .field("error", sent.error()).end_object().take());
+}
+
 int run(const std::string& config_path, int workers_override, const std::string& stats_file,
         const std::string& run_dir_override) {
   // Signals are taken synchronously by this thread; workers never see them.
@@ -456,6 +482,14 @@ int run(const std::string& config_path, int workers_override, const std::string&
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
 
+  // systemd's readiness socket, taken before anything is started: the
+  // control plane (a child) must not inherit NOTIFY_SOCKET.
+  const auto notifier = lode::app::ServiceNotifier::from_environment();
+  if (!notifier) {
+    std::fprintf(stderr, "lodestone: %s\n", notifier.error().c_str());
+    return 1;
+  }
+
   auto cfg = lode::config::load_config_file(config_path);
   if (!cfg) {
     for (const auto& e : cfg.error()) std::fprintf(stderr, "%s\n", e.to_string().c_str());
@@ -471,6 +505,31 @@ int run(const std::string& config_path, int workers_override, const std::string&
     std::fprintf(stderr, "lodestone: run_dir %s: %s\n", run_dir.c_str(), std::strerror(errno));
     return 1;
   }
+  // [process] user: the dataplane becomes it once the control link listens
+  // (below), keeping only what binding (and the dpdk front's start) needs,
+  // dropped once the listeners are bound; the control plane, started after,
+  // is that user from its start.
+  std::optional<lode::app::Identity> identity;
+  if (!cfg->process.user.empty()) {
+    auto id = lode::app::lookup_identity(cfg->process.user, cfg->process.group);
+    if (!id) {
+      std::fprintf(stderr, "lodestone: %s\n", id.error().c_str());
+      return 1;
+    }
+    if (getuid() != 0 && getuid() != id->uid) {
+      std::fprintf(stderr, "lodestone: [process] user %s: started as uid %u, neither root nor that user\n",
+                   id->name.c_str(), static_cast<unsigned>(getuid()));
+      return 1;
+    }
+    // The control plane writes both: its sockets, the OCSP cache.
+    for (const std::string& dir : {run_dir, cfg->control.state_dir}) {
+      if (chown(dir.c_str(), id->uid, id->gid) != 0 && !(errno == ENOENT && dir != run_dir)) {
+        std::fprintf(stderr, "lodestone: %s: chown to %s: %s\n", dir.c_str(), id->name.c_str(), std::strerror(errno));
+        return 1;
+      }
+    }
+    identity = std::move(*id);
+  }
   const std::string socket_path = run_dir + "/lodestone-" + std::to_string(getpid()) + ".sock";
   remove_dead_cert_stores(run_dir);
   const std::string admin_socket = cfg->admin.socket.empty() ? run_dir + "/admin.sock" : cfg->admin.socket;
@@ -478,6 +537,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   Dataplane dp;
   dp.config_path = config_path;
   dp.bound = *cfg;
+  dp.note_bgp(cfg->bgp);
   dp.keys = std::make_shared<lode::tls::TicketKeys>(lode::snapshot::kMaxTicketKeys - 1);
   auto link = lode::control::ControlLink::listen(
       socket_path, [&dp](const lode::control::ApplyResult& a) { return dp.publish(a); }, event);
@@ -506,6 +566,23 @@ int run(const std::string& config_path, int workers_override, const std::string&
   (*link)->set_stats_fd(stats_segment->fd());
   dp.stats = &*stats_segment;
   (*link)->start();
+  if (identity) {
+    // After the link's thread exists: it loses every capability with the
+    // change of ids (only this thread keeps some), and the control plane
+    // connects as the same user it checks for.
+    if (chown(socket_path.c_str(), identity->uid, identity->gid) != 0) {
+      std::fprintf(stderr, "lodestone: %s: chown to %s: %s\n", socket_path.c_str(), identity->name.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    auto ok = cfg->front == "dpdk" ? lode::app::become(*identity, {CAP_NET_BIND_SERVICE, CAP_IPC_LOCK, CAP_SYS_RAWIO,
+                                                                   CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW})
+                                   : lode::app::become(*identity, {CAP_NET_BIND_SERVICE});
+    if (!ok) {
+      std::fprintf(stderr, "lodestone: %s\n", ok.error().c_str());
+      return 1;
+    }
+  }
   Supervisor cp(config_path, socket_path, admin_socket);
   if (!cp.spawn()) {
     std::fprintf(stderr, "lodestone: cannot start the control plane: %s\n", std::strerror(errno));
@@ -580,6 +657,16 @@ int run(const std::string& config_path, int workers_override, const std::string&
         return 1;
       }
     }
+    // Listeners bound, the dpdk front started: no capability needed any more.
+    if (identity) {
+      if (auto ok = lode::app::drop_capabilities(); !ok) {
+        std::fprintf(stderr, "lodestone: %s\n", ok.error().c_str());
+        cp.stop();
+        return 1;
+      }
+      event(JsonWriter().begin_object().field("event", "privileges_dropped").field("user", identity->name)
+                .end_object().take());
+    }
     for (size_t i = 0; i < dp.workers.size(); ++i) {
       if (auto ok = dp.workers[i]->start(); !ok) {
         std::fprintf(stderr, "lodestone: worker %zu: %s\n", i, ok.error().c_str());
@@ -616,15 +703,25 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.end_array().end_object();
     event(w.str());
   }
+  notify(*notifier, notifier->ready());
 
   auto stats = [&] {
     return stats_json(workers, dp.runtime_generation, generation(), (*link)->stats(), cp.starts(), dp.dpdk.get());
   };
   auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
+  bool reload_asked = false;  // SIGHUP taken, READY=1 not sent yet
+  uint64_t reloads_at_hup = 0;
+  auto reload_asked_at = last_stats;
   while (true) {
     siginfo_t info;
     const int sig = sigtimedwait(&set, &info, &short_tick);
     const auto now = std::chrono::steady_clock::now();
+    // systemd waits for READY=1 after RELOADING=1: sent when the reload is
+    // in service, or after a bound, as a refused one publishes nothing.
+    if (reload_asked && (dp.config_reloads > reloads_at_hup || now > reload_asked_at + kReloadAnswerWait)) {
+      reload_asked = false;
+      notify(*notifier, notifier->ready());
+    }
     cp.restart_if_due();
     if (!stats_file.empty() && now - last_stats >= std::chrono::seconds(1)) {
       write_stats_file(stats_file, stats());
@@ -653,11 +750,20 @@ int run(const std::string& config_path, int workers_override, const std::string&
     if (sig == SIGHUP) {
       // The control plane owns the configuration: it re-reads it, validates
       // it and publishes what changed (or logs reload_refused).
+      if (!reload_asked) reloads_at_hup = dp.config_reloads;
+      reload_asked = true;
+      reload_asked_at = now;
+      notify(*notifier, notifier->reloading());
       cp.reload();
       continue;
     }
     // SIGTERM, SIGINT: drain and exit.
     event(JsonWriter().begin_object().field("event", "stopping").field("signal", strsignal(sig)).end_object().take());
+    notify(*notifier, notifier->stopping());
+    // [bgp]: the control plane withdraws the VIPs and waits [bgp]
+    // convergence_ms before it exits; until then the workers accept as
+    // usual, so a connection the router still sends here is served.
+    if (const uint64_t grace = dp.withdraw_grace_ms; grace != 0) cp.stop(std::chrono::milliseconds(grace));
     for (auto& w : workers) w->stop();
     for (auto& w : workers) w->join();
     if (dp.dpdk) dp.dpdk->stop();

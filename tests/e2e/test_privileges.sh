@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Least privilege: [process] user = "nobody". Started as root, lodestone hands
+# run_dir and [control] state_dir to nobody, binds
+# a listener on a port below 1024 (which needs root or CAP_NET_BIND_SERVICE),
+# then the dataplane becomes nobody:nogroup with no capability (CapEff,
+# CapPrm 0) and no_new_privs; the control plane is nobody:nogroup from its
+# start, so it reads the keys as nobody. TLS is served, a reload is applied,
+# and a control plane killed and restarted by the (now unprivileged)
+# dataplane comes back as nobody and serves the next reload. Without
+# [process] the same start stays root (a control that the checks can fail).
+# A user that does not exist is refused at start.
+source "$(dirname "$0")/lib.sh"
+e2e_begin privileges 120
+[ "$(id -u)" -eq 0 ] || { echo "FAIL privileges: runs as root (it checks the drop from root)"; exit 1; }
+make_pki a.test
+# A port below 1024 nobody uses now.
+P=$(python3 -c 'import random, socket
+for p in random.sample(range(600, 1000), 400):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: s.close()')
+PA=$(free_port)
+start_backend app "$PA"
+a_test_config "$T/lode.toml" "$P" "$PA"
+# Keys and the run directory readable by nobody (the control plane reads
+# the keys as nobody); the stats file is written after the drop.
+chown -R nobody:nogroup "$T"
+
+ids() {  # ids PID: "Uid Gid CapEff CapPrm NoNewPrivs" of /proc/PID/status
+  awk '/^Uid:/ {u=$2"/"$3"/"$4"/"$5} /^Gid:/ {g=$2"/"$3"/"$4"/"$5} /^CapEff:/ {e=$2} /^CapPrm:/ {p=$2}
+       /^NoNewPrivs:/ {n=$2} END {print u, g, e, p, n}' "/proc/$1/status"
+}
+# threads_with_caps PID: threads of PID with any effective or permitted
+# capability (capabilities are per thread; /proc/PID/status shows the main one).
+threads_with_caps() {
+  local n=0 t
+  for t in /proc/"$1"/task/*; do
+    awk '/^Cap(Eff|Prm):/ && $2 != "0000000000000000" {bad=1} END {exit bad ? 0 : 1}' "$t/status" && n=$((n + 1))
+  done
+  echo "$n"
+}
+cp_pid() { ps -o pid= --ppid "$LPID" | tr -d ' ' | head -n 1; }
+NOBODY="65534/65534/65534/65534 65534/65534/65534/65534 0000000000000000 0000000000000000 1"
+
+# ---- the control: without [process], root stays root
+start_lodestone "$T/lode.toml"
+assert_match "without [process]: the dataplane is root" "$(ids "$LPID")" "^0/0/0/0 "
+assert_ge "without [process]: its threads keep root's capabilities" "$(threads_with_caps "$LPID")" 1
+kill -TERM "$LPID"; wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
+
+printf '\n[process]\nuser = "nobody"\ngroup = "nogroup"\n\n[control]\nstate_dir = "%s"\n' "$T/state" >>"$T/lode.toml"
+mkdir -p "$T/state"  # root's: the OCSP cache directory the control plane must be able to write
+start_lodestone "$T/lode.toml"
+assert_eq "the state directory is handed to nobody" nobody:nogroup "$(stat -c %U:%G "$T/state")"
+check "the drop is logged" grep -q '"event":"privileges_dropped","user":"nobody:nogroup"' "$LLOG"
+assert_eq "dataplane: nobody, no capability, no_new_privs" "$NOBODY" "$(ids "$LPID")"
+CPID=$(cp_pid)
+assert_eq "control plane: nobody, no capability, no_new_privs" "$NOBODY" "$(ids "$CPID")"
+assert_ge "dataplane threads" "$(ls /proc/"$LPID"/task | wc -l)" 4
+assert_eq "no dataplane thread has a capability" 0 "$(threads_with_caps "$LPID")"
+assert_eq "no control plane thread has a capability" 0 "$(threads_with_caps "$CPID")"
+check "the listener on port $P (< 1024) was bound" bash -c "ss -ltnH 'sport = :$P' | grep -q LISTEN"
+assert_contains "TLS served on port $P" "$(lcurl a.test "$P")" "backend=app"
+assert_eq "SIGHUP: reloaded" reloaded "$(reload)"
+assert_contains "served after the reload" "$(lcurl a.test "$P")" "backend=app"
+status=$(timeout 10 "$LODECTL" --socket "$T/run/admin.sock" --json status 2>&1)
+assert_contains "lodectl (root) talks to the control plane (nobody)" "$status" '"generation"'
+
+# The control plane dies; the unprivileged dataplane restarts it.
+kill -KILL "$CPID"
+check "the control plane is restarted and attaches" wait_log_count '"event":"control_plane_attached"' 2 15
+NEW=$(cp_pid)
+check "a new control plane (pid ${NEW:-none}, was $CPID)" test -n "$NEW" -a "$NEW" != "$CPID"
+assert_eq "restarted control plane: nobody too" "$NOBODY" "$(ids "$NEW")"
+assert_eq "SIGHUP after the restart: reloaded" reloaded "$(reload)"
+assert_contains "served after the restart" "$(lcurl a.test "$P")" "backend=app"
+kill -TERM "$LPID"; wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
+check "stopped" bash -c "! kill -0 $LPID 2>/dev/null"
+
+# ---- a user that does not exist
+sed -i 's/^user = "nobody"/user = "no-such-user-lodestone"/' "$T/lode.toml"
+err=$(timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
+assert_eq "an unknown user: exit 1" 1 "$rc"
+assert_contains "an unknown user: says so" "$err" 'user "no-such-user-lodestone": no such user'
+finish

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The systemd unit and the readiness protocol.
+#
+# 1. tools/systemd/lodestone.service (with the dpdk drop-in beside it) passes
+#    `systemd-analyze verify` without a single warning (verify exits 0 on
+#    "unknown key, ignoring": any output fails), and the same check fails a
+#    copy with an unknown key or a bad Type=; `systemd-analyze security
+#    --offline` rates its exposure (printed; at most 4.0, "OK").
+# 2. sd_notify, as systemd would hear it: lodestone runs with NOTIFY_SOCKET
+#    naming a unix datagram socket this test reads (python3). READY=1 comes
+#    after the start event (workers listening, first snapshot in service);
+#    the control plane did not inherit NOTIFY_SOCKET; SIGHUP gives
+#    RELOADING=1 with MONOTONIC_USEC, then READY=1 once reloaded; a refused
+#    reload (broken file) gives RELOADING=1 and READY=1 too (the old
+#    configuration serves); SIGTERM gives STOPPING=1. An abstract socket
+#    ("@name") works too; a relative path is refused at start.
+source "$(dirname "$0")/lib.sh"
+e2e_begin systemd 120
+command -v systemd-analyze >/dev/null || { echo "FAIL systemd: systemd-analyze is not installed (package systemd)"; exit 1; }
+UNIT_DIR="$LODE_SOURCE_DIR/tools/systemd"
+
+# ---------------------------------------------------------------- 1. the unit
+# The unit names /usr/bin/lodestone, which verify requires to exist: the
+# build's binary stands in for it; nothing else changes.
+units() {  # units DIR: the unit and its drop-in laid out as systemd reads them
+  mkdir -p "$1/lodestone.service.d"
+  sed "s|/usr/bin/lodestone|$LODESTONE|g" "$UNIT_DIR/lodestone.service" >"$1/lodestone.service"
+  cp "$UNIT_DIR/lodestone-dpdk.conf" "$1/lodestone.service.d/dpdk.conf"
+}
+verify() { systemd-analyze verify --man=no "$1/lodestone.service" 2>&1; echo "rc=$?"; }
+units "$T/unit"
+assert_eq "systemd-analyze verify: no warning, exit 0" "rc=0" "$(verify "$T/unit")"
+units "$T/bad-key"
+echo "ProtectEverything=yes" >>"$T/bad-key/lodestone.service.d/dpdk.conf"
+assert_contains "verify flags an unknown key in the drop-in" "$(verify "$T/bad-key")" "Unknown key"
+units "$T/bad-type"
+sed -i 's/^Type=notify$/Type=notifyy/' "$T/bad-type/lodestone.service"
+assert_contains "verify flags a bad Type=" "$(verify "$T/bad-type")" "service type"
+sec=$(systemd-analyze security --offline=yes "$T/unit/lodestone.service" 2>&1 | grep "Overall exposure level")
+echo "  $sec"
+assert_le "exposure level (systemd-analyze security)" "$(grep -oE '[0-9]+\.[0-9]+' <<<"$sec" | head -n 1)" 4.0
+for d in NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes PrivateDevices=yes \
+  CapabilityBoundingSet=CAP_NET_BIND_SERVICE RuntimeDirectory=lodestone StateDirectory=lodestone \
+  'ExecReload=/bin/kill -HUP $MAINPID' Restart=on-failure Type=notify LimitNOFILE=; do
+  check "the unit sets $d" grep -q "^$d" "$UNIT_DIR/lodestone.service"
+done
+
+# ---------------------------------------------------------------- 2. sd_notify
+# listen_notify ADDRESS LOG: one line per datagram ("|" for its newlines).
+listen_notify() {
+  python3 -u - "$1" "$2" <<'PY' &
+import socket, sys
+addr, log = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0" + addr[1:] if addr.startswith("@") else addr)
+with open(log, "a") as out:
+    print("listening", file=out, flush=True)
+    while True:
+        print(s.recv(4096).decode(errors="replace").replace("\n", "|"), file=out, flush=True)
+PY
+  PIDS+=($!)
+  wait_for 5 grep -q listening "$2" || { echo "FAIL systemd: the notify listener did not start"; exit 1; }
+}
+NLOG="$T/notify.log"
+notes() { grep -v '^listening' "$NLOG" | tr '\n' ' '; }
+notes_ge() { [ "$(grep -c -- "$1" "$NLOG")" -ge "$2" ]; }
+
+make_pki a.test
+P=$(free_port); PA=$(free_port)
+start_backend app "$PA"
+a_test_config "$T/lode.toml" "$P" "$PA"
+listen_notify "$T/notify.sock" "$NLOG"
+export NOTIFY_SOCKET="$T/notify.sock"
+start_lodestone "$T/lode.toml"
+unset NOTIFY_SOCKET
+check "READY=1 once started" wait_for 5 notes_ge '^READY=1$' 1
+assert_eq "nothing before READY=1" "READY=1 " "$(notes)"
+assert_contains "a.test served once READY" "$(lcurl a.test "$P")" "backend=app"
+CPID=$(ps -o pid= --ppid "$LPID" | tr -d ' ' | head -n 1)
+check "the control plane runs (pid ${CPID:-none})" test -n "$CPID"
+check "the control plane did not inherit NOTIFY_SOCKET" bash -c "! tr '\\0' '\\n' </proc/$CPID/environ | grep -q ^NOTIFY_SOCKET="
+
+assert_eq "SIGHUP: reloaded" reloaded "$(reload)"
+check "SIGHUP: READY=1 after the reload" wait_for 5 notes_ge '^READY=1$' 2
+assert_match "SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1" "$(notes)" \
+  "^READY=1 RELOADING=1\|MONOTONIC_USEC=[1-9][0-9]* READY=1 $"
+
+cp "$T/lode.toml" "$T/good.toml"
+echo "this is not TOML" >>"$T/lode.toml"
+assert_eq "SIGHUP with a broken file: refused" reload_refused "$(reload)"
+check "refused reload: READY=1 all the same (the old configuration serves)" wait_for 15 notes_ge '^READY=1$' 3
+assert_eq "refused reload: two RELOADING=1 so far" 2 "$(grep -c '^RELOADING=1' "$NLOG")"
+cp "$T/good.toml" "$T/lode.toml"
+assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
+
+kill -TERM "$LPID"
+check "SIGTERM: STOPPING=1" wait_for 10 notes_ge '^STOPPING=1$' 1
+wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
+check "lodestone exited" bash -c "! kill -0 $LPID 2>/dev/null"
+assert_eq "the whole conversation" "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
+  "$(notes | sed -E 's/\|MONOTONIC_USEC=[0-9]+//g; s/ $//')"
+
+# An abstract socket, as systemd may name one.
+ABS="@lodestone-test-$$-$RANDOM"
+NLOG="$T/notify-abstract.log"
+listen_notify "$ABS" "$NLOG"
+export NOTIFY_SOCKET="$ABS"
+start_lodestone "$T/lode.toml"
+unset NOTIFY_SOCKET
+check "abstract socket: READY=1" wait_for 5 notes_ge '^READY=1$' 1
+kill -TERM "$LPID"
+check "abstract socket: STOPPING=1" wait_for 10 notes_ge '^STOPPING=1$' 1
+wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
+
+# A NOTIFY_SOCKET that cannot be a unix socket: refused before anything starts.
+err=$(NOTIFY_SOCKET=relative/path timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
+assert_eq "a relative NOTIFY_SOCKET: exit 1" 1 "$rc"
+assert_contains "a relative NOTIFY_SOCKET: says why" "$err" "NOTIFY_SOCKET=relative/path"
+finish
