@@ -751,7 +751,16 @@ struct ControlPlane::Impl {
       return unexpected("the certificate store " + cert_store_dir() +
                         " is not a directory of this user with mode 0700: refusing to write keys there");
     }
-    for (const auto& [path, data] : {std::pair{&c.cert_path, &chain_pem}, std::pair{&c.key_path, &key_pem}}) {
+    // Both files are written beside first and renamed only when both are
+    // whole: a failed write leaves the pair in service as it was, not a new
+    // chain beside the old key (a rename within one directory does not fail
+    // short of the disk going away).
+    const std::pair<const std::string*, const std::string*> files[] = {{&c.cert_path, &chain_pem},
+                                                                        {&c.key_path, &key_pem}};
+    auto drop_temps = [&] {
+      for (const auto& f : files) unlink((*f.first + ".tmp").c_str());
+    };
+    for (const auto& [path, data] : files) {
       const std::string tmp = *path + ".tmp";
       unlink(tmp.c_str());  // a leftover (or a planted link): never followed
       const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -763,9 +772,16 @@ struct ControlPlane::Impl {
       }
       const int err = errno;
       if (fd >= 0 && close(fd) != 0) ok = false;
-      if (!ok || std::rename(tmp.c_str(), path->c_str()) != 0) {
-        unlink(tmp.c_str());
-        return unexpected("writing " + *path + ": " + std::strerror(ok ? errno : err));
+      if (!ok) {
+        drop_temps();
+        return unexpected("writing " + *path + ": " + std::strerror(err));
+      }
+    }
+    for (const auto& f : files) {
+      if (std::rename((*f.first + ".tmp").c_str(), f.first->c_str()) != 0) {
+        const int err = errno;
+        drop_temps();
+        return unexpected("writing " + *f.first + ": " + std::strerror(err));
       }
     }
     return {};
