@@ -5,6 +5,7 @@
 #   source "$(dirname "$0")/lib.sh"
 #   e2e_begin NAME [LIMIT_SECONDS]      temp dir $T, cleanup trap, watchdog
 #   make_pki [NAMES...]                 test PKI in $PKI (tools/make-test-pki.sh)
+#   ocsp_route_config FILE MPORT        + an OCSP-stapled route, trusted CA, /metrics
 #   P=$(free_port)                      a TCP port the kernel says is free
 #   start_backend NAME PORT [MODE] [--proxy-v2]      lode-backend
 #   start_pyserver NAME PORT [ARGS...]  tests/e2e/backend_server.py
@@ -171,6 +172,38 @@ names = ["a.test"]
 action = "terminate"
 pool = "app"
 certificate = "a"
+TOML
+}
+
+# ocsp_route_config FILE METRICS_PORT: appends to FILE (a_test_config's) the
+# route ocsp-good.test on certificate "good" (opki/, tools/make-ocsp-pki.sh,
+# stapled from a responder the test starts), trusted.pem as [control]
+# trusted_ca, state in $T/state, and /metrics on 127.0.0.1:METRICS_PORT.
+ocsp_route_config() {
+  cat >>"$1" <<TOML
+
+[[certificate]]
+name = "good"
+cert = "opki/ocsp-good.test.pem"
+key = "opki/ocsp-good.test.key"
+
+[[route]]
+name = "good"
+names = ["ocsp-good.test"]
+action = "terminate"
+pool = "app"
+certificate = "good"
+
+[control]
+state_dir = "$T/state"
+trusted_ca = "trusted.pem"
+
+[ocsp]
+timeout_ms = 1000
+startup_wait_ms = 5000
+
+[admin]
+metrics = "127.0.0.1:$2"
 TOML
 }
 

@@ -258,31 +258,7 @@ start_backend app "$PA"
 a_test_config "$T/lode.toml" "$P" "$PA"
 # A health-checked pool, so the health-check families have samples.
 sed -i 's|^backends = \["127.0.0.1:'"$PA"'"\]$|&\nhealth = { type = "tcp", interval_ms = 200, timeout_ms = 100 }|' "$T/lode.toml"
-cat >>"$T/lode.toml" <<TOML
-
-[[certificate]]
-name = "good"
-cert = "opki/ocsp-good.test.pem"
-key = "opki/ocsp-good.test.key"
-
-[[route]]
-name = "good"
-names = ["ocsp-good.test"]
-action = "terminate"
-pool = "app"
-certificate = "good"
-
-[control]
-state_dir = "$T/state"
-trusted_ca = "trusted.pem"
-
-[ocsp]
-timeout_ms = 1000
-startup_wait_ms = 5000
-
-[admin]
-metrics = "127.0.0.1:$MP"
-TOML
+ocsp_route_config "$T/lode.toml" "$MP"
 start_lodestone "$T/lode.toml" --workers 2
 
 N=4

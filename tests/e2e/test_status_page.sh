@@ -49,31 +49,7 @@ cat "$PKI/ca.pem" "$OPKI/ca.pem" >"$T/trusted.pem"
 P=$(free_port); PA=$(free_port); MP=$(free_port)
 start_backend app "$PA"
 a_test_config "$T/lode.toml" "$P" "$PA"
-cat >>"$T/lode.toml" <<TOML
-
-[[certificate]]
-name = "good"
-cert = "opki/ocsp-good.test.pem"
-key = "opki/ocsp-good.test.key"
-
-[[route]]
-name = "good"
-names = ["ocsp-good.test"]
-action = "terminate"
-pool = "app"
-certificate = "good"
-
-[control]
-state_dir = "$T/state"
-trusted_ca = "trusted.pem"
-
-[ocsp]
-timeout_ms = 1000
-startup_wait_ms = 5000
-
-[admin]
-metrics = "127.0.0.1:$MP"
-TOML
+ocsp_route_config "$T/lode.toml" "$MP"
 start_lodestone "$T/lode.toml" --workers 2
 
 N=4
