@@ -143,7 +143,7 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     size_t withheld = 0;
     for (const auto& [k, it] : items) withheld += state_of(it, now) != snapshot::CertState::kServe ? 1 : 0;
     const auto& h = stats_view.header();
-    w.field("version", "0.1.0").field("config", opt.config_path);
+    w.field("version", LODE_VERSION).field("config", opt.config_path);
     w.field("dataplane_pid", stats_ok ? h.pid : uint64_t{0});
     w.field("controlplane_pid", static_cast<uint64_t>(getpid()));
     const int64_t up_ms = stats_ok ? std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -25,6 +25,7 @@ PACKAGES=(
   bird2                             # scale-out: BGP announcements of the VIPs (tests/e2e/test_bgp.sh, unit tests)
   chromium nodejs                   # the status page's browser test (headless, driven by playwright-core)
   sslscan                           # the TLS configuration scan (tests/e2e/test_tls_scan.sh)
+  dpkg-dev lintian groff-base man-db  # the .deb (tests/e2e/test_package.sh): dpkg-shlibdeps, lintian, man page checks
 )
 
 # playwright-core from npm, the version pinned in tests/e2e/browser/package-lock.json

@@ -20,11 +20,11 @@ command -v systemd-analyze >/dev/null || { echo "FAIL systemd: systemd-analyze i
 UNIT_DIR="$LODE_SOURCE_DIR/tools/systemd"
 
 # ---------------------------------------------------------------- 1. the unit
-# The unit names /usr/bin/lodestone, which verify requires to exist: the
+# The unit names /usr/sbin/lodestone, which verify requires to exist: the
 # build's binary stands in for it; nothing else changes.
 units() {  # units DIR: the unit and its drop-in laid out as systemd reads them
   mkdir -p "$1/lodestone.service.d"
-  sed "s|/usr/bin/lodestone|$LODESTONE|g" "$UNIT_DIR/lodestone.service" >"$1/lodestone.service"
+  sed "s|/usr/sbin/lodestone|$LODESTONE|g" "$UNIT_DIR/lodestone.service" >"$1/lodestone.service"
   cp "$UNIT_DIR/lodestone-dpdk.conf" "$1/lodestone.service.d/dpdk.conf"
 }
 verify() { systemd-analyze verify --man=no "$1/lodestone.service" 2>&1; echo "rc=$?"; }

@@ -682,7 +682,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
 
   {
     JsonWriter w;
-    w.begin_object().field("event", "start").field("version", "0.1.0").field("openssl", OpenSSL_version(OPENSSL_VERSION));
+    w.begin_object().field("event", "start").field("version", LODE_VERSION).field("openssl", OpenSSL_version(OPENSSL_VERSION));
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
@@ -805,7 +805,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage(2);
   const std::string cmd = argv[1];
   if (cmd == "version" || cmd == "--version") {
-    std::printf("lodestone 0.1.0 (%s; kTLS %s)\n", OpenSSL_version(OPENSSL_VERSION),
+    std::printf("lodestone " LODE_VERSION " (%s; kTLS %s)\n", OpenSSL_version(OPENSSL_VERSION),
                 lode::worker::kernel_has_tls_ulp() ? "available" : "unavailable: no tls ULP in this kernel");
     return 0;
   }
