@@ -50,8 +50,11 @@ assert_match "without [process]: the dataplane is root" "$(ids "$LPID")" "^0/0/0
 assert_ge "without [process]: its threads keep root's capabilities" "$(threads_with_caps "$LPID")" 1
 kill -TERM "$LPID"; wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
 
-printf '\n[process]\nuser = "nobody"\ngroup = "nogroup"\n\n[control]\nstate_dir = "%s"\n' "$T/state" >>"$T/lode.toml"
+printf '\n[process]\nuser = "nobody"\ngroup = "nogroup"\n\n[control]\nstate_dir = "%s"\n\n[log]\naccess = "%s"\n' \
+  "$T/state" "$T/logs/access.log" >>"$T/lode.toml"
 mkdir -p "$T/state"  # root's: the OCSP cache directory the control plane must be able to write
+mkdir -p "$T/logs"   # root's, 0755, like /var/log/lodestone under systemd's LogsDirectory=
+chown root:root "$T/logs"; chmod 0755 "$T/logs"
 start_lodestone "$T/lode.toml"
 assert_eq "the state directory is handed to nobody" nobody:nogroup "$(stat -c %U:%G "$T/state")"
 check "the drop is logged" grep -q '"event":"privileges_dropped","user":"nobody:nogroup"' "$LLOG"
@@ -67,6 +70,19 @@ assert_eq "SIGHUP: reloaded" reloaded "$(reload)"
 assert_contains "served after the reload" "$(lcurl a.test "$P")" "backend=app"
 status=$(timeout 10 "$LODECTL" --socket "$T/run/admin.sock" --json status 2>&1)
 assert_contains "lodectl (root) talks to the control plane (nobody)" "$status" '"generation"'
+
+# The access log (opened as root) is handed to nobody, so SIGUSR1 can reopen
+# it after the drop; a rotation (rename, then the new file made for the user,
+# as logrotate's `create` does) is followed too.
+assert_eq "the access log file is handed to nobody" nobody:nogroup "$(stat -c %U:%G "$T/logs/access.log")"
+kill -USR1 "$LPID"
+check "SIGUSR1 as nobody: the same path reopened" wait_log_count '"event":"access_log_reopened"' 1 10
+mv "$T/logs/access.log" "$T/logs/access.log.1"
+install -o nobody -g nogroup -m 0640 /dev/null "$T/logs/access.log"
+kill -USR1 "$LPID"
+check "SIGUSR1 after a rotation: reopened" wait_log_count '"event":"access_log_reopened"' 2 10
+lcurl a.test "$P" >/dev/null
+check "the next connection is logged in the new file" wait_for 10 grep -q '"sni":"a.test"' "$T/logs/access.log"
 
 # The control plane dies; the unprivileged dataplane restarts it.
 kill -KILL "$CPID"

@@ -82,6 +82,8 @@ class Log {
   ~Log() {
     if (owned_) std::fclose(out_);
   }
+  // The file's descriptor; -1 for stderr or off.
+  int fd() const noexcept { return owned_ ? fileno(out_) : -1; }
   // A batch of complete lines from one worker.
   void lines(const std::string& batch) {
     if (out_ == nullptr) return;
@@ -527,6 +529,15 @@ int run(const std::string& config_path, int workers_override, const std::string&
         std::fprintf(stderr, "lodestone: %s: chown to %s: %s\n", dir.c_str(), id->name.c_str(), std::strerror(errno));
         return 1;
       }
+    }
+    // The access log file too: a reopen (SIGUSR1) after the drop opens the
+    // same path as the user. Rotation needs the new file made for it
+    // (logrotate's `create`, tools/logrotate/lodestone): the directory stays
+    // root's.
+    if (const int fd = access.fd(); fd >= 0 && fchown(fd, id->uid, id->gid) != 0) {
+      std::fprintf(stderr, "lodestone: access log %s: chown to %s: %s\n", cfg->access_log.c_str(), id->name.c_str(),
+                   std::strerror(errno));
+      return 1;
     }
     identity = std::move(*id);
   }
