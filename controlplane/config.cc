@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "controlplane/bgp.h"
+#include "controlplane/published_config.h"
 #include "dataplane/route/backend_pool.h"
 
 namespace lode::config {
@@ -810,9 +811,30 @@ class Loader {
 
 Result<Config, ConfigErrors> load_config_string(std::string_view text, std::string_view source_name) {
   Loader ld{std::string(source_name)};
+  // A published configuration (published_config.h) is the file, then the
+  // control plane's trailer: parsed apart and its certificates appended to
+  // the file's, so a file that writes `certificate = [ {...} ]` inline (an
+  // array TOML cannot extend later) takes run-time certificates too. The
+  // file's line numbers are unchanged.
+  const cp::PublishedConfig published = cp::split_published_config(text);
   toml::table root;
   try {
-    root = toml::parse(text, source_name);
+    root = toml::parse(published.file_text, source_name);
+    if (!published.tables.empty()) {
+      toml::table extra = toml::parse(published.tables, std::string(source_name) + " (run-time state)");
+      if (toml::array* added = extra["certificate"].as_array(); added != nullptr && !added->empty()) {
+        toml::array* certs = root["certificate"].as_array();
+        if (certs == nullptr && !root.contains("certificate")) {
+          root.insert("certificate", toml::array{});
+          certs = root["certificate"].as_array();
+        }
+        if (certs != nullptr) {
+          for (toml::node& n : *added) {
+            if (toml::table* t = n.as_table()) certs->push_back(std::move(*t));
+          }
+        }
+      }
+    }
   } catch (const toml::parse_error& e) {
     ld.error(SourceLoc{static_cast<uint32_t>(e.source().begin.line), static_cast<uint32_t>(e.source().begin.column)},
              "", "TOML syntax: " + std::string(e.description()));

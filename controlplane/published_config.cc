@@ -95,7 +95,9 @@ PublishedConfig split_published_config(std::string_view text) {
   out.file_text = std::string(text.substr(0, at));
   const std::string_view rest = text.substr(at + kMarker.size());
   if (rest.substr(0, kPathLine.size()) == kPathLine) {
-    const std::string_view line = rest.substr(2, rest.find('\n') - 2);  // path = "..."
+    const size_t eol = rest.find('\n');
+    if (eol != std::string_view::npos) out.tables = std::string(rest.substr(eol + 1));
+    const std::string_view line = rest.substr(2, eol - 2);  // path = "..."
     try {
       const toml::table t = toml::parse(line);
       if (auto p = t["path"].value<std::string>()) out.path = *p;

@@ -40,6 +40,7 @@ struct RuntimeCertificate {
 struct PublishedConfig {
   std::string file_text;  // the whole text when it has no trailer
   std::string path;       // empty: no trailer
+  std::string tables;     // the trailer's TOML after its path line ([[certificate]] tables)
 };
 [[nodiscard]] PublishedConfig split_published_config(std::string_view text);
 

@@ -82,6 +82,46 @@ TEST(PublishedConfig, TheFileWinsOverARuntimeCertificateOfTheSameName) {
   EXPECT_EQ(cfg->certificates[1].cert, "/etc/l/added.pem");
 }
 
+TEST(PublishedConfig, AnInlineCertificateArrayTakesRuntimeCertificates) {
+  // `certificate = [ {...} ]` cannot be extended by a later [[certificate]]
+  // in TOML: the trailer is parsed apart and appended.
+  constexpr const char* kInline = R"(certificate = [ { name = "a", cert = "a.pem", key = "a.key" } ]
+
+[[listener]]
+name = "https"
+listen = ["127.0.0.1:8443"]
+
+[[pool]]
+name = "app"
+backends = ["127.0.0.1:9001"]
+
+[[route]]
+name = "b"
+names = ["b.test"]
+action = "terminate"
+pool = "app"
+certificate = "added"
+)";
+  const std::string text = compose_published_config(kInline, "/etc/l/lode.toml", kAdded);
+  auto cfg = config::load_config_string(text, "/etc/l/lode.toml");
+  ASSERT_TRUE(cfg.has_value()) << cfg.error().front().to_string();
+  ASSERT_EQ(cfg->certificates.size(), 2u);
+  EXPECT_EQ(cfg->certificates[0].cert, "/etc/l/a.pem");
+  EXPECT_EQ(cfg->certificates[1].name, "added");
+  // A file with no certificate of its own.
+  std::string none = kInline;
+  none.erase(0, none.find('\n') + 1);
+  cfg = config::load_config_string(compose_published_config(none, "/etc/l/lode.toml", kAdded), "/etc/l/lode.toml");
+  ASSERT_TRUE(cfg.has_value()) << cfg.error().front().to_string();
+  ASSERT_EQ(cfg->certificates.size(), 1u);
+  EXPECT_EQ(cfg->certificates[0].name, "added");
+  // A syntax error in the file keeps its own line number.
+  cfg = config::load_config_string(compose_published_config("[[pool]]\nname = \n", "/etc/l/lode.toml", kAdded),
+                                   "/etc/l/lode.toml");
+  ASSERT_FALSE(cfg.has_value());
+  EXPECT_EQ(cfg.error().front().loc.line, 2u) << cfg.error().front().to_string();
+}
+
 TEST(PublishedConfig, DefinedNames) {
   std::string file = kFile;
   file += "\n[[certificate_dir]]\nname = \"sites\"\npath = \"sites\"\n";
