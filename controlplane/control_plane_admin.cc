@@ -411,13 +411,13 @@ std::string ControlPlane::Impl::certs_add(const AdminRequest& req) {
   settle();
   const RuntimeCertificate rc = runtime_cert(name);
   if (auto ok = store_pem(rc, req.get("cert"), req.get("key")); !ok) {
-    drop_runtime_cert(name);
+    drop_runtime_cert(name, /*never_saved=*/true);
     return error_reply(ok.error());
   }
   runtime_certs.push_back(rc);
   auto next = config::load_config_string(published_config(), opt.config_path);
   if (!next) {
-    drop_runtime_cert(name);
+    drop_runtime_cert(name, /*never_saved=*/true);
     return error_reply("internal: the configuration with '" + name + "': " + next.error().front().to_string());
   }
   cfg = std::move(*next);

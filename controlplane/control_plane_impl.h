@@ -786,12 +786,22 @@ struct ControlPlane::Impl {
     }
     return {};
   }
-  void drop_runtime_cert(const std::string& name) {
+  // The files go once the configuration saved for a re-attach no longer
+  // names them (save_config(), when the dataplane acknowledges it): a
+  // control plane restarted in between finds what its saved text names.
+  // `never_saved`: a `certs add` that failed; no saved text names its files.
+  void drop_runtime_cert(const std::string& name, bool never_saved = false) {
     const RuntimeCertificate c = runtime_cert(name);
-    unlink(c.cert_path.c_str());
-    unlink(c.key_path.c_str());
+    for (const std::string* f : {&c.cert_path, &c.key_path}) {
+      if (never_saved) {
+        unlink(f->c_str());
+      } else {
+        unlink_after_save.push_back(*f);
+      }
+    }
     std::erase_if(runtime_certs, [&](const RuntimeCertificate& r) { return r.name == name; });
   }
+  std::vector<std::string> unlink_after_save;
 
   // The configuration in service before the last reload that changed it
   // (`routes rollback`); empty: none since the control plane started.
@@ -1065,7 +1075,15 @@ struct ControlPlane::Impl {
       }
     }
     chmod(tmp.c_str(), 0600);
-    std::rename(tmp.c_str(), path.c_str());
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) return;
+    // Files of certificates that left (a name added again since is kept).
+    for (const std::string& f : unlink_after_save) {
+      const bool in_use = std::any_of(runtime_certs.begin(), runtime_certs.end(), [&](const RuntimeCertificate& c) {
+        return c.cert_path == f || c.key_path == f;
+      });
+      if (!in_use) unlink(f.c_str());
+    }
+    unlink_after_save.clear();
   }
 
   Result<void, std::string> connect_dataplane() {

@@ -145,6 +145,29 @@ assert_eq "certs rm: gone from certs list" "name:a" "$(cert_keys)"
 ctl certs rm newc
 assert_eq "certs rm again: exit 1" 1 "$RC"
 assert_eq "lodestone is still running" 0 "$(kill -0 "$LPID" 2>/dev/null; echo $?)"
+
+# ---------------------------------------------------------------- 5. a removal not yet in service
+# The dataplane acknowledges nothing while stopped: `certs rm` answers "not
+# in service" and the files stay, since the configuration saved for a
+# re-attach still names them; a control plane that dies then comes back with
+# that configuration and the certificate (files removed at once used to make
+# the restarted control plane load a configuration naming missing files).
+ctl certs add held --cert "$PKI/b.test.pem" --key "$PKI/b.test.key"
+assert_eq "certs add held: exit 0" 0 "$RC"
+cp_pid=$(st controlplane_pid)
+kill -STOP "$LPID"
+ctl --json certs rm held
+kill -KILL "$cp_pid"
+kill -CONT "$LPID"
+assert_eq "certs rm, dataplane stopped: exit 0" 0 "$RC"
+assert_eq "certs rm, dataplane stopped: not in service" false "$(jfield in_service <<<"$OUT")"
+check "  ... the files stay until the saved configuration drops them" test -s "$STORE/held.pem" -a -s "$STORE/held.key"
+check "the control plane is restarted" wait_for 15 new_cp
+assert_eq "re-attached: the certificate whose removal never took effect is there" "name:a name:held" "$(cert_keys)"
+ctl --json certs rm held
+assert_eq "certs rm held again: in service" true "$(jfield in_service <<<"$OUT")"
+check "  ... now its files are gone" test ! -e "$STORE/held.pem" -a ! -e "$STORE/held.key"
+
 ctl certs add again --cert "$PKI/b.test.pem" --key "$PKI/b.test.key"
 kill -TERM "$LPID"
 wait "$LPID"
