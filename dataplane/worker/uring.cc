@@ -62,10 +62,30 @@ Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsig
 io_uring_sqe* Ring::sqe() noexcept {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
   while (s == nullptr) {
-    io_uring_submit(&ring_);
+    ++sq_full_;
+    const int rc = io_uring_submit(&ring_);
+    if (rc == -EBUSY || rc == -EAGAIN) {
+      ++cq_overflows_;
+      stash_completions();
+    }
     s = io_uring_get_sqe(&ring_);
   }
   return s;
+}
+
+// Moves the ready completions out of the ring; then asks the kernel to flush
+// its overflow list into the room made (io_uring_get_events), and moves those
+// too. The backlog's memory is kept between uses: it grows only under this
+// pressure, never per operation.
+void Ring::stash_completions() {
+  for (int round = 0; round < 2; ++round) {
+    io_uring_cqe* cqe = nullptr;
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+      backlog_.push_back(*cqe);
+      io_uring_cqe_seen(&ring_, cqe);
+    }
+    if (round == 0) io_uring_get_events(&ring_);
+  }
 }
 
 void Ring::recycle(uint16_t bid) noexcept {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lodestone/result.h"
 
@@ -46,12 +47,52 @@ class Ring {
   // entries: SQ size; buffers of buf_size bytes in the provided ring.
   Result<void, std::string> init(unsigned entries, unsigned buf_count, unsigned buf_size);
 
-  // Never returns null: submits to make room when the SQ is full.
+  // Never returns null: submits to make room when the SQ is full. When the
+  // kernel refuses that submission because the completion ring is full
+  // (-EBUSY, IORING_FEAT_NODROP with completions waiting in its overflow
+  // list), the ready completions are moved to a backlog that
+  // for_each_completion() hands out first, and the submission is retried.
   io_uring_sqe* sqe() noexcept;
   int submit() noexcept { return io_uring_submit(&ring_); }
   // Submits pending SQEs and waits for at least one completion (or timeout).
   int submit_and_wait(unsigned n) noexcept { return io_uring_submit_and_wait(&ring_, n); }
   io_uring* raw() noexcept { return &ring_; }
+
+  // Hands every ready completion to f (the backlog first), each one copied
+  // and marked seen before f runs, so f may take SQEs (and so submit) freely;
+  // completions that arrive meanwhile are handed out in the same call.
+  // Returns how many.
+  template <class F>
+  unsigned for_each_completion(F&& f) {
+    unsigned n = 0;
+    while (true) {
+      if (!backlog_.empty()) {
+        // f may add to the backlog: by index, and swapped out first.
+        std::vector<io_uring_cqe> batch;
+        batch.swap(backlog_);
+        for (const io_uring_cqe& c : batch) {
+          f(&c);
+          ++n;
+        }
+        batch.clear();
+        if (backlog_.empty()) backlog_.swap(batch);  // keep the capacity
+        continue;
+      }
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+      const io_uring_cqe copy = *cqe;
+      io_uring_cqe_seen(&ring_, cqe);
+      f(&copy);
+      ++n;
+    }
+    return n;
+  }
+
+  // Pressure seen (each handled, nothing dropped): SQE requests that found
+  // the submission queue full, and submissions refused for a full
+  // completion ring (its overflow then moved to the backlog).
+  uint64_t sq_full() const noexcept { return sq_full_; }
+  uint64_t cq_overflows() const noexcept { return cq_overflows_; }
 
   // The provided buffers: group id, a buffer by id, and giving one back.
   static constexpr uint16_t kBufGroup = 1;
@@ -71,6 +112,10 @@ class Ring {
   unsigned buf_count_ = 0;
   unsigned buf_size_ = 0;
   unsigned out_ = 0;  // buffers handed to us and not yet recycled
+  std::vector<io_uring_cqe> backlog_;  // completions taken out to free the CQ ring
+  uint64_t sq_full_ = 0, cq_overflows_ = 0;
+
+  void stash_completions();
 };
 
 }  // namespace lode::worker

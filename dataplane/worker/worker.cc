@@ -1743,6 +1743,9 @@ struct Worker::Impl {
 
   void on_tick() {
     flush_log();
+    // The ring's pressure counters, copied every tick (not per completion).
+    stats.ring_sq_full.store(ring.sq_full(), std::memory_order_relaxed);
+    stats.ring_cq_overflows.store(ring.cq_overflows(), std::memory_order_relaxed);
     for (uint32_t i = 0; i < accept_armed.size() && !draining; ++i) {
       if (!accept_armed[i] && listen_fds[i] >= 0) arm_accept(i);
     }
@@ -1793,13 +1796,9 @@ struct Worker::Impl {
         break;
       }
       now = now_ms();
-      io_uring_cqe* cqe;
-      unsigned head, n = 0;
-      io_uring_for_each_cqe(ring.raw(), head, cqe) {
-        dispatch(cqe);
-        ++n;
-      }
-      io_uring_cq_advance(ring.raw(), n);
+      // Each completion is marked seen before it is handled, so the CQ ring
+      // has room for what handling it submits (a tiny ring under load).
+      ring.for_each_completion([this](const io_uring_cqe* cqe) { dispatch(cqe); });
       if (slot.generation() != seen_generation) refresh_runtime();
       if (opt.snapshots != nullptr && opt.snapshots->generation() != seen_snapshot.load(std::memory_order_relaxed)) {
         refresh_snapshot();

@@ -191,6 +191,7 @@ class WorkerTest : public ::testing::Test {
     snapshots_.publish(*snap);
     WorkerOptions opt;
     opt.recv_buffers = 64;
+    if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
     opt.snapshots = &snapshots_;
     worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
@@ -260,6 +261,7 @@ class WorkerTest : public ::testing::Test {
 
   test::TempDir dir_;
   std::string listener_extra_;  // more keys for the [[listener]]
+  unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
   std::string ca_pem_;
   uint16_t port_ = 0;
   RuntimeSlot slot_;
