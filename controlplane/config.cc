@@ -390,7 +390,8 @@ class Loader {
   }
 
   void route(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate", "steer"});
+    only_keys(t, where, {"name", "listener", "names", "action", "pool", "reject_with", "certificate", "steer",
+                         "max_connections"});
     RouteConfig r;
     r.loc = loc_of(t);
     get_name(t, where, r.name, true);
@@ -418,6 +419,7 @@ class Loader {
     static constexpr std::array<std::string_view, 2> kSteer = {"name", "client"};
     if (int st = get_choice(t, where, "steer", kSteer, false); st >= 0) r.steer_by_client = st == 1;
     get_string(t, where, "certificate", r.certificate, false);
+    get_uint(t, where, "max_connections", r.max_connections, 0, 10'000'000);
     cfg.routes.push_back(std::move(r));
   }
 

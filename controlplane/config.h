@@ -207,6 +207,9 @@ struct RouteConfig {
   bool reject_with_reset = false;
   bool steer_by_client = false;  // steer = "client" (dpdk front: terminate flows to a worker)
   std::string certificate;  // a [[certificate]] or [[certificate_dir]] name
+  // Connections of the route open at once, over all workers; 0: no cap.
+  // Above it a new connection is reset right after its hello (counted).
+  uint32_t max_connections = 0;
   SourceLoc loc;
 };
 

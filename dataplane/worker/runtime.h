@@ -39,6 +39,8 @@ struct ListenerRuntime {
   // Stats series slot of each route (by route index; include/lodestone/
   // stats_layout.h); empty: not counted per route (no stats segment).
   std::vector<uint32_t> route_slots;
+  // [[route]] max_connections by route index (0: no cap); empty: none.
+  std::vector<uint32_t> route_caps;
 };
 
 // How a terminate route finds its certificate: a named certificate, or the

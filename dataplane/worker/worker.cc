@@ -883,6 +883,14 @@ struct Worker::Impl {
     c.route = m.route;
     count_routed(c);
     const route::RouteView rv = table.route(m.route);
+    if (route_full(c)) {
+      // Reset at once: nothing more is read or sent, the established
+      // connections of the route are untouched.
+      bump(stats.refused_route_full);
+      refused(c, "route_full");
+      close_conn(c, "route_full", true);
+      return;
+    }
     c.action = rv.action;
     c.pool = rv.pool;
     give_parser(std::move(c.parser));
@@ -919,6 +927,22 @@ struct Worker::Impl {
     c.routed = true;
     bump(c.client.route->connections);
     bump(c.client.route->active);
+  }
+
+  // [[route]] max_connections: the route's open connections (this one
+  // included) over all workers, from their series slots (two workers
+  // admitting at the same instant may pass the cap by one each).
+  bool route_full(const Conn& c) const {
+    const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
+    const uint32_t cap = c.route < l.route_caps.size() ? l.route_caps[c.route] : 0;
+    if (cap == 0) return false;
+    if (opt.all_route_series.empty() || c.route >= l.route_slots.size()) {
+      return c.client.route->active.load(std::memory_order_relaxed) > cap;
+    }
+    const uint32_t slot = l.route_slots[c.route];
+    uint64_t open = 0;
+    for (const stats::RouteSeries* w : opt.all_route_series) open += w[slot].active.load(std::memory_order_relaxed);
+    return open > cap;
   }
 
   // Bytes moved on one side, in the worker's and (client side) the route's counters.
@@ -1652,6 +1676,7 @@ struct Worker::Impl {
           accept_conn(cqe->res, li);
         } else if (cqe->res != -ECANCELED && cqe->res != -EINVAL) {
           bump(stats.accept_errors);
+          if (cqe->res == -EMFILE || cqe->res == -ENFILE) bump(stats.accept_emfile);
         }
         if (!(cqe->flags & IORING_CQE_F_MORE) && li < listen_fds.size() && listen_fds[li] >= 0) {
           accept_armed[li] = 0;

@@ -37,6 +37,11 @@ struct WorkerOptions {
   // the runtime); null: not counted.
   stats::RouteSeries* route_series = nullptr;
   stats::BackendSeries* backend_series = nullptr;
+  // Every worker's route series (this one's included), read to enforce a
+  // route's max_connections over all workers: the sum of their open gauges
+  // (relaxed loads; each still written by its own worker only). Empty: the
+  // cap counts this worker's connections alone.
+  std::vector<const stats::RouteSeries*> all_route_series;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over

@@ -213,6 +213,37 @@ tls = { sni = "x", verify = false }
   EXPECT_NE(e.find("pool[2].tls.sni: unknown key"), std::string::npos) << e;
 }
 
+TEST(Config, RouteMaxConnections) {
+  auto cfg = load_config_string(R"(
+[[listener]]
+name = "l"
+listen = ["127.0.0.1:1"]
+[[route]]
+name = "capped"
+names = ["a.test"]
+action = "reject"
+max_connections = 500
+[[route]]
+name = "open"
+names = ["b.test"]
+action = "reject"
+)", "t.toml");
+  ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
+  EXPECT_EQ(cfg->routes[0].max_connections, 500u);
+  EXPECT_EQ(cfg->routes[1].max_connections, 0u);  // no cap
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "l"
+listen = ["127.0.0.1:1"]
+[[route]]
+name = "r"
+names = ["a.test"]
+action = "reject"
+max_connections = -1
+)");
+  EXPECT_NE(e.find("route[0].max_connections"), std::string::npos) << e;
+}
+
 TEST(Config, NamesArePrintableAsciiWithoutSpaces) {
   // Names become snapshot keys, metric labels and lodectl columns.
   const std::string e = errors_of(R"(

@@ -658,6 +658,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       opt.stats = stats_segment->worker(i);
       opt.route_series = stats_segment->routes(i);
       opt.backend_series = stats_segment->backends(i);
+      for (unsigned j = 0; j < count; ++j) opt.all_route_series.push_back(stats_segment->routes(j));
       dp.workers.push_back(std::make_unique<lode::worker::Worker>(
           opt, dp.handoff_slots.empty() ? dp.slot : *dp.handoff_slots[i],
           cfg->access_log == "off" ? lode::worker::AccessLog{}

@@ -186,6 +186,14 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
         continue;
       }
       lr.table = *view;
+      // Caps by route index (the table holds routes by name).
+      lr.route_caps.assign(lr.table.route_count(), 0);
+      for (uint32_t r = 0; r < lr.table.route_count(); ++r) {
+        const std::string_view name = lr.table.route(r).name;
+        for (const auto& rc : cfg.routes) {
+          if (rc.name == name) lr.route_caps[r] = rc.max_connections;
+        }
+      }
     }
   }
   if (!errors.empty()) return unexpected(std::move(errors));
