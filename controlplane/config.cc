@@ -538,9 +538,10 @@ class Loader {
       }
     }
     if (const toml::table* t = section(root, "limits")) {
-      only_keys(*t, "limits", {"connections_per_worker", "connect_retries"});
+      only_keys(*t, "limits", {"connections_per_worker", "connect_retries", "memory_per_worker_mb"});
       get_uint(*t, "limits", "connections_per_worker", cfg.limits.connections_per_worker, 1, 1'000'000);
       get_uint(*t, "limits", "connect_retries", cfg.limits.connect_retries, 0, 16);
+      get_uint(*t, "limits", "memory_per_worker_mb", cfg.limits.memory_per_worker_mb, 1, 1'048'576);
     }
     if (const toml::table* t = section(root, "control")) {
       only_keys(*t, "control", {"run_dir", "state_dir", "start_timeout_s", "trusted_ca", "intermediates",

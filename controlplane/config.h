@@ -86,7 +86,7 @@
 //              timeout_ms = 3000, startup_wait_ms = 10000 (fetch before first serving, at most this long)
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
 //   [workers]  count = 2, cpus = [0, 1]
-//   [limits]   connections_per_worker = 16384, connect_retries = 2
+//   [limits]   connections_per_worker = 16384, connect_retries = 2, memory_per_worker_mb = 1024
 //   [bgp]      enabled = false            # announce the VIPs through BIRD (controlplane/bgp.h)
 //              birdc = "birdc"              # the BIRD client run as `birdc -s SOCKET configure`
 //              socket = "/run/bird/bird.ctl"
@@ -312,6 +312,9 @@ struct DpdkConfig {
 struct LimitsConfig {
   uint32_t connections_per_worker = 16'384;
   uint32_t connect_retries = 2;
+  // What a worker's connection buffers (relay queues) may hold, MiB; above
+  // it new connections are refused at accept.
+  uint32_t memory_per_worker_mb = 1024;
 };
 
 // [bgp]: the VIPs this node announces through BIRD (controlplane/bgp.h).

@@ -589,7 +589,10 @@ std::string ControlPlane::Impl::metrics_text() {
   if (stats_ok) {
     for (size_t c = 0; c < stats::kCounterCount; ++c) {
       const auto& info = stats::kCounters[c];
-      const std::string name = info.gauge ? "lodestone_" + std::string(info.name) + "_connections"
+      // Gauges: `active` is lodestone_active_connections; others carry
+      // their unit in their name (buffered_bytes).
+      const std::string name = info.gauge ? "lodestone_" + std::string(info.name) +
+                                                (std::string_view(info.name) == "active" ? "_connections" : "")
                                           : "lodestone_" + std::string(info.name) + "_total";
       head(name, info.gauge ? "gauge" : "counter", info.help);
       for (uint32_t wk = 0; wk < stats_view.workers(); ++wk) {

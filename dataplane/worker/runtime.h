@@ -70,6 +70,7 @@ struct Timeouts {
 struct Limits {
   uint32_t connections_per_worker = 16'384;
   uint32_t connect_retries = 2;
+  uint64_t memory_per_worker = 1024ull << 20;  // bytes of connection buffers
 };
 
 struct Runtime {

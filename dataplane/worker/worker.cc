@@ -432,6 +432,9 @@ struct Worker::Impl {
   std::atomic<uint64_t> seen_snapshot{0};
   CertCache cert_cache;
   uint64_t last_sweep = 0;
+  // Bytes the connections' buffers hold now (ByteQueue charges it); declared
+  // before `conns`, which refund it as they go.
+  uint64_t buffered_bytes = 0;
   std::vector<Conn> conns;
   std::vector<uint32_t> free_slots;
   uint32_t active = 0;
@@ -631,6 +634,12 @@ struct Worker::Impl {
       close(fd);
       return;
     }
+    // [limits] memory_per_worker_mb: what the open connections buffer.
+    if (wrt && buffered_bytes > wrt->rt->limits.memory_per_worker) {
+      bump(stats.refused_memory);
+      close(fd);
+      return;
+    }
     const uint32_t i = free_slots.back();
     free_slots.pop_back();
     Conn& c = conns[i];
@@ -640,6 +649,9 @@ struct Worker::Impl {
     c.used = true;
     c.listener = listen_listener[fd_index];
     c.client.fd = fd;
+    for (Side* s : {&c.client, &c.backend}) {
+      for (ByteQueue* q : {&s->in, &s->out, &s->sending}) q->set_account(&buffered_bytes);
+    }
     c.client.stats = c.backend.stats = &stats;
     c.client.route = &unrouted_series;
     c.wrt = wrt;
@@ -1771,6 +1783,7 @@ struct Worker::Impl {
     // The ring's pressure counters, copied every tick (not per completion).
     stats.ring_sq_full.store(ring.sq_full(), std::memory_order_relaxed);
     stats.ring_cq_overflows.store(ring.cq_overflows(), std::memory_order_relaxed);
+    stats.buffered_bytes.store(buffered_bytes, std::memory_order_relaxed);
     for (uint32_t i = 0; i < accept_armed.size() && !draining; ++i) {
       if (!accept_armed[i] && listen_fds[i] >= 0) arm_accept(i);
     }

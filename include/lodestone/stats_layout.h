@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 6 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 7 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -93,7 +93,9 @@ namespace lode::stats {
   X(ring_sq_full, counter, "io_uring submission queue full: submitted early to make room")          \
   X(ring_cq_overflows, counter, "io_uring submissions refused for a full completion ring (handled)") \
   X(refused_route_full, counter, "connections reset after the hello: their route at its max_connections") \
-  X(accept_emfile, counter, "accepts failed for want of descriptors (EMFILE, ENFILE; also in accept_errors)")
+  X(accept_emfile, counter, "accepts failed for want of descriptors (EMFILE, ENFILE; also in accept_errors)") \
+  X(refused_memory, counter, "connections refused at accept: the worker's buffers above memory_per_worker_mb") \
+  X(buffered_bytes, gauge, "bytes the worker's connection buffers hold (relay queues)")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -302,7 +304,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 6;
+inline constexpr uint32_t kStatsLayoutVersion = 7;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -9,6 +9,8 @@
 #    accepts fail with EMFILE and are counted (accept_errors), the worker backs
 #    off instead of spinning (its CPU while saturated stays far below one
 #    core), and when the clients go it accepts and serves again.
+# 4. [limits] memory_per_worker_mb: a worker whose buffers hold more than the
+#    budget refuses new connections (refused_memory); RSS stays near it.
 # 3. A handshake flood (lodeload, full handshakes as fast as it goes) beside
 #    requests on kept connections: every request completes and the latency
 #    of both phases is printed (no time is asserted).
@@ -136,6 +138,97 @@ assert_eq "the dataplane is still running" 0 "$(kill -0 "$LPID" 2>/dev/null; ech
 touch "$T/go2"
 check "idle clients gone" wait_for 10 grep -q closed "$T/idle.out"
 check "recovered: a new TLS connection is served" wait_for 20 bash -c "$(declare -f lcurl); PKI=$PKI; lcurl b.test $P | grep -q backend=app"
+kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
+
+# ---------------------------------------------------------------- 4. memory budget
+# [limits] memory_per_worker_mb = 1 and a backend that never reads: each
+# connection fills its relay queue (up to 256 KiB) with what its client
+# sends; once the worker's buffers hold more than 1 MiB new connections are
+# refused at accept (refused_memory), and the dataplane's RSS grows by about
+# the budget, not by 30 full queues (7.5 MiB).
+SINK=$(free_port); MP4=$(free_port)
+python3 - "$SINK" >"$T/sink.out" 2>&1 <<'PY' &
+import socket, sys, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(128); l.settimeout(1)
+print("listening", flush=True)
+held, end = [], time.time() + 90
+while time.time() < end:
+    try: held.append(l.accept()[0])
+    except socket.timeout: pass
+PY
+PIDS+=($!)
+wait_for 5 grep -q listening "$T/sink.out"
+cat >"$T/mem.toml" <<TOML
+[[listener]]
+name = "https"
+listen = ["127.0.0.1:$P"]
+
+[[pool]]
+name = "sink"
+backends = ["127.0.0.1:$SINK"]
+
+[[certificate]]
+name = "a"
+cert = "pki/a.test.pem"
+key = "pki/a.test.key"
+
+[[route]]
+name = "a"
+names = ["a.test"]
+action = "terminate"
+pool = "sink"
+certificate = "a"
+
+[limits]
+memory_per_worker_mb = 1
+
+[admin]
+metrics = "127.0.0.1:$MP4"
+TOML
+start_lodestone "$T/mem.toml" --workers 1
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$LPID/status"; }
+rss0=$(rss)
+python3 - "$P" "$PKI/ca.pem" >"$T/fill.out" 2>&1 <<'PY' &
+import socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ok = refused = 0
+held = []
+chunk = b"m" * 65536
+for _ in range(12):
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.test")
+    except (OSError, ssl.SSLError):
+        refused += 1
+        continue
+    ok += 1
+    held.append(s)
+    # More than the kernel's socket buffers take (several MB on loopback):
+    # the rest waits in the worker's relay queue.
+    s.settimeout(0.5)
+    sent = 0
+    try:
+        while sent < 12 << 20:
+            sent += s.send(chunk)
+    except (socket.timeout, OSError, ssl.SSLError):
+        pass
+print("ok=%d refused=%d" % (ok, refused), flush=True)
+print("holding", flush=True)
+time.sleep(5)
+PY
+FILL=$!; PIDS+=("$FILL")
+check "the clients are holding" wait_for 60 grep -q holding "$T/fill.out"
+grep "ok=" "$T/fill.out"
+check "connections refused once the buffers pass the budget (refused_memory)" wait_stat refused_memory 1 5
+bb=$(curl -s --max-time 5 "http://127.0.0.1:$MP4/metrics" | awk '/^lodestone_buffered_bytes\{/ {n += $2} END {print n + 0}')
+echo "  (the worker buffers $bb bytes for its connections; its RSS grew $(( $(rss) - rss0 )) KiB, mostly the fixed 16 MiB pool of receive buffers and OpenSSL state)"
+assert_match "some connections were served before the budget was reached" "$(grep ok= "$T/fill.out")" "ok=[1-9]"
+assert_ge "  ... and their queues filled (buffered bytes)" "$bb" $((1 << 20))
+# At most one connection's queues (2 x 256 KiB relay cap + a record) past the budget.
+assert_le "the buffers stay within the budget plus one connection" "$bb" $(( (1 << 20) + 600 * 1024 ))
+wait "$FILL" 2>/dev/null
 kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
 
 # ---------------------------------------------------------------- 3. handshake flood vs relay
