@@ -456,6 +456,50 @@ TEST_F(WorkerTest, ConnectionsAboveTheCapAreRefusedCheaply) {
   close(over);
 }
 
+TEST_F(WorkerTest, RouteAboveItsMaxConnectionsIsResetAfterTheHello) {
+  EchoBackend backend;
+  start(backend.port(),
+        "[[route]]\nname = \"c\"\nnames = [\"c.test\"]\naction = \"passthrough\"\npool = \"echo\"\n"
+        "max_connections = 1\n");
+  const test::Bytes hello = test::HelloBuilder::typical("c.test").records();
+  const int a = connect_to(port_);
+  send(a, hello.data(), hello.size(), 0);
+  std::string got;
+  char buf[16384];
+  for (int i = 0; i < 200 && got.size() < hello.size(); ++i) {
+    pollfd p{a, POLLIN, 0};
+    if (poll(&p, 1, 10) == 1) {
+      const ssize_t n = recv(a, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ASSERT_EQ(got, std::string(hello.begin(), hello.end())) << "the first connection of the route is relayed";
+  // A second one for the capped route: closed after its hello, nothing sent.
+  const int over = connect_to(port_);
+  send(over, hello.data(), hello.size(), 0);
+  const Drained d = drain(over, 2000ms);
+  EXPECT_TRUE(d.eof || d.reset);
+  EXPECT_TRUE(d.bytes.empty());
+  EXPECT_EQ(stats().refused_route_full.load(), 1u);
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_NE(log()[0].find("\"result\":\"route_full\""), std::string::npos) << log()[0];
+  // The established one is unaffected: it still echoes, then ends cleanly.
+  send(a, "ping", 4, 0);
+  shutdown(a, SHUT_WR);
+  EXPECT_EQ(drain(a).bytes, "ping");
+  close(a);
+  close(over);
+  // Once it is gone the route takes a connection again.
+  ASSERT_TRUE(wait_log(2));
+  const int again = connect_to(port_);
+  send(again, hello.data(), hello.size(), 0);
+  shutdown(again, SHUT_WR);
+  EXPECT_EQ(drain(again).bytes, std::string(hello.begin(), hello.end()));
+  close(again);
+  EXPECT_EQ(stats().refused_route_full.load(), 1u);
+}
+
 TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {
   EchoBackend backend;
   start(backend.port());
