@@ -160,33 +160,8 @@ while time.time() < end:
 PY
 PIDS+=($!)
 wait_for 5 grep -q listening "$T/sink.out"
-cat >"$T/mem.toml" <<TOML
-[[listener]]
-name = "https"
-listen = ["127.0.0.1:$P"]
-
-[[pool]]
-name = "sink"
-backends = ["127.0.0.1:$SINK"]
-
-[[certificate]]
-name = "a"
-cert = "pki/a.test.pem"
-key = "pki/a.test.key"
-
-[[route]]
-name = "a"
-names = ["a.test"]
-action = "terminate"
-pool = "sink"
-certificate = "a"
-
-[limits]
-memory_per_worker_mb = 1
-
-[admin]
-metrics = "127.0.0.1:$MP4"
-TOML
+a_test_config "$T/mem.toml" "$P" "$SINK"
+printf '\n[limits]\nmemory_per_worker_mb = 1\n\n[admin]\nmetrics = "127.0.0.1:%s"\n' "$MP4" >>"$T/mem.toml"
 start_lodestone "$T/mem.toml" --workers 1
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$LPID/status"; }
 rss0=$(rss)

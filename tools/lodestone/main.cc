@@ -650,6 +650,8 @@ int run(const std::string& config_path, int workers_override, const std::string&
   }
   {
     std::lock_guard lock(dp.workers_mu);
+    std::vector<const lode::stats::RouteSeries*> all_route_series;
+    for (unsigned j = 0; j < count; ++j) all_route_series.push_back(stats_segment->routes(j));
     for (unsigned i = 0; i < count; ++i) {
       lode::worker::WorkerOptions opt;
       opt.index = i;
@@ -658,7 +660,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       opt.stats = stats_segment->worker(i);
       opt.route_series = stats_segment->routes(i);
       opt.backend_series = stats_segment->backends(i);
-      for (unsigned j = 0; j < count; ++j) opt.all_route_series.push_back(stats_segment->routes(j));
+      opt.all_route_series = all_route_series;
       dp.workers.push_back(std::make_unique<lode::worker::Worker>(
           opt, dp.handoff_slots.empty() ? dp.slot : *dp.handoff_slots[i],
           cfg->access_log == "off" ? lode::worker::AccessLog{}

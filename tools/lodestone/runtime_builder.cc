@@ -1,5 +1,8 @@
 #include "tools/lodestone/runtime_builder.h"
 
+#include <string_view>
+#include <unordered_map>
+
 #include "controlplane/route_tables.h"
 
 namespace lode::app {
@@ -163,7 +166,12 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
     rt->pools.push_back(std::move(pr));
   }
 
-  // Listeners and their route tables.
+  // Listeners and their route tables; [[route]] max_connections by name
+  // (most configurations cap none: then no listener carries caps).
+  std::unordered_map<std::string_view, uint32_t> caps;
+  for (const auto& rc : cfg.routes) {
+    if (rc.max_connections != 0) caps.emplace(rc.name, rc.max_connections);
+  }
   auto tables = config::build_route_tables(cfg);
   if (!tables) {
     for (const auto& e : tables.error()) errors.push_back(e.to_string());
@@ -188,12 +196,10 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
       }
       lr.table = *view;
       // Caps by route index (the table holds routes by name).
+      if (caps.empty()) continue;
       lr.route_caps.assign(lr.table.route_count(), 0);
       for (uint32_t r = 0; r < lr.table.route_count(); ++r) {
-        const std::string_view name = lr.table.route(r).name;
-        for (const auto& rc : cfg.routes) {
-          if (rc.name == name) lr.route_caps[r] = rc.max_connections;
-        }
+        if (auto it = caps.find(lr.table.route(r).name); it != caps.end()) lr.route_caps[r] = it->second;
       }
     }
   }
