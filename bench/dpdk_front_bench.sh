@@ -15,6 +15,8 @@
 # seconds each.
 #
 #   bash bench/dpdk_front_bench.sh        (release build; BUILD=dir to change)
+#   QUICK=1 bash bench/dpdk_front_bench.sh  (forwarding only: testpmd and the
+#                                            engine, ~20 s, no JSON or chart)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${BUILD:-$src/build/release}" && pwd)
@@ -37,16 +39,40 @@ testpmd_pps=$(awk '/Rx-pps:/ { v[n++] = $2 } END { m = 0; for (i = 2; i + 1 < n;
 
 # 1b + 2a. The engine's numbers.
 "$build/bench/flow_engine_bench" --benchmark_min_time=1 --benchmark_format=json >"$T/engine.json" 2>/dev/null
-read -r fwd_c2b fwd_b2c ip_c2b ip_b2c nic_c2b nic_b2c newflow_ns < <(python3 - "$T/engine.json" <<'PY'
+read -r fwd_c2b fwd_b2c ip_c2b ip_b2c nic_c2b nic_b2c ts_c2b ts_b2c newflow_ns < <(python3 - "$T/engine.json" <<'PY'
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
-r = lambda n: b[n]["items_per_second"]
+r = lambda n: b[n]["items_per_second"] if n in b else 0  # 0: an older bench binary without it
 print(r("BM_ForwardClientToBackend"), r("BM_ForwardBackendToClient"),
       r("BM_ForwardInPlaceClientToBackend"), r("BM_ForwardInPlaceBackendToClient"),
       r("BM_ForwardInPlaceNicChecksumClientToBackend"), r("BM_ForwardInPlaceNicChecksumBackendToClient"),
+      r("BM_ForwardInPlaceNicChecksumTimestampsClientToBackend"),
+      r("BM_ForwardInPlaceNicChecksumTimestampsBackendToClient"),
       b["BM_NewFlowRejectedInTheDataplane"]["cpu_time"])
 PY
 )
+forwarding_table() {
+  awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v ib="$ip_b2c" -v nc="$nic_c2b" \
+      -v nb="$nic_b2c" -v tc="$ts_c2b" -v tb="$ts_b2c" 'function row(name, v) {
+    printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx %7.1f ns\n", name, v / 1e6, tp / 1e6, v / tp, (v > 0 ? 1e9 / v : 0)
+  }
+  BEGIN {
+    printf "%-58s %14s %14s %8s %10s\n", "test (one core; baseline: testpmd io forwarding)", "lodestone", "baseline", "ratio", "per frame"
+    row("forward client->backend, copied", c2b)
+    row("forward backend->client, copied", b2c)
+    row("forward client->backend, in place", ic)
+    row("forward backend->client, in place", ib)
+    row("forward client->backend, in place, NIC RX checksum", nc)
+    row("forward backend->client, in place, NIC RX checksum", nb)
+    row("the same with timestamps, client->backend", tc)
+    row("the same with timestamps, backend->client", tb)
+    printf "%-58s %26s %18.1f ns\n", "testpmd io forwarding, per frame", "", (tp > 0 ? 1e9 / tp : 0)
+  }'
+}
+if [ -n "${QUICK:-}" ]; then
+  forwarding_table
+  exit 0
+fi
 
 # 2b. The kernel front: one worker, a reject route, lodeload opening connections.
 "$src/tools/make-test-pki.sh" "$T/pki" r.test >/dev/null
@@ -78,27 +104,20 @@ c1=$(cpu "$lpid")
 ticks=$(getconf CLK_TCK)
 kernel_ns=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="$conns" 'BEGIN { printf "%.0f", d / t * 1e9 / n }')
 
-awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v ib="$ip_b2c" -v nc="$nic_c2b" \
-    -v nb="$nic_b2c" -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
-  printf "%-58s %14s %14s %8s\n", "test (one core; baseline: testpmd io forwarding)", "lodestone", "baseline", "ratio"
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, copied", c2b / 1e6, tp / 1e6, c2b / tp
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, copied", b2c / 1e6, tp / 1e6, b2c / tp
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, in place", ic / 1e6, tp / 1e6, ic / tp
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place", ib / 1e6, tp / 1e6, ib / tp
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward client->backend, in place, NIC RX checksum", nc / 1e6, tp / 1e6, nc / tp
-  printf "%-58s %11.2f Mpps %9.2f Mpps %7.2fx\n", "forward backend->client, in place, NIC RX checksum", nb / 1e6, tp / 1e6, nb / tp
+forwarding_table
+awk -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
   printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'
 
 json_out=${BENCH_JSON:-$build/dpdk_front_bench.json}
 mkdir -p "$(dirname "$json_out")"
-python3 - "$json_out" "$testpmd_pps" "$fwd_c2b" "$fwd_b2c" "$ip_c2b" "$ip_b2c" "$nic_c2b" "$nic_b2c" "$newflow_ns" \
+python3 - "$json_out" "$testpmd_pps" "$fwd_c2b" "$fwd_b2c" "$ip_c2b" "$ip_b2c" "$nic_c2b" "$nic_b2c" "$ts_c2b" "$ts_b2c" "$newflow_ns" \
   "$kernel_ns" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, sys
-out, tp, c2b, b2c, ic, ib, nc, nb, nf, kn, date, load = sys.argv[1:]
+out, tp, c2b, b2c, ic, ib, nc, nb, tc, tb, nf, kn, date, load = sys.argv[1:]
 tp = float(tp) / 1e6
 rows = [("copied c->b", c2b), ("copied b->c", b2c), ("in place c->b", ic), ("in place b->c", ib),
-        ("NIC csum c->b", nc), ("NIC csum b->c", nb)]
+        ("NIC csum c->b", nc), ("NIC csum b->c", nb), ("NIC csum+TS c->b", tc), ("NIC csum+TS b->c", tb)]
 doc = {"meta": {"date": date, "command": "bash bench/dpdk_front_bench.sh", "loadavg_end": load},
        "forwarding": [{"name": n, "lodestone_mpps": round(float(v) / 1e6, 3), "testpmd_mpps": round(tp, 3),
                        "ratio": round(float(v) / 1e6 / tp, 3) if tp > 0 else None} for n, v in rows],

@@ -15,21 +15,6 @@ namespace {
 // hello split into many small records).
 constexpr size_t kRecordSlack = 4096;
 
-uint64_t mix(const FlowKey& k) noexcept {
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t{k.sport} << 16 | k.dport);
-  auto add = [&](const IpAddr& a) {
-    for (size_t i = 0; i < a.size(); i += 4) {
-      uint32_t w = uint32_t{a.bytes[i]} << 24 | uint32_t{a.bytes[i + 1]} << 16 | uint32_t{a.bytes[i + 2]} << 8 |
-                   a.bytes[i + 3];
-      h = (h ^ w) * 0xff51afd7ed558ccdull;
-      h ^= h >> 32;
-    }
-  };
-  add(k.src);
-  add(k.dst);
-  return h;
-}
-
 }  // namespace
 
 std::vector<Vip> vips_of(const worker::Runtime& rt) {
@@ -83,9 +68,9 @@ void FlowEngine::set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept
 
 // ------------------------------------------------------------------ index
 
-FlowEngine::Flow* FlowEngine::lookup(const FlowKey& k) noexcept {
+FlowEngine::Flow* FlowEngine::lookup(const FlowKey& k, uint64_t hash) noexcept {
   const size_t mask = index_.size() - 1;
-  for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const uint32_t v = index_[i];
     if (v == 0) return nullptr;
     if (flows_[v - 1].key == k) return &flows_[v - 1];
@@ -97,7 +82,7 @@ FlowEngine::Flow* FlowEngine::insert(const FlowKey& k) noexcept {
   const uint32_t slot = free_.back();
   free_.pop_back();
   const size_t mask = index_.size() - 1;
-  size_t i = mix(k) & mask;
+  size_t i = flow_hash(k) & mask;
   while (index_[i] != 0) i = (i + 1) & mask;
   index_[i] = slot + 1;
   Flow& f = flows_[slot];
@@ -112,13 +97,13 @@ namespace {
 template <typename KeyOf>
 void remove_from(std::vector<uint32_t>& index, uint32_t slot, const FlowKey& k, KeyOf key_of) noexcept {
   const size_t mask = index.size() - 1;
-  size_t i = mix(k) & mask;
+  size_t i = flow_hash(k) & mask;
   while (index[i] != slot + 1) i = (i + 1) & mask;
   // Backward-shift deletion: later entries of the probe run move up.
   for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
     const uint32_t v = index[j];
     if (v == 0) break;
-    const size_t home = mix(key_of(v - 1)) & mask;
+    const size_t home = flow_hash(key_of(v - 1)) & mask;
     // Entry j may fill the hole at i if its home is not in (i, j].
     if (((j - home) & mask) >= ((j - i) & mask)) {
       index[i] = v;
@@ -130,9 +115,9 @@ void remove_from(std::vector<uint32_t>& index, uint32_t slot, const FlowKey& k, 
 
 }  // namespace
 
-FlowEngine::Flow* FlowEngine::lookup_backend(const FlowKey& k) noexcept {
+FlowEngine::Flow* FlowEngine::lookup_backend(const FlowKey& k, uint64_t hash) noexcept {
   const size_t mask = bindex_.size() - 1;
-  for (size_t i = mix(k) & mask;; i = (i + 1) & mask) {
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const uint32_t v = bindex_[i];
     if (v == 0) return nullptr;
     if (flows_[v - 1].bkey == k) return &flows_[v - 1];
@@ -140,9 +125,9 @@ FlowEngine::Flow* FlowEngine::lookup_backend(const FlowKey& k) noexcept {
 }
 
 bool FlowEngine::index_backend(Flow& f) noexcept {
-  if (lookup_backend(f.bkey) != nullptr) return false;
+  if (lookup_backend(f.bkey, flow_hash(f.bkey)) != nullptr) return false;
   const size_t mask = bindex_.size() - 1;
-  size_t i = mix(f.bkey) & mask;
+  size_t i = flow_hash(f.bkey) & mask;
   while (bindex_[i] != 0) i = (i + 1) & mask;
   bindex_[i] = static_cast<uint32_t>(&f - flows_.data()) + 1;
   f.bindexed = true;
@@ -179,12 +164,18 @@ void FlowEngine::erase(Flow& f) noexcept {
 }
 
 void FlowEngine::link_tail(Flow& f, Wait w) noexcept {
+  // Already in that list since this millisecond (another segment of the
+  // flow): the same deadline (a flow's timeouts do not change), the list's
+  // order holds as it is.
+  if (f.linked && f.wait == w && f.linked_ms == now_ms_) return;
+  const uint64_t deadline = now_ms_ + timeout_of(f, w);
   unlink(f);
   const uint32_t i = static_cast<uint32_t>(&f - flows_.data());
   const auto l = static_cast<size_t>(w);
   f.wait = w;
   f.linked = true;
-  f.deadline = now_ms_ + timeout_of(f, w);
+  f.deadline = deadline;
+  f.linked_ms = now_ms_;
   f.prev = tail_[l];
   f.next = kNil;
   if (tail_[l] != kNil) flows_[tail_[l]].next = i; else head_[l] = i;
@@ -240,8 +231,9 @@ std::array<uint8_t, 16> FlowEngine::cookie_key_for(uint64_t epoch) const noexcep
   return key;
 }
 
-void FlowEngine::rotate_cookie_key(uint64_t now_ms) noexcept {
+void FlowEngine::rotate_cookie_key_slow(uint64_t now_ms) noexcept {
   const uint64_t epoch = now_ms / kCookieKeyPeriodMs;
+  key_epoch_start_ = epoch * kCookieKeyPeriodMs;
   if (epoch == key_epoch_) return;
   if (key_epoch_ != UINT64_MAX && epoch == key_epoch_ + 1) {
     cookies_.rotate(cookie_key_for(epoch));  // the previous key stays valid
@@ -305,7 +297,7 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     ++stats_.rx_not_vip;
     return;
   }
-  if (Flow* f = lookup_backend(p.flow()); f != nullptr && !f->handoff) {
+  if (Flow* f = lookup_backend(p.flow(), flow_hash(p.flow())); f != nullptr && !f->handoff) {
     on_backend_segment(*f, p, out);
     return;
   }
@@ -359,7 +351,7 @@ void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now
     ++stats_.exception_stray;
     return;
   }
-  if (Flow* f = lookup_backend(p.flow()); f != nullptr && f->handoff) {
+  if (Flow* f = lookup_backend(p.flow(), flow_hash(p.flow())); f != nullptr && f->handoff) {
     on_backend_segment(*f, p, out);
     return;
   }
@@ -368,7 +360,7 @@ void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now
 }
 
 void FlowEngine::on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept {
-  if (Flow* f = lookup(p.flow())) {
+  if (Flow* f = lookup(p.flow(), flow_hash(p.flow()))) {
     on_flow_segment(*f, p, now_ms, out);
     return;
   }

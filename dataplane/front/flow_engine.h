@@ -120,8 +120,11 @@ class FlowEngine {
   // a copy and without reading their payload.
   // l4_verified: the NIC checked the TCP/UDP checksum (RX offload), so the
   // parser does not read the payload again.
+  // A segment of a spliced flow in the common shape takes a fast path
+  // (flow_engine_forward.cc) that ends in the same bytes and the same state.
   void on_frame_in_place(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out,
                          bool l4_verified = false) noexcept {
+    if (forward_spliced(frame, now_ms, out, l4_verified, false)) return;
     inplace_ = frame;
     l4_verified_ = l4_verified;
     on_frame(std::span<const uint8_t>(frame), now_ms, out);
@@ -134,6 +137,7 @@ class FlowEngine {
   void on_exception_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
   void on_exception_frame_in_place(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out,
                                    bool l4_verified = false) noexcept {
+    if (forward_spliced(frame, now_ms, out, l4_verified, true)) return;
     inplace_ = frame;
     l4_verified_ = l4_verified;
     on_exception_frame(std::span<const uint8_t>(frame), now_ms, out);
@@ -155,7 +159,12 @@ class FlowEngine {
   const Vip* find_vip(const IpAddr& a, uint16_t port) const noexcept;
   bool is_vip_address(const IpAddr& a) const noexcept;
   void on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
-  void rotate_cookie_key(uint64_t now_ms) noexcept;
+  void rotate_cookie_key(uint64_t now_ms) noexcept {
+    // Within the current key's period: nothing to do (no division per frame).
+    if (now_ms - key_epoch_start_ < kCookieKeyPeriodMs && key_epoch_ != UINT64_MAX) return;
+    rotate_cookie_key_slow(now_ms);
+  }
+  void rotate_cookie_key_slow(uint64_t now_ms) noexcept;
   std::array<uint8_t, 16> cookie_key_for(uint64_t epoch) const noexcept;
   void on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexcept;
   void on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
@@ -185,12 +194,20 @@ class FlowEngine {
     return true;
   }
 
-  Flow* lookup(const FlowKey& k) noexcept;
+  // hash: flow_hash(k) (flow_engine_flow.h), computed once per frame.
+  Flow* lookup(const FlowKey& k, uint64_t hash) noexcept;
   Flow* insert(const FlowKey& k) noexcept;
   void erase(Flow& f) noexcept;
   void link_tail(Flow& f, Wait w) noexcept;
   void unlink(Flow& f) noexcept;
   uint64_t timeout_of(const Flow& f, Wait w) const noexcept;
+
+  // The fast path of the *_in_place calls (flow_engine_forward.cc): true
+  // when the frame was a segment of a spliced flow in the common shape and
+  // went out rewritten; false when it did nothing (no write, no counter) and
+  // the full path must take the frame.
+  bool forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out, bool l4_verified,
+                       bool from_exception) noexcept;
 
   // Passthrough (flow_engine_splice.cc).
   void start_passthrough(Flow& f, FrameSink& out) noexcept;
@@ -200,13 +217,15 @@ class FlowEngine {
   void send_replay(Flow& f, FrameSink& out) noexcept;
   void on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept;
   void splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept;
-  void after_to_client(Flow& f, const Packet& p, uint32_t seq, FrameSink& out) noexcept;
-  void after_to_backend(Flow& f, const Packet& p) noexcept;
+  // What a segment forwarded one way changes in the flow (flags as sent,
+  // end: the sequence number after it, in the receiver's space).
+  void after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept;
+  void after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept;
   void on_arp_reply(const Packet& p, FrameSink& out) noexcept;
   void fail_backend(Flow& f, FrameSink& out) noexcept;
   void reset_both(Flow& f, FrameSink& out) noexcept;
   void on_wait_expired(Flow& f, FrameSink& out) noexcept;
-  Flow* lookup_backend(const FlowKey& k) noexcept;
+  Flow* lookup_backend(const FlowKey& k, uint64_t hash) noexcept;
   bool index_backend(Flow& f) noexcept;
   void erase_backend_key(Flow& f) noexcept;
   void send_arp_for(Flow& f, FrameSink& out) noexcept;
@@ -226,6 +245,7 @@ class FlowEngine {
   std::shared_ptr<const worker::Runtime> rt_;
   SynCookies cookies_;
   uint64_t key_epoch_ = UINT64_MAX;
+  uint64_t key_epoch_start_ = 0;  // key_epoch_ * kCookieKeyPeriodMs
   std::span<uint8_t> inplace_;  // the frame being handled, when it may be rewritten
   bool l4_verified_ = false;
   FrontStats stats_;

@@ -24,50 +24,72 @@ struct FlowEngine::Flow {
     kConnecting,  // passthrough: our SYN to the backend is out (or waits for its MAC)
     kSpliced,     // passthrough: segments translated both ways
   };
+  // What a spliced segment reads and writes comes first (the fast path in
+  // flow_engine_forward.cc): the first 168 bytes of the slot, not spread
+  // over its 500.
   State state = State::kFree;
-  FlowKey key;  // as the client's segments carry it (src = client, dst = VIP)
-  MacAddr peer_mac{};
-  uint16_t vlan = 0;
-  uint32_t listener = 0;
-  uint32_t snd_nxt = 0;  // our next sequence number towards the client
-  SynOptions syn;        // what the client's SYN offered (from the cookie)
-  bool timestamps = false;
-  uint32_t ts_recent = 0;   // the client's latest TSval
-  uint64_t deadline = 0;
   Wait wait = Wait::kHello;
   bool linked = false;
+  bool handoff = false;
+  bool timestamps = false;
+  bool backend_ts = false;       // the backend echoed timestamps
+  int8_t backend_wscale = -1;
+  bool fin_from_client = false, fin_from_backend = false;
+  FlowKey key;  // as the client's segments carry it (src = client, dst = VIP)
+  // Passthrough (FullNAT: the backend sees the VIP and a local port), and
+  // terminate's hand-off (the backend is a worker's listener behind the
+  // exception port; it sees our address on that link and a local port).
+  FlowKey bkey;  // as the backend's segments carry it (src = backend, dst = VIP:lport)
+  MacAddr peer_mac{};
+  MacAddr backend_mac{};
+  uint16_t client_window = 65535;  // the client's latest window (its scale, which the backend uses too)
+  uint32_t snd_nxt = 0;  // our next sequence number towards the client
+  uint32_t ts_recent = 0;   // the client's latest TSval
+  uint32_t delta = 0;            // our ISN towards the client - the backend's ISN
+  uint32_t ts_delta = 0;         // our TSval space - the backend's
+  uint32_t to_backend_nxt = 0;   // the client sequence number after what went to the backend
+  uint32_t backend_ts_recent = 0;
   uint32_t prev = kNil, next = kNil;
+  uint64_t deadline = 0;
+  uint64_t linked_ms = 0;  // when the flow was put at the tail of its list
+  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
+
+  uint16_t vlan = 0;
+  uint32_t listener = 0;
+  SynOptions syn;        // what the client's SYN offered (from the cookie)
   uint8_t answer[160];  // what answer_and_close() sent, for a retransmission
   uint8_t answer_len = 0;
   HelloCollector hello;
   std::unique_ptr<uint8_t[]> buffer;
   std::unique_ptr<tls::ClientHelloParser> parser;
-  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
 
-  // Passthrough (FullNAT: the backend sees the VIP and a local port), and
-  // terminate's hand-off (the backend is a worker's listener behind the
-  // exception port; it sees our address on that link and a local port).
-  bool handoff = false;
   uint16_t lead = 0;             // bytes sent before the hello (the PROXY header), just before it in `buffer`
-  FlowKey bkey;  // as the backend's segments carry it (src = backend, dst = VIP:lport)
   bool bindexed = false;
   uint32_t pool = 0, backend = 0;
   bool picked = false;           // counted in the pool state until the flow ends
   route::TriedSet tried;
-  MacAddr backend_mac{};
   bool backend_mac_known = false;
   uint32_t backend_isn = 0;
-  uint32_t delta = 0;            // our ISN towards the client - the backend's ISN
-  uint32_t ts_delta = 0;         // our TSval space - the backend's
-  bool backend_ts = false;       // the backend echoed timestamps
-  int8_t backend_wscale = -1;
   uint16_t backend_mss = 536;
   uint8_t tries = 0;             // SYNs sent to this backend, or replays sent
   uint32_t replay_end = 0;       // the client sequence number after the replayed bytes
-  uint32_t to_backend_nxt = 0;   // the client sequence number after what went to the backend
-  uint32_t backend_ts_recent = 0;
-  uint16_t client_window = 65535;  // the client's latest window (its scale, which the backend uses too)
-  bool fin_from_client = false, fin_from_backend = false;
 };
+
+// The hash of a flow key in the engine's two indexes (client keys, backend
+// keys): computed once per frame on the fast path, for both lookups.
+inline uint64_t flow_hash(const FlowKey& k) noexcept {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t{k.sport} << 16 | k.dport);
+  auto add = [&](const IpAddr& a) {
+    for (size_t i = 0; i < a.size(); i += 4) {
+      uint32_t w = uint32_t{a.bytes[i]} << 24 | uint32_t{a.bytes[i + 1]} << 16 | uint32_t{a.bytes[i + 2]} << 8 |
+                   a.bytes[i + 3];
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+  };
+  add(k.src);
+  add(k.dst);
+  return h;
+}
 
 }  // namespace lode::front

@@ -36,6 +36,11 @@ namespace {
 
 bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) >= 0; }
 
+// The sequence number after a segment that starts at `seq` (its FIN counts one).
+uint32_t segment_end(uint32_t seq, const Packet& p) noexcept {
+  return seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
+}
+
 SocketAddress to_socket_address(const IpAddr& a, uint16_t port) noexcept {
   SocketAddress s;
   if (a.family == 4) {
@@ -153,7 +158,7 @@ void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   bool indexed = false;
   for (int i = 0; i < 16 && !indexed; ++i) {
     bk.dport = next_local_port();
-    if (lookup_backend(bk) == nullptr) {
+    if (lookup_backend(bk, flow_hash(bk)) == nullptr) {
       if (f.bindexed) erase_backend_key(f);
       f.bkey = bk;
       indexed = index_backend(f);
@@ -364,7 +369,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
-      after_to_client(f, p, s.seq, out);
+      after_to_client(f, p.flags, segment_end(s.seq, p));
       return;
     }
   }
@@ -377,20 +382,18 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   }
   s.payload = p.payload;
   emit(out, s);
-  after_to_client(f, p, s.seq, out);
+  after_to_client(f, p.flags, segment_end(s.seq, p));
 }
 
 // What a segment sent to the client (copied or in place) changes in the flow.
-void FlowEngine::after_to_client(Flow& f, const Packet& p, uint32_t seq, FrameSink& out) noexcept {
-  (void)out;
+void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_client;
-  const uint32_t end = seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
   if (seq_geq(end, f.snd_nxt)) f.snd_nxt = end;
-  if (p.flags & kTcpRst) {
+  if (flags & kTcpRst) {
     erase(f);
     return;
   }
-  if (p.flags & kTcpFin) f.fin_from_backend = true;
+  if (flags & kTcpFin) f.fin_from_backend = true;
   if (f.fin_from_client && f.fin_from_backend) {
     link_tail(f, Wait::kTimeWait);
   } else if (f.wait != Wait::kReplay || !f.buffer) {
@@ -414,7 +417,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     if (rewrite_tcp(inplace_, p, rw) && to.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
-      after_to_backend(f, p);
+      after_to_backend(f, p.flags, segment_end(p.seq, p));
       return;
     }
   }
@@ -429,18 +432,17 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   }
   s.payload = p.payload;
   emit(to, s);
-  after_to_backend(f, p);
+  after_to_backend(f, p.flags, segment_end(p.seq, p));
 }
 
-void FlowEngine::after_to_backend(Flow& f, const Packet& p) noexcept {
+void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_backend;
-  const uint32_t end = p.seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
   if (seq_geq(end, f.to_backend_nxt)) f.to_backend_nxt = end;
-  if (p.flags & kTcpRst) {
+  if (flags & kTcpRst) {
     erase(f);
     return;
   }
-  if (p.flags & kTcpFin) f.fin_from_client = true;
+  if (flags & kTcpFin) f.fin_from_client = true;
   if (f.fin_from_client && f.fin_from_backend) {
     link_tail(f, Wait::kTimeWait);
   } else if (f.wait != Wait::kReplay) {

@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "controlplane/config.h"
+#include "dataplane/front/tcp_rewrite.h"
 #include "dataplane/tls/ticket_keys.h"
 #include "support/hello_builder.h"
 #include "support/test_pki.h"
@@ -448,6 +450,146 @@ TEST_F(PassthroughTest, TranslatedInPlaceTheSame) {
   translate_both_ways();
   EXPECT_EQ(stats().forwarded_in_place, 4u);
   EXPECT_EQ(sink_.in_place_sent, 4u);
+}
+
+// Segments of a spliced flow in the common shape take the fast path
+// (flow_engine_forward.cc): what comes out is, byte for byte, what
+// rewrite_tcp makes of the same frame with the flow's translation. Shapes it
+// does not take (SACK blocks, IPv4 options) still go out right through the
+// full path; a bad checksum is dropped; a sink that refuses the frame gets
+// a copy.
+TEST_F(PassthroughTest, FastPathWritesWhatRewriteTcpWrites) {
+  sink_.in_place = true;
+  open_to_backend();
+  const uint32_t b = 0x70000000;
+  TcpSegment sa = from_backend(kTcpSyn | kTcpAck, b, client_isn + 1);
+  sa.options.mss = 1400;
+  sa.options.wscale = 9;
+  sa.options.sack_ok = true;
+  sa.options.has_timestamps = true;
+  sa.options.ts_val = 5000;
+  sa.options.ts_ecr = 1001;
+  ASSERT_EQ(in(sa).size(), 1u);  // the replay
+  const uint32_t cnext = client_isn + 1 + static_cast<uint32_t>(hello_bytes.size());
+  TcpSegment acked = from_backend(kTcpAck, b + 1, cnext);
+  acked.options.has_timestamps = true;
+  acked.options.ts_val = 5001;
+  acked.options.ts_ecr = 1001;
+  ASSERT_EQ(in(acked).size(), 1u);  // the replay acknowledged: the flow is spliced and idle
+
+  const uint32_t delta = isn_ - b;               // our sequence space towards the client - the backend's
+  const uint32_t ts_delta = our_tsval - 5000;    // our TSval space - the backend's
+  const FlowKey to_client{kVip, kClient, 443, 40000};
+  const FlowKey to_backend{kVip, kBackend, backend_syn.sport, 443};
+  auto rewritten = [](std::vector<uint8_t> frame, const TcpRewrite& r) {
+    const Packet p = parse_frame(frame);
+    EXPECT_TRUE(p.ok());
+    EXPECT_TRUE(rewrite_tcp(frame, p, r));
+    return frame;
+  };
+  auto frame_of = [](const TcpSegment& s) {
+    std::vector<uint8_t> f(kMaxFrame);
+    f.resize(build_tcp(f, s));
+    return f;
+  };
+  // Timestamps first then two NOPs (build_tcp) -> NOP, NOP, timestamps
+  // (Linux): the same 16-bit words, so the same checksum.
+  auto linux_layout = [](std::vector<uint8_t> f) {
+    const size_t tcp = 14 + 20;
+    EXPECT_EQ(f[tcp + 20], 8);
+    std::memmove(&f[tcp + 22], &f[tcp + 20], 10);
+    f[tcp + 20] = f[tcp + 21] = 1;
+    return f;
+  };
+  const std::string data(700, 'x');
+  size_t n = 0;
+  auto check = [&](const std::vector<uint8_t>& frame, const std::vector<uint8_t>& expected, const char* what) {
+    SCOPED_TRACE(what);
+    const uint64_t before = stats().forwarded_in_place;
+    (void)in_raw(frame);
+    ASSERT_EQ(sink_.frames.size(), 1u);
+    EXPECT_EQ(sink_.frames[0], expected);
+    EXPECT_EQ(stats().forwarded_in_place, before + 1);
+    ++n;
+  };
+
+  // Backend -> client: sequence numbers moved, window rescaled (9 -> 7), TSval moved.
+  TcpSegment d = from_backend(kTcpAck | kTcpPsh, b + 1, cnext, as_bytes(data));
+  d.options.has_timestamps = true;
+  d.options.ts_val = 5010;
+  d.options.ts_ecr = 1005;
+  TcpRewrite rc{kOurMac, kClientMac, to_client, isn_ + 1, cnext, 4000, true, 5010 + ts_delta, 1005, 0};
+  check(frame_of(d), rewritten(frame_of(d), rc), "backend -> client, timestamps");
+  check(linux_layout(frame_of(d)), rewritten(linux_layout(frame_of(d)), rc), "backend -> client, NOP NOP timestamps");
+  TcpSegment plain = d;
+  plain.options = {};
+  rc.timestamps = false;
+  check(frame_of(plain), rewritten(frame_of(plain), rc), "backend -> client, no options");
+  TcpSegment tagged = d;
+  tagged.vlan = 12;
+  rc.timestamps = true;
+  check(frame_of(tagged), rewritten(frame_of(tagged), rc), "backend -> client, 802.1Q tag kept");
+
+  // Client -> backend: the acknowledgement moved back, TSecr too.
+  TcpSegment c = seg(kTcpAck | kTcpPsh, cnext, isn_ + 1 + 700, as_bytes(data));
+  c.options.has_timestamps = true;
+  c.options.ts_val = 1020;
+  c.options.ts_ecr = 5010 + ts_delta;
+  TcpRewrite rb{kOurMac, kBackendMac, to_backend, cnext, b + 1 + 700, 64240, true, 1020, 5010, 0};
+  check(frame_of(c), rewritten(frame_of(c), rb), "client -> backend, timestamps");
+  check(linux_layout(frame_of(c)), rewritten(linux_layout(frame_of(c)), rb), "client -> backend, NOP NOP timestamps");
+  TcpSegment no_ack = c;
+  no_ack.flags = kTcpPsh;
+  no_ack.ack = 12345;
+  TcpRewrite rb_no_ack = rb;
+  rb_no_ack.ack = 12345;
+  check(frame_of(no_ack), rewritten(frame_of(no_ack), rb_no_ack), "client -> backend, no ACK flag: untouched");
+  // SACK blocks: the full path (its in-place rewrite moves them too).
+  TcpSegment sack = c;
+  sack.payload = {};
+  sack.options.sack_count = 2;
+  sack.options.sack[0] = SackBlock{isn_ + 1000, isn_ + 2000};
+  sack.options.sack[1] = SackBlock{isn_ + 3000, isn_ + 4000};
+  TcpRewrite rb_sack = rb;
+  rb_sack.sack_shift = 0 - delta;
+  check(frame_of(sack), rewritten(frame_of(sack), rb_sack), "client -> backend, SACK blocks");
+  const Packet sp = parse_frame(sink_.frames[0]);
+  EXPECT_EQ(sp.options.sack[1].right, b + 4000);
+  // IPv4 options (a 4-byte NOP list, IHL 6): the full path.
+  {
+    std::vector<uint8_t> f = frame_of(c);
+    f.insert(f.begin() + 34, {1, 1, 1, 0});
+    f[14] = 0x46;
+    f[17] = static_cast<uint8_t>(f[17] + 4);  // total length
+    f[24] = f[25] = 0;
+    const uint16_t ck = inet_checksum({&f[14], 24});
+    f[24] = static_cast<uint8_t>(ck >> 8);
+    f[25] = static_cast<uint8_t>(ck);
+    ASSERT_TRUE(parse_frame(f).ok());
+    check(f, rewritten(f, rb), "client -> backend, IPv4 options");
+  }
+  EXPECT_EQ(n, 9u);
+
+  // A payload byte changed after the checksum: dropped, counted, nothing sent.
+  {
+    std::vector<uint8_t> f = frame_of(c);
+    f[f.size() - 1] ^= 0x20;
+    const uint64_t bad = stats().rx_bad;
+    EXPECT_TRUE(in_raw(f).empty());
+    EXPECT_EQ(stats().rx_bad, bad + 1);
+  }
+  // A sink that cannot send in place: the fast path puts the headers back,
+  // the full path sends a copy.
+  sink_.in_place = false;
+  std::vector<uint8_t> frame = frame_of(d);
+  sink_.frames.clear();
+  engine_->on_frame_in_place(frame, 1'000'000, sink_);
+  ASSERT_EQ(sink_.frames.size(), 1u);
+  const Packet copied = parse_frame(sink_.frames[0]);
+  ASSERT_TRUE(copied.ok());
+  EXPECT_EQ(copied.seq, isn_ + 1);
+  EXPECT_EQ(copied.options.ts_val, 5010 + ts_delta);
+  EXPECT_EQ(engine_->flows(), 1u);
 }
 
 void PassthroughTest::translate_both_ways() {

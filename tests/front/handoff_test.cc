@@ -478,6 +478,28 @@ TEST_F(HandoffTest, SequenceSpacesBothWaysWithSack) {
   EXPECT_EQ(w.options.sack[0].right, worker_isn_ + 1 + 700);
   EXPECT_EQ(as_vec(w.payload), std::vector<uint8_t>(fin.begin(), fin.end()));
   EXPECT_EQ(wire_.in_place_sent + exc_.in_place_sent, 2u) << "both rewritten where they were received";
+
+  // Without SACK blocks, the replay acknowledged: the fast path
+  // (flow_engine_forward.cc) both ways, the same translation.
+  TcpSegment d2 = worker(kTcpAck | kTcpPsh, worker_isn_ + 1 + 700, c1 + 64,
+                         {reinterpret_cast<const uint8_t*>(answer.data()), 100});
+  out = from_exception(d2);
+  ASSERT_EQ(out.wire.size(), 1u);
+  ASSERT_TRUE(out.exc.empty());
+  EXPECT_EQ(out.wire[0].dst, kClient);
+  EXPECT_EQ(out.wire[0].dst_mac, kClientMac);
+  EXPECT_EQ(out.wire[0].seq, isn_ + 1 + 700);
+  EXPECT_EQ(out.wire[0].ack, c1 + 64);
+  EXPECT_EQ(out.wire[0].payload.size(), 100u);
+  TcpSegment ca2 = client(kTcpAck, c1 + 64, isn_ + 1 + 800);
+  out = from_wire(ca2);
+  ASSERT_EQ(out.exc.size(), 1u);
+  ASSERT_TRUE(out.wire.empty());
+  EXPECT_EQ(out.exc[0].src_mac, kExcMac);
+  EXPECT_EQ(out.exc[0].dst, IpAddr::v4(kKernelAddr));
+  EXPECT_EQ(out.exc[0].seq, c1 + 64);
+  EXPECT_EQ(out.exc[0].ack, worker_isn_ + 1 + 800);
+  EXPECT_EQ(wire_.in_place_sent + exc_.in_place_sent, 4u);
 }
 
 TEST_F(HandoffTest, TranslatedTimestampsNeverGoBackForTheClient) {

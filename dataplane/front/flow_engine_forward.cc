@@ -1,0 +1,270 @@
+// The established-flow fast path of FlowEngine::on_frame_in_place and
+// on_exception_frame_in_place: a segment of a spliced flow in the common
+// shape is translated where it lies and handed back to the sink, without
+// the general parser (Packet), without TcpSegment and with one hash of its
+// 4-tuple for both indexes.
+//
+// The common shape: Ethernet II (at most one 802.1Q tag), IPv4 without
+// options and not a fragment, TCP whose options are none, or a timestamp
+// and two NOPs (Linux puts them first, build_tcp last), no SACK blocks; the
+// flow spliced (its replay acknowledged, for the backend's side), no SYN
+// from the backend, timestamps on both sides or on neither. Everything else
+// -- and any frame this path is unsure of -- goes to the full path, which
+// handles it as it always did: this path decides before it writes or counts
+// anything, and puts the headers back when the sink refuses the frame.
+//
+// What it writes is what rewrite_tcp (tcp_rewrite.cc) writes for the same
+// segment, byte for byte: the IPv4 header checksum recomputed, the TCP
+// checksum updated from the changed fields (RFC 1624, the same arithmetic).
+#include <cstring>
+
+#include "dataplane/front/flow_engine_flow.h"
+
+namespace lode::front {
+namespace {
+
+constexpr size_t kEthLen = 14;
+constexpr size_t kVlanTagLen = 4;
+constexpr size_t kIpv4Len = 20;
+constexpr size_t kTcpLen = 20;
+constexpr size_t kTcpWithTimestampsLen = 32;
+constexpr uint16_t kEtherIpv4 = 0x0800;
+constexpr uint16_t kEtherVlan = 0x8100;
+constexpr uint8_t kProtoTcp = 6;
+constexpr uint16_t kIpv4FragmentMask = 0x3fff;
+
+inline uint16_t get16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t get32(const uint8_t* p) noexcept {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return __builtin_bswap32(v);
+}
+inline void put16(uint8_t* p, uint16_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void put32(uint8_t* p, uint32_t v) noexcept {
+  v = __builtin_bswap32(v);
+  std::memcpy(p, &v, 4);
+}
+// The two 16-bit words of a 32-bit field, summed (ones' complement, unfolded).
+inline uint32_t halves(uint32_t v) noexcept { return (v >> 16) + (v & 0xffff); }
+inline uint32_t fold(uint64_t s) noexcept {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return static_cast<uint32_t>(s);
+}
+
+// The fields the splice rewrites, as they are in a frame or as they will be.
+struct Fields {
+  MacAddr src_mac, dst_mac;
+  uint32_t src = 0, dst = 0;  // host order
+  uint16_t sport = 0, dport = 0;
+  uint32_t seq = 0, ack = 0;
+  uint16_t window = 0;
+  uint32_t ts_val = 0, ts_ecr = 0;
+  uint16_t ip_checksum = 0, tcp_checksum = 0;
+};
+
+// A frame of the common shape, read.
+struct Segment {
+  uint8_t* frame = nullptr;
+  uint8_t* ip = nullptr;
+  uint8_t* tcp = nullptr;
+  size_t ts_at = 0;  // where TSval is in the TCP header; 0: no timestamps option
+  uint8_t flags = 0;
+  uint32_t payload = 0;
+  uint32_t ip_rest = 0;  // the IPv4 header's words but the addresses and the checksum, summed
+  Fields f;
+};
+
+// The ones' complement sum of the 20-byte IPv4 header, folded: 0xffff when
+// its checksum is right. Native-order words (RFC 1071 2(B)); 0xffff reads
+// the same both ways.
+inline uint32_t ipv4_header_sum(const uint8_t* ip) noexcept {
+  uint64_t s = 0;
+  for (size_t i = 0; i < kIpv4Len; i += 4) {
+    uint32_t w;
+    std::memcpy(&w, ip + i, 4);
+    s += w;
+  }
+  return fold(s);
+}
+
+// Reads `frame` when it has the common shape (see the top of the file) and
+// valid checksums (the TCP one unless the NIC checked it: l4_verified).
+bool read_segment(std::span<uint8_t> frame, bool l4_verified, Segment& s) noexcept {
+  uint8_t* const b = frame.data();
+  const size_t n = frame.size();
+  if (n < kEthLen + kIpv4Len + kTcpLen) return false;
+  size_t off = kEthLen;
+  uint16_t type = get16(b + 12);
+  if (type == kEtherVlan) {
+    if (n < kEthLen + kVlanTagLen + kIpv4Len + kTcpLen) return false;
+    type = get16(b + 16);
+    off += kVlanTagLen;
+  }
+  if (type != kEtherIpv4) return false;
+  uint8_t* const ip = b + off;
+  const size_t total = get16(ip + 2);
+  if (ip[0] != 0x45 || ip[9] != kProtoTcp || total < kIpv4Len + kTcpLen || total > n - off) return false;
+  if ((get16(ip + 6) & kIpv4FragmentMask) != 0 || ipv4_header_sum(ip) != 0xffff) return false;
+  uint8_t* const tcp = ip + kIpv4Len;
+  const size_t seg_len = total - kIpv4Len;
+  const size_t doff = size_t{static_cast<uint8_t>(tcp[12] >> 4)} * 4;
+  if (doff > seg_len) return false;
+  if (doff == kTcpWithTimestampsLen) {
+    if (tcp[20] == 1 && tcp[21] == 1 && tcp[22] == 8 && tcp[23] == 10) {
+      s.ts_at = 24;  // NOP, NOP, timestamps
+    } else if (tcp[20] == 8 && tcp[21] == 10 && tcp[30] == 1 && tcp[31] == 1) {
+      s.ts_at = 22;  // timestamps, NOP, NOP
+    } else {
+      return false;
+    }
+  } else if (doff != kTcpLen) {
+    return false;
+  }
+  Fields& f = s.f;
+  f.src = get32(ip + 12);
+  f.dst = get32(ip + 16);
+  if (!l4_verified &&
+      l4_checksum(IpAddr::v4(f.src), IpAddr::v4(f.dst), kProtoTcp, std::span<const uint8_t>(tcp, seg_len)) != 0) {
+    return false;
+  }
+  s.frame = b;
+  s.ip = ip;
+  s.tcp = tcp;
+  s.flags = tcp[13];
+  s.payload = static_cast<uint32_t>(seg_len - doff);
+  s.ip_rest = get16(ip) + get16(ip + 2) + get16(ip + 4) + get16(ip + 6) + get16(ip + 8);
+  std::memcpy(f.dst_mac.data(), b, 6);
+  std::memcpy(f.src_mac.data(), b + 6, 6);
+  f.ip_checksum = get16(ip + 10);
+  f.sport = get16(tcp);
+  f.dport = get16(tcp + 2);
+  f.seq = get32(tcp + 4);
+  f.ack = get32(tcp + 8);
+  f.window = get16(tcp + 14);
+  f.tcp_checksum = get16(tcp + 16);
+  if (s.ts_at != 0) {
+    f.ts_val = get32(tcp + s.ts_at);
+    f.ts_ecr = get32(tcp + s.ts_at + 4);
+  }
+  return true;
+}
+
+// The words of the TCP checksum (pseudo-header addresses included) that the
+// splice may change, summed.
+uint32_t changed_words(const Fields& f, bool timestamps) noexcept {
+  uint32_t s = halves(f.src) + halves(f.dst) + f.sport + f.dport + halves(f.seq) + halves(f.ack) + f.window;
+  if (timestamps) s += halves(f.ts_val) + halves(f.ts_ecr);
+  return s;
+}
+
+// Both checksums of `to` from the segment's: the IPv4 header's recomputed,
+// the TCP one updated (RFC 1624: HC' = ~(~HC + ~m + m'), as in tcp_rewrite.cc).
+void set_checksums(const Segment& s, Fields& to) noexcept {
+  to.ip_checksum = static_cast<uint16_t>(~fold(uint64_t{s.ip_rest} + halves(to.src) + halves(to.dst)));
+  const bool ts = s.ts_at != 0;
+  const uint32_t sum = uint32_t{static_cast<uint16_t>(~s.f.tcp_checksum)} +
+                       static_cast<uint16_t>(~fold(changed_words(s.f, ts))) + fold(changed_words(to, ts));
+  to.tcp_checksum = static_cast<uint16_t>(~fold(sum));
+}
+
+void write_fields(const Segment& s, const Fields& v) noexcept {
+  std::memcpy(s.frame, v.dst_mac.data(), 6);
+  std::memcpy(s.frame + 6, v.src_mac.data(), 6);
+  put16(s.ip + 10, v.ip_checksum);
+  put32(s.ip + 12, v.src);
+  put32(s.ip + 16, v.dst);
+  put16(s.tcp, v.sport);
+  put16(s.tcp + 2, v.dport);
+  put32(s.tcp + 4, v.seq);
+  put32(s.tcp + 8, v.ack);
+  put16(s.tcp + 14, v.window);
+  put16(s.tcp + 16, v.tcp_checksum);
+  if (s.ts_at != 0) {
+    put32(s.tcp + s.ts_at, v.ts_val);
+    put32(s.tcp + s.ts_at + 4, v.ts_ecr);
+  }
+}
+
+// Rewrites the frame to `to` and gives it to the sink; false (the frame as
+// it was) when the sink does not take it.
+bool send_rewritten(const Segment& s, Fields& to, std::span<uint8_t> frame, FrameSink& sink) noexcept {
+  set_checksums(s, to);
+  write_fields(s, to);
+  if (sink.send_in_place(frame)) return true;
+  write_fields(s, s.f);
+  return false;
+}
+
+}  // namespace
+
+bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out, bool l4_verified,
+                                 bool from_exception) noexcept {
+  Segment s;
+  if (!read_segment(frame, l4_verified, s)) return false;
+  const FlowKey k{IpAddr::v4(s.f.src), IpAddr::v4(s.f.dst), s.f.sport, s.f.dport};
+  const uint64_t h = flow_hash(k);
+  const bool has_ts = s.ts_at != 0;
+  Flow* f = lookup_backend(k, h);
+  if (f == nullptr && from_exception) return false;
+  now_ms_ = now_ms;
+  if (f != nullptr) {
+    // The backend's side (on_backend_segment): a hand-off's comes from the
+    // exception port only, a passthrough's from the wire only.
+    if (f->handoff != from_exception || (from_exception && !cfg_.handoff.enabled)) return false;
+    if (f->state != Flow::State::kSpliced || (s.flags & kTcpSyn) || f->wait == Wait::kReplay) return false;
+    if ((has_ts && !f->backend_ts) || f->key.src.family != 4 || f->key.dst.family != 4) return false;
+    Fields to = s.f;
+    to.src_mac = cfg_.mac;
+    to.dst_mac = f->peer_mac;
+    to.src = f->key.dst.v4_host();
+    to.dst = f->key.src.v4_host();
+    to.sport = f->key.dport;
+    to.dport = f->key.sport;
+    to.seq = s.f.seq + f->delta;
+    // The backend's window in the scale we gave the client.
+    uint64_t win = s.f.window;
+    if (f->backend_wscale >= 0) win = (win << f->backend_wscale) >> cfg_.wscale;
+    to.window = static_cast<uint16_t>(std::min<uint64_t>(win, 65535));
+    to.ts_val = s.f.ts_val + f->ts_delta;
+    if (!send_rewritten(s, to, frame, out)) return false;
+    if (from_exception) {
+      ++stats_.exception_rx;
+    } else {
+      rotate_cookie_key(now_ms);
+      ++stats_.rx_frames;
+    }
+    if (has_ts) f->backend_ts_recent = s.f.ts_val;
+    ++stats_.forwarded_in_place;
+    ++stats_.tx_frames;
+    after_to_client(*f, s.flags, to.seq + s.payload + ((s.flags & kTcpFin) ? 1 : 0));
+    return true;
+  }
+  // The client's side (on_tcp, on_flow_segment, splice_to_backend). The key
+  // of a flow is a VIP's address and port, so the VIP checks hold.
+  f = lookup(k, h);
+  if (f == nullptr || f->state != Flow::State::kSpliced) return false;
+  if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
+  Fields to = s.f;
+  to.src_mac = f->handoff ? cfg_.handoff.mac : cfg_.mac;
+  to.dst_mac = f->backend_mac;
+  to.src = f->bkey.dst.v4_host();
+  to.dst = f->bkey.src.v4_host();
+  to.sport = f->bkey.dport;
+  to.dport = f->bkey.sport;
+  if (s.flags & kTcpAck) to.ack = s.f.ack - f->delta;
+  to.ts_ecr = s.f.ts_ecr - f->ts_delta;
+  if (!send_rewritten(s, to, frame, toward_backend(*f, out))) return false;
+  rotate_cookie_key(now_ms);
+  ++stats_.rx_frames;
+  if (has_ts) f->ts_recent = s.f.ts_val;
+  f->client_window = s.f.window;
+  ++stats_.forwarded_in_place;
+  ++stats_.tx_frames;
+  after_to_backend(*f, s.flags, s.f.seq + s.payload + ((s.flags & kTcpFin) ? 1 : 0));
+  return true;
+}
+
+}  // namespace lode::front
