@@ -5,6 +5,11 @@
 #     passthrough flow (bench/flow_engine_bench: parse, look up, rewrite with
 #     new checksums, 1,500-byte frames) vs `dpdk-testpmd` io forwarding on
 #     net_null vdevs (one core, both ports; it touches no packet data);
+#     then the issue's own setup: the engine behind a net_ring port fed by an
+#     in-process generator (bench/dpdk_ring_forward_bench) vs testpmd io
+#     forwarding over net_ring ports on the same core, interleaved 3 times
+#     (section 1c below; its JSON is BUILD/dpdk_ring_forward.json, RING_JSON
+#     to change, and the "ring_forwarding" key of the main JSON);
 #  2. new flows: the engine's whole connection (SYN -> cookie SYN-ACK, ACK,
 #     ClientHello parsed and routed to a reject, FIN) vs the kernel front doing
 #     the same (accept, read, parse, alert, close) for `lodeload handshakes`
@@ -16,7 +21,9 @@
 #
 #   bash bench/dpdk_front_bench.sh        (release build; BUILD=dir to change)
 #   QUICK=1 bash bench/dpdk_front_bench.sh  (forwarding only: testpmd and the
-#                                            engine, ~20 s, no JSON or chart)
+#                                            engine, in memory and behind
+#                                            net_ring, ~2 min; only the ring
+#                                            section's JSON, no chart)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${BUILD:-$src/build/release}" && pwd)
@@ -51,6 +58,156 @@ print(r("BM_ForwardClientToBackend"), r("BM_ForwardBackendToClient"),
       b["BM_NewFlowRejectedInTheDataplane"]["cpu_time"])
 PY
 )
+# 1c. The issue's setup: the engine behind a real ethdev, a net_ring port on
+#     one lcore fed by a generator in the same thread
+#     (bench/dpdk_ring_forward_bench: rte_eth_rx_burst -> on_frame_in_place
+#     -> rte_eth_tx_burst; the generator's ring moves, header restores and
+#     sampled checks are charged to Lodestone), against testpmd io forwarding
+#     over two net_ring ports on the same core (lcore 0; testpmd's main lcore,
+#     which only prints the stats, on 1). --tx-first puts 32 64-byte frames
+#     on each port's ring and io forwarding moves them ring to ring without
+#     reading them; the engine bench circulates as many (64) 1,502-byte
+#     frames. Interleaved: testpmd, engine, testpmd, engine, ... (RING_PAIRS
+#     pairs, default 3), each testpmd run 6 s, each engine case at most
+#     1.5 s. For context, each pair also runs testpmd's 5tswap mode (MACs,
+#     addresses and ports swapped in every frame: a forwarder that writes
+#     headers). Rates per wall-clock second (the issue's) and per second of
+#     the polling thread's own CPU time (this VM's other work takes part of
+#     the core: the thread's share is in the JSON).
+# The CPU time (ns) testpmd's forwarding thread has used (sum_exec_runtime,
+# or utime + stime where schedstat is missing), or nothing once it is gone.
+testpmd_worker_ns() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in
+      *worker-0)
+        if [ -r "$t/schedstat" ]; then cut -d' ' -f1 "$t/schedstat" 2>/dev/null
+        else awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f\n", ($14 + $15) * 1e9 / hz }' "$t/stat" 2>/dev/null; fi
+        return ;;
+    esac
+  done
+}
+# ring_testpmd MODE TAG: one run; writes "wall_pps cpu_pps stalled_periods"
+# to $T/ring-testpmd-TAG.txt (not a command substitution: the trap must
+# know testpmd's PID).
+ring_testpmd() {
+  local log="$T/ring-testpmd-$2.log"
+  dpdk-testpmd -l 0-1 --main-lcore 1 --no-huge --no-pci -m 512 --file-prefix="lodebench$$" \
+    --vdev=net_ring0 --vdev=net_ring1 -- --forward-mode="$1" --tx-first --stats-period 1 --total-num-mbufs=8192 \
+    </dev/null >"$log" 2>&1 &
+  local tp=$! ns="" last="" same=0 c p keep=()
+  pids+=("$tp")
+  sleep "${RING_TESTPMD_S:-6}"
+  # SIGINT stops the forwarding (and prints the accumulated counts); the
+  # thread's CPU time is read once it has stopped growing (stopped), so
+  # frames forwarded while the signal waited for the scheduler are counted
+  # on both sides.
+  kill -INT "$tp" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    c=$(testpmd_worker_ns "$tp")
+    [ -z "$c" ] && break
+    if [ "$c" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    last=$c
+    [ "$same" -ge 3 ] && break
+    sleep 0.05
+  done
+  ns=${last:-0}
+  for _ in $(seq 1 50); do kill -0 "$tp" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$tp" 2>/dev/null || true
+  wait "$tp" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$tp" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+  rm -rf "/var/run/dpdk/lodebench$$"
+  (python3 - "$log" "$ns" <<'PY'
+import re, statistics, sys
+text = open(sys.argv[1], errors="replace").read()
+pps = [int(v) for v in re.findall(r"Rx-pps:\s+(\d+)", text)]
+sums = [pps[i] + pps[i + 1] for i in range(0, len(pps) - 1, 2)]  # both ports, per stats period
+while sums and sums[0] == 0:
+    sums.pop(0)  # before the first burst
+acc = re.search(r"Accumulated forward statistics.*?RX-packets:\s+(\d+)", text, re.S)
+cpu_s = int(sys.argv[2]) / 1e9
+total = int(acc.group(1)) if acc else 0
+# A period with nothing forwarded after the start: forwarding stopped.
+print(statistics.median(sums) if sums else 0, total / cpu_s if cpu_s > 0 else 0, sum(1 for s in sums if s == 0))
+PY
+  ) >"$T/ring-testpmd-$2.txt"
+}
+ring_pairs=${RING_PAIRS:-3}
+ring_tp=() ring_swap=()
+for i in $(seq 1 "$ring_pairs"); do
+  ring_testpmd io "io-$i"
+  ring_tp+=("$(cat "$T/ring-testpmd-io-$i.txt")")
+  if ! "$build/bench/dpdk_ring_forward_bench" --json --lcore 0 --file-prefix "lodebench$$" --frames 2e7 \
+      --seconds 1.5 >"$T/ring-engine-$i.json" 2>"$T/ring-engine-$i.err"; then
+    echo "ring forwarding: dpdk_ring_forward_bench failed (run $i):"
+    cat "$T/ring-engine-$i.json" "$T/ring-engine-$i.err"
+    exit 1
+  fi
+  rm -rf "/var/run/dpdk/lodebench$$"
+  ring_testpmd 5tswap "5tswap-$i"
+  ring_swap+=("$(cat "$T/ring-testpmd-5tswap-$i.txt")")
+done
+ring_json=${RING_JSON:-$build/dpdk_ring_forward.json}
+mkdir -p "$(dirname "$ring_json")"
+ring_table() {
+  python3 - "$ring_json" "$ring_pairs" "${ring_tp[@]}" "${ring_swap[@]}" "$T"/ring-engine-*.json <<'PY'
+import json, statistics, sys
+out, n = sys.argv[1], int(sys.argv[2])
+tp = [list(map(float, s.split())) for s in sys.argv[3:3 + n]]
+swap = [list(map(float, s.split())) for s in sys.argv[3 + n:3 + 2 * n]]
+runs = [json.load(open(p)) for p in sorted(sys.argv[3 + 2 * n:], key=lambda p: int(p.rsplit("-", 1)[1][:-5]))]
+names = [("client_to_backend_nic_checksum", "client->backend, NIC RX checksum"),
+         ("backend_to_client_nic_checksum", "backend->client, NIC RX checksum"),
+         ("client_to_backend_sw_checksum", "client->backend, TCP checksum in software"),
+         ("backend_to_client_sw_checksum", "backend->client, TCP checksum in software"),
+         ("no_engine", "no engine (generator + ring port alone)")]
+def mmm(v):
+    return [round(min(v), 3), round(statistics.median(v), 3), round(max(v), 3)]
+def fmt(v):
+    return "%.2f/%.2f/%.2f" % tuple(v)
+tp_wall = [t[0] / 1e6 for t in tp]
+tp_cpu = [t[1] / 1e6 for t in tp]
+summary = {}
+print("%-44s %20s %20s %22s %7s" % ("ring forwarding, one lcore (x%d, interleaved)" % n, "lodestone Mpps",
+                                     "testpmd io Mpps", "ratio per pair", "median"))
+print("%-44s %20s %20s" % ("", "min/median/max", "min/median/max"))
+for clock, key, base in (("wall", "mpps", tp_wall), ("CPU", "cpu_mpps", tp_cpu)):
+    print("per wall-clock second:" if clock == "wall" else "per second of the polling thread's CPU time:")
+    for name, label in names:
+        v = [next(c for c in r["cases"] if c["name"] == name)[key] for r in runs]
+        ratios = [a / b if b > 0 else 0 for a, b in zip(v, base)]
+        s = summary.setdefault(name, {})
+        s[key] = mmm(v)
+        s["testpmd_" + key] = mmm(base)
+        s["ratios_" + clock.lower()] = [round(x, 4) for x in ratios]
+        s["ratio_" + clock.lower() + "_median"] = round(statistics.median(ratios), 4)
+        print("  %-42s %20s %20s %22s %6.3fx" % (label, fmt(mmm(v)), fmt(mmm(base)),
+                                                 " ".join("%.3f" % x for x in ratios), statistics.median(ratios)))
+sw_wall = [t[0] / 1e6 for t in swap]
+sw_cpu = [t[1] / 1e6 for t in swap]
+print("  context: testpmd 5tswap (headers rewritten), Mpps min/median/max: wall %s, CPU %s"
+      % (fmt(mmm(sw_wall)), fmt(mmm(sw_cpu))))
+print("  testpmd per frame (median): io %.2f ns, 5tswap %.2f ns of CPU time" %
+      (1e3 / statistics.median(tp_cpu), 1e3 / statistics.median(sw_cpu)))
+stalled = int(sum(t[2] for t in tp + swap))
+if stalled:
+    print("  WARNING: testpmd forwarded nothing in %d stats periods after it started" % stalled)
+share = [c["cpu_seconds"] / c["seconds"] for r in runs for c in r["cases"] if c["seconds"] > 0]
+print("  the polling thread's share of its core during the engine runs: %.0f-%.0f%%"
+      % (100 * min(share), 100 * max(share)))
+def testpmd_run(t):
+    return {"wall_mpps": round(t[0] / 1e6, 3), "cpu_mpps": round(t[1] / 1e6, 3), "stalled_periods": int(t[2])}
+doc = {"pairs": n, "lcore": runs[0]["lcore"], "inflight": runs[0]["inflight"], "frame_bytes": runs[0]["frame_bytes"],
+       "testpmd_io": [testpmd_run(t) for t in tp], "testpmd_5tswap": [testpmd_run(t) for t in swap],
+       "engine_runs": runs, "summary": summary}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
+print("JSON: %s" % out)
+PY
+}
+
 forwarding_table() {
   awk -v tp="$testpmd_pps" -v c2b="$fwd_c2b" -v b2c="$fwd_b2c" -v ic="$ip_c2b" -v ib="$ip_b2c" -v nc="$nic_c2b" \
       -v nb="$nic_b2c" -v tc="$ts_c2b" -v tb="$ts_b2c" 'function row(name, v) {
@@ -71,6 +228,7 @@ forwarding_table() {
 }
 if [ -n "${QUICK:-}" ]; then
   forwarding_table
+  ring_table
   exit 0
 fi
 
@@ -105,6 +263,7 @@ ticks=$(getconf CLK_TCK)
 kernel_ns=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="$conns" 'BEGIN { printf "%.0f", d / t * 1e9 / n }')
 
 forwarding_table
+ring_table
 awk -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
   printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'
@@ -127,6 +286,14 @@ with open(out, "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")
 print(f"JSON: {out}")
+PY
+python3 - "$json_out" "$ring_json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["ring_forwarding"] = json.load(open(sys.argv[2]))
+with open(sys.argv[1], "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
 PY
 python3 "$src/bench/bench_chart.py" dpdk "$json_out" "${json_out%.json}"
 

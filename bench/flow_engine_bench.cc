@@ -12,47 +12,27 @@
 //   ./build/release/bench/flow_engine_bench --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
+#include <span>
 #include <vector>
 
-#include "controlplane/config.h"
-#include "dataplane/front/flow_engine.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "bench/flow_engine_fixture.h"
 #include "support/hello_builder.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace {
 
 using namespace lode::front;
+using lode::bench::establish;
+using lode::bench::Established;
+using lode::bench::frame_of;
+using lode::bench::from_client;
+using lode::bench::kNow;
+using lode::bench::make_engine;
+using Sink = lode::bench::CopySink;
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
-const IpAddr kVip = IpAddr::v4(0x0a000001);
-const IpAddr kClient = IpAddr::v4(0x0a000002);
-const IpAddr kBackend = IpAddr::v4(0x0a000009);
-constexpr uint64_t kNow = 1'000'000;
-
-class Sink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override { return buf_; }
-  void send(size_t len) noexcept override {
-    last.assign(buf_.begin(), buf_.begin() + static_cast<long>(len));
-    if (parse_frame(last).l3 == L3::kArp) arp = last;
-    ++frames;
-  }
-  std::vector<uint8_t> last, arp;
-  uint64_t frames = 0;
-
- private:
-  std::array<uint8_t, kMaxFrame> buf_{};
-};
-
-// A second sink for the hot loops: nothing copied; frames rewritten in place
+// The sink of the hot loops: nothing copied; frames rewritten in place
 // are "sent" as they are.
 class NullSink : public FrameSink {
  public:
@@ -67,105 +47,6 @@ class NullSink : public FrameSink {
  private:
   std::array<uint8_t, kMaxFrame> buf_{};
 };
-
-std::unique_ptr<FlowEngine> make_engine() {
-  static const std::string toml =
-      "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\"]\n"
-      "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
-      "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
-      "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n";
-  auto cfg = lode::config::load_config_string(toml, "bench.toml");
-  auto keys = lode::tls::TicketKeys::create(1);
-  if (!cfg || !keys) std::abort();
-  auto built = lode::app::build_runtime(*cfg, *keys, 1);
-  if (!built) std::abort();
-  EngineConfig ec;
-  ec.mac = kOurMac;
-  ec.vips = vips_of(*built->runtime);
-  ec.cookie_key = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
-  return std::make_unique<FlowEngine>(ec, built->runtime);
-}
-
-std::vector<uint8_t> frame_of(const TcpSegment& s) {
-  std::vector<uint8_t> f(kMaxFrame);
-  f.resize(build_tcp(f, s));
-  return f;
-}
-
-TcpSegment from_client(uint16_t sport, uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> data = {}) {
-  TcpSegment s;
-  s.src_mac = kClientMac;
-  s.dst_mac = kOurMac;
-  s.flow = FlowKey{kClient, kVip, sport, 443};
-  s.seq = seq;
-  s.ack = ack;
-  s.flags = flags;
-  s.window = 2000;
-  s.payload = data;
-  return s;
-}
-
-// One established passthrough flow; returns the two frames to replay.
-// timestamps: both ends send them (RFC 7323), as Linux does by default.
-struct Established {
-  std::unique_ptr<FlowEngine> engine;
-  std::vector<uint8_t> client_data, backend_data;
-};
-
-Established establish(bool timestamps = false) {
-  Established e;
-  e.engine = make_engine();
-  Sink sink;
-  const uint32_t cisn = 1000;
-  uint32_t client_ts = 7000;
-  auto client = [&](uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> data = {}) {
-    TcpSegment s = from_client(40000, flags, seq, ack, data);
-    if (timestamps) {
-      s.options.has_timestamps = true;
-      s.options.ts_val = client_ts++;
-      s.options.ts_ecr = sink.last.empty() ? 0 : parse_frame(sink.last).options.ts_val;
-    }
-    return frame_of(s);
-  };
-  e.engine->on_frame(client(kTcpSyn, cisn, 0), kNow, sink);
-  const Packet sa = parse_frame(sink.last);
-  const uint32_t isn = sa.seq;
-  e.engine->on_frame(client(kTcpAck, cisn + 1, isn + 1), kNow, sink);
-  static const auto hello = lode::test::HelloBuilder().sni("p.test").records();
-  e.engine->on_frame(client(kTcpAck, cisn + 1, isn + 1, hello), kNow, sink);
-  std::vector<uint8_t> arp(64);
-  const Packet req = parse_frame(sink.arp);  // the ARP request for the backend
-  arp.resize(build_arp_reply(arp, req, kBackendMac, 0x0a000009));
-  e.engine->on_frame(arp, kNow, sink);
-  const Packet syn = parse_frame(sink.last);  // our SYN to the backend
-  TcpSegment b;
-  b.src_mac = kBackendMac;
-  b.dst_mac = kOurMac;
-  b.flow = FlowKey{kBackend, kVip, 443, syn.sport};
-  b.seq = 5000;
-  b.ack = cisn + 1;
-  b.flags = kTcpSyn | kTcpAck;
-  b.window = 2000;
-  if (timestamps) {
-    b.options.has_timestamps = true;
-    b.options.ts_val = 90000;
-    b.options.ts_ecr = syn.options.ts_val;
-  }
-  e.engine->on_frame(frame_of(b), kNow, sink);
-  static std::vector<uint8_t> payload(1448, 0x5a);
-  const uint32_t after_hello = cisn + 1 + static_cast<uint32_t>(hello.size());
-  b.flags = kTcpAck;
-  b.seq = 5001;
-  b.ack = after_hello;
-  b.payload = payload;
-  if (timestamps) b.options.ts_val = 90001;
-  e.backend_data = frame_of(b);
-  // The backend acknowledges the replayed hello (the flow leaves the replay
-  // wait, as it does once the backend has the bytes).
-  e.engine->on_frame(e.backend_data, kNow, sink);
-  e.client_data = client(kTcpAck, after_hello, isn + 1, payload);
-  return e;
-}
 
 void forward(benchmark::State& state, bool to_backend) {
   Established e = establish();

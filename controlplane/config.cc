@@ -8,10 +8,12 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <toml++/toml.h>
 
 #include "controlplane/bgp.h"
 #include "controlplane/published_config.h"
+#include "dataplane/front/cookie_secret.h"
 #include "dataplane/route/backend_pool.h"
 
 namespace lode::config {
@@ -215,6 +217,60 @@ class Loader {
       return std::nullopt;
     }
     return *a;
+  }
+
+  // [dpdk] gateway = "IPv4", gateway6 = "IPv6", networks = ["PREFIX", ...]:
+  // where the passthrough backends are (see DpdkConfig).
+  void dpdk_next_hops(const toml::table& t, DpdkConfig& d) {
+    for (auto [key, family, out] : {std::tuple<std::string_view, int, DpdkPrefix*>{"gateway", AF_INET, &d.gateway},
+                                    std::tuple<std::string_view, int, DpdkPrefix*>{"gateway6", AF_INET6, &d.gateway6}}) {
+      std::string v;
+      if (!get_string(t, "dpdk", key, v, false)) continue;
+      d.routed = true;
+      const std::string where = "dpdk." + std::string(key);
+      DpdkPrefix g;
+      g.family = family;
+      g.len = family == AF_INET ? 32 : 128;
+      if (inet_pton(family, v.c_str(), g.addr) != 1) {
+        error(loc_of(*t.get(key)), where,
+              "'" + v + "': expected an " + (family == AF_INET ? "IPv4" : "IPv6") + " address");
+        continue;
+      }
+      const bool zero = std::all_of(g.addr, g.addr + g.len / 8, [](uint8_t b) { return b == 0; });
+      const bool multicast = family == AF_INET ? (g.addr[0] & 0xf0) == 0xe0 || (g.addr[0] & g.addr[1] & g.addr[2] & g.addr[3]) == 0xff
+                                               : g.addr[0] == 0xff;
+      if (zero || multicast) {
+        error(loc_of(*t.get(key)), where, "'" + v + "': expected a unicast address (the gateway's)");
+        continue;
+      }
+      *out = g;
+    }
+    const toml::node* n = t.get("networks");
+    if (n == nullptr) return;
+    d.routed = true;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      error(loc_of(*n), "dpdk.networks", "expected a list of prefixes, e.g. [\"10.0.0.0/24\", \"fd00::/64\"]");
+      return;
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const std::string where = "dpdk.networks[" + std::to_string(i) + "]";
+      const auto* s = (*arr)[i].as_string();
+      if (s == nullptr) {
+        error(loc_of((*arr)[i]), where, "expected a prefix string such as \"10.0.0.0/24\"");
+        continue;
+      }
+      auto p = cp::parse_vip_prefix(s->get());
+      if (!p) {
+        error(loc_of((*arr)[i]), where, "'" + s->get() + "': " + p.error());
+        continue;
+      }
+      DpdkPrefix x;
+      x.family = p->family;
+      std::copy(p->addr.begin(), p->addr.end(), x.addr);
+      x.len = p->len;
+      d.networks.push_back(x);
+    }
   }
 
   // [dpdk.exception] (or exception = { ... }): the link to the workers' kernel TCP stack.
@@ -586,7 +642,8 @@ class Loader {
     static constexpr std::array<std::string_view, 2> kFronts = {"kernel", "dpdk"};
     if (int f = get_choice(root, "", "front", kFronts, false); f >= 0) cfg.front = kFronts[f];
     if (const toml::table* t = section(root, "dpdk")) {
-      only_keys(*t, "dpdk", {"eal", "port", "max_flows", "exception"});
+      only_keys(*t, "dpdk", {"eal", "port", "max_flows", "exception", "gateway", "gateway6", "networks",
+                             "cookie_secret_file"});
       if (const toml::node* e = t->get("eal")) {
         const toml::array* arr = e->as_array();
         if (arr == nullptr) error(loc_of(*e), "dpdk.eal", "expected a list of EAL arguments");
@@ -601,7 +658,22 @@ class Loader {
       }
       get_uint(*t, "dpdk", "port", cfg.dpdk.port, 0, 1023);
       get_uint(*t, "dpdk", "max_flows", cfg.dpdk.max_flows, 16, 16'777'216);
+      // The dataplane reads it (dataplane/front/cookie_secret.h) at start and
+      // on every reload; checked here too, so `lodestone check` and a reload
+      // refuse a file it would refuse (the key itself is dropped at once).
+      if (get_string(*t, "dpdk", "cookie_secret_file", cfg.dpdk.cookie_secret_file, false)) {
+        cfg.dpdk.cookie_secret_file = resolve(cfg.dpdk.cookie_secret_file);
+        if (cfg.front == "dpdk") {
+          auto secret = front::load_cookie_secret(cfg.dpdk.cookie_secret_file);
+          if (!secret) {
+            error(loc_of(*t->get("cookie_secret_file")), "dpdk.cookie_secret_file", secret.error());
+          } else {
+            secret->fill(0);
+          }
+        }
+      }
       if (const toml::node* n = t->get("exception")) dpdk_exception(*n, cfg.dpdk.exception);
+      dpdk_next_hops(*t, cfg.dpdk);
     }
     if (cfg.front == "dpdk") {
       if (cfg.dpdk.eal.empty()) error({}, "dpdk.eal", "required with front = \"dpdk\" (at least the lcores, e.g. [\"-l\", \"0-1\"])");

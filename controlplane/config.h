@@ -64,6 +64,10 @@
 //   front = "kernel"                       # kernel (sockets, the default) | dpdk (top level, before any table)
 //   [dpdk]     eal = ["-l", "0-1", "--no-huge", "--no-pci", "--vdev=net_tap0,iface=lode0"],
 //              port = 0, max_flows = 65536   # per lcore; listeners must be concrete VIP addresses
+//              networks = ["10.0.0.0/24", "fd00::/64"]  # on-link prefixes (passthrough backends resolved directly)
+//              gateway = "10.0.0.254", gateway6 = "fd00::fe"  # next hop of backends outside `networks`
+//              cookie_secret_file = "cookie.secret"  # optional: 32-128 hex digits, the SYN cookies' secret
+//                                                    # (shared by the nodes of an ECMP group); re-read on reload
 //   [dpdk.exception]                     # terminate routes: flows handed to the TLS workers' kernel TCP
 //              vdev = "net_tap1,iface=lodex0"  # the exception port (virtio_user0,path=/dev/vhost-net,iface=...
 //                                              # in production), added to the EAL; absent: terminate is reset
@@ -302,11 +306,29 @@ struct DpdkExceptionConfig {
   bool enabled() const noexcept { return !vdev.empty(); }
 };
 
+// An IPv4 or IPv6 address, or a prefix of one ([dpdk] gateway, networks).
+struct DpdkPrefix {
+  int family = 0;        // AF_INET | AF_INET6; 0: none
+  uint8_t addr[16] = {};  // network order (IPv4 in the first 4)
+  uint8_t len = 0;       // prefix length (32 / 128 for an address)
+};
+
 struct DpdkConfig {
   std::vector<std::string> eal;  // EAL arguments (lcores, vdevs or PCI devices, --no-huge ...)
   uint32_t port = 0;
   uint32_t max_flows = 65536;    // per lcore
+  // The passthrough backends' next hops: a backend inside `networks` is on
+  // the link, any other one is reached through the gateway of its family
+  // (none: the flow is reset). routed = false (none of the three keys set):
+  // every backend is on the link.
+  bool routed = false;
+  DpdkPrefix gateway, gateway6;
+  std::vector<DpdkPrefix> networks;
   DpdkExceptionConfig exception;
+  // The SYN cookies' master secret (dataplane/front/cookie_secret.h): the
+  // same file on every node of an ECMP group lets one node complete the
+  // cookies another made. Empty: a random secret per process.
+  std::string cookie_secret_file;
 };
 
 struct LimitsConfig {

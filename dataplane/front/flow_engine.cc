@@ -43,6 +43,7 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
   const uint32_t n = std::max<uint32_t>(cfg_.max_flows, 1);
   flows_.resize(n);
   free_.reserve(n);
+  neighbors_.reserve(kMaxNeighbors);  // no allocation when a frame adds one
   for (uint32_t i = n; i > 0; --i) free_.push_back(i - 1);
   size_t cap = 1;
   while (cap < 2 * size_t{n}) cap <<= 1;
@@ -161,6 +162,7 @@ void FlowEngine::erase(Flow& f) noexcept {
   f.state = Flow::State::kFree;
   free_.push_back(slot);
   --live_;
+  ++stats_.flows_ended;
 }
 
 void FlowEngine::link_tail(Flow& f, Wait w) noexcept {
@@ -244,6 +246,16 @@ void FlowEngine::rotate_cookie_key_slow(uint64_t now_ms) noexcept {
   key_epoch_ = epoch;
 }
 
+void FlowEngine::set_cookie_secret(const std::array<uint8_t, 16>& secret, uint64_t now_ms) noexcept {
+  if (secret == cfg_.cookie_key) return;
+  rotate_cookie_key(now_ms);
+  prev_cookies_ = cookies_;  // the keys in use now, the previous epoch's included
+  prev_cookies_until_ms_ = now_ms + 2 * SynCookies::kSlotSeconds * 1000;
+  cfg_.cookie_key = secret;
+  key_epoch_ = UINT64_MAX;  // the keys derived again, from the new secret
+  rotate_cookie_key(now_ms);
+}
+
 void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept {
   now_ms_ = now_ms;
   rotate_cookie_key(now_ms);
@@ -257,11 +269,20 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     ++stats_.rx_bad;
     return;
   }
+  // An answer to a neighbour request: any lcore may have asked.
+  // Only one addressed to us (a VIP asked): anything else on the link would
+  // cost every lcore a copy and fill the rings the redirected segments use.
+  if (cfg_.lcores > 1 &&
+      ((p.l3 == L3::kArp && p.arp.op == 2 && p.arp.target_mac == cfg_.mac &&
+        is_vip_address(IpAddr::v4(p.arp.target_ip))) ||
+       (p.l4 == L4::kIcmpv6 && p.icmp.type == 136 && p.icmp.nd_solicited && is_vip_address(p.dst)))) {
+    share_with_lcores(frame, out);
+  }
   switch (p.l3) {
     case L3::kArp:
       if (p.arp.op == 2) {
         // The exception link's kernel is learned on that link only.
-        if (!cfg_.handoff.enabled || p.arp.sender_ip != cfg_.handoff.kernel) on_arp_reply(p, out);
+        if (!cfg_.handoff.enabled || p.arp.sender_ip != cfg_.handoff.kernel) on_arp_reply(p, false, out);
         return;
       }
       if (p.arp.op == 1 && is_vip_address(IpAddr::v4(p.arp.target_ip))) {
@@ -279,6 +300,10 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
       ++stats_.rx_not_vip;
       return;
   }
+  if (p.l4 == L4::kIcmpv6 && p.icmp.type == 136) {
+    on_neighbor_advert(p, out);  // a backend's next hop answering us, or ignored
+    return;
+  }
   if (p.l4 == L4::kIcmpv6 && p.icmp.type == 135 && is_vip_address(p.icmp.nd_target)) {
     if (send_built(out, [&](std::span<uint8_t> b) { return build_neighbor_advert(b, p, cfg_.mac, p.icmp.nd_target); })) {
       ++stats_.nd_adverts;
@@ -287,6 +312,10 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   }
   if (!is_vip_address(p.dst)) {
     ++stats_.rx_not_vip;
+    return;
+  }
+  if ((p.l4 == L4::kIcmp && p.icmp.type == 3 && p.icmp.code == 4) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 2)) {
+    on_icmp_too_big(p, frame, out);  // flow_engine_icmp.cc
     return;
   }
   if ((p.l4 == L4::kIcmp && p.icmp.type == 8) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 128)) {
@@ -303,6 +332,8 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   }
   const Vip* vip = find_vip(p.dst, p.dport);
   if (vip == nullptr) {
+    // The backend's side of a flow another lcore holds (its local port says which).
+    if (redirect_to_owner(p.dport, frame, out)) return;
     // A VIP address, a port nobody listens on: what a closed port answers.
     ++stats_.rx_not_vip;
     if (!(p.flags & kTcpRst)) send_reset_for(p, out, cfg_.mac);
@@ -332,8 +363,12 @@ void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now
     return;
   }
   if (p.l3 == L3::kArp) {
+    if (p.arp.op == 2 && cfg_.lcores > 1 && p.arp.sender_ip == cfg_.handoff.kernel &&
+        p.arp.target_ip == cfg_.handoff.address && p.arp.target_mac == cfg_.handoff.mac) {
+      share_with_lcores(frame, out);
+    }
     if (p.arp.op == 2 && p.arp.sender_ip == cfg_.handoff.kernel) {
-      on_arp_reply(p, out);
+      on_arp_reply(p, true, out);
       return;
     }
     if (p.arp.op == 1 && p.arp.target_ip == cfg_.handoff.address) {
@@ -355,6 +390,8 @@ void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now
     on_backend_segment(*f, p, out);
     return;
   }
+  // A worker's segment of a flow another lcore holds (its local port says which).
+  if (redirect_to_owner(p.dport, frame, out)) return;
   ++stats_.exception_stray;
   if (!(p.flags & kTcpRst)) send_reset_for(p, link, cfg_.handoff.mac);
 }
@@ -383,7 +420,7 @@ void FlowEngine::on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexce
   offered.mss = p.options.mss != 0 ? p.options.mss : 536;
   offered.wscale = p.options.wscale;
   offered.sack_ok = p.options.sack_ok;
-  const uint32_t isn = cookies_.make(p.flow(), p.seq, offered, now_ms / 1000);
+  const uint32_t isn = cookies_.make(p.flow(), p.seq, offered, cookie_ms(now_ms) / 1000);
   TcpSegment s;
   s.src_mac = cfg_.mac;
   s.dst_mac = p.src_mac;
@@ -406,7 +443,10 @@ void FlowEngine::on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexce
 }
 
 void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept {
-  const auto syn = cookies_.check(p.flow(), p.seq - 1, p.ack - 1, now_ms / 1000);
+  auto syn = cookies_.check(p.flow(), p.seq - 1, p.ack - 1, cookie_ms(now_ms) / 1000);
+  if (!syn && prev_cookies_ && now_ms < prev_cookies_until_ms_) {
+    syn = prev_cookies_->check(p.flow(), p.seq - 1, p.ack - 1, cookie_ms(now_ms) / 1000);  // made before a new secret
+  }
   if (!syn) {
     // Forged, expired, or a segment of a flow we no longer hold: silence.
     ++stats_.cookie_invalid;
@@ -501,6 +541,10 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
     if (f.state != Flow::State::kCollecting && f.state != Flow::State::kConnecting) return;
     // Acknowledge what is held in order (a duplicate ACK tells the client
     // about a gap).
+    send_segment(f, f.snd_nxt, kTcpAck, {}, out);
+  } else if (!(p.flags & kTcpFin) && static_cast<int32_t>(p.seq - f.hello.next_seq()) < 0) {
+    // No data, below RCV.NXT: a keep-alive (at SND.NXT - 1) or an old
+    // duplicate. RFC 9293 3.10.7.4: answered with an ACK of what is held.
     send_segment(f, f.snd_nxt, kTcpAck, {}, out);
   }
   if ((p.flags & kTcpFin) && f.state == Flow::State::kCollecting) {
@@ -643,6 +687,7 @@ void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {
       on_wait_expired(f, out);
     }
   }
+  refresh_neighbors(out);
 }
 
 }  // namespace lode::front

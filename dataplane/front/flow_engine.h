@@ -5,8 +5,13 @@
 //
 // What it does with a frame:
 // - ARP requests and IPv6 neighbour solicitations for a VIP: answered;
-//   ICMP / ICMPv6 echo to a VIP: answered. IP fragments to a VIP: dropped
-//   and counted. Anything else not for a VIP: dropped and counted.
+//   ARP replies and neighbour advertisements: taken only when they answer
+//   our own request for a backend's next hop (flow_engine_neighbor.cc);
+//   ICMP / ICMPv6 echo to a VIP: answered. ICMP fragmentation needed /
+//   ICMPv6 packet too big about a segment of a spliced flow: passed on to
+//   the end that sent its bytes, in that end's terms (flow_engine_icmp.cc).
+//   IP fragments to a VIP: dropped and counted. Anything else not for a
+//   VIP: dropped and counted.
 // - A SYN to a VIP's port: a SYN-ACK whose ISN is a SYN cookie (no state),
 //   with an open window (the client must be able to send its hello), MSS,
 //   and window scale / SACK-permitted / timestamps when the SYN offered them.
@@ -73,6 +78,19 @@ class FrameSink {
   // The sink of the exception port (towards the workers' kernel), when there
   // is one; the engine always gets the wire's sink and finds this one here.
   virtual FrameSink* exception_sink() noexcept { return nullptr; }
+  // Several polling lcores (EngineConfig::lcores > 1): the received frame,
+  // unchanged, handed to the engine of lcore `lcore` (kEveryLcore: a copy to
+  // every other lcore, the frame stays here too), which takes it with
+  // on_redirected_frame_in_place(). The DPDK glue moves the mbuf into a
+  // single-producer/single-consumer ring per (from, to) pair. false when it
+  // could not (a full ring, no buffer, a sink without lcores): the engine
+  // drops the frame and counts redirect_drops.
+  static constexpr uint32_t kEveryLcore = UINT32_MAX;
+  virtual bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept {
+    (void)lcore;
+    (void)frame;
+    return false;
+  }
 };
 inline constexpr size_t kMaxFrame = 1518 + 4;
 
@@ -86,6 +104,32 @@ struct Vip {
 // a wildcard), with its port and listener index.
 std::vector<Vip> vips_of(const worker::Runtime& rt);
 
+// An address prefix (a network on the port's link).
+struct IpPrefix {
+  IpAddr addr;  // host bits zero
+  uint8_t len = 0;
+  bool contains(const IpAddr& a) const noexcept {
+    if (a.family != addr.family) return false;
+    for (uint8_t i = 0; i < len / 8; ++i) {
+      if (a.bytes[i] != addr.bytes[i]) return false;
+    }
+    const uint8_t rest = len % 8;
+    return rest == 0 || ((a.bytes[len / 8] ^ addr.bytes[len / 8]) & (0xff00 >> rest)) == 0;
+  }
+};
+
+// Where the backends are ([dpdk] networks, gateway, gateway6). Without any
+// of them (routed = false) every backend is on the link. Otherwise a backend
+// inside one of `networks` is resolved directly (ARP or neighbour
+// discovery), any other one through the gateway of its family (frames to the
+// gateway's MAC, the IP destination the backend's); one with no gateway of
+// its family is reset and counted (backend_no_route).
+struct NextHops {
+  bool routed = false;
+  std::vector<IpPrefix> networks;
+  IpAddr gateway, gateway6;  // family 0: none
+};
+
 struct EngineConfig {
   MacAddr mac{};
   std::vector<Vip> vips;
@@ -98,8 +142,35 @@ struct EngineConfig {
   // every node given the same secret) uses the same key without talking; a
   // cookie made under the previous key stays valid for its slot.
   std::array<uint8_t, 16> cookie_key{};
+  // The wall clock minus the clock of the now_ms the engine is given (the
+  // DPDK glue's is CLOCK_MONOTONIC, which counts from each host's boot):
+  // cookie slots and key epochs are counted in wall-clock time, so nodes
+  // sharing cookie_secret_file agree on them (their clocks synchronised, by
+  // NTP: a cookie is valid in its 64 s slot and the next); timers stay on
+  // now_ms. Fixed at start: a step of the wall clock does not move it.
+  int64_t cookie_clock_offset_ms = 0;
   // Terminate: where the workers listen behind the exception port.
   HandoffConfig handoff;
+  // This engine is lcore `lcore` of `lcores` polling lcores (one RX queue
+  // each, one engine each, no shared flow state). The local ports it takes
+  // for backend-side keys (passthrough and hand-off) are those with
+  // port % lcores == lcore, so a backend's or a worker's segment that the
+  // NIC's RSS or the kernel's tap queue choice put on another lcore's queue
+  // names the lcore that holds its flow, and is redirected there
+  // (FrameSink::redirect); ARP replies and neighbour advertisements are
+  // copied to every lcore (any of them may have asked).
+  uint32_t lcore = 0;
+  uint32_t lcores = 1;
+  // Passthrough: the backends' next hops, and how long a learned MAC is
+  // trusted before it is asked again (the flows keep using it meanwhile).
+  NextHops next_hops;
+  uint32_t neighbor_ttl_ms = 60'000;
+  // ICMP errors this engine sends (too-big errors passed on to a flow's
+  // other end, flow_engine_icmp.cc): a token bucket of icmp_burst tokens
+  // refilled at icmp_per_second (Linux's icmp_msgs_per_sec / icmp_msgs_burst
+  // defaults), per lcore.
+  uint32_t icmp_per_second = 1000;
+  uint32_t icmp_burst = 50;
 };
 
 class FlowEngine {
@@ -113,6 +184,15 @@ class FlowEngine {
   // them are refused before they get here). Flows keep the one they began with.
   void set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept;
   static constexpr uint64_t kCookieKeyPeriodMs = 600'000;
+  // A new master secret for the SYN cookies (a reload that found another
+  // [dpdk] cookie_secret_file): cookies made from now on use it; those made
+  // under the previous one stay valid for a cookie's whole life
+  // (2 * SynCookies::kSlotSeconds). The same secret again changes nothing.
+  void set_cookie_secret(const std::array<uint8_t, 16>& secret, uint64_t now_ms) noexcept;
+  // The local ports of backend-side keys (clear of the usual ephemeral range
+  // of the backends' hosts); with several lcores, lcore i takes those with
+  // port % lcores == i.
+  static constexpr uint16_t kFirstLocalPort = 20000, kLastLocalPort = 60999;
 
   void on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
   // The same, for a frame the engine may rewrite and hand back to the sink
@@ -144,6 +224,16 @@ class FlowEngine {
     inplace_ = {};
     l4_verified_ = false;
   }
+  // A frame another lcore's engine redirected here (FrameSink::redirect):
+  // handled as if this lcore had received it (from the exception port when
+  // from_exception), never redirected again; counted in redirected_in, not in
+  // rx_frames / exception_rx (the lcore that received it counted it there).
+  void on_redirected_frame_in_place(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out, bool from_exception,
+                                    bool l4_verified = false) noexcept;
+  // The lcore that holds the flow of a backend-side segment to local port
+  // `port` (see EngineConfig::lcore), or this lcore's own index for a port
+  // that is not a local one.
+  uint32_t owner_of_local_port(uint16_t port) const noexcept;
   // Timeouts; call every few milliseconds.
   void on_tick(uint64_t now_ms, FrameSink& out) noexcept;
 
@@ -159,10 +249,26 @@ class FlowEngine {
   const Vip* find_vip(const IpAddr& a, uint16_t port) const noexcept;
   bool is_vip_address(const IpAddr& a) const noexcept;
   void on_tcp(const Packet& p, const Vip& vip, uint64_t now_ms, FrameSink& out) noexcept;
+  // ICMP fragmentation needed / ICMPv6 packet too big to a VIP
+  // (flow_engine_icmp.cc): when it quotes one of our segments of a spliced
+  // flow inside its unacknowledged window (RFC 5927 4.1), the end that sent
+  // the bytes hears it about its own segment, in its own addresses and
+  // sequence space, with the MTU moved by the difference of the two legs' IP
+  // headers; anything else is dropped and counted.
+  void on_icmp_too_big(const Packet& p, std::span<const uint8_t> frame, FrameSink& out) noexcept;
+  // A token of the ICMP rate limit (EngineConfig::icmp_per_second), or false
+  // (counted in icmp_rate_limited).
+  bool take_icmp_token() noexcept;
+  // The SYN cookies' clock (key epochs, 64 s slots): wall-clock time, so that
+  // nodes sharing a secret agree (EngineConfig::cookie_clock_offset_ms).
+  uint64_t cookie_ms(uint64_t now_ms) const noexcept {
+    return now_ms + static_cast<uint64_t>(cfg_.cookie_clock_offset_ms);
+  }
   void rotate_cookie_key(uint64_t now_ms) noexcept {
     // Within the current key's period: nothing to do (no division per frame).
-    if (now_ms - key_epoch_start_ < kCookieKeyPeriodMs && key_epoch_ != UINT64_MAX) return;
-    rotate_cookie_key_slow(now_ms);
+    const uint64_t t = cookie_ms(now_ms);
+    if (t - key_epoch_start_ < kCookieKeyPeriodMs && key_epoch_ != UINT64_MAX) return;
+    rotate_cookie_key_slow(t);
   }
   void rotate_cookie_key_slow(uint64_t now_ms) noexcept;
   std::array<uint8_t, 16> cookie_key_for(uint64_t epoch) const noexcept;
@@ -221,15 +327,61 @@ class FlowEngine {
   // end: the sequence number after it, in the receiver's space).
   void after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept;
   void after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept;
-  void on_arp_reply(const Packet& p, FrameSink& out) noexcept;
   void fail_backend(Flow& f, FrameSink& out) noexcept;
   void reset_both(Flow& f, FrameSink& out) noexcept;
   void on_wait_expired(Flow& f, FrameSink& out) noexcept;
   Flow* lookup_backend(const FlowKey& k, uint64_t hash) noexcept;
   bool index_backend(Flow& f) noexcept;
   void erase_backend_key(Flow& f) noexcept;
+  // Next hops' MAC addresses (IPv4 by ARP, IPv6 by neighbour discovery), a
+  // small table: an entry is made when we ask, filled by the answer.
+  struct Neighbor {
+    IpAddr ip;
+    IpAddr from;             // our address we ask from (a VIP, or the exception link's)
+    MacAddr mac{};
+    bool known = false;      // mac holds the answer
+    bool asking = false;     // a request is out and its answer is awaited
+    bool exception = false;  // on the exception link
+    uint64_t seen_ms = 0;    // when the answer came
+    uint64_t asked_ms = 0;   // the latest request
+    uint64_t asking_since = 0;  // the first request not answered yet
+  };
+  static constexpr size_t kMaxNeighbors = 256;
+  static constexpr uint64_t kNeighborProbeMs = 3000;     // asked again this long without an answer: forgotten
+  static constexpr uint64_t kNeighborRequestGapMs = 200;  // at most one request per entry this often
+
+  // Next hops and their MACs (flow_engine_neighbor.cc).
+  // The next hop of a passthrough backend (itself, or its gateway), or none
+  // when it is off the link and no gateway of its family is configured.
+  std::optional<IpAddr> next_hop_of(const IpAddr& backend) const noexcept;
+  // The flow's next hop: the kernel of the exception link for a hand-off.
+  IpAddr next_hop(const Flow& f) const noexcept;
+  // Asks the flow's next hop for its MAC (ARP, or a neighbour solicitation)
+  // and waits for it (Wait::kConnect).
   void send_arp_for(Flow& f, FrameSink& out) noexcept;
+  // A request for n.ip from n.from (ARP, or a neighbour solicitation), on
+  // the wire or the exception link; marks the entry as asked.
+  void solicit(Neighbor& n, FrameSink& out) noexcept;
+  Neighbor* find_neighbor(const IpAddr& ip, bool exception) noexcept;
+  Neighbor& neighbor_entry(const IpAddr& ip, const IpAddr& from, bool exception) noexcept;
+  // An ARP reply or neighbour advertisement: taken only for an address we
+  // asked for (anything else is counted and ignored: no entry is ever made
+  // from a reply nobody asked for); the flows waiting for it go on.
+  void on_arp_reply(const Packet& p, bool exception, FrameSink& out) noexcept;
+  void on_neighbor_advert(const Packet& p, FrameSink& out) noexcept;
+  void learn_neighbor(Neighbor& n, const MacAddr& mac, FrameSink& out) noexcept;
+  // An entry older than neighbor_ttl_ms is asked again when a new flow uses
+  // it (the flow does not wait: it goes on with the MAC it has); on_tick
+  // asks again every second while no answer came, and forgets an entry that
+  // stayed unanswered for kNeighborProbeMs.
+  void refresh_neighbors(FrameSink& out) noexcept;
   uint16_t next_local_port() noexcept;
+  // A frame of no flow here whose local port belongs to another lcore:
+  // handed to it (true), or dropped and counted when the hand-over failed
+  // (true); false when this lcore owns the port (the caller goes on as before).
+  bool redirect_to_owner(uint16_t local_port, std::span<const uint8_t> frame, FrameSink& out) noexcept;
+  // A copy of an ARP reply or neighbour advertisement for every other lcore.
+  void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
   TcpSegment to_backend(const Flow& f) const noexcept;
   TcpSegment to_client(const Flow& f) const noexcept;
@@ -248,6 +400,15 @@ class FlowEngine {
   uint64_t key_epoch_start_ = 0;  // key_epoch_ * kCookieKeyPeriodMs
   std::span<uint8_t> inplace_;  // the frame being handled, when it may be rewritten
   bool l4_verified_ = false;
+  // The cookies of the master secret before set_cookie_secret(), accepted
+  // until prev_cookies_until_ms_.
+  std::optional<SynCookies> prev_cookies_;
+  uint64_t prev_cookies_until_ms_ = 0;
+  // The ICMP token bucket, in thousandths of a token.
+  uint64_t icmp_millitokens_ = 0;
+  uint64_t icmp_refilled_ms_ = 0;
+  bool icmp_bucket_started_ = false;
+  bool redirected_ = false;  // the frame being handled came from another lcore
   FrontStats stats_;
   // Flows: fixed slots, an open-addressing index (linear probing, backward
   // shift deletion), a FIFO per timeout.
@@ -262,13 +423,9 @@ class FlowEngine {
   // least-conn do), carried over reloads like the workers'.
   std::shared_ptr<const worker::Runtime> pools_rt_;
   std::vector<route::PoolState> pools_;
-  // Backends' MAC addresses (IPv4, ARP), a small table.
-  struct Neighbor {
-    uint32_t ip = 0;
-    MacAddr mac{};
-    uint64_t seen_ms = 0;
-  };
+  // Next hops' MACs (see Neighbor).
   std::vector<Neighbor> neighbors_;
+  uint64_t neighbors_checked_ms_ = 0;
   uint16_t port_cursor_ = 0;
   // A sink with no buffers: hand-off frames when no exception sink is given
   // (counted in tx_no_buffer).

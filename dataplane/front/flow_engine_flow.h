@@ -49,6 +49,10 @@ struct FlowEngine::Flow {
   uint32_t ts_delta = 0;         // our TSval space - the backend's
   uint32_t to_backend_nxt = 0;   // the client sequence number after what went to the backend
   uint32_t backend_ts_recent = 0;
+  // The oldest sequence number not yet acknowledged on each leg (note_ack):
+  // an ICMP too-big error must quote one in [una, nxt) (flow_engine_icmp.cc).
+  uint32_t client_una = 0;   // ours towards the client (up to snd_nxt)
+  uint32_t backend_una = 0;  // the client's, towards the backend (up to to_backend_nxt)
   uint32_t prev = kNil, next = kNil;
   uint64_t deadline = 0;
   uint64_t linked_ms = 0;  // when the flow was put at the tail of its list
@@ -74,6 +78,24 @@ struct FlowEngine::Flow {
   uint8_t tries = 0;             // SYNs sent to this backend, or replays sent
   uint32_t replay_end = 0;       // the client sequence number after the replayed bytes
 };
+
+// The backend's window field (its shift `from`; -1: it does not scale) in
+// the shift `to` we gave the client: rounded down, never more than the
+// backend offered, but an open window never becomes a zero window (the
+// client would stop and probe while the backend has room).
+inline uint16_t rescale_window(uint16_t window, int8_t from, uint8_t to) noexcept {
+  if (from < 0) return window;
+  const uint64_t bytes = uint64_t{window} << from;
+  const uint64_t scaled = bytes >> to;
+  if (scaled == 0 && bytes != 0) return 1;
+  return static_cast<uint16_t>(scaled < 65535 ? scaled : 65535);
+}
+
+// An acknowledgement moves a leg's oldest unacknowledged sequence number
+// forward: never back, never past what was sent (nxt).
+inline void note_ack(uint32_t& una, uint32_t ack, uint32_t nxt) noexcept {
+  if (static_cast<int32_t>(ack - una) > 0 && static_cast<int32_t>(nxt - ack) >= 0) una = ack;
+}
 
 // The hash of a flow key in the engine's two indexes (client keys, backend
 // keys): computed once per frame on the fast path, for both lookups.

@@ -225,9 +225,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
     to.dport = f->key.sport;
     to.seq = s.f.seq + f->delta;
     // The backend's window in the scale we gave the client.
-    uint64_t win = s.f.window;
-    if (f->backend_wscale >= 0) win = (win << f->backend_wscale) >> cfg_.wscale;
-    to.window = static_cast<uint16_t>(std::min<uint64_t>(win, 65535));
+    to.window = rescale_window(s.f.window, f->backend_wscale, cfg_.wscale);
     to.ts_val = s.f.ts_val + f->ts_delta;
     if (!send_rewritten(s, to, frame, out)) return false;
     if (from_exception) {
@@ -237,6 +235,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
       ++stats_.rx_frames;
     }
     if (has_ts) f->backend_ts_recent = s.f.ts_val;
+    if (s.flags & kTcpAck) note_ack(f->backend_una, s.f.ack, f->to_backend_nxt);
     ++stats_.forwarded_in_place;
     ++stats_.tx_frames;
     after_to_client(*f, s.flags, to.seq + s.payload + ((s.flags & kTcpFin) ? 1 : 0));
@@ -261,6 +260,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   ++stats_.rx_frames;
   if (has_ts) f->ts_recent = s.f.ts_val;
   f->client_window = s.f.window;
+  if (s.flags & kTcpAck) note_ack(f->client_una, s.f.ack, f->snd_nxt);
   ++stats_.forwarded_in_place;
   ++stats_.tx_frames;
   after_to_backend(*f, s.flags, s.f.seq + s.payload + ((s.flags & kTcpFin) ? 1 : 0));

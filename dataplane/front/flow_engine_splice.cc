@@ -14,8 +14,12 @@
 // ts_delta = our clock when the backend's SYN-ACK came - its TSval (our
 // TSvals are that clock, in ms, so the client sees them grow). FIN and RST pass through;
 // a flow ends after both FINs (a short time-wait), a RST, or the idle timeout
-// (a RST both ways). Backends are IPv4 on the port's link (their MAC comes
-// from ARP); next hops behind a gateway are not resolved yet.
+// (a RST both ways). Backends are IPv4 or IPv6, on the port's link or behind
+// a gateway (flow_engine_neighbor.cc resolves the next hop's MAC). The
+// backend sees the VIP the client connected to; a backend of the other
+// family sees the first VIP of its own family, and the flow is reset
+// (backend_no_route) when there is none, or when the backend is off the link
+// with no gateway of its family.
 //
 // Terminate's hand-off (handoff.h) is the same splice: the backend is the
 // chosen worker's listener on the kernel side of the exception port, our
@@ -106,9 +110,21 @@ bool FlowEngine::refresh_pools() noexcept {
 }
 
 uint16_t FlowEngine::next_local_port() noexcept {
-  // 20000..60999: clear of the usual ephemeral range of the backends' hosts.
-  port_cursor_ = static_cast<uint16_t>((port_cursor_ + 1) % 41000);
-  return static_cast<uint16_t>(20000 + port_cursor_);
+  // kFirstLocalPort..kLastLocalPort, only those of this lcore (port % lcores
+  // == lcore: the port names the lcore that holds the flow, see
+  // flow_engine_lcores.cc), never a VIP's port (a backend's segment to it
+  // would be taken for a client's).
+  const uint32_t n = std::max<uint32_t>(cfg_.lcores, 1);
+  const uint32_t lcore = cfg_.lcore % n;
+  const uint32_t first = kFirstLocalPort + (lcore + n - kFirstLocalPort % n) % n;
+  const uint32_t count = (uint32_t{kLastLocalPort} - first) / n + 1;
+  for (size_t tries = 0;; ++tries) {
+    port_cursor_ = static_cast<uint16_t>((port_cursor_ + 1) % count);
+    const auto port = static_cast<uint16_t>(first + port_cursor_ * n);
+    const bool vip_port =
+        std::any_of(cfg_.vips.begin(), cfg_.vips.end(), [&](const Vip& v) { return v.port == port; });
+    if (!vip_port || tries > cfg_.vips.size()) return port;
+  }
 }
 
 void FlowEngine::start_passthrough(Flow& f, FrameSink& out) noexcept {
@@ -134,9 +150,7 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   route::PoolState& st = own_state ? pools_[f.pool] : *scratch;
   const auto pick = pr.pool->pick(st, ctx, f.tried);
   const SocketAddress* addr = pick ? &pr.pool->backend(*pick).address : nullptr;
-  if (addr == nullptr || addr->family() != AF_INET) {
-    // No backend left, or an IPv6 backend (the dpdk front resolves IPv4
-    // neighbours only, for now).
+  if (addr == nullptr || (addr->family() != AF_INET && addr->family() != AF_INET6)) {
     ++stats_.backend_no_pick;
     if (pick && own_state) pr.pool->on_connect_fail(st, *pick, now_ms_);
     reset_flow(f, out);
@@ -144,16 +158,33 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   }
   f.backend = *pick;
   f.picked = own_state;
-  const auto* in = reinterpret_cast<const sockaddr_in*>(&addr->storage);
   FlowKey bk;
-  bk.src = IpAddr::v4(ntohl(in->sin_addr.s_addr));
-  bk.dst = f.key.dst;
+  if (addr->family() == AF_INET) {
+    bk.src = IpAddr::v4(ntohl(reinterpret_cast<const sockaddr_in*>(&addr->storage)->sin_addr.s_addr));
+  } else {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr->storage);
+    bk.src = IpAddr::v6(std::span<const uint8_t, 16>(in6->sin6_addr.s6_addr, 16));
+  }
   bk.sport = addr->port();
+  // FullNAT from the VIP the client connected to, or the first VIP of the
+  // backend's family.
+  bk.dst = f.key.dst;
+  if (bk.dst.family != bk.src.family) {
+    const auto v = std::find_if(cfg_.vips.begin(), cfg_.vips.end(),
+                                [&](const Vip& x) { return x.addr.family == bk.src.family; });
+    bk.dst = v != cfg_.vips.end() ? v->addr : IpAddr{};
+  }
+  if (bk.dst.family == 0 || !next_hop_of(bk.src)) {
+    // Nothing to send from, or nowhere to send to: not the backend's fault.
+    ++stats_.backend_no_route;
+    reset_flow(f, out);
+    return;
+  }
   open_backend(f, bk, out);
 }
 
-// Takes a local port for the backend side (bk.dport), then the backend's MAC
-// (ARP when not known yet) and our SYN.
+// Takes a local port for the backend side (bk.dport), then the next hop's
+// MAC (asked for when not known yet) and our SYN.
 void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   bool indexed = false;
   for (int i = 0; i < 16 && !indexed; ++i) {
@@ -171,28 +202,16 @@ void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   }
   f.tries = 0;
   f.backend_mac_known = false;
-  const uint32_t ip = bk.src.v4_host();
-  for (const Neighbor& n : neighbors_) {
-    if (n.ip == ip) {
-      f.backend_mac = n.mac;
-      f.backend_mac_known = true;
-    }
-  }
-  if (f.backend_mac_known) {
+  Neighbor* n = find_neighbor(next_hop(f), f.handoff);
+  if (n != nullptr && n->known) {
+    f.backend_mac = n->mac;
+    f.backend_mac_known = true;
+    // Old: asked again, the flow goes on with it meanwhile.
+    if (!n->asking && now_ms_ - n->seen_ms >= cfg_.neighbor_ttl_ms) solicit(*n, out);
     send_backend_syn(f, out);
     return;
   }
   send_arp_for(f, out);
-}
-
-void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
-  ++f.tries;
-  ++stats_.backend_arp_requests;
-  send_built(toward_backend(f, out), [&](std::span<uint8_t> b) {
-    return f.handoff ? build_arp_request(b, cfg_.handoff.mac, cfg_.handoff.address, f.bkey.src.v4_host())
-                     : build_arp_request(b, cfg_.mac, f.key.dst.v4_host(), f.bkey.src.v4_host());
-  });
-  link_tail(f, Wait::kConnect);
 }
 
 // ---------------------------------------------------------------- hand-off
@@ -232,35 +251,6 @@ void FlowEngine::start_handoff(Flow& f, bool steer_by_client, FrameSink& out) no
   bk.sport = port;
   bk.dst = IpAddr::v4(h.address);
   open_backend(f, bk, out);
-}
-
-void FlowEngine::on_arp_reply(const Packet& p, FrameSink& out) noexcept {
-  Neighbor* slot = nullptr;
-  for (Neighbor& n : neighbors_) {
-    if (n.ip == p.arp.sender_ip) slot = &n;
-  }
-  if (slot == nullptr) {
-    if (neighbors_.size() < 256) {
-      slot = &neighbors_.emplace_back();
-    } else {
-      slot = &*std::min_element(neighbors_.begin(), neighbors_.end(),
-                                [](const Neighbor& a, const Neighbor& b) { return a.seen_ms < b.seen_ms; });
-    }
-  }
-  slot->ip = p.arp.sender_ip;
-  slot->mac = p.arp.sender_mac;
-  slot->seen_ms = now_ms_;
-  // Flows waiting for this MAC go on.
-  for (uint32_t i = head_[static_cast<size_t>(Wait::kConnect)]; i != kNil;) {
-    Flow& f = flows_[i];
-    i = f.next;
-    if (f.state == Flow::State::kConnecting && !f.backend_mac_known && f.bkey.src.v4_host() == p.arp.sender_ip) {
-      f.backend_mac = p.arp.sender_mac;
-      f.backend_mac_known = true;
-      f.tries = 0;
-      send_backend_syn(f, out);
-    }
-  }
 }
 
 // Our SYN to the backend: from VIP:lport, with the client's ISN and options,
@@ -336,6 +326,8 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     f.ts_delta = static_cast<uint32_t>(now_ms_) - p.options.ts_val;
     f.replay_end = f.hello.next_seq();
     f.to_backend_nxt = f.replay_end;
+    f.backend_una = syn_next;  // the replay's first byte
+    f.client_una = f.snd_nxt;
     f.state = Flow::State::kSpliced;
     f.tries = 0;
     send_replay(f, out);
@@ -347,6 +339,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     if (f.wait == Wait::kReplay) send_replay(f, out);
     return;
   }
+  if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
   const bool replay_pending = f.wait == Wait::kReplay;
   if (replay_pending && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end)) {
     // The backend has every replayed byte: the buffer goes back to the pool.
@@ -359,9 +352,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   s.ack = p.ack;
   s.flags = p.flags;
   // The backend's window in the scale we gave the client.
-  uint64_t win = p.window;
-  if (f.backend_wscale >= 0) win = (win << f.backend_wscale) >> cfg_.wscale;
-  s.window = static_cast<uint16_t>(std::min<uint64_t>(win, 65535));
+  s.window = rescale_window(p.window, f.backend_wscale, cfg_.wscale);
   const bool ts = f.backend_ts && p.options.has_timestamps;
   if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, s.ack, s.window, ts,
@@ -404,6 +395,7 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
 void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept {
   if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
   f.client_window = p.window;
+  if (p.flags & kTcpAck) note_ack(f.client_una, p.ack, f.snd_nxt);
   FrameSink& to = toward_backend(f, out);
   TcpSegment s = to_backend(f);
   s.seq = p.seq;

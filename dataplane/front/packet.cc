@@ -52,6 +52,7 @@ constexpr uint8_t kIcmpEchoReply = 0;
 constexpr uint8_t kIcmpUnreachable = 3;
 constexpr uint8_t kIcmpCodeFragNeeded = 4;
 constexpr uint8_t kIcmpEchoRequest = 8;
+constexpr uint8_t kIcmpv6PacketTooBig = 2;
 constexpr uint8_t kIcmpv6EchoRequest = 128;
 constexpr uint8_t kIcmpv6EchoReply = 129;
 constexpr uint8_t kNdSolicit = 135;
@@ -292,6 +293,25 @@ E parse_tcp(std::span<const uint8_t> seg, bool verify, Packet& p) noexcept {
   return E::kNone;
 }
 
+// Neighbour discovery options (RFC 4861 4.6): { uint8_t type, length /* in
+// 8-byte units, > 0 */; uint8_t data[]; }, up to the end of the message. The
+// link-layer address option of `kind` (source 1, target 2), when present,
+// must be an Ethernet one (8 bytes); it is kept in p.icmp.nd_mac.
+E parse_nd_options(std::span<const uint8_t> opts, uint8_t kind, Packet& p) noexcept {
+  for (size_t i = 0; i < opts.size();) {
+    if (opts.size() - i < 2) return E::kBadIcmp;
+    const size_t len = size_t{opts[i + 1]} * 8;
+    if (len == 0 || len > opts.size() - i) return E::kBadIcmp;
+    if (opts[i] == kind) {
+      if (len != kNdLinkAddrOptLen) return E::kBadIcmp;  // Ethernet addresses only
+      p.icmp.has_nd_mac = true;
+      copy_mac(p.icmp.nd_mac, &opts[i + 2]);
+    }
+    i += len;
+  }
+  return E::kNone;
+}
+
 // struct nd_neighbor_solicit {  /* RFC 4861 4.3, validated as in 7.1.1 */
 //   uint8_t type /* 135 */, code /* 0 */; uint16_t checksum; uint32_t reserved;
 //   uint8_t target[16];
@@ -301,23 +321,75 @@ E parse_neighbor_solicit(std::span<const uint8_t> m, Packet& p) noexcept {
   if (p.ttl != kNdHopLimit || p.icmp.code != 0 || m.size() < kNsLen) return E::kBadIcmp;
   p.icmp.nd_target = load_v6(m.subspan(8));
   if (is_multicast(p.icmp.nd_target)) return E::kBadIcmp;
-  const auto opts = m.subspan(kNsLen);
-  for (size_t i = 0; i < opts.size();) {
-    if (opts.size() - i < 2) return E::kBadIcmp;
-    const size_t len = size_t{opts[i + 1]} * 8;
-    if (len == 0 || len > opts.size() - i) return E::kBadIcmp;
-    if (opts[i] == kNdOptSourceLinkAddr && (len != kNdLinkAddrOptLen || is_unspecified(p.src)))
-      return E::kBadIcmp;  // Ethernet addresses only; none from an unspecified source
-    i += len;
-  }
+  if (const E e = parse_nd_options(m.subspan(kNsLen), kNdOptSourceLinkAddr, p); e != E::kNone) return e;
+  if (p.icmp.has_nd_mac && is_unspecified(p.src)) return E::kBadIcmp;  // none from an unspecified source
   return E::kNone;
+}
+
+// struct nd_neighbor_advert {  /* RFC 4861 4.4, validated as in 7.1.2 */
+//   uint8_t type /* 136 */, code /* 0 */; uint16_t checksum;
+//   uint8_t flags /* R 0x80, S 0x40, O 0x20 */; uint8_t reserved[3];
+//   uint8_t target[16];
+//   options[] as in a solicitation (the target link-layer address, type 2);
+// };
+// An advertisement to a multicast address cannot be solicited.
+E parse_neighbor_advert(std::span<const uint8_t> m, Packet& p) noexcept {
+  if (p.ttl != kNdHopLimit || p.icmp.code != 0 || m.size() < kNsLen) return E::kBadIcmp;
+  p.icmp.nd_target = load_v6(m.subspan(8));
+  p.icmp.nd_solicited = (m[4] & 0x40) != 0;
+  p.icmp.nd_override = (m[4] & 0x20) != 0;
+  if (is_multicast(p.icmp.nd_target) || (p.icmp.nd_solicited && is_multicast(p.dst))) return E::kBadIcmp;
+  return parse_nd_options(m.subspan(kNsLen), kNdOptTargetLinkAddr, p);
+}
+
+// The packet a fragmentation-needed (RFC 792, RFC 1191) or packet-too-big
+// (RFC 4443 3.2) message quotes: an IPv4 header (IHL words, options
+// included) or an IPv6 header (40 bytes; extension headers are not walked:
+// the front sends none, so a quote with one is not a TCP one of ours), then
+// at least 8 bytes of what followed it:
+// struct { uint16_t sport, dport; uint32_t seq; } tcp_first_8;
+void parse_quote(std::span<const uint8_t> q, bool v6, IcmpQuote& out) noexcept {
+  using S = IcmpQuote::Status;
+  out.status = S::kMalformed;
+  size_t hlen = 0;
+  uint8_t proto = 0;
+  if (!v6) {
+    if (q.size() < kIpv4Len || q[0] >> 4 != 4) return;
+    hlen = size_t{q[0] & 0x0fu} * 4;
+    out.length = load_u16(&q[2]);
+    if (hlen < kIpv4Len || hlen + 8 > q.size() || out.length < hlen + 8) return;
+    if ((load_u16(&q[6]) & 0x1fff) != 0) return;  // a non-first fragment: no TCP header in it
+    out.ttl = q[8];
+    proto = q[9];
+    out.src = IpAddr::v4(load_u32(&q[12]));
+    out.dst = IpAddr::v4(load_u32(&q[16]));
+  } else {
+    if (q.size() < kIpv6Len + 8 || q[0] >> 4 != 6) return;
+    hlen = kIpv6Len;
+    out.length = static_cast<uint32_t>(kIpv6Len + load_u16(&q[4]));
+    if (out.length < hlen + 8) return;
+    proto = q[6];
+    out.ttl = q[7];
+    out.src = load_v6(q.subspan(8));
+    out.dst = load_v6(q.subspan(24));
+  }
+  if (proto != kProtoTcp) {
+    out.status = S::kNotTcp;
+    return;
+  }
+  const uint8_t* t = q.data() + hlen;
+  out.sport = load_u16(t);
+  out.dport = load_u16(t + 2);
+  out.seq = load_u32(t + 4);
+  out.status = S::kTcp;
 }
 
 // ICMP (RFC 792) and ICMPv6 (RFC 4443 2.1):
 // struct icmphdr {
 //   uint8_t type, code; uint16_t checksum;  /* ICMPv6: with the pseudo-header */
 //   union { struct { uint16_t id, seq; } echo;            /* 8/0, 128/129 */
-//           struct { uint16_t unused, mtu; } frag; };   /* ICMP 3 code 4 */
+//           struct { uint16_t unused, mtu; } frag;      /* ICMP 3 code 4 */
+//           uint32_t mtu; };                            /* ICMPv6 2 */
 //   uint8_t body[];  /* echo data, the quoted IP header + 8 bytes, ... */
 // };
 E parse_icmp(std::span<const uint8_t> m, bool verify, Packet& p) noexcept {
@@ -336,8 +408,15 @@ E parse_icmp(std::span<const uint8_t> m, bool verify, Packet& p) noexcept {
   } else if (!v6 && i.type == kIcmpUnreachable && i.code == kIcmpCodeFragNeeded) {
     if (i.body.size() < kQuotedMinLen) return E::kBadIcmp;
     i.next_hop_mtu = load_u16(&m[6]);
+    parse_quote(i.body, false, i.quote);
+  } else if (v6 && i.type == kIcmpv6PacketTooBig) {
+    if (i.body.size() < kIpv6Len + 8) return E::kBadIcmp;
+    i.next_hop_mtu = load_u32(&m[4]);
+    parse_quote(i.body, true, i.quote);
   } else if (v6 && i.type == kNdSolicit) {
     return parse_neighbor_solicit(m, p);
+  } else if (v6 && i.type == kNdAdvert) {
+    return parse_neighbor_advert(m, p);
   }
   return E::kNone;
 }
@@ -748,6 +827,77 @@ size_t build_neighbor_advert(std::span<uint8_t> out, const Packet& req, const Ma
   m[kNsLen + 1] = static_cast<uint8_t>(kNdLinkAddrOptLen / 8);
   std::memcpy(m + kNsLen + 2, our_mac.data(), kMacLen);
   return finish_ip_frame(out, e, kProtoIcmpv6, kNaLen, 2);
+}
+
+// struct nd_neighbor_solicit as in parse_neighbor_solicit, with our source
+// link-layer address option.
+size_t build_neighbor_solicit(std::span<uint8_t> out, const MacAddr& our_mac, const IpAddr& src,
+                              const IpAddr& target) noexcept {
+  if (src.family != 6 || target.family != 6 || is_multicast(target) || is_unspecified(target)) return 0;
+  // The solicited-node multicast address (RFC 4291 2.7.1): ff02::1:ff00:0/104
+  // and the target's low 24 bits; its MAC (RFC 2464 7): 33:33 and the low 32.
+  IpAddr dst = target;
+  static constexpr uint8_t kSolicitedNode[13] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff};
+  std::memcpy(dst.bytes, kSolicitedNode, sizeof kSolicitedNode);
+  const MacAddr dst_mac{0x33, 0x33, dst.bytes[12], dst.bytes[13], dst.bytes[14], dst.bytes[15]};
+  const Ends e{our_mac, dst_mac, 0, src, dst, kNdHopLimit};
+  const size_t l4 = ip_frame_l4_offset(out, e, kNaLen);
+  if (l4 == 0) return 0;
+  uint8_t* m = out.data() + l4;
+  m[0] = kNdSolicit;
+  m[1] = 0;
+  store_u32(m + 4, 0);
+  std::memcpy(m + 8, target.bytes, 16);
+  m[kNsLen] = kNdOptSourceLinkAddr;
+  m[kNsLen + 1] = static_cast<uint8_t>(kNdLinkAddrOptLen / 8);
+  std::memcpy(m + kNsLen + 2, our_mac.data(), kMacLen);
+  return finish_ip_frame(out, e, kProtoIcmpv6, kNaLen, 2);
+}
+
+// struct { icmphdr (3/4: unused, mtu; ICMPv6 2: mtu); iphdr or ip6_hdr;
+//          uint16_t sport, dport; uint32_t seq; } as in parse_icmp.
+size_t build_icmp_too_big(std::span<uint8_t> out, const IcmpTooBig& m) noexcept {
+  const uint8_t family = m.from.family;
+  if (m.to.family != family || m.quoted.src.family != family || m.quoted.dst.family != family) return 0;
+  const bool v4 = family == 4;
+  const size_t ip_len = v4 ? kIpv4Len : kIpv6Len;
+  if (m.quoted_length < ip_len + 8 || m.quoted_length > (v4 ? kMaxIpLen : kIpv6Len + kMaxIpLen)) return 0;
+  if (v4 && m.mtu > 0xffff) return 0;
+  const size_t l4_len = kIcmpLen + ip_len + 8;
+  const Ends e{m.src_mac, m.dst_mac, m.vlan, m.from, m.to, kReplyTtl};
+  const size_t l4 = ip_frame_l4_offset(out, e, l4_len);
+  if (l4 == 0) return 0;
+  uint8_t* o = out.data() + l4;
+  o[0] = v4 ? kIcmpUnreachable : kIcmpv6PacketTooBig;
+  o[1] = v4 ? kIcmpCodeFragNeeded : 0;
+  store_u16(o + 2, 0);
+  store_u32(o + 4, m.mtu);  // IPv4: 16 unused bits, then the MTU
+  uint8_t* q = o + kIcmpLen;
+  if (v4) {
+    q[0] = 0x45;
+    q[1] = 0;
+    store_u16(q + 2, m.quoted_length);
+    store_u16(q + 4, 0);
+    store_u16(q + 6, kIpv4DontFragment);
+    q[8] = m.quoted_ttl;
+    q[9] = kProtoTcp;
+    store_u16(q + 10, 0);
+    std::memcpy(q + 12, m.quoted.src.bytes, 4);
+    std::memcpy(q + 16, m.quoted.dst.bytes, 4);
+    store_u16(q + 10, inet_checksum({q, kIpv4Len}));
+  } else {
+    store_u32(q, 6u << 28);
+    store_u16(q + 4, m.quoted_length - kIpv6Len);
+    q[6] = kProtoTcp;
+    q[7] = m.quoted_ttl;
+    std::memcpy(q + 8, m.quoted.src.bytes, 16);
+    std::memcpy(q + 24, m.quoted.dst.bytes, 16);
+  }
+  uint8_t* t = q + ip_len;
+  store_u16(t, m.quoted.sport);
+  store_u16(t + 2, m.quoted.dport);
+  store_u32(t + 4, m.quoted_seq);
+  return finish_ip_frame(out, e, v4 ? kProtoIcmp : kProtoIcmpv6, l4_len, 2);
 }
 
 }  // namespace lode::front

@@ -1,9 +1,10 @@
 // Frames in and out of the dpdk front: a strict parser for what arrives
 // (Ethernet II with at most one 802.1Q tag; ARP; IPv4; IPv6 with its
 // extension headers walked; TCP with its options; ICMP echo and
-// fragmentation-needed; ICMPv6 echo and neighbour solicitation) and builders
-// for what the dataplane sends itself (TCP segments with options, ARP replies,
-// ICMP/ICMPv6 echo replies, neighbour advertisements), checksums included.
+// fragmentation-needed; ICMPv6 echo, packet too big, neighbour solicitation
+// and advertisement) and builders for what the dataplane sends itself (TCP
+// segments with options, ARP requests and replies, ICMP/ICMPv6 echo replies,
+// neighbour solicitations and advertisements), checksums included.
 //
 // No I/O, no allocation, no DPDK: views into the caller's bytes in, lengths
 // out. The parser checks every length once, verifies every checksum it can
@@ -70,12 +71,35 @@ struct ArpInfo {
   uint32_t sender_ip = 0, target_ip = 0;  // host order
 };
 
+// The packet an ICMP "fragmentation needed" (3/4) or ICMPv6 "packet too
+// big" (2) quotes: its IP header and the first 8 bytes of its TCP header
+// (ports and sequence number: all RFC 792 promises). Bounds-checked; a
+// quote whose lengths disagree (a version other than the message's, an IHL
+// below 5 or past the quote, a total length shorter than its own header, a
+// non-first fragment) is kMalformed, a TCP one cut before its sequence
+// number too.
+struct IcmpQuote {
+  enum class Status : uint8_t { kAbsent, kTcp, kNotTcp, kMalformed };
+  Status status = Status::kAbsent;
+  IpAddr src, dst;       // of the quoted packet (ours, for one we sent)
+  uint8_t ttl = 0;       // its TTL / hop limit where it was dropped
+  uint32_t length = 0;   // its length as its IP header gives it (IPv6: the 40-byte header included)
+  uint16_t sport = 0, dport = 0;
+  uint32_t seq = 0;
+};
+
 struct IcmpInfo {
   uint8_t type = 0, code = 0;
   uint16_t id = 0, seq = 0;            // echo request / reply
-  uint16_t next_hop_mtu = 0;           // IPv4 fragmentation needed (type 3 code 4)
+  uint32_t next_hop_mtu = 0;           // IPv4 fragmentation needed (3/4), ICMPv6 packet too big (2)
+  IcmpQuote quote;                     // for those two
   std::span<const uint8_t> body;       // after the 8-byte ICMP header (echo data, or the quoted packet)
-  IpAddr nd_target;                    // ICMPv6 neighbour solicitation (type 135)
+  IpAddr nd_target;                    // ICMPv6 neighbour solicitation (135) / advertisement (136)
+  // Neighbour discovery: the link-layer address option (source for a
+  // solicitation, target for an advertisement), and an advertisement's flags.
+  bool has_nd_mac = false;
+  MacAddr nd_mac{};
+  bool nd_solicited = false, nd_override = false;
 };
 
 struct Packet {
@@ -151,6 +175,35 @@ struct TcpSegment {
 // or comes from the unspecified address (duplicate address detection).
 [[nodiscard]] size_t build_neighbor_advert(std::span<uint8_t> out, const Packet& req, const MacAddr& our_mac,
                                            const IpAddr& target) noexcept;
+
+// A neighbour solicitation for `target` (RFC 4861 4.3) from our_mac and
+// `src` (one of our IPv6 addresses) to the target's solicited-node multicast
+// address (ff02::1:ffXX:XXXX, MAC 33:33:ff:XX:XX:XX), hop limit 255, with our
+// source link-layer address option; 0 when either address is not IPv6 or
+// `target` is multicast or unspecified.
+[[nodiscard]] size_t build_neighbor_solicit(std::span<uint8_t> out, const MacAddr& our_mac, const IpAddr& src,
+                                            const IpAddr& target) noexcept;
+
+// An ICMP "fragmentation needed" (type 3 code 4, RFC 1191) or, for IPv6,
+// "packet too big" (type 2, RFC 8201) telling `to` that a TCP segment it sent
+// (`quoted`: its addresses and ports as it sent them, its sequence number)
+// was too big for `mtu`. The quote is that segment's IP header (no options,
+// no extension headers; total length `quoted_length`, TTL `quoted_ttl`) and
+// the first 8 bytes of its TCP header. TTL 64.
+struct IcmpTooBig {
+  MacAddr src_mac{}, dst_mac{};
+  uint16_t vlan = 0;
+  IpAddr from, to;         // the error's own addresses
+  uint32_t mtu = 0;
+  FlowKey quoted;          // the too-big segment's addresses and ports
+  uint32_t quoted_seq = 0;
+  uint32_t quoted_length = 0;
+  uint8_t quoted_ttl = 64;
+};
+// Its length, or 0 when the four addresses are not all of one family, the
+// MTU or the quoted length does not fit its field (IPv4: 16 bits) or `out`
+// is too small.
+[[nodiscard]] size_t build_icmp_too_big(std::span<uint8_t> out, const IcmpTooBig& m) noexcept;
 
 // The Internet checksum (RFC 1071) of `data`, folded, starting from `sum`.
 [[nodiscard]] uint16_t inet_checksum(std::span<const uint8_t> data, uint32_t sum = 0) noexcept;

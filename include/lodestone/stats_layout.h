@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 7 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 8 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -138,7 +138,19 @@ namespace lode::stats {
   X(idle_timeouts, "spliced flows reset at the idle timeout")                          \
   X(forwarded_in_place, "spliced segments rewritten in the received buffer (no copy)") \
   X(tx_frames, "frames sent")                                                          \
-  X(tx_no_buffer, "frames not sent: no buffer")
+  X(tx_no_buffer, "frames not sent: no buffer")                                       \
+  X(redirected_out, "frames handed to the lcore that holds their flow, or neighbour answers copied to the others") \
+  X(redirected_in, "frames taken from other lcores (redirected to this one)")          \
+  X(redirect_drops, "frames for another lcore dropped: its ring was full or no buffer") \
+  X(icmp_too_big, "ICMP too-big errors for a spliced flow passed on to the sender (or the hello replay re-cut)") \
+  X(icmp_too_big_no_flow, "ICMP too-big errors of no spliced flow (or a flow still at its hello), dropped") \
+  X(icmp_too_big_bad_seq, "ICMP too-big errors quoting a sequence number outside the unacknowledged window, dropped") \
+  X(icmp_too_big_bad, "ICMP too-big errors with a malformed quote or an implausible MTU, dropped") \
+  X(icmp_rate_limited, "ICMP errors not sent: the lcore's ICMP rate limit")              \
+  X(backend_nd_solicits, "neighbour solicitations for backends' IPv6 next hops")         \
+  X(backend_no_route, "passthrough flows reset: backend off the link with no gateway, or no VIP of its family") \
+  X(neighbor_ignored, "ARP replies / neighbour advertisements we did not ask for, ignored") \
+  X(flows_ended, "flows ended, whatever the reason (flows_created - flows_ended: flows held now)")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
@@ -304,7 +316,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 7;
+inline constexpr uint32_t kStatsLayoutVersion = 8;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

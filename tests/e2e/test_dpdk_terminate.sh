@@ -11,8 +11,8 @@
 # with the route's certificate and get the backend's answer, a 20 MB file
 # has equal SHA-256, the access log shows the client's real address and the
 # VIP (PROXY v2), names steer to a stable worker, passthrough and reject
-# still work beside it, counters, a clean stop that removes both taps, and
-# two polling lcores refused with an exception port.
+# still work beside it, counters, and a clean stop that removes both taps.
+# Two polling lcores with an exception port: test_dpdk_lcores.sh.
 # Needs root (taps, namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
 e2e_begin dpdk_terminate 150
@@ -182,13 +182,4 @@ check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
 check "the exception tap is gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
 check "the wire tap is gone" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
 
-# Two polling lcores with an exception port: refused at start, by name (the
-# kernel, not the front, picks the tap queue a worker answers on).
-sed -e 's/"-l", "0-1"/"--lcores", "0@0,1@1,2@1"/' -e "s/--file-prefix=$PREFIX/--file-prefix=$PREFIX-2/" "$T/lode.toml" >"$T/two.toml"
-ON_EXIT+=("rm -rf /var/run/dpdk/$PREFIX-2")
-mkdir -p "$T/run2"
-timeout 60 "$LODESTONE" run "$T/two.toml" --run-dir "$T/run2" >/dev/null 2>"$T/two.log"; rc=$?
-assert_eq "two lcores and an exception port: exit 1" 1 "$rc"
-assert_contains "two lcores and an exception port: the reason" "$(cat "$T/two.log")" "serves one lcore for now"
-check "and its taps are gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
 finish

@@ -189,7 +189,7 @@ class Script {
  private:
   void step() {
     const uint8_t op = r_.u8();
-    switch (op % 12) {
+    switch (op % 13) {
       case 0: syn(); break;
       case 1: cookie_ack(); break;
       case 2: client_segment(); break;
@@ -201,6 +201,7 @@ class Script {
       case 9: now_ += (r_.u8() % 4) * 300'000ull; engine_.on_tick(now_, wire_); break;
       case 10: wire_.in_place = !wire_.in_place; verified_ = r_.u8() & 1; break;
       case 11: wire_.starved = r_.u8() % 8 == 0; exc_.starved = wire_.starved; break;
+      case 12: too_big(); break;
     }
     drain();
   }
@@ -333,6 +334,44 @@ class Script {
     feed(s, f.exception);
     if (!(s.flags & (kTcpSyn | kTcpRst))) f.next = s.seq + static_cast<uint32_t>(data.size()) + ((s.flags & kTcpFin) ? 1 : 0);
     if (s.flags & kTcpSyn) f.next = f.isn + 1;
+  }
+
+  // An ICMP "fragmentation needed" / "packet too big" about one of the
+  // engine's segments: towards a backend (or the worker kernel) or towards a
+  // client, its sequence number near what the engine sent.
+  void too_big() {
+    const uint8_t sel = r_.u8();
+    IcmpTooBig m;
+    m.dst_mac = kOurMac;
+    m.mtu = r_.u16();
+    m.quoted_length = r_.u16();
+    const uint32_t off = r_.u16();
+    bool exception = false;
+    if ((sel & 1) && !fars_.empty()) {
+      const Far& f = fars_[(sel >> 1) % fars_.size()];
+      exception = f.exception;
+      m.src_mac = f.exception ? kKernelMac : kBackendMac;
+      m.dst_mac = f.engine_mac;
+      m.from = f.key.dst;
+      m.to = f.key.src;
+      m.quoted = f.key;
+      m.quoted_seq = f.engine_isn + off;
+    } else {
+      const uint16_t port = port_of(sel >> 1);
+      const Client& c = client(sel >> 1);
+      if (!c.our_isn) return;
+      const TcpSegment s = client_seg(port, c, 0, 0, 0);
+      m.src_mac = kClientMac;
+      m.from = s.flow.src;
+      m.to = s.flow.dst;
+      m.quoted = FlowKey{s.flow.dst, s.flow.src, s.flow.dport, s.flow.sport};
+      m.quoted_seq = *c.our_isn + off;
+    }
+    std::vector<uint8_t> frame(kMaxFrame);
+    const size_t n = build_icmp_too_big(frame, m);
+    if (n == 0) return;
+    frame.resize(n);
+    deliver(frame, exception);
   }
 
   void raw(bool exception) {

@@ -9,7 +9,10 @@
 // 3. Answers what parsed: a TCP segment is built again (build_tcp) and parses
 //    back to the same fields; an ARP request, an echo request (also built in
 //    place over its own bytes) and a neighbour solicitation get replies that
-//    parse, checksums verified, to what they answer.
+//    parse, checksums verified, to what they answer; a fragmentation-needed /
+//    packet-too-big quoting a TCP segment is built again from its fields
+//    (build_icmp_too_big) and parses back to them, and its quote's fields
+//    hold what the quote's bytes say.
 // Any difference aborts. Also built without libFuzzer as packet_fuzz_replay
 // and run over the committed corpus by ctest.
 #include <algorithm>
@@ -62,6 +65,11 @@ bool same_segment(const Packet& a, const Packet& b) {
          same_options(a.options, b.options) && same_bytes(a.payload, b.payload);
 }
 
+bool same_quote(const IcmpQuote& a, const IcmpQuote& b) {
+  return a.status == b.status && a.src == b.src && a.dst == b.dst && a.ttl == b.ttl && a.length == b.length &&
+         a.sport == b.sport && a.dport == b.dport && a.seq == b.seq;
+}
+
 // Everything a parse reports, views compared by content.
 bool same_parse(const Packet& a, const Packet& b) {
   const ArpInfo& x = a.arp;
@@ -73,7 +81,7 @@ bool same_parse(const Packet& a, const Packet& b) {
          x.sender_mac == y.sender_mac && x.target_mac == y.target_mac &&
          x.sender_ip == y.sender_ip && x.target_ip == y.target_ip && i.type == j.type &&
          i.code == j.code && i.id == j.id && i.seq == j.seq && i.next_hop_mtu == j.next_hop_mtu &&
-         same_bytes(i.body, j.body) && i.nd_target == j.nd_target;
+         same_bytes(i.body, j.body) && i.nd_target == j.nd_target && same_quote(i.quote, j.quote);
 }
 
 void check_views(const Packet& p, std::span<const uint8_t> frame) {
@@ -136,6 +144,44 @@ void check_tcp_rebuild(const Packet& p) {
   FUZZ_CHECK(q.ok() && same_segment(p, q));
 }
 
+// A too-big error's quote: only for those two types; a TCP one has its IP
+// header and 8 bytes in the body, and the fields are those bytes; built
+// again from them, the error parses back to the same quote and MTU.
+void check_too_big(const Packet& p) {
+  const bool v6 = p.l4 == L4::kIcmpv6;
+  const bool too_big = (p.l4 == L4::kIcmp && p.icmp.type == 3 && p.icmp.code == 4) || (v6 && p.icmp.type == 2);
+  const IcmpQuote& q = p.icmp.quote;
+  if (!too_big) {
+    FUZZ_CHECK(q.status == IcmpQuote::Status::kAbsent);
+    return;
+  }
+  FUZZ_CHECK(q.status != IcmpQuote::Status::kAbsent);
+  if (q.status != IcmpQuote::Status::kTcp) return;
+  const size_t hlen = v6 ? 40 : size_t{p.icmp.body[0] & 0x0fu} * 4;
+  FUZZ_CHECK(hlen >= (v6 ? 40u : 20u) && p.icmp.body.size() >= hlen + 8 && q.length >= hlen + 8);
+  const uint8_t* t = p.icmp.body.data() + hlen;
+  FUZZ_CHECK(q.sport == (t[0] << 8 | t[1]) && q.dport == (t[2] << 8 | t[3]));
+  FUZZ_CHECK(q.seq == (uint32_t{t[4]} << 24 | uint32_t{t[5]} << 16 | uint32_t{t[6]} << 8 | t[7]));
+  FUZZ_CHECK(q.src.family == (v6 ? 6 : 4) && q.dst.family == q.src.family);
+  if (p.src.family != q.src.family) return;
+  IcmpTooBig m;
+  m.src_mac = p.src_mac;
+  m.dst_mac = p.dst_mac;
+  m.vlan = p.vlan;
+  m.from = p.src;
+  m.to = p.dst;
+  m.mtu = p.icmp.next_hop_mtu;
+  m.quoted = FlowKey{q.src, q.dst, q.sport, q.dport};
+  m.quoted_seq = q.seq;
+  m.quoted_length = q.length;
+  m.quoted_ttl = q.ttl;
+  const size_t n = build_icmp_too_big(g_out, m);
+  FUZZ_CHECK(n != 0);  // whatever parsed fits its fields
+  const Packet r = parse_frame({g_out, n});
+  FUZZ_CHECK(r.ok() && r.l4 == p.l4 && r.icmp.type == p.icmp.type && r.icmp.next_hop_mtu == m.mtu);
+  FUZZ_CHECK(same_quote(r.icmp.quote, q) && r.src == p.src && r.dst == p.dst && r.vlan == p.vlan);
+}
+
 void check_replies(const Packet& p, std::span<const uint8_t> frame) {
   if (p.l3 == L3::kArp && p.arp.op == 1) {
     const size_t n = build_arp_reply(g_out, p, kOurMac, p.arp.target_ip);
@@ -191,6 +237,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const Packet verified = parse_frame(copy);
     FUZZ_CHECK(same_parse(repaired, verified));
     if (verified.l4 == L4::kTcp) check_tcp_rebuild(verified);
+    if (verified.l4 == L4::kIcmp || verified.l4 == L4::kIcmpv6) check_too_big(verified);
     check_replies(verified, copy);
   }
   return 0;

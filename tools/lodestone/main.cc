@@ -52,6 +52,7 @@
 #include "controlplane/published_config.h"
 #include "dataplane/control/control_link.h"
 #include "dataplane/control/stats_segment.h"
+#include "dataplane/front/cookie_secret.h"
 #include "dataplane/front/dpdk/dpdk_front.h"
 #include "dataplane/front/handoff.h"
 #include "dataplane/worker/worker.h"
@@ -371,6 +372,7 @@ struct Dataplane {
 
   lode::Result<void, std::string> publish(const lode::control::ApplyResult& a) {
     std::shared_ptr<lode::worker::Runtime> rt;
+    std::optional<lode::front::CookieSecret> cookie_secret;  // [dpdk] cookie_secret_file, read again
     bool reloaded = false;  // a new configuration (not only backend states)
     // A delta with the configuration is a reload (SIGHUP): rebuild even if
     // the text is the same, as files it names (CA bundles) may have changed.
@@ -381,6 +383,13 @@ struct Dataplane {
       auto cfg = lode::config::load_config_string(a.snapshot->config_text, from.empty() ? config_path : from);
       if (!cfg) return lode::unexpected("config: " + cfg.error().front().to_string());
       note_bgp(cfg->bgp);
+      // The SYN cookies' secret, read again (a changed file takes effect;
+      // an unreadable one refuses the reload, the one in service stays).
+      if (cfg->front == "dpdk" && !cfg->dpdk.cookie_secret_file.empty()) {
+        auto secret = lode::front::load_cookie_secret(cfg->dpdk.cookie_secret_file);
+        if (!secret) return lode::unexpected("config: [dpdk] cookie_secret_file: " + secret.error());
+        cookie_secret = *secret;
+      }
       {
         std::lock_guard lock(workers_mu);
         if (started && !lode::config::same_listeners(bound, *cfg)) {
@@ -432,6 +441,7 @@ struct Dataplane {
       slot.publish(rt);
       for (uint32_t w = 0; w < handoff_slots.size(); ++w) handoff_slots[w]->publish(handoff_runtime(*rt, w));
       std::lock_guard lock(workers_mu);
+      if (dpdk && cookie_secret) dpdk->set_cookie_secret(*cookie_secret);
       if (dpdk) dpdk->set_runtime(rt);
     }
     snapshots.publish(a.snapshot);
@@ -563,6 +573,17 @@ int run(const std::string& config_path, int workers_override, const std::string&
     std::fprintf(stderr, "lodestone: %s\n", stats_segment.error().c_str());
     return 1;
   }
+  // [dpdk] cookie_secret_file: read before the identity changes (a reload
+  // reads it again as [process] user).
+  std::optional<lode::front::CookieSecret> cookie_secret;
+  if (cfg->front == "dpdk" && !cfg->dpdk.cookie_secret_file.empty()) {
+    auto secret = lode::front::load_cookie_secret(cfg->dpdk.cookie_secret_file);
+    if (!secret) {
+      std::fprintf(stderr, "lodestone: [dpdk] cookie_secret_file: %s\n", secret.error().c_str());
+      return 1;
+    }
+    cookie_secret = *secret;
+  }
   const bool handoff = cfg->front == "dpdk" && cfg->dpdk.exception.enabled();
   if (handoff) {
     if (lode::front::handoff_port(static_cast<uint16_t>(cfg->dpdk.exception.first_port),
@@ -634,6 +655,22 @@ int run(const std::string& config_path, int workers_override, const std::string&
     ds.port = static_cast<uint16_t>(cfg->dpdk.port);
     ds.max_flows = cfg->dpdk.max_flows;
     ds.stats = stats_segment->front();
+    ds.cookie_secret = cookie_secret;
+    {
+      // [dpdk] networks / gateway / gateway6: the backends' next hops.
+      auto ip_of = [](const lode::config::DpdkPrefix& p) {
+        lode::front::IpAddr a;
+        if (p.family == AF_INET || p.family == AF_INET6) {
+          a.family = p.family == AF_INET ? 4 : 6;
+          std::memcpy(a.bytes, p.addr, a.size());
+        }
+        return a;
+      };
+      ds.next_hops.routed = cfg->dpdk.routed;
+      ds.next_hops.gateway = ip_of(cfg->dpdk.gateway);
+      ds.next_hops.gateway6 = ip_of(cfg->dpdk.gateway6);
+      for (const auto& n : cfg->dpdk.networks) ds.next_hops.networks.push_back({ip_of(n), n.len});
+    }
     if (handoff) {
       const auto& x = cfg->dpdk.exception;
       ds.exception = {x.vdev, x.interface, x.kernel_address, x.address, x.prefix_len,

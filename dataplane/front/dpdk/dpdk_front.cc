@@ -8,6 +8,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 #include <openssl/rand.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -26,11 +27,23 @@ namespace lode::front {
 namespace {
 
 constexpr uint16_t kBurst = 32;
+// Frames in flight from one lcore to another (FrameSink::redirect): a power
+// of two; a full ring drops (redirect_drops).
+constexpr unsigned kRedirectRing = 1024;
 
 uint64_t now_ms() noexcept {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
+}
+
+// CLOCK_REALTIME - now_ms(): the SYN cookies count wall-clock time
+// (EngineConfig::cookie_clock_offset_ms).
+int64_t wall_minus_now_ms() noexcept {
+  const int64_t wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  return wall - static_cast<int64_t>(now_ms());
 }
 
 // What one lcore publishes: its counters (with the port-level drops it counts
@@ -97,8 +110,56 @@ class MbufSink : public FrameSink {
   uint64_t dropped() const noexcept { return dropped_; }
   void set_exception(FrameSink* x) noexcept { exception_ = x; }
   FrameSink* exception_sink() noexcept override { return exception_; }
+  // The rings to the other lcores (to[k]: this lcore -> lcore k, null for
+  // this one); only the wire's sink has them (the engine redirects there).
+  void set_redirect_rings(const std::vector<rte_ring*>* to) noexcept { to_ = to; }
+  // The received mbuf itself when `frame` is its data (it moves: no copy),
+  // else a copy; its `port` says which port it came in on. A copy for every
+  // other lcore with kEveryLcore.
+  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
+    if (to_ == nullptr || current_ == nullptr) return false;
+    if (lcore == kEveryLcore) {
+      bool all = true;
+      for (rte_ring* r : *to_) {
+        if (r == nullptr) continue;
+        rte_mbuf* c = copy_of(frame);
+        if (c == nullptr || rte_ring_sp_enqueue(r, c) != 0) {
+          if (c != nullptr) rte_pktmbuf_free(c);
+          all = false;
+        }
+      }
+      return all;
+    }
+    if (lcore >= to_->size() || (*to_)[lcore] == nullptr) return false;
+    const bool move = frame.data() == rte_pktmbuf_mtod(current_, uint8_t*);
+    rte_mbuf* m = move ? current_ : copy_of(frame);
+    if (m == nullptr) return false;
+    if (rte_ring_sp_enqueue((*to_)[lcore], m) != 0) {
+      if (!move) rte_pktmbuf_free(m);
+      return false;
+    }
+    if (move) {
+      taken_ = true;
+      current_ = nullptr;
+    }
+    return true;
+  }
 
  private:
+  rte_mbuf* copy_of(std::span<const uint8_t> frame) noexcept {
+    rte_mbuf* c = rte_pktmbuf_alloc(pool_);
+    if (c == nullptr) return nullptr;
+    if (rte_pktmbuf_tailroom(c) < frame.size()) {
+      rte_pktmbuf_free(c);
+      return nullptr;
+    }
+    std::memcpy(rte_pktmbuf_mtod(c, uint8_t*), frame.data(), frame.size());
+    c->data_len = static_cast<uint16_t>(frame.size());
+    c->pkt_len = static_cast<uint32_t>(frame.size());
+    c->port = current_->port;
+    return c;
+  }
+  const std::vector<rte_ring*>* to_ = nullptr;
   FrameSink* exception_ = nullptr;
   rte_mempool* pool_;
   uint16_t port_, queue_;
@@ -112,7 +173,10 @@ class MbufSink : public FrameSink {
 
 struct Lcore {
   unsigned id = 0;
-  uint16_t queue = 0;
+  uint16_t queue = 0;  // also its index among the polling lcores
+  // Redirected frames (FrameSink::redirect): to[k] carries this lcore's
+  // frames for lcore k, from[k] lcore k's for this one (null for itself).
+  std::vector<rte_ring*> to, from;
   std::unique_ptr<FlowEngine> engine;
   stats::FrontLcoreStats* published = nullptr;  // in the stats segment, or the front's own area
   uint64_t multi_segment = 0;                   // this lcore's only
@@ -197,9 +261,11 @@ struct DpdkFront::Impl {
   // A new runtime for the lcores: generation bumped after the pointer is set.
   std::mutex rt_mu;
   std::shared_ptr<const worker::Runtime> rt;
+  std::array<uint8_t, 16> cookie_secret{};  // the SYN cookies' master secret (under rt_mu)
   std::atomic<uint64_t> rt_generation{0};
   // The lcores' counters: settings.stats (the shared stats segment) or here.
   std::unique_ptr<stats::FrontArea> own_stats;
+  std::vector<rte_ring*> rings;  // every lcore's redirect rings
 
   static int lcore_main(void* arg);
   void run(Lcore& lc);
@@ -222,22 +288,32 @@ void DpdkFront::Impl::run(Lcore& lc) {
   MbufSink sink(pool, port, lc.queue);
   MbufSink exc(pool, exc_port, lc.queue);
   if (has_exception) sink.set_exception(&exc);
+  if (lcores.size() > 1) sink.set_redirect_rings(&lc.to);
   rte_mbuf* bufs[kBurst];
   uint64_t seen_generation = rt_generation.load(std::memory_order_acquire);
   uint64_t last_tick = now_ms();
   uint32_t idle_polls = 0;
   // One burst from the wire (from_exception false) or the exception port:
   // a received mbuf may go out again, rewritten, through either sink.
-  auto handle = [&](uint16_t n, bool from_exception, uint64_t now) {
+  // Frames from another lcore (redirected: from_lcore) carry the port they
+  // came in on in mbuf->port.
+  auto handle = [&](uint16_t n, bool from_exception, uint64_t now, bool from_lcore = false) {
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = bufs[i];
       if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + 1], void*));
+      if (from_lcore) {
+        from_exception = has_exception && m->port == exc_port;
+      } else {
+        m->port = from_exception ? exc_port : port;
+      }
       sink.receiving(m);
       exc.receiving(m);
       if (m->nb_segs == 1) {
         const bool l4_good = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
         const std::span<uint8_t> frame{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)};
-        if (from_exception) {
+        if (from_lcore) {
+          lc.engine->on_redirected_frame_in_place(frame, now, sink, from_exception, l4_good);
+        } else if (from_exception) {
           lc.engine->on_exception_frame_in_place(frame, now, sink, l4_good);
         } else {
           lc.engine->on_frame_in_place(frame, now, sink, l4_good);
@@ -259,6 +335,12 @@ void DpdkFront::Impl::run(Lcore& lc) {
       handle(nx, true, now);
       n = static_cast<uint16_t>(n + nx);
     }
+    for (rte_ring* r : lc.from) {
+      if (r == nullptr) continue;
+      const auto nr = static_cast<uint16_t>(rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(bufs), kBurst, nullptr));
+      handle(nr, false, now, true);
+      n = static_cast<uint16_t>(n + nr);
+    }
     bool ticked = false;
     if (now - last_tick >= 10) {
       lc.engine->on_tick(now, sink);
@@ -267,11 +349,14 @@ void DpdkFront::Impl::run(Lcore& lc) {
       const uint64_t g = rt_generation.load(std::memory_order_acquire);
       if (g != seen_generation) {
         std::shared_ptr<const worker::Runtime> next;
+        std::array<uint8_t, 16> secret;
         {
           std::lock_guard lock(rt_mu);
           next = rt;
+          secret = cookie_secret;
         }
         lc.engine->set_runtime(std::move(next));
+        lc.engine->set_cookie_secret(secret, now);  // the same one: nothing changes
         seen_generation = g;
       }
     }
@@ -334,11 +419,8 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   m.mac = mac_of(m.port);
   if (!s.exception.vdev.empty()) {
     // The kernel picks the tap queue a worker's segment comes back on, not
-    // us: with two lcores half the return traffic would meet a stranger.
-    if (queues > 1) {
-      return unexpected(std::string("dpdk: [dpdk.exception] serves one lcore for now (EAL -l with two: the main "
-                                    "one and one poller)"));
-    }
+    // us: with several lcores one that lands on a stranger's queue is
+    // redirected to the lcore its local port names (flow_engine_lcores.cc).
     const std::string name = s.exception.vdev.substr(0, s.exception.vdev.find(','));
     if (rte_eth_dev_get_port_by_name(name.c_str(), &m.exc_port) != 0) {
       return unexpected("dpdk: the exception vdev " + name + " made no port");
@@ -363,12 +445,20 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
 
   // One master secret for every lcore's cookies.
   std::array<uint8_t, 16> key{};
-  if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) return unexpected(std::string("dpdk: no random key"));
+  if (s.cookie_secret) {
+    key = *s.cookie_secret;  // [dpdk] cookie_secret_file: every node of the group the same
+  } else if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
+    return unexpected(std::string("dpdk: no random key"));
+  }
+  m.cookie_secret = key;
   EngineConfig ec;
   ec.mac = m.mac;
   ec.vips = vips_of(*rt);
   ec.max_flows = s.max_flows;
   ec.cookie_key = key;
+  ec.cookie_clock_offset_ms = wall_minus_now_ms();
+  ec.next_hops = s.next_hops;
+  ec.lcores = queues;
   if (m.has_exception) {
     ec.handoff.enabled = true;
     ec.handoff.mac = m.exc_mac;
@@ -390,11 +480,30 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
     auto lc = std::make_unique<Lcore>();
     lc->id = id;
     lc->queue = q;
-    lc->published = &area->lcore[q++];
+    lc->published = &area->lcore[q];
+    ec.lcore = q++;
     lc->engine = std::make_unique<FlowEngine>(ec, rt);
     m.lcores.push_back(std::move(lc));
   }
   area->lcores.store(m.lcores.size(), std::memory_order_release);
+  if (m.lcores.size() != queues) return unexpected(std::string("dpdk: fewer polling lcores than queues"));
+  // A single-producer/single-consumer ring per (from, to) pair of lcores.
+  const size_t n = m.lcores.size();
+  for (auto& lc : m.lcores) {
+    lc->to.assign(n > 1 ? n : 0, nullptr);
+    lc->from.assign(n > 1 ? n : 0, nullptr);
+  }
+  for (size_t a = 0; n > 1 && a < n; ++a) {
+    for (size_t b = 0; b < n; ++b) {
+      if (a == b) continue;
+      const std::string name = "lode_rd_" + std::to_string(a) + "_" + std::to_string(b);
+      rte_ring* r = rte_ring_create(name.c_str(), kRedirectRing, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (r == nullptr) return unexpected("dpdk: redirect ring: " + std::string(rte_strerror(rte_errno)));
+      m.rings.push_back(r);
+      m.lcores[a]->to[b] = r;
+      m.lcores[b]->from[a] = r;
+    }
+  }
   for (auto& lc : m.lcores) {
     auto* arg = new std::pair<Impl*, Lcore*>(&m, lc.get());
     if (int rc = rte_eal_remote_launch(&Impl::lcore_main, arg, lc->id); rc != 0) {
@@ -417,12 +526,26 @@ void DpdkFront::set_runtime(std::shared_ptr<const worker::Runtime> rt) {
   impl_->rt_generation.fetch_add(1, std::memory_order_release);
 }
 
+void DpdkFront::set_cookie_secret(const std::array<uint8_t, 16>& secret) {
+  {
+    std::lock_guard lock(impl_->rt_mu);
+    impl_->cookie_secret = secret;
+  }
+  impl_->rt_generation.fetch_add(1, std::memory_order_release);
+}
+
 void DpdkFront::stop() {
   Impl& m = *impl_;
   if (m.stopped) return;
   m.stopped = true;
   m.stop.store(true);
   if (m.eal_up) rte_eal_mp_wait_lcore();  // the engines stay: their final counters are still read
+  for (rte_ring* r : m.rings) {
+    void* left = nullptr;
+    while (rte_ring_dequeue(r, &left) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(left));
+    rte_ring_free(r);
+  }
+  m.rings.clear();
   if (m.port_started) {
     rte_eth_dev_stop(m.port);
     rte_eth_dev_close(m.port);

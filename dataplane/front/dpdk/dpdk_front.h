@@ -15,16 +15,20 @@
 // in production, the kernel's vhost thread then moves the frames without a
 // system call per burst). The front addresses that interface itself
 // (kernel_address/prefix_len, up) and speaks on the link from `address`;
-// the TLS workers listen on kernel_address (see handoff.h). The lcore polls
-// it beside the wire's queue. One lcore only, for now (start() refuses
-// more): the kernel, not we, picks the tap queue a worker's segment comes
-// back on. One exception interface per lcore, each with its own `address`,
-// lifts that (the kernel routes by destination address).
+// the TLS workers listen on kernel_address (see handoff.h). Each lcore polls
+// its queue of it beside its queue of the wire.
+//
+// Several lcores: the NIC's RSS (or the kernel, for a tap) picks the queue of
+// a backend's or a worker's segment, not we; one that lands on an lcore
+// that does not hold its flow is moved (the mbuf, no copy) to the lcore its
+// local port names, through a single-producer/single-consumer ring per
+// (from, to) pair, drained in the owner's poll loop (flow_engine_lcores.cc).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +55,11 @@ struct DpdkSettings {
   // Where the lcores publish their counters (the shared stats segment, for
   // /metrics); null: an area of the front's own.
   stats::FrontArea* stats = nullptr;
+  // The passthrough backends' next hops ([dpdk] networks, gateway, gateway6).
+  NextHops next_hops;
+  // The SYN cookies' master secret ([dpdk] cookie_secret_file,
+  // cookie_secret.h); none: a random one for this process.
+  std::optional<std::array<uint8_t, 16>> cookie_secret;
 };
 
 class DpdkFront {
@@ -64,6 +73,9 @@ class DpdkFront {
 
   // A new routing generation for every lcore (picked up between bursts).
   void set_runtime(std::shared_ptr<const worker::Runtime> rt);
+  // A new master secret for the SYN cookies (a reload): picked up with the
+  // runtime; the previous one stays valid for a cookie's life.
+  void set_cookie_secret(const std::array<uint8_t, 16>& secret);
   // Stops the lcores, the port and the EAL.
   void stop();
 

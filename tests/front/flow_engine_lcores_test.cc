@@ -1,0 +1,414 @@
+// The dpdk front with several polling lcores, as pure logic: two engines
+// built from one configuration (lcore 0 and lcore 1 of 2), each with its own
+// sinks; a frame one of them redirects (FrameSink::redirect) is recorded and
+// fed to the other with on_redirected_frame_in_place, as the rings of
+// dpdk_front.cc do. The rings themselves run in e2e.dpdk_lcores.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "controlplane/config.h"
+#include "dataplane/front/flow_engine.h"
+#include "dataplane/tls/ticket_keys.h"
+#include "support/hello_builder.h"
+#include "tools/lodestone/runtime_builder.h"
+
+namespace lode::front {
+namespace {
+
+constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
+constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
+constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
+constexpr MacAddr kExcMac = {0x02, 0, 0, 0, 0, 0x31};
+constexpr MacAddr kKernelMac = {0x02, 0, 0, 0, 0, 0x32};
+const IpAddr kVip = IpAddr::v4(0x0a000001);      // 10.0.0.1
+const IpAddr kClient = IpAddr::v4(0x0a000002);   // 10.0.0.2
+const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
+constexpr uint32_t kExcAddr = 0xa9fe4d02;        // 169.254.77.2
+constexpr uint32_t kKernelAddr = 0xa9fe4d01;     // 169.254.77.1
+constexpr uint16_t kVipPortInRange = 20002;      // a VIP port among the local ports
+constexpr uint64_t kT = 1'000'000;
+
+uint32_t u32(size_t v) {
+  return static_cast<uint32_t>(v);
+}
+
+class Sink : public FrameSink {
+ public:
+  std::span<uint8_t> buffer() noexcept override {
+    scratch_.assign(kMaxFrame, 0);
+    return scratch_;
+  }
+  void send(size_t len) noexcept override {
+    frames.emplace_back(scratch_.begin(), scratch_.begin() + len);
+  }
+  bool send_in_place(std::span<uint8_t> frame) noexcept override {
+    frames.emplace_back(frame.begin(), frame.end());
+    return true;
+  }
+  FrameSink* exception_sink() noexcept override { return exception; }
+  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
+    if (!accept_redirects) return false;
+    redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
+    return true;
+  }
+  struct Redirect {
+    uint32_t lcore;
+    std::vector<uint8_t> frame;
+  };
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<Redirect> redirects;
+  bool accept_redirects = true;  // false: a full ring
+  FrameSink* exception = nullptr;
+
+ private:
+  std::vector<uint8_t> scratch_;
+};
+
+struct Lcore {
+  std::unique_ptr<FlowEngine> engine;
+  Sink wire, exc;
+};
+
+struct Out {
+  std::vector<Packet> wire, exc;
+  std::vector<Sink::Redirect> redirects;
+};
+
+class FlowEngineLcoresTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string toml =
+        "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"10.0.0.1:" +
+        std::to_string(kVipPortInRange) +
+        "\"]\n"
+        "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
+        "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9000\"]\n"
+        "[[certificate]]\nname = \"t\"\ncert = \"t.pem\"\nkey = \"t.key\"\n"
+        "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+        "[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\npool = \"app\"\n"
+        "certificate = \"t\"\n";
+    auto cfg = config::load_config_string(toml, "lcores.toml");
+    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
+    auto keys = tls::TicketKeys::create(1);
+    ASSERT_TRUE(keys.has_value());
+    auto built = app::build_runtime(*cfg, *keys, 1);
+    ASSERT_TRUE(built.has_value()) << built.error()[0];
+    EngineConfig ec;
+    ec.mac = kOurMac;
+    ec.vips = vips_of(*built->runtime);
+    ec.max_flows = 1024;
+    ec.cookie_key = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
+    ec.handoff.enabled = true;
+    ec.handoff.mac = kExcMac;
+    ec.handoff.address = kExcAddr;
+    ec.handoff.kernel = kKernelAddr;
+    ec.handoff.first_port = 20443;
+    ec.handoff.workers = 2;
+    ec.lcores = 2;
+    for (uint32_t i = 0; i < 2; ++i) {
+      ec.lcore = i;
+      lc_[i].engine = std::make_unique<FlowEngine>(ec, built->runtime);
+      lc_[i].wire.exception = &lc_[i].exc;
+    }
+  }
+
+  static std::vector<uint8_t> build(const TcpSegment& s) {
+    std::vector<uint8_t> f(kMaxFrame);
+    f.resize(build_tcp(f, s));
+    EXPECT_GT(f.size(), 0u);
+    return f;
+  }
+  TcpSegment client(uint16_t sport, uint8_t flags, uint32_t seq, uint32_t ack,
+                    std::span<const uint8_t> payload = {}) const {
+    TcpSegment s;
+    s.src_mac = kClientMac;
+    s.dst_mac = kOurMac;
+    s.flow = FlowKey{kClient, kVip, sport, 443};
+    s.seq = seq;
+    s.ack = ack;
+    s.flags = flags;
+    s.window = 64240;
+    s.payload = payload;
+    return s;
+  }
+  // What a backend (or, with exception, a worker) sends to our local port.
+  static TcpSegment backend(const Packet& our_syn, uint8_t flags, uint32_t seq, uint32_t ack,
+                            std::span<const uint8_t> payload = {}, bool exception = false) {
+    TcpSegment s;
+    s.src_mac = exception ? kKernelMac : kBackendMac;
+    s.dst_mac = exception ? kExcMac : kOurMac;
+    s.flow = FlowKey{our_syn.dst, our_syn.src, our_syn.dport, our_syn.sport};
+    s.seq = seq;
+    s.ack = ack;
+    s.flags = flags;
+    s.window = 1000;
+    s.payload = payload;
+    return s;
+  }
+
+  // A frame into lcore i: received (redirected = false) or from another
+  // lcore (redirected = true), from the wire or the exception port.
+  Out feed(uint32_t i, std::vector<uint8_t> frame, bool exception = false,
+           bool redirected = false) {
+    Lcore& l = lc_[i];
+    l.wire.frames.clear();
+    l.exc.frames.clear();
+    l.wire.redirects.clear();
+    stored_.push_back(std::move(frame));
+    std::span<uint8_t> f = stored_.back();
+    if (redirected) {
+      l.engine->on_redirected_frame_in_place(f, kT, l.wire, exception);
+    } else if (exception) {
+      l.engine->on_exception_frame_in_place(f, kT, l.wire);
+    } else {
+      l.engine->on_frame_in_place(f, kT, l.wire);
+    }
+    Out o;
+    for (auto& fr : l.wire.frames) o.wire.push_back(parse_frame(keep(fr)));
+    for (auto& fr : l.exc.frames) o.exc.push_back(parse_frame(keep(fr)));
+    o.redirects = l.wire.redirects;
+    return o;
+  }
+  std::span<const uint8_t> keep(const std::vector<uint8_t>& f) {
+    outs_.push_back(f);
+    return outs_.back();
+  }
+
+  // A client flow on lcore i up to our SYN to its backend (passthrough,
+  // p.test) or to a worker (t.test): the neighbour's ARP answered when it is
+  // asked. Returns our SYN; sets isn (our cookie ISN towards the client).
+  Packet open(uint32_t i, uint16_t sport, const std::string& sni, uint32_t& isn) {
+    const bool handoff = sni == "t.test";
+    auto sa = feed(i, build(client(sport, kTcpSyn, 1000, 0)));
+    EXPECT_EQ(sa.wire.size(), 1u);
+    if (sa.wire.empty()) return {};
+    isn = sa.wire[0].seq;
+    EXPECT_TRUE(feed(i, build(client(sport, kTcpAck, 1001, isn + 1))).wire.empty());
+    hello_ = test::HelloBuilder().sni(sni).records();
+    Out o = feed(i, build(client(sport, kTcpAck | kTcpPsh, 1001, isn + 1, hello_)));
+    const std::vector<Packet>& toward = handoff ? o.exc : o.wire;
+    for (const Packet& p : toward) {
+      if (p.l4 == L4::kTcp && (p.flags & kTcpSyn)) return p;
+    }
+    for (const Packet& p : toward) {
+      if (p.l3 != L3::kArp) continue;
+      std::vector<uint8_t> reply(64);
+      reply.resize(build_arp_reply(reply, p, handoff ? kKernelMac : kBackendMac, p.arp.target_ip));
+      o = feed(i, reply, handoff);
+      // The answer went to every other lcore too (any may have asked).
+      EXPECT_EQ(o.redirects.size(), 1u);
+      if (!o.redirects.empty()) EXPECT_EQ(o.redirects[0].lcore, FrameSink::kEveryLcore);
+      for (const Packet& q : handoff ? o.exc : o.wire) {
+        if (q.l4 == L4::kTcp && (q.flags & kTcpSyn)) return q;
+      }
+    }
+    ADD_FAILURE() << "no SYN towards the " << (handoff ? "worker" : "backend");
+    return {};
+  }
+
+  Lcore lc_[2];
+  test::Bytes hello_;
+  std::vector<std::vector<uint8_t>> stored_, outs_;
+};
+
+TEST_F(FlowEngineLcoresTest, EachLcoreTakesOnlyItsOwnLocalPortsAndNeverAVipPort) {
+  for (uint32_t i = 0; i < 2; ++i) {
+    for (uint16_t k = 0; k < 40; ++k) {
+      uint32_t isn = 0;
+      const std::string sni = k % 2 == 0 ? "p.test" : "t.test";
+      const Packet syn = open(i, static_cast<uint16_t>(41000 + k), sni, isn);
+      ASSERT_EQ(syn.l4, L4::kTcp) << "lcore " << i << " flow " << k;
+      EXPECT_EQ(syn.sport % 2, i) << "lcore " << i << " took local port " << syn.sport;
+      EXPECT_GE(syn.sport, FlowEngine::kFirstLocalPort);
+      EXPECT_LE(syn.sport, FlowEngine::kLastLocalPort);
+      EXPECT_NE(syn.sport, kVipPortInRange) << "a VIP's port is never a local port";
+      EXPECT_EQ(lc_[i].engine->owner_of_local_port(syn.sport), i);
+      EXPECT_EQ(lc_[1 - i].engine->owner_of_local_port(syn.sport), i);
+    }
+  }
+  EXPECT_EQ(lc_[0].engine->flows(), 40u);
+  EXPECT_EQ(lc_[1].engine->flows(), 40u);
+}
+
+TEST_F(FlowEngineLcoresTest, PassthroughReturnTrafficOnTheWrongLcoreIsRedirectedAndForwarded) {
+  uint32_t isn = 0;
+  const Packet syn = open(0, 40000, "p.test", isn);
+  ASSERT_EQ(syn.l4, L4::kTcp);
+  ASSERT_EQ(syn.sport % 2, 0);
+  const uint32_t b = 0x70000000;
+  // The backend's SYN-ACK lands on lcore 1's queue: not dropped, no RST,
+  // handed to lcore 0 as it came.
+  const std::vector<uint8_t> synack = build(backend(syn, kTcpSyn | kTcpAck, b, syn.seq + 1));
+  Out o = feed(1, synack);
+  EXPECT_TRUE(o.wire.empty()) << "nothing sent by the lcore that does not hold the flow";
+  EXPECT_TRUE(o.exc.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  EXPECT_EQ(o.redirects[0].frame, synack) << "the frame unchanged";
+  EXPECT_EQ(lc_[1].engine->stats().redirected_out, 1u);
+  EXPECT_EQ(lc_[1].engine->stats().rx_not_vip, 0u);
+  // Lcore 0 takes it: the replay of the hello goes to the backend.
+  const uint64_t rx0 = lc_[0].engine->stats().rx_frames;
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].dst, kBackend);
+  EXPECT_EQ(o.wire[0].sport, syn.sport);
+  EXPECT_EQ(o.wire[0].ack, b + 1);
+  EXPECT_EQ(std::vector<uint8_t>(o.wire[0].payload.begin(), o.wire[0].payload.end()), hello_);
+  EXPECT_TRUE(o.redirects.empty());
+  EXPECT_EQ(lc_[0].engine->stats().redirected_in, 1u);
+  EXPECT_EQ(lc_[0].engine->stats().rx_frames, rx0) << "counted where it was received";
+  // The backend's data, on lcore 1 again: redirected, then translated by
+  // lcore 0 towards the client.
+  const std::string data = "the backend's first bytes";
+  const std::vector<uint8_t> seg =
+      build(backend(syn, kTcpAck | kTcpPsh, b + 1, syn.seq + 1 + u32(hello_.size()),
+                    {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
+  o = feed(1, seg);
+  EXPECT_TRUE(o.wire.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  const Packet& c = o.wire[0];
+  EXPECT_EQ(c.src, kVip);
+  EXPECT_EQ(c.dst, kClient);
+  EXPECT_EQ(c.sport, 443);
+  EXPECT_EQ(c.dport, 40000);
+  EXPECT_EQ(c.dst_mac, kClientMac);
+  EXPECT_EQ(c.seq, isn + 1) << "the backend's sequence moved into ours";
+  EXPECT_EQ(std::string(c.payload.begin(), c.payload.end()), data);
+  EXPECT_EQ(lc_[0].engine->stats().spliced_to_client, 1u);
+  EXPECT_EQ(lc_[0].engine->stats().redirected_in, 2u);
+  EXPECT_EQ(lc_[1].engine->stats().redirected_out, 2u);
+  EXPECT_EQ(lc_[1].engine->stats().spliced_to_client, 0u);
+  EXPECT_EQ(lc_[1].engine->flows(), 0u);
+}
+
+TEST_F(FlowEngineLcoresTest, AWorkersSegmentOnTheWrongLcoreIsRedirectedThroughTheExceptionPath) {
+  uint32_t isn = 0;
+  const Packet syn = open(1, 40001, "t.test", isn);
+  ASSERT_EQ(syn.l4, L4::kTcp);
+  ASSERT_EQ(syn.sport % 2, 1) << "the hand-off's port on the exception link is lcore 1's too";
+  const uint32_t w = 0x12345678;
+  const std::vector<uint8_t> synack =
+      build(backend(syn, kTcpSyn | kTcpAck, w, syn.seq + 1, {}, true));
+  Out o = feed(0, synack, true);
+  EXPECT_TRUE(o.exc.empty()) << "no RST to the worker from the lcore that does not hold the flow";
+  EXPECT_TRUE(o.wire.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 1u);
+  EXPECT_EQ(lc_[0].engine->stats().exception_stray, 0u);
+  o = feed(1, o.redirects[0].frame, true, true);
+  ASSERT_GE(o.exc.size(), 1u) << "the PROXY header and the hello to the worker";
+  EXPECT_EQ(o.exc[0].dst, IpAddr::v4(kKernelAddr));
+  EXPECT_EQ(o.exc[0].ack, w + 1);
+  EXPECT_EQ(lc_[1].engine->stats().redirected_in, 1u);
+}
+
+TEST_F(FlowEngineLcoresTest, APortOfNoFlowThatMapsToItsOwnLcoreGetsWhatOneLcoreAnswers) {
+  // To the VIP at local port 20001 (lcore 1's), no flow: lcore 1 answers as
+  // a single lcore does (a RST), lcore 0 hands it to lcore 1.
+  TcpSegment s;
+  s.src_mac = kBackendMac;
+  s.dst_mac = kOurMac;
+  s.flow = FlowKey{kBackend, kVip, 443, 20001};
+  s.seq = 5;
+  s.ack = 6;
+  s.flags = kTcpAck;
+  Out o = feed(1, build(s));
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].flags & kTcpRst, kTcpRst);
+  EXPECT_TRUE(o.redirects.empty());
+  EXPECT_EQ(lc_[1].engine->stats().rx_not_vip, 1u);
+  o = feed(0, build(s));
+  EXPECT_TRUE(o.wire.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 1u);
+  // Redirected to lcore 0 anyway (never by our rule): answered there, never
+  // sent on again (a frame crosses at most once).
+  o = feed(0, build(s), false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].flags & kTcpRst, kTcpRst);
+  EXPECT_TRUE(o.redirects.empty());
+  // A port outside the local range, no VIP on it: no owner but this lcore.
+  s.flow.dport = 8080;
+  o = feed(0, build(s));
+  EXPECT_TRUE(o.redirects.empty());
+  ASSERT_EQ(o.wire.size(), 1u);
+  // The worker's segment of a flow nobody holds, on its owner: RST on the link.
+  s.src_mac = kKernelMac;
+  s.dst_mac = kExcMac;
+  s.flow = FlowKey{IpAddr::v4(kKernelAddr), IpAddr::v4(kExcAddr), 20443, 20001};
+  o = feed(1, build(s), true);
+  ASSERT_EQ(o.exc.size(), 1u);
+  EXPECT_EQ(o.exc[0].flags & kTcpRst, kTcpRst);
+  EXPECT_EQ(lc_[1].engine->stats().exception_stray, 1u);
+}
+
+TEST_F(FlowEngineLcoresTest, AFullRingDropsAndCountsWithoutAnswering) {
+  uint32_t isn = 0;
+  const Packet syn = open(0, 40002, "p.test", isn);
+  ASSERT_EQ(syn.l4, L4::kTcp);
+  lc_[1].wire.accept_redirects = false;
+  Out o = feed(1, build(backend(syn, kTcpSyn | kTcpAck, 1, syn.seq + 1)));
+  EXPECT_TRUE(o.wire.empty()) << "no RST for the flow another lcore holds";
+  EXPECT_EQ(lc_[1].engine->stats().redirect_drops, 1u);
+  EXPECT_EQ(lc_[1].engine->stats().redirected_out, 0u);
+  EXPECT_EQ(lc_[0].engine->flows(), 1u)
+      << "the flow lives on (the backend sends its SYN-ACK again)";
+}
+
+TEST_F(FlowEngineLcoresTest, ACookieMadeOnOneLcoreCompletesOnTheOther) {
+  auto sa = feed(0, build(client(40003, kTcpSyn, 5000, 0)));
+  ASSERT_EQ(sa.wire.size(), 1u);
+  const uint32_t isn = sa.wire[0].seq;
+  EXPECT_TRUE(feed(1, build(client(40003, kTcpAck, 5001, isn + 1))).wire.empty());
+  EXPECT_EQ(lc_[1].engine->stats().flows_created, 1u);
+  EXPECT_EQ(lc_[1].engine->stats().cookie_invalid, 0u);
+  EXPECT_EQ(lc_[1].engine->flows(), 1u);
+  EXPECT_EQ(lc_[0].engine->flows(), 0u);
+}
+
+TEST_F(FlowEngineLcoresTest, AnArpAnswerToOneLcoresRequestReachesItFromTheOther) {
+  // Lcore 1 asks for the backend's MAC; the answer lands on lcore 0, which
+  // copies it to every lcore; lcore 1 takes its copy and sends its SYN.
+  const std::vector<uint8_t> h = test::HelloBuilder().sni("p.test").records();
+  auto sa = feed(1, build(client(40004, kTcpSyn, 1000, 0)));
+  ASSERT_EQ(sa.wire.size(), 1u);
+  const uint32_t isn = sa.wire[0].seq;
+  feed(1, build(client(40004, kTcpAck, 1001, isn + 1)));
+  Out o = feed(1, build(client(40004, kTcpAck | kTcpPsh, 1001, isn + 1, h)));
+  const Packet* arp = nullptr;
+  for (const Packet& p : o.wire) {
+    if (p.l3 == L3::kArp) arp = &p;
+  }
+  ASSERT_NE(arp, nullptr);
+  std::vector<uint8_t> reply(64);
+  reply.resize(build_arp_reply(reply, *arp, kBackendMac, arp->arp.target_ip));
+  o = feed(0, reply);
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, FrameSink::kEveryLcore);
+  EXPECT_EQ(lc_[0].engine->stats().redirected_out, 1u);
+  o = feed(1, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].flags, kTcpSyn);
+  EXPECT_EQ(o.wire[0].dst, kBackend);
+  EXPECT_EQ(o.wire[0].dst_mac, kBackendMac);
+  EXPECT_TRUE(o.redirects.empty()) << "a copy is not copied again";
+}
+
+TEST_F(FlowEngineLcoresTest, ALocalPortNamesItsLcoreOtherPortsNameTheOneAsked) {
+  EXPECT_EQ(lc_[1].engine->owner_of_local_port(20000), 0u);
+  EXPECT_EQ(lc_[0].engine->owner_of_local_port(20001), 1u);
+  EXPECT_EQ(lc_[0].engine->owner_of_local_port(60999), 1u);
+  EXPECT_EQ(lc_[0].engine->owner_of_local_port(19999), 0u);
+  EXPECT_EQ(lc_[1].engine->owner_of_local_port(19999), 1u)
+      << "below the local ports: the lcore's own";
+  EXPECT_EQ(lc_[1].engine->owner_of_local_port(61000), 1u) << "above them too";
+}
+
+}  // namespace
+}  // namespace lode::front
