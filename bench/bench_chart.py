@@ -104,7 +104,7 @@ def compare_script(doc):
     rel_rows, ref_rows = [], []
     for t, e in tests.items():
         try:
-            key = "kb_per_conn" if t == "idle" else "cpu_us_per_op"
+            key = "kb_per_conn" if t.startswith("idle") else "cpu_us_per_op"
             base = positive(e, "servers", "nginx", key, "median")
             rel_rows.append([t] + [number(e, "servers", s, key, "median") / base for s, _ in SERVERS])
             if t in REFERENCE_TESTS:

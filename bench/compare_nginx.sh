@@ -68,6 +68,14 @@
 #             IDLE needs RLIMIT_NOFILE >= 2 x IDLE + 200, raised here up to
 #             the hard limit (10,000 needs 20,200; a container whose hard
 #             limit is lower and which lacks CAP_SYS_RESOURCE cannot run it).
+#             The same test also measures IDLE idle SNI passthrough
+#             connections (recorded as idle-pass; fresh instances again):
+#             handshaken with bench/tls_echo through each server's
+#             passthrough (Lodestone's passthrough route, nginx ssl_preread,
+#             HAProxy req.ssl_sni) and held. Lodestone moves an idle
+#             passthrough connection by splice, with a pipe per direction:
+#             six descriptors each; past its limit a connection copies
+#             through user space instead (splice_fallbacks).
 #
 # Which process is measured: Lodestone's dataplane, i.e. the PID of
 # `lodestone run` (its control plane is a separate child process,
@@ -165,7 +173,8 @@ taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$ECHO" --name echo --mode e
 pids+=($!)
 taskset -c 1 "$bin/lode-backend" --listen "127.0.0.1:$HTTPB" --name http --mode http 2>/dev/null &
 pids+=($!)
-taskset -c 1 "$bin/bench/tls_echo" --listen "127.0.0.1:$TECHO" --cert "$d/pki/p.test.pem" --key "$d/pki/p.test.key" 2>"$d/tls_echo.log" &
+taskset -c 1 "$bin/bench/tls_echo" --listen "127.0.0.1:$TECHO" --cert "$d/pki/p.test.pem" --key "$d/pki/p.test.key" \
+  --max-conns $(( idle_n + 1000 )) 2>"$d/tls_echo.log" &
 pids+=($!)
 # The direct baseline: the same TLS echo where the proxies run (CPU 0), so the
 # client's leg to the server is the same cross-CPU hop in both cases.
@@ -327,7 +336,7 @@ haproxy -c -q -f "$d/haproxy.cfg" || { echo "haproxy config rejected"; exit 1; }
 # against it would measure nothing. Their idle timeouts are all nginx's
 # default (proxy_timeout 10 minutes): opening 10,000 connections in batches
 # takes minutes, and the first must still be there when the last is up.
-I_L=$(port); I_N=$(port); I_H=$(port)
+I_L=$(port); I_N=$(port); I_H=$(port); I_NP=$(port); I_HP=$(port)
 cat >"$d/lodestone-idle.toml" <<TOML
 [[listener]]
 name = "terminate"
@@ -346,6 +355,15 @@ names = ["bench.test"]
 action = "terminate"
 pool = "echo"
 certificate = "bench"
+[[pool]]
+name = "tls_echo"
+backends = ["127.0.0.1:$TECHO"]
+[[route]]
+name = "p"
+listener = "terminate"
+names = ["p.test"]
+action = "passthrough"
+pool = "tls_echo"
 [tls]
 min_version = "1.2"
 [workers]
@@ -375,6 +393,15 @@ stream {
     ssl_session_tickets on;
     proxy_pass 127.0.0.1:$ECHO;
   }
+  map \$ssl_preread_server_name \$pass_to {
+    p.test 127.0.0.1:$TECHO;
+    default 127.0.0.1:1;
+  }
+  server {
+    listen 127.0.0.1:$I_NP;
+    ssl_preread on;
+    proxy_pass \$pass_to;
+  }
 }
 NGINX
 cat >"$d/haproxy-idle.cfg" <<HAPROXY
@@ -393,8 +420,15 @@ defaults
 frontend terminate
   bind 127.0.0.1:$I_H ssl crt $d/pki/bench.test.haproxy.pem
   use_backend echo if { ssl_fc_sni -i bench.test }
+frontend pass
+  bind 127.0.0.1:$I_HP
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend tls_echo if { req.ssl_sni -i p.test }
 backend echo
   server e1 127.0.0.1:$ECHO
+backend tls_echo
+  server t1 127.0.0.1:$TECHO
 HAPROXY
 haproxy -c -q -f "$d/haproxy-idle.cfg" || { echo "haproxy idle config rejected"; exit 1; }
 
@@ -429,7 +463,7 @@ hz=$(getconf CLK_TCK)
 # load_args TEST PORT [COUNT]: lodeload's arguments for one run, in largs.
 load_args() {
   local w=$1 p=$2 n=${3:-$handshakes} sni=bench.test
-  case $w in full-rsa) sni=rsa.test ;; pass | pass-conn | direct-requests) sni=p.test ;; esac
+  case $w in full-rsa) sni=rsa.test ;; pass | pass-conn | direct-requests | idle-pass) sni=p.test ;; esac
   largs=(--connect "127.0.0.1:$p" --sni "$sni" --ca "$d/pki/ca.pem" --quiet)
   case $w in
     full | full-rsa | pass-conn) largs=(handshakes "${largs[@]}" --concurrency 1 --count "$n" --request "$req_bytes") ;;
@@ -438,7 +472,7 @@ load_args() {
       largs=(requests "${largs[@]}" --concurrency "$req_conc" --rate "$req_rate" --count "$requests" --request "$req_bytes") ;;
     requests-max) largs=(requests "${largs[@]}" --concurrency "$req_conc" --count "$requests" --request "$req_bytes") ;;
     bulk | pass) largs=(bulk "${largs[@]}" --bytes "${mb}Mi" --timeout-ms 10000) ;;
-    idle) largs=(idle "${largs[@]}" --concurrency "$n" --hold 1200 --timeout-ms 10000) ;;  # ended by SIGINT
+    idle | idle-pass) largs=(idle "${largs[@]}" --concurrency "$n" --hold 1200 --timeout-ms 10000) ;;  # ended by SIGINT
   esac
 }
 # load TEST PORT [COUNT]: one lodeload run on CPU 1, its JSON report on stdout
@@ -467,7 +501,7 @@ ops_of() {
   case $1 in
     requests | requests-max | h2load | h2load-max) echo "$requests" ;;
     bulk | pass) echo $((2 * mb)) ;;
-    idle) echo "$idle_n" ;;
+    idle | idle-pass) echo "$idle_n" ;;
     *) echo "$handshakes" ;;
   esac
 }
@@ -503,18 +537,19 @@ quiet() {
   return 1
 }
 
-# idle_run SERVER PID PORT REP: IDLE connections opened and held by lodeload
+# idle_run SERVER PID PORT REP [TEST]: IDLE connections (TEST idle, the
+# default, or idle-pass) opened and held by lodeload
 # idle, in batches of BENCH_IDLE_BATCH (default 100; one lodeload each, the
 # next once the last is quiet) so that no more handshakes are in flight at
 # once than that; 1 s after the last batch, VmRSS; then every lodeload is
 # stopped (SIGINT: it closes its connections and reports).
 idle_run() {
-  local server=$1 pid=$2 p=$3 rep=$4 before after opened=0 n lg rc ok=1 batch=${BENCH_IDLE_BATCH:-100}
+  local server=$1 pid=$2 p=$3 rep=$4 test=${5:-idle} before after opened=0 n lg rc ok=1 batch=${BENCH_IDLE_BATCH:-100}
   local lgs=() outs=()
   before=$(rss_kb "$pid")
   while [ "$opened" -lt "$idle_n" ]; do
     n=$(( idle_n - opened < batch ? idle_n - opened : batch ))
-    load_args idle "$p" "$n"
+    load_args "$test" "$p" "$n"
     taskset -c 1 "$bin/lodeload" "${largs[@]}" >"$d/idle-$opened.json" &  # taskset execs: $! is lodeload
     lg=$!
     pids+=($lg); lgs+=($lg); outs+=("$d/idle-$opened.json")
@@ -530,13 +565,13 @@ idle_run() {
     [ "$rc" = 0 ] || ok=0
   done
   if [ "$ok" != 1 ]; then
-    echo "run failed: idle on $server: $(ss -Htn state established "( sport = :$p )" | wc -l) of $idle_n connections up" >&2
+    echo "run failed: $test on $server: $(ss -Htn state established "( sport = :$p )" | wc -l) of $idle_n connections up" >&2
     head -c 2000 "${outs[@]}" >&2
     exit 1
   fi
-  $report record "$d/runs.jsonl" idle "$server" "$rep" "$idle_n" 0 "$hz" "$(IFS=,; echo "${outs[*]}")" \
+  $report record "$d/runs.jsonl" "$test" "$server" "$rep" "$idle_n" 0 "$hz" "$(IFS=,; echo "${outs[*]}")" \
     "$(python3 -c "print(f'{($after - $before) / $idle_n:.2f}')")"
-  echo "  idle $server: $(tail -n 1 "$d/runs.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["kb_per_conn"])') KB per connection (RSS $before -> $after KB)" >&2
+  echo "  $test $server: $(tail -n 1 "$d/runs.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["kb_per_conn"])') KB per connection (RSS $before -> $after KB)" >&2
 }
 
 # Fresh instances for the idle test: sets il in ih (the measured PIDs) and
@@ -557,9 +592,13 @@ start_idle() {
     sleep 0.1
   done
   in=$(pgrep -P "$im" | head -n 1)
-  [ -n "$in" ] && listening "$I_L" && listening "$I_N" && listening "$I_H" || { echo "idle-test servers did not start" >&2; exit 1; }
+  [ -n "$in" ] && listening "$I_L" && listening "$I_N" && listening "$I_H" && listening "$I_NP" && listening "$I_HP" ||
+    { echo "idle-test servers did not start" >&2; exit 1; }
   for k in "$I_L" "$I_N" "$I_H"; do  # warm: the TLS context, the backend connection path
     load full "$k" 20 >"$d/load.json" || { echo "idle-test warm-up failed on port $k: $(head -c 2000 "$d/load.json")" >&2; cat "$d/lodestone-idle.log" >&2; exit 1; }
+  done
+  for k in "$I_L" "$I_NP" "$I_HP"; do  # and the passthrough path
+    load pass-conn "$k" 20 >"$d/load.json" || { echo "idle-test passthrough warm-up failed on port $k: $(head -c 2000 "$d/load.json")" >&2; exit 1; }
   done
   sleep 0.3
 }
@@ -642,6 +681,13 @@ for r in $(seq 1 "$reps"); do
       idle_run lodestone "$il" "$I_L" "$r"
       idle_run nginx "$in" "$I_N" "$r"
       idle_run haproxy "$ih" "$I_H" "$r"
+      stop_idle
+      # Passthrough on fresh instances: after the terminated connections the
+      # allocator would hand their memory back out and hide what these take.
+      start_idle
+      idle_run lodestone "$il" "$I_L" "$r" idle-pass
+      idle_run nginx "$in" "$I_NP" "$r" idle-pass
+      idle_run haproxy "$ih" "$I_HP" "$r" idle-pass
       stop_idle
       continue
     fi

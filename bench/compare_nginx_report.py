@@ -45,6 +45,7 @@ TESTS = {
     "pass-conn": ("SNI passthrough, new connection + 100 B echo", "µs", "handshake", "connection"),
     "pass": ("SNI passthrough bulk, per MB moved", "µs", None, "MB moved"),
     "idle": ("idle TLS connection: RSS growth", "KB", None, "connection"),
+    "idle-pass": ("idle SNI passthrough connection: RSS growth", "KB", None, "connection"),
     "requests-max": ("100 B request/response, kept connections, lodeload as fast as it goes", "µs", "response",
                      "request"),
     "h2load": ("HTTP/1.1 GET, kept connections, h2load at the requests test's rate", "µs", None, "request"),
@@ -119,7 +120,7 @@ def record(runs, test, server, rep, ops, ticks, hz, load, kb=None):
         fail(f"run failed: {where}: {r['requests']['completed']} requests of {ops}")
     if test in ("bulk", "pass") and not r.get("bulk", {}).get("ok"):
         fail(f"run failed: {where}: bulk digests differ or the echo was short")
-    if test == "idle" and hs["full"] != ops:
+    if test.startswith("idle") and hs["full"] != ops:
         fail(f"run failed: {where}: {hs['full']} of {ops} idle connections handshaken")
     elapsed = r["elapsed_ms"] / 1000
     line = {
@@ -130,7 +131,7 @@ def record(runs, test, server, rep, ops, ticks, hz, load, kb=None):
                        for h in HISTOGRAMS if r["latency_us"][h]["count"] > 0},
         "tls": r["tls"]["versions"], "tool": "lodeload",
     }
-    if test == "idle":
+    if test.startswith("idle"):
         line["kb_per_conn"] = float(kb)
         line["rate_per_s"] = None
     else:
@@ -262,8 +263,8 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
     cpu_rows, lat_rows, sys_rows, cross_rows = [], [], [], []
     for t in tests:
         label, unit, hist, op = TESTS[t]
-        key = "kb_per_conn" if t == "idle" else "cpu_us_per_op"
-        entry = {"label": label, "operation": op, "cpu_unit": "KB VmRSS growth per connection" if t == "idle" else "µs server CPU per " + op,
+        key = "kb_per_conn" if t.startswith("idle") else "cpu_us_per_op"
+        entry = {"label": label, "operation": op, "cpu_unit": "KB VmRSS growth per connection" if t.startswith("idle") else "µs server CPU per " + op,
                  "latency_histogram": hist, "servers": {}, "ratios": {}}
         fig = {s: [r[key] for r in by.get((t, s), [])] for s in SERVERS}
         for s in list(SERVERS) + ["direct"]:
@@ -271,7 +272,7 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
             if not rs:
                 continue
             e = {"runs": len(rs)}
-            if s != "direct" or t == "idle":
+            if s != "direct" or t.startswith("idle"):
                 e[key] = mmm([r[key] for r in rs])
                 e[key + "_runs"] = [r[key] for r in rs]
             if s == "direct":

@@ -73,6 +73,7 @@ class ByteQueue {
   }
   // Gives the memory back (an idle connection holds no buffer).
   void release() noexcept {
+    if (data_.capacity() == 0) return;
     refund();
     std::vector<uint8_t>().swap(data_);
     head_ = 0;

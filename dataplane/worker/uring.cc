@@ -50,12 +50,11 @@ Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsig
   rc = io_uring_register_buf_ring(&ring_, &reg, 0);
   if (rc < 0) return unexpected("io_uring_register_buf_ring: " + std::string(std::strerror(-rc)));
   io_uring_buf_ring_init(br_);
-  const int mask = io_uring_buf_ring_mask(buf_count);
-  for (unsigned i = 0; i < buf_count; ++i) {
-    io_uring_buf_ring_add(br_, buffer(static_cast<uint16_t>(i)), buf_size, static_cast<uint16_t>(i), mask,
-                          static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(br_, static_cast<int>(buf_count));
+  // Lowest ids on top: posted first.
+  spare_.reserve(buf_count);
+  for (unsigned i = buf_count; i > 0; --i) spare_.push_back(static_cast<uint16_t>(i - 1));
+  window_ = buf_count < kInitialWindow ? buf_count : kInitialWindow;
+  refill();
   return {};
 }
 
@@ -88,10 +87,34 @@ void Ring::stash_completions() {
   }
 }
 
+// Posts spare buffers, the most recently given back first, until the window
+// is full. spare_ never grows past buf_count_ (reserved in init), so this
+// does not allocate.
+void Ring::refill() noexcept {
+  const int mask = io_uring_buf_ring_mask(buf_count_);
+  int added = 0;
+  while (posted_ < window_ && !spare_.empty()) {
+    const uint16_t bid = spare_.back();
+    spare_.pop_back();
+    io_uring_buf_ring_add(br_, buffer(bid), buf_size_, bid, mask, added);
+    ++added;
+    ++posted_;
+  }
+  if (added > 0) io_uring_buf_ring_advance(br_, added);
+}
+
 void Ring::recycle(uint16_t bid) noexcept {
-  io_uring_buf_ring_add(br_, buffer(bid), buf_size_, bid, io_uring_buf_ring_mask(buf_count_), 0);
-  io_uring_buf_ring_advance(br_, 1);
+  spare_.push_back(bid);
   --out_;
+  refill();
+}
+
+// One more buffer per receive that found none: the window grows by what the
+// bursts actually lacked (several such receives often complete together;
+// doubling on each would soon post every buffer).
+void Ring::on_no_buffers() noexcept {
+  if (window_ < buf_count_) ++window_;
+  refill();
 }
 
 }  // namespace lode::worker

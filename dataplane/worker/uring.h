@@ -1,6 +1,15 @@
 // One io_uring per worker: submission batching, a provided-buffer ring for
 // receives (an idle connection holds no receive buffer), and the encoding of
 // completions back to (connection, operation).
+//
+// The provided ring is consumed in order, so a ring holding every buffer
+// would have the kernel write into each of them in turn, and the process
+// would keep all their pages (buffer count x size) once enough receives had
+// passed, however few were ever out at once. Only a window of the buffers is
+// posted instead, refilled with the most recently given back first: the
+// pages in use stay those of the receives in flight together. The window
+// grows by one (up to every buffer) for each receive that finds it empty
+// (-ENOBUFS).
 #pragma once
 
 #include <liburing.h>
@@ -96,11 +105,19 @@ class Ring {
 
   // The provided buffers: group id, a buffer by id, and giving one back.
   static constexpr uint16_t kBufGroup = 1;
+  static constexpr unsigned kInitialWindow = 64;  // buffers posted at first
   uint8_t* buffer(uint16_t bid) const noexcept { return bufs_ + static_cast<size_t>(bid) * buf_size_; }
   unsigned buffer_size() const noexcept { return buf_size_; }
   void recycle(uint16_t bid) noexcept;
   unsigned buffers_out() const noexcept { return out_; }
-  void note_taken() noexcept { ++out_; }
+  void note_taken() noexcept {
+    ++out_;
+    if (posted_ > 0) --posted_;
+  }
+  // A receive found no buffer posted (-ENOBUFS): post more from now on.
+  void on_no_buffers() noexcept;
+  unsigned buffers_posted() const noexcept { return posted_; }
+  unsigned window() const noexcept { return window_; }
 
  private:
   io_uring ring_{};
@@ -112,10 +129,14 @@ class Ring {
   unsigned buf_count_ = 0;
   unsigned buf_size_ = 0;
   unsigned out_ = 0;  // buffers handed to us and not yet recycled
+  unsigned posted_ = 0;  // in the kernel's ring, not yet taken
+  unsigned window_ = 0;  // how many to keep posted
+  std::vector<uint16_t> spare_;  // neither posted nor out; the last given back at the end
   std::vector<io_uring_cqe> backlog_;  // completions taken out to free the CQ ring
   uint64_t sq_full_ = 0, cq_overflows_ = 0;
 
   void stash_completions();
+  void refill() noexcept;
 };
 
 }  // namespace lode::worker

@@ -36,7 +36,6 @@ namespace {
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kLingerMs = 2000;       // after an alert: read and discard until the peer closes
 constexpr uint32_t kTickMs = 100;
-constexpr size_t kKeepBuffer = 16 * 1024;  // an idle connection gives back buffers above this
 // OpenSSL 3.0's kTLS BIO controls (include/internal/bio.h there; only 73 and
 // 76 are in the public header).
 constexpr int kBioCtrlSetKtls = 72;             // (is_tx, crypto_info): take over a direction
@@ -607,9 +606,11 @@ struct Worker::Impl {
   void flush(Conn& c, Side& side, Op op) {
     if (side.send_inflight || side.fd < 0 || c.closing) return;
     if (side.sending.empty()) {
-      if (side.sending.capacity() > kKeepBuffer) side.sending.release();
+      // A drained queue gives its storage back: an idle connection holds no
+      // buffer (the handshake's flights would otherwise stay, a few KiB).
+      side.sending.release();
       if (side.out.empty()) {
-        if (side.out.capacity() > kKeepBuffer) side.out.release();
+        side.out.release();
         if (side.want_shut_wr && !side.shut_wr) {
           if (!send_close_notify(c, side)) return;  // waits for room
           shutdown(side.fd, SHUT_WR);
@@ -951,9 +952,9 @@ struct Worker::Impl {
     if (opt.all_route_series.empty() || c.route >= l.route_slots.size()) {
       return c.client.route->active.load(std::memory_order_relaxed) > cap;
     }
-    const uint32_t slot = l.route_slots[c.route];
+    const uint32_t series = l.route_slots[c.route];
     uint64_t open = 0;
-    for (const stats::RouteSeries* w : opt.all_route_series) open += w[slot].active.load(std::memory_order_relaxed);
+    for (const stats::RouteSeries* w : opt.all_route_series) open += w[series].active.load(std::memory_order_relaxed);
     return open > cap;
   }
 
@@ -1342,7 +1343,7 @@ struct Worker::Impl {
     if (!c.splice[0].active && (!pump(c, c.client, c.backend) || c.closing)) return;
     if (!c.splice[1].active && (!pump(c, c.backend, c.client) || c.closing)) return;
     for (Side* s : {&c.client, &c.backend}) {
-      if (s->in.empty() && s->in.capacity() > kKeepBuffer) s->in.release();
+      if (s->in.empty()) s->in.release();
     }
     if (!c.splice[0].active) flush(c, c.backend, Op::kBackendSend);
     if (c.closing) return;
@@ -1645,6 +1646,7 @@ struct Worker::Impl {
       ring.recycle(bid);
     }
     if (c.closing) return;
+    if (res == -ENOBUFS) ring.on_no_buffers();
     if (res == -ENOBUFS || (res == -ECANCELED && cancelled)) {
       // Every provided buffer is in use: try again on the next pass; or the
       // recv was taken back for the kernel to move this direction.

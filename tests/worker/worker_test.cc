@@ -582,5 +582,53 @@ TEST_F(WorkerTest, StopDrainsOpenConnectionsAtTheDeadline) {
   EXPECT_LT(connect_to(port_), 0);
 }
 
+// An idle connection holds no relay buffer: once the handshake's flights and
+// a request and its echo have gone through, every queue of a terminated and
+// of a passthrough connection is given back (the worker's buffered-bytes
+// gauge, published on its tick, falls to 0 while both stay open).
+TEST_F(WorkerTest, IdleConnectionsHoldNoRelayBuffers) {
+  EchoBackend backend, backend2;  // each serves one connection at a time
+  start(backend.port(), "[[pool]]\nname = \"echo2\"\nbackends = [\"127.0.0.1:" + std::to_string(backend2.port()) +
+                            "\"]\n[[route]]\nname = \"q\"\nnames = [\"q.test\"]\naction = \"passthrough\"\n"
+                            "pool = \"echo2\"\n");
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr) << "log: " << (wait_log(1, 1000ms) ? log()[0] : "none");
+  const std::string req(100, 'q');
+  ASSERT_EQ(SSL_write(c->ssl, req.data(), static_cast<int>(req.size())), static_cast<int>(req.size()));
+  std::string got;
+  char buf[256];
+  while (got.size() < req.size()) {
+    const int n = SSL_read(c->ssl, buf, sizeof buf);
+    if (n <= 0 && SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_READ && errno == EINTR) continue;  // see tls_connect
+    ASSERT_GT(n, 0) << "SSL error " << SSL_get_error(c->ssl, n) << " errno " << errno << "; log: "
+                    << (wait_log(1, 1000ms) ? log()[0] : "none");
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, req);
+  // Passthrough: the hello goes to the echo backend and comes back.
+  const test::Bytes hello = test::HelloBuilder::typical("q.test").records();
+  const int p = connect_to(port_);
+  ASSERT_GE(p, 0);
+  ASSERT_EQ(send(p, hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
+  std::string echoed;
+  const auto end = std::chrono::steady_clock::now() + 3000ms;
+  while (echoed.size() < hello.size() && std::chrono::steady_clock::now() < end) {
+    pollfd pf{p, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    const ssize_t n = recv(p, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0);
+    echoed.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(echoed.size(), hello.size());
+  uint64_t held = ~0ull;
+  for (int i = 0; i < 30 && held != 0; ++i) {  // the gauge is published every tick (100 ms)
+    std::this_thread::sleep_for(100ms);
+    held = stats().buffered_bytes.load();
+  }
+  EXPECT_EQ(held, 0u) << "bytes of buffers kept by idle connections";
+  EXPECT_EQ(stats().active.load(), 2u);
+  close(p);
+}
+
 }  // namespace
 }  // namespace lode::worker
