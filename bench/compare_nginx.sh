@@ -249,6 +249,22 @@ cpus = [0]
 access = "off"
 TOML
 
+# nginx_preread PORT: nginx's stream passthrough on PORT, by SNI (ssl_preread):
+# p.test to the TLS echo, any other name nowhere.
+nginx_preread() {
+  cat <<NGINX
+  map \$ssl_preread_server_name \$pass_to {
+    p.test 127.0.0.1:$TECHO;
+    default 127.0.0.1:1;
+  }
+  server {
+    listen 127.0.0.1:$1;
+    ssl_preread on;
+    proxy_pass \$pass_to;
+  }
+NGINX
+}
+
 cat >"$d/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
@@ -283,15 +299,7 @@ stream {
     ssl_session_tickets on;
     proxy_pass 127.0.0.1:$HTTPB;
   }
-  map \$ssl_preread_server_name \$pass_to {
-    p.test 127.0.0.1:$TECHO;
-    default 127.0.0.1:1;
-  }
-  server {
-    listen 127.0.0.1:$N_P;
-    ssl_preread on;
-    proxy_pass \$pass_to;
-  }
+$(nginx_preread "$N_P")
 }
 NGINX
 
@@ -393,15 +401,7 @@ stream {
     ssl_session_tickets on;
     proxy_pass 127.0.0.1:$ECHO;
   }
-  map \$ssl_preread_server_name \$pass_to {
-    p.test 127.0.0.1:$TECHO;
-    default 127.0.0.1:1;
-  }
-  server {
-    listen 127.0.0.1:$I_NP;
-    ssl_preread on;
-    proxy_pass \$pass_to;
-  }
+$(nginx_preread "$I_NP")
 }
 NGINX
 cat >"$d/haproxy-idle.cfg" <<HAPROXY

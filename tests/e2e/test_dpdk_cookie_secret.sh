@@ -13,9 +13,9 @@
 #      the secret.
 # Needs root (tap devices, a network namespace); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_cookie_secret 150
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_cookie_secret: needs root (tap devices, network namespaces)"; finish; }
-command -v ip >/dev/null || { fail "dpdk_cookie_secret: ip is installed (tools/install-deps.sh)"; finish; }
+dpdk_needs dpdk_cookie_secret
 
 NS="lode-cs$$"
 TAP_A="lcsa$$"
@@ -31,11 +31,7 @@ chmod 600 "$T/a.secret" "$T/b.secret"
 
 node_config() {  # node_config NAME TAP SECRET_FILE
   cat <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443"]
+$(dpdk_head "\"$VIP:443\"")
 
 [[route]]
 name = "r"

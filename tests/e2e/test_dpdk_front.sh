@@ -13,12 +13,10 @@
 # (the hand-off to the workers) is test_dpdk_terminate.sh. Needs root (tap,
 # namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_front 120
 make_pki r.test p.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_front: needs root (tap devices, network namespaces)"; finish; }
-for tool in ip ping hping3; do
-  command -v "$tool" >/dev/null || { fail "dpdk_front: $tool is installed (tools/install-deps.sh)"; finish; }
-done
+dpdk_needs dpdk_front ping hping3
 
 NS="lode-dp$$"
 TAP="ldtap$$"
@@ -28,11 +26,7 @@ VIP="$NET.1"
 ON_EXIT+=("ip netns del $NS" "rm -rf /var/run/dpdk/$PREFIX")
 MP=$(free_port)
 cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443"]
+$(dpdk_head "\"$VIP:443\"")
 
 [[pool]]
 name = "p"
@@ -56,24 +50,17 @@ action = "passthrough"
 pool = "p"
 
 [dpdk]
-eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+$(dpdk_eal '"-l", "0-1"' 256)
 
 [admin]
 metrics = "127.0.0.1:$MP"
 TOML
 start_lodestone "$T/lode.toml"
-start=$(grep '"event":"start"' "$LLOG")
-assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+dpdk_started
 assert_eq "start event: one lcore polls the port" 1 "$(jfield dpdk_lcores <<<"$start")"
 check "the tap device exists" sh -c "ip link show $TAP >/dev/null"
 
-ip netns add "$NS"
-ip link set "$TAP" netns "$NS"
-ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
-ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
-ip netns exec "$NS" ip link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
+client_ns "$NET.2" "$NET.9"
 # The passthrough backend: openssl s_server with p.test's own certificate,
 # serving files (-WWW) from $T/www, in the client's namespace on $NET.9.
 mkdir -p "$T/www"
@@ -122,7 +109,6 @@ assert_eq "during a SYN flood: 5 of 5 real clients got their answer" 5 "$ok"
 wait "$HP" 2>/dev/null
 
 sleep 1.2  # the stats file is rewritten every second
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 assert_ge "stats: SYN cookies sent (the flood included)" "$(front syn_cookies)" 10000
 assert_le "stats: flows created only by real clients (no flood SYN made one)" "$(front flows_created)" 20
 assert_eq "stats: pings answered" 3 "$(front echo_replies)"
@@ -146,8 +132,6 @@ if command -v promtool >/dev/null; then
   assert_eq "/metrics passes promtool with the front's families" "" "$(promtool check metrics <"$T/metrics.txt" 2>&1)"
 fi
 
-kill -TERM "$LPID"
-wait_for 10 grep -q '"event":"stopped"' "$LLOG"
-check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
+dpdk_stop 10
 check "the tap device is gone with the port" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
 finish

@@ -14,10 +14,10 @@
 # The counters say it went through the front (icmp_too_big). Needs root
 # (tap devices, network namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_icmp_pmtu 150
 make_pki q.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_icmp_pmtu: needs root (tap devices, network namespaces)"; finish; }
-command -v ip >/dev/null || { fail "dpdk_icmp_pmtu: ip is installed (tools/install-deps.sh)"; finish; }
+dpdk_needs dpdk_icmp_pmtu
 
 NS="lode-pmr$$"   # client and router, the tap's kernel side
 NB="lode-pmb$$"   # the backend behind the router
@@ -32,11 +32,7 @@ VIP="$NET.1"
 VIP6="${NET6}1"
 ON_EXIT+=("ip netns del $NS" "ip netns del $NB" "rm -rf /var/run/dpdk/$PREFIX")
 cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443", "[$VIP6]:443"]
+$(dpdk_head "\"$VIP:443\", \"[$VIP6]:443\"")
 
 [[pool]]
 name = "far"
@@ -49,30 +45,17 @@ action = "passthrough"
 pool = "far"
 
 [dpdk]
-eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+$(dpdk_eal '"-l", "0-1"' 256)
 networks = ["$NET.0/24", "${NET6}/64"]
 gateway = "$NET.2"
 TOML
 start_lodestone "$T/lode.toml"
 
-ip netns add "$NS"
-ip netns add "$NB"
-ip link set "$TAP" netns "$NS"
-in_ns() { ip netns exec "$NS" "$@"; }
-in_nb() { ip netns exec "$NB" "$@"; }
-in_ns ip link set lo up
-in_nb ip link set lo up
+router_ns
 in_ns ip addr add "$NET.2/24" dev "$TAP"
 in_ns ip -6 addr add "${NET6}2/64" dev "$TAP" nodad
 in_ns ip link set "$TAP" up
-in_ns ip link add "$VETH" mtu 1280 type veth peer name "${VETH}b" mtu 1280
-in_ns ip link set "${VETH}b" netns "$NB"
-in_ns ip addr add "$FAR.1/24" dev "$VETH"
-in_ns ip link set "$VETH" up
-in_nb ip addr add "$FAR.9/24" dev "${VETH}b"
-in_nb ip link set "${VETH}b" up
-in_nb ip route add default via "$FAR.1"
-in_ns sysctl -qw net.ipv4.ip_forward=1
+far_link 1280
 in_ns sysctl -qw net.ipv4.ip_no_pmtu_disc=0
 
 # The backend: TLS echo (backend_server.py) with q.test's certificate.
@@ -106,7 +89,6 @@ except Exception as e:
     print("error: %s" % e)
 PY
 }
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 
 out=$(upload "$VIP")
 assert_eq "IPv4 client: 3 MB up and back through a 1280-byte link (the front passed the router's ICMP on)" ok "$out"

@@ -16,10 +16,10 @@
 #   route, no answer ignored.
 # Needs root (tap, namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_ipv6 150
 make_pki p.test q.test x.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_ipv6: needs root (tap devices, network namespaces)"; finish; }
-command -v ip >/dev/null || { fail "dpdk_ipv6: ip is installed (tools/install-deps.sh)"; finish; }
+dpdk_needs dpdk_ipv6
 
 NS="lode-d6r$$"   # client and router, the tap's kernel side
 NB="lode-d6b$$"   # the backends behind the router
@@ -35,11 +35,7 @@ VIP="$NET.1"
 VIP6="${NET6}1"
 ON_EXIT+=("ip netns del $NS" "ip netns del $NB" "rm -rf /var/run/dpdk/$PREFIX")
 cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443", "[$VIP6]:443"]
+$(dpdk_head "\"$VIP:443\", \"[$VIP6]:443\"")
 
 [[pool]]
 name = "near6"
@@ -72,39 +68,25 @@ action = "passthrough"
 pool = "far6"
 
 [dpdk]
-eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+$(dpdk_eal '"-l", "0-1"' 256)
 networks = ["$NET.0/24", "${NET6}/64"]
 gateway = "$NET.2"
 gateway6 = "${NET6}2"
 TOML
 start_lodestone "$T/lode.toml"
-start=$(grep '"event":"start"' "$LLOG")
-assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+dpdk_started
 
-ip netns add "$NS"
-ip netns add "$NB"
-ip link set "$TAP" netns "$NS"
-in_ns() { ip netns exec "$NS" "$@"; }
-in_nb() { ip netns exec "$NB" "$@"; }
-in_ns ip link set lo up
-in_nb ip link set lo up
+router_ns
 in_ns ip addr add "$NET.2/24" dev "$TAP"
 in_ns ip addr add "$NET.9/24" dev "$TAP"
 in_ns ip -6 addr add "${NET6}2/64" dev "$TAP" nodad
 in_ns ip -6 addr add "${NET6}9/64" dev "$TAP" nodad
 in_ns ip link set "$TAP" up
 # The router's other side: a veth pair to the backends' namespace.
-in_ns ip link add "$VETH" type veth peer name "${VETH}b"
-in_ns ip link set "${VETH}b" netns "$NB"
-in_ns ip addr add "$FAR.1/24" dev "$VETH"
+far_link
 in_ns ip -6 addr add "${FAR6}1/64" dev "$VETH" nodad
-in_ns ip link set "$VETH" up
-in_nb ip addr add "$FAR.9/24" dev "${VETH}b"
 in_nb ip -6 addr add "${FAR6}9/64" dev "${VETH}b" nodad
-in_nb ip link set "${VETH}b" up
-in_nb ip route add default via "$FAR.1"
 in_nb ip -6 route add default via "${FAR6}1"
-in_ns sysctl -qw net.ipv4.ip_forward=1
 in_ns sysctl -qw net.ipv6.conf.all.forwarding=1
 
 # The backends: openssl s_server serving $T/www, each with its name's certificate.
@@ -148,7 +130,6 @@ assert_eq "IPv4 client, IPv6 backend: curl exit 0 ($(head -c 200 "$T/curl-x.test
 assert_eq "IPv4 client, IPv6 backend: equal SHA-256" "$want" "$(sha256sum <"$T/got-x.test.bin" 2>/dev/null)"
 
 sleep 1.2  # the stats file is rewritten every second
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 assert_eq "stats: passthrough flows" 4 "$(front passthrough_flows)"
 assert_ge "stats: neighbour solicitations for backends (the link's backend, the IPv6 gateway)" \
   "$(front backend_nd_solicits)" 2
@@ -157,7 +138,5 @@ assert_eq "stats: no flow without a route" 0 "$(front backend_no_route)"
 assert_eq "stats: no backend left unresolved" 0 "$(front backend_connect_failures)"
 assert_ge "stats: segments spliced to the client" "$(front spliced_to_client)" 1000
 
-kill -TERM "$LPID"
-wait_for 10 grep -q '"event":"stopped"' "$LLOG"
-check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
+dpdk_stop 10
 finish

@@ -11,10 +11,10 @@
 # frames crossing lcores with none dropped. A clean stop removes both taps.
 # Needs root (taps, namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_lcores 240
 make_pki t.test p.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_lcores: needs root (tap devices, network namespaces)"; finish; }
-command -v ip >/dev/null || { fail "dpdk_lcores: ip is installed (tools/install-deps.sh)"; finish; }
+dpdk_needs dpdk_lcores
 
 NS="lode-dl$$"
 TAP="ldlt$$"
@@ -29,76 +29,26 @@ WP=$(free_port)
 MP=$(free_port)
 mkdir -p "$T/www"
 head -c 65536 /dev/urandom >"$T/www/blob.bin"
-python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$WP" >"$T/http.log" 2>&1 &
-PIDS+=($!)
-wait_for 5 python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$WP"
+serve_www "$WP"
 
 # Two polling lcores (1 and 2) beside the main one, free to share the
 # machine's CPUs (they nap when idle).
-cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443"]
-
-[workers]
-count = 2
-
-[[pool]]
-name = "www"
-backends = ["127.0.0.1:$WP"]
-
-[[pool]]
-name = "p"
-backends = ["$NET.9:443"]
-
-[[certificate]]
-name = "t"
-cert = "pki/t.test.pem"
-key = "pki/t.test.key"
-
-[[route]]
-name = "t"
-names = ["t.test"]
-action = "terminate"
-pool = "www"
-certificate = "t"
-steer = "client"
-
-[[route]]
-name = "p"
-names = ["p.test"]
-action = "passthrough"
-pool = "p"
-
-[dpdk]
-eal = ["--lcores", "0@(0,1),1@(0,1),2@(0,1)", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
-
-[dpdk.exception]
-vdev = "net_tap1,iface=$XIF"
-interface = "$XIF"
-kernel_address = "$XNET.1"
-address = "$XNET.2"
+{
+  split_config '"--lcores", "0@(0,1),1@(0,1),2@(0,1)"' 256 'steer = "client"'
+  cat <<TOML
 
 [admin]
 metrics = "127.0.0.1:$MP"
 TOML
+} >"$T/lode.toml"
 start_lodestone "$T/lode.toml"
-start=$(grep '"event":"start"' "$LLOG")
-assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+dpdk_started
 assert_eq "start event: two polling lcores (an exception port no longer refuses them)" 2 "$(jfield dpdk_lcores <<<"$start")"
 assert_eq "start event: the exception port is a net_tap" net_tap "$(jfield dpdk_exception <<<"$start")"
 check "the wire tap has two queues" sh -c "ls /sys/class/net/$TAP/queues | grep -c rx- | grep -qx 2"
 check "the exception tap has two queues" sh -c "ls /sys/class/net/$XIF/queues | grep -c rx- | grep -qx 2"
 
-ip netns add "$NS"
-ip link set "$TAP" netns "$NS"
-ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
-ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
-ip netns exec "$NS" ip link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
+client_ns "$NET.2" "$NET.9"
 
 # The passthrough backend: a threaded HTTPS server with p.test's certificate.
 cat >"$T/tls_server.py" <<'PY'
@@ -173,7 +123,6 @@ assert_eq "passthrough: every p.test connection got the file (equal SHA-256)" "$
 assert_eq "terminate: every t.test connection got the file through a worker (equal SHA-256)" "$((CONNS / 2))" "$(awk '$1 == "t.test" { print $2 }' <<<"$out")"
 
 sleep 1.2  # the stats file is written every second
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 curl -s --max-time 5 "http://127.0.0.1:$MP/metrics" >"$T/metrics.txt"
 fm() { awk -v want="lodestone_front_$1_total{lcore=\"$2\"}" '$1 == want { print $2 }' "$T/metrics.txt"; }
 echo "redirected out/in/drops: $(front redirected_out)/$(front redirected_in)/$(front redirect_drops)" \
@@ -192,9 +141,6 @@ assert_eq "stats: the hand-offs" "$((CONNS / 2))" "$(front handoff_flows)"
 assert_eq "stats: no hand-off failed" 0 "$(front handoff_failures)"
 assert_eq "stats: no backend connect failed" 0 "$(front backend_connect_failures)"
 
-kill -TERM "$LPID"
-wait_for 15 grep -q '"event":"stopped"' "$LLOG"
-check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
-check "the exception tap is gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
-check "the wire tap is gone" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
+dpdk_stop 15
+taps_gone
 finish

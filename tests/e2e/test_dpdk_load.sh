@@ -17,12 +17,10 @@
 # The rates achieved are printed (MB/s, handshakes/s); no time is asserted.
 # Needs root (taps, namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_load 170
 make_pki t.test p.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_load: needs root (tap devices, network namespaces)"; finish; }
-for tool in ip nginx sha256sum; do
-  command -v "$tool" >/dev/null || { fail "dpdk_load: $tool is installed (tools/install-deps.sh)"; finish; }
-done
+dpdk_needs dpdk_load nginx sha256sum
 LODELOAD=${LODELOAD:-$(dirname "$LODESTONE")/lodeload}
 [ -x "$LODELOAD" ] || { fail "dpdk_load: $LODELOAD is not built"; finish; }
 
@@ -39,67 +37,14 @@ WP=$(free_port)
 mkdir -p "$T/www" "$T/nginx-tmp"
 head -c $((MB * 1000000)) /dev/urandom >"$T/www/blob.bin"
 want=$(sha256sum <"$T/www/blob.bin")
-python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$WP" >"$T/http.log" 2>&1 &
-PIDS+=($!)
-wait_for 5 python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$WP"
+serve_www "$WP"
 
-cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443"]
-
-[workers]
-count = 2
-
-[[pool]]
-name = "www"
-backends = ["127.0.0.1:$WP"]
-
-[[pool]]
-name = "p"
-backends = ["$NET.9:443"]
-
-[[certificate]]
-name = "t"
-cert = "pki/t.test.pem"
-key = "pki/t.test.key"
-
-[[route]]
-name = "t"
-names = ["t.test"]
-action = "terminate"
-pool = "www"
-certificate = "t"
-
-[[route]]
-name = "p"
-names = ["p.test"]
-action = "passthrough"
-pool = "p"
-
-[dpdk]
-eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "512", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
-
-[dpdk.exception]
-vdev = "net_tap1,iface=$XIF"
-interface = "$XIF"
-kernel_address = "$XNET.1"
-address = "$XNET.2"
-TOML
+split_config '"-l", "0-1"' 512 >"$T/lode.toml"
 start_lodestone "$T/lode.toml"
-start=$(grep '"event":"start"' "$LLOG")
-assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+dpdk_started
 assert_eq "start event: one lcore polls the port" 1 "$(jfield dpdk_lcores <<<"$start")"
 
-ip netns add "$NS"
-ip link set "$TAP" netns "$NS"
-ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
-ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
-ip netns exec "$NS" ip link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
+client_ns "$NET.2" "$NET.9"
 # nginx in the namespace: the passthrough backend (its own TLS).
 cat >"$T/nginx.conf" <<NGINX
 daemon off;
@@ -171,7 +116,6 @@ idle passthrough p.test
 idle terminate t.test
 
 # ---- the front's counters
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 live() { python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["front"]; print(f["flows_created"] - f["flows_ended"])' "$STATS"; }
 no_flows_left() { [ "$(live)" = 0 ]; }
 # Closed flows wait in time-wait 2 s; the stats file is rewritten every second.
@@ -192,9 +136,6 @@ assert_eq "stats: no idle timeout" 0 "$(front idle_timeouts)"
 assert_eq "stats: the flow table never full" 0 "$(front flows_table_full)"
 assert_ge "stats: segments spliced towards the clients (200 MB)" "$(front spliced_to_client)" 100000
 
-kill -TERM "$LPID"
-wait_for 15 grep -q '"event":"stopped"' "$LLOG"
-check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
-check "the exception tap is gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
-check "the wire tap is gone" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
+dpdk_stop 15
+taps_gone
 finish

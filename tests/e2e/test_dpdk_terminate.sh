@@ -15,10 +15,10 @@
 # Two polling lcores with an exception port: test_dpdk_lcores.sh.
 # Needs root (taps, namespaces); release build only.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/dpdk_lib.sh"
 e2e_begin dpdk_terminate 150
 make_pki t.test u.test p.test
-[ "$(id -u)" -eq 0 ] || { fail "dpdk_terminate: needs root (tap devices, network namespaces)"; finish; }
-command -v ip >/dev/null || { fail "dpdk_terminate: ip is installed (tools/install-deps.sh)"; finish; }
+dpdk_needs dpdk_terminate
 
 NS="lode-dt$$"
 TAP="ldtt$$"
@@ -33,16 +33,10 @@ WP=$(free_port)
 start_backend app "$BP" http
 mkdir -p "$T/www"
 head -c 20000000 /dev/urandom >"$T/www/blob.bin"
-python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$WP" >"$T/http.log" 2>&1 &
-PIDS+=($!)
-wait_for 5 python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$WP"
+serve_www "$WP"
 
 cat >"$T/lode.toml" <<TOML
-front = "dpdk"
-
-[[listener]]
-name = "vip"
-listen = ["$VIP:443"]
+$(dpdk_head "\"$VIP:443\"")
 
 [workers]
 count = 2
@@ -90,17 +84,12 @@ action = "passthrough"
 pool = "p"
 
 [dpdk]
-eal = ["-l", "0-1", "--no-huge", "--no-pci", "-m", "256", "--file-prefix=$PREFIX", "--vdev=net_tap0,iface=$TAP"]
+$(dpdk_eal '"-l", "0-1"' 256)
 
-[dpdk.exception]
-vdev = "net_tap1,iface=$XIF"
-interface = "$XIF"
-kernel_address = "$XNET.1"
-address = "$XNET.2"
+$(dpdk_exception)
 TOML
 start_lodestone "$T/lode.toml"
-start=$(grep '"event":"start"' "$LLOG")
-assert_eq "start event: the dpdk front" dpdk "$(jfield front <<<"$start")"
+dpdk_started
 assert_eq "start event: two workers behind the exception port" 2 "$(jfield workers <<<"$start")"
 assert_eq "start event: the exception port is a net_tap" net_tap "$(jfield dpdk_exception <<<"$start")"
 check "the exception interface has the kernel address" sh -c "ip -4 addr show $XIF | grep -q 'inet $XNET.1/30'"
@@ -122,13 +111,7 @@ except ConnectionResetError:
 assert_match "a spoofed PROXY header from a local process: closed with no answer" "$spoof" '^(got:0|reset)$'
 check "  ... counted as a PROXY error" wait_stat proxy_errors $((pe0 + 1)) 5
 
-ip netns add "$NS"
-ip link set "$TAP" netns "$NS"
-ip netns exec "$NS" ip addr add "$NET.2/24" dev "$TAP"
-ip netns exec "$NS" ip addr add "$NET.9/24" dev "$TAP"
-ip netns exec "$NS" ip link set "$TAP" up
-ip netns exec "$NS" ip link set lo up
-in_ns() { ip netns exec "$NS" "$@"; }
+client_ns "$NET.2" "$NET.9"
 mkdir -p "$T/pwww"
 echo "passthrough backend" >"$T/pwww/index.txt"
 (cd "$T/pwww" && exec ip netns exec "$NS" openssl s_server -accept "$NET.9:443" -cert "$PKI/p.test.pem" \
@@ -168,7 +151,6 @@ assert_contains "access log: the client's real address (PROXY v2 from the front)
 assert_not_contains "access log: never the front's address on the exception link" "$lines" "$XNET.2"
 workers_t=$(grep -o '"worker":[0-9]*' <<<"$lines" | sort -u | wc -l)
 assert_eq "steering: every t.test connection on one worker" 1 "$workers_t"
-front() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"].get(sys.argv[2], -1))' "$STATS" "$1"; }
 assert_ge "stats: flows handed to the workers" "$(front handoff_flows)" 8
 assert_eq "stats: no hand-off failed" 0 "$(front handoff_failures)"
 assert_eq "stats: no terminate flow reset for want of an exception port" 0 "$(front action_unsupported)"
@@ -176,10 +158,7 @@ assert_ge "stats: frames from the exception port" "$(front exception_rx)" 10000
 assert_ge "stats: segments spliced towards the clients" "$(front spliced_to_client)" 10000
 assert_eq "stats: one passthrough flow" 1 "$(front passthrough_flows)"
 
-kill -TERM "$LPID"
-wait_for 15 grep -q '"event":"stopped"' "$LLOG"
-check "SIGTERM: stopped" grep -q '"event":"stopped"' "$LLOG"
-check "the exception tap is gone" sh -c "! ip link show $XIF >/dev/null 2>&1"
-check "the wire tap is gone" sh -c "! ip netns exec $NS ip link show $TAP >/dev/null 2>&1"
+dpdk_stop 15
+taps_gone
 
 finish

@@ -84,28 +84,18 @@
 
 #include "controlplane/config.h"
 #include "dataplane/front/flow_engine.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
-constexpr MacAddr kExcMac = {0x02, 0, 0, 0, 0, 0x31};     // ours on the exception port
-constexpr MacAddr kKernelMac = {0x02, 0, 0, 0, 0, 0x32};  // the kernel's tap
-const IpAddr kVip = IpAddr::v4(0x0a000001);               // 10.0.0.1
-const IpAddr kClient = IpAddr::v4(0x0a000002);            // 10.0.0.2
-constexpr uint32_t kBackendIp = 0x0a000009;               // 10.0.0.9
-constexpr uint32_t kExcAddr = 0xa9fe4d02;                 // 169.254.77.2
-constexpr uint32_t kKernelAddr = 0xa9fe4d01;              // 169.254.77.1
-constexpr uint64_t kT = 1'000'000;
-constexpr uint8_t kOurWscale = 7;  // EngineConfig's default
+using namespace fixture;
+
+constexpr uint32_t kBackendIp = 0x0a000009;  // 10.0.0.9
+constexpr uint8_t kOurWscale = 7;            // EngineConfig's default
 
 using Bytes = std::vector<uint8_t>;
-Bytes as_vec(std::span<const uint8_t> s) { return {s.begin(), s.end()}; }
 std::span<const uint8_t> as_bytes(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 std::span<const uint8_t> as_bytes(std::string&&) = delete;  // a view of a temporary would dangle
 // A string literal's bytes (its NUL left out).
@@ -113,28 +103,7 @@ template <size_t N>
 std::span<const uint8_t> as_bytes(const char (&s)[N]) {
   return {reinterpret_cast<const uint8_t*>(s), N - 1};
 }
-uint32_t u32(size_t v) { return static_cast<uint32_t>(v); }
-
-class Sink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override {
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
-  bool send_in_place(std::span<uint8_t> frame) noexcept override {
-    if (!in_place) return false;
-    frames.emplace_back(frame.begin(), frame.end());
-    return true;
-  }
-  FrameSink* exception_sink() noexcept override { return exception; }
-  std::vector<Bytes> frames;
-  bool in_place = false;
-  FrameSink* exception = nullptr;
-
- private:
-  Bytes scratch_;
-};
+using Sink = RecordingSink;
 
 // How a lane's engine takes its frames.
 enum class Path { kCopy, kInPlace, kInPlaceL4Verified };
@@ -204,27 +173,16 @@ class FlowEngineFixtureTest : public ::testing::Test {
         "certificate = \"t\"\n"
         "[timeouts]\nhello_ms = " +
         std::to_string(hello_ms) + "\n";
-    auto cfg = config::load_config_string(toml, "fixtures.toml");
-    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-    auto keys = tls::TicketKeys::create(1);
-    ASSERT_TRUE(keys.has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_from(toml, "fixtures.toml");
+    ASSERT_NE(runtime, nullptr);
+    EngineConfig ec = engine_config(*runtime);
     ec.max_flows = 256;
     ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    ec.handoff.enabled = true;
-    ec.handoff.mac = kExcMac;
-    ec.handoff.address = kExcAddr;
-    ec.handoff.kernel = kKernelAddr;
-    ec.handoff.first_port = 20443;
-    ec.handoff.workers = 1;
+    enable_handoff(ec, 1);
     for (size_t i = 0; i < lanes_.size(); ++i) {
       Lane& l = lanes_[i];
       l.path = static_cast<Path>(i);
-      l.engine = std::make_unique<FlowEngine>(ec, built->runtime);
+      l.engine = std::make_unique<FlowEngine>(ec, runtime);
       l.wire.exception = &l.exc;
       l.wire.in_place = l.exc.in_place = l.path != Path::kCopy;
     }
@@ -296,26 +254,15 @@ class FlowEngineFixtureTest : public ::testing::Test {
     outs_.push_back(f);
     return outs_.back();
   }
-  static Bytes frame_of(const TcpSegment& s) {
-    Bytes f(kMaxFrame + 9000);
-    f.resize(build_tcp(f, s));
-    EXPECT_GT(f.size(), 0u);
-    return f;
-  }
+  static Bytes frame_of(const TcpSegment& s) { return fixture::frame_of(s, kMaxFrame + 9000); }
   Out wire(const TcpSegment& s, uint64_t now = kT) { return feed(frame_of(s), now, false); }
   Out exc(const TcpSegment& s, uint64_t now = kT) { return feed(frame_of(s), now, true); }
 
   TcpSegment client(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) const {
-    TcpSegment s;
-    s.src_mac = kClientMac;
-    s.dst_mac = kOurMac;
-    s.flow = FlowKey{kClient, kVip, sport_, 443};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 502;
+    TcpSegment s = segment(kClientMac, kOurMac,
+                           FlowKey{kClient, kVip, sport_, 443},
+                           flags, seq, ack, 502, payload);
     s.vlan = vlan_;
-    s.payload = payload;
     if (client_ts_) {
       s.options.has_timestamps = true;
       s.options.ts_val = client_tsval_;
@@ -324,16 +271,10 @@ class FlowEngineFixtureTest : public ::testing::Test {
     return s;
   }
   TcpSegment backend(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) const {
-    TcpSegment s;
-    s.src_mac = kBackendMac;
-    s.dst_mac = kOurMac;
-    s.flow = FlowKey{IpAddr::v4(kBackendIp), kVip, 443, backend_syn_.sport};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 1000;
+    TcpSegment s = segment(kBackendMac, kOurMac,
+                           FlowKey{IpAddr::v4(kBackendIp), kVip, 443, backend_syn_.sport},
+                           flags, seq, ack, 1000, payload);
     s.vlan = vlan_;
-    s.payload = payload;
     return s;
   }
   TcpSegment worker(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) const {

@@ -11,22 +11,17 @@
 
 #include "controlplane/config.h"
 #include "dataplane/front/flow_engine.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
 #include "support/test_pki.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
 
+using namespace fixture;
 using Frame = std::vector<uint8_t>;
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
 constexpr MacAddr kRouterMac = {0x02, 0, 0, 0, 0, 0xfe};
-const IpAddr kVip = IpAddr::v4(0x0a000001);      // 10.0.0.1
-const IpAddr kClient = IpAddr::v4(0x0a000002);   // 10.0.0.2
 const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
 const IpAddr kRouter = IpAddr::v4(0x0a0000fe);   // 10.0.0.254
 const uint8_t kVip6Bytes[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
@@ -37,20 +32,7 @@ const IpAddr kClient6 = IpAddr::v6(std::span<const uint8_t, 16>(kClient6Bytes, 1
 const IpAddr kRouter6 = IpAddr::v6(std::span<const uint8_t, 16>(kRouter6Bytes, 16));
 constexpr size_t kL3 = 14;
 
-class VectorSink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override {
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override {
-    frames.emplace_back(scratch_.begin(), scratch_.begin() + len);
-  }
-  std::vector<Frame> frames;
-
- private:
-  Frame scratch_;
-};
+using VectorSink = RecordingSink;
 
 void put16(uint8_t* p, uint32_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
@@ -143,43 +125,25 @@ class FlowEngineIcmpTest : public ::testing::Test {
     const std::string path = dir_.write("lode.toml", toml);
     auto cfg = config::load_config_file(path);
     EXPECT_TRUE(cfg.has_value());
-    auto keys = tls::TicketKeys::create(1);
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    EXPECT_TRUE(built.has_value());
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_of(*cfg);
+    EngineConfig ec = engine_config(*runtime);
     ec.cookie_key = secret;
     ec.icmp_burst = icmp_burst;
     ec.cookie_clock_offset_ms = cookie_clock_offset_ms;
-    return std::make_unique<FlowEngine>(ec, built->runtime);
+    return std::make_unique<FlowEngine>(ec, runtime);
   }
 
   TcpSegment from_client(uint8_t flags, uint32_t seq, uint32_t ack,
                          std::span<const uint8_t> payload = {}) {
-    TcpSegment s;
-    s.src_mac = kClientMac;
-    s.dst_mac = kOurMac;
-    s.flow = v6_ ? FlowKey{kClient6, kVip6, 40000, 443} : FlowKey{kClient, kVip, 40000, 443};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 64240;
-    s.payload = payload;
-    return s;
+    return segment(kClientMac, kOurMac,
+                   v6_ ? FlowKey{kClient6, kVip6, 40000, 443} : FlowKey{kClient, kVip, 40000, 443},
+                   flags, seq, ack, 64240, payload);
   }
   TcpSegment from_backend(uint8_t flags, uint32_t seq, uint32_t ack,
                           std::span<const uint8_t> payload = {}) {
-    TcpSegment s;
-    s.src_mac = kBackendMac;
-    s.dst_mac = kOurMac;
-    s.flow = FlowKey{kBackend, kVip, 443, lport_};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 1000;
-    s.payload = payload;
-    return s;
+    return segment(kBackendMac, kOurMac,
+                   FlowKey{kBackend, kVip, 443, lport_},
+                   flags, seq, ack, 1000, payload);
   }
   // Frames in; the frames out (raw: the tests parse them).
   std::vector<Frame> in_frame(const Frame& f, FlowEngine* e = nullptr) {
@@ -187,13 +151,7 @@ class FlowEngineIcmpTest : public ::testing::Test {
     (e != nullptr ? e : engine_.get())->on_frame(f, now_, sink_);
     return sink_.frames;
   }
-  std::vector<Frame> in(const TcpSegment& s, FlowEngine* e = nullptr) {
-    Frame f(kMaxFrame);
-    const size_t n = build_tcp(f, s);
-    EXPECT_GT(n, 0u);
-    f.resize(n);
-    return in_frame(f, e);
-  }
+  std::vector<Frame> in(const TcpSegment& s, FlowEngine* e = nullptr) { return in_frame(frame_of(s), e); }
 
   // SYN, cookie ACK, the hello for p.test, the backend's ARP reply, its
   // SYN-ACK: the flow is spliced, the replay acknowledged.
@@ -563,36 +521,21 @@ TEST_F(FlowEngineIcmpTest, Ipv6ClientPacketTooBigAndFragNeededTranslated) {
 // A terminate flow handed to a worker through the exception port: a too-big
 // for one of the worker's segments to the client goes to the workers'
 // kernel, on the exception link, about its own segment.
-class ExceptionSink : public VectorSink {
- public:
-  FrameSink* exception_sink() noexcept override { return exception; }
-  FrameSink* exception = nullptr;
-};
+using ExceptionSink = RecordingSink;
 
 TEST(FlowEngineIcmpHandoffTest, TooBigTowardsTheClientReachesTheWorkersKernel) {
-  constexpr MacAddr kExcMac = {0x02, 0, 0, 0, 0, 0x31}, kKernelMac = {0x02, 0, 0, 0, 0, 0x32};
-  const IpAddr exc_addr = IpAddr::v4(0xa9fe4d02), kernel_addr = IpAddr::v4(0xa9fe4d01);
+  const IpAddr exc_addr = IpAddr::v4(kExcAddr), kernel_addr = IpAddr::v4(kKernelAddr);
   const std::string toml =
       "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\"]\n"
       "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9000\"]\n"
       "[[certificate]]\nname = \"t\"\ncert = \"t.pem\"\nkey = \"t.key\"\n"
       "[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\npool = "
       "\"app\"\ncertificate = \"t\"\n";
-  auto cfg = config::load_config_string(toml, "handoff.toml");
-  ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-  auto keys = tls::TicketKeys::create(1);
-  auto built = app::build_runtime(*cfg, *keys, 1);
-  ASSERT_TRUE(built.has_value());
-  EngineConfig ec;
-  ec.mac = kOurMac;
-  ec.vips = vips_of(*built->runtime);
-  ec.handoff.enabled = true;
-  ec.handoff.mac = kExcMac;
-  ec.handoff.address = exc_addr.v4_host();
-  ec.handoff.kernel = kernel_addr.v4_host();
-  ec.handoff.first_port = 20443;
-  ec.handoff.workers = 1;
-  FlowEngine engine(ec, built->runtime);
+  const auto runtime = runtime_from(toml, "handoff.toml");
+  ASSERT_NE(runtime, nullptr);
+  EngineConfig ec = engine_config(*runtime);
+  enable_handoff(ec, 1);
+  FlowEngine engine(ec, runtime);
   ExceptionSink wire;
   VectorSink exc;
   wire.exception = &exc;

@@ -10,44 +10,21 @@
 
 #include "controlplane/config.h"
 #include "dataplane/front/flow_engine.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
-constexpr MacAddr kExcMac = {0x02, 0, 0, 0, 0, 0x31};
-constexpr MacAddr kKernelMac = {0x02, 0, 0, 0, 0, 0x32};
-const IpAddr kVip = IpAddr::v4(0x0a000001);      // 10.0.0.1
-const IpAddr kClient = IpAddr::v4(0x0a000002);   // 10.0.0.2
+using namespace fixture;
+
 const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
-constexpr uint32_t kExcAddr = 0xa9fe4d02;        // 169.254.77.2
-constexpr uint32_t kKernelAddr = 0xa9fe4d01;     // 169.254.77.1
 constexpr uint16_t kVipPortInRange = 20002;      // a VIP port among the local ports
-constexpr uint64_t kT = 1'000'000;
 
-uint32_t u32(size_t v) {
-  return static_cast<uint32_t>(v);
-}
-
-class Sink : public FrameSink {
+// Takes frames in place, and records the frames handed to other lcores.
+class Sink : public RecordingSink {
  public:
-  std::span<uint8_t> buffer() noexcept override {
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override {
-    frames.emplace_back(scratch_.begin(), scratch_.begin() + len);
-  }
-  bool send_in_place(std::span<uint8_t> frame) noexcept override {
-    frames.emplace_back(frame.begin(), frame.end());
-    return true;
-  }
-  FrameSink* exception_sink() noexcept override { return exception; }
+  Sink() { in_place = true; }
   bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
     if (!accept_redirects) return false;
     redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
@@ -57,13 +34,8 @@ class Sink : public FrameSink {
     uint32_t lcore;
     std::vector<uint8_t> frame;
   };
-  std::vector<std::vector<uint8_t>> frames;
   std::vector<Redirect> redirects;
   bool accept_redirects = true;  // false: a full ring
-  FrameSink* exception = nullptr;
-
- private:
-  std::vector<uint8_t> scratch_;
 };
 
 struct Lcore {
@@ -89,63 +61,33 @@ class FlowEngineLcoresTest : public ::testing::Test {
         "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
         "[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\npool = \"app\"\n"
         "certificate = \"t\"\n";
-    auto cfg = config::load_config_string(toml, "lcores.toml");
-    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-    auto keys = tls::TicketKeys::create(1);
-    ASSERT_TRUE(keys.has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_from(toml, "lcores.toml");
+    ASSERT_NE(runtime, nullptr);
+    EngineConfig ec = engine_config(*runtime);
     ec.max_flows = 1024;
     ec.cookie_key = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
-    ec.handoff.enabled = true;
-    ec.handoff.mac = kExcMac;
-    ec.handoff.address = kExcAddr;
-    ec.handoff.kernel = kKernelAddr;
-    ec.handoff.first_port = 20443;
-    ec.handoff.workers = 2;
+    enable_handoff(ec, 2);
     ec.lcores = 2;
     for (uint32_t i = 0; i < 2; ++i) {
       ec.lcore = i;
-      lc_[i].engine = std::make_unique<FlowEngine>(ec, built->runtime);
+      lc_[i].engine = std::make_unique<FlowEngine>(ec, runtime);
       lc_[i].wire.exception = &lc_[i].exc;
     }
   }
 
-  static std::vector<uint8_t> build(const TcpSegment& s) {
-    std::vector<uint8_t> f(kMaxFrame);
-    f.resize(build_tcp(f, s));
-    EXPECT_GT(f.size(), 0u);
-    return f;
-  }
+  static std::vector<uint8_t> build(const TcpSegment& s) { return frame_of(s); }
   TcpSegment client(uint16_t sport, uint8_t flags, uint32_t seq, uint32_t ack,
                     std::span<const uint8_t> payload = {}) const {
-    TcpSegment s;
-    s.src_mac = kClientMac;
-    s.dst_mac = kOurMac;
-    s.flow = FlowKey{kClient, kVip, sport, 443};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 64240;
-    s.payload = payload;
-    return s;
+    return segment(kClientMac, kOurMac,
+                   FlowKey{kClient, kVip, sport, 443},
+                   flags, seq, ack, 64240, payload);
   }
   // What a backend (or, with exception, a worker) sends to our local port.
   static TcpSegment backend(const Packet& our_syn, uint8_t flags, uint32_t seq, uint32_t ack,
                             std::span<const uint8_t> payload = {}, bool exception = false) {
-    TcpSegment s;
-    s.src_mac = exception ? kKernelMac : kBackendMac;
-    s.dst_mac = exception ? kExcMac : kOurMac;
-    s.flow = FlowKey{our_syn.dst, our_syn.src, our_syn.dport, our_syn.sport};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 1000;
-    s.payload = payload;
-    return s;
+    return segment(exception ? kKernelMac : kBackendMac, exception ? kExcMac : kOurMac,
+                   FlowKey{our_syn.dst, our_syn.src, our_syn.dport, our_syn.sport},
+                   flags, seq, ack, 1000, payload);
   }
 
   // A frame into lcore i: received (redirected = false) or from another

@@ -13,16 +13,14 @@
 
 #include "controlplane/config.h"
 #include "dataplane/front/flow_engine.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
+using namespace fixture;
+
 constexpr MacAddr kGatewayMac = {0x02, 0, 0, 0, 0, 0xfe};
 constexpr MacAddr kEvilMac = {0x02, 0xee, 0, 0, 0, 0xee};
 constexpr uint64_t kT0 = 1'000'000;
@@ -50,24 +48,7 @@ const IpAddr kClient6 = v6({2});                   // fd00::2
 const IpAddr kBackend6 = v6({9});                  // fd00::9
 const IpAddr kGateway6 = v6({0xfe});               // fd00::fe
 
-class VectorSink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override {
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
-  bool send_in_place(std::span<uint8_t> frame) noexcept override {
-    if (!in_place) return false;
-    frames.emplace_back(frame.begin(), frame.end());
-    return true;
-  }
-  std::vector<std::vector<uint8_t>> frames;
-  bool in_place = false;
-
- private:
-  std::vector<uint8_t> scratch_;
-};
+using VectorSink = RecordingSink;
 
 // The engine's view of [dpdk] networks / gateway / gateway6, as
 // tools/lodestone/main.cc hands it over.
@@ -144,16 +125,12 @@ class NeighborTest : public ::testing::Test {
     if (!dpdk.empty()) toml += "[dpdk]\n" + dpdk + "\n";
     auto cfg = config::load_config_string(toml, "neighbor_test.toml");
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-    auto keys = tls::TicketKeys::create(1);
-    ASSERT_TRUE(keys.has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_of(*cfg);
+    ASSERT_NE(runtime, nullptr);
+    EngineConfig ec = engine_config(*runtime);
     ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     ec.next_hops = next_hops_of(cfg->dpdk);
-    engine_ = std::make_unique<FlowEngine>(ec, built->runtime);
+    engine_ = std::make_unique<FlowEngine>(ec, runtime);
   }
 
   struct Client {
@@ -181,11 +158,7 @@ class NeighborTest : public ::testing::Test {
     return s;
   }
   std::vector<Packet> in(const TcpSegment& s, uint64_t now = kT0) {
-    std::vector<uint8_t> frame(kMaxFrame);
-    const size_t n = build_tcp(frame, s);
-    EXPECT_GT(n, 0u);
-    frame.resize(n);
-    return in_raw(std::move(frame), now);
+    return in_raw(frame_of(s), now);
   }
   std::vector<Packet> in_raw(std::vector<uint8_t> frame, uint64_t now = kT0) {
     stored_.push_back(std::move(frame));

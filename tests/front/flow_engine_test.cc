@@ -12,43 +12,19 @@
 
 #include "controlplane/config.h"
 #include "dataplane/front/tcp_rewrite.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
 #include "support/test_pki.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-const IpAddr kVip = IpAddr::v4(0x0a000001);     // 10.0.0.1
-const IpAddr kClient = IpAddr::v4(0x0a000002);  // 10.0.0.2
+using namespace fixture;
+
 const uint8_t kVip6Bytes[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 const uint8_t kClient6Bytes[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
 
-class VectorSink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override {
-    if (exhausted) return {};
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
-  bool send_in_place(std::span<uint8_t> frame) noexcept override {
-    if (!in_place) return false;
-    frames.emplace_back(frame.begin(), frame.end());
-    ++in_place_sent;
-    return true;
-  }
-  std::vector<std::vector<uint8_t>> frames;
-  bool exhausted = false;
-  bool in_place = false;  // accept frames rewritten where they were received
-  size_t in_place_sent = 0;
-
- private:
-  std::vector<uint8_t> scratch_;
-};
+using VectorSink = RecordingSink;
 
 std::span<const uint8_t> as_bytes(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
@@ -67,16 +43,12 @@ class FlowEngineTest : public ::testing::Test {
     const std::string path = dir_.write("lode.toml", toml);
     auto cfg = config::load_config_file(path);
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-    auto keys = tls::TicketKeys::create(1);
-    ASSERT_TRUE(keys.has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_of(*cfg);
+    ASSERT_NE(runtime, nullptr);
+    EngineConfig ec = engine_config(*runtime);
     ec.max_flows = max_flows;
     ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    engine_ = std::make_unique<FlowEngine>(ec, built->runtime);
+    engine_ = std::make_unique<FlowEngine>(ec, runtime);
   }
 
   TcpSegment seg(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {},
@@ -97,11 +69,7 @@ class FlowEngineTest : public ::testing::Test {
   }
   // Sends a frame at `now_ms`; returns what came out, parsed.
   std::vector<Packet> in(const TcpSegment& s, uint64_t now_ms = 1'000'000) {
-    std::vector<uint8_t> frame(kMaxFrame + 9000);
-    const size_t n = build_tcp(frame, s);
-    EXPECT_GT(n, 0u);
-    frame.resize(n);
-    return in_raw(frame, now_ms);
+    return in_raw(frame_of(s, kMaxFrame + 9000), now_ms);
   }
   std::vector<Packet> in_raw(std::vector<uint8_t> frame, uint64_t now_ms = 1'000'000) {
     stored_.push_back(std::move(frame));
@@ -358,7 +326,6 @@ TEST_F(FlowEngineTest, RejectWithResetResets) {
 
 // ------------------------------------------------------------ passthrough
 
-constexpr MacAddr kBackendMac = {0x02, 0, 0, 0, 0, 9};
 const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
 
 class PassthroughTest : public FlowEngineTest {

@@ -15,9 +15,8 @@
 #include "controlplane/config.h"
 #include "dataplane/front/flow_engine.h"
 #include "dataplane/tls/proxy_protocol.h"
-#include "dataplane/tls/ticket_keys.h"
+#include "support/flow_engine_fixture.h"
 #include "support/hello_builder.h"
-#include "tools/lodestone/runtime_builder.h"
 
 namespace lode::front {
 namespace {
@@ -176,41 +175,8 @@ TEST_F(DpdkExceptionConfigTest, ListenersBehindTheDpdkFrontTakeNoProxyHeader) {
 
 // ------------------------------------------------------------------ engine
 
-constexpr MacAddr kOurMac = {0x02, 0, 0, 0, 0, 1};
-constexpr MacAddr kClientMac = {0x02, 0, 0, 0, 0, 2};
-constexpr MacAddr kExcMac = {0x02, 0, 0, 0, 0, 0x31};     // ours on the exception port
-constexpr MacAddr kKernelMac = {0x02, 0, 0, 0, 0, 0x32};  // the kernel's tap
-const IpAddr kVip = IpAddr::v4(0x0a000001);
-const IpAddr kClient = IpAddr::v4(0x0a000002);
-constexpr uint32_t kExcAddr = 0xa9fe4d02;    // 169.254.77.2
-constexpr uint32_t kKernelAddr = 0xa9fe4d01;  // 169.254.77.1
-constexpr uint64_t kT = 1'000'000;
-
-class Sink : public FrameSink {
- public:
-  std::span<uint8_t> buffer() noexcept override {
-    scratch_.assign(kMaxFrame, 0);
-    return scratch_;
-  }
-  void send(size_t len) noexcept override { frames.emplace_back(scratch_.begin(), scratch_.begin() + len); }
-  bool send_in_place(std::span<uint8_t> frame) noexcept override {
-    if (!in_place) return false;
-    frames.emplace_back(frame.begin(), frame.end());
-    ++in_place_sent;
-    return true;
-  }
-  FrameSink* exception_sink() noexcept override { return exception; }
-  std::vector<std::vector<uint8_t>> frames;
-  bool in_place = false;
-  size_t in_place_sent = 0;
-  FrameSink* exception = nullptr;
-
- private:
-  std::vector<uint8_t> scratch_;
-};
-
-std::vector<uint8_t> as_vec(std::span<const uint8_t> s) { return {s.begin(), s.end()}; }
-uint32_t u32(size_t v) { return static_cast<uint32_t>(v); }
+using namespace fixture;
+using Sink = RecordingSink;
 
 class HandoffTest : public ::testing::Test {
  protected:
@@ -225,24 +191,14 @@ class HandoffTest : public ::testing::Test {
         "certificate = \"t\"\n"
         "[[route]]\nname = \"busy\"\nnames = [\"busy.test\"]\naction = \"terminate\"\npool = \"app\"\n"
         "certificate = \"t\"\nsteer = \"client\"\n";
-    auto cfg = config::load_config_string(toml, "handoff.toml");
-    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
-    auto keys = tls::TicketKeys::create(1);
-    ASSERT_TRUE(keys.has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    EngineConfig ec;
-    ec.mac = kOurMac;
-    ec.vips = vips_of(*built->runtime);
+    const auto runtime = runtime_from(toml, "handoff.toml");
+    ASSERT_NE(runtime, nullptr);
+    EngineConfig ec = engine_config(*runtime);
     ec.max_flows = 64;
     ec.cookie_key = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
+    enable_handoff(ec, workers);
     ec.handoff.enabled = handoff;
-    ec.handoff.mac = kExcMac;
-    ec.handoff.address = kExcAddr;
-    ec.handoff.kernel = kKernelAddr;
-    ec.handoff.first_port = 20443;
-    ec.handoff.workers = workers;
-    engine_ = std::make_unique<FlowEngine>(ec, built->runtime);
+    engine_ = std::make_unique<FlowEngine>(ec, runtime);
     wire_.exception = &exc_;
   }
 
@@ -264,15 +220,8 @@ class HandoffTest : public ::testing::Test {
     return s;
   }
   TcpSegment worker(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) {
-    TcpSegment s;
-    s.src_mac = kKernelMac;
-    s.dst_mac = kExcMac;
-    s.flow = FlowKey{IpAddr::v4(kKernelAddr), IpAddr::v4(kExcAddr), syn_.dport, syn_.sport};
-    s.seq = seq;
-    s.ack = ack;
-    s.flags = flags;
-    s.window = 300;
-    s.payload = payload;
+    TcpSegment s = segment(kKernelMac, kExcMac, FlowKey{IpAddr::v4(kKernelAddr), IpAddr::v4(kExcAddr), syn_.dport, syn_.sport},
+                           flags, seq, ack, 300, payload);
     s.options.has_timestamps = true;
     s.options.ts_val = ++worker_ts_;
     s.options.ts_ecr = syn_.options.ts_val;
@@ -283,12 +232,7 @@ class HandoffTest : public ::testing::Test {
   };
   Out from_wire(const TcpSegment& s, uint64_t now = kT) { return feed(build(s), now, false); }
   Out from_exception(const TcpSegment& s, uint64_t now = kT) { return feed(build(s), now, true); }
-  std::vector<uint8_t> build(const TcpSegment& s) {
-    std::vector<uint8_t> f(kMaxFrame);
-    f.resize(build_tcp(f, s));
-    EXPECT_GT(f.size(), 0u);
-    return f;
-  }
+  std::vector<uint8_t> build(const TcpSegment& s) { return frame_of(s); }
   Out feed(std::vector<uint8_t> frame, uint64_t now, bool exception) {
     stored_.push_back(std::move(frame));
     wire_.frames.clear();
