@@ -8,11 +8,33 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
 
 namespace lode::worker {
+
+// Leaves new bytes uninitialized: prepare() hands out room that is written
+// into at once (no memset per record).
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <typename U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
 
 class ByteQueue {
  public:
@@ -46,10 +68,26 @@ class ByteQueue {
   bool empty() const noexcept { return size() == 0; }
   std::span<const uint8_t> front() const noexcept { return {data_.data() + head_, size()}; }
   void append(std::span<const uint8_t> b) {
+    if (b.empty()) return;
+    std::memcpy(prepare(b.size()), b.data(), b.size());
+    prepared_ = 0;
+  }
+  // Room for up to n more bytes at the back, written in place (by OpenSSL,
+  // say); commit(k) then keeps the first k of them. Nothing else may touch
+  // the queue in between.
+  uint8_t* prepare(size_t n) {
     if (head_ > 0 && head_ == data_.size()) clear();
     const size_t before = data_.capacity();
-    data_.insert(data_.end(), b.begin(), b.end());
+    const size_t used = data_.size();
+    if (before - used < n) data_.reserve(used + n > 2 * before ? used + n : 2 * before);
+    data_.resize(used + n);
     if (account_ != nullptr) *account_ += data_.capacity() - before;
+    prepared_ = n;
+    return data_.data() + used;
+  }
+  void commit(size_t k) noexcept {
+    data_.resize(data_.size() - prepared_ + (k < prepared_ ? k : prepared_));
+    prepared_ = 0;
   }
   void consume(size_t n) noexcept {
     head_ += n;
@@ -75,7 +113,7 @@ class ByteQueue {
   void release() noexcept {
     if (data_.capacity() == 0) return;
     refund();
-    std::vector<uint8_t>().swap(data_);
+    decltype(data_)().swap(data_);
     head_ = 0;
   }
   size_t capacity() const noexcept { return data_.capacity(); }
@@ -85,8 +123,9 @@ class ByteQueue {
     if (account_ != nullptr) *account_ -= data_.capacity();
   }
 
-  std::vector<uint8_t> data_;
+  std::vector<uint8_t, DefaultInitAllocator<uint8_t>> data_;
   size_t head_ = 0;
+  size_t prepared_ = 0;
   uint64_t* account_ = nullptr;
 };
 

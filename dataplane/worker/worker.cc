@@ -451,6 +451,7 @@ struct Worker::Impl {
   };
   List hello_list, connect_list, idle_list, linger_list;
   uint64_t now = 0;
+  uint64_t idle_swept_until = 0;  // release_idle_buffers: handled up to here
   // Last, so it is torn down first: no operation in flight can outlive the
   // connection memory it points into.
   Ring ring;
@@ -608,9 +609,12 @@ struct Worker::Impl {
     if (side.sending.empty()) {
       // A drained queue gives its storage back: an idle connection holds no
       // buffer (the handshake's flights would otherwise stay, a few KiB).
-      side.sending.release();
+      // While relaying, not per chunk: once the connection has gone quiet
+      // (release_idle_buffers, every tick).
+      const bool keep = c.phase == Phase::kRelay;
+      if (!keep) side.sending.release();
       if (side.out.empty()) {
-        side.out.release();
+        if (!keep) side.out.release();
         if (side.want_shut_wr && !side.shut_wr) {
           if (!send_close_notify(c, side)) return;  // waits for room
           shutdown(side.fd, SHUT_WR);
@@ -1273,6 +1277,11 @@ struct Worker::Impl {
 
   void enter_relay(Conn& c) {
     c.phase = Phase::kRelay;
+    // OpenSSL keeps its record buffers while data flows (not a free and a
+    // malloc per record); release_idle_buffers() frees them when quiet.
+    for (Side* s : {&c.client, &c.backend}) {
+      if (s->ssl != nullptr) SSL_clear_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS);
+    }
     link_tail(c, ListId::kIdle);
     relay(c);
   }
@@ -1281,12 +1290,17 @@ struct Worker::Impl {
   // Moves what `from` has received to `to`, through OpenSSL where a side
   // speaks TLS, while `to` has room.
   bool pump(Conn& c, Side& from, Side& to) {
+    // Plaintext is decrypted straight into `to`'s queue, and encrypted
+    // straight from `from`'s: the stack buffer only between two TLS ends.
     uint8_t buf[16384];
     while (to.queued() < opt.relay_cap && !from.read_done) {
       size_t n = 0;
+      const uint8_t* data = buf;
       if (from.ssl != nullptr) {
         ERR_clear_error();
-        const int r = SSL_read_ex(from.ssl, buf, sizeof buf, &n);
+        uint8_t* dst = to.ssl == nullptr ? to.out.prepare(sizeof buf) : buf;
+        const int r = SSL_read_ex(from.ssl, dst, sizeof buf, &n);
+        if (to.ssl == nullptr) to.out.commit(r > 0 ? n : 0);
         if (r <= 0) {
           const int e = SSL_get_error(from.ssl, r);
           if (e == SSL_ERROR_WANT_READ) {
@@ -1317,18 +1331,21 @@ struct Worker::Impl {
           if (from.eof) from.read_done = true;
           break;
         }
-        n = from.in.read(buf, sizeof buf);
+        const auto front = from.in.front();
+        data = front.data();
+        n = front.size() < sizeof buf ? front.size() : sizeof buf;
       }
       if (&to == &c.backend) c.forwarded = true;
       if (to.ssl != nullptr) {
         size_t w = 0;
-        if (SSL_write_ex(to.ssl, buf, n, &w) != 1 || w != n) {
+        if (SSL_write_ex(to.ssl, data, n, &w) != 1 || w != n) {
           close_conn(c, "tls_write:" + openssl_error(), true);
           return false;
         }
-      } else {
-        to.out.append({buf, n});
+      } else if (from.ssl == nullptr) {
+        to.out.append({data, n});
       }
+      if (from.ssl == nullptr) from.in.consume(n);
     }
     if (from.read_done && !to.want_shut_wr) {
       // The source is finished: pass the half-close on (under kernel TX,
@@ -1342,9 +1359,8 @@ struct Worker::Impl {
   void relay(Conn& c) {
     if (!c.splice[0].active && (!pump(c, c.client, c.backend) || c.closing)) return;
     if (!c.splice[1].active && (!pump(c, c.backend, c.client) || c.closing)) return;
-    for (Side* s : {&c.client, &c.backend}) {
-      if (s->in.empty()) s->in.release();
-    }
+    // Drained queues keep their storage while the connection is busy (no
+    // malloc/free per chunk); release_idle_buffers() gives it back.
     if (!c.splice[0].active) flush(c, c.backend, Op::kBackendSend);
     if (c.closing) return;
     if (!c.splice[1].active) flush(c, c.client, Op::kClientSend);
@@ -1780,6 +1796,30 @@ struct Worker::Impl {
     }
   }
 
+  // Relaying connections that have been quiet for a tick give back their
+  // queues' storage and OpenSSL's record buffers. idle_list is in order of
+  // last activity: the walk from its tail skips the connections active in the
+  // last tick, handles those that went quiet since the previous walk, and
+  // stops at the ones it handled then (any that were not empty still had a
+  // send in flight, whose completion moves them back to the tail).
+  void release_idle_buffers() {
+    const uint64_t cutoff = now >= kTickMs ? now - kTickMs : 0;
+    for (uint32_t i = idle_list.tail; i != kNil;) {
+      Conn& c = conns[i];
+      i = c.prev;
+      if (c.last_activity > cutoff) continue;
+      if (c.last_activity <= idle_swept_until) break;
+      if (c.closing || c.phase != Phase::kRelay) continue;
+      for (Side* s : {&c.client, &c.backend}) {
+        if (s->in.empty()) s->in.release();
+        if (!s->send_inflight && s->sending.empty()) s->sending.release();
+        if (s->out.empty()) s->out.release();
+        if (s->ssl != nullptr && SSL_pending(s->ssl) == 0) SSL_free_buffers(s->ssl);
+      }
+    }
+    idle_swept_until = cutoff;
+  }
+
   void on_tick() {
     flush_log();
     // The ring's pressure counters, copied every tick (not per completion).
@@ -1795,6 +1835,7 @@ struct Worker::Impl {
     expire(connect_list, uint64_t{t.connect_ms} * (wrt->rt->limits.connect_retries + 1) + 1000, "connect_timeout",
            &stats.backend_connect_errors);
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
+    release_idle_buffers();
     expire(linger_list, kLingerMs, "", nullptr);
     if (draining && now >= drain_deadline) {
       for (Conn& c : conns) {
