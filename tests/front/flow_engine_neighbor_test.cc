@@ -50,24 +50,7 @@ const IpAddr kGateway6 = v6({0xfe});               // fd00::fe
 
 using VectorSink = RecordingSink;
 
-// The engine's view of [dpdk] networks / gateway / gateway6, as
-// tools/lodestone/main.cc hands it over.
-NextHops next_hops_of(const config::DpdkConfig& d) {
-  auto ip_of = [](const config::DpdkPrefix& p) {
-    IpAddr a;
-    if (p.family == AF_INET || p.family == AF_INET6) {
-      a.family = p.family == AF_INET ? 4 : 6;
-      std::memcpy(a.bytes, p.addr, a.size());
-    }
-    return a;
-  };
-  NextHops nh;
-  nh.routed = d.routed;
-  nh.gateway = ip_of(d.gateway);
-  nh.gateway6 = ip_of(d.gateway6);
-  for (const auto& n : d.networks) nh.networks.push_back({ip_of(n), n.len});
-  return nh;
-}
+using app::next_hops_of;  // the engine's view of [dpdk] networks / gateway / gateway6, as main.cc hands it over
 
 // A neighbour advertisement, crafted field by field (the hostile variants
 // too): from `src` to `dst` for `target`, with a target link-layer address

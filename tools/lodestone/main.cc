@@ -325,6 +325,14 @@ class Supervisor {
 };
 
 // Everything the dataplane serves, fed by the control link's thread.
+// [dpdk] cookie_secret_file, read (none: not the dpdk front, or no file).
+lode::Result<std::optional<lode::front::CookieSecret>, std::string> read_cookie_secret(const lode::config::Config& cfg) {
+  if (cfg.front != "dpdk" || cfg.dpdk.cookie_secret_file.empty()) return std::optional<lode::front::CookieSecret>();
+  auto secret = lode::front::load_cookie_secret(cfg.dpdk.cookie_secret_file);
+  if (!secret) return lode::unexpected("[dpdk] cookie_secret_file: " + secret.error());
+  return std::optional<lode::front::CookieSecret>(*secret);
+}
+
 struct Dataplane {
   std::string config_path;
   lode::config::Config bound;  // listeners bound at start
@@ -385,11 +393,9 @@ struct Dataplane {
       note_bgp(cfg->bgp);
       // The SYN cookies' secret, read again (a changed file takes effect;
       // an unreadable one refuses the reload, the one in service stays).
-      if (cfg->front == "dpdk" && !cfg->dpdk.cookie_secret_file.empty()) {
-        auto secret = lode::front::load_cookie_secret(cfg->dpdk.cookie_secret_file);
-        if (!secret) return lode::unexpected("config: [dpdk] cookie_secret_file: " + secret.error());
-        cookie_secret = *secret;
-      }
+      auto secret = read_cookie_secret(*cfg);
+      if (!secret) return lode::unexpected("config: " + secret.error());
+      cookie_secret = *secret;
       {
         std::lock_guard lock(workers_mu);
         if (started && !lode::config::same_listeners(bound, *cfg)) {
@@ -575,15 +581,12 @@ int run(const std::string& config_path, int workers_override, const std::string&
   }
   // [dpdk] cookie_secret_file: read before the identity changes (a reload
   // reads it again as [process] user).
-  std::optional<lode::front::CookieSecret> cookie_secret;
-  if (cfg->front == "dpdk" && !cfg->dpdk.cookie_secret_file.empty()) {
-    auto secret = lode::front::load_cookie_secret(cfg->dpdk.cookie_secret_file);
-    if (!secret) {
-      std::fprintf(stderr, "lodestone: [dpdk] cookie_secret_file: %s\n", secret.error().c_str());
-      return 1;
-    }
-    cookie_secret = *secret;
+  auto read_secret = read_cookie_secret(*cfg);
+  if (!read_secret) {
+    std::fprintf(stderr, "lodestone: %s\n", read_secret.error().c_str());
+    return 1;
   }
+  const std::optional<lode::front::CookieSecret> cookie_secret = *read_secret;
   const bool handoff = cfg->front == "dpdk" && cfg->dpdk.exception.enabled();
   if (handoff) {
     if (lode::front::handoff_port(static_cast<uint16_t>(cfg->dpdk.exception.first_port),
@@ -656,21 +659,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     ds.max_flows = cfg->dpdk.max_flows;
     ds.stats = stats_segment->front();
     ds.cookie_secret = cookie_secret;
-    {
-      // [dpdk] networks / gateway / gateway6: the backends' next hops.
-      auto ip_of = [](const lode::config::DpdkPrefix& p) {
-        lode::front::IpAddr a;
-        if (p.family == AF_INET || p.family == AF_INET6) {
-          a.family = p.family == AF_INET ? 4 : 6;
-          std::memcpy(a.bytes, p.addr, a.size());
-        }
-        return a;
-      };
-      ds.next_hops.routed = cfg->dpdk.routed;
-      ds.next_hops.gateway = ip_of(cfg->dpdk.gateway);
-      ds.next_hops.gateway6 = ip_of(cfg->dpdk.gateway6);
-      for (const auto& n : cfg->dpdk.networks) ds.next_hops.networks.push_back({ip_of(n), n.len});
-    }
+    ds.next_hops = lode::app::next_hops_of(cfg->dpdk);  // [dpdk] networks / gateway / gateway6
     if (handoff) {
       const auto& x = cfg->dpdk.exception;
       ds.exception = {x.vdev, x.interface, x.kernel_address, x.address, x.prefix_len,

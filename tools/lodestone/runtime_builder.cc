@@ -1,5 +1,8 @@
 #include "tools/lodestone/runtime_builder.h"
 
+#include <sys/socket.h>
+
+#include <cstring>
 #include <string_view>
 #include <unordered_map>
 
@@ -221,6 +224,23 @@ void assign_series(worker::Runtime& rt, control::StatsSegment& stats) {
     for (uint32_t b = 0; b < p.pool->size(); ++b) p.backend_slots[b] = stats.backend_slot(p.name, p.pool->backend(b).id, epoch);
   }
   stats.retire_unseen(epoch);
+}
+
+front::NextHops next_hops_of(const config::DpdkConfig& d) {
+  auto ip_of = [](const config::DpdkPrefix& p) {
+    front::IpAddr a;
+    if (p.family == AF_INET || p.family == AF_INET6) {
+      a.family = p.family == AF_INET ? 4 : 6;
+      std::memcpy(a.bytes, p.addr, a.size());
+    }
+    return a;
+  };
+  front::NextHops nh;
+  nh.routed = d.routed;
+  nh.gateway = ip_of(d.gateway);
+  nh.gateway6 = ip_of(d.gateway6);
+  for (const auto& n : d.networks) nh.networks.push_back({ip_of(n), n.len});
+  return nh;
 }
 
 }  // namespace lode::app

@@ -12,6 +12,7 @@
 #include "controlplane/config.h"
 #include "dataplane/control/snapshot_state.h"
 #include "dataplane/control/stats_segment.h"
+#include "dataplane/front/flow_engine.h"
 #include "dataplane/tls/ticket_keys.h"
 #include "dataplane/worker/runtime.h"
 
@@ -38,6 +39,9 @@ Result<std::shared_ptr<worker::Runtime>, std::vector<std::string>> with_backend_
 // A pool spec with the states of its backends applied (by backend id;
 // unknown ids ignored, backends without an entry as configured).
 route::PoolSpec apply_backend_states(route::PoolSpec spec, const std::vector<control::BackendStateEntry>* states);
+
+// The dpdk front's view of [dpdk] networks / gateway / gateway6.
+front::NextHops next_hops_of(const config::DpdkConfig& d);
 
 // A hash of the TLS settings (never 0): a worker rebuilds its cached
 // SSL_CTXs when it changes.
