@@ -11,6 +11,8 @@
 //      too, and apply_segment() is run on top of nothing and on top of a small
 //      full snapshot at generation 1 (so deltas with base 1 apply). Whatever
 //      it accepts must be a consistent snapshot.
+// Every record kind open() knows is read back here: a kind added to the
+// layout without a case below fails the first time the fuzzer reaches it.
 // A mutated input almost never keeps its checksum right, so each input also
 // runs a second time with the checksum recomputed: the mutations then reach
 // the record checks and apply_segment().
@@ -52,7 +54,8 @@ void touch(const void* p, size_t n) {
   g_sink = x;
 }
 
-// Generation 1: config, ticket keys, certificates name:a (stapled) and name:b.
+// Generation 1: config, ticket keys, certificates name:a (stapled) and name:b,
+// backend states for pool:web.
 const std::shared_ptr<const Snapshot>& base_snapshot() {
   static const std::shared_ptr<const Snapshot> base = [] {
     lode::cp::SegmentBuilder b;
@@ -62,6 +65,10 @@ const std::shared_ptr<const Snapshot>& base_snapshot() {
     b.add_certificate("name:a", 1, lode::snapshot::CertState::kServe, 100, "CHAIN-A", "KEY-A");
     b.add_certificate("name:b", 2, lode::snapshot::CertState::kServe, 100, "CHAIN-B", "KEY-B");
     b.add_staple("name:a", 3, lode::snapshot::StapleStatus::kGood, 10, 20, "DER-A");
+    const lode::snapshot::BackendStateView web[] = {
+        {"b1", 1, lode::snapshot::BackendCheck::kUp, lode::snapshot::BackendAdmin::kActive},
+        {"b2", 5, lode::snapshot::BackendCheck::kUnchecked, lode::snapshot::BackendAdmin::kActive}};
+    b.add_backend_state("web", web, 4);
     auto seg = MappedSegment::from_bytes(b.bytes(1, 0));
     if (!seg) fail("the base segment does not open");
     auto r = lode::control::apply_segment(nullptr, *seg);
@@ -95,6 +102,16 @@ void check_applied(const ApplyResult& r, const SegmentView& v) {
     }
   });
   if (n != s.certs.size()) fail("map size differs from its entries");
+  if (s.backend_states) {
+    for (const auto& [pool, backends] : *s.backend_states) {
+      if (pool.empty() || backends.empty() || backends.size() > lode::snapshot::kMaxStateBackends) {
+        fail("applied backend states out of shape");
+      }
+      for (const auto& b : backends) {
+        if (b.id.empty() || b.weight == 0 || b.weight > lode::snapshot::kMaxStateWeight) fail("applied backend state");
+      }
+    }
+  }
 }
 
 void run(std::span<const std::byte> in) {
@@ -132,6 +149,18 @@ void run(std::span<const std::byte> in) {
       case RecordKind::kTicketKeys:
         if (r.data.empty()) fail("accepted an empty config or ticket record");
         break;
+      case RecordKind::kBackendState: {
+        size_t n = 0;
+        auto ok = lode::snapshot::for_each_backend_state(r.data, [&](const lode::snapshot::BackendStateView& b) {
+          ++n;
+          if (b.id.empty() || b.id.size() > lode::snapshot::kMaxKeyLen) fail("backend id length");
+          if (b.weight == 0 || b.weight > lode::snapshot::kMaxStateWeight) fail("backend weight out of range");
+          touch(b.id.data(), b.id.size());
+        });
+        if (!ok) fail("open() accepted a backend state for_each_backend_state() refuses");
+        if (n == 0 || n > lode::snapshot::kMaxStateBackends) fail("backend state count out of range");
+        break;
+      }
       default:
         fail("accepted an unknown record kind");
     }
