@@ -37,6 +37,9 @@ enum class Op : uint8_t {
   kTick,           // the worker's periodic timer
   kWake,           // eventfd: reload or stop requested
   kShutdown,
+  kClose,          // a descriptor closed through the ring (slot = the fd); no
+                   // completion unless it failed (IOSQE_CQE_SKIP_SUCCESS)
+  kSockopt,        // a setsockopt through the ring (slot = the fd); the same
 };
 
 constexpr uint64_t encode(uint32_t slot, uint32_t gen, Op op) noexcept {
@@ -66,6 +69,25 @@ class Ring {
   // Submits pending SQEs and waits for at least one completion (or timeout).
   int submit_and_wait(unsigned n) noexcept { return io_uring_submit_and_wait(&ring_, n); }
   io_uring* raw() noexcept { return &ring_; }
+  // Whether a close can go through the ring with no completion on success
+  // (IORING_OP_CLOSE with IOSQE_CQE_SKIP_SUCCESS, Linux 5.17).
+  bool can_close() const noexcept { return (features_ & IORING_FEAT_CQE_SKIP) != 0; }
+  // Queues close(fd) into the next submission. The caller must have no
+  // operation on fd in flight and forget the number now: it stays open (so
+  // no new descriptor takes it) until that submission runs the close.
+  void close(int fd) noexcept;
+  // The ring failed: the closes queued since the last submission are done
+  // directly (their numbers were already forgotten by the caller) and the
+  // rest of what was queued is dropped. The worker calls it when its last
+  // submission fails, so no descriptor outlives the worker.
+  void close_unsubmitted() noexcept;
+  // Whether setsockopt() can go through the ring (IORING_OP_URING_CMD,
+  // SOCKET_URING_OP_SETSOCKOPT, Linux 6.7): tried once on a socket by init().
+  bool can_setsockopt() const noexcept { return sockopt_ok_; }
+  // Fills s with setsockopt(fd, level, optname, val, sizeof(int)), posting
+  // no completion on success. *val is read when the SQE is issued: it must
+  // outlive the submission (a static constant).
+  static void prep_setsockopt(io_uring_sqe* s, int fd, int level, int optname, const int* val) noexcept;
 
   // Hands every ready completion to f (the backlog first), each one copied
   // and marked seen before f runs, so f may take SQEs (and so submit) freely;
@@ -122,6 +144,8 @@ class Ring {
  private:
   io_uring ring_{};
   bool ready_ = false;
+  unsigned features_ = 0;
+  bool sockopt_ok_ = false;
   io_uring_buf_ring* br_ = nullptr;
   size_t br_bytes_ = 0;
   uint8_t* bufs_ = nullptr;
@@ -136,6 +160,7 @@ class Ring {
   uint64_t sq_full_ = 0, cq_overflows_ = 0;
 
   void stash_completions();
+  bool probe_setsockopt() noexcept;
   void refill() noexcept;
 };
 

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
@@ -366,6 +367,22 @@ std::string openssl_error() {
   return buf;
 }
 
+// The address a listener is bound to, when it names one host (no wildcard):
+// then it is also the local address of every connection it accepts, which
+// saves a getsockname() per connection. len stays 0 otherwise.
+SocketAddress bound_address(int fd) {
+  SocketAddress a;
+  socklen_t len = sizeof a.storage;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&a.storage), &len) != 0) return SocketAddress{};
+  a.len = len;
+  if (a.family() == AF_INET) {
+    if (reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr.s_addr != htonl(INADDR_ANY)) return a;
+  } else if (a.family() == AF_INET6) {
+    if (!IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr)) return a;
+  }
+  return SocketAddress{};
+}
+
 int open_listener(const SocketAddress& a, std::string& err) {
   const int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -376,6 +393,10 @@ int open_listener(const SocketAddress& a, std::string& err) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (a.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  // Accepted sockets inherit TCP_NODELAY from their listener (Linux copies
+  // the listener's TCP state into the child): one call here instead of one
+  // per connection.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, a.sa(), a.len) != 0 || listen(fd, 4096) != 0) {
     err = a.to_string() + ": " + std::strerror(errno);
     close(fd);
@@ -425,6 +446,7 @@ struct Worker::Impl {
   stats::BackendSeries unslotted_backend;
   std::vector<int> listen_fds;
   std::vector<uint32_t> listen_listener;  // listener index of each fd
+  std::vector<SocketAddress> listen_local;  // bound_address() of each fd
   std::shared_ptr<WorkerRuntime> wrt;
   uint64_t seen_generation = 0;
   std::shared_ptr<const control::Snapshot> snap;  // null without a control plane
@@ -445,6 +467,14 @@ struct Worker::Impl {
   uint64_t drain_deadline = 0;
   __kernel_timespec tick_ts{0, kTickMs * 1000000LL};
   std::vector<std::unique_ptr<tls::ClientHelloParser>> parser_pool;
+  // Drained pipe pairs for the next splice directions (take_pipe). Bounded:
+  // each holds two descriptors.
+  static constexpr size_t kPipePoolMax = 32;
+  // Pooled pipes are closed once none has left or joined the pool for this
+  // long (a second: reused at one passthrough connection a second and more).
+  static constexpr uint64_t kPipePoolIdleMs = 1000;
+  std::vector<std::array<int, 2>> pipe_pool;
+  uint64_t pipe_pool_used = 0;  // when a pipe last left or joined the pool (ms)
   // Timeout lists: FIFO by the time the connection entered them.
   struct List {
     uint32_t head = kNil, tail = kNil;
@@ -464,6 +494,10 @@ struct Worker::Impl {
       if (fd >= 0) close(fd);
     }
     if (wake_fd >= 0) close(wake_fd);
+    for (const auto& p : pipe_pool) {
+      close(p[0]);
+      close(p[1]);
+    }
     for (Conn& c : conns) {
       if (!c.used) continue;
       if (c.client.ssl) SSL_free(c.client.ssl);
@@ -553,6 +587,7 @@ struct Worker::Impl {
         if (fd < 0) return unexpected("listener " + wrt->rt->listeners[li].name + " " + err);
         listen_fds.push_back(fd);
         listen_listener.push_back(li);
+        listen_local.push_back(bound_address(fd));
       }
     }
     wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -561,6 +596,7 @@ struct Worker::Impl {
     conns.resize(cap);
     free_slots.reserve(cap);
     for (uint32_t i = cap; i > 0; --i) free_slots.push_back(i - 1);
+    pipe_pool.reserve(kPipePoolMax);
     return {};
   }
 
@@ -604,7 +640,20 @@ struct Worker::Impl {
     side.recv_cancel = true;
   }
 
-  void flush(Conn& c, Side& side, Op op) {
+  // Half-closes side's socket (SHUT_WR): the peer sees our end of stream.
+  // When that finishes the relay (relay_done: the caller closes the
+  // connection next, normally), the close sends the same FIN: no
+  // shutdown() is made. Whatever might make that close a reset (bytes left
+  // unread) would do it after a shutdown() too.
+  void shut_wr(Conn& c, Side& side, bool close_follows) {
+    side.shut_wr = true;
+    if (close_follows && relay_done(c)) return;
+    shutdown(side.fd, SHUT_WR);
+  }
+
+  // close_follows: the caller checks relay_done() next and closes the
+  // connection when it holds (relay()).
+  void flush(Conn& c, Side& side, Op op, bool close_follows = false) {
     if (side.send_inflight || side.fd < 0 || c.closing) return;
     if (side.sending.empty()) {
       // A drained queue gives its storage back: an idle connection holds no
@@ -617,8 +666,7 @@ struct Worker::Impl {
         if (!keep) side.out.release();
         if (side.want_shut_wr && !side.shut_wr) {
           if (!send_close_notify(c, side)) return;  // waits for room
-          shutdown(side.fd, SHUT_WR);
-          side.shut_wr = true;
+          shut_wr(c, side, close_follows);
         }
         return;
       }
@@ -636,13 +684,13 @@ struct Worker::Impl {
     bump(stats.accepted);
     if (free_slots.empty() || draining) {
       bump(stats.refused_over_limit);
-      close(fd);
+      ring.close(fd);
       return;
     }
     // [limits] memory_per_worker_mb: what the open connections buffer.
     if (wrt && buffered_bytes > wrt->rt->limits.memory_per_worker) {
       bump(stats.refused_memory);
-      close(fd);
+      ring.close(fd);
       return;
     }
     const uint32_t i = free_slots.back();
@@ -664,14 +712,18 @@ struct Worker::Impl {
       // Cannot happen: reloads that change the listeners are refused.
       c.used = false;
       free_slots.push_back(i);
-      close(fd);
+      ring.close(fd);
       return;
     }
     c.t_accept = now;
     socklen_t len = sizeof c.peer.storage;
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) c.peer.len = len;
-    len = sizeof c.local.storage;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
+    if (listen_local[fd_index].len != 0) {
+      c.local = listen_local[fd_index];
+    } else {
+      len = sizeof c.local.storage;
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
+    }
     if (const uint32_t only = c.wrt->rt->listeners[c.listener].only_from_v4; only != 0) {
       // A hand-off listener: its PROXY headers name the real client, so only
       // the front may speak to it; anyone else is cut before a byte is read.
@@ -681,12 +733,11 @@ struct Worker::Impl {
         c.used = false;
         c.wrt.reset();
         free_slots.push_back(i);
-        close(fd);
+        ring.close(fd);
         return;
       }
     }
-    const int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // TCP_NODELAY: inherited from the listener (open_listener).
     const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
     if (l.proxy != ProxyAccept::kNone) {
       c.phase = Phase::kProxyHeader;
@@ -754,7 +805,9 @@ struct Worker::Impl {
     for (Side* s : {&c.client, &c.backend}) {
       if (s->ssl != nullptr) SSL_free(s->ssl);
       s->ssl = nullptr;
-      if (s->fd >= 0) close(s->fd);
+      // Nothing is in flight on it (inflight == 0): the ring closes it with
+      // the next submission, and the number is forgotten here.
+      if (s->fd >= 0) ring.close(s->fd);
       s->fd = -1;
     }
     close_pipes(c);
@@ -1169,12 +1222,21 @@ struct Worker::Impl {
       close_conn(c, "backend_socket:" + std::string(std::strerror(errno)), true);
       return;
     }
-    const int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    static const int kOne = 1;
+    const bool sockopt_in_ring = ring.can_setsockopt();
+    if (!sockopt_in_ring) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &kOne, sizeof kOne);
     c.backend.fd = fd;
     c.phase = Phase::kConnecting;
-    // The connect and its linked timeout must go in one submission.
-    if (io_uring_sq_space_left(ring.raw()) < 2) ring.submit();
+    // The connect and its linked timeout must go in one submission (with
+    // the TCP_NODELAY ahead of them, in the ring's order: a hard link, so
+    // that the connect goes on whatever it returns, as the direct call's
+    // result was never looked at either).
+    if (io_uring_sq_space_left(ring.raw()) < 3) ring.submit();
+    if (sockopt_in_ring) {
+      io_uring_sqe* o = ring.sqe();
+      Ring::prep_setsockopt(o, fd, IPPROTO_TCP, TCP_NODELAY, &kOne);
+      o->flags |= IOSQE_IO_HARDLINK;
+    }
     io_uring_sqe* s = ring.sqe();
     io_uring_prep_connect(s, fd, addr.sa(), addr.len);
     s->flags |= IOSQE_IO_LINK;
@@ -1195,7 +1257,7 @@ struct Worker::Impl {
       c.backend_picked = false;
       bump(c.backend_series->connect_failures);
       drop(c.backend_series->active);
-      close(c.backend.fd);
+      ring.close(c.backend.fd);  // the connect is over: nothing else uses it
       c.backend.fd = -1;
       c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
       if (!c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries &&
@@ -1361,9 +1423,9 @@ struct Worker::Impl {
     if (!c.splice[1].active && (!pump(c, c.backend, c.client) || c.closing)) return;
     // Drained queues keep their storage while the connection is busy (no
     // malloc/free per chunk); release_idle_buffers() gives it back.
-    if (!c.splice[0].active) flush(c, c.backend, Op::kBackendSend);
+    if (!c.splice[0].active) flush(c, c.backend, Op::kBackendSend, true);
     if (c.closing) return;
-    if (!c.splice[1].active) flush(c, c.client, Op::kClientSend);
+    if (!c.splice[1].active) flush(c, c.client, Op::kClientSend, true);
     if (c.closing) return;
     if (relay_done(c)) {
       close_conn(c, "ok", false);
@@ -1438,7 +1500,7 @@ struct Worker::Impl {
   bool enter_splice(Conn& c, int d) {
     SpliceDir& sp = c.splice[d];
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    if (!take_pipe(fds)) {
       c.splice_fallback = true;
       bump(stats.splice_fallbacks);
       return false;
@@ -1447,8 +1509,7 @@ struct Worker::Impl {
     if (src.ssl != nullptr) {
       auto state = src.ktls->rx_handover.state_now();
       if (!state || ktls::install(src.fd, false, *state) != 0) {
-        close(fds[0]);
-        close(fds[1]);
+        give_pipe(fds[0], fds[1], true);  // never used: empty
         src.ktls->rx_failed = true;
         bump(stats.ktls_declined);
         return false;
@@ -1462,16 +1523,61 @@ struct Worker::Impl {
     sp.active = true;
     sp.src_done = src.read_done;
     if (c.action == route::Action::kPassthrough && !c.splice[1 - d].active) bump(stats.splice_relays);
-    splice_pump(c, d);
+    // can_splice() refused a source at its end, so there is more to read:
+    // whatever the source had went through user space, so wait for more (a
+    // poll finds bytes already there at once) rather than try a splice that
+    // mostly finds nothing (EAGAIN, a system call lost).
+    arm_poll(c, d, src.fd, POLLIN);
     return true;
   }
 
   void close_pipes(Conn& c) {
     for (SpliceDir& d : c.splice) {
-      if (d.pipe_r >= 0) close(d.pipe_r);
-      if (d.pipe_w >= 0) close(d.pipe_w);
+      // Only a passthrough connection's pipes go back to the pool (they are
+      // what it is for); a terminated connection's close as before.
+      if (d.pipe_r >= 0) give_pipe(d.pipe_r, d.pipe_w, d.in_pipe == 0 && c.action == route::Action::kPassthrough);
       d.pipe_r = d.pipe_w = -1;
+      d.in_pipe = 0;
     }
+  }
+
+  // A pipe pair for a splice direction: a drained one from the pool, else a
+  // new one. False when none can be had (the descriptor limit).
+  bool take_pipe(int fds[2]) {
+    if (!pipe_pool.empty()) {
+      fds[0] = pipe_pool.back()[0];
+      fds[1] = pipe_pool.back()[1];
+      pipe_pool.pop_back();
+      pipe_pool_used = now;
+      bump(stats.pipes_reused);
+      return true;
+    }
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    bump(stats.pipes_created);
+    return true;
+  }
+  // Takes a connection's pipe pair back: kept for the next connection when
+  // it is empty (every byte spliced in was spliced out) and the pool has
+  // room, closed otherwise. A pipe's bytes never reach another connection.
+  void give_pipe(int r, int w, bool empty) {
+    if (empty && !draining && pipe_pool.size() < kPipePoolMax) {
+      pipe_pool.push_back({r, w});
+      pipe_pool_used = now;
+      return;
+    }
+    ring.close(r);
+    ring.close(w);
+  }
+  // Closes the pooled pipes: descriptors are short (accept failed with
+  // EMFILE), the worker drains, or no connection took or gave one back for
+  // a tick (on_tick: a pool is kept while passthrough connections keep
+  // coming, not held by an idle worker).
+  void release_pipe_pool() {
+    for (const auto& p : pipe_pool) {
+      ring.close(p[0]);
+      ring.close(p[1]);
+    }
+    pipe_pool.clear();
   }
 
   void arm_poll(Conn& c, int d, int fd, unsigned mask) {
@@ -1544,13 +1650,24 @@ struct Worker::Impl {
     Side& src = d == 0 ? c.client : c.backend;
     Side& dst = d == 0 ? c.backend : c.client;
     constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    constexpr size_t kChunk = 64 * 1024;
+    // A small read or a short write says the socket is empty (full) now:
+    // the next step is a poll, not a splice that would find nothing
+    // (EAGAIN). The poll checks readiness as it is armed, so bytes
+    // (or room) that came meanwhile complete it at once.
+    bool src_dry = false;
     while (!c.closing) {
       if (sp.in_pipe > 0) {
-        const ssize_t n = splice(sp.pipe_r, nullptr, dst.fd, nullptr, sp.in_pipe, kFlags);
+        const size_t want = sp.in_pipe;
+        const ssize_t n = splice(sp.pipe_r, nullptr, dst.fd, nullptr, want, kFlags);
         if (n > 0) {
           sp.in_pipe -= static_cast<size_t>(n);
           dst.tx += static_cast<uint64_t>(n);
           count_io(c, d == 1, false, static_cast<uint64_t>(n));
+          if (static_cast<size_t>(n) < want) {
+            arm_poll(c, d, dst.fd, POLLOUT);
+            return;
+          }
           continue;
         }
         if (n < 0 && errno == EAGAIN) {
@@ -1563,16 +1680,23 @@ struct Worker::Impl {
       if (sp.src_done) {
         if (!dst.shut_wr) {
           if (!send_close_notify(c, dst)) return;  // waits for room
-          shutdown(dst.fd, SHUT_WR);  // pass the half-close on
-          dst.shut_wr = true;
+          shut_wr(c, dst, true);  // pass the half-close on (closed just below when it is the last)
         }
         break;
       }
-      const ssize_t n = splice(src.fd, nullptr, sp.pipe_w, nullptr, 64 * 1024, kFlags);
+      if (src_dry) {
+        arm_poll(c, d, src.fd, POLLIN);
+        return;
+      }
+      const ssize_t n = splice(src.fd, nullptr, sp.pipe_w, nullptr, kChunk, kFlags);
       if (n > 0) {
         sp.in_pipe = static_cast<size_t>(n);
         src.rx += static_cast<uint64_t>(n);
         count_io(c, d == 0, true, static_cast<uint64_t>(n));
+        // Small reads only: a bulk read can stop short of kChunk with more
+        // queued (the pipe's slots full of part pages), and a kTLS source
+        // gives one record per call.
+        src_dry = static_cast<size_t>(n) < kChunk / 4 && !src.ktls_rx();
         continue;
       }
       if (n == 0) {
@@ -1706,7 +1830,10 @@ struct Worker::Impl {
           accept_conn(cqe->res, li);
         } else if (cqe->res != -ECANCELED && cqe->res != -EINVAL) {
           bump(stats.accept_errors);
-          if (cqe->res == -EMFILE || cqe->res == -ENFILE) bump(stats.accept_emfile);
+          if (cqe->res == -EMFILE || cqe->res == -ENFILE) {
+            bump(stats.accept_emfile);
+            release_pipe_pool();  // idle pipes give their descriptors to connections
+          }
         }
         if (!(cqe->flags & IORING_CQE_F_MORE) && li < listen_fds.size() && listen_fds[li] >= 0) {
           accept_armed[li] = 0;
@@ -1724,6 +1851,13 @@ struct Worker::Impl {
       case Op::kTick:
         on_tick();
         arm_tick();
+        return;
+      case Op::kClose:
+        // Only a failed close completes (IOSQE_CQE_SKIP_SUCCESS); the
+        // descriptor is gone either way (close(2) semantics).
+      case Op::kSockopt:
+        // Only a failed setsockopt completes: ignored, like the direct
+        // call's result.
         return;
       case Op::kWake:
         if (stop_requested.load()) begin_drain();
@@ -1836,6 +1970,7 @@ struct Worker::Impl {
            &stats.backend_connect_errors);
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
     release_idle_buffers();
+    if (!pipe_pool.empty() && now - pipe_pool_used >= kPipePoolIdleMs) release_pipe_pool();
     expire(linger_list, kLingerMs, "", nullptr);
     if (draining && now >= drain_deadline) {
       for (Conn& c : conns) {
@@ -1851,6 +1986,7 @@ struct Worker::Impl {
     if (draining) return;
     draining = true;
     drain_deadline = now + (wrt ? wrt->rt->timeouts.drain_ms : 0);
+    release_pipe_pool();
     // shutdown() takes a listening socket out of the SO_REUSEPORT group at
     // once (new connections go to the other processes' sockets) and ends
     // the multishot accept; its last completion closes the fd.
@@ -1889,6 +2025,8 @@ struct Worker::Impl {
         last_sweep = now;
       }
     }
+    // The closes the last passes queued; done directly if the ring failed.
+    if (ring.submit() < 0) ring.close_unsubmitted();
     flush_log();
   }
 };

@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 8 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 9 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -95,7 +95,9 @@ namespace lode::stats {
   X(refused_route_full, counter, "connections reset after the hello: their route at its max_connections") \
   X(accept_emfile, counter, "accepts failed for want of descriptors (EMFILE, ENFILE; also in accept_errors)") \
   X(refused_memory, counter, "connections refused at accept: the worker's buffers above memory_per_worker_mb") \
-  X(buffered_bytes, gauge, "bytes the worker's connection buffers hold (relay queues)")
+  X(buffered_bytes, gauge, "bytes the worker's connection buffers hold (relay queues)")             \
+  X(pipes_created, counter, "splice pipe pairs created (pipe2)")                                   \
+  X(pipes_reused, counter, "splice pipe pairs taken from the worker's pool of drained ones")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -316,7 +318,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 8;
+inline constexpr uint32_t kStatsLayoutVersion = 9;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

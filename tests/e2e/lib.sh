@@ -328,6 +328,9 @@ reload() {
 
 # fd_count: open file descriptors of the running lodestone (leak checks).
 fd_count() { ls "/proc/$LPID/fd" 2>/dev/null | wc -l; }
+# fds_back_to N: at most N open (the workers keep drained passthrough pipes
+# for a second after their last use: poll with wait_for 3 fds_back_to N).
+fds_back_to() { [ "$(fd_count)" -le "$1" ]; }
 
 # ------------------------------------------------------------------ clients
 # lcurl NAME PORT [CURL ARGS...]: https://NAME:PORT/ through 127.0.0.1,

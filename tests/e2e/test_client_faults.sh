@@ -139,5 +139,6 @@ bad=0
 for _ in $(seq 1 10); do serving || bad=$((bad + 1)); done
 assert_eq "10 requests after all of the above succeed (both workers)" 0 "$bad"
 check "nothing left open (active 0)" wait_stat_eq active 0 6
+wait_for 3 fds_back_to "$fds_before"
 assert_le "no file descriptor leaked (lodestone had $fds_before at start)" "$(fd_count)" "$fds_before"
 finish

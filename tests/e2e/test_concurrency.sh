@@ -32,6 +32,7 @@ out=$(cat "$T/concurrent.out")
 echo "   $out"
 assert_contains "$N concurrent connections all served" "$out" "ok=$N failed=0"
 check "all closed afterwards (active 0)" wait_stat_eq active 0 10
+wait_for 3 fds_back_to "$fds_before"
 fds_after=$(fd_count)
 echo "   lodestone's open fds: $fds_before before, $fds_after after"
 assert_le "no file descriptor leaked" "$fds_after" "$fds_before"

@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -628,6 +629,160 @@ TEST_F(WorkerTest, IdleConnectionsHoldNoRelayBuffers) {
   EXPECT_EQ(held, 0u) << "bytes of buffers kept by idle connections";
   EXPECT_EQ(stats().active.load(), 2u);
   close(p);
+}
+
+// Open descriptors of this process (the worker runs in it).
+size_t open_fds() {
+  size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr) ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+// One passthrough connection: the hello out and back, then 100 bytes out
+// and back (so both directions move by splice), then the client's FIN and
+// the echo backend's.
+void passthrough_round_trip(uint16_t port) {
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const int fd = connect_to(port);
+  ASSERT_GE(fd, 0);
+  auto read_n = [&](size_t n) {
+    std::string got;
+    char buf[4096];
+    const auto end = std::chrono::steady_clock::now() + 3000ms;
+    while (got.size() < n && std::chrono::steady_clock::now() < end) {
+      pollfd pf{fd, POLLIN, 0};
+      if (poll(&pf, 1, 50) <= 0) continue;
+      const ssize_t r = recv(fd, buf, sizeof buf, 0);
+      if (r <= 0) break;
+      got.append(buf, static_cast<size_t>(r));
+    }
+    return got;
+  };
+  ASSERT_EQ(send(fd, hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
+  ASSERT_EQ(read_n(hello.size()), std::string(hello.begin(), hello.end()));
+  const std::string req(100, 'r');
+  ASSERT_EQ(send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  ASSERT_EQ(read_n(req.size()), req);
+  shutdown(fd, SHUT_WR);
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.eof);
+  EXPECT_TRUE(d.bytes.empty());
+}
+
+// Issue 8: a passthrough connection's two pipes go back to a per-worker pool
+// when it ends (drained), and the next connection takes them: N connections
+// one after the other create two pipe pairs, not 2 x N (a pipe2() and two
+// close() saved per direction). The pool is not held by an idle worker: a
+// tick with no connection taking or giving one back closes it, and the
+// process's descriptors return to where they were.
+TEST_F(WorkerTest, PassthroughPipesAreReusedAndTheIdlePoolIsClosed) {
+  EchoBackend backend;
+  start(backend.port());
+  const size_t fds_before = open_fds();
+  constexpr uint64_t kConns = 20;
+  for (uint64_t i = 0; i < kConns; ++i) {
+    passthrough_round_trip(port_);
+    if (HasFatalFailure()) return;
+  }
+  ASSERT_TRUE(wait_log(kConns));
+  EXPECT_EQ(stats().splice_relays.load(), kConns);
+  EXPECT_EQ(stats().splice_fallbacks.load(), 0u);
+  // Two directions per connection, each a pipe pair taken from the pool or
+  // made; made only when the pool was empty (the first connection, and
+  // after a pool closed for a tick without use: a slow machine).
+  EXPECT_EQ(stats().pipes_created.load() + stats().pipes_reused.load(), 2 * kConns);
+  EXPECT_LE(stats().pipes_created.load(), 4u) << "pipes made anew instead of reused";
+  EXPECT_GE(stats().pipes_reused.load(), 2 * kConns - 4);
+  size_t fds = open_fds();
+  for (int i = 0; i < 150 && fds > fds_before; ++i) {  // the pool closes after a quiet second
+    std::this_thread::sleep_for(20ms);
+    fds = open_fds();
+  }
+  EXPECT_LE(fds, fds_before) << "descriptors still held after the worker went idle (pooled pipes)";
+  EXPECT_EQ(stats().active.load(), 0u);
+}
+
+// A connection reset by its backend mid-stream may end with bytes in a pipe
+// (such a pipe is closed, not pooled: only pipes whose every byte was
+// spliced out go back). The connections after it take pooled pipes and
+// must get exactly their own bytes back.
+TEST_F(WorkerTest, ConnectionsAfterABackendResetGetOnlyTheirOwnBytes) {
+  EchoBackend resetting(1000), backend;
+  start(backend.port(), "[[pool]]\nname = \"rst\"\nbackends = [\"127.0.0.1:" + std::to_string(resetting.port()) +
+                            "\"]\n[[route]]\nname = \"q\"\nnames = [\"q.test\"]\naction = \"passthrough\"\n"
+                            "pool = \"rst\"\n");
+  const test::Bytes hello = test::HelloBuilder::typical("q.test").records();
+  const int fd = connect_to(port_);
+  ASSERT_GE(fd, 0);
+  std::string wire(hello.begin(), hello.end());
+  wire += std::string(256 * 1024, 'z');
+  send(fd, wire.data(), wire.size(), MSG_NOSIGNAL);
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.reset || d.eof);
+  for (int i = 0; i < 5; ++i) {
+    passthrough_round_trip(port_);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_GE(stats().pipes_reused.load(), 1u);
+}
+
+// Accepted sockets take TCP_NODELAY from the listener (set once there, not
+// per connection), and the backend socket gets it through the ring where
+// the kernel can (else directly): both ends of a relayed connection in the
+// worker must have it, as when each was set by its own setsockopt().
+TEST_F(WorkerTest, ClientAndBackendSocketsHaveNoDelay) {
+  EchoBackend backend;
+  start(backend.port());
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const int fd = connect_to(port_);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(send(fd, hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
+  std::string got;
+  char buf[4096];
+  const auto end = std::chrono::steady_clock::now() + 3000ms;
+  while (got.size() < hello.size() && std::chrono::steady_clock::now() < end) {
+    pollfd pf{fd, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    const ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    got.append(buf, static_cast<size_t>(r));
+  }
+  ASSERT_EQ(got.size(), hello.size());
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &len), 0);
+  // The worker's two sockets of this connection, found among this process's
+  // descriptors: the one whose peer is our socket, and the one whose peer
+  // is the backend's listener.
+  int client_side = -1, backend_side = -1;
+  for (int f = 0; f < 4096; ++f) {
+    sockaddr_in peer{};
+    len = sizeof peer;
+    if (f == fd || getpeername(f, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.sin_family != AF_INET) {
+      continue;
+    }
+    sockaddr_in local{};
+    len = sizeof local;
+    if (getsockname(f, reinterpret_cast<sockaddr*>(&local), &len) != 0) continue;
+    if (peer.sin_port == mine.sin_port && local.sin_port == htons(port_)) client_side = f;
+    if (peer.sin_port == htons(backend.port())) backend_side = f;
+  }
+  ASSERT_GE(client_side, 0) << "the worker's client socket was not found";
+  ASSERT_GE(backend_side, 0) << "the worker's backend socket was not found";
+  for (int f : {client_side, backend_side}) {
+    int v = 0;
+    len = sizeof v;
+    ASSERT_EQ(getsockopt(f, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    EXPECT_NE(v, 0) << (f == client_side ? "client" : "backend") << " socket without TCP_NODELAY";
+  }
+  shutdown(fd, SHUT_WR);
+  drain(fd);
+  close(fd);
 }
 
 }  // namespace
