@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <ctime>
 #include <new>
@@ -53,12 +54,18 @@ struct ServerCtxState {
   std::shared_ptr<TicketKeys> ticket_keys;
 };
 
-// The name the worker routed a connection by; one per server SSL.
+// The name the worker routed a connection by; one per server SSL, held as
+// long as the connection: allocated to the name's length (a few dozen bytes,
+// not a whole kHostnameBufSize), the `len` bytes of the name right after it.
 struct RoutedName {
   uint16_t len = 0;  // 0: the ClientHello had no SNI
   bool mismatch = false;
-  char name[kHostnameBufSize];
+
+  static size_t alloc_size(size_t name_len) noexcept { return sizeof(RoutedName) + name_len; }
+  const char* name() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  char* name() noexcept { return reinterpret_cast<char*>(this + 1); }
 };
+static_assert(alignof(RoutedName) <= alignof(std::max_align_t));
 
 void free_ctx_state(void* /*parent*/, void* ptr, CRYPTO_EX_DATA* /*ad*/, int /*idx*/, long /*argl*/,
                     void* /*argp*/) {
@@ -74,7 +81,8 @@ void free_routed_name(void* /*parent*/, void* ptr, CRYPTO_EX_DATA* /*ad*/, int /
 int dup_routed_name(CRYPTO_EX_DATA* /*to*/, const CRYPTO_EX_DATA* /*from*/, void** from_d,
                     int /*idx*/, long /*argl*/, void* /*argp*/) {
   if (*from_d == nullptr) return 1;
-  *from_d = OPENSSL_memdup(*from_d, sizeof(RoutedName));
+  const auto* from = static_cast<const RoutedName*>(*from_d);
+  *from_d = OPENSSL_memdup(from, RoutedName::alloc_size(from->len));
   return *from_d != nullptr ? 1 : 0;
 }
 
@@ -138,7 +146,7 @@ int on_servername(SSL* ssl, int* alert, void* /*arg*/) {
     if (n && n->kind != HostnameKind::kName) {
       same = routed->len == 0;  // an IP literal counts as no SNI, as the router saw it
     } else {
-      same = n && routed->len != 0 && n->len == routed->len && std::memcmp(buf, routed->name, routed->len) == 0;
+      same = n && routed->len != 0 && n->len == routed->len && std::memcmp(buf, routed->name(), routed->len) == 0;
     }
   }
   if (!same) {
@@ -566,16 +574,17 @@ Result<SslCtxPtr, std::string> make_server_ctx(const CertFiles& files, const Tls
 
 SslPtr new_server_ssl(SSL_CTX* chosen, std::string_view routed_host) noexcept {
   if (state_of(chosen) == nullptr) return nullptr;
-  auto* routed = static_cast<RoutedName*>(OPENSSL_zalloc(sizeof(RoutedName)));
-  if (routed == nullptr) return nullptr;
+  char name[kHostnameBufSize];
+  uint16_t len = 0;
   if (!routed_host.empty()) {
-    const auto n = normalize_hostname(routed_host, routed->name);
-    if (!n || n->kind != HostnameKind::kName) {
-      OPENSSL_free(routed);
-      return nullptr;
-    }
-    routed->len = n->len;
+    const auto n = normalize_hostname(routed_host, name);
+    if (!n || n->kind != HostnameKind::kName) return nullptr;
+    len = static_cast<uint16_t>(n->len);
   }
+  auto* routed = static_cast<RoutedName*>(OPENSSL_malloc(RoutedName::alloc_size(len)));
+  if (routed == nullptr) return nullptr;
+  new (routed) RoutedName{len, false};
+  std::memcpy(routed->name(), name, len);
   SslPtr ssl(SSL_new(chosen));
   if (!ssl || SSL_set_ex_data(ssl.get(), routed_name_index(), routed) != 1) {
     OPENSSL_free(routed);

@@ -55,6 +55,7 @@
 #include "dataplane/front/cookie_secret.h"
 #include "dataplane/front/dpdk/dpdk_front.h"
 #include "dataplane/front/handoff.h"
+#include "dataplane/worker/heap_trim.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -752,10 +753,16 @@ int run(const std::string& config_path, int workers_override, const std::string&
   bool reload_asked = false;  // SIGHUP taken, READY=1 not sent yet
   uint64_t reloads_at_hup = 0;
   auto reload_asked_at = last_stats;
+  lode::worker::HeapTrimmer trimmer;  // once the workers go quiet after a burst (heap_trim.h)
   while (true) {
     siginfo_t info;
     const int sig = sigtimedwait(&set, &info, &short_tick);
     const auto now = std::chrono::steady_clock::now();
+    {
+      uint64_t activity = 0;
+      for (const auto& w : workers) activity = lode::worker::heap_activity(w->stats(), activity);
+      if (trimmer.observe(activity, now)) lode::worker::trim_heap();
+    }
     // systemd waits for READY=1 after RELOADING=1: sent when the reload is
     // in service, or after a bound, as a refused one publishes nothing.
     if (reload_asked && (dp.config_reloads > reloads_at_hup || now > reload_asked_at + kReloadAnswerWait)) {
