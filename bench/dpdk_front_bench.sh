@@ -9,7 +9,9 @@
 #     in-process generator (bench/dpdk_ring_forward_bench) vs testpmd io
 #     forwarding over net_ring ports on the same core, interleaved 3 times
 #     (section 1c below; its JSON is BUILD/dpdk_ring_forward.json, RING_JSON
-#     to change, and the "ring_forwarding" key of the main JSON);
+#     to change, and the "ring_forwarding" key of the main JSON); and the
+#     same over 1, 1,000 and 100,000 flows, with and without the burst
+#     loop's flow prefetch (section 1d, BUILD/dpdk_ring_flows.json);
 #  2. new flows: the engine's whole connection (SYN -> cookie SYN-ACK, ACK,
 #     ClientHello parsed and routed to a reject, FIN) vs the kernel front doing
 #     the same (accept, read, parse, alert, close) for `lodeload handshakes`
@@ -22,7 +24,7 @@
 #   bash bench/dpdk_front_bench.sh        (release build; BUILD=dir to change)
 #   QUICK=1 bash bench/dpdk_front_bench.sh  (forwarding only: testpmd and the
 #                                            engine, in memory and behind
-#                                            net_ring, ~2 min; only the ring
+#                                            net_ring, ~5 min; only the ring
 #                                            section's JSON, no chart)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -148,6 +150,45 @@ for i in $(seq 1 "$ring_pairs"); do
   ring_testpmd 5tswap "5tswap-$i"
   ring_swap+=("$(cat "$T/ring-testpmd-5tswap-$i.txt")")
 done
+# 1d. Many established flows (the flow table out of cache): the same ring
+#     setup with the frames spread over 1, 1,000 and 100,000 spliced flows
+#     in a random order, each engine case with FlowEngine::prefetch_flow K
+#     frames ahead in the burst loop (K = 0: none; 4; 8), without and with
+#     prefetch_flow_links L = 2 frames ahead, interleaved FLOW_REPEAT times
+#     (default 2), each case at most 1 s (~3 min in all). Its JSON:
+#     BUILD/dpdk_ring_flows.json (FLOWS_JSON to change).
+flows_json=${FLOWS_JSON:-$build/dpdk_ring_flows.json}
+mkdir -p "$(dirname "$flows_json")"
+if ! "$build/bench/dpdk_ring_forward_bench" --json --lcore 0 --file-prefix "lodebench$$" --frames 2e7 --seconds 1 \
+    --flows "${FLOW_COUNTS:-1,1000,100000}" --prefetch 0,4,8 --links 0,2 --repeat "${FLOW_REPEAT:-2}" \
+    >"$flows_json" 2>"$T/ring-flows.err"; then
+  echo "many flows: dpdk_ring_forward_bench failed:"
+  cat "$flows_json" "$T/ring-flows.err"
+  exit 1
+fi
+rm -rf "/var/run/dpdk/lodebench$$"
+flows_table() {
+  python3 - "$flows_json" <<'PY'
+import json, statistics, sys
+doc = json.load(open(sys.argv[1]))
+runs = {}
+for c in doc["cases"]:
+    runs.setdefault((c["name"].split("/")[0], c["flows"], c["prefetch"], c["links"]), []).append(c)
+print("%-34s %7s %9s %6s %24s %24s" % ("many flows, one lcore (net_ring)", "flows", "prefetch", "links",
+                                       "CPU ns/frame min/med/max", "CPU Mpps min/med/max"))
+for (name, flows, k, l), cs in sorted(runs.items(), key=lambda x: (x[0][1], x[0][0], x[0][2], x[0][3])):
+    ns = [1e3 / c["cpu_mpps"] for c in cs if c["cpu_mpps"] > 0]
+    mpps = [c["cpu_mpps"] for c in cs]
+    if not ns:
+        continue
+    print("%-34s %7d %9s %6s %24s %24s" % (name, flows, "-" if name == "no_engine" else k,
+                                           "-" if name == "no_engine" else l,
+                                           "%.1f/%.1f/%.1f" % (min(ns), statistics.median(ns), max(ns)),
+                                           "%.2f/%.2f/%.2f" % (min(mpps), statistics.median(mpps), max(mpps))))
+print("JSON: %s" % sys.argv[1])
+PY
+}
+
 ring_json=${RING_JSON:-$build/dpdk_ring_forward.json}
 mkdir -p "$(dirname "$ring_json")"
 ring_table() {
@@ -229,6 +270,7 @@ forwarding_table() {
 if [ -n "${QUICK:-}" ]; then
   forwarding_table
   ring_table
+  flows_table
   exit 0
 fi
 
@@ -264,6 +306,7 @@ kernel_ns=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="$conns" 'BEGIN { printf "%
 
 forwarding_table
 ring_table
+flows_table
 awk -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
   printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
 }'

@@ -28,8 +28,21 @@
 // case runs a fixed number of frames or a bounded time, whichever ends
 // first. Prints a table, or one JSON object with --json.
 //
+// Many flows (--flows 1,1000,100000): each count is one engine with that
+// many spliced flows (establish_flows in bench/flow_engine_fixture.h); the
+// generator moves each frame it recycles to the next flow of a uniformly
+// random sequence (its address, port and checksums rewritten, the payload
+// not read), so consecutive frames hit different flows and, with enough of
+// them, the flow table is out of cache. The checked frames are checked
+// against their own flow. --prefetch 0,4,8: each engine case again with
+// FlowEngine::prefetch_flow called for frame i + K while frame i is handled
+// (0: not called), and with --links 0,2 also with prefetch_flow_links for
+// frame i + L, interleaved, --repeat times.
+//
 //   sudo ./build/release/bench/dpdk_ring_forward_bench [--frames N]
-//     [--seconds S] [--inflight K] [--lcore C] [--file-prefix P] [--json]
+//     [--seconds S] [--inflight K] [--lcore C] [--flows N,N..]
+//     [--prefetch K,K..] [--links L,L..] [--repeat R] [--file-prefix P]
+//     [--json]
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -73,12 +86,20 @@ struct Options {
   unsigned lcore = 0;
   std::string file_prefix;
   bool json = false;
+  // Established flows the frames are spread over (each count its own
+  // engine), and the prefetch distances tried (0: no prefetch), each case
+  // run for each; --repeat runs the whole set again, interleaved.
+  std::vector<uint32_t> flows = {1};
+  std::vector<unsigned> prefetch = {0};
+  std::vector<unsigned> links = {0};  // FlowEngine::prefetch_flow_links for frame i + L (with a prefetch)
+  unsigned repeat = 1;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "dpdk_ring_forward_bench: %s\n"
                "usage: dpdk_ring_forward_bench [--frames N] [--seconds S] [--inflight K (32..%u)] [--lcore C]\n"
+               "                               [--flows N,N..] [--prefetch K,K..] [--links L,L..] [--repeat R]\n"
                "                               [--file-prefix P] [--json]\n",
                why, kRingSize - 1);
   std::exit(2);
@@ -113,6 +134,30 @@ Options parse_options(int argc, char** argv) {
     } else if (a == "--file-prefix") {
       o.file_prefix = value();
       if (o.file_prefix.empty() || o.file_prefix.find_first_of("/ ") != std::string::npos) usage("bad --file-prefix");
+    } else if (a == "--flows" || a == "--prefetch" || a == "--links") {
+      const std::string v = value();
+      std::vector<uint32_t> list;
+      for (size_t at = 0; at <= v.size();) {
+        const size_t comma = std::min(v.find(',', at), v.size());
+        const std::string item = v.substr(at, comma - at);
+        if (item.empty() || item.size() > 7 || item.find_first_not_of("0123456789") != std::string::npos) {
+          usage(("bad list for " + a + ": " + v).c_str());
+        }
+        list.push_back(static_cast<uint32_t>(std::stoul(item)));
+        at = comma + 1;
+      }
+      if (a == "--flows") {
+        if (std::find(list.begin(), list.end(), 0u) != list.end() || *std::max_element(list.begin(), list.end()) > 1'000'000) {
+          usage("--flows: 1..1000000");
+        }
+        o.flows = list;
+      } else {
+        if (*std::max_element(list.begin(), list.end()) >= kBurst) usage("--prefetch, --links: 0..31");
+        (a == "--links" ? o.links : o.prefetch).assign(list.begin(), list.end());
+      }
+    } else if (a == "--repeat") {
+      o.repeat = static_cast<unsigned>(number(value()));
+      if (o.repeat > 100) usage("--repeat: 1..100");
     } else if (a == "--json") {
       o.json = true;
     } else {
@@ -213,6 +258,8 @@ struct Case {
 
 struct Result {
   std::string name;
+  uint32_t flows = 1;
+  unsigned prefetch = 0, links = 0;
   uint64_t frames = 0;
   double seconds = 0, cpu_seconds = 0;
   uint64_t checked = 0, bad = 0, not_forwarded = 0, tx_dropped = 0;
@@ -231,11 +278,13 @@ struct Expect {
 
 // Checks one forwarded frame on its own terms (addresses, ports, both
 // checksums computed here with DPDK's helpers, the payload as sent) and,
-// once one has passed, that every later one is the same bytes.
+// with one flow (same_bytes), once one has passed, that every later one is
+// the same bytes; with many, every checked frame on its own terms, against
+// its flow's addresses.
 class FrameChecker {
  public:
-  FrameChecker(const Expect& e, std::span<const uint8_t> sent) : expect_(e), sent_(sent.begin(), sent.end()) {}
-  bool check(const rte_mbuf* m) {
+  FrameChecker(std::span<const uint8_t> sent, bool same_bytes) : sent_(sent.begin(), sent.end()), same_(same_bytes) {}
+  bool check(const rte_mbuf* m, const Expect& expect_) {
     const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const size_t len = rte_pktmbuf_data_len(m);
     if (!reference_.empty()) return len == reference_.size() && std::memcmp(p, reference_.data(), len) == 0;
@@ -268,13 +317,13 @@ class FrameChecker {
     if (sum != 0xffff) return false;
     const size_t payload = sizeof(rte_ether_hdr) + ihl + ((tcp->data_off >> 4) * 4u);
     if (payload > len || std::memcmp(p + payload, sent_.data() + payload, len - payload) != 0) return false;
-    reference_.assign(p, p + len);
+    if (same_) reference_.assign(p, p + len);
     return true;
   }
 
  private:
-  Expect expect_;
   std::vector<uint8_t> sent_, reference_;
+  bool same_;
 };
 
 // The bytes the engine rewrites: everything up to the end of the TCP header.
@@ -283,31 +332,88 @@ size_t header_length(std::span<const uint8_t> f) {
   return 14 + ihl + (f[14 + ihl + 12] >> 4) * 4u;
 }
 
+// The flows of one run: one engine, its flows spliced, and the order the
+// generator sends their frames in.
+struct Flows {
+  lode::bench::EstablishedFlows e;
+  // Flow indexes, uniformly random (a fixed seed): consecutive frames hit
+  // different flows, and a flow's neighbours in the engine's timeout list
+  // are as random as its own slot. Read in order (a power of two long).
+  std::vector<uint32_t> order;
+};
+
+Flows make_flows(uint32_t n) {
+  Flows f;
+  if (n == 1) {
+    // Today's single flow, as establish() makes it.
+    lode::bench::Established one = lode::bench::establish();
+    f.e.engine = std::move(one.engine);
+    f.e.client_data = std::move(one.client_data);
+    f.e.backend_data = std::move(one.backend_data);
+    f.e.flows = {{lode::bench::kClientV4, lode::bench::kBackendV4, 0, lode::bench::kClientPort, one.local_port}};
+  } else {
+    f.e = lode::bench::establish_flows(n);
+  }
+  f.order.resize(n == 1 ? 1 : size_t{1} << 20);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (uint32_t& j : f.order) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    j = static_cast<uint32_t>(((x >> 32) * n) >> 32);
+  }
+  return f;
+}
+
+// Where the generator leaves a frame's flow index: the mbuf's headroom,
+// which the engine never writes.
+void set_flow_of(rte_mbuf* m, uint32_t j) noexcept { std::memcpy(rte_pktmbuf_mtod(m, uint8_t*) - 8, &j, 4); }
+uint32_t flow_of(const rte_mbuf* m) noexcept {
+  uint32_t j;
+  std::memcpy(&j, rte_pktmbuf_mtod(m, const uint8_t*) - 8, 4);
+  return j;
+}
+
 class Bench {
  public:
   Bench(const Options& o, rte_mempool* pool, uint16_t port, rte_ring* rx, rte_ring* tx)
       : o_(o), pool_(pool), port_(port), rx_(rx), tx_(tx) {}
 
-  Result run(const Case& c) {
-    lode::bench::Established e = lode::bench::establish();
+  // prefetch: while handling frame i of a burst, FlowEngine::prefetch_flow
+  // for frame i + prefetch (the first `prefetch` before the loop); 0: none.
+  Result run(const Case& c, Flows& fl, unsigned prefetch, unsigned links) {
+    lode::bench::EstablishedFlows& e = fl.e;
+    const auto n_flows = static_cast<uint32_t>(e.flows.size());
+    const bool many = n_flows > 1;
     const bool to_backend = c.dir == Direction::kToBackend;
     const std::vector<uint8_t>& tmpl = to_backend ? e.client_data : e.backend_data;
     const size_t hdr = header_length(tmpl);
-    Expect ex{};
-    if (to_backend) {
-      ex = {lode::bench::kOurMac, lode::bench::kBackendMac, lode::bench::kVipV4, lode::bench::kBackendV4,
-            e.local_port, 443};
-    } else {
-      ex = {lode::bench::kOurMac, lode::bench::kClientMac, lode::bench::kVipV4, lode::bench::kClientV4, 443,
-            lode::bench::kClientPort};
-    }
-    // Without the engine the frames come back as they were sent.
-    FrameChecker checker(ex, tmpl);
-    FrameChecker unchanged({lode::bench::kClientMac, lode::bench::kOurMac, lode::bench::kClientV4,
-                            lode::bench::kVipV4, lode::bench::kClientPort, 443},
-                           tmpl);
-    FrameChecker& check = c.engine ? checker : unchanged;
+    // What flow j's frame must look like when it comes back.
+    auto expect = [&](uint32_t j) -> Expect {
+      const lode::bench::FlowEnds& f = e.flows[j];
+      if (!c.engine) {  // as it was sent
+        return to_backend ? Expect{lode::bench::kClientMac, lode::bench::kOurMac, f.client_ip, lode::bench::kVipV4,
+                                   f.client_port, 443}
+                          : Expect{lode::bench::kBackendMac, lode::bench::kOurMac, f.backend_ip,
+                                   lode::bench::kVipV4, 443, f.local_port};
+      }
+      return to_backend ? Expect{lode::bench::kOurMac, lode::bench::kBackendMac, lode::bench::kVipV4, f.backend_ip,
+                                 f.local_port, 443}
+                        : Expect{lode::bench::kOurMac, lode::bench::kClientMac, lode::bench::kVipV4, f.client_ip, 443,
+                                 f.client_port};
+    };
+    FrameChecker check(tmpl, !many);
+
     const uint64_t rx_flags = c.nic_checksum ? RTE_MBUF_F_RX_L4_CKSUM_GOOD : 0;
+    const size_t order_mask = fl.order.size() - 1;
+    size_t next = 0;  // into fl.order
+    // A new receive: the template's headers, moved to the next flow.
+    auto refill = [&](rte_mbuf* m) {
+      uint8_t* const p = rte_pktmbuf_mtod(m, uint8_t*);
+      std::memcpy(p, tmpl.data(), hdr);
+      const uint32_t j = fl.order[next++ & order_mask];
+      if (many) lode::bench::retarget(p, to_backend, e.flows[j]);
+      set_flow_of(m, j);
+      m->ol_flags = rx_flags;
+    };
 
     // The mbufs: the whole frame written once; afterwards only its headers.
     std::vector<rte_mbuf*> ms(o_.inflight);
@@ -319,7 +425,7 @@ class Bench {
       std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), tmpl.data(), tmpl.size());
       m->data_len = static_cast<uint16_t>(tmpl.size());
       m->pkt_len = static_cast<uint32_t>(tmpl.size());
-      m->ol_flags = rx_flags;
+      refill(m);
     }
     if (rte_ring_enqueue_bulk(rx_, reinterpret_cast<void* const*>(ms.data()), o_.inflight, nullptr) != o_.inflight) {
       std::fprintf(stderr, "dpdk_ring_forward_bench: RX ring full\n");
@@ -328,15 +434,24 @@ class Bench {
 
     Result r;
     r.name = c.name;
+    if (o_.flows.size() > 1 || o_.prefetch.size() > 1 || n_flows > 1 || prefetch > 0) {
+      r.name += "/flows=" + std::to_string(n_flows);
+      if (c.engine) r.name += "/prefetch=" + std::to_string(prefetch);
+      if (c.engine && links > 0) r.name += "/links=" + std::to_string(links);
+    }
+    r.flows = n_flows;
+    r.prefetch = c.engine ? prefetch : 0;
+    r.links = c.engine ? links : 0;
     RingPortSink sink(pool_, port_);
     lode::stats::FrontLcoreStats published;
     rte_mbuf* bufs[kBurst];
     rte_mbuf* gen[kBurst];
     uint64_t drained = 0, forwarded = 0, not_forwarded = 0, checked = 0, bad = 0;
-    const uint64_t base = lode::bench::kNow;
+    const uint64_t forwarded_before = e.engine->stats().forwarded_in_place;
+    const uint64_t base = lode::bench::kNow + base_ms_;
     const uint64_t start_ms = now_ms();
     uint64_t last_tick = base;
-    const uint64_t warmup = 8ull * o_.inflight;
+    const uint64_t warmup = 8ull * o_.inflight + (many ? 2ull * n_flows : 0);
     uint64_t timed_from = 0;  // `drained` when the clock started
     std::chrono::steady_clock::time_point t0{};
     double cpu0 = 0;
@@ -345,6 +460,7 @@ class Bench {
     const uint64_t hz = rte_get_tsc_hz();
     uint64_t tsc0 = 0;
     const uint64_t tsc_limit = static_cast<uint64_t>(max_s * static_cast<double>(hz));
+    uint64_t now = base;
     for (uint64_t pass = 0;; ++pass) {
       // The generator: what went out comes back as a new receive.
       const unsigned n = rte_ring_sc_dequeue_burst(tx_, reinterpret_cast<void**>(gen), kBurst, nullptr);
@@ -352,10 +468,9 @@ class Bench {
         rte_mbuf* m = gen[i];
         if ((drained + i) % kCheckEvery == 0 || drained + i < kBurst) {
           ++checked;
-          if (!check.check(m)) ++bad;
+          if (!check.check(m, expect(flow_of(m)))) ++bad;
         }
-        std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), tmpl.data(), hdr);
-        m->ol_flags = rx_flags;
+        refill(m);
       }
       drained += n;
       if (n > 0) rte_ring_sp_enqueue_bulk(rx_, reinterpret_cast<void* const*>(gen), n, nullptr);
@@ -374,26 +489,35 @@ class Bench {
 
       // The lcore.
       const uint16_t nb = rte_eth_rx_burst(port_, 0, bufs, kBurst);
-      const uint64_t now = base + (now_ms() - start_ms);
+      now = base + (now_ms() - start_ms);
+      auto frame = [&](rte_mbuf* m) {
+        return std::span<uint8_t>(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
+      };
+      if (c.engine) {
+        for (uint16_t i = 0; i < prefetch && i < nb; ++i) e.engine->prefetch_flow(frame(bufs[i]));
+        for (uint16_t i = 0; i < links && i < nb; ++i) e.engine->prefetch_flow_links(frame(bufs[i]));
+      }
       for (uint16_t i = 0; i < nb; ++i) {
         rte_mbuf* m = bufs[i];
         if (i + 1 < nb) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + 1], void*));
         if (!c.engine) {
           sink.receiving(m);
-          (void)sink.send_in_place({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)});
+          (void)sink.send_in_place(frame(m));
           ++forwarded;
           continue;
         }
+        if (prefetch > 0 && i + prefetch < nb) e.engine->prefetch_flow(frame(bufs[i + prefetch]));
+        if (links > 0 && i + links < nb) e.engine->prefetch_flow_links(frame(bufs[i + links]));
         sink.receiving(m);
         const bool l4_good = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
-        e.engine->on_frame_in_place({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)}, now, sink, l4_good);
+        e.engine->on_frame_in_place(frame(m), now, sink, l4_good);
         if (sink.taken()) {
           ++forwarded;
         } else {
           // Not forwarded: the generator writes the whole frame again.
           ++not_forwarded;
           std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), tmpl.data(), tmpl.size());
-          m->ol_flags = rx_flags;
+          refill(m);
           rte_ring_sp_enqueue(rx_, m);
         }
         sink.receiving(nullptr);
@@ -406,6 +530,9 @@ class Bench {
       if (nb > 0 && c.engine) publish(published, e.engine->stats());
     }
     const auto t1 = std::chrono::steady_clock::now();
+    // The engine's clock never goes back: the next run starts where this
+    // one ended.
+    base_ms_ = now + 1 - lode::bench::kNow;
     r.cpu_seconds = timing ? thread_cpu_s() - cpu0 : 0;
     r.seconds = timing ? std::chrono::duration<double>(t1 - t0).count() : 0;
     r.frames = timing ? drained - timed_from : 0;
@@ -414,8 +541,9 @@ class Bench {
     r.not_forwarded = not_forwarded;
     r.tx_dropped = sink.dropped();
     sink.flush();
-    if (c.engine && (e.engine->flows() != 1 || sink.built() != 0)) ++r.bad;  // the flow must stay the one spliced flow
-    if (c.engine && e.engine->stats().forwarded_in_place != forwarded) ++r.bad;
+    // Every flow must stay spliced, nothing built anew.
+    if (c.engine && (e.engine->flows() != n_flows || sink.built() != 0)) ++r.bad;
+    if (c.engine && e.engine->stats().forwarded_in_place - forwarded_before != forwarded) ++r.bad;
     // Every mbuf back to the pool: those on either ring and none lost.
     unsigned back = 0;
     rte_mbuf* m = nullptr;
@@ -431,6 +559,7 @@ class Bench {
   uint16_t port_;
   rte_ring* rx_;
   rte_ring* tx_;
+  uint64_t base_ms_ = 0;
 };
 
 }  // namespace
@@ -479,32 +608,46 @@ int main(int argc, char** argv) {
   Bench bench(o, pool, pid, rx, tx);
   std::vector<Result> results;
   bool ok = true;
-  for (const Case& c : cases) {
-    results.push_back(bench.run(c));
-    const Result& r = results.back();
-    if (r.bad != 0 || r.not_forwarded != 0 || r.tx_dropped != 0 || r.frames == 0) ok = false;
+  for (const uint32_t n : o.flows) {
+    Flows flows = make_flows(n);
+    for (unsigned rep = 0; rep < o.repeat; ++rep) {
+      for (const Case& c : cases) {
+        for (const unsigned k : o.prefetch) {
+          for (const unsigned l : o.links) {
+            // The same loop whatever k without the engine; links only with a prefetch.
+            if (!c.engine && (k != o.prefetch.front() || l != o.links.front())) continue;
+            if (l > 0 && k == 0) continue;
+            results.push_back(bench.run(c, flows, k, l));
+            const Result& r = results.back();
+            if (r.bad != 0 || r.not_forwarded != 0 || r.tx_dropped != 0 || r.frames == 0) ok = false;
+          }
+        }
+      }
+    }
   }
   if (o.json) {
     std::printf("{\"lcore\": %u, \"inflight\": %u, \"frame_bytes\": %zu, \"cases\": [", o.lcore, o.inflight,
                 lode::bench::establish().client_data.size());
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
-      std::printf("%s{\"name\": \"%s\", \"frames\": %llu, \"seconds\": %.6f, \"cpu_seconds\": %.6f, \"mpps\": %.4f, "
+      std::printf("%s{\"name\": \"%s\", \"flows\": %u, \"prefetch\": %u, \"links\": %u, \"frames\": %llu, \"seconds\": %.6f, \"cpu_seconds\": %.6f, \"mpps\": %.4f, "
                   "\"cpu_mpps\": %.4f, \"checked\": %llu, \"bad\": %llu, \"not_forwarded\": %llu, "
                   "\"tx_dropped\": %llu}",
-                  i == 0 ? "" : ", ", r.name.c_str(), static_cast<unsigned long long>(r.frames), r.seconds,
+                  i == 0 ? "" : ", ", r.name.c_str(), r.flows, r.prefetch, r.links, static_cast<unsigned long long>(r.frames),
+                  r.seconds,
                   r.cpu_seconds, r.mpps(), r.cpu_mpps(), static_cast<unsigned long long>(r.checked),
                   static_cast<unsigned long long>(r.bad), static_cast<unsigned long long>(r.not_forwarded),
                   static_cast<unsigned long long>(r.tx_dropped));
     }
     std::printf("], \"ok\": %s}\n", ok ? "true" : "false");
   } else {
-    std::printf("%-34s %11s %8s %8s %9s %9s %9s %8s\n", "case (net_ring port, one lcore)", "frames", "seconds",
-                "Mpps", "ns/frame", "CPU Mpps", "CPU share", "checked");
+    std::printf("%-52s %11s %8s %8s %9s %9s %10s %9s %8s\n", "case (net_ring port, one lcore)", "frames", "seconds",
+                "Mpps", "ns/frame", "CPU Mpps", "CPU ns/fr", "CPU share", "checked");
     for (const Result& r : results) {
-      std::printf("%-34s %11llu %8.3f %8.2f %9.1f %9.2f %8.0f%% %8llu%s\n", r.name.c_str(),
+      std::printf("%-52s %11llu %8.3f %8.2f %9.1f %9.2f %10.1f %8.0f%% %8llu%s\n", r.name.c_str(),
                   static_cast<unsigned long long>(r.frames), r.seconds, r.mpps(),
                   r.frames > 0 ? r.seconds * 1e9 / static_cast<double>(r.frames) : 0.0, r.cpu_mpps(),
+                  r.frames > 0 ? r.cpu_seconds * 1e9 / static_cast<double>(r.frames) : 0.0,
                   r.seconds > 0 ? 100 * r.cpu_seconds / r.seconds : 0.0, static_cast<unsigned long long>(r.checked),
                   r.bad + r.not_forwarded + r.tx_dropped ? "  FAILED" : "");
     }

@@ -52,6 +52,11 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
   std::fill(std::begin(head_), std::end(head_), kNil);
   std::fill(std::begin(tail_), std::end(tail_), kNil);
   for (const auto& l : rt_->listeners) hello_cap_ = std::max<size_t>(hello_cap_, l.max_hello_bytes + kRecordSlack);
+  const auto names_us = [&](const std::optional<RssHash>& r) {
+    return r && std::find(r->reta().begin(), r->reta().end(), cfg_.lcore) != r->reta().end();
+  };
+  rss_names_us_ = names_us(cfg_.rss);
+  exception_rss_names_us_ = names_us(cfg_.exception_rss);
 }
 
 FlowEngine::~FlowEngine() = default;
@@ -332,8 +337,9 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
   }
   const Vip* vip = find_vip(p.dst, p.dport);
   if (vip == nullptr) {
-    // The backend's side of a flow another lcore holds (its local port says which).
-    if (redirect_to_owner(p.dport, frame, out)) return;
+    // The backend's side of a flow another lcore holds (its local port, or
+    // its 4-tuple's RSS hash, says which).
+    if (redirect_to_owner(p.flow(), false, frame, out)) return;
     // A VIP address, a port nobody listens on: what a closed port answers.
     ++stats_.rx_not_vip;
     if (!(p.flags & kTcpRst)) send_reset_for(p, out, cfg_.mac);
@@ -391,7 +397,7 @@ void FlowEngine::on_exception_frame(std::span<const uint8_t> frame, uint64_t now
     return;
   }
   // A worker's segment of a flow another lcore holds (its local port says which).
-  if (redirect_to_owner(p.dport, frame, out)) return;
+  if (redirect_to_owner(p.flow(), true, frame, out)) return;
   ++stats_.exception_stray;
   if (!(p.flags & kTcpRst)) send_reset_for(p, link, cfg_.handoff.mac);
 }

@@ -46,6 +46,7 @@
 #include "dataplane/front/hello_collector.h"
 #include "dataplane/front/packet.h"
 #include "dataplane/front/syn_cookie.h"
+#include "dataplane/front/toeplitz.h"
 #include "dataplane/tls/client_hello_parser.h"
 #include "dataplane/worker/runtime.h"
 #include "lodestone/stats_layout.h"
@@ -161,6 +162,18 @@ struct EngineConfig {
   // copied to every lcore (any of them may have asked).
   uint32_t lcore = 0;
   uint32_t lcores = 1;
+  // The RSS of the wire port (passthrough legs) and of the exception port
+  // (hand-off legs) when the NIC hashes TCP by Toeplitz with a key and RETA
+  // we know (queue i = lcore i). With it, and several lcores, the engine
+  // takes for that side local ports in kFirstLocalPort..kLastRssPort whose
+  // return segments hash to its own queue, so the NIC delivers them to it and
+  // nothing is redirected; a port of that range is owned by the lcore its
+  // return 4-tuple hashes to. When no such port is free (or the RETA never
+  // names this queue) it falls back to the rule above on the ports
+  // kLastRssPort + 1..kLastLocalPort (counted in rss_port_fallbacks), whose
+  // segments are redirected as before. None: the rule above on every local
+  // port (net_tap, whose queue is the kernel's flow hash, not Toeplitz).
+  std::optional<RssHash> rss, exception_rss;
   // Passthrough: the backends' next hops, and how long a learned MAC is
   // trusted before it is asked again (the flows keep using it meanwhile).
   NextHops next_hops;
@@ -193,6 +206,12 @@ class FlowEngine {
   // of the backends' hosts); with several lcores, lcore i takes those with
   // port % lcores == i.
   static constexpr uint16_t kFirstLocalPort = 20000, kLastLocalPort = 60999;
+  // With RSS (EngineConfig::rss): the ports chosen by their hash, the rest
+  // of the local ports those of the fallback.
+  static constexpr uint16_t kLastRssPort = 52999;
+  // Ports whose hash is tried per leg before the fallback: with n queues
+  // spread evenly over the RETA a port maps to ours with odds 1/n.
+  static constexpr uint32_t kRssPortAttempts = 4096;
 
   void on_frame(std::span<const uint8_t> frame, uint64_t now_ms, FrameSink& out) noexcept;
   // The same, for a frame the engine may rewrite and hand back to the sink
@@ -211,6 +230,18 @@ class FlowEngine {
     inplace_ = {};
     l4_verified_ = false;
   }
+  // The burst loop's prefetches (flow_engine_forward.cc), two looks at a
+  // received frame as it comes closer: prefetch_flow for frame i + K while
+  // frame i is handled, prefetch_flow_links for frame i + K / 2. For a frame
+  // of the fast path's shape (Ethernet, at most one 802.1Q tag, IPv4
+  // without options, not a fragment, TCP; anything else is ignored):
+  // prefetch_flow, the slots of both flow indexes its 4-tuple hashes to and
+  // the flows they name (the part the fast path reads); prefetch_flow_links,
+  // once those are in, the flow found as the lookup finds it and the
+  // neighbours in its timeout list that handling the frame relinks. They
+  // write nothing, count nothing and change no output.
+  void prefetch_flow(std::span<const uint8_t> frame) const noexcept;
+  void prefetch_flow_links(std::span<const uint8_t> frame) const noexcept;
   // A frame the exception port received (the kernel the workers run on).
   // `out` is still the wire's sink: answers on the exception link go to
   // out.exception_sink(), the workers' segments to their clients go to `out`.
@@ -232,8 +263,14 @@ class FlowEngine {
                                     bool l4_verified = false) noexcept;
   // The lcore that holds the flow of a backend-side segment to local port
   // `port` (see EngineConfig::lcore), or this lcore's own index for a port
-  // that is not a local one.
+  // that is not a local one, or one the port alone does not name (a port of
+  // the RSS range, EngineConfig::rss).
   uint32_t owner_of_local_port(uint16_t port) const noexcept;
+  // The same for a backend-side segment as received (its src, dst, sport,
+  // dport: the backend's or, from_exception, the worker's side), by the rule
+  // that chose its port: with RSS on that side, the queue its 4-tuple hashes
+  // to for a port of the RSS range.
+  uint32_t owner_of(const FlowKey& segment, bool from_exception) const noexcept;
   // Timeouts; call every few milliseconds.
   void on_tick(uint64_t now_ms, FrameSink& out) noexcept;
 
@@ -375,11 +412,21 @@ class FlowEngine {
   // asks again every second while no answer came, and forgets an entry that
   // stayed unanswered for kNeighborProbeMs.
   void refresh_neighbors(FrameSink& out) noexcept;
-  uint16_t next_local_port() noexcept;
-  // A frame of no flow here whose local port belongs to another lcore:
-  // handed to it (true), or dropped and counted when the hand-over failed
-  // (true); false when this lcore owns the port (the caller goes on as before).
-  bool redirect_to_owner(uint16_t local_port, std::span<const uint8_t> frame, FrameSink& out) noexcept;
+  // A free local port for the backend side `bk` (its dport to be chosen)
+  // whose return segments the NIC hashes to this lcore's queue, or 0 when
+  // there is no RSS on that side or none was found (counted in
+  // rss_port_fallbacks).
+  uint16_t rss_local_port(const FlowKey& bk, bool handoff) noexcept;
+  // The next port of this lcore's by the port rule (port % lcores == lcore),
+  // among all local ports, or only those past kLastRssPort when that side
+  // has RSS.
+  uint16_t next_local_port(bool handoff) noexcept;
+  // A frame of no flow here whose owner (owner_of(segment, from_exception))
+  // is another lcore: handed to it (true), or dropped and counted when the
+  // hand-over failed (true); false when this lcore owns it (the caller goes
+  // on as before).
+  bool redirect_to_owner(const FlowKey& segment, bool from_exception, std::span<const uint8_t> frame,
+                         FrameSink& out) noexcept;
   // A copy of an ARP reply or neighbour advertisement for every other lcore.
   void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
@@ -427,6 +474,9 @@ class FlowEngine {
   std::vector<Neighbor> neighbors_;
   uint64_t neighbors_checked_ms_ = 0;
   uint16_t port_cursor_ = 0;
+  uint32_t rss_cursor_ = 0;  // where the next RSS port search starts, in the RSS range
+  // Some RETA entry of cfg_.rss / cfg_.exception_rss is this lcore's queue.
+  bool rss_names_us_ = false, exception_rss_names_us_ = false;
   // A sink with no buffers: hand-off frames when no exception sink is given
   // (counted in tx_no_buffer).
   struct NoSink : FrameSink {

@@ -17,6 +17,7 @@
 // segment, byte for byte: the IPv4 header checksum recomputed, the TCP
 // checksum updated from the changed fields (RFC 1624, the same arithmetic).
 #include <cstring>
+#include <vector>
 
 #include "dataplane/front/flow_engine_flow.h"
 
@@ -90,24 +91,34 @@ inline uint32_t ipv4_header_sum(const uint8_t* ip) noexcept {
   return fold(s);
 }
 
+// Where the IPv4 header of a frame of the common shape starts: Ethernet II,
+// at most one 802.1Q tag, IPv4 without options, TCP, not a fragment, the
+// frame long enough for both headers. 0 for any other frame.
+size_t ipv4_tcp_at(const uint8_t* b, size_t n) noexcept {
+  if (n < kEthLen + kIpv4Len + kTcpLen) return 0;
+  size_t off = kEthLen;
+  uint16_t type = get16(b + 12);
+  if (type == kEtherVlan) {
+    if (n < kEthLen + kVlanTagLen + kIpv4Len + kTcpLen) return 0;
+    type = get16(b + 16);
+    off += kVlanTagLen;
+  }
+  if (type != kEtherIpv4) return 0;
+  const uint8_t* const ip = b + off;
+  if (ip[0] != 0x45 || ip[9] != kProtoTcp || (get16(ip + 6) & kIpv4FragmentMask) != 0) return 0;
+  return off;
+}
+
 // Reads `frame` when it has the common shape (see the top of the file) and
 // valid checksums (the TCP one unless the NIC checked it: l4_verified).
 bool read_segment(std::span<uint8_t> frame, bool l4_verified, Segment& s) noexcept {
   uint8_t* const b = frame.data();
   const size_t n = frame.size();
-  if (n < kEthLen + kIpv4Len + kTcpLen) return false;
-  size_t off = kEthLen;
-  uint16_t type = get16(b + 12);
-  if (type == kEtherVlan) {
-    if (n < kEthLen + kVlanTagLen + kIpv4Len + kTcpLen) return false;
-    type = get16(b + 16);
-    off += kVlanTagLen;
-  }
-  if (type != kEtherIpv4) return false;
+  const size_t off = ipv4_tcp_at(b, n);
+  if (off == 0) return false;
   uint8_t* const ip = b + off;
   const size_t total = get16(ip + 2);
-  if (ip[0] != 0x45 || ip[9] != kProtoTcp || total < kIpv4Len + kTcpLen || total > n - off) return false;
-  if ((get16(ip + 6) & kIpv4FragmentMask) != 0 || ipv4_header_sum(ip) != 0xffff) return false;
+  if (total < kIpv4Len + kTcpLen || total > n - off || ipv4_header_sum(ip) != 0xffff) return false;
   uint8_t* const tcp = ip + kIpv4Len;
   const size_t seg_len = total - kIpv4Len;
   const size_t doff = size_t{static_cast<uint8_t>(tcp[12] >> 4)} * 4;
@@ -198,14 +209,111 @@ bool send_rewritten(const Segment& s, Fields& to, std::span<uint8_t> frame, Fram
   return false;
 }
 
+// flow_hash() (flow_engine_flow.h) of an IPv4 4-tuple, from the numbers
+// themselves (host order): the same value, without building a FlowKey
+// first (its bytes stored one by one and read back as words stalled the
+// store buffer: a third of the prefetch's cost, and of the fast path's
+// hash).
+inline uint64_t flow_hash_v4(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport) noexcept {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t{sport} << 16 | dport);
+  h = (h ^ src) * 0xff51afd7ed558ccdull;
+  h ^= h >> 32;
+  h = (h ^ dst) * 0xff51afd7ed558ccdull;
+  h ^= h >> 32;
+  return h;
+}
+
+struct Tuple {
+  uint32_t src = 0, dst = 0;  // host order
+  uint16_t sport = 0, dport = 0;
+  uint64_t hash() const noexcept { return flow_hash_v4(src, dst, sport, dport); }
+  // key == FlowKey{IpAddr::v4(src), IpAddr::v4(dst), sport, dport}, read
+  // from the key without building that one.
+  bool is(const FlowKey& key) const noexcept {
+    return key.sport == sport && key.dport == dport && key.src.family == 4 && key.dst.family == 4 &&
+           key.src.v4_host() == src && key.dst.v4_host() == dst;
+  }
+};
+
+// The 4-tuple of a frame, read as read_segment() reads it, no more: the
+// checks that decide whether a 4-tuple can be taken from the frame at all.
+// A frame that passes them and fails the fast path later only cost a
+// prefetch.
+bool tuple_of_frame(std::span<const uint8_t> frame, Tuple& t) noexcept {
+  const size_t off = ipv4_tcp_at(frame.data(), frame.size());
+  if (off == 0) return false;
+  const uint8_t* const ip = frame.data() + off;
+  const uint8_t* const tcp = ip + kIpv4Len;
+  t.src = get32(ip + 12);
+  t.dst = get32(ip + 16);
+  t.sport = get16(tcp);
+  t.dport = get16(tcp + 2);
+  return true;
+}
+
+// The start of a flow's slot that the fast path reads (see Flow): four
+// cache lines at most, wherever the slot starts.
+constexpr size_t kFlowHotBytes = 168;
+
 }  // namespace
+
+void FlowEngine::prefetch_flow(std::span<const uint8_t> frame) const noexcept {
+  Tuple t;
+  if (!tuple_of_frame(frame, t)) return;
+  const uint64_t h = t.hash();
+  // The home slot of each index (linear probing: the flow is there or a
+  // few slots on), and the flow it names: the client's key in index_, the
+  // backend's in bindex_. A slot of the other index names another flow or
+  // none; that prefetch is wasted, never wrong.
+  for (const std::vector<uint32_t>* index : {&index_, &bindex_}) {
+    const uint32_t v = (*index)[h & (index->size() - 1)];
+    if (v == 0) continue;
+    const auto* p = reinterpret_cast<const char*>(&flows_[v - 1]);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+    __builtin_prefetch(p + kFlowHotBytes - 1);
+  }
+}
+
+void FlowEngine::prefetch_flow_links(std::span<const uint8_t> frame) const noexcept {
+  Tuple t;
+  if (!tuple_of_frame(frame, t)) return;
+  const uint64_t h = t.hash();
+  const Flow* f = nullptr;
+  {
+    const size_t mask = bindex_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      const uint32_t v = bindex_[i];
+      if (v == 0) break;
+      if (t.is(flows_[v - 1].bkey)) {
+        f = &flows_[v - 1];
+        break;
+      }
+    }
+  }
+  if (f == nullptr) {
+    const size_t mask = index_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      const uint32_t v = index_[i];
+      if (v == 0) break;
+      if (t.is(flows_[v - 1].key)) {
+        f = &flows_[v - 1];
+        break;
+      }
+    }
+  }
+  if (f == nullptr || !f->linked) return;
+  if (f->prev != kNil) __builtin_prefetch(&flows_[f->prev].next, 1);
+  if (f->next != kNil) __builtin_prefetch(&flows_[f->next].prev, 1);
+}
 
 bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, FrameSink& out, bool l4_verified,
                                  bool from_exception) noexcept {
   Segment s;
   if (!read_segment(frame, l4_verified, s)) return false;
   const FlowKey k{IpAddr::v4(s.f.src), IpAddr::v4(s.f.dst), s.f.sport, s.f.dport};
-  const uint64_t h = flow_hash(k);
+  const uint64_t h = flow_hash_v4(s.f.src, s.f.dst, s.f.sport, s.f.dport);  // = flow_hash(k)
   const bool has_ts = s.ts_at != 0;
   Flow* f = lookup_backend(k, h);
   if (f == nullptr && from_exception) return false;

@@ -172,9 +172,10 @@ void FlowEngine::on_icmp_too_big(const Packet& p, std::span<const uint8_t> frame
   }
   Flow* f = lookup(rev, h);
   if (f == nullptr) {
-    // A backend leg's local port another lcore owns: its error goes there
-    // (a VIP's port is no local port: a client leg's error stays here).
-    if (find_vip(q.src, q.sport) == nullptr && redirect_to_owner(q.sport, frame, out)) return;
+    // A backend leg another lcore owns (by its return 4-tuple: with
+    // Toeplitz RSS the port alone does not name the owner): its error goes
+    // there (a VIP's port is no local port: a client leg's error stays here).
+    if (find_vip(q.src, q.sport) == nullptr && redirect_to_owner(rev, false, frame, out)) return;
     ++stats_.icmp_too_big_no_flow;
     return;
   }

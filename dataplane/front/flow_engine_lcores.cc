@@ -18,27 +18,81 @@
 //
 // Why the port and not a shared table or a lookup on every lcore: the port
 // is in every segment, costs a division on a lookup miss only, and needs no
-// state shared between lcores. A NIC with Toeplitz RSS could go further and
-// pick ports whose return tuple hashes to the owner's queue, so that
-// redirection becomes rare; the tap used in tests picks queues by the
-// kernel's own hash, so the redirect path is needed either way.
+// state shared between lcores.
+//
+// A NIC whose RSS is Toeplitz with a key and RETA we know
+// (EngineConfig::rss, set by dpdk_front.cc) lets us do better: the engine
+// takes a port whose return 4-tuple (backend address, our address, backend
+// port, local port) hashes, by the same Toeplitz and RETA, to its own queue
+// (rss_local_port), so the NIC delivers the backend's segments to the lcore
+// that holds the flow and nothing crosses a ring. Those ports come from
+// their own range (kFirstLocalPort..kLastRssPort), owned by the queue their
+// 4-tuple hashes to: lcores never take the same port for the same peer (one
+// 4-tuple hashes to one queue), and an lcore that gets such a segment
+// without holding its flow (the NIC hashed differently from us after all)
+// still finds the owner by computing the hash. When no port of that range
+// hashes to this queue within kRssPortAttempts (a RETA that never names it,
+// or the ports to one peer all taken) the leg falls back to the port rule on
+// the rest of the range (rss_port_fallbacks), redirected as before. The tap
+// used in the e2e tests picks queues by the kernel's own flow hash, so there
+// the port rule holds for every local port.
 //
 // ARP replies and neighbour advertisements carry no port and answer a
 // request any lcore may have sent: every lcore gets a copy (each takes only
 // what it asked for).
+#include <algorithm>
+
 #include "dataplane/front/flow_engine_flow.h"
 
 namespace lode::front {
 
 uint32_t FlowEngine::owner_of_local_port(uint16_t port) const noexcept {
   if (cfg_.lcores <= 1 || port < kFirstLocalPort || port > kLastLocalPort) return cfg_.lcore;
+  if (cfg_.rss && port <= kLastRssPort) return cfg_.lcore;  // named by the whole 4-tuple
   return port % cfg_.lcores;
 }
 
-bool FlowEngine::redirect_to_owner(uint16_t local_port, std::span<const uint8_t> frame,
+uint32_t FlowEngine::owner_of(const FlowKey& segment, bool from_exception) const noexcept {
+  const uint16_t port = segment.dport;
+  if (cfg_.lcores <= 1 || port < kFirstLocalPort || port > kLastLocalPort) return cfg_.lcore;
+  const std::optional<RssHash>& rss = from_exception ? cfg_.exception_rss : cfg_.rss;
+  if (rss && port <= kLastRssPort) {
+    const uint16_t q = rss->queue_of(segment);
+    return q < cfg_.lcores ? q : cfg_.lcore;  // a queue no lcore polls: never chosen, so no flow
+  }
+  return port % cfg_.lcores;
+}
+
+uint16_t FlowEngine::rss_local_port(const FlowKey& bk, bool handoff) noexcept {
+  const std::optional<RssHash>& rss = handoff ? cfg_.exception_rss : cfg_.rss;
+  if (!rss || cfg_.lcores <= 1) return 0;
+  if (!(handoff ? exception_rss_names_us_ : rss_names_us_)) {
+    ++stats_.rss_port_fallbacks;  // no RETA entry is this queue: no port would do
+    return 0;
+  }
+  FlowKey k = bk;
+  const uint16_t port = rss->find_dport(
+      bk, static_cast<uint16_t>(cfg_.lcore), kFirstLocalPort, kLastRssPort, rss_cursor_, kRssPortAttempts,
+      [&](uint16_t p) {
+        // Never a VIP's port (a backend's segment to it would be taken for
+        // a client's), never one this lcore already uses towards that peer.
+        if (std::any_of(cfg_.vips.begin(), cfg_.vips.end(), [&](const Vip& v) { return v.port == p; })) return false;
+        k.dport = p;
+        return lookup_backend(k, flow_hash(k)) == nullptr;
+      });
+  if (port != 0) {
+    rss_cursor_ = uint32_t{port} - kFirstLocalPort + 1;  // the next search starts past it
+    return port;
+  }
+  rss_cursor_ += kRssPortAttempts;
+  ++stats_.rss_port_fallbacks;
+  return 0;
+}
+
+bool FlowEngine::redirect_to_owner(const FlowKey& segment, bool from_exception, std::span<const uint8_t> frame,
                                    FrameSink& out) noexcept {
-  if (redirected_) return false;  // sent here by its owner's rule: this lcore answers
-  const uint32_t owner = owner_of_local_port(local_port);
+  if (redirected_) return false;
+  const uint32_t owner = owner_of(segment, from_exception);
   if (owner == cfg_.lcore) return false;
   if (out.redirect(owner, frame)) {
     ++stats_.redirected_out;

@@ -109,14 +109,17 @@ bool FlowEngine::refresh_pools() noexcept {
   return true;
 }
 
-uint16_t FlowEngine::next_local_port() noexcept {
-  // kFirstLocalPort..kLastLocalPort, only those of this lcore (port % lcores
-  // == lcore: the port names the lcore that holds the flow, see
-  // flow_engine_lcores.cc), never a VIP's port (a backend's segment to it
-  // would be taken for a client's).
+uint16_t FlowEngine::next_local_port(bool handoff) noexcept {
+  // kFirstLocalPort..kLastLocalPort (past kLastRssPort when that side has
+  // RSS: the range before is chosen by hash, rss_local_port), only those of
+  // this lcore (port % lcores == lcore: the port names the lcore that holds
+  // the flow, see flow_engine_lcores.cc), never a VIP's port (a backend's
+  // segment to it would be taken for a client's).
   const uint32_t n = std::max<uint32_t>(cfg_.lcores, 1);
   const uint32_t lcore = cfg_.lcore % n;
-  const uint32_t first = kFirstLocalPort + (lcore + n - kFirstLocalPort % n) % n;
+  const bool rss = n > 1 && (handoff ? cfg_.exception_rss : cfg_.rss).has_value();
+  const uint32_t low = rss ? uint32_t{kLastRssPort} + 1 : kFirstLocalPort;
+  const uint32_t first = low + (lcore + n - low % n) % n;
   const uint32_t count = (uint32_t{kLastLocalPort} - first) / n + 1;
   for (size_t tries = 0;; ++tries) {
     port_cursor_ = static_cast<uint16_t>((port_cursor_ + 1) % count);
@@ -183,12 +186,20 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   open_backend(f, bk, out);
 }
 
-// Takes a local port for the backend side (bk.dport), then the next hop's
-// MAC (asked for when not known yet) and our SYN.
+// Takes a local port for the backend side (bk.dport): one whose return
+// segments the NIC hashes to this lcore's queue when that side has RSS,
+// else (or when none is free) by the port rule; then the next hop's MAC
+// (asked for when not known yet) and our SYN.
 void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   bool indexed = false;
+  if (const uint16_t port = rss_local_port(bk, f.handoff); port != 0) {
+    bk.dport = port;  // free: rss_local_port looked
+    if (f.bindexed) erase_backend_key(f);
+    f.bkey = bk;
+    indexed = index_backend(f);
+  }
   for (int i = 0; i < 16 && !indexed; ++i) {
-    bk.dport = next_local_port();
+    bk.dport = next_local_port(f.handoff);
     if (lookup_backend(bk, flow_hash(bk)) == nullptr) {
       if (f.bindexed) erase_backend_key(f);
       f.bkey = bk;

@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 9 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 10 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -152,7 +152,8 @@ namespace lode::stats {
   X(backend_nd_solicits, "neighbour solicitations for backends' IPv6 next hops")         \
   X(backend_no_route, "passthrough flows reset: backend off the link with no gateway, or no VIP of its family") \
   X(neighbor_ignored, "ARP replies / neighbour advertisements we did not ask for, ignored") \
-  X(flows_ended, "flows ended, whatever the reason (flows_created - flows_ended: flows held now)")
+  X(flows_ended, "flows ended, whatever the reason (flows_created - flows_ended: flows held now)") \
+  X(rss_port_fallbacks, "backend / hand-off legs given a local port by the port rule: no port hashing to the lcore's RSS queue was free")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
@@ -318,7 +319,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 9;
+inline constexpr uint32_t kStatsLayoutVersion = 10;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

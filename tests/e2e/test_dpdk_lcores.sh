@@ -44,6 +44,10 @@ TOML
 start_lodestone "$T/lode.toml"
 dpdk_started
 assert_eq "start event: two polling lcores (an exception port no longer refuses them)" 2 "$(jfield dpdk_lcores <<<"$start")"
+# net_tap's queue is the kernel's flow hash, not Toeplitz: backend legs take
+# ports by the port rule and stray segments cross the rings (below).
+assert_contains "start event: return steering by the port rule on net_tap" \
+  "$(jfield dpdk_return_steering <<<"$start")" "port rule (net_tap does not hash by Toeplitz"
 assert_eq "start event: the exception port is a net_tap" net_tap "$(jfield dpdk_exception <<<"$start")"
 check "the wire tap has two queues" sh -c "ls /sys/class/net/$TAP/queues | grep -c rx- | grep -qx 2"
 check "the exception tap has two queues" sh -c "ls /sys/class/net/$XIF/queues | grep -c rx- | grep -qx 2"

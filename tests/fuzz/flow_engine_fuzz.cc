@@ -15,8 +15,11 @@
 //   the clock moved on (across hello, connect, idle and cookie periods).
 //
 // Checked: every frame the engine sends parses with valid checksums and fits
-// kMaxFrame; the flow count stays within max_flows; after the script, the
-// clock moved a day on empties the flow table (no flow is kept forever).
+// kMaxFrame; the flow count stays within max_flows; the burst loop's
+// prefetches (FlowEngine::prefetch_flow, prefetch_flow_links), called on
+// every frame before it is delivered, read nothing past it; after the
+// script, the clock moved a day on empties the flow table (no flow is kept
+// forever).
 // Any failure aborts. Also built without libFuzzer as flow_engine_fuzz_replay
 // and run over the committed corpus by ctest.
 #include <array>
@@ -390,6 +393,10 @@ class Script {
 
   void deliver(std::vector<uint8_t>& frame, bool exception) {
     const bool verified = verified_ && parse_frame(frame).ok();
+    // The lcore loop's prefetches come first: they read the frame's headers
+    // (no byte past its end) and the flow table, and change nothing.
+    engine_.prefetch_flow(frame);
+    engine_.prefetch_flow_links(frame);
     if (wire_.in_place) {
       if (exception) {
         engine_.on_exception_frame_in_place(frame, now_, wire_, verified);

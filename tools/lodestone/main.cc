@@ -734,6 +734,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
       w.field("dpdk_port", dp.dpdk->port_name()).field("dpdk_mac", std::string(buf));
       w.field("dpdk_lcores", static_cast<uint64_t>(dp.dpdk->lcores()));
+      w.field("dpdk_return_steering", dp.dpdk->rss_steering());
       if (handoff) w.field("dpdk_exception", dp.dpdk->exception_name()).field("dpdk_exception_if", cfg->dpdk.exception.interface);
     }
     w.field("snapshot", generation()).field("control_socket", socket_path).field("admin_socket", admin_socket);

@@ -16,12 +16,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <string_view>
 
 namespace lode::front {
 namespace {
@@ -232,6 +234,81 @@ Result<void, std::string> start_port(uint16_t port, uint16_t queues, const rte_e
   return {};
 }
 
+// Drivers whose RSS hash function is Toeplitz. DPDK 22.11 does not report
+// the function (rte_eth_rss_conf::algorithm came in 23.11), so this list
+// stands in for it: each of these hashes TCP by Toeplitz over the 4-tuple
+// under a key that rte_eth_dev_configure sets. Any other driver keeps the
+// port rule, net_tap among them: the kernel picks a tap queue by its own
+// flow hash, not by Toeplitz.
+bool toeplitz_driver(std::string_view driver) noexcept {
+  static constexpr std::string_view kToeplitz[] = {
+      "net_ixgbe", "net_i40e",  "net_iavf", "net_ice",     "net_mlx5",   "net_mlx4",
+      "net_e1000_igb", "net_ena", "net_bnxt", "net_vmxnet3", "net_hns3", "net_virtio",
+  };
+  return std::find(std::begin(kToeplitz), std::end(kToeplitz), driver) != std::end(kToeplitz);
+}
+
+// Before the port is configured: whether its RSS can be worked out in
+// software (EngineConfig::rss) and, if so, our own random key in `key`
+// (set by rte_eth_dev_configure through conf's rss_key). A reason when not.
+std::string prepare_toeplitz(const rte_eth_dev_info& info, uint16_t queues, rte_eth_conf& conf,
+                             std::vector<uint8_t>& key) {
+  if (queues <= 1) return "one queue";
+  const std::string_view driver = info.driver_name != nullptr ? info.driver_name : "";
+  if (!toeplitz_driver(driver)) return std::string(driver) + " does not hash by Toeplitz (or does not say)";
+  constexpr uint64_t kTcp = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV6_TCP;
+  if ((info.flow_type_rss_offloads & kTcp) != kTcp) return "no RSS on TCP ports for both IPv4 and IPv6";
+  if (info.hash_key_size < RssHash::kMinKey || info.hash_key_size > RssHash::kMaxKey) {
+    return "RSS key of " + std::to_string(info.hash_key_size) + " bytes";
+  }
+  if (info.reta_size < queues || info.reta_size > RssHash::kMaxReta || (info.reta_size & (info.reta_size - 1)) != 0) {
+    return "RETA of " + std::to_string(info.reta_size) + " entries";
+  }
+  key.resize(info.hash_key_size);
+  if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) return "no random key";
+  conf.rx_adv_conf.rss_conf.rss_key = key.data();
+  conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<uint8_t>(key.size());
+  return {};
+}
+
+// After the port started: its key read back (when the driver can), its RETA
+// read (or, when it cannot be read, written as entry i -> queue i % queues),
+// and the two as the engine's RssHash. A reason when not.
+Result<RssHash, std::string> read_toeplitz(uint16_t port, const rte_eth_dev_info& info, uint16_t queues,
+                                           const std::vector<uint8_t>& key) {
+  std::vector<uint8_t> got(key.size());
+  rte_eth_rss_conf rc{};
+  rc.rss_key = got.data();
+  rc.rss_key_len = static_cast<uint8_t>(got.size());
+  if (rte_eth_dev_rss_hash_conf_get(port, &rc) == 0) {
+    if (rc.rss_key_len == key.size() && got != key) return unexpected(std::string("the port kept another RSS key"));
+    constexpr uint64_t kTcp = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV6_TCP;
+    if ((rc.rss_hf & kTcp) != kTcp) return unexpected(std::string("the port does not hash TCP ports"));
+  }
+  const uint16_t size = info.reta_size;
+  std::vector<rte_eth_rss_reta_entry64> groups((size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const size_t in_group = std::min<size_t>(RTE_ETH_RETA_GROUP_SIZE, size - g * RTE_ETH_RETA_GROUP_SIZE);
+    groups[g].mask = in_group == 64 ? ~uint64_t{0} : (uint64_t{1} << in_group) - 1;
+  }
+  if (rte_eth_dev_rss_reta_query(port, groups.data(), size) != 0) {
+    for (uint16_t i = 0; i < size; ++i) {
+      groups[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = static_cast<uint16_t>(i % queues);
+    }
+    if (int rc2 = rte_eth_dev_rss_reta_update(port, groups.data(), size); rc2 != 0) {
+      return unexpected("RETA neither read nor written: " + std::string(rte_strerror(-rc2)));
+    }
+  }
+  std::vector<uint16_t> reta(size);
+  for (uint16_t i = 0; i < size; ++i) {
+    reta[i] = groups[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE];
+    if (reta[i] >= queues) return unexpected("RETA entry " + std::to_string(i) + " names queue " + std::to_string(reta[i]));
+  }
+  auto r = RssHash::make(key, std::move(reta));
+  if (!r) return unexpected(std::string("key or RETA out of shape"));
+  return std::move(*r);
+}
+
 MacAddr mac_of(uint16_t port) {
   rte_ether_addr mac{};
   rte_eth_macaddr_get(port, &mac);
@@ -258,6 +335,7 @@ struct DpdkFront::Impl {
   bool port_started = false;
   MacAddr mac{};
   std::string name;
+  std::string rss_steering;
   // A new runtime for the lcores: generation bumped after the pointer is set.
   std::mutex rt_mu;
   std::shared_ptr<const worker::Runtime> rt;
@@ -293,14 +371,32 @@ void DpdkFront::Impl::run(Lcore& lc) {
   uint64_t seen_generation = rt_generation.load(std::memory_order_acquire);
   uint64_t last_tick = now_ms();
   uint32_t idle_polls = 0;
+  // With many flows the flow table is out of cache: while frame i is
+  // handled, frame i + 2 * kFlowAhead's headers are prefetched and frame
+  // i + kFlowAhead's flow index slots and flow (FlowEngine::prefetch_flow:
+  // its 4-tuple hashed, nothing written), so the misses of a burst overlap
+  // (bench/dpdk_ring_forward_bench --flows --prefetch: 100,000 flows -15 to
+  // -35% per frame). With few flows the table is in cache and the extra hash
+  // costs ~4 ns a frame, so below kPrefetchFlows only the next frame's
+  // headers are prefetched.
+  static constexpr uint16_t kFlowAhead = 4;
+  static constexpr size_t kPrefetchFlows = 4096;
+  auto frame_of = [](rte_mbuf* m) {
+    return std::span<const uint8_t>{rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)};
+  };
   // One burst from the wire (from_exception false) or the exception port:
   // a received mbuf may go out again, rewritten, through either sink.
   // Frames from another lcore (redirected: from_lcore) carry the port they
   // came in on in mbuf->port.
   auto handle = [&](uint16_t n, bool from_exception, uint64_t now, bool from_lcore = false) {
+    const bool deep = lc.engine->flows() >= kPrefetchFlows;
+    const uint16_t ahead = deep ? 2 * kFlowAhead : 1;
+    for (uint16_t i = 0; i < n && i < ahead; ++i) rte_prefetch0(rte_pktmbuf_mtod(bufs[i], void*));
+    for (uint16_t i = 0; deep && i < n && i < kFlowAhead; ++i) lc.engine->prefetch_flow(frame_of(bufs[i]));
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = bufs[i];
-      if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + 1], void*));
+      if (i + ahead < n) rte_prefetch0(rte_pktmbuf_mtod(bufs[i + ahead], void*));
+      if (deep && i + kFlowAhead < n) lc.engine->prefetch_flow(frame_of(bufs[i + kFlowAhead]));
       if (from_lcore) {
         from_exception = has_exception && m->port == exc_port;
       } else {
@@ -404,10 +500,15 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   m.name = info.driver_name != nullptr ? info.driver_name : "?";
   const uint16_t queues = static_cast<uint16_t>(std::min<unsigned>({workers, info.max_rx_queues, info.max_tx_queues}));
   rte_eth_conf conf{};
+  std::vector<uint8_t> rss_key;
+  std::string no_toeplitz = "one queue";
   if (queues > 1) {
     // Flows spread over the lcores by RSS on addresses and ports.
     conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
     conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP);
+    // With Toeplitz, under our key: the engines pick local ports whose
+    // return segments the NIC hashes to their own queue (EngineConfig::rss).
+    no_toeplitz = prepare_toeplitz(info, queues, conf, rss_key);
   }
   // No LRO: the dataplane sees segments as the client sent them.
   conf.rxmode.offloads &= ~RTE_ETH_RX_OFFLOAD_TCP_LRO;
@@ -417,6 +518,16 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   if (auto ok = start_port(m.port, queues, conf, socket, s, m.pool); !ok) return unexpected("dpdk: " + ok.error());
   m.port_started = true;
   m.mac = mac_of(m.port);
+  std::optional<RssHash> rss;
+  if (no_toeplitz.empty()) {
+    if (auto r = read_toeplitz(m.port, info, queues, rss_key)) {
+      rss = std::move(*r);
+    } else {
+      no_toeplitz = r.error();
+    }
+  }
+  m.rss_steering = rss ? "toeplitz, RETA of " + std::to_string(rss->reta().size()) + " entries"
+                       : "port rule (" + no_toeplitz + ")";
   if (!s.exception.vdev.empty()) {
     // The kernel picks the tap queue a worker's segment comes back on, not
     // us: with several lcores one that lands on a stranger's queue is
@@ -459,6 +570,9 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   ec.cookie_clock_offset_ms = wall_minus_now_ms();
   ec.next_hops = s.next_hops;
   ec.lcores = queues;
+  // The exception port's queue is the kernel's choice (tap, vhost): no
+  // exception_rss, its legs keep the port rule.
+  ec.rss = rss;
   if (m.has_exception) {
     ec.handoff.enabled = true;
     ec.handoff.mac = m.exc_mac;
@@ -570,5 +684,6 @@ size_t DpdkFront::lcores() const { return impl_->lcores.size(); }
 std::string DpdkFront::port_name() const { return impl_->name; }
 MacAddr DpdkFront::mac() const { return impl_->mac; }
 std::string DpdkFront::exception_name() const { return impl_->exc_name; }
+std::string DpdkFront::rss_steering() const { return impl_->rss_steering; }
 
 }  // namespace lode::front

@@ -23,6 +23,10 @@
 // that does not hold its flow is moved (the mbuf, no copy) to the lcore its
 // local port names, through a single-producer/single-consumer ring per
 // (from, to) pair, drained in the owner's poll loop (flow_engine_lcores.cc).
+// On a NIC whose RSS is Toeplitz (a known driver, see toeplitz_driver in
+// dpdk_front.cc) the port is configured with our own random key, its RETA
+// read back, and the engines take local ports whose backend segments hash to
+// their own queue, so those segments need no ring (EngineConfig::rss).
 #pragma once
 
 #include <array>
@@ -87,6 +91,10 @@ class DpdkFront {
   MacAddr mac() const;
   // The exception port's driver name; empty without one.
   std::string exception_name() const;
+  // How backend legs' local ports are chosen: "toeplitz, ..." when the
+  // port's RSS is worked out in software (EngineConfig::rss), else
+  // "port rule (why)".
+  std::string rss_steering() const;
 
   struct Impl;
 

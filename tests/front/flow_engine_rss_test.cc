@@ -1,0 +1,349 @@
+// Several lcores on a NIC whose RSS is Toeplitz with a key and RETA the
+// engines know (EngineConfig::rss / exception_rss): the local port of every
+// backend leg and hand-off leg is one whose return segments hash to the
+// lcore's own queue, so they need no redirect; every lcore agrees on who
+// owns a segment; when no port hashes to a queue the leg falls back to the
+// port rule (counted) and is redirected as before.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dataplane/front/flow_engine.h"
+#include "dataplane/front/toeplitz.h"
+#include "support/flow_engine_fixture.h"
+#include "support/hello_builder.h"
+
+namespace lode::front {
+namespace {
+
+using namespace fixture;
+
+constexpr uint8_t kKey[40] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67,
+                              0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb,
+                              0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+                              0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+constexpr uint16_t kVipPortInRange = 20002;  // a VIP port among the RSS-chosen local ports
+
+IpAddr v6(const char* text) {
+  IpAddr a;
+  a.family = 6;
+  EXPECT_EQ(inet_pton(AF_INET6, text, a.bytes), 1) << text;
+  return a;
+}
+const IpAddr kVip6 = v6("fd00::1");
+const IpAddr kClient6 = v6("fd00::2");
+
+std::vector<uint16_t> round_robin(size_t size, uint32_t queues) {
+  std::vector<uint16_t> reta(size);
+  for (size_t i = 0; i < size; ++i) reta[i] = static_cast<uint16_t>(i % queues);
+  return reta;
+}
+
+class Sink : public RecordingSink {
+ public:
+  Sink() { in_place = true; }
+  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
+    redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
+    return true;
+  }
+  struct Redirect {
+    uint32_t lcore;
+    std::vector<uint8_t> frame;
+  };
+  std::vector<Redirect> redirects;
+};
+
+struct Lcore {
+  std::unique_ptr<FlowEngine> engine;
+  Sink wire, exc;
+};
+
+struct Out {
+  std::vector<Packet> wire, exc;
+  std::vector<Sink::Redirect> redirects;
+};
+
+// A flow up to our SYN towards its backend or worker.
+struct Leg {
+  Packet syn;
+  bool handoff = false;
+  // The 4-tuple of the backend's (worker's) segments to us, as the NIC reads it.
+  FlowKey back() const { return FlowKey{syn.dst, syn.src, syn.dport, syn.sport}; }
+};
+
+class FlowEngineRssTest : public ::testing::Test {
+ protected:
+  // n engines (lcore i of n), both ports hashing by kKey and `reta`.
+  void make(uint32_t n, std::vector<uint16_t> reta) {
+    const std::string toml =
+        "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"10.0.0.1:" + std::to_string(kVipPortInRange) +
+        "\", \"[fd00::1]:443\"]\n"
+        "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
+        "[[pool]]\nname = \"p6\"\nbackends = [\"[fd00::9]:443\"]\n"
+        "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9000\"]\n"
+        "[[certificate]]\nname = \"t\"\ncert = \"t.pem\"\nkey = \"t.key\"\n"
+        "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+        "[[route]]\nname = \"p6\"\nnames = [\"p6.test\"]\naction = \"passthrough\"\npool = \"p6\"\n"
+        "[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\npool = \"app\"\n"
+        "certificate = \"t\"\n";
+    const auto runtime = runtime_from(toml, "rss.toml");
+    ASSERT_NE(runtime, nullptr);
+    runtime_ = runtime;
+    rss_ = RssHash::make(kKey, std::move(reta));
+    ASSERT_TRUE(rss_.has_value());
+    EngineConfig ec = engine_config(*runtime);
+    ec.max_flows = 1024;
+    ec.cookie_key = {2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4, 5};
+    enable_handoff(ec, 2);
+    ec.lcores = n;
+    ec.rss = rss_;
+    ec.exception_rss = rss_;
+    lc_ = std::vector<Lcore>(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      ec.lcore = i;
+      lc_[i].engine = std::make_unique<FlowEngine>(ec, runtime);
+      lc_[i].wire.exception = &lc_[i].exc;
+    }
+  }
+
+  Out feed(uint32_t i, std::vector<uint8_t> frame, bool exception = false, bool redirected = false) {
+    Lcore& l = lc_[i];
+    l.wire.frames.clear();
+    l.exc.frames.clear();
+    l.wire.redirects.clear();
+    stored_.push_back(std::move(frame));
+    std::span<uint8_t> f = stored_.back();
+    if (redirected) {
+      l.engine->on_redirected_frame_in_place(f, kT, l.wire, exception);
+    } else if (exception) {
+      l.engine->on_exception_frame_in_place(f, kT, l.wire);
+    } else {
+      l.engine->on_frame_in_place(f, kT, l.wire);
+    }
+    Out o;
+    for (auto& fr : l.wire.frames) o.wire.push_back(parse_frame(keep(fr)));
+    for (auto& fr : l.exc.frames) o.exc.push_back(parse_frame(keep(fr)));
+    o.redirects = l.wire.redirects;
+    return o;
+  }
+  std::span<const uint8_t> keep(const std::vector<uint8_t>& f) {
+    outs_.push_back(f);
+    return outs_.back();
+  }
+
+  // A client flow on lcore i (IPv6 for p6.test) up to our SYN to its backend
+  // or worker, the next hop's ARP or neighbour solicitation answered.
+  Leg open(uint32_t i, uint16_t sport, const std::string& sni) {
+    Leg leg;
+    leg.handoff = sni == "t.test";
+    const bool six = sni == "p6.test";
+    const FlowKey ck{six ? kClient6 : kClient, six ? kVip6 : kVip, sport, 443};
+    auto sa = feed(i, frame_of(segment(kClientMac, kOurMac, ck, kTcpSyn, 1000, 0, 64240, {})));
+    EXPECT_EQ(sa.wire.size(), 1u);
+    if (sa.wire.empty()) return leg;
+    const uint32_t isn = sa.wire[0].seq;
+    feed(i, frame_of(segment(kClientMac, kOurMac, ck, kTcpAck, 1001, isn + 1, 64240, {})));
+    hello_ = test::HelloBuilder().sni(sni).records();
+    Out o = feed(i, frame_of(segment(kClientMac, kOurMac, ck, kTcpAck | kTcpPsh, 1001, isn + 1, 64240, hello_)));
+    for (int round = 0; round < 2; ++round) {
+      const std::vector<Packet> toward = leg.handoff ? o.exc : o.wire;
+      for (const Packet& p : toward) {
+        if (p.l4 == L4::kTcp && (p.flags & kTcpSyn)) {
+          leg.syn = p;
+          return leg;
+        }
+      }
+      for (const Packet& p : toward) {
+        std::vector<uint8_t> reply(kMaxFrame);
+        if (p.l3 == L3::kArp && p.arp.op == 1) {
+          reply.resize(build_arp_reply(reply, p, leg.handoff ? kKernelMac : kBackendMac, p.arp.target_ip));
+        } else if (p.l4 == L4::kIcmpv6 && p.icmp.type == 135) {
+          reply.resize(build_neighbor_advert(reply, p, kBackendMac, p.icmp.nd_target));
+          std::memcpy(&reply[6], kBackendMac.data(), 6);
+        } else {
+          continue;
+        }
+        o = feed(i, reply, leg.handoff);
+        break;
+      }
+    }
+    ADD_FAILURE() << "no SYN from lcore " << i << " for " << sni;
+    return leg;
+  }
+
+  // The backend's (worker's) SYN-ACK to our SYN.
+  static std::vector<uint8_t> synack(const Leg& leg) {
+    return frame_of(segment(leg.handoff ? kKernelMac : kBackendMac, leg.handoff ? kExcMac : kOurMac, leg.back(),
+                            kTcpSyn | kTcpAck, 0x70000000, leg.syn.seq + 1, 1000, {}));
+  }
+
+  std::optional<RssHash> rss_;
+  std::shared_ptr<worker::Runtime> runtime_;
+  std::vector<Lcore> lc_;
+  test::Bytes hello_;
+  std::vector<std::vector<uint8_t>> stored_, outs_;
+};
+
+TEST_F(FlowEngineRssTest, EveryLegsReturnTupleHashesToItsLcoresQueueBothFamiliesAndHandOffs) {
+  constexpr uint32_t kLcores = 4;
+  make(kLcores, round_robin(128, kLcores));
+  const char* snis[] = {"p.test", "p6.test", "t.test"};
+  for (uint32_t i = 0; i < kLcores; ++i) {
+    std::set<uint16_t> ports[3];
+    for (uint16_t k = 0; k < 60; ++k) {
+      const Leg leg = open(i, static_cast<uint16_t>(40000 + 100 * i + k), snis[k % 3]);
+      ASSERT_EQ(leg.syn.l4, L4::kTcp) << "lcore " << i << " flow " << k;
+      const uint16_t port = leg.syn.sport;
+      EXPECT_GE(port, FlowEngine::kFirstLocalPort);
+      EXPECT_LE(port, FlowEngine::kLastRssPort) << "chosen by hash, not the fallback";
+      EXPECT_NE(port, kVipPortInRange) << "a VIP's port is never a local port";
+      EXPECT_TRUE(ports[k % 3].insert(port).second) << "one port per leg to one peer";
+      EXPECT_EQ(rss_->queue_of(leg.back()), i) << snis[k % 3] << " on lcore " << i << ", port " << port;
+      for (uint32_t j = 0; j < kLcores; ++j) {
+        EXPECT_EQ(lc_[j].engine->owner_of(leg.back(), leg.handoff), i) << "lcore " << j << " agrees";
+      }
+      // Where the NIC puts the answer: on lcore i, taken there, nothing redirected.
+      Out o = feed(i, synack(leg), leg.handoff);
+      EXPECT_TRUE(o.redirects.empty());
+      const std::vector<Packet>& toward = leg.handoff ? o.exc : o.wire;
+      ASSERT_FALSE(toward.empty()) << "the hello replayed to the " << (leg.handoff ? "worker" : "backend");
+      EXPECT_EQ(toward[0].sport, port);
+      EXPECT_EQ(toward[0].ack, 0x70000001u);
+    }
+    EXPECT_EQ(lc_[i].engine->flows(), 60u);
+  }
+  for (uint32_t i = 0; i < kLcores; ++i) {
+    const FrontStats& s = lc_[i].engine->stats();
+    EXPECT_EQ(s.rss_port_fallbacks, 0u) << "lcore " << i;
+    // Nothing but the copies of its three neighbour answers (the backend's
+    // ARP reply and neighbour advertisement, the kernel's ARP reply).
+    EXPECT_EQ(s.redirected_out, 3u * (kLcores - 1)) << "lcore " << i;
+    EXPECT_EQ(s.redirected_in, 0u) << "lcore " << i;
+    EXPECT_EQ(s.exception_stray, 0u) << "lcore " << i;
+  }
+}
+
+TEST_F(FlowEngineRssTest, ALcoreTheRetaNeverNamesFallsBackToThePortRuleAndIsRedirectedTo) {
+  make(2, std::vector<uint16_t>(128, 0));  // every entry queue 0
+  for (uint16_t k = 0; k < 6; ++k) {
+    const Leg leg = open(1, static_cast<uint16_t>(41000 + k), k % 2 == 0 ? "p.test" : "t.test");
+    ASSERT_EQ(leg.syn.l4, L4::kTcp);
+    const uint16_t port = leg.syn.sport;
+    EXPECT_GT(port, FlowEngine::kLastRssPort) << "the fallback's own range";
+    EXPECT_LE(port, FlowEngine::kLastLocalPort);
+    EXPECT_EQ(port % 2, 1) << "the port rule: port % lcores == lcore";
+    EXPECT_EQ(lc_[0].engine->owner_of(leg.back(), leg.handoff), 1u);
+    EXPECT_EQ(lc_[1].engine->owner_of(leg.back(), leg.handoff), 1u);
+    EXPECT_EQ(lc_[0].engine->owner_of_local_port(port), 1u);
+    // The NIC puts the answer on queue 0: lcore 0 hands it to lcore 1.
+    ASSERT_EQ(rss_->queue_of(leg.back()), 0u);
+    Out o = feed(0, synack(leg), leg.handoff);
+    EXPECT_TRUE(o.wire.empty());
+    EXPECT_TRUE(o.exc.empty());
+    ASSERT_EQ(o.redirects.size(), 1u);
+    EXPECT_EQ(o.redirects[0].lcore, 1u);
+    o = feed(1, o.redirects[0].frame, leg.handoff, true);
+    EXPECT_FALSE((leg.handoff ? o.exc : o.wire).empty()) << "lcore 1 goes on with its flow";
+  }
+  EXPECT_EQ(lc_[1].engine->stats().rss_port_fallbacks, 6u) << "one per leg";
+  EXPECT_EQ(lc_[0].engine->stats().redirected_out, 6u);
+  // Lcore 0, which the RETA names, still takes ports by hash.
+  const Leg leg = open(0, 42000, "p.test");
+  ASSERT_EQ(leg.syn.l4, L4::kTcp);
+  EXPECT_LE(leg.syn.sport, FlowEngine::kLastRssPort);
+  EXPECT_EQ(lc_[0].engine->stats().rss_port_fallbacks, 0u);
+}
+
+TEST_F(FlowEngineRssTest, ASegmentTheNicPutOnAnotherQueueFindsItsOwnerByTheHash) {
+  make(2, round_robin(64, 2));
+  const Leg leg = open(0, 43000, "p.test");
+  ASSERT_EQ(leg.syn.l4, L4::kTcp);
+  ASSERT_EQ(rss_->queue_of(leg.back()), 0u);
+  // Lcore 1 gets it anyway (a NIC that hashed otherwise): handed to lcore 0.
+  Out o = feed(1, synack(leg));
+  EXPECT_TRUE(o.wire.empty()) << "no RST from the lcore that does not hold the flow";
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].dport, 443);
+  EXPECT_EQ(std::vector<uint8_t>(o.wire[0].payload.begin(), o.wire[0].payload.end()), hello_);
+}
+
+TEST_F(FlowEngineRssTest, AnIcmpErrorAboutABackendLegGoesToTheLcoreItsReturnTupleHashesTo) {
+  make(2, round_robin(64, 2));
+  const Leg leg = open(0, 43100, "p.test");
+  ASSERT_EQ(leg.syn.l4, L4::kTcp);
+  ASSERT_EQ(rss_->queue_of(leg.back()), 0u);
+  // A router's frag-needed about our segment to the backend: the NIC hashes
+  // an ICMP error by its addresses alone, so it may land on lcore 1. The
+  // port alone names no owner in the RSS range: the quote's return 4-tuple does.
+  IcmpTooBig m;
+  m.src_mac = kBackendMac;
+  m.dst_mac = kOurMac;
+  m.from = IpAddr::v4(0x0a0000fe);
+  m.to = leg.syn.src;
+  m.mtu = 1200;
+  m.quoted = FlowKey{leg.syn.src, leg.syn.dst, leg.syn.sport, leg.syn.dport};
+  m.quoted_seq = leg.syn.seq;
+  m.quoted_length = 1500;
+  std::vector<uint8_t> err(kMaxFrame);
+  err.resize(build_icmp_too_big(err, m));
+  ASSERT_FALSE(err.empty());
+  const Out o = feed(1, err);
+  ASSERT_EQ(o.redirects.size(), 1u) << "handed to the flow's lcore, not dropped as of no flow";
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 0u);
+}
+
+TEST_F(FlowEngineRssTest, AStaleSegmentOnItsOwnQueueIsAnsweredThereNotRedirected) {
+  make(2, round_robin(64, 2));
+  // A backend's segment to an RSS-chosen port that no flow holds (long gone):
+  // the lcore the hash names answers it as one lcore does, with a RST. An
+  // even port, so that the port rule would have named the other lcore.
+  FlowKey k{IpAddr::v4(0x0a000009), kVip, 443, 0};
+  for (uint16_t p = FlowEngine::kFirstLocalPort; k.dport == 0; p += 2) {
+    const FlowKey t{k.src, k.dst, k.sport, p};
+    if (p != kVipPortInRange && rss_->queue_of(t) == 1) k.dport = p;
+  }
+  const std::vector<uint8_t> seg = frame_of(segment(kBackendMac, kOurMac, k, kTcpAck, 5, 6, 1000, {}));
+  Out o = feed(1, seg);
+  EXPECT_TRUE(o.redirects.empty());
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].flags & kTcpRst, kTcpRst);
+  o = feed(0, seg);
+  EXPECT_TRUE(o.wire.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 1u) << "by the hash, not by port % lcores";
+}
+
+TEST_F(FlowEngineRssTest, OwnersOfPortsOutsideTheLocalRangeAndOfTheFallbackRange) {
+  make(4, round_robin(128, 4));
+  const FlowKey not_local{IpAddr::v4(0x0a000009), kVip, 443, 8080};
+  for (uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(lc_[i].engine->owner_of(not_local, false), i) << "no owner but the lcore asked";
+    FlowKey fb = not_local;
+    fb.dport = 60001;  // the fallback range: the port rule
+    EXPECT_EQ(lc_[i].engine->owner_of(fb, false), 60001u % 4);
+    EXPECT_EQ(lc_[i].engine->owner_of_local_port(60001), 60001u % 4);
+    EXPECT_EQ(lc_[i].engine->owner_of_local_port(30000), i) << "the RSS range: the port alone names no lcore";
+  }
+}
+
+TEST_F(FlowEngineRssTest, WithoutRssEveryLocalPortFollowsThePortRule) {
+  make(2, round_robin(64, 2));
+  EngineConfig ec = engine_config(*runtime_);
+  ec.lcores = 2;
+  ec.lcore = 1;
+  FlowEngine plain(ec, runtime_);
+  const FlowKey k{IpAddr::v4(0x0a000009), kVip, 443, 30000};
+  EXPECT_EQ(plain.owner_of(k, false), 0u);
+  EXPECT_EQ(plain.owner_of_local_port(30001), 1u);
+}
+
+}  // namespace
+}  // namespace lode::front
