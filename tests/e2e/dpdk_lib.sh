@@ -107,6 +107,10 @@ client_ns() {
   ip netns exec "$NS" ip link set "$TAP" up
   ip netns exec "$NS" ip link set lo up
 }
+# in_ns CMD...: CMD in the test's namespace. Not for a process started in the
+# background (`in_ns ... &` forks a subshell, so $! would be the subshell and
+# the server outlive the test): write `ip netns exec "$NS" CMD... &` there,
+# whose $! is the command itself (ip execs it).
 in_ns() { ip netns exec "$NS" "$@"; }
 
 # router_ns: namespaces $NS (the wire tap's kernel side: client and router)

@@ -75,6 +75,20 @@ e2e_cleanup() {
   done
   for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && { echo "note: pid $p ignored SIGTERM, killed"; kill -KILL "$p" 2>/dev/null; }; done
   for p in "${PIDS[@]}" $WATCHDOG; do wait "$p" 2>/dev/null; done
+  # Anything still running with this test's temp dir on its command line
+  # outlived its recorded PID (a daemon that forked, a server started behind
+  # a subshell): said and ended here, so no test leaves a process behind.
+  # (The pattern "$T[/]" does not match grep's own command line.)
+  if [ -n "$T" ]; then
+    local f stray
+    for f in $(grep -als -- "$T[/]" /proc/[0-9]*/cmdline); do
+      stray=${f#/proc/}
+      stray=${stray%/cmdline}
+      [ "$stray" = "$$" ] && continue
+      echo "note: pid $stray outlived the test, killed: $(tr '\0' ' ' <"$f" 2>/dev/null | cut -c1-200)"
+      kill -KILL "$stray" 2>/dev/null
+    done
+  fi
   local cmd
   for cmd in "${ON_EXIT[@]}"; do eval "$cmd" 2>/dev/null; done
   if [ "$rc" -ne 0 ] || [ "$FAILS" -ne 0 ]; then

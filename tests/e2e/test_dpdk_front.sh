@@ -96,7 +96,7 @@ out=$(in_ns curl -sS --max-time 10 "https://$VIP:8443/" 2>&1); rc=$?
 assert_eq "a closed port on the VIP: refused (curl exit 7)" 7 "$rc"
 
 # A bounded SYN flood from the namespace; real clients keep their answers.
-in_ns timeout 20 hping3 -q -S -p 443 -i u200 -c 20000 "$VIP" >"$T/hping.log" 2>&1 &
+ip netns exec "$NS" timeout 20 hping3 -q -S -p 443 -i u200 -c 20000 "$VIP" >"$T/hping.log" 2>&1 &
 HP=$!
 PIDS+=("$HP")
 sleep 0.5

@@ -68,7 +68,7 @@ ctx.load_cert_chain(cert, key)
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 srv.serve_forever()
 PY
-in_ns python3 "$T/tls_server.py" "$NET.9" 443 "$PKI/p.test.pem" "$PKI/p.test.key" "$T/www" >"$T/tls_server.log" 2>&1 &
+ip netns exec "$NS" python3 "$T/tls_server.py" "$NET.9" 443 "$PKI/p.test.pem" "$PKI/p.test.key" "$T/www" >"$T/tls_server.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 in_ns python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 443), 1)' "$NET.9"
 

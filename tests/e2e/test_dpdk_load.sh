@@ -71,7 +71,7 @@ http {
   }
 }
 NGINX
-in_ns nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" -p "$T/" >"$T/nginx.log" 2>&1 &
+ip netns exec "$NS" nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" -p "$T/" >"$T/nginx.log" 2>&1 &
 PIDS+=($!)
 wait_for 5 in_ns python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 443), 1)' "$NET.9"
 
