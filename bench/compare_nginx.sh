@@ -617,8 +617,8 @@ traced() {
   strace -c -f -p "$pid" -o "$d/strace.txt" 2>"$d/strace.err" &
   sp=$!
   pids+=($sp)
-  for k in $(seq 1 50); do  # until every thread is attached
-    [ "$(grep -c attached "$d/strace.err")" -ge "$(ls "/proc/$pid/task" | wc -l)" ] && break
+  for k in $(seq 1 50); do  # "Process N attached with K threads": all of them held
+    grep -q attached "$d/strace.err" && break
     sleep 0.1
   done
   sleep 0.2

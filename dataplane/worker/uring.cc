@@ -24,7 +24,7 @@ Ring::~Ring() {
   if (bufs_ != nullptr) munmap(bufs_, bufs_bytes_);
 }
 
-Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsigned buf_size) {
+Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsigned buf_size, bool ring_calls) {
   if (buf_count == 0 || (buf_count & (buf_count - 1)) != 0 || buf_count > 32768) {
     return unexpected(std::string("buffer count must be a power of two <= 32768"));
   }
@@ -50,7 +50,8 @@ Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsig
   if (rc < 0) return unexpected("io_uring_queue_init: " + std::string(std::strerror(-rc)));
   ready_ = true;
   features_ = p.features;
-  sockopt_ok_ = probe_setsockopt();
+  ring_calls_ = ring_calls;
+  sockopt_ok_ = ring_calls && probe_setsockopt();
 
   buf_count_ = buf_count;
   buf_size_ = buf_size;

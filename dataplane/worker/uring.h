@@ -57,7 +57,12 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
 
   // entries: SQ size; buffers of buf_size bytes in the provided ring.
-  Result<void, std::string> init(unsigned entries, unsigned buf_count, unsigned buf_size);
+  // ring_calls = false: close and setsockopt are direct system calls even
+  // where the kernel could run them in the ring (tests run the fallbacks an
+  // older kernel would take this way). shutdown(2) is always direct:
+  // IORING_OP_SHUTDOWN never runs inline (the kernel hands every one to an
+  // io-wq thread: a thread switch per half-close, measured with perf).
+  Result<void, std::string> init(unsigned entries, unsigned buf_count, unsigned buf_size, bool ring_calls = true);
 
   // Never returns null: submits to make room when the SQ is full. When the
   // kernel refuses that submission because the completion ring is full
@@ -71,7 +76,7 @@ class Ring {
   io_uring* raw() noexcept { return &ring_; }
   // Whether a close can go through the ring with no completion on success
   // (IORING_OP_CLOSE with IOSQE_CQE_SKIP_SUCCESS, Linux 5.17).
-  bool can_close() const noexcept { return (features_ & IORING_FEAT_CQE_SKIP) != 0; }
+  bool can_close() const noexcept { return ring_calls_ && (features_ & IORING_FEAT_CQE_SKIP) != 0; }
   // Queues close(fd) into the next submission. The caller must have no
   // operation on fd in flight and forget the number now: it stays open (so
   // no new descriptor takes it) until that submission runs the close.
@@ -144,6 +149,7 @@ class Ring {
  private:
   io_uring ring_{};
   bool ready_ = false;
+  bool ring_calls_ = true;
   unsigned features_ = 0;
   bool sockopt_ok_ = false;
   io_uring_buf_ring* br_ = nullptr;

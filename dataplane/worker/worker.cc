@@ -463,7 +463,19 @@ struct Worker::Impl {
   uint64_t wake_value = 0;
   std::atomic<bool> stop_requested{false};
   bool draining = false;
-  std::vector<uint8_t> accept_armed;  // per listener fd
+  // Accepts in flight, kAcceptDepth per listener fd (slot li * depth + k),
+  // each with the address the kernel writes the client's into: one-shot
+  // accepts, since a multishot accept overwrites one address buffer with
+  // every connection it takes before any completion is read (getpeername
+  // per connection instead). Sized once by open(): the kernel holds the
+  // addresses' memory while the accepts are armed.
+  static constexpr uint32_t kAcceptDepth = 8;
+  struct AcceptSlot {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    bool armed = false;
+  };
+  std::vector<AcceptSlot> accept_slots;
   uint64_t drain_deadline = 0;
   __kernel_timespec tick_ts{0, kTickMs * 1000000LL};
   std::vector<std::unique_ptr<tls::ClientHelloParser>> parser_pool;
@@ -590,6 +602,7 @@ struct Worker::Impl {
         listen_local.push_back(bound_address(fd));
       }
     }
+    accept_slots.resize(listen_fds.size() * kAcceptDepth);
     wake_fd = eventfd(0, EFD_CLOEXEC);
     if (wake_fd < 0) return unexpected("eventfd: " + std::string(std::strerror(errno)));
     const uint32_t cap = wrt->rt->limits.connections_per_worker;
@@ -600,12 +613,26 @@ struct Worker::Impl {
     return {};
   }
 
-  void arm_accept(uint32_t li) {
-    if (accept_armed.size() < listen_fds.size()) accept_armed.resize(listen_fds.size(), 0);
-    accept_armed[li] = 1;
+  void arm_accept_slot(uint32_t li, uint32_t k) {
+    AcceptSlot& a = accept_slots[li * kAcceptDepth + k];
+    a.armed = true;
+    a.len = sizeof a.addr;
     io_uring_sqe* s = ring.sqe();
-    io_uring_prep_multishot_accept(s, listen_fds[li], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(s, encode(li, 0, Op::kAccept));
+    io_uring_prep_accept(s, listen_fds[li], reinterpret_cast<sockaddr*>(&a.addr), &a.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(s, encode(li * kAcceptDepth + k, 0, Op::kAccept));
+  }
+  // Every idle accept slot of listener li: at start and after each
+  // connection taken (the re-arms ride the next submission, made anyway).
+  void arm_accepts(uint32_t li) {
+    for (uint32_t k = 0; k < kAcceptDepth; ++k) {
+      if (!accept_slots[li * kAcceptDepth + k].armed) arm_accept_slot(li, k);
+    }
+  }
+  bool any_accept_armed(uint32_t li) const {
+    for (uint32_t k = 0; k < kAcceptDepth; ++k) {
+      if (accept_slots[li * kAcceptDepth + k].armed) return true;
+    }
+    return false;
   }
   void arm_tick() {
     io_uring_sqe* s = ring.sqe();
@@ -680,7 +707,7 @@ struct Worker::Impl {
   }
 
   // ---------------------------------------------------------- life cycle
-  void accept_conn(int fd, uint32_t fd_index) {
+  void accept_conn(int fd, uint32_t fd_index, const AcceptSlot& from) {
     bump(stats.accepted);
     if (free_slots.empty() || draining) {
       bump(stats.refused_over_limit);
@@ -717,7 +744,12 @@ struct Worker::Impl {
     }
     c.t_accept = now;
     socklen_t len = sizeof c.peer.storage;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) c.peer.len = len;
+    if (from.len > 0 && from.len <= sizeof c.peer.storage) {
+      std::memcpy(&c.peer.storage, &from.addr, from.len);
+      c.peer.len = from.len;
+    } else if (getpeername(fd, reinterpret_cast<sockaddr*>(&c.peer.storage), &len) == 0) {
+      c.peer.len = len;
+    }
     if (listen_local[fd_index].len != 0) {
       c.local = listen_local[fd_index];
     } else {
@@ -1459,11 +1491,16 @@ struct Worker::Impl {
 
   // Whether direction d is one the kernel can move once user space has passed
   // its bytes on: neither end needs OpenSSL for it.
+  // A passthrough direction (no TLS at either end) first moves by recv and
+  // send through the ring, which cost no system call, and splices only once
+  // it has carried opt.splice_after bytes: two splices per chunk (and a poll)
+  // are dearer than a copy below bulk sizes.
   bool wants_splice(const Conn& c, int d) const {
     if (c.splice_fallback) return false;
     const Side& src = d == 0 ? c.client : c.backend;
     const Side& dst = d == 0 ? c.backend : c.client;
     if (src.read_done || (dst.ssl != nullptr && !dst.ktls_tx())) return false;
+    if (src.ssl == nullptr && dst.ssl == nullptr && src.rx < opt.splice_after) return false;
     return src.ssl == nullptr || (src.ktls && !src.ktls->rx_failed && src.ktls->rx_handover.known());
   }
 
@@ -1825,9 +1862,12 @@ struct Worker::Impl {
     const Op op = op_of(ud);
     switch (op) {
       case Op::kAccept: {
-        const uint32_t li = slot_of(ud);
+        const uint32_t li = slot_of(ud) / kAcceptDepth;
+        if (li >= listen_fds.size()) return;
+        AcceptSlot& a = accept_slots[slot_of(ud)];
+        a.armed = false;
         if (cqe->res >= 0) {
-          accept_conn(cqe->res, li);
+          accept_conn(cqe->res, li, a);
         } else if (cqe->res != -ECANCELED && cqe->res != -EINVAL) {
           bump(stats.accept_errors);
           if (cqe->res == -EMFILE || cqe->res == -ENFILE) {
@@ -1835,17 +1875,17 @@ struct Worker::Impl {
             release_pipe_pool();  // idle pipes give their descriptors to connections
           }
         }
-        if (!(cqe->flags & IORING_CQE_F_MORE) && li < listen_fds.size() && listen_fds[li] >= 0) {
-          accept_armed[li] = 0;
-          if (draining) {
-            close(listen_fds[li]);  // the accept is over: now the socket can go
+        if (listen_fds[li] < 0) return;
+        if (draining) {
+          if (!any_accept_armed(li)) {
+            close(listen_fds[li]);  // the last accept is over: now the socket can go
             listen_fds[li] = -1;
-          } else if (cqe->res < 0) {
-            // EMFILE and friends: the tick re-arms it, so this does not spin.
-          } else {
-            arm_accept(li);
           }
+        } else if (cqe->res >= 0) {
+          arm_accepts(li);
         }
+        // A failed accept (EMFILE and friends) stays idle: once none is
+        // armed, the tick arms one, so a saturated worker does not spin.
         return;
       }
       case Op::kTick:
@@ -1960,8 +2000,8 @@ struct Worker::Impl {
     stats.ring_sq_full.store(ring.sq_full(), std::memory_order_relaxed);
     stats.ring_cq_overflows.store(ring.cq_overflows(), std::memory_order_relaxed);
     stats.buffered_bytes.store(buffered_bytes, std::memory_order_relaxed);
-    for (uint32_t i = 0; i < accept_armed.size() && !draining; ++i) {
-      if (!accept_armed[i] && listen_fds[i] >= 0) arm_accept(i);
+    for (uint32_t i = 0; i < listen_fds.size() && !draining; ++i) {
+      if (listen_fds[i] >= 0 && !any_accept_armed(i)) arm_accept_slot(i, 0);
     }
     if (!wrt) return;
     const Timeouts& t = wrt->rt->timeouts;
@@ -1989,9 +2029,14 @@ struct Worker::Impl {
     release_pipe_pool();
     // shutdown() takes a listening socket out of the SO_REUSEPORT group at
     // once (new connections go to the other processes' sockets) and ends
-    // the multishot accept; its last completion closes the fd.
-    for (int fd : listen_fds) {
-      if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    // its accepts; the last one's completion closes the fd.
+    for (uint32_t i = 0; i < listen_fds.size(); ++i) {
+      if (listen_fds[i] < 0) continue;
+      shutdown(listen_fds[i], SHUT_RDWR);
+      if (!any_accept_armed(i)) {  // none to complete (all failed): close now
+        close(listen_fds[i]);
+        listen_fds[i] = -1;
+      }
     }
   }
 
@@ -2003,7 +2048,7 @@ struct Worker::Impl {
       pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
     now = now_ms();
-    for (uint32_t i = 0; i < listen_fds.size(); ++i) arm_accept(i);
+    for (uint32_t i = 0; i < listen_fds.size(); ++i) arm_accepts(i);
     arm_tick();
     arm_wake();
     while (!(draining && active == 0)) {
@@ -2056,7 +2101,8 @@ Result<void, std::string> Worker::start() {
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
-    auto ok = impl_->ring.init(impl_->opt.ring_entries, impl_->opt.recv_buffers, impl_->opt.recv_buffer_size);
+    auto ok = impl_->ring.init(impl_->opt.ring_entries, impl_->opt.recv_buffers, impl_->opt.recv_buffer_size,
+                                 impl_->opt.ring_calls);
     const bool good = ok.has_value();
     ready.set_value(std::move(ok));
     if (good) impl_->run();

@@ -30,6 +30,11 @@ struct WorkerOptions {
   // per MB relayed. Mapped, not touched: a small receive uses a page.
   unsigned recv_buffer_size = 64 * 1024;
   size_t relay_cap = 256 * 1024;  // bytes queued per direction before reads pause
+  // A passthrough direction is copied through the ring (recv/send: no system
+  // call) until it has carried this many bytes, then spliced (no copy, but
+  // two splice calls and a poll per chunk): a TLS handshake and small
+  // exchanges go the cheap way, bulk the zero-copy one. 0: splice at once.
+  uint64_t splice_after = 64 * 1024;
   // Certificates and staples from the control plane (required to terminate
   // TLS; without it every terminate route answers no_certificate).
   const control::SnapshotSlot* snapshots = nullptr;
@@ -45,6 +50,9 @@ struct WorkerOptions {
   // (relaxed loads; each still written by its own worker only). Empty: the
   // cap counts this worker's connections alone.
   std::vector<const stats::RouteSeries*> all_route_series;
+  // false: close and setsockopt as direct system calls even where the
+  // io_uring could run them (tests: the paths an older kernel takes).
+  bool ring_calls = true;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over

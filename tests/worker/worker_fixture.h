@@ -196,6 +196,8 @@ class WorkerTest : public ::testing::Test {
     WorkerOptions opt;
     opt.recv_buffers = 64;
     if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
+    opt.splice_after = splice_after_;
+    opt.ring_calls = ring_calls_;
     opt.snapshots = &snapshots_;
     worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
@@ -272,6 +274,8 @@ class WorkerTest : public ::testing::Test {
   test::TempDir dir_;
   std::string listener_extra_;  // more keys for the [[listener]]
   unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
+  uint64_t splice_after_ = WorkerOptions{}.splice_after;  // passthrough: copied before splicing
+  bool ring_calls_ = true;      // false: close/setsockopt as direct calls (an older kernel's way)
   std::string ca_pem_;
   uint16_t port_ = 0;
   RuntimeSlot slot_;

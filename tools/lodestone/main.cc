@@ -56,6 +56,7 @@
 #include "dataplane/front/dpdk/dpdk_front.h"
 #include "dataplane/front/handoff.h"
 #include "dataplane/worker/heap_trim.h"
+#include "dataplane/worker/pid_cache.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/json_writer.h"
 #include "tools/lodectl/check.h"
@@ -727,6 +728,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
+    w.field("getpid_cached", lode::worker::getpid_cached());
     w.field("front", cfg->front);
     if (dp.dpdk) {
       const auto mac = dp.dpdk->mac();
