@@ -57,6 +57,7 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
   };
   rss_names_us_ = names_us(cfg_.rss);
   exception_rss_names_us_ = names_us(cfg_.exception_rss);
+  if (!cfg_.rss_disabled) cfg_.rss_disabled = std::make_shared<std::atomic<bool>>(false);  // a config that dropped it
 }
 
 FlowEngine::~FlowEngine() = default;

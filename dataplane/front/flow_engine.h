@@ -35,6 +35,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -174,6 +175,17 @@ struct EngineConfig {
   // segments are redirected as before. None: the rule above on every local
   // port (net_tap, whose queue is the kernel's flow hash, not Toeplitz).
   std::optional<RssHash> rss, exception_rss;
+  // Set once, by the first lcore whose NIC reported RSS hashes that disagree
+  // with `rss` (FlowEngine::check_nic_hash): from then on every engine made
+  // from a copy of this configuration takes the local ports of new
+  // passthrough legs by the rule above on kLastRssPort + 1..kLastLocalPort,
+  // as with no port free (counted in rss_port_fallbacks). Hand-off legs
+  // (exception_rss, another port, whose hash is not checked) are left as
+  // they are. Legs that already hold a port chosen by hash keep it: their
+  // segments still find their lcore (owner_of). One flag per configuration,
+  // shared by its copies; lcores read it (relaxed) only when they choose a
+  // port.
+  std::shared_ptr<std::atomic<bool>> rss_disabled = std::make_shared<std::atomic<bool>>(false);
   // Passthrough: the backends' next hops, and how long a learned MAC is
   // trusted before it is asked again (the flows keep using it meanwhile).
   NextHops next_hops;
@@ -271,6 +283,29 @@ class FlowEngine {
   // that chose its port: with RSS on that side, the queue its 4-tuple hashes
   // to for a port of the RSS range.
   uint32_t owner_of(const FlowKey& segment, bool from_exception) const noexcept;
+  // The NIC's RSS hash of a frame received from the wire port
+  // (RTE_MBUF_F_RX_RSS_HASH, mbuf hash.rss), checked against ours: with
+  // EngineConfig::rss, a sample of the TCP segments (rss_tcp_tuple) is
+  // hashed in software and compared (rss_hash_checked,
+  // rss_hash_mismatches). kNicHashMismatches mismatches on one lcore turn
+  // port choice by hash off for every lcore (EngineConfig::rss_disabled,
+  // rss_hash_disabled). Call it before the frame is handled (which may
+  // rewrite it in place). Every frame is checked until kNicHashFirstChecks
+  // have been, then one call in kNicHashSample: a counter and a branch.
+  static constexpr uint64_t kNicHashFirstChecks = 64;
+  static constexpr uint64_t kNicHashSample = 1024;  // a power of two
+  // Two, not one: a NIC that hashes otherwise (another function, key or
+  // input) disagrees on nearly every segment, so the second check trips it
+  // as surely as the first, while one odd frame (a descriptor or driver
+  // slip, a shape the NIC reads differently from rss_tcp_tuple) does not
+  // turn off steering for good. Off is safe either way: the port rule
+  // needs nothing from the NIC's hash.
+  static constexpr uint64_t kNicHashMismatches = 2;
+  void check_nic_hash(std::span<const uint8_t> frame, uint32_t nic_hash) noexcept {
+    if (!cfg_.rss) return;
+    if (stats_.rss_hash_checked >= kNicHashFirstChecks && (++nic_hash_calls_ & (kNicHashSample - 1)) != 0) return;
+    verify_nic_hash(frame, nic_hash);
+  }
   // Timeouts; call every few milliseconds.
   void on_tick(uint64_t now_ms, FrameSink& out) noexcept;
 
@@ -417,6 +452,8 @@ class FlowEngine {
   // there is no RSS on that side or none was found (counted in
   // rss_port_fallbacks).
   uint16_t rss_local_port(const FlowKey& bk, bool handoff) noexcept;
+  // The comparison of check_nic_hash, for a frame it samples.
+  void verify_nic_hash(std::span<const uint8_t> frame, uint32_t nic_hash) noexcept;
   // The next port of this lcore's by the port rule (port % lcores == lcore),
   // among all local ports, or only those past kLastRssPort when that side
   // has RSS.
@@ -475,6 +512,7 @@ class FlowEngine {
   uint64_t neighbors_checked_ms_ = 0;
   uint16_t port_cursor_ = 0;
   uint32_t rss_cursor_ = 0;  // where the next RSS port search starts, in the RSS range
+  uint64_t nic_hash_calls_ = 0;  // check_nic_hash calls past the first checks (the sample)
   // Some RETA entry of cfg_.rss / cfg_.exception_rss is this lcore's queue.
   bool rss_names_us_ = false, exception_rss_names_us_ = false;
   // A sink with no buffers: hand-off frames when no exception sink is given

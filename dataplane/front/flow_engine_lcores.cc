@@ -37,6 +37,14 @@
 // used in the e2e tests picks queues by the kernel's own flow hash, so there
 // the port rule holds for every local port.
 //
+// The driver list that says a NIC hashes by Toeplitz (dpdk_front.cc) is an
+// assumption, so the engine checks it against what the NIC reports: a
+// sample of the hashes it gives received segments is compared with ours
+// (check_nic_hash). When they disagree, new legs take ports by the port rule
+// on every lcore (EngineConfig::rss_disabled); legs already on ports chosen
+// by hash keep working, their segments redirected to the lcore the hash
+// names wherever the NIC puts them.
+//
 // ARP replies and neighbour advertisements carry no port and answer a
 // request any lcore may have sent: every lcore gets a copy (each takes only
 // what it asked for).
@@ -66,6 +74,10 @@ uint32_t FlowEngine::owner_of(const FlowKey& segment, bool from_exception) const
 uint16_t FlowEngine::rss_local_port(const FlowKey& bk, bool handoff) noexcept {
   const std::optional<RssHash>& rss = handoff ? cfg_.exception_rss : cfg_.rss;
   if (!rss || cfg_.lcores <= 1) return 0;
+  if (!handoff && cfg_.rss_disabled->load(std::memory_order_relaxed)) {
+    ++stats_.rss_port_fallbacks;  // the NIC's hash disagreed with ours (check_nic_hash)
+    return 0;
+  }
   if (!(handoff ? exception_rss_names_us_ : rss_names_us_)) {
     ++stats_.rss_port_fallbacks;  // no RETA entry is this queue: no port would do
     return 0;
@@ -87,6 +99,17 @@ uint16_t FlowEngine::rss_local_port(const FlowKey& bk, bool handoff) noexcept {
   rss_cursor_ += kRssPortAttempts;
   ++stats_.rss_port_fallbacks;
   return 0;
+}
+
+void FlowEngine::verify_nic_hash(std::span<const uint8_t> frame, uint32_t nic_hash) noexcept {
+  const std::optional<FlowKey> k = rss_tcp_tuple(frame);
+  if (!k) return;  // not a shape the NIC hashes by the 4-tuple: nothing to compare
+  ++stats_.rss_hash_checked;
+  if (cfg_.rss->hash(*k) == nic_hash) return;
+  if (++stats_.rss_hash_mismatches < kNicHashMismatches) return;
+  // The lcore that turns it off says so (summed over lcores: 0 or 1).
+  bool was = false;
+  if (cfg_.rss_disabled->compare_exchange_strong(was, true, std::memory_order_relaxed)) stats_.rss_hash_disabled = 1;
 }
 
 bool FlowEngine::redirect_to_owner(const FlowKey& segment, bool from_exception, std::span<const uint8_t> frame,

@@ -40,6 +40,51 @@ size_t tuple_bytes(const FlowKey& k, uint16_t dport, uint8_t (&out)[36]) noexcep
 
 }  // namespace
 
+std::optional<FlowKey> rss_tcp_tuple(std::span<const uint8_t> frame) noexcept {
+  constexpr size_t kEth = 14, kVlanTag = 4, kIpv4 = 20, kIpv6 = 40, kTcp = 20;
+  constexpr uint8_t kProtoTcp = 6;
+  const uint8_t* b = frame.data();
+  size_t n = frame.size();
+  auto get16 = [](const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); };
+  if (n < kEth) return std::nullopt;
+  uint16_t type = get16(b + 12);
+  size_t off = kEth;
+  if (type == 0x8100) {
+    if (n < kEth + kVlanTag) return std::nullopt;
+    type = get16(b + 16);
+    off += kVlanTag;
+  }
+  const uint8_t* const ip = b + off;
+  n -= off;  // bytes from the IP header on
+  FlowKey k;
+  size_t l4 = 0;
+  if (type == 0x0800) {
+    // Version 4, IHL 5; total length within the frame; flags/fragment offset
+    // (MF or an offset: a fragment) clear; protocol TCP.
+    if (n < kIpv4 + kTcp || ip[0] != 0x45 || ip[9] != kProtoTcp || (get16(ip + 6) & 0x3fff) != 0) return std::nullopt;
+    const size_t total = get16(ip + 2);
+    if (total < kIpv4 + kTcp || total > n) return std::nullopt;
+    k.src.family = k.dst.family = 4;
+    std::copy_n(ip + 12, 4, k.src.bytes);
+    std::copy_n(ip + 16, 4, k.dst.bytes);
+    l4 = kIpv4;
+  } else if (type == 0x86dd) {
+    // Version 6; payload length within the frame; next header TCP.
+    if (n < kIpv6 + kTcp || (ip[0] >> 4) != 6 || ip[6] != kProtoTcp) return std::nullopt;
+    const size_t payload = get16(ip + 4);
+    if (payload < kTcp || payload > n - kIpv6) return std::nullopt;
+    k.src.family = k.dst.family = 6;
+    std::copy_n(ip + 8, 16, k.src.bytes);
+    std::copy_n(ip + 24, 16, k.dst.bytes);
+    l4 = kIpv6;
+  } else {
+    return std::nullopt;
+  }
+  k.sport = get16(ip + l4);
+  k.dport = get16(ip + l4 + 2);
+  return k;
+}
+
 uint32_t toeplitz_hash(std::span<const uint8_t> key, std::span<const uint8_t> input) noexcept {
   // w: the key bits [8 * i, 8 * i + 64), slid one byte per input byte.
   uint64_t w = key_window(key, 0);

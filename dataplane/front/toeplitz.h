@@ -26,6 +26,21 @@
 
 namespace lode::front {
 
+// The 4-tuple a NIC hashes for a received frame when it hashes TCP by its
+// ports (RTE_ETH_RSS_NONFRAG_IPV4_TCP / _IPV6_TCP): the segment's own
+// addresses and ports, src the sender. Only the plain shapes, which such a
+// NIC hashes by those four fields whatever else it does:
+//
+//   Ethernet II (at most one 802.1Q tag) | IPv4, IHL 5, not a fragment,
+//   protocol 6 | TCP header (20 bytes at least)
+//   Ethernet II (at most one 802.1Q tag) | IPv6, next header 6 | TCP header
+//
+// with the IP length within the frame. None for anything else: fragments
+// are hashed by their addresses alone, IPv4 options and IPv6 extension
+// headers by other inputs on some NICs (RTE_ETH_RSS_IPV6_TCP_EX), and a
+// truncated frame has no trustworthy tuple. Reads nothing past the span.
+std::optional<FlowKey> rss_tcp_tuple(std::span<const uint8_t> frame) noexcept;
+
 // The Toeplitz hash of `input` under `key`: for every bit of the input that
 // is set (most significant bit of the first byte first), the 32 key bits
 // starting at that bit's position are XORed into the result. The key needs

@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 10 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 11 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -153,7 +153,10 @@ namespace lode::stats {
   X(backend_no_route, "passthrough flows reset: backend off the link with no gateway, or no VIP of its family") \
   X(neighbor_ignored, "ARP replies / neighbour advertisements we did not ask for, ignored") \
   X(flows_ended, "flows ended, whatever the reason (flows_created - flows_ended: flows held now)") \
-  X(rss_port_fallbacks, "backend / hand-off legs given a local port by the port rule: no port hashing to the lcore's RSS queue was free")
+  X(rss_port_fallbacks, "backend / hand-off legs given a local port by the port rule: no port hashing to the lcore's RSS queue was free, or the NIC's hash disagreed with ours (rss_hash_disabled)") \
+  X(rss_hash_checked, "received TCP segments whose NIC RSS hash was compared with our Toeplitz hash (the first 64 per lcore, then 1 in 1,024)") \
+  X(rss_hash_mismatches, "of those, segments whose NIC RSS hash differed from ours") \
+  X(rss_hash_disabled, "1 on the lcore whose mismatches turned local port choice by RSS hash off for every lcore (new legs: the port rule); summed: 0 or 1")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
@@ -319,7 +322,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 10;
+inline constexpr uint32_t kStatsLayoutVersion = 11;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

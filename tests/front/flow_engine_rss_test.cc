@@ -3,7 +3,9 @@
 // backend leg and hand-off leg is one whose return segments hash to the
 // lcore's own queue, so they need no redirect; every lcore agrees on who
 // owns a segment; when no port hashes to a queue the leg falls back to the
-// port rule (counted) and is redirected as before.
+// port rule (counted) and is redirected as before. The NIC's own hash of
+// received segments is checked against ours (check_nic_hash): when they
+// disagree, new legs take the port rule on every lcore and old legs go on.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
@@ -71,6 +73,7 @@ struct Out {
 struct Leg {
   Packet syn;
   bool handoff = false;
+  uint32_t isn = 0;  // our (cookie) ISN towards the client
   // The 4-tuple of the backend's (worker's) segments to us, as the NIC reads it.
   FlowKey back() const { return FlowKey{syn.dst, syn.src, syn.dport, syn.sport}; }
 };
@@ -146,6 +149,7 @@ class FlowEngineRssTest : public ::testing::Test {
     EXPECT_EQ(sa.wire.size(), 1u);
     if (sa.wire.empty()) return leg;
     const uint32_t isn = sa.wire[0].seq;
+    leg.isn = isn;
     feed(i, frame_of(segment(kClientMac, kOurMac, ck, kTcpAck, 1001, isn + 1, 64240, {})));
     hello_ = test::HelloBuilder().sni(sni).records();
     Out o = feed(i, frame_of(segment(kClientMac, kOurMac, ck, kTcpAck | kTcpPsh, 1001, isn + 1, 64240, hello_)));
@@ -179,6 +183,24 @@ class FlowEngineRssTest : public ::testing::Test {
   static std::vector<uint8_t> synack(const Leg& leg) {
     return frame_of(segment(leg.handoff ? kKernelMac : kBackendMac, leg.handoff ? kExcMac : kOurMac, leg.back(),
                             kTcpSyn | kTcpAck, 0x70000000, leg.syn.seq + 1, 1000, {}));
+  }
+
+  // A backend's segment to us (10.0.0.9:443 or [fd00::9]:443 -> a VIP, local
+  // port `port`) and the 4-tuple the NIC hashes for it. 16 bytes of data, so
+  // no frame is padded to the Ethernet minimum (its IP length then ends at
+  // the frame's end).
+  static std::vector<uint8_t> backend_segment(bool six, uint16_t port, uint16_t vlan = 0) {
+    static constexpr uint8_t kData[16] = {'b', 'a', 'c', 'k', 'e', 'n', 'd'};
+    TcpSegment s = segment(kBackendMac, kOurMac, back_key(six, port), kTcpAck, 5, 6, 1000, kData);
+    s.vlan = vlan;
+    return frame_of(s);
+  }
+  static FlowKey back_key(bool six, uint16_t port) {
+    return six ? FlowKey{v6("fd00::9"), kVip6, 443, port} : FlowKey{IpAddr::v4(0x0a000009), kVip, 443, port};
+  }
+  // check_nic_hash on lcore i with the hash the NIC gave `frame`.
+  void nic(uint32_t i, const std::vector<uint8_t>& frame, uint32_t hash) {
+    lc_[i].engine->check_nic_hash(frame, hash);
   }
 
   std::optional<RssHash> rss_;
@@ -343,6 +365,207 @@ TEST_F(FlowEngineRssTest, WithoutRssEveryLocalPortFollowsThePortRule) {
   const FlowKey k{IpAddr::v4(0x0a000009), kVip, 443, 30000};
   EXPECT_EQ(plain.owner_of(k, false), 0u);
   EXPECT_EQ(plain.owner_of_local_port(30001), 1u);
+}
+
+// The NIC's hash of received segments agrees with ours (IPv4, IPv6, a
+// VLAN tag): each is counted checked, none mismatched, and legs keep taking
+// ports by hash on every lcore.
+TEST_F(FlowEngineRssTest, NicHashesThatAgreeWithOursAreCheckedAndSteeringStaysToeplitz) {
+  make(2, round_robin(64, 2));
+  for (uint32_t i = 0; i < 2; ++i) {
+    for (uint16_t k = 0; k < 20; ++k) {
+      const bool six = k % 2 == 1;
+      const uint16_t port = static_cast<uint16_t>(30000 + k);
+      nic(i, backend_segment(six, port, k % 4 == 0 ? 7 : 0), rss_->hash(back_key(six, port)));
+    }
+    const FrontStats& s = lc_[i].engine->stats();
+    EXPECT_EQ(s.rss_hash_checked, 20u) << "lcore " << i;
+    EXPECT_EQ(s.rss_hash_mismatches, 0u) << "lcore " << i;
+    EXPECT_EQ(s.rss_hash_disabled, 0u) << "lcore " << i;
+  }
+  for (uint32_t i = 0; i < 2; ++i) {
+    for (uint16_t k = 0; k < 4; ++k) {
+      const Leg leg = open(i, static_cast<uint16_t>(44000 + 10 * i + k), k % 2 == 0 ? "p.test" : "p6.test");
+      ASSERT_EQ(leg.syn.l4, L4::kTcp);
+      EXPECT_GE(leg.syn.sport, FlowEngine::kFirstLocalPort);
+      EXPECT_LE(leg.syn.sport, FlowEngine::kLastRssPort) << "still chosen by hash";
+      EXPECT_EQ(rss_->queue_of(leg.back()), i);
+    }
+    EXPECT_EQ(lc_[i].engine->stats().rss_port_fallbacks, 0u);
+  }
+}
+
+// Two segments whose NIC hash is not ours, on one lcore: every lcore takes
+// the port rule for its new legs (counted), and the legs opened before go on
+// both ways, their segments redirected to the lcore that holds them.
+TEST_F(FlowEngineRssTest, TwoWrongNicHashesTurnHashSteeringOffOnEveryLcoreAndOldLegsGoOn) {
+  make(2, round_robin(64, 2));
+  const Leg old = open(0, 45000, "p.test");
+  ASSERT_EQ(old.syn.l4, L4::kTcp);
+  ASSERT_LE(old.syn.sport, FlowEngine::kLastRssPort);
+  ASSERT_EQ(rss_->queue_of(old.back()), 0u);
+  const auto old_hello = static_cast<uint32_t>(hello_.size());
+
+  // One wrong hash is not enough: a leg still gets a port by hash.
+  const std::vector<uint8_t> seg = backend_segment(false, 31000);
+  const uint32_t ours = rss_->hash(back_key(false, 31000));
+  nic(1, seg, ours ^ 0x5a5a5a5a);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_mismatches, 1u);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_disabled, 0u);
+  const Leg before = open(0, 45001, "p.test");
+  ASSERT_EQ(before.syn.l4, L4::kTcp);
+  EXPECT_LE(before.syn.sport, FlowEngine::kLastRssPort) << "one mismatch does not turn steering off";
+
+  // The second one does, for every lcore (lcore 0 saw nothing wrong itself).
+  nic(1, seg, ours ^ 1);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_checked, 2u);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_mismatches, 2u);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_disabled, 1u) << "the lcore that turned it off says so";
+  EXPECT_EQ(lc_[0].engine->stats().rss_hash_disabled, 0u) << "summed over lcores: 1";
+  nic(1, seg, ours ^ 2);
+  EXPECT_EQ(lc_[1].engine->stats().rss_hash_disabled, 1u) << "set once";
+  for (uint32_t i = 0; i < 2; ++i) {
+    const uint64_t fallbacks = lc_[i].engine->stats().rss_port_fallbacks;
+    for (uint16_t k = 0; k < 4; ++k) {
+      const Leg leg = open(i, static_cast<uint16_t>(46000 + 10 * i + k), k % 2 == 0 ? "p.test" : "p6.test");
+      ASSERT_EQ(leg.syn.l4, L4::kTcp);
+      const uint16_t port = leg.syn.sport;
+      EXPECT_GT(port, FlowEngine::kLastRssPort) << "lcore " << i << ": the port rule's own range";
+      EXPECT_LE(port, FlowEngine::kLastLocalPort);
+      EXPECT_EQ(port % 2, i) << "port % lcores == lcore";
+      EXPECT_EQ(lc_[0].engine->owner_of(leg.back(), false), i);
+      EXPECT_EQ(lc_[1].engine->owner_of(leg.back(), false), i);
+    }
+    EXPECT_EQ(lc_[i].engine->stats().rss_port_fallbacks, fallbacks + 4) << "lcore " << i << ": one per leg";
+  }
+
+  // The old leg: the NIC (hashing otherwise) puts its backend's segments on
+  // lcore 1, which hands them to lcore 0 by our hash.
+  const uint32_t b = 0x70000000;
+  Out o = feed(1, synack(old));
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u) << "the hello replayed to the backend";
+  EXPECT_EQ(o.wire[0].sport, old.syn.sport);
+  EXPECT_EQ(o.wire[0].ack, b + 1);
+  const std::string down = "backend to client";
+  o = feed(1, frame_of(segment(kBackendMac, kOurMac, old.back(), kTcpAck | kTcpPsh, b + 1,
+                               old.syn.seq + 1 + old_hello, 1000,
+                               {reinterpret_cast<const uint8_t*>(down.data()), down.size()})));
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].dst, kClient);
+  EXPECT_EQ(o.wire[0].dport, 45000);
+  EXPECT_EQ(std::string(o.wire[0].payload.begin(), o.wire[0].payload.end()), down);
+  // And the client's bytes, on lcore 0, to the backend from the old port.
+  const std::string up = "client to backend";
+  o = feed(0, frame_of(segment(kClientMac, kOurMac, FlowKey{kClient, kVip, 45000, 443}, kTcpAck | kTcpPsh,
+                               1001 + old_hello,
+                               old.isn + 1 + static_cast<uint32_t>(down.size()), 64240,
+                               {reinterpret_cast<const uint8_t*>(up.data()), up.size()})));
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].dst, IpAddr::v4(0x0a000009));
+  EXPECT_EQ(o.wire[0].sport, old.syn.sport);
+  EXPECT_EQ(std::string(o.wire[0].payload.begin(), o.wire[0].payload.end()), up);
+  EXPECT_EQ(lc_[0].engine->stats().spliced_to_client, 1u);
+  EXPECT_EQ(lc_[0].engine->stats().spliced_to_backend, 1u);
+}
+
+// Every frame is checked until 64 have been, then one call in 1,024.
+TEST_F(FlowEngineRssTest, AfterTheFirst64ChecksOnlyOneFrameIn1024IsChecked) {
+  make(2, round_robin(64, 2));
+  const std::vector<uint8_t> seg = backend_segment(false, 32000);
+  const uint32_t ours = rss_->hash(back_key(false, 32000));
+  std::vector<uint8_t> arp(kMaxFrame);
+  arp.resize(build_arp_request(arp, kBackendMac, 0x0a000009, 0x0a000001));
+  for (int k = 0; k < 10; ++k) nic(0, arp, 0);  // not hashed by the 4-tuple: no check, none used up
+  const FrontStats& s = lc_[0].engine->stats();
+  EXPECT_EQ(s.rss_hash_checked, 0u);
+  for (uint64_t k = 0; k < FlowEngine::kNicHashFirstChecks; ++k) nic(0, seg, ours);
+  EXPECT_EQ(s.rss_hash_checked, 64u);
+  for (uint64_t k = 0; k < 4096; ++k) nic(0, seg, ours);
+  EXPECT_EQ(s.rss_hash_checked, 64u + 4u);
+  EXPECT_EQ(s.rss_hash_mismatches, 0u);
+  // The sample still finds a NIC that disagrees: two more sampled checks.
+  for (uint64_t k = 0; k < 2048; ++k) nic(0, seg, ours ^ 0x80000000u);
+  EXPECT_EQ(s.rss_hash_checked, 64u + 6u);
+  EXPECT_EQ(s.rss_hash_mismatches, 2u);
+  EXPECT_EQ(s.rss_hash_disabled, 1u);
+}
+
+// Frames the NIC does not hash by the TCP 4-tuple, or that are cut short,
+// are not compared (a wrong hash with them trips nothing), and nothing past
+// a frame's end is read (each prefix is a buffer of its own size: ASan).
+// Without EngineConfig::rss nothing is checked at all.
+TEST_F(FlowEngineRssTest, FramesNotHashedByTheTcpTupleAndShortFramesAreIgnored) {
+  make(2, round_robin(64, 2));
+  const FrontStats& s = lc_[0].engine->stats();
+  auto wrong = [&](std::vector<uint8_t> f) { nic(0, f, 0xdeadbeef); };
+  const std::vector<uint8_t> v4 = backend_segment(false, 33000), v6f = backend_segment(true, 33000),
+                             tagged = backend_segment(false, 33000, 9);
+  constexpr size_t kIp = 14;
+  for (const auto& whole : {v4, v6f, tagged}) {
+    // The IP length says more than the frame holds for every prefix that
+    // still has the ports; shorter ones lack the headers.
+    for (size_t n = 0; n < whole.size(); ++n) wrong(std::vector<uint8_t>(whole.begin(), whole.begin() + n));
+  }
+  auto mutated = [&](const std::vector<uint8_t>& f, size_t at, uint8_t v) {
+    std::vector<uint8_t> m = f;
+    m[at] = v;
+    return m;
+  };
+  wrong(mutated(v4, kIp + 0, 0x46));             // IPv4 options
+  wrong(mutated(v4, kIp + 0, 0x55));             // not version 4
+  wrong(mutated(v4, kIp + 6, 0x20));             // more fragments
+  wrong(mutated(v4, kIp + 7, 0x10));             // a fragment offset
+  wrong(mutated(v4, kIp + 9, 17));               // UDP
+  wrong(mutated(v4, kIp + 9, 1));                // ICMP
+  wrong(mutated(v4, kIp + 3, 39));               // a total length shorter than IP + TCP headers
+  wrong(mutated(v6f, kIp + 6, 0));               // an IPv6 hop-by-hop header
+  wrong(mutated(v6f, kIp + 6, 44));              // an IPv6 fragment header
+  wrong(mutated(v6f, kIp + 0, 0x40));            // not version 6
+  wrong(mutated(v6f, kIp + 4, 0xff));            // a payload length past the frame
+  wrong(mutated(v4, 12, 0x88));                  // another EtherType (0x8800)
+  wrong(mutated(tagged, 16, 0x81));              // two VLAN tags (inner type 0x8100)
+  std::vector<uint8_t> arp(kMaxFrame);
+  arp.resize(build_arp_request(arp, kBackendMac, 0x0a000009, 0x0a000001));
+  wrong(arp);
+  EXPECT_EQ(s.rss_hash_checked, 0u);
+  EXPECT_EQ(s.rss_hash_mismatches, 0u);
+  // The whole frames are checked: the cases above were refused for their shape.
+  wrong(v4);
+  wrong(v6f);
+  EXPECT_EQ(s.rss_hash_checked, 2u);
+  EXPECT_EQ(s.rss_hash_mismatches, 2u);
+
+  EngineConfig ec = engine_config(*runtime_);
+  ec.lcores = 2;
+  FlowEngine plain(ec, runtime_);
+  plain.check_nic_hash(v4, 0xdeadbeef);
+  plain.check_nic_hash(v4, 0xdeadbeef);
+  EXPECT_EQ(plain.stats().rss_hash_checked, 0u) << "no Toeplitz steering: nothing to check";
+  EXPECT_EQ(plain.stats().rss_hash_disabled, 0u);
+}
+
+// The tuple the NIC hashes, as received: the sender's address and port first.
+TEST(RssTcpTuple, IsTheSegmentsOwnFourTupleForBothFamiliesAndATag) {
+  const FlowKey k4{IpAddr::v4(0x0a000009), kVip, 443, 40001};
+  TcpSegment s = segment(kBackendMac, kOurMac, k4, kTcpAck, 1, 2, 1000, {});
+  auto t = rss_tcp_tuple(frame_of(s));
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, k4);
+  s.vlan = 100;
+  t = rss_tcp_tuple(frame_of(s));
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, k4);
+  const FlowKey k6{kClient6, kVip6, 50000, 443};
+  t = rss_tcp_tuple(frame_of(segment(kClientMac, kOurMac, k6, kTcpSyn, 1, 0, 1000, {})));
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, k6);
+  EXPECT_FALSE(rss_tcp_tuple({}).has_value());
 }
 
 }  // namespace

@@ -17,12 +17,17 @@
 // Checked: every frame the engine sends parses with valid checksums and fits
 // kMaxFrame; the flow count stays within max_flows; the burst loop's
 // prefetches (FlowEngine::prefetch_flow, prefetch_flow_links), called on
-// every frame before it is delivered, read nothing past it; after the
-// script, the clock moved a day on empties the flow table (no flow is kept
-// forever).
+// every frame before it is delivered, read nothing past it; the check of
+// the NIC's RSS hash (FlowEngine::check_nic_hash, called on every frame from
+// the wire with, in turn, our own hash of its tuple and one taken from its
+// bytes) reads nothing past it, finds the tuple the full parser finds
+// (rss_tcp_tuple), and turns hash steering off exactly at its second
+// mismatch; after the script, the clock moved a day on empties the flow
+// table (no flow is kept forever).
 // Any failure aborts. Also built without libFuzzer as flow_engine_fuzz_replay
 // and run over the committed corpus by ctest.
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -143,6 +148,14 @@ const Setup& setup() {
     out.config.handoff.kernel = kKernelAddr;
     out.config.handoff.first_port = 20443;
     out.config.handoff.workers = 2;
+    // One lcore: the RSS hash changes no port choice, it only enables the
+    // check of the NIC's hash (check_nic_hash).
+    constexpr uint8_t kRssKey[40] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67,
+                                     0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb,
+                                     0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+                                     0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+    out.config.rss = RssHash::make(kRssKey, std::vector<uint16_t>(128, 0));
+    if (!out.config.rss) std::abort();
     return out;
   }();
   return s;
@@ -168,7 +181,7 @@ struct Far {
 
 class Script {
  public:
-  explicit Script(Reader& r) : r_(r), engine_(setup().config, setup().runtime) { wire_.exception = &exc_; }
+  explicit Script(Reader& r) : r_(r), engine_(own_config(), setup().runtime) { wire_.exception = &exc_; }
 
   void run() {
     for (int steps = 0; steps < 256 && !r_.done(); ++steps) step();
@@ -391,7 +404,38 @@ class Script {
     deliver(frame, exception);
   }
 
+  // The shared configuration with a steering flag of this script's own
+  // (EngineConfig::rss_disabled), so one input's mismatches do not carry
+  // into the next.
+  static EngineConfig own_config() {
+    EngineConfig c = setup().config;
+    c.rss_disabled = std::make_shared<std::atomic<bool>>(false);
+    return c;
+  }
+
+  // The NIC's hash of a wire frame, as the lcore loop passes it: in turn
+  // ours (agrees) and four of the frame's bytes (mostly disagrees). Nothing
+  // is read from the script, so the seeds keep their meaning.
+  void check_nic_hash(std::span<const uint8_t> frame) {
+    const std::optional<FlowKey> k = rss_tcp_tuple(frame);
+    if (k) {
+      const Packet p = parse_frame(frame, false);
+      if (p.ok() && p.l4 == L4::kTcp) FUZZ_CHECK(p.flow() == *k);
+    }
+    uint32_t h = 0;
+    if (++wire_frames_ % 2 == 0 && k) {
+      h = setup().config.rss->hash(*k);
+    } else if (frame.size() >= 4) {
+      std::memcpy(&h, frame.data() + frame.size() - 4, 4);
+    }
+    engine_.check_nic_hash(frame, h);
+    const FrontStats& s = engine_.stats();
+    FUZZ_CHECK(s.rss_hash_mismatches <= s.rss_hash_checked);
+    FUZZ_CHECK(s.rss_hash_disabled == (s.rss_hash_mismatches >= FlowEngine::kNicHashMismatches ? 1u : 0u));
+  }
+
   void deliver(std::vector<uint8_t>& frame, bool exception) {
+    if (!exception) check_nic_hash(frame);
     const bool verified = verified_ && parse_frame(frame).ok();
     // The lcore loop's prefetches come first: they read the frame's headers
     // (no byte past its end) and the flow table, and change nothing.
@@ -477,6 +521,7 @@ class Script {
   Sink wire_, exc_;
   uint64_t now_ = 1'000'000'000;
   bool verified_ = false;
+  uint64_t wire_frames_ = 0;
   std::map<uint16_t, Client> clients_;
   std::vector<Far> fars_;
   std::vector<std::pair<std::vector<uint8_t>, bool>> arp_replies_;

@@ -757,6 +757,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
   uint64_t reloads_at_hup = 0;
   auto reload_asked_at = last_stats;
   lode::worker::HeapTrimmer trimmer;  // once the workers go quiet after a burst (heap_trim.h)
+  // The dpdk front's return steering, as the start event gave it: an lcore
+  // that finds the NIC's RSS hashes disagreeing with ours turns steering by
+  // hash off (FlowEngine::check_nic_hash); the change is logged once.
+  std::string steering = dp.dpdk ? dp.dpdk->rss_steering() : std::string();
   while (true) {
     siginfo_t info;
     const int sig = sigtimedwait(&set, &info, &short_tick);
@@ -773,6 +777,18 @@ int run(const std::string& config_path, int workers_override, const std::string&
       notify(*notifier, notifier->ready());
     }
     cp.restart_if_due();
+    if (dp.dpdk) {
+      if (std::string now_steering = dp.dpdk->rss_steering(); now_steering != steering) {
+        steering = std::move(now_steering);
+        event(JsonWriter()
+                  .begin_object()
+                  .field("event", "dpdk_return_steering_changed")
+                  .field("level", "warning")
+                  .field("dpdk_return_steering", steering)
+                  .end_object()
+                  .take());
+      }
+    }
     if (!stats_file.empty() && now - last_stats >= std::chrono::seconds(1)) {
       write_stats_file(stats_file, stats());
       last_stats = now;

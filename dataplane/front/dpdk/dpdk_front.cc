@@ -268,6 +268,10 @@ std::string prepare_toeplitz(const rte_eth_dev_info& info, uint16_t queues, rte_
   if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) return "no random key";
   conf.rx_adv_conf.rss_conf.rss_key = key.data();
   conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<uint8_t>(key.size());
+  // The NIC's hash in each mbuf, so the engines can check the driver list's
+  // claim (FlowEngine::check_nic_hash); some drivers (mlx5) report it only
+  // when asked.
+  conf.rxmode.offloads |= info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH;
   return {};
 }
 
@@ -336,6 +340,9 @@ struct DpdkFront::Impl {
   MacAddr mac{};
   std::string name;
   std::string rss_steering;
+  // Set by an lcore when the NIC's RSS hashes disagree with ours
+  // (EngineConfig::rss_disabled); rss_steering() then says so.
+  std::shared_ptr<std::atomic<bool>> rss_disabled;
   // A new runtime for the lcores: generation bumped after the pointer is set.
   std::mutex rt_mu;
   std::shared_ptr<const worker::Runtime> rt;
@@ -412,6 +419,10 @@ void DpdkFront::Impl::run(Lcore& lc) {
         } else if (from_exception) {
           lc.engine->on_exception_frame_in_place(frame, now, sink, l4_good);
         } else {
+          // The NIC's RSS hash, when it gave one, checked against ours (a
+          // sample: FlowEngine::check_nic_hash) before the frame may be
+          // rewritten in place. net_tap gives none: one branch.
+          if (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) lc.engine->check_nic_hash(frame, m->hash.rss);
           lc.engine->on_frame_in_place(frame, now, sink, l4_good);
         }
       } else {
@@ -573,6 +584,7 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
   // The exception port's queue is the kernel's choice (tap, vhost): no
   // exception_rss, its legs keep the port rule.
   ec.rss = rss;
+  m.rss_disabled = ec.rss_disabled;  // one flag for every lcore's engine (copies of ec)
   if (m.has_exception) {
     ec.handoff.enabled = true;
     ec.handoff.mac = m.exc_mac;
@@ -684,6 +696,12 @@ size_t DpdkFront::lcores() const { return impl_->lcores.size(); }
 std::string DpdkFront::port_name() const { return impl_->name; }
 MacAddr DpdkFront::mac() const { return impl_->mac; }
 std::string DpdkFront::exception_name() const { return impl_->exc_name; }
-std::string DpdkFront::rss_steering() const { return impl_->rss_steering; }
+std::string DpdkFront::rss_steering() const {
+  if (impl_->rss_disabled && impl_->rss_disabled->load(std::memory_order_relaxed)) {
+    return "port rule for new legs (the NIC's RSS hashes disagreed with ours: rss_hash_mismatches; was " +
+           impl_->rss_steering + ")";
+  }
+  return impl_->rss_steering;
+}
 
 }  // namespace lode::front

@@ -93,7 +93,8 @@ class DpdkFront {
   std::string exception_name() const;
   // How backend legs' local ports are chosen: "toeplitz, ..." when the
   // port's RSS is worked out in software (EngineConfig::rss), else
-  // "port rule (why)".
+  // "port rule (why)"; "port rule for new legs (...)" once the NIC's own
+  // hashes disagreed with ours (FlowEngine::check_nic_hash, any thread may ask).
   std::string rss_steering() const;
 
   struct Impl;
