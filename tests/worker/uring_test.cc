@@ -221,6 +221,7 @@ TEST(Ring, CloseRunsWithTheNextSubmissionAndPostsNoCompletion) {
   ASSERT_EQ(pipe(p), 0);
   ring.close(p[0]);
   if (ring.can_close()) {
+    EXPECT_EQ(io_uring_sq_ready(ring.raw()), 1u) << "the close is queued";
     EXPECT_EQ(fcntl(p[0], F_GETFD), 0) << "closed before the submission";
     ASSERT_GE(ring.submit(), 0);
   }
@@ -244,6 +245,42 @@ TEST(Ring, CloseRunsWithTheNextSubmissionAndPostsNoCompletion) {
     EXPECT_EQ(res, -EBADF);
   }
   close(p[1]);
+}
+
+// ring_calls = false (init's last argument): close and setsockopt are not
+// run by the ring even where the kernel could, as on a kernel without
+// IORING_FEAT_CQE_SKIP (5.17) or SOCKET_URING_OP_SETSOCKOPT (6.7). The
+// worker's fallbacks rest on what this checks: a close is done when close()
+// returns, and nothing waits in the submission queue to run later on a
+// number that a new descriptor may have taken by then.
+TEST(Ring, WithoutRingCallsACloseIsDoneAtOnceAndNothingIsQueued) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 2, 64, false).has_value());
+  EXPECT_FALSE(ring.can_close());
+  EXPECT_FALSE(ring.can_setsockopt());
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ring.close(p[0]);
+  errno = 0;
+  EXPECT_EQ(fcntl(p[0], F_GETFD), -1) << "still open after close() returned";
+  EXPECT_EQ(errno, EBADF);
+  EXPECT_EQ(io_uring_sq_ready(ring.raw()), 0u) << "a close was queued for the next submission";
+  EXPECT_EQ(fcntl(p[1], F_GETFD), 0) << "only the one asked for";
+  // A failed direct close is ignored (as the ring's kClose completion is):
+  // nothing queued, no completion to hand out.
+  ring.close(-1);
+  EXPECT_EQ(io_uring_sq_ready(ring.raw()), 0u);
+  ASSERT_GE(ring.submit(), 0);
+  io_uring_get_events(ring.raw());
+  EXPECT_EQ(ring.for_each_completion([](const io_uring_cqe*) {}), 0u);
+  // The ring failing later has no close left to do: a descriptor that took
+  // the closed number stays open.
+  int r[2];
+  ASSERT_EQ(pipe(r), 0);
+  ring.close_unsubmitted();
+  EXPECT_EQ(fcntl(r[0], F_GETFD), 0);
+  EXPECT_EQ(fcntl(r[1], F_GETFD), 0);
+  for (const int fd : {p[1], r[0], r[1]}) close(fd);
 }
 
 // A setsockopt through the ring (when the kernel has it: Linux 6.7) takes

@@ -97,6 +97,50 @@ class TlsGreeterBackend {
   std::thread thread_;
 };
 
+// SSL_read and SSL_write on a blocking client socket, going on where a wait
+// was interrupted (EINTR: see tls_connect). A timeout or a close still ends them.
+int ssl_read(SSL* ssl, char* buf, int len) {
+  int n;
+  do {
+    n = SSL_read(ssl, buf, len);
+  } while (n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_WANT_READ && errno == EINTR);
+  return n;
+}
+int ssl_write(SSL* ssl, const std::string& bytes) {
+  int n;
+  do {
+    n = SSL_write(ssl, bytes.data(), static_cast<int>(bytes.size()));
+  } while (n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_WANT_WRITE && errno == EINTR);
+  return n;
+}
+
+// An access log line of a connection that ended clean.
+void expect_ok_line(const std::string& line, const std::string& sni, const std::string& action) {
+  EXPECT_TRUE(has(line, R"("sni":")" + sni + '"')) << line;
+  EXPECT_TRUE(has(line, R"("action":")" + action + '"')) << line;
+  EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+}
+
+// 300 KiB through a terminated connection to the echo backend and back,
+// then the client's close_notify: the backend sees a half-close and closes,
+// and so does the worker.
+void expect_tls_echo_then_clean_close(SSL* ssl) {
+  std::string big(300 * 1024, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  ASSERT_EQ(ssl_write(ssl, big), static_cast<int>(big.size()));
+  std::string back;
+  char buf[16384];
+  while (back.size() < big.size()) {
+    const int n = ssl_read(ssl, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    back.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(back, big);
+  SSL_shutdown(ssl);  // close_notify: the backend sees a half-close and closes
+  const int n = ssl_read(ssl, buf, sizeof buf);
+  EXPECT_LE(n, 0);
+}
+
 TEST_F(WorkerTest, TerminateRelaysBothWaysAndClosesCleanly) {
   EchoBackend backend;
   start(backend.port());
@@ -108,37 +152,21 @@ TEST_F(WorkerTest, TerminateRelaysBothWaysAndClosesCleanly) {
   X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
   X509_free(peer);
   EXPECT_STREQ(cn, "a.test");
-  std::string big(300 * 1024, 'x');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
-  ASSERT_EQ(SSL_write(c->ssl, big.data(), static_cast<int>(big.size())), static_cast<int>(big.size()));
-  std::string back;
-  char buf[16384];
-  while (back.size() < big.size()) {
-    const int n = SSL_read(c->ssl, buf, sizeof buf);
-    ASSERT_GT(n, 0);
-    back.append(buf, static_cast<size_t>(n));
-  }
-  EXPECT_EQ(back, big);
-  SSL_shutdown(c->ssl);  // close_notify: the backend sees a half-close and closes
-  const int n = SSL_read(c->ssl, buf, sizeof buf);
-  EXPECT_LE(n, 0);
+  expect_tls_echo_then_clean_close(c->ssl);
+  if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(1));
-  const std::string line = log()[0];
-  EXPECT_TRUE(has(line, R"("sni":"a.test")")) << line;
-  EXPECT_TRUE(has(line, R"("action":"terminate")")) << line;
-  EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+  expect_ok_line(log()[0], "a.test", "terminate");
   EXPECT_EQ(stats().handshakes.load(), 1u);
   EXPECT_EQ(stats().ktls_unavailable.load() > 0, !kernel_has_tls_ulp());
 }
 
-TEST_F(WorkerTest, PassthroughForwardsTheHelloBytesUntouched) {
-  EchoBackend backend;
-  splice_after_ = 0;  // spliced from the first byte after the hello
-  start(backend.port());
+// The hello and bytes right behind it, then the client's FIN: the echo
+// backend gets them untouched and echoes them back, and the FIN comes back.
+void expect_passthrough_hello_untouched(uint16_t port, EchoBackend& backend) {
   const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
   std::string wire(hello.begin(), hello.end());
   wire += "early-bytes-after-the-hello";
-  const int fd = connect_to(port_);
+  const int fd = connect_to(port);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(send(fd, wire.data(), wire.size(), 0), static_cast<ssize_t>(wire.size()));
   shutdown(fd, SHUT_WR);
@@ -147,10 +175,17 @@ TEST_F(WorkerTest, PassthroughForwardsTheHelloBytesUntouched) {
   EXPECT_EQ(d.bytes, wire);  // echoed back byte for byte
   EXPECT_TRUE(d.eof);
   EXPECT_EQ(backend.first_bytes(), wire);
+}
+
+TEST_F(WorkerTest, PassthroughForwardsTheHelloBytesUntouched) {
+  EchoBackend backend;
+  splice_after_ = 0;  // spliced from the first byte after the hello
+  start(backend.port());
+  expect_passthrough_hello_untouched(port_, backend);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(stats().splice_relays.load(), 1u) << "after the hello, passthrough bytes move by splice";
   ASSERT_TRUE(wait_log(1));
-  EXPECT_TRUE(has(log()[0], R"("action":"passthrough")")) << log()[0];
-  EXPECT_TRUE(has(log()[0], R"("result":"ok")")) << log()[0];
+  expect_ok_line(log()[0], "p.test", "passthrough");
 }
 
 TEST_F(WorkerTest, PassthroughHelloSplitIntoOneByteSegments) {
@@ -504,18 +539,29 @@ TEST_F(WorkerTest, RouteAboveItsMaxConnectionsIsResetAfterTheHello) {
   EXPECT_EQ(stats().refused_route_full.load(), 1u);
 }
 
-TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {
-  EchoBackend backend;
-  start(backend.port());
-  for (int i = 0; i < 200; ++i) {
+// n connections one after the other, each ended before the next: every
+// third one passed through to the backend, the others refused with an alert
+// (an unknown name).
+void serve_sequential_connections(uint16_t port, int n) {
+  for (int i = 0; i < n; ++i) {
     const test::Bytes hello = test::HelloBuilder::typical(i % 3 == 0 ? "p.test" : "nobody.test").records();
-    const int fd = connect_to(port_);
+    const int fd = connect_to(port);
     ASSERT_GE(fd, 0);
     send(fd, hello.data(), hello.size(), 0);
     shutdown(fd, SHUT_WR);
-    drain(fd);
+    const Drained d = drain(fd);
     close(fd);
+    // Each one ended by the worker: a connection it never closed fails
+    // here (in 5 s), not after all of them.
+    ASSERT_TRUE(d.eof) << "connection " << i << (d.reset ? " reset" : " not closed");
   }
+}
+
+TEST_F(WorkerTest, ManySequentialConnectionsReuseSlotsWithoutLeaks) {
+  EchoBackend backend;
+  start(backend.port());
+  serve_sequential_connections(port_, 200);
+  if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(200));
   EXPECT_EQ(stats().accepted.load(), 200u);
 }
@@ -644,6 +690,18 @@ size_t open_fds() {
   return n;
 }
 
+// Open descriptors once they are down to `target`, or after 3 s: the last
+// closes come after the client has seen its end of stream (the echo
+// backend's, the worker's), and the pipe pool closes after a quiet second.
+size_t open_fds_settled(size_t target) {
+  size_t fds = open_fds();
+  for (int i = 0; i < 150 && fds > target; ++i) {
+    std::this_thread::sleep_for(20ms);
+    fds = open_fds();
+  }
+  return fds;
+}
+
 // One passthrough connection: the hello out and back, then 100 bytes out
 // and back (so both directions move by splice), then the client's FIN and
 // the echo backend's.
@@ -701,12 +759,8 @@ TEST_F(WorkerTest, PassthroughPipesAreReusedAndTheIdlePoolIsClosed) {
   EXPECT_EQ(stats().pipes_created.load() + stats().pipes_reused.load(), 2 * kConns);
   EXPECT_LE(stats().pipes_created.load(), 4u) << "pipes made anew instead of reused";
   EXPECT_GE(stats().pipes_reused.load(), 2 * kConns - 4);
-  size_t fds = open_fds();
-  for (int i = 0; i < 150 && fds > fds_before; ++i) {  // the pool closes after a quiet second
-    std::this_thread::sleep_for(20ms);
-    fds = open_fds();
-  }
-  EXPECT_LE(fds, fds_before) << "descriptors still held after the worker went idle (pooled pipes)";
+  EXPECT_LE(open_fds_settled(fds_before), fds_before)
+      << "descriptors still held after the worker went idle (pooled pipes)";
   EXPECT_EQ(stats().active.load(), 0u);
 }
 
@@ -880,12 +934,163 @@ TEST_F(WorkerTest, WithoutRingCallsClosesAndOptionsAreDirectAndNothingLeaks) {
   expect_both_ends_have_nodelay(port_, backend.port());
   ASSERT_TRUE(wait_log(9));
   for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
-  size_t fds = open_fds();
-  for (int i = 0; i < 150 && fds > fds_before; ++i) {  // the pipe pool closes after a quiet second
-    std::this_thread::sleep_for(20ms);
-    fds = open_fds();
+  EXPECT_LE(open_fds_settled(fds_before), fds_before) << "descriptors left open with direct closes";
+}
+
+// The paths above, each with ring_calls = false: closes (and the backend's
+// TCP_NODELAY) as the worker's own system calls.
+TEST_F(WorkerTest, WithoutRingCallsTerminateRelaysBothWaysAndClosesCleanly) {
+  EchoBackend backend;
+  ring_calls_ = false;
+  start(backend.port());
+  const size_t fds_before = open_fds();
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr);
+  expect_tls_echo_then_clean_close(c->ssl);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "a.test", "terminate");
+  c.reset();
+  EXPECT_LE(open_fds_settled(fds_before), fds_before) << "the worker's sockets left open";
+}
+
+TEST_F(WorkerTest, WithoutRingCallsPassthroughForwardsTheHelloBytesUntouched) {
+  EchoBackend backend;
+  ring_calls_ = false;
+  splice_after_ = 0;
+  start(backend.port());
+  expect_passthrough_hello_untouched(port_, backend);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(stats().splice_relays.load(), 1u);
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+}
+
+// Every descriptor a connection took (client and backend sockets; the
+// refused ones' after their alert) is closed by a direct close(), with slots
+// and descriptor numbers reused from one connection to the next.
+TEST_F(WorkerTest, WithoutRingCallsManySequentialConnectionsLeaveNoDescriptorOpen) {
+  EchoBackend backend;
+  ring_calls_ = false;
+  start(backend.port());
+  const size_t fds_before = open_fds();
+  serve_sequential_connections(port_, 200);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(200));
+  EXPECT_EQ(stats().accepted.load(), 200u);
+  const auto lines = log();
+  const auto ended = [&](const char* result) {
+    return std::count_if(lines.begin(), lines.end(),
+                         [&](const std::string& l) { return has(l, result); });
+  };
+  EXPECT_EQ(ended(R"("result":"ok")"), 67);  // every third: passed through
+  EXPECT_EQ(ended(R"("result":"no_route")"), 133);
+  EXPECT_LE(open_fds_settled(fds_before), fds_before) << "descriptors left open with direct closes";
+}
+
+// A backend that answers only once the client's end of stream has reached
+// it: it reads to EOF, then sends "got:" and what it read, and closes. A
+// half-close never passed on leaves it reading until its timeout; it then
+// closes without a word.
+class ReplyAtEofBackend {
+ public:
+  ReplyAtEofBackend() {
+    fd_ = listen_loopback(16, port_);
+    thread_ = std::thread([this] {
+      while (true) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        timeval tv{3, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        std::string got;
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(c, buf, sizeof buf, 0)) != 0) {
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) break;
+          got.append(buf, static_cast<size_t>(n));
+        }
+        if (n == 0) {
+          ++eofs_;
+          const std::string reply = "got:" + got;
+          send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+        }
+        close(c);
+      }
+    });
   }
-  EXPECT_LE(fds, fds_before) << "descriptors left open with direct closes";
+  ~ReplyAtEofBackend() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  size_t eofs() const { return eofs_.load(); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<size_t> eofs_{0};
+  std::thread thread_;
+};
+
+// A client's half-close, on a terminated connection (its close_notify) and
+// a passthrough one (its FIN), reaches the backend as a FIN (the worker's
+// shutdown(SHUT_WR)) while the other direction stays open: the backend's
+// answer, sent only after that, still reaches the client, followed by the
+// end of stream.
+void expect_half_closes_reach_the_backend(SSL* ssl, uint16_t port,
+                                          const ReplyAtEofBackend& backend) {
+  const std::string req = "request before the half-close";
+  ASSERT_EQ(ssl_write(ssl, req), static_cast<int>(req.size()));
+  ASSERT_EQ(SSL_shutdown(ssl), 0) << "close_notify sent, the worker's not yet received";
+  std::string reply;
+  char buf[4096];
+  int n;
+  while ((n = ssl_read(ssl, buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
+  EXPECT_EQ(SSL_get_error(ssl, n), SSL_ERROR_ZERO_RETURN)
+      << "the reply did not end with a close_notify";
+  EXPECT_EQ(reply, "got:" + req);
+  EXPECT_EQ(backend.eofs(), 1u);
+
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const std::string wire = std::string(hello.begin(), hello.end()) + req;
+  const int fd = connect_to(port);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(send(fd, wire.data(), wire.size(), 0), static_cast<ssize_t>(wire.size()));
+  shutdown(fd, SHUT_WR);
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_EQ(d.bytes, "got:" + wire);
+  EXPECT_TRUE(d.eof);
+  EXPECT_EQ(backend.eofs(), 2u);
+}
+
+TEST_F(WorkerTest, ClientHalfCloseReachesTheBackendAndItsLaterReplyStillArrives) {
+  ReplyAtEofBackend backend;
+  start(backend.port());
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr);
+  expect_half_closes_reach_the_backend(c->ssl, port_, backend);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(2));
+  for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+}
+
+// The same with the passthrough bytes spliced (the half-close passed on by
+// the splice path), and the worker's closes direct.
+TEST_F(WorkerTest, WithoutRingCallsClientHalfCloseReachesTheBackendAndItsLaterReplyStillArrives) {
+  ReplyAtEofBackend backend;
+  ring_calls_ = false;
+  splice_after_ = 0;
+  start(backend.port());
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr);
+  expect_half_closes_reach_the_backend(c->ssl, port_, backend);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(2));
+  for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+  EXPECT_EQ(stats().splice_relays.load(), 1u);
 }
 
 }  // namespace
