@@ -734,6 +734,11 @@ void passthrough_round_trip(uint16_t port) {
   EXPECT_TRUE(d.bytes.empty());
 }
 
+// n of them one after the other, stopping at the first fatal failure.
+void passthrough_round_trips(uint16_t port, uint64_t n) {
+  for (uint64_t i = 0; i < n && !::testing::Test::HasFatalFailure(); ++i) passthrough_round_trip(port);
+}
+
 // Issue 8: a passthrough connection's two pipes go back to a per-worker pool
 // when it ends (drained), and the next connection takes them: N connections
 // one after the other create two pipe pairs, not 2 x N (a pipe2() and two
@@ -746,10 +751,8 @@ TEST_F(WorkerTest, PassthroughPipesAreReusedAndTheIdlePoolIsClosed) {
   start(backend.port());
   const size_t fds_before = open_fds();
   constexpr uint64_t kConns = 20;
-  for (uint64_t i = 0; i < kConns; ++i) {
-    passthrough_round_trip(port_);
-    if (HasFatalFailure()) return;
-  }
+  passthrough_round_trips(port_, kConns);
+  if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(kConns));
   EXPECT_EQ(stats().splice_relays.load(), kConns);
   EXPECT_EQ(stats().splice_fallbacks.load(), 0u);
@@ -783,10 +786,8 @@ TEST_F(WorkerTest, ConnectionsAfterABackendResetGetOnlyTheirOwnBytes) {
   const Drained d = drain(fd);
   close(fd);
   EXPECT_TRUE(d.reset || d.eof);
-  for (int i = 0; i < 5; ++i) {
-    passthrough_round_trip(port_);
-    if (HasFatalFailure()) return;
-  }
+  passthrough_round_trips(port_, 5);
+  if (HasFatalFailure()) return;
   EXPECT_GE(stats().pipes_reused.load(), 1u);
 }
 
@@ -856,15 +857,13 @@ TEST_F(WorkerTest, PassthroughCopiesSmallExchangesThroughTheRingWithNoPipe) {
   start(backend.port());
   const size_t fds_before = open_fds();
   constexpr uint64_t kConns = 10;
-  for (uint64_t i = 0; i < kConns; ++i) {
-    passthrough_round_trip(port_);
-    if (HasFatalFailure()) return;
-  }
+  passthrough_round_trips(port_, kConns);
+  if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(kConns));
   for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
   EXPECT_EQ(stats().splice_relays.load(), 0u);
   EXPECT_EQ(stats().pipes_created.load() + stats().pipes_reused.load(), 0u);
-  EXPECT_LE(open_fds(), fds_before);
+  EXPECT_LE(open_fds_settled(fds_before), fds_before);
 }
 
 // Past its first splice_after bytes a direction moves by splice: the
@@ -917,10 +916,8 @@ TEST_F(WorkerTest, WithoutRingCallsClosesAndOptionsAreDirectAndNothingLeaks) {
   splice_after_ = 0;  // the splice path's pipes too
   start(backend.port());
   const size_t fds_before = open_fds();
-  for (int i = 0; i < 5; ++i) {
-    passthrough_round_trip(port_);
-    if (HasFatalFailure()) return;
-  }
+  passthrough_round_trips(port_, 5);
+  if (HasFatalFailure()) return;
   for (int i = 0; i < 3; ++i) {
     auto c = tls_connect("a.test");
     ASSERT_NE(c, nullptr);
