@@ -542,7 +542,7 @@ class Loader {
   void globals(const toml::table& root, Config& cfg) {
     if (const toml::table* t = section(root, "tls")) {
       only_keys(*t, "tls", {"min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
-                            "session_tickets", "ticket_rotation_s", "ticket_key_file", "ktls"});
+                            "session_tickets", "ticket_rotation_s", "ticket_key_file", "ktls", "own_records"});
       if (get_string(*t, "tls", "ticket_key_file", cfg.tls.ticket_key_file, false)) {
         cfg.tls.ticket_key_file = resolve(cfg.tls.ticket_key_file);
       }
@@ -568,6 +568,7 @@ class Loader {
       }
       get_bool(*t, "tls", "session_tickets", cfg.tls.session_tickets);
       get_bool(*t, "tls", "ktls", cfg.tls.ktls);
+      get_bool(*t, "tls", "own_records", cfg.tls.own_records);
       get_uint(*t, "tls", "ticket_rotation_s", cfg.tls.ticket_rotation_s, 60, 7 * 86400);
     }
     if (const toml::table* t = section(root, "timeouts")) {

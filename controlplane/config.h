@@ -59,6 +59,8 @@
 //              groups = "X25519:P-256", alpn = ["h2", "http/1.1"] (default: none), session_tickets = true,
 //              ticket_rotation_s = 3600,
 //              ktls = true       # kernel TLS where the kernel has the tls ULP (false: user space only)
+//              own_records = true  # without kTLS: after the handshake Lodestone seals and opens the client's
+//                                  # records itself and frees OpenSSL's connection state (AEAD suites)
 //              ticket_key_file = "tickets.key"   # optional: N x 80-byte keys (nginx's layout), the first
 //                                                # encrypts; shared by nodes that resume each other's sessions
 //   front = "kernel"                       # kernel (sockets, the default) | dpdk (top level, before any table)
@@ -245,6 +247,7 @@ struct TlsConfig {
   std::vector<std::string> alpn;  // empty: no ALPN (the relay is protocol-agnostic)
   bool session_tickets = true;
   bool ktls = true;  // kernel TLS where the kernel has it (the tls ULP)
+  bool own_records = true;  // else: Lodestone's record layer after the handshake (AEAD suites)
   uint32_t ticket_rotation_s = 3600;
   std::string ticket_key_file;  // empty: keys generated and rotated by the control plane
 };

@@ -84,6 +84,10 @@ struct TlsSettings {
   // Kernel TLS (SSL_OP_ENABLE_KTLS): the workers give the record layer to the
   // kernel where it has the tls ULP; off = user-space TLS everywhere.
   bool ktls = true;
+  // Where kTLS is not used: after the handshake the workers seal and open the
+  // client's records themselves and free the connection's SSL (AEAD suites;
+  // dataplane/worker/record_layer.h); off = OpenSSL's record layer.
+  bool own_records = true;
   std::chrono::seconds session_timeout{300};  // session lifetime; TLS 1.3 ticket lifetime hint
 };
 

@@ -152,6 +152,31 @@ std::optional<CryptoState> from_tls13_secret(const SSL_CIPHER* cipher, std::span
   return s;
 }
 
+bool next_tls13_secret(const SSL_CIPHER* cipher, std::span<const uint8_t> secret, std::span<uint8_t> out) noexcept {
+  if (cipher == nullptr) return false;
+  const EVP_MD* md = SSL_CIPHER_get_handshake_digest(cipher);
+  if (md == nullptr) return false;
+  const auto len = static_cast<size_t>(EVP_MD_get_size(md));
+  if (secret.size() != len || out.size() < len) return false;
+  return expand_label(md, secret, "traffic upd", out.first(len));
+}
+
+size_t keylog_secret(std::string_view line, std::string_view label, std::span<uint8_t> out) noexcept {
+  if (line.size() <= label.size() || line.substr(0, label.size()) != label || line[label.size()] != ' ') return 0;
+  const size_t sp = line.rfind(' ');
+  const std::string_view hex = line.substr(sp + 1);
+  if (hex.empty() || hex.size() % 2 != 0 || hex.size() / 2 > out.size()) return 0;
+  for (size_t i = 0; i < hex.size() / 2; ++i) {
+    const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      OPENSSL_cleanse(out.data(), out.size());
+      return 0;
+    }
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return hex.size() / 2;
+}
+
 int install(int fd, bool tx, const CryptoState& state) noexcept {
   if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof "tls") != 0 && errno != EEXIST) return errno;
   int err = EINVAL;
@@ -229,23 +254,16 @@ void RxHandover::on_openssl_offer(const void* crypto_info) noexcept {
 }
 
 void RxHandover::on_keylog(const SSL* ssl, std::string_view line) noexcept {
-  static constexpr std::string_view kFirst = "CLIENT_TRAFFIC_SECRET_0 ";
-  static constexpr std::string_view kNext = "CLIENT_TRAFFIC_SECRET_N ";
-  const bool first = line.substr(0, kFirst.size()) == kFirst;
-  const bool next = line.substr(0, kNext.size()) == kNext;
-  if (!first && !next) return;
-  // LABEL <client random, hex> <secret, hex>
-  const size_t sp = line.rfind(' ');
-  const std::string_view hex = line.substr(sp + 1);
   uint8_t secret[EVP_MAX_MD_SIZE];
-  bool ok = hex.size() % 2 == 0 && hex.size() / 2 <= sizeof secret;
-  for (size_t i = 0; ok && i < hex.size() / 2; ++i) {
-    const int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
-    ok = hi >= 0 && lo >= 0;
-    secret[i] = static_cast<uint8_t>(hi << 4 | lo);
+  size_t len = keylog_secret(line, "CLIENT_TRAFFIC_SECRET_0", secret);
+  const bool first = len > 0;
+  if (!first) len = keylog_secret(line, "CLIENT_TRAFFIC_SECRET_N", secret);
+  if (len == 0) {
+    // A client secret line we cannot read: no hand-over from here on.
+    if (line.substr(0, 22) == "CLIENT_TRAFFIC_SECRET_") have_ = false;
+    return;
   }
-  std::optional<CryptoState> s;
-  if (ok) s = from_tls13_secret(SSL_get_current_cipher(ssl), {secret, hex.size() / 2}, 0);
+  std::optional<CryptoState> s = from_tls13_secret(SSL_get_current_cipher(ssl), {secret, len}, 0);
   OPENSSL_cleanse(secret, sizeof secret);
   tls13_ = true;
   have_ = s.has_value();

@@ -78,6 +78,16 @@ std::optional<CryptoState> from_openssl(const void* crypto_info) noexcept;
 std::optional<CryptoState> from_tls13_secret(const SSL_CIPHER* cipher, std::span<const uint8_t> secret,
                                              uint64_t seq) noexcept;
 
+// TLS 1.3 KeyUpdate (RFC 8446 7.2): the next traffic secret,
+// HKDF-Expand-Label(secret, "traffic upd", "", Hash.length), into `out`
+// (room for the suite's hash). False for a secret of the wrong length.
+bool next_tls13_secret(const SSL_CIPHER* cipher, std::span<const uint8_t> secret, std::span<uint8_t> out) noexcept;
+
+// A key-log line "LABEL <client random> <secret>", both hex: when LABEL is
+// `label`, the secret into `out` (up to out.size() bytes); returns its length,
+// 0 otherwise.
+size_t keylog_secret(std::string_view line, std::string_view label, std::span<uint8_t> out) noexcept;
+
 // Installs the state on a connected TCP socket (attaching the tls ULP first
 // if it is not yet). Returns 0 or an errno value.
 int install(int fd, bool tx, const CryptoState& state) noexcept;

@@ -26,6 +26,7 @@
 #include "dataplane/tls/proxy_protocol.h"
 #include "dataplane/worker/byte_queue.h"
 #include "dataplane/worker/ktls.h"
+#include "dataplane/worker/record_layer.h"
 #include "dataplane/worker/log_sampler.h"
 #include "dataplane/worker/uring.h"
 #include "lodestone/json_writer.h"
@@ -65,6 +66,38 @@ struct KtlsSide {
   ktls::RxHandover rx_handover;
 };
 
+// Lodestone's record layer on a terminated client connection where kTLS is
+// not used (record_layer.h). `tx`: OpenSSL's send state, taken at its
+// BIO_CTRL_SET_KTLS offer; from then on what OpenSSL writes through the BIO
+// is plaintext that is sealed here (the rest of its handshake flight, the
+// session tickets). `rx`: taken from the hand-over state at a record boundary
+// once the handshake is done; the relay then opens what the client sends.
+// With both, the connection's SSL is freed.
+struct OwnRecords {
+  records::Keys tx, rx;
+  bool tx_on = false;
+  bool rx_on = false;
+  bool off = false;          // a suite the layer does not take: OpenSSL keeps the records
+  bool ktls_wanted = false;  // [tls] ktls is on, but the kernel has no tls ULP
+  bool notify_sent = false;  // our close_notify (or a fatal alert) is sealed
+  uint8_t ctrl_type = 0;     // BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG
+  uint8_t secret_len = 0;    // TLS 1.3 traffic secrets, for KeyUpdate
+  uint8_t client_secret[EVP_MAX_MD_SIZE] = {};
+  uint8_t server_secret[EVP_MAX_MD_SIZE] = {};
+  uint8_t hs[5] = {};        // a post-handshake handshake message (KeyUpdate) being read
+  uint8_t hs_len = 0;
+  const SSL_CIPHER* cipher = nullptr;  // OpenSSL's static table: outlives the SSL
+  ktls::RxHandover rx_handover;
+
+  OwnRecords() = default;
+  OwnRecords(const OwnRecords&) = delete;
+  OwnRecords& operator=(const OwnRecords&) = delete;
+  ~OwnRecords() {
+    OPENSSL_cleanse(client_secret, sizeof client_secret);
+    OPENSSL_cleanse(server_secret, sizeof server_secret);
+  }
+};
+
 // One direction's socket. With `ssl` set, `in` holds ciphertext that OpenSSL
 // reads through the side's BIO and `out` receives what OpenSSL writes.
 struct Side {
@@ -85,10 +118,17 @@ struct Side {
   WorkerStats* stats = nullptr;
   stats::RouteSeries* route = nullptr;  // client side: the route's series (a dummy until routed)
   std::unique_ptr<KtlsSide> ktls;  // client side of a terminated connection, when kTLS is on
+  std::unique_ptr<OwnRecords> own;  // client side of a terminated connection, without kTLS
 
   size_t queued() const noexcept { return out.size() + sending.size(); }
   bool ktls_tx() const noexcept { return ktls && ktls->tx; }
   bool ktls_rx() const noexcept { return ktls && ktls->rx; }
+  bool own_tx() const noexcept { return own && own->tx_on; }
+  bool own_rx() const noexcept { return own && own->rx_on; }
+  // Its records are sealed in user space (by OpenSSL or by us).
+  bool user_tls_out() const noexcept { return (ssl != nullptr && !ktls_tx()) || own != nullptr; }
+  // It speaks TLS at all (OpenSSL's SSL may be gone: our record layer).
+  bool tls() const noexcept { return ssl != nullptr || own != nullptr; }
 };
 
 enum class Phase : uint8_t { kProxyHeader, kHello, kHandshake, kConnecting, kBackendHandshake, kRelay, kLinger };
@@ -156,8 +196,12 @@ struct Conn {
   uint64_t t_handshake_start_us = 0;
   __kernel_timespec connect_ts{};
   std::string last_connect_error;
-  // TLS facts for the log.
+  // TLS facts for the log and the PROXY header, kept when the SSL goes
+  // (OpenSSL's static strings).
   bool resumed = false;
+  const char* tls_version = nullptr;
+  const char* tls_cipher = nullptr;
+  std::string alpn;
   std::string backend_chain;
   // Life cycle.
   uint32_t inflight = 0;
@@ -206,7 +250,30 @@ bool send_queued_now(Side& s) {
 // BIO_CTRL_SET_KTLS. Send direction: installed now (1) or declined (0, OpenSSL
 // keeps user-space crypto). Receive direction: always declined; the state is
 // kept for the hand-over after the handshake (ktls.h).
+// BIO_CTRL_SET_KTLS for our own record layer: the send state is always taken
+// (OpenSSL then writes plaintext), the receive state kept for the hand-over.
+long own_offer(Side& s, bool is_tx, const void* crypto_info) {
+  OwnRecords& o = *s.own;
+  if (o.ktls_wanted && s.stats != nullptr) bump(s.stats->ktls_unavailable);
+  if (o.off) return 0;
+  if (!is_tx) {
+    o.rx_handover.on_openssl_offer(crypto_info);
+    return 0;
+  }
+  auto state = ktls::from_openssl(crypto_info);
+  if (!state) {
+    // Not an AEAD suite we seal: OpenSSL keeps both directions. (A second
+    // offer, after a KeyUpdate OpenSSL sent itself, has the same suite.)
+    if (!o.tx_on) o.off = true;
+    return 0;
+  }
+  o.tx.set(*state);
+  o.tx_on = true;
+  return 1;
+}
+
 long set_ktls(Side* s, bool is_tx, const void* crypto_info) {
+  if (s != nullptr && s->own) return own_offer(*s, is_tx, crypto_info);
   if (s == nullptr || !s->ktls) {
     if (s != nullptr && s->stats != nullptr && !kernel_has_tls_ulp()) bump(s->stats->ktls_unavailable);
     return 0;
@@ -248,8 +315,23 @@ int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_
   return 1;
 }
 
+// Seals `data` as records of `type` onto the side's queue.
+bool own_seal(Side& s, uint8_t type, std::span<const uint8_t> data) {
+  return records::seal_all(
+      s.own->tx, type, data, [&](size_t n) { return s.out.prepare(n); }, [&](size_t n) { s.out.commit(n); });
+}
+
 int bio_write(BIO* b, const char* data, size_t len, size_t* written) {
   Side* s = side_of(b);
+  if (s->own_tx()) {
+    // OpenSSL writes plaintext once we hold its send state.
+    const uint8_t type = s->own->ctrl_type != 0 ? s->own->ctrl_type : ktls::kApplicationData;
+    s->own->ctrl_type = 0;
+    if (!own_seal(*s, type, {reinterpret_cast<const uint8_t*>(data), len})) return 0;
+    if (type == ktls::kAlert && len >= 2 && (data[0] == 2 || data[1] == 0)) s->own->notify_sent = true;
+    *written = len;
+    return 1;
+  }
   if (s->ktls && s->ktls->ctrl_type != 0) {
     const uint8_t type = s->ktls->ctrl_type;
     s->ktls->ctrl_type = 0;
@@ -270,6 +352,7 @@ int bio_read(BIO* b, char* data, size_t len, size_t* read) {
   }
   *read = s->in.read(reinterpret_cast<uint8_t*>(data), len);
   if (s->ktls) s->ktls->rx_handover.on_consumed({reinterpret_cast<const uint8_t*>(data), *read});
+  if (s->own) s->own->rx_handover.on_consumed({reinterpret_cast<const uint8_t*>(data), *read});
   return 1;
 }
 
@@ -287,15 +370,20 @@ long bio_ctrl(BIO* b, int cmd, long larg, void* parg) {
     case kBioCtrlSetKtls:
       return set_ktls(s, larg != 0, parg);
     case kBioCtrlGetKtlsSend:
-      return s != nullptr && s->ktls_tx() ? 1 : 0;
+      return s != nullptr && (s->ktls_tx() || s->own_tx()) ? 1 : 0;
     case kBioCtrlGetKtlsRecv:
       return 0;  // OpenSSL never reads under kernel RX: the relay takes over
     case kBioCtrlSetKtlsTxCtrlMsg:
+      if (s != nullptr && s->own_tx()) {
+        s->own->ctrl_type = static_cast<uint8_t>(larg);
+        return 1;
+      }
       if (s == nullptr || !s->ktls_tx()) return 0;
       s->ktls->ctrl_type = static_cast<uint8_t>(larg);
       return 1;
     case kBioCtrlClearKtlsTxCtrlMsg:
       if (s != nullptr && s->ktls) s->ktls->ctrl_type = 0;
+      if (s != nullptr && s->own) s->own->ctrl_type = 0;
       return 1;
     default:
       return 0;
@@ -340,14 +428,32 @@ uint64_t monotonic_us() noexcept {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-// OpenSSL's key log: TLS 1.3 client traffic secrets, for the receive hand-over.
-// Set only on server SSL_CTXs when kTLS is on; the line is OpenSSL's buffer
-// (cleansed by OpenSSL), nothing is written anywhere.
+// OpenSSL's key log: TLS 1.3 client traffic secrets, for the receive hand-over
+// (and, for our own record layer, both traffic secrets, for KeyUpdate).
+// Set only on server SSL_CTXs when kTLS or our record layer is on; the line
+// is OpenSSL's buffer (cleansed by OpenSSL), nothing is written anywhere.
 void keylog_callback(const SSL* ssl, const char* line) {
   BIO* b = SSL_get_rbio(ssl);
   if (b == nullptr || BIO_method_type(b) != side_bio_type()) return;
   Side* s = side_of(b);
-  if (s != nullptr && s->ktls) s->ktls->rx_handover.on_keylog(ssl, line);
+  if (s == nullptr) return;
+  if (s->ktls) s->ktls->rx_handover.on_keylog(ssl, line);
+  if (!s->own) return;
+  OwnRecords& o = *s->own;
+  o.rx_handover.on_keylog(ssl, line);
+  const std::string_view l(line);
+  size_t n = 0;
+  for (const char* label : {"CLIENT_TRAFFIC_SECRET_0", "CLIENT_TRAFFIC_SECRET_N"}) {
+    if (n == 0) n = ktls::keylog_secret(l, label, o.client_secret);
+  }
+  if (n == 0) {
+    for (const char* label : {"SERVER_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_N"}) {
+      if (n == 0) n = ktls::keylog_secret(l, label, o.server_secret);
+    }
+  }
+  if (n == 0) return;
+  o.secret_len = static_cast<uint8_t>(n);
+  o.cipher = SSL_get_current_cipher(ssl);
 }
 
 void attach_bio(SSL* ssl, Side* side) {
@@ -870,18 +976,19 @@ struct Worker::Impl {
     w.field("listener", c.wrt ? c.wrt->rt->listeners[c.listener].name : std::string());
     if (c.sni.empty()) w.key("sni").null(); else w.field("sni", c.sni);
     w.field("alpn_offered", c.alpn_offered);
-    if (c.client.ssl != nullptr && c.client.handshake_done) {
-      const unsigned char* alpn = nullptr;
-      unsigned alpn_len = 0;
-      SSL_get0_alpn_selected(c.client.ssl, &alpn, &alpn_len);
-      w.field("alpn", std::string_view(reinterpret_cast<const char*>(alpn), alpn_len));
-      w.field("tls_version", SSL_get_version(c.client.ssl));
-      w.field("cipher", SSL_get_cipher_name(c.client.ssl));
+    if (c.client.handshake_done && c.tls_version != nullptr) {
+      w.field("alpn", c.alpn);
+      w.field("tls_version", c.tls_version);
+      w.field("cipher", c.tls_cipher != nullptr ? c.tls_cipher : "");
       w.field("resumed", c.resumed);
       w.field("ktls", c.client.ktls_tx() && c.client.ktls_rx() ? "tx+rx"
                       : c.client.ktls_tx()                        ? "tx"
                       : c.client.ktls_rx()                        ? "rx"
                                                                   : "none");
+      // Who sealed and opened the records after the handshake.
+      w.field("records", c.client.ktls_tx() || c.client.ktls_rx() ? "kernel"
+                         : c.client.own_rx()                      ? "lodestone"
+                                                                  : "openssl");
     }
     w.field("route", c.route != route::kNoIndex && c.wrt
                          ? c.wrt->rt->listeners[c.listener].table.route(c.route).name
@@ -1174,6 +1281,12 @@ struct Worker::Impl {
     if (ktls_allowed(c)) {
       c.client.ktls = std::make_unique<KtlsSide>();
       SSL_CTX_set_keylog_callback(ctx, keylog_callback);
+    } else if (c.wrt->rt->tls.own_records) {
+      c.client.own = std::make_unique<OwnRecords>();
+      c.client.own->ktls_wanted = c.wrt->rt->tls.ktls;
+      SSL_CTX_set_keylog_callback(ctx, keylog_callback);
+      // OpenSSL offers its keys to the BIO only with this option set.
+      SSL_set_options(c.client.ssl, SSL_OP_ENABLE_KTLS);
     }
     if (c.staple.entry) attach_staple_state(c.client.ssl, &c.staple);
     SSL_set_options(c.client.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -1197,7 +1310,25 @@ struct Worker::Impl {
       if (c.staple.stapled) bump(stats.staples_sent);
       attach_staple_state(c.client.ssl, nullptr);
       c.staple = StapleState{};  // the entry (and its mapping) is not needed any more
+      c.tls_version = SSL_get_version(c.client.ssl);
+      c.tls_cipher = SSL_get_cipher_name(c.client.ssl);
+      {
+        const unsigned char* a = nullptr;
+        unsigned n = 0;
+        SSL_get0_alpn_selected(c.client.ssl, &a, &n);
+        c.alpn.assign(reinterpret_cast<const char*>(a), n);
+      }
       if (c.client.ktls) c.client.ktls->rx_handover.on_handshake_done(c.client.ssl);
+      if (c.client.own) {
+        c.client.own->rx_handover.on_handshake_done(c.client.ssl);
+        if (!take_own_rx(c.client)) {
+          if (c.client.own->off || !c.client.own->tx_on) {
+            // OpenSSL keeps the records (a suite we do not seal).
+            bump(stats.own_records_declined);
+            c.client.own.reset();
+          }
+        }
+      }
       bump(stats.handshakes);
       if (c.resumed) bump(stats.handshakes_resumed);
       {
@@ -1218,6 +1349,113 @@ struct Worker::Impl {
     // A peer that hangs up mid-handshake leaves OpenSSL's error queue empty.
     const bool left = (e == SSL_ERROR_WANT_READ || c.client.eof) && ERR_peek_error() == 0;
     start_linger(c, "handshake:" + (left ? std::string("eof") : openssl_error()));
+  }
+
+  // Our record layer takes the receive direction over from OpenSSL at a
+  // record boundary, with nothing left unread in OpenSSL; the SSL is then
+  // freed (both directions are ours). False when that cannot be done now.
+  bool take_own_rx(Side& side) {
+    OwnRecords& o = *side.own;
+    if (o.off || !o.tx_on || o.rx_on || side.ssl == nullptr || SSL_has_pending(side.ssl) != 0) return false;
+    auto state = o.rx_handover.state_now();
+    if (!state) return false;
+    o.rx.set(*state);
+    o.rx_on = true;
+    o.rx_handover.forget();
+    SSL_free(side.ssl);
+    side.ssl = nullptr;
+    bump(stats.own_records);
+    return true;
+  }
+
+  // A record the client sent that our layer cannot accept: the connection
+  // is reset, as when OpenSSL refuses one (nothing of it reaches the backend).
+  void own_record_error(Conn& c, uint8_t alert) {
+    bump(stats.own_records_errors);
+    close_conn(c, "client_tls:alert_" + std::to_string(alert), true);
+  }
+
+  // Seals our close_notify once; false when it cannot be sealed.
+  bool own_close_notify(Side& side) {
+    OwnRecords& o = *side.own;
+    if (o.notify_sent) return true;
+    static constexpr uint8_t kCloseNotify[2] = {1, records::kAlertCloseNotify};
+    o.notify_sent = true;
+    return own_seal(side, ktls::kAlert, kCloseNotify);
+  }
+
+  // A handshake record after the handshake, opened by our layer: TLS 1.3's
+  // KeyUpdate (RFC 8446 4.6.3) is followed; a TLS 1.2 renegotiation is
+  // refused with a no_renegotiation warning and ignored (what OpenSSL 3.0
+  // answers; the client gives up or goes on with the current keys); anything
+  // else ends the connection.
+  bool own_handshake_record(Conn& c, Side& side, std::span<const uint8_t> msg) {
+    OwnRecords& o = *side.own;
+    if (!o.rx.tls13() && !msg.empty()) {
+      static constexpr uint8_t kNoRenegotiation[2] = {1, 100};
+      if (!o.notify_sent && !own_seal(side, ktls::kAlert, kNoRenegotiation)) {
+        own_record_error(c, records::kAlertInternalError);
+        return false;
+      }
+      return true;
+    }
+    if (msg.empty()) {
+      own_record_error(c, records::kAlertUnexpectedMessage);
+      return false;
+    }
+    for (size_t i = 0; i < msg.size(); ++i) {
+      if (o.hs_len == sizeof o.hs) {
+        own_record_error(c, records::kAlertUnexpectedMessage);
+        return false;
+      }
+      o.hs[o.hs_len++] = msg[i];
+      if (o.hs_len == 4 && (o.hs[0] != ktls::kKeyUpdate || o.hs[1] != 0 || o.hs[2] != 0 || o.hs[3] != 1)) {
+        own_record_error(c, records::kAlertUnexpectedMessage);
+        return false;
+      }
+    }
+    if (o.hs_len < sizeof o.hs) return true;  // the rest comes in the next record
+    o.hs_len = 0;
+    const uint8_t request = o.hs[4];
+    if (request > 1) {
+      own_record_error(c, 47);  // illegal_parameter
+      return false;
+    }
+    // Its last byte ended the record (a byte after it was refused above):
+    // the new key starts with the next record.
+    if (o.secret_len == 0) {
+      own_record_error(c, records::kAlertInternalError);
+      return false;
+    }
+    uint8_t next[EVP_MAX_MD_SIZE];
+    const std::span<const uint8_t> secret{o.client_secret, o.secret_len};
+    bool ok = ktls::next_tls13_secret(o.cipher, secret, next);
+    std::optional<ktls::CryptoState> state;
+    if (ok) {
+      std::memcpy(o.client_secret, next, o.secret_len);
+      state = ktls::from_tls13_secret(o.cipher, secret, 0);
+    }
+    if (state && request == 1 && !o.notify_sent) {
+      // The client wants our key changed too: a KeyUpdate of ours under the
+      // old key, then the new key for everything after it.
+      static constexpr uint8_t kKeyUpdate[5] = {ktls::kKeyUpdate, 0, 0, 1, 0};
+      std::optional<ktls::CryptoState> tx;
+      if (own_seal(side, ktls::kHandshake, kKeyUpdate) &&
+          ktls::next_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, next)) {
+        std::memcpy(o.server_secret, next, o.secret_len);
+        tx = ktls::from_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, 0);
+      }
+      if (tx) o.tx.set(*tx);
+      ok = tx.has_value();
+    }
+    OPENSSL_cleanse(next, sizeof next);
+    if (!ok || !state) {
+      own_record_error(c, records::kAlertInternalError);
+      return false;
+    }
+    o.rx.set(*state);
+    bump(stats.own_records_key_updates);
+    return true;
   }
 
   // ---------------------------------------------------------- backend
@@ -1331,16 +1569,13 @@ struct Worker::Impl {
     if (spec.source.family != spec.destination.family) spec.command = proxy::Command::kLocal;
     if (!c.sni.empty()) spec.authority = c.sni;
     std::string_view alpn;
-    if (c.client.ssl != nullptr) {
-      const unsigned char* a = nullptr;
-      unsigned n = 0;
-      SSL_get0_alpn_selected(c.client.ssl, &a, &n);
-      alpn = {reinterpret_cast<const char*>(a), n};
+    if (c.tls_version != nullptr) {
+      alpn = c.alpn;
       proxy::SslTlv ssl_tlv;
       ssl_tlv.client = 0x01;  // PP2_CLIENT_SSL
       ssl_tlv.verify = 0;
-      ssl_tlv.version = SSL_get_version(c.client.ssl);
-      ssl_tlv.cipher = SSL_get_cipher_name(c.client.ssl);
+      ssl_tlv.version = c.tls_version;
+      ssl_tlv.cipher = c.tls_cipher != nullptr ? c.tls_cipher : "";
       spec.ssl = ssl_tlv;
     }
     if (!alpn.empty()) spec.alpn = alpn;
@@ -1386,15 +1621,70 @@ struct Worker::Impl {
   bool pump(Conn& c, Side& from, Side& to) {
     // Plaintext is decrypted straight into `to`'s queue, and encrypted
     // straight from `from`'s: the stack buffer only between two TLS ends.
-    uint8_t buf[16384];
+    // (Our record layer opens a record of up to its ciphertext's length.)
+    uint8_t buf[records::kMaxCiphertext12];
+    if (from.own && !from.own->rx_on) take_own_rx(from);
     while (to.queued() < opt.relay_cap && !from.read_done) {
       size_t n = 0;
       const uint8_t* data = buf;
-      if (from.ssl != nullptr) {
+      if (from.own_rx()) {
+        if (from.in.empty()) {
+          if (from.eof) from.read_done = true;  // a FIN without close_notify, as OpenSSL is told to take it
+          break;
+        }
+        const bool in_place = !to.tls();
+        uint8_t* dst = in_place ? to.out.prepare(sizeof buf) : buf;
+        const records::Opened r = records::open(from.own->rx, from.in.front(), dst, sizeof buf);
+        const bool record = r.status == records::Opened::Status::kRecord;
+        // An alert or a handshake message is a few bytes: kept apart, so
+        // that only application data stays in `to`'s queue.
+        uint8_t ctl[8];
+        const size_t ctl_len = record && r.type != ktls::kApplicationData ? std::min(r.len, sizeof ctl) : 0;
+        std::memcpy(ctl, dst, ctl_len);
+        if (in_place) to.out.commit(record && r.type == ktls::kApplicationData ? r.len : 0);
+        if (r.status == records::Opened::Status::kNeedMore) {
+          if (from.eof) from.read_done = true;  // the stream ends inside a record
+          break;
+        }
+        if (r.status == records::Opened::Status::kError) {
+          own_record_error(c, r.alert);
+          return false;
+        }
+        from.in.consume(r.consumed);
+        if (r.type == ktls::kAlert) {
+          if (r.len != 2) {
+            own_record_error(c, records::kAlertDecodeError);
+            return false;
+          }
+          if (ctl[1] == records::kAlertCloseNotify) {
+            from.read_done = true;
+            break;
+          }
+          if (ctl[0] == 1) continue;  // a warning (user_canceled)
+          close_conn(c, "client_alert:" + std::to_string(ctl[1]), true);
+          return false;
+        }
+        if (r.type == ktls::kHandshake) {
+          // TLS 1.3: longer than any message that may come now (a KeyUpdate,
+          // 5 bytes). TLS 1.2: a renegotiation, whatever its length.
+          if (r.len > sizeof ctl && from.own->rx.tls13()) {
+            own_record_error(c, records::kAlertUnexpectedMessage);
+            return false;
+          }
+          if (!own_handshake_record(c, from, {ctl, ctl_len})) return false;
+          continue;
+        }
+        n = r.len;
+        if (n == 0) continue;
+        if (&to == &c.backend) c.forwarded = true;
+        if (in_place) continue;
+        data = dst;
+      } else if (from.ssl != nullptr) {
         ERR_clear_error();
-        uint8_t* dst = to.ssl == nullptr ? to.out.prepare(sizeof buf) : buf;
+        const bool in_place = !to.tls();
+        uint8_t* dst = in_place ? to.out.prepare(sizeof buf) : buf;
         const int r = SSL_read_ex(from.ssl, dst, sizeof buf, &n);
-        if (to.ssl == nullptr) to.out.commit(r > 0 ? n : 0);
+        if (in_place) to.out.commit(r > 0 ? n : 0);
         if (r <= 0) {
           const int e = SSL_get_error(from.ssl, r);
           if (e == SSL_ERROR_WANT_READ) {
@@ -1427,7 +1717,7 @@ struct Worker::Impl {
         }
         const auto front = from.in.front();
         data = front.data();
-        n = front.size() < sizeof buf ? front.size() : sizeof buf;
+        n = front.size() < records::kMaxPlaintext ? front.size() : records::kMaxPlaintext;
       }
       if (&to == &c.backend) c.forwarded = true;
       if (to.ssl != nullptr) {
@@ -1436,15 +1726,25 @@ struct Worker::Impl {
           close_conn(c, "tls_write:" + openssl_error(), true);
           return false;
         }
-      } else if (from.ssl == nullptr) {
+      } else if (to.own_tx()) {
+        if (!own_seal(to, ktls::kApplicationData, {data, n})) {
+          close_conn(c, "tls_write:seal", true);
+          return false;
+        }
+      } else if (from.ssl == nullptr && !from.own_rx()) {
         to.out.append({data, n});
       }
-      if (from.ssl == nullptr) from.in.consume(n);
+      if (from.ssl == nullptr && !from.own_rx()) from.in.consume(n);
     }
     if (from.read_done && !to.want_shut_wr) {
       // The source is finished: pass the half-close on (under kernel TX,
       // flush() sends the close_notify when the queue is empty).
-      if (to.ssl != nullptr && !to.ktls_tx()) SSL_shutdown(to.ssl);
+      if (to.ssl != nullptr && !to.ktls_tx()) {
+        SSL_shutdown(to.ssl);
+      } else if (to.own_tx() && !own_close_notify(to)) {
+        close_conn(c, "tls_write:seal", true);
+        return false;
+      }
       to.want_shut_wr = true;
     }
     return true;
@@ -1499,7 +1799,7 @@ struct Worker::Impl {
     if (c.splice_fallback) return false;
     const Side& src = d == 0 ? c.client : c.backend;
     const Side& dst = d == 0 ? c.backend : c.client;
-    if (src.read_done || (dst.ssl != nullptr && !dst.ktls_tx())) return false;
+    if (src.read_done || dst.user_tls_out() || src.own) return false;
     if (src.ssl == nullptr && dst.ssl == nullptr && src.rx < opt.splice_after) return false;
     return src.ssl == nullptr || (src.ktls && !src.ktls->rx_failed && src.ktls->rx_handover.known());
   }
@@ -1523,7 +1823,7 @@ struct Worker::Impl {
         dst.want_shut_wr) {
       return false;
     }
-    if (dst.ssl != nullptr && !dst.ktls_tx()) return false;
+    if (dst.user_tls_out() || src.own) return false;
     if (src.ssl == nullptr) return true;
     // The client's TLS: the kernel can take the receive side over at a
     // record boundary, with nothing left unread in OpenSSL.

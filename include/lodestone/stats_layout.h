@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 11 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 12 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -97,7 +97,11 @@ namespace lode::stats {
   X(refused_memory, counter, "connections refused at accept: the worker's buffers above memory_per_worker_mb") \
   X(buffered_bytes, gauge, "bytes the worker's connection buffers hold (relay queues)")             \
   X(pipes_created, counter, "splice pipe pairs created (pipe2)")                                   \
-  X(pipes_reused, counter, "splice pipe pairs taken from the worker's pool of drained ones")
+  X(pipes_reused, counter, "splice pipe pairs taken from the worker's pool of drained ones")   \
+  X(own_records, counter, "client connections whose records Lodestone seals and opens itself (OpenSSL's state freed)") \
+  X(own_records_declined, counter, "handshakes left to OpenSSL's record layer (a suite or state it cannot take)") \
+  X(own_records_key_updates, counter, "TLS 1.3 KeyUpdates followed by Lodestone's record layer")   \
+  X(own_records_errors, counter, "connections ended by a bad record (an alert sent: bad_record_mac, ...)")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -322,7 +326,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 11;
+inline constexpr uint32_t kStatsLayoutVersion = 12;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -158,6 +158,8 @@ TEST_F(WorkerTest, TerminateRelaysBothWaysAndClosesCleanly) {
   expect_ok_line(log()[0], "a.test", "terminate");
   EXPECT_EQ(stats().handshakes.load(), 1u);
   EXPECT_EQ(stats().ktls_unavailable.load() > 0, !kernel_has_tls_ulp());
+  // Without the kernel's record layer, ours takes over after the handshake.
+  EXPECT_EQ(stats().own_records.load(), kernel_has_tls_ulp() ? 0u : 1u);
 }
 
 // The hello and bytes right behind it, then the client's FIN: the echo
@@ -444,6 +446,8 @@ TEST_F(WorkerBackendTlsTest, HandshakeStartsWithoutWaitingForTheClient) {
   SSL_shutdown(c->ssl);
   ASSERT_TRUE(wait_log(1));
   EXPECT_TRUE(has(log()[0], R"("backend_chain":"0 s=)")) << log()[0];
+  // Re-encrypted: the backend's plaintext goes through our record layer.
+  if (!kernel_has_tls_ulp()) EXPECT_TRUE(has(log()[0], R"("records":"lodestone")")) << log()[0];
 }
 
 TEST_F(WorkerBackendTlsTest, WrongCaFailsAndSaysWhy) {

@@ -20,6 +20,7 @@ tls::TlsSettings tls_settings(const config::TlsConfig& t) {
   s.alpn = t.alpn;
   s.session_tickets = t.session_tickets;
   s.ktls = t.ktls;
+  s.own_records = t.own_records;
   return s;
 }
 

@@ -1,0 +1,242 @@
+#include "dataplane/worker/record_layer.h"
+
+#include <linux/tls.h>
+#include <openssl/crypto.h>
+
+#include <atomic>
+#include <climits>
+#include <cstring>
+
+namespace lode::worker::records {
+namespace {
+
+std::atomic<uint64_t> next_key_id{1};
+
+int cipher_index(uint16_t cipher) noexcept {
+  switch (cipher) {
+    case TLS_CIPHER_AES_GCM_128: return 0;
+    case TLS_CIPHER_AES_GCM_256: return 1;
+    case TLS_CIPHER_CHACHA20_POLY1305: return 2;
+    default: return -1;
+  }
+}
+
+const EVP_CIPHER* fetched(int index) noexcept {
+  // Fetched once per process (an implicit fetch per key load otherwise).
+  static EVP_CIPHER* const ciphers[3] = {
+      EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr),
+      EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr),
+      EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr),
+  };
+  return ciphers[index];
+}
+
+bool explicit_nonce(const ktls::CryptoState& s) noexcept {
+  return s.version == TLS_1_2_VERSION && s.cipher != TLS_CIPHER_CHACHA20_POLY1305;
+}
+
+void put64(uint8_t* p, uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (56 - 8 * i));
+}
+
+// The per-record nonce when it is the IV XOR the sequence number.
+void xor_nonce(const ktls::CryptoState& s, uint8_t nonce[12]) noexcept {
+  s.nonce_base(nonce);
+  uint8_t seq[8];
+  put64(seq, s.seq);
+  for (int i = 0; i < 8; ++i) nonce[4 + i] ^= seq[i];
+}
+
+// TLS 1.2's additional data: seq || type || version || plaintext length.
+void aad12(uint64_t seq, uint8_t type, size_t len, uint8_t aad[13]) noexcept {
+  put64(aad, seq);
+  aad[8] = type;
+  aad[9] = 3;
+  aad[10] = 3;
+  aad[11] = static_cast<uint8_t>(len >> 8);
+  aad[12] = static_cast<uint8_t>(len);
+}
+
+Opened error(uint8_t alert) noexcept {
+  Opened o;
+  o.status = Opened::Status::kError;
+  o.alert = alert;
+  return o;
+}
+
+}  // namespace
+
+void Keys::set(const ktls::CryptoState& s) noexcept {
+  state = s;
+  id = next_key_id.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Keys::tls13() const noexcept { return state.version == TLS_1_3_VERSION; }
+
+Contexts::~Contexts() {
+  for (auto& row : slots_) {
+    for (Slot& s : row) EVP_CIPHER_CTX_free(s.ctx);  // cleanses the key schedule
+  }
+}
+
+Contexts& Contexts::for_thread() noexcept {
+  thread_local Contexts contexts;
+  return contexts;
+}
+
+EVP_CIPHER_CTX* Contexts::get(const Keys& k, bool seal) noexcept {
+  const int index = cipher_index(k.state.cipher);
+  if (index < 0 || !k.valid()) return nullptr;
+  Slot& slot = slots_[index][seal ? 1 : 0];
+  if (slot.ctx != nullptr && slot.id == k.id) return slot.ctx;
+  if (slot.ctx == nullptr) {
+    const EVP_CIPHER* cipher = fetched(index);
+    slot.ctx = cipher != nullptr ? EVP_CIPHER_CTX_new() : nullptr;
+    if (slot.ctx == nullptr) return nullptr;
+    if (EVP_CipherInit_ex(slot.ctx, cipher, nullptr, nullptr, nullptr, seal ? 1 : 0) != 1) {
+      EVP_CIPHER_CTX_free(slot.ctx);
+      slot.ctx = nullptr;
+      return nullptr;
+    }
+  }
+  slot.id = 0;
+  if (EVP_CipherInit_ex(slot.ctx, nullptr, nullptr, k.state.key, nullptr, seal ? 1 : 0) != 1) return nullptr;
+  slot.id = k.id;
+  return slot.ctx;
+}
+
+size_t overhead(const ktls::CryptoState& s) noexcept {
+  if (s.version == TLS_1_3_VERSION) return kHeader + 1 + kTag;
+  return kHeader + (explicit_nonce(s) ? 8 : 0) + kTag;
+}
+
+size_t seal(Keys& k, uint8_t type, std::span<const uint8_t> plain, uint8_t* out) noexcept {
+  if (plain.size() > kMaxPlaintext || k.state.seq == UINT64_MAX) return 0;
+  EVP_CIPHER_CTX* ctx = Contexts::for_thread().get(k, true);
+  if (ctx == nullptr) return 0;
+  const ktls::CryptoState& s = k.state;
+  const bool tls13 = s.version == TLS_1_3_VERSION;
+  const size_t body = overhead(s) - kHeader + plain.size();
+  out[0] = tls13 ? ktls::kApplicationData : type;
+  out[1] = 3;
+  out[2] = 3;
+  out[3] = static_cast<uint8_t>(body >> 8);
+  out[4] = static_cast<uint8_t>(body);
+  uint8_t nonce[12];
+  uint8_t aad[13];
+  const uint8_t* ad = out;
+  int ad_len = kHeader;
+  uint8_t* ct = out + kHeader;
+  if (explicit_nonce(s)) {
+    s.nonce_base(nonce);
+    put64(nonce + 4, s.seq);
+    std::memcpy(ct, nonce + 4, 8);
+    ct += 8;
+  } else {
+    xor_nonce(s, nonce);
+  }
+  if (!tls13) {
+    aad12(s.seq, type, plain.size(), aad);
+    ad = aad;
+    ad_len = sizeof aad;
+  }
+  int n = 0;
+  size_t done = 0;
+  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 1) == 1 &&
+            EVP_EncryptUpdate(ctx, nullptr, &n, ad, ad_len) == 1;
+  if (ok && !plain.empty()) {
+    ok = EVP_EncryptUpdate(ctx, ct, &n, plain.data(), static_cast<int>(plain.size())) == 1;
+    done = static_cast<size_t>(n);
+  }
+  if (ok && tls13) {
+    ok = EVP_EncryptUpdate(ctx, ct + done, &n, &type, 1) == 1;
+    done += static_cast<size_t>(n);
+  }
+  ok = ok && EVP_EncryptFinal_ex(ctx, ct + done, &n) == 1;
+  done += ok ? static_cast<size_t>(n) : 0;
+  ok = ok && done == plain.size() + (tls13 ? 1 : 0) &&
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTag, ct + done) == 1;
+  OPENSSL_cleanse(nonce, sizeof nonce);
+  if (!ok) return 0;
+  ++k.state.seq;
+  return kHeader + body;
+}
+
+Opened open(Keys& k, std::span<const uint8_t> in, uint8_t* out, size_t out_room) noexcept {
+  if (in.size() < kHeader) return Opened{};
+  const ktls::CryptoState& s = k.state;
+  const bool tls13 = s.version == TLS_1_3_VERSION;
+  const uint8_t outer = in[0];
+  if (in[1] != 3) return error(kAlertDecodeError);
+  const size_t len = size_t{in[3]} << 8 | in[4];
+  if (len > (tls13 ? kMaxCiphertext13 : kMaxCiphertext12)) return error(kAlertRecordOverflow);
+  // After the handshake: TLS 1.3 protects every record as application data
+  // (a ChangeCipherSpec or a plaintext alert now is unexpected); TLS 1.2
+  // carries alerts, handshake messages (a renegotiation) and data.
+  if (tls13 ? outer != ktls::kApplicationData
+            : outer != ktls::kApplicationData && outer != ktls::kAlert && outer != ktls::kHandshake) {
+    return error(kAlertUnexpectedMessage);
+  }
+  const size_t nonce_len = explicit_nonce(s) ? 8 : 0;
+  if (len < nonce_len + kTag + (tls13 ? 1 : 0)) return error(kAlertBadRecordMac);
+  Opened o;
+  o.room = len;
+  if (in.size() < kHeader + len) return o;  // kNeedMore
+  if (out_room < len - nonce_len - kTag || k.state.seq == UINT64_MAX) return error(kAlertInternalError);
+  EVP_CIPHER_CTX* ctx = Contexts::for_thread().get(k, false);
+  if (ctx == nullptr) return error(kAlertInternalError);
+  const uint8_t* body = in.data() + kHeader;
+  const size_t ct_len = len - nonce_len - kTag;
+  uint8_t nonce[12];
+  uint8_t aad[13];
+  const uint8_t* ad = in.data();
+  int ad_len = kHeader;
+  if (nonce_len > 0) {
+    s.nonce_base(nonce);
+    std::memcpy(nonce + 4, body, 8);
+  } else {
+    xor_nonce(s, nonce);
+  }
+  if (!tls13) {
+    aad12(s.seq, outer, ct_len, aad);
+    ad = aad;
+    ad_len = sizeof aad;
+  }
+  uint8_t tag[kTag];
+  std::memcpy(tag, body + nonce_len + ct_len, kTag);
+  int n = 0;
+  size_t done = 0;
+  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 0) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &n, ad, ad_len) == 1;
+  if (ok && ct_len > 0) {
+    ok = EVP_DecryptUpdate(ctx, out, &n, body + nonce_len, static_cast<int>(ct_len)) == 1;
+    done = static_cast<size_t>(n);
+  }
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTag, tag) == 1 &&
+       EVP_DecryptFinal_ex(ctx, out + done, &n) == 1;
+  OPENSSL_cleanse(nonce, sizeof nonce);
+  if (!ok) {
+    OPENSSL_cleanse(out, ct_len);  // nothing unauthenticated stays behind
+    return error(kAlertBadRecordMac);
+  }
+  ++k.state.seq;
+  o.status = Opened::Status::kRecord;
+  o.consumed = kHeader + len;
+  o.type = outer;
+  o.len = ct_len;
+  if (tls13) {
+    // TLSInnerPlaintext: content || type || zero padding.
+    size_t i = ct_len;
+    while (i > 0 && out[i - 1] == 0) --i;
+    if (i == 0) return error(kAlertUnexpectedMessage);
+    o.type = out[i - 1];
+    o.len = i - 1;
+    if (o.type != ktls::kApplicationData && o.type != ktls::kAlert && o.type != ktls::kHandshake) {
+      return error(kAlertUnexpectedMessage);
+    }
+  }
+  if (o.len > kMaxPlaintext) return error(kAlertRecordOverflow);
+  return o;
+}
+
+}  // namespace lode::worker::records
