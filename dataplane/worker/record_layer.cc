@@ -167,7 +167,7 @@ Opened open(Keys& k, std::span<const uint8_t> in, uint8_t* out, size_t out_room)
   const ktls::CryptoState& s = k.state;
   const bool tls13 = s.version == TLS_1_3_VERSION;
   const uint8_t outer = in[0];
-  if (in[1] != 3) return error(kAlertDecodeError);
+  if (in[1] != 3 || in[2] != 3) return error(kAlertProtocolVersion);
   const size_t len = size_t{in[3]} << 8 | in[4];
   if (len > (tls13 ? kMaxCiphertext13 : kMaxCiphertext12)) return error(kAlertRecordOverflow);
   // After the handshake: TLS 1.3 protects every record as application data

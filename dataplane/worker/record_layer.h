@@ -43,6 +43,7 @@ inline constexpr uint8_t kAlertUnexpectedMessage = 10;
 inline constexpr uint8_t kAlertBadRecordMac = 20;
 inline constexpr uint8_t kAlertRecordOverflow = 22;
 inline constexpr uint8_t kAlertDecodeError = 50;
+inline constexpr uint8_t kAlertProtocolVersion = 70;
 inline constexpr uint8_t kAlertInternalError = 80;
 
 // One direction's record protection: the state (key, IV, next sequence
@@ -127,7 +128,9 @@ struct Opened {
 
 // Opens the record at the front of `in` into `out` (out_room bytes; a record
 // needs at most its ciphertext's length, see Opened::room; out may not
-// overlap in). Checks the header (version major 3, length within the
+// overlap in). Checks the header (version 3,3: TLS 1.2's additional data
+// takes the version from the connection, not the header, so a header saying
+// otherwise is refused here as OpenSSL does; length within the
 // protocol's limit, a content type the protocol allows), the tag, and the
 // plaintext's length; advances the sequence number. Never reads past `in`.
 Opened open(Keys& k, std::span<const uint8_t> in, uint8_t* out, size_t out_room) noexcept;
