@@ -85,6 +85,8 @@ struct OwnRecords {
   uint8_t client_secret[EVP_MAX_MD_SIZE] = {};
   uint8_t server_secret[EVP_MAX_MD_SIZE] = {};
   uint8_t hs[5] = {};        // a post-handshake handshake message (KeyUpdate) being read
+  bool renegotiation_refused = false;  // our no_renegotiation warning is sealed (once)
+  bool key_update_answered = false;    // our KeyUpdate went out and no data since
   uint8_t hs_len = 0;
   const SSL_CIPHER* cipher = nullptr;  // OpenSSL's static table: outlives the SSL
   ktls::RxHandover rx_handover;
@@ -1392,11 +1394,14 @@ struct Worker::Impl {
   bool own_handshake_record(Conn& c, Side& side, std::span<const uint8_t> msg) {
     OwnRecords& o = *side.own;
     if (!o.rx.tls13() && !msg.empty()) {
+      // One warning per connection: the rest of a hello, or more hellos,
+      // get no answer (a client cannot make us write as much as it sends).
       static constexpr uint8_t kNoRenegotiation[2] = {1, 100};
-      if (!o.notify_sent && !own_seal(side, ktls::kAlert, kNoRenegotiation)) {
+      if (!o.notify_sent && !o.renegotiation_refused && !own_seal(side, ktls::kAlert, kNoRenegotiation)) {
         own_record_error(c, records::kAlertInternalError);
         return false;
       }
+      o.renegotiation_refused = true;
       return true;
     }
     if (msg.empty()) {
@@ -1435,7 +1440,10 @@ struct Worker::Impl {
       std::memcpy(o.client_secret, next, o.secret_len);
       state = ktls::from_tls13_secret(o.cipher, secret, 0);
     }
-    if (state && request == 1 && !o.notify_sent) {
+    // Requests that come while we have sent no data since our last answer
+    // share that answer (RFC 8446 4.6.3: "respond with a single update"): a
+    // client cannot make us write as much as it sends.
+    if (state && request == 1 && !o.notify_sent && !o.key_update_answered) {
       // The client wants our key changed too: a KeyUpdate of ours under the
       // old key, then the new key for everything after it.
       static constexpr uint8_t kKeyUpdate[5] = {ktls::kKeyUpdate, 0, 0, 1, 0};
@@ -1447,6 +1455,7 @@ struct Worker::Impl {
       }
       if (tx) o.tx.set(*tx);
       ok = tx.has_value();
+      o.key_update_answered = ok;
     }
     OPENSSL_cleanse(next, sizeof next);
     if (!ok || !state) {
@@ -1731,6 +1740,7 @@ struct Worker::Impl {
           close_conn(c, "tls_write:seal", true);
           return false;
         }
+        to.own->key_update_answered = false;
       } else if (from.ssl == nullptr && !from.own_rx()) {
         to.out.append({data, n});
       }

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include <string>
+#include <thread>
 
 #include "worker/mem_client.h"
 #include "worker/worker_fixture.h"
@@ -120,6 +121,35 @@ TEST_F(OwnRecordsTest, KeyUpdatesRequestedOrNotAreFollowedBothWays) {
   const std::string line = only_log_line();
   EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
   EXPECT_TRUE(has(line, R"("records":"lodestone")")) << line;
+}
+
+TEST_F(OwnRecordsTest, ManyKeyUpdateRequestsWhileWeAreSilentShareOneAnswer) {
+  auto client = handshaken(TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256");
+  if (HasFailure()) return;
+  MemClient& c = *client;
+  const std::string a = "before";
+  ASSERT_EQ(echo_both_ways(c, a, a.size(), false), a);
+  const uint64_t sent_before = stats().bytes_client_out.load();
+  // 500 requests in a row, no data between them: RFC 8446 4.6.3 has the
+  // receiver answer with a single KeyUpdate before its next data, so a
+  // client cannot make the worker write as much as it sends.
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+    ASSERT_EQ(SSL_do_handshake(c.ssl()), 1);
+  }
+  ASSERT_TRUE(c.send_pending(true));
+  const auto end = std::chrono::steady_clock::now() + 5s;
+  while (stats().own_records_key_updates.load() < 500 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(stats().own_records_key_updates.load(), 500u) << "every client key change followed";
+  // Then data both ways: the client follows our one KeyUpdate, we its 500.
+  const std::string b = pattern(50000, 8);
+  EXPECT_EQ(sha256(echo_both_ways(c, b, b.size())), sha256(b));
+  EXPECT_TRUE(c.clean()) << c.error();
+  // One KeyUpdate record (22 bytes) besides the echo and the close_notify.
+  const uint64_t sent = stats().bytes_client_out.load() - sent_before;
+  EXPECT_LT(sent, b.size() + 2000) << "answered more than once";
 }
 
 TEST_F(OwnRecordsTest, SessionTicketsWeSealedResumeTheSession) {
