@@ -32,6 +32,8 @@ measure() {
   a_test_config "$T/$name.toml" "$p" "$PA"
   printf '\n[tls]\nktls = false\n%s\n' "$extra" >>"$T/$name.toml"
   start_lodestone "$T/$name.toml" --workers 1
+  assert_eq "$name: the start event says who seals the records" "$([ "$name" = own ] && echo true || echo false)" \
+    "$(grep -F '"event":"start"' "$LLOG" | head -n 1 | jfield own_records)"
   # Warm: the certificate's context, the backend path, OpenSSL's tables.
   "$LODELOAD" handshakes --connect "127.0.0.1:$p" --sni a.test --ca "$PKI/ca.pem" --count 50 --concurrency 10 \
     --request 100 --quiet >"$T/warm-$name.json" 2>&1

@@ -727,6 +727,9 @@ int run(const std::string& config_path, int workers_override, const std::string&
     w.begin_object().field("event", "start").field("version", LODE_VERSION).field("openssl", OpenSSL_version(OPENSSL_VERSION));
     w.field("ktls", lode::worker::kernel_has_tls_ulp());
     if (!lode::worker::kernel_has_tls_ulp()) w.field("ktls_note", "the kernel has no tls ULP: user-space TLS");
+    // Who seals and opens the client's records after the handshake where the
+    // kernel does not ([tls] own_records; the SSL is then freed).
+    w.field("own_records", cfg->tls.own_records);
     w.field("workers", static_cast<uint64_t>(count)).field("config", config_path).field("pid", static_cast<int64_t>(getpid()));
     w.field("getpid_cached", lode::worker::getpid_cached());
     w.field("front", cfg->front);
