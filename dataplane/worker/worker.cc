@@ -1386,6 +1386,37 @@ struct Worker::Impl {
     return own_seal(side, ktls::kAlert, kCloseNotify);
   }
 
+  // TLS 1.3: our KeyUpdate (update_not_requested) under the current send
+  // key, then the next key for everything after it. False when it cannot be
+  // done (the caller ends the connection).
+  bool own_send_key_update(Side& side) {
+    OwnRecords& o = *side.own;
+    static constexpr uint8_t kKeyUpdate[5] = {ktls::kKeyUpdate, 0, 0, 1, 0};
+    if (o.secret_len == 0 || !own_seal(side, ktls::kHandshake, kKeyUpdate)) return false;
+    uint8_t next[EVP_MAX_MD_SIZE];
+    std::optional<ktls::CryptoState> tx;
+    if (ktls::next_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, next)) {
+      std::memcpy(o.server_secret, next, o.secret_len);
+      tx = ktls::from_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, 0);
+    }
+    OPENSSL_cleanse(next, sizeof next);
+    if (!tx) return false;
+    o.tx.set(*tx);
+    return true;
+  }
+
+  // Seals relayed data for the client; first changes our send key when it
+  // has sealed opt.key_update_after records (TLS 1.3).
+  bool own_seal_data(Side& side, std::span<const uint8_t> data) {
+    OwnRecords& o = *side.own;
+    if (o.tx.tls13() && o.tx.state.seq >= opt.key_update_after && !o.notify_sent) {
+      if (!own_send_key_update(side)) return false;
+      bump(stats.own_records_key_updates_sent);
+    }
+    o.key_update_answered = false;
+    return own_seal(side, ktls::kApplicationData, data);
+  }
+
   // A handshake record after the handshake, opened by our layer: TLS 1.3's
   // KeyUpdate (RFC 8446 4.6.3) is followed; a TLS 1.2 renegotiation is
   // refused with a no_renegotiation warning and ignored (what OpenSSL 3.0
@@ -1440,24 +1471,14 @@ struct Worker::Impl {
       std::memcpy(o.client_secret, next, o.secret_len);
       state = ktls::from_tls13_secret(o.cipher, secret, 0);
     }
+    OPENSSL_cleanse(next, sizeof next);
     // Requests that come while we have sent no data since our last answer
     // share that answer (RFC 8446 4.6.3: "respond with a single update"): a
     // client cannot make us write as much as it sends.
-    if (state && request == 1 && !o.notify_sent && !o.key_update_answered) {
-      // The client wants our key changed too: a KeyUpdate of ours under the
-      // old key, then the new key for everything after it.
-      static constexpr uint8_t kKeyUpdate[5] = {ktls::kKeyUpdate, 0, 0, 1, 0};
-      std::optional<ktls::CryptoState> tx;
-      if (own_seal(side, ktls::kHandshake, kKeyUpdate) &&
-          ktls::next_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, next)) {
-        std::memcpy(o.server_secret, next, o.secret_len);
-        tx = ktls::from_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, 0);
-      }
-      if (tx) o.tx.set(*tx);
-      ok = tx.has_value();
+    if (ok && state && request == 1 && !o.notify_sent && !o.key_update_answered) {
+      ok = own_send_key_update(side);
       o.key_update_answered = ok;
     }
-    OPENSSL_cleanse(next, sizeof next);
     if (!ok || !state) {
       own_record_error(c, records::kAlertInternalError);
       return false;
@@ -1736,11 +1757,10 @@ struct Worker::Impl {
           return false;
         }
       } else if (to.own_tx()) {
-        if (!own_seal(to, ktls::kApplicationData, {data, n})) {
+        if (!own_seal_data(to, {data, n})) {
           close_conn(c, "tls_write:seal", true);
           return false;
         }
-        to.own->key_update_answered = false;
       } else if (from.ssl == nullptr && !from.own_rx()) {
         to.out.append({data, n});
       }

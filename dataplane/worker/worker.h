@@ -53,6 +53,11 @@ struct WorkerOptions {
   // false: close and setsockopt as direct system calls even where the
   // io_uring could run them (tests: the paths an older kernel takes).
   bool ring_calls = true;
+  // Our record layer, TLS 1.3: after this many records under one send key we
+  // change it (KeyUpdate, update_not_requested). RFC 8446 5.5 bounds
+  // AES-GCM at 2^24.5 full records per key; 2^24 leaves a margin and is
+  // below ChaCha20-Poly1305's bound too. Tests make it small.
+  uint64_t key_update_after = uint64_t{1} << 24;
 };
 
 // The access log: one JSON line per finished connection. A worker hands over

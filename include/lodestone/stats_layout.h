@@ -101,6 +101,7 @@ namespace lode::stats {
   X(own_records, counter, "client connections whose records Lodestone seals and opens itself (OpenSSL's state freed)") \
   X(own_records_declined, counter, "handshakes left to OpenSSL's record layer (a suite or state it cannot take)") \
   X(own_records_key_updates, counter, "TLS 1.3 KeyUpdates followed by Lodestone's record layer")   \
+  X(own_records_key_updates_sent, counter, "TLS 1.3 send keys changed by Lodestone after 2^24 records (RFC 8446 5.5)") \
   X(own_records_errors, counter, "connections ended by a bad record (an alert sent: bad_record_mac, ...)")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by

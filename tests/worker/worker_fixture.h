@@ -198,6 +198,7 @@ class WorkerTest : public ::testing::Test {
     if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
     opt.splice_after = splice_after_;
     opt.ring_calls = ring_calls_;
+    opt.key_update_after = key_update_after_;
     opt.snapshots = &snapshots_;
     worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
@@ -276,6 +277,7 @@ class WorkerTest : public ::testing::Test {
   unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
   uint64_t splice_after_ = WorkerOptions{}.splice_after;  // passthrough: copied before splicing
   bool ring_calls_ = true;      // false: close/setsockopt as direct calls (an older kernel's way)
+  uint64_t key_update_after_ = WorkerOptions{}.key_update_after;  // our layer: records per send key
   std::string ca_pem_;
   uint16_t port_ = 0;
   RuntimeSlot slot_;

@@ -152,6 +152,18 @@ TEST_F(OwnRecordsTest, ManyKeyUpdateRequestsWhileWeAreSilentShareOneAnswer) {
   EXPECT_LT(sent, b.size() + 2000) << "answered more than once";
 }
 
+TEST_F(OwnRecordsTest, OurSendKeyChangesAfterItsRecordLimitAndTheClientFollows) {
+  key_update_after_ = 8;  // 2^24 in service (RFC 8446 5.5's AES-GCM bound)
+  auto client = handshaken(TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256");
+  if (HasFailure()) return;
+  MemClient& c = *client;
+  const std::string d = pattern(400000, 12);  // 25 or more records back
+  EXPECT_EQ(sha256(echo_both_ways(c, d, d.size())), sha256(d));
+  EXPECT_TRUE(c.clean()) << c.error();
+  EXPECT_GE(stats().own_records_key_updates_sent.load(), 2u);
+  EXPECT_EQ(stats().own_records_key_updates.load(), 0u) << "the client changed nothing";
+}
+
 TEST_F(OwnRecordsTest, SessionTicketsWeSealedResumeTheSession) {
   EchoBackend backend;
   start(backend.port(), kOwn);
