@@ -69,6 +69,31 @@ TEST(KtlsKeys, RefusesSecretsOfTheWrongLengthAndOtherSuites) {
   EXPECT_FALSE(from_openssl(nullptr));
 }
 
+TEST(KtlsKeys, KeylogSecretReadsItsOwnLabelAndWholeHexOnly) {
+  uint8_t out[4] = {};
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0 aabb 0102fF", "CLIENT_TRAFFIC_SECRET_0", out), 3u);
+  EXPECT_EQ(std::vector<uint8_t>(out, out + 3), (std::vector<uint8_t>{1, 2, 0xff}));
+  EXPECT_EQ(keylog_secret("SERVER_TRAFFIC_SECRET_0 aabb 0102", "CLIENT_TRAFFIC_SECRET_0", out), 0u);
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0X aabb 0102", "CLIENT_TRAFFIC_SECRET_0", out), 0u);
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0", "CLIENT_TRAFFIC_SECRET_0", out), 0u);
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0 aabb 010", "CLIENT_TRAFFIC_SECRET_0", out), 0u);  // odd
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0 aabb 01zz", "CLIENT_TRAFFIC_SECRET_0", out), 0u);
+  EXPECT_EQ(keylog_secret("CLIENT_TRAFFIC_SECRET_0 aabb 0102030405", "CLIENT_TRAFFIC_SECRET_0", out), 0u);  // too long
+}
+
+TEST(KtlsKeys, NextTls13SecretWantsTheSuitesHashLength) {
+  uint8_t next[48];
+  EXPECT_TRUE(next_tls13_secret(suite(0x1301), std::vector<uint8_t>(32, 7), next));
+  const std::vector<uint8_t> first(next, next + 32);
+  EXPECT_NE(first, std::vector<uint8_t>(32, 7));
+  EXPECT_TRUE(next_tls13_secret(suite(0x1301), first, next));
+  EXPECT_NE(std::vector<uint8_t>(next, next + 32), first) << "each update moves on";
+  EXPECT_FALSE(next_tls13_secret(suite(0x1301), std::vector<uint8_t>(48, 7), next));
+  EXPECT_TRUE(next_tls13_secret(suite(0x1302), std::vector<uint8_t>(48, 7), next));
+  EXPECT_FALSE(next_tls13_secret(nullptr, std::vector<uint8_t>(32, 7), next));
+  EXPECT_FALSE(next_tls13_secret(suite(0x1302), std::vector<uint8_t>(48, 7), std::span<uint8_t>(next, 32)));
+}
+
 TEST(KtlsRecordCounter, CountsRecordsFedInAnyPieces) {
   std::vector<uint8_t> stream;
   for (size_t len : {0u, 1u, 300u, 16401u}) {
