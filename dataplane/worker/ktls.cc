@@ -161,6 +161,15 @@ bool next_tls13_secret(const SSL_CIPHER* cipher, std::span<const uint8_t> secret
   return expand_label(md, secret, "traffic upd", out.first(len));
 }
 
+std::optional<CryptoState> update_tls13_secret(const SSL_CIPHER* cipher, std::span<uint8_t> secret) noexcept {
+  uint8_t next[EVP_MAX_MD_SIZE];
+  std::optional<CryptoState> s;
+  if (next_tls13_secret(cipher, secret, next)) s = from_tls13_secret(cipher, {next, secret.size()}, 0);
+  if (s) std::memcpy(secret.data(), next, secret.size());
+  OPENSSL_cleanse(next, sizeof next);
+  return s;
+}
+
 size_t keylog_secret(std::string_view line, std::string_view label, std::span<uint8_t> out) noexcept {
   if (line.size() <= label.size() || line.substr(0, label.size()) != label || line[label.size()] != ' ') return 0;
   const size_t sp = line.rfind(' ');
@@ -260,7 +269,7 @@ void RxHandover::on_keylog(const SSL* ssl, std::string_view line) noexcept {
   if (!first) len = keylog_secret(line, "CLIENT_TRAFFIC_SECRET_N", secret);
   if (len == 0) {
     // A client secret line we cannot read: no hand-over from here on.
-    if (line.substr(0, 22) == "CLIENT_TRAFFIC_SECRET_") have_ = false;
+    if (line.starts_with("CLIENT_TRAFFIC_SECRET_")) have_ = false;
     return;
   }
   std::optional<CryptoState> s = from_tls13_secret(SSL_get_current_cipher(ssl), {secret, len}, 0);

@@ -83,6 +83,11 @@ std::optional<CryptoState> from_tls13_secret(const SSL_CIPHER* cipher, std::span
 // (room for the suite's hash). False for a secret of the wrong length.
 bool next_tls13_secret(const SSL_CIPHER* cipher, std::span<const uint8_t> secret, std::span<uint8_t> out) noexcept;
 
+// A KeyUpdate applied to one direction: `secret` becomes the next traffic
+// secret (in place), and its key and IV are returned (sequence number 0).
+// Empty when it cannot be derived (the secret is then unchanged).
+std::optional<CryptoState> update_tls13_secret(const SSL_CIPHER* cipher, std::span<uint8_t> secret) noexcept;
+
 // A key-log line "LABEL <client random> <secret>", both hex: when LABEL is
 // `label`, the secret into `out` (up to out.size() bytes); returns its length,
 // 0 otherwise.

@@ -39,23 +39,45 @@ void put64(uint8_t* p, uint64_t v) noexcept {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (56 - 8 * i));
 }
 
-// The per-record nonce when it is the IV XOR the sequence number.
-void xor_nonce(const ktls::CryptoState& s, uint8_t nonce[12]) noexcept {
-  s.nonce_base(nonce);
-  uint8_t seq[8];
-  put64(seq, s.seq);
-  for (int i = 0; i < 8; ++i) nonce[4 + i] ^= seq[i];
-}
+// One record's nonce and additional data, the same for sealing and opening.
+// `header`: the record's 5 bytes (TLS 1.3's additional data); `type` and
+// `plain_len`: TLS 1.2's (seq || type || 3 3 || length); `explicit_part`:
+// TLS 1.2 AES-GCM's 8 explicit nonce bytes (the nonce is salt || them),
+// else the nonce is the IV XOR the sequence number.
+struct RecordAead {
+  uint8_t nonce[12];
+  uint8_t aad12[13];
+  const uint8_t* ad = nullptr;
+  int ad_len = 0;
 
-// TLS 1.2's additional data: seq || type || version || plaintext length.
-void aad12(uint64_t seq, uint8_t type, size_t len, uint8_t aad[13]) noexcept {
-  put64(aad, seq);
-  aad[8] = type;
-  aad[9] = 3;
-  aad[10] = 3;
-  aad[11] = static_cast<uint8_t>(len >> 8);
-  aad[12] = static_cast<uint8_t>(len);
-}
+  RecordAead(const ktls::CryptoState& s, const uint8_t* header, uint8_t type, size_t plain_len,
+             const uint8_t* explicit_part) noexcept {
+    s.nonce_base(nonce);
+    if (explicit_part != nullptr) {
+      std::memcpy(nonce + 4, explicit_part, 8);
+    } else {
+      uint8_t seq[8];
+      put64(seq, s.seq);
+      for (int i = 0; i < 8; ++i) nonce[4 + i] ^= seq[i];
+    }
+    if (s.version == TLS_1_3_VERSION) {
+      ad = header;
+      ad_len = kHeader;
+      return;
+    }
+    put64(aad12, s.seq);
+    aad12[8] = type;
+    aad12[9] = 3;
+    aad12[10] = 3;
+    aad12[11] = static_cast<uint8_t>(plain_len >> 8);
+    aad12[12] = static_cast<uint8_t>(plain_len);
+    ad = aad12;
+    ad_len = sizeof aad12;
+  }
+  ~RecordAead() { OPENSSL_cleanse(nonce, sizeof nonce); }
+  RecordAead(const RecordAead&) = delete;
+  RecordAead& operator=(const RecordAead&) = delete;
+};
 
 Opened error(uint8_t alert) noexcept {
   Opened o;
@@ -122,28 +144,16 @@ size_t seal(Keys& k, uint8_t type, std::span<const uint8_t> plain, uint8_t* out)
   out[2] = 3;
   out[3] = static_cast<uint8_t>(body >> 8);
   out[4] = static_cast<uint8_t>(body);
-  uint8_t nonce[12];
-  uint8_t aad[13];
-  const uint8_t* ad = out;
-  int ad_len = kHeader;
   uint8_t* ct = out + kHeader;
   if (explicit_nonce(s)) {
-    s.nonce_base(nonce);
-    put64(nonce + 4, s.seq);
-    std::memcpy(ct, nonce + 4, 8);
+    put64(ct, s.seq);  // the explicit nonce we send: the sequence number
     ct += 8;
-  } else {
-    xor_nonce(s, nonce);
   }
-  if (!tls13) {
-    aad12(s.seq, type, plain.size(), aad);
-    ad = aad;
-    ad_len = sizeof aad;
-  }
+  const RecordAead aead(s, out, type, plain.size(), explicit_nonce(s) ? out + kHeader : nullptr);
   int n = 0;
   size_t done = 0;
-  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 1) == 1 &&
-            EVP_EncryptUpdate(ctx, nullptr, &n, ad, ad_len) == 1;
+  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, aead.nonce, 1) == 1 &&
+            EVP_EncryptUpdate(ctx, nullptr, &n, aead.ad, aead.ad_len) == 1;
   if (ok && !plain.empty()) {
     ok = EVP_EncryptUpdate(ctx, ct, &n, plain.data(), static_cast<int>(plain.size())) == 1;
     done = static_cast<size_t>(n);
@@ -156,7 +166,6 @@ size_t seal(Keys& k, uint8_t type, std::span<const uint8_t> plain, uint8_t* out)
   done += ok ? static_cast<size_t>(n) : 0;
   ok = ok && done == plain.size() + (tls13 ? 1 : 0) &&
        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTag, ct + done) == 1;
-  OPENSSL_cleanse(nonce, sizeof nonce);
   if (!ok) return 0;
   ++k.state.seq;
   return kHeader + body;
@@ -187,34 +196,19 @@ Opened open(Keys& k, std::span<const uint8_t> in, uint8_t* out, size_t out_room)
   if (ctx == nullptr) return error(kAlertInternalError);
   const uint8_t* body = in.data() + kHeader;
   const size_t ct_len = len - nonce_len - kTag;
-  uint8_t nonce[12];
-  uint8_t aad[13];
-  const uint8_t* ad = in.data();
-  int ad_len = kHeader;
-  if (nonce_len > 0) {
-    s.nonce_base(nonce);
-    std::memcpy(nonce + 4, body, 8);
-  } else {
-    xor_nonce(s, nonce);
-  }
-  if (!tls13) {
-    aad12(s.seq, outer, ct_len, aad);
-    ad = aad;
-    ad_len = sizeof aad;
-  }
+  const RecordAead aead(s, in.data(), outer, ct_len, nonce_len > 0 ? body : nullptr);
   uint8_t tag[kTag];
   std::memcpy(tag, body + nonce_len + ct_len, kTag);
   int n = 0;
   size_t done = 0;
-  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 0) == 1 &&
-            EVP_DecryptUpdate(ctx, nullptr, &n, ad, ad_len) == 1;
+  bool ok = EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, aead.nonce, 0) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &n, aead.ad, aead.ad_len) == 1;
   if (ok && ct_len > 0) {
     ok = EVP_DecryptUpdate(ctx, out, &n, body + nonce_len, static_cast<int>(ct_len)) == 1;
     done = static_cast<size_t>(n);
   }
   ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTag, tag) == 1 &&
        EVP_DecryptFinal_ex(ctx, out + done, &n) == 1;
-  OPENSSL_cleanse(nonce, sizeof nonce);
   if (!ok) {
     OPENSSL_cleanse(out, ct_len);  // nothing unauthenticated stays behind
     return error(kAlertBadRecordMac);

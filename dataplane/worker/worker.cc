@@ -249,9 +249,6 @@ bool send_queued_now(Side& s) {
   return true;
 }
 
-// BIO_CTRL_SET_KTLS. Send direction: installed now (1) or declined (0, OpenSSL
-// keeps user-space crypto). Receive direction: always declined; the state is
-// kept for the hand-over after the handshake (ktls.h).
 // BIO_CTRL_SET_KTLS for our own record layer: the send state is always taken
 // (OpenSSL then writes plaintext), the receive state kept for the hand-over.
 long own_offer(Side& s, bool is_tx, const void* crypto_info) {
@@ -274,6 +271,9 @@ long own_offer(Side& s, bool is_tx, const void* crypto_info) {
   return 1;
 }
 
+// BIO_CTRL_SET_KTLS. Send direction: installed now (1) or declined (0, OpenSSL
+// keeps user-space crypto). Receive direction: always declined; the state is
+// kept for the hand-over after the handshake (ktls.h).
 long set_ktls(Side* s, bool is_tx, const void* crypto_info) {
   if (s != nullptr && s->own) return own_offer(*s, is_tx, crypto_info);
   if (s == nullptr || !s->ktls) {
@@ -296,6 +296,12 @@ long set_ktls(Side* s, bool is_tx, const void* crypto_info) {
   return 1;
 }
 
+// After a close_notify or a fatal alert we send no other record; a warning
+// (say no_renegotiation) leaves the stream open.
+bool ends_our_stream(uint8_t type, const char* data, size_t len) {
+  return type == ktls::kAlert && len >= 2 && (data[0] == 2 || data[1] == 0);
+}
+
 // A record other than application data under kernel TX: sent at once with its
 // type, after everything queued before it.
 int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_t* written) {
@@ -310,9 +316,7 @@ int write_ctrl_record(Side* s, uint8_t type, const char* data, size_t len, size_
   const ssize_t n = ktls::send_record(s->fd, type, {reinterpret_cast<const uint8_t*>(data), len});
   if (n < 0 || static_cast<size_t>(n) != len) return 0;
   count_sent(*s, len);
-  // After a close_notify or a fatal alert we send no other; a warning (say
-  // no_renegotiation) leaves the stream open.
-  if (type == ktls::kAlert && len >= 2 && (data[0] == 2 || data[1] == 0)) k.notify_sent = true;
+  if (ends_our_stream(type, data, len)) k.notify_sent = true;
   *written = len;
   return 1;
 }
@@ -330,7 +334,7 @@ int bio_write(BIO* b, const char* data, size_t len, size_t* written) {
     const uint8_t type = s->own->ctrl_type != 0 ? s->own->ctrl_type : ktls::kApplicationData;
     s->own->ctrl_type = 0;
     if (!own_seal(*s, type, {reinterpret_cast<const uint8_t*>(data), len})) return 0;
-    if (type == ktls::kAlert && len >= 2 && (data[0] == 2 || data[1] == 0)) s->own->notify_sent = true;
+    if (ends_our_stream(type, data, len)) s->own->notify_sent = true;
     *written = len;
     return 1;
   }
@@ -444,14 +448,12 @@ void keylog_callback(const SSL* ssl, const char* line) {
   OwnRecords& o = *s->own;
   o.rx_handover.on_keylog(ssl, line);
   const std::string_view l(line);
-  size_t n = 0;
+  size_t n = 0;  // at most one label matches a line
   for (const char* label : {"CLIENT_TRAFFIC_SECRET_0", "CLIENT_TRAFFIC_SECRET_N"}) {
-    if (n == 0) n = ktls::keylog_secret(l, label, o.client_secret);
+    n += ktls::keylog_secret(l, label, o.client_secret);
   }
-  if (n == 0) {
-    for (const char* label : {"SERVER_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_N"}) {
-      if (n == 0) n = ktls::keylog_secret(l, label, o.server_secret);
-    }
+  for (const char* label : {"SERVER_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_N"}) {
+    n += ktls::keylog_secret(l, label, o.server_secret);
   }
   if (n == 0) return;
   o.secret_len = static_cast<uint8_t>(n);
@@ -1393,13 +1395,7 @@ struct Worker::Impl {
     OwnRecords& o = *side.own;
     static constexpr uint8_t kKeyUpdate[5] = {ktls::kKeyUpdate, 0, 0, 1, 0};
     if (o.secret_len == 0 || !own_seal(side, ktls::kHandshake, kKeyUpdate)) return false;
-    uint8_t next[EVP_MAX_MD_SIZE];
-    std::optional<ktls::CryptoState> tx;
-    if (ktls::next_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, next)) {
-      std::memcpy(o.server_secret, next, o.secret_len);
-      tx = ktls::from_tls13_secret(o.cipher, {o.server_secret, o.secret_len}, 0);
-    }
-    OPENSSL_cleanse(next, sizeof next);
+    const auto tx = ktls::update_tls13_secret(o.cipher, {o.server_secret, o.secret_len});
     if (!tx) return false;
     o.tx.set(*tx);
     return true;
@@ -1463,23 +1459,16 @@ struct Worker::Impl {
       own_record_error(c, records::kAlertInternalError);
       return false;
     }
-    uint8_t next[EVP_MAX_MD_SIZE];
-    const std::span<const uint8_t> secret{o.client_secret, o.secret_len};
-    bool ok = ktls::next_tls13_secret(o.cipher, secret, next);
-    std::optional<ktls::CryptoState> state;
-    if (ok) {
-      std::memcpy(o.client_secret, next, o.secret_len);
-      state = ktls::from_tls13_secret(o.cipher, secret, 0);
-    }
-    OPENSSL_cleanse(next, sizeof next);
+    const auto state = ktls::update_tls13_secret(o.cipher, {o.client_secret, o.secret_len});
+    bool ok = state.has_value();
     // Requests that come while we have sent no data since our last answer
     // share that answer (RFC 8446 4.6.3: "respond with a single update"): a
     // client cannot make us write as much as it sends.
-    if (ok && state && request == 1 && !o.notify_sent && !o.key_update_answered) {
+    if (ok && request == 1 && !o.notify_sent && !o.key_update_answered) {
       ok = own_send_key_update(side);
       o.key_update_answered = ok;
     }
-    if (!ok || !state) {
+    if (!ok) {
       own_record_error(c, records::kAlertInternalError);
       return false;
     }
@@ -1695,12 +1684,9 @@ struct Worker::Impl {
           return false;
         }
         if (r.type == ktls::kHandshake) {
-          // TLS 1.3: longer than any message that may come now (a KeyUpdate,
-          // 5 bytes). TLS 1.2: a renegotiation, whatever its length.
-          if (r.len > sizeof ctl && from.own->rx.tls13()) {
-            own_record_error(c, records::kAlertUnexpectedMessage);
-            return false;
-          }
+          // Its first bytes are enough: TLS 1.3 allows a KeyUpdate (5 bytes)
+          // only and refuses a 6th byte; a TLS 1.2 renegotiation is refused
+          // whatever its length.
           if (!own_handshake_record(c, from, {ctl, ctl_len})) return false;
           continue;
         }
