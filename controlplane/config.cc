@@ -308,7 +308,7 @@ class Loader {
   }
 
   void listener(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "listen", "proxy_protocol", "default_route", "max_hello_bytes"});
+    only_keys(t, where, {"name", "listen", "proxy_protocol", "default_route", "max_hello_bytes", "defer_accept"});
     ListenerConfig l;
     l.loc = loc_of(t);
     if (!get_name(t, where, l.name, false)) l.name = "listener" + std::to_string(cfg.listeners.size());
@@ -327,6 +327,7 @@ class Loader {
     if (int p = get_choice(t, where, "proxy_protocol", kProxy, false); p >= 0) l.proxy_protocol = ProxyAccept(p);
     get_string(t, where, "default_route", l.default_route, false);
     get_uint(t, where, "max_hello_bytes", l.max_hello_bytes, 512, 1 << 20);
+    get_bool(t, where, "defer_accept", l.defer_accept);
     cfg.listeners.push_back(std::move(l));
   }
 
@@ -940,7 +941,10 @@ bool same_listeners(const Config& a, const Config& b) noexcept {
   for (size_t i = 0; i < a.listeners.size(); ++i) {
     const auto& x = a.listeners[i];
     const auto& y = b.listeners[i];
-    if (x.name != y.name || !(x.listen == y.listen) || x.proxy_protocol != y.proxy_protocol) return false;
+    if (x.name != y.name || !(x.listen == y.listen) || x.proxy_protocol != y.proxy_protocol ||
+        x.defer_accept != y.defer_accept) {
+      return false;
+    }
   }
   return true;
 }

@@ -8,6 +8,7 @@
 //   proxy_protocol = "none"              # none | v1 | v2 | any (from an upstream LB)
 //   default_route = "fallback"           # optional; unknown names are rejected without it
 //   max_hello_bytes = 65536              # optional, 512..1048576
+//   defer_accept = false                 # accept when the first bytes arrive (nginx `deferred`)
 //
 //   [[pool]]
 //   name = "app"
@@ -151,6 +152,7 @@ struct ListenerConfig {
   ProxyAccept proxy_protocol = ProxyAccept::kNone;
   std::string default_route;  // empty: none
   uint32_t max_hello_bytes = 64 * 1024;
+  bool defer_accept = false;  // TCP_DEFER_ACCEPT: accepted once the client's first bytes are in
   SourceLoc loc;
 };
 

@@ -29,6 +29,7 @@ struct ListenerRuntime {
   std::vector<SocketAddress> addresses;
   ProxyAccept proxy = ProxyAccept::kNone;
   uint32_t max_hello_bytes = 64 * 1024;
+  bool defer_accept = false;  // TCP_DEFER_ACCEPT on its sockets (set when they are opened)
   // IPv4 address (host order) that alone may connect (the dpdk front's end
   // of its exception link, whose PROXY v2 headers are trusted); 0: anyone.
   uint32_t only_from_v4 = 0;

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace lode::worker {
 
@@ -52,6 +53,11 @@ Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsig
   features_ = p.features;
   ring_calls_ = ring_calls;
   sockopt_ok_ = ring_calls && probe_setsockopt();
+  quiet_ok_ = ring_calls && probe_quiet_sends();
+  // At most an SQ's worth is queued at once; run ones wait for the next
+  // completion pass (more only when the SQ filled and was submitted early).
+  queued_.reserve(p.sq_entries);
+  done_.reserve(p.sq_entries);
 
   buf_count_ = buf_count;
   buf_size_ = buf_size;
@@ -84,6 +90,7 @@ io_uring_sqe* Ring::sqe() noexcept {
   while (s == nullptr) {
     ++sq_full_;
     const int rc = io_uring_submit(&ring_);
+    settle_quiet();
     if (rc == -EBUSY || rc == -EAGAIN) {
       ++cq_overflows_;
       stash_completions();
@@ -110,6 +117,57 @@ void Ring::close_unsubmitted() noexcept {
     io_uring_sqe& s = sq.sqes[i & sq.ring_mask];
     if (s.opcode == IORING_OP_CLOSE) ::close(s.fd);
     io_uring_prep_nop(&s);  // nothing left that a later submission could run
+  }
+  queued_.clear();
+}
+
+bool Ring::make_quiet(io_uring_sqe* s) noexcept {
+  if (!quiet_ok_ || s->opcode != IORING_OP_SEND) return false;
+  const unsigned index = ring_.sq.sqe_tail - 1;
+  if (&ring_.sq.sqes[index & ring_.sq.ring_mask] != s) return false;  // not the last SQE taken
+  s->msg_flags |= MSG_DONTWAIT | MSG_WAITALL;
+  s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  s->user_data |= kQuietTag;
+  queued_.push_back(Quiet{s->user_data, s->len, index});
+  ++quiet_sends_;
+  return true;
+}
+
+void Ring::settle_quiet() noexcept {
+  if (queued_.empty()) return;
+  // The kernel's SQ head counts the SQEs it has taken, in sqe_tail's numbering.
+  const unsigned head = io_uring_smp_load_acquire(ring_.sq.khead);
+  size_t keep = 0;
+  for (const Quiet& q : queued_) {
+    if (static_cast<int>(head - q.sq_index) > 0) {
+      done_.push_back(q);
+    } else {
+      queued_[keep++] = q;
+    }
+  }
+  queued_.resize(keep);
+}
+
+bool Ring::settle_failures() noexcept {
+  if ((IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) return false;
+  for (const io_uring_cqe& c : backlog_) {
+    if (is_quiet(c.user_data)) forget_quiet(c.user_data);
+  }
+  const io_uring_cq& cq = ring_.cq;
+  const unsigned tail = io_uring_smp_load_acquire(cq.ktail);
+  for (unsigned i = *cq.khead; i != tail; ++i) {
+    const io_uring_cqe& c = cq.cqes[i & cq.ring_mask];
+    if (is_quiet(c.user_data)) forget_quiet(c.user_data);
+  }
+  return true;
+}
+
+void Ring::forget_quiet(uint64_t user_data) noexcept {
+  for (size_t i = 0; i < done_.size(); ++i) {
+    if (done_[i].user_data == user_data) {
+      done_.erase(done_.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
   }
 }
 
@@ -151,6 +209,61 @@ bool Ring::probe_setsockopt() noexcept {
     }
   }
   ::close(fd);
+  return ok;
+}
+
+// Checks on a socket pair (no network needed: a worker may run where no
+// interface is up) that a quiet send runs within its submission: one larger
+// than the socket takes posts its short count, and exactly that many bytes
+// are at the peer when the submission returns; one into the full socket
+// posts -EAGAIN; once the peer has read, a small one posts nothing and its
+// bytes are there. Runs before anything else is queued (init).
+bool Ring::probe_quiet_sends() noexcept {
+  if ((features_ & IORING_FEAT_CQE_SKIP) == 0) return false;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) return false;
+  static constexpr int kSndBuf = 4096;
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &kSndBuf, sizeof kSndBuf);
+  static constexpr size_t kBig = 256 * 1024;
+  std::vector<uint8_t> buf(kBig, 0x5a);
+  constexpr int kNone = 1;  // no completion (a send's res is never 1 here: see the lengths)
+  // One quiet send of len bytes, alone in a submission: its completion's
+  // res as the submission left it, or kNone.
+  auto send_one = [&](size_t len) -> int {
+    io_uring_sqe* s = io_uring_get_sqe(&ring_);
+    if (s == nullptr) return -EBUSY;
+    io_uring_prep_send(s, sv[0], buf.data(), len, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL);
+    s->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(s, 0);
+    if (io_uring_submit(&ring_) != 1) return -EIO;
+    io_uring_cqe* cqe = nullptr;
+    int res = kNone;
+    if (io_uring_cq_ready(&ring_) > 0 && io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+      res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+    }
+    return res;
+  };
+  auto drain = [&]() -> long {
+    long got = 0;
+    uint8_t tmp[16384];
+    ssize_t n;
+    while ((n = ::recv(sv[1], tmp, sizeof tmp, MSG_DONTWAIT)) > 0) got += n;
+    return got;
+  };
+  const int short_count = send_one(kBig);
+  bool ok = short_count > kNone && static_cast<size_t>(short_count) < kBig;
+  ok = ok && send_one(kBig) == -EAGAIN;
+  ok = ok && drain() == short_count;
+  ok = ok && send_one(100) == kNone && drain() == 100;
+  ::close(sv[0]);
+  ::close(sv[1]);
+  // Nothing of the probe may be left for the worker to see.
+  io_uring_cqe* cqe = nullptr;
+  while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+    ok = false;
+    io_uring_cqe_seen(&ring_, cqe);
+  }
   return ok;
 }
 

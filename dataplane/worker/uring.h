@@ -40,14 +40,19 @@ enum class Op : uint8_t {
   kClose,          // a descriptor closed through the ring (slot = the fd); no
                    // completion unless it failed (IOSQE_CQE_SKIP_SUCCESS)
   kSockopt,        // a setsockopt through the ring (slot = the fd); the same
+  kSocket,         // a backend socket made ahead (slot = the family's stock)
 };
+
+// The op byte's top bit marks a quiet send (Ring::make_quiet).
+constexpr uint64_t kQuietTag = 0x80;
 
 constexpr uint64_t encode(uint32_t slot, uint32_t gen, Op op) noexcept {
   return static_cast<uint64_t>(slot) << 32 | static_cast<uint64_t>(gen & 0xffffff) << 8 | static_cast<uint8_t>(op);
 }
 constexpr uint32_t slot_of(uint64_t ud) noexcept { return static_cast<uint32_t>(ud >> 32); }
 constexpr uint32_t gen_of(uint64_t ud) noexcept { return static_cast<uint32_t>(ud >> 8) & 0xffffff; }
-constexpr Op op_of(uint64_t ud) noexcept { return static_cast<Op>(ud & 0xff); }
+constexpr Op op_of(uint64_t ud) noexcept { return static_cast<Op>(ud & 0x7f); }
+constexpr bool is_quiet(uint64_t ud) noexcept { return (ud & kQuietTag) != 0; }
 
 class Ring {
  public:
@@ -70,9 +75,17 @@ class Ring {
   // list), the ready completions are moved to a backlog that
   // for_each_completion() hands out first, and the submission is retried.
   io_uring_sqe* sqe() noexcept;
-  int submit() noexcept { return io_uring_submit(&ring_); }
+  int submit() noexcept {
+    const int rc = io_uring_submit(&ring_);
+    settle_quiet();
+    return rc;
+  }
   // Submits pending SQEs and waits for at least one completion (or timeout).
-  int submit_and_wait(unsigned n) noexcept { return io_uring_submit_and_wait(&ring_, n); }
+  int submit_and_wait(unsigned n) noexcept {
+    const int rc = io_uring_submit_and_wait(&ring_, n);
+    settle_quiet();
+    return rc;
+  }
   io_uring* raw() noexcept { return &ring_; }
   // Whether a close can go through the ring with no completion on success
   // (IORING_OP_CLOSE with IOSQE_CQE_SKIP_SUCCESS, Linux 5.17).
@@ -94,6 +107,27 @@ class Ring {
   // outlive the submission (a static constant).
   static void prep_setsockopt(io_uring_sqe* s, int fd, int level, int optname, const int* val) noexcept;
 
+  // Quiet sends: a send that would only wake the worker to say it is done
+  // (the common case: the socket had room) makes no completion and no wake.
+  // MSG_DONTWAIT makes the kernel run it within the submission that carries
+  // it (never parked waiting for room), IOSQE_CQE_SKIP_SUCCESS keeps a whole
+  // success silent, and MSG_WAITALL makes a short one a failure, which
+  // posts: what needs an answer (a short send, -EAGAIN, an error) still
+  // wakes the wait, and a success is handed out by for_each_completion after
+  // the submission as a completion {user_data, res = the length}, so callers
+  // see every send complete as before. Saves the io_uring_enter that would
+  // only collect it (about four per proxied TLS handshake).
+  // init() checks on a socket pair that the kernel does all this (Linux
+  // 6.18 does: success silent, short and -EAGAIN posted, all before the
+  // submission returns); where it does not, or with ring_calls = false, no
+  // send is quiet. Not for kTLS sockets (their sendmsg refuses MSG_WAITALL).
+  bool can_send_quietly() const noexcept { return quiet_ok_; }
+  // Makes s, a send just prepared (the last SQE taken, user_data set), quiet;
+  // false (s unchanged) where sends cannot be. Its completion carries
+  // kQuietTag.
+  bool make_quiet(io_uring_sqe* s) noexcept;
+  uint64_t quiet_sends() const noexcept { return quiet_sends_; }
+
   // Hands every ready completion to f (the backlog first), each one copied
   // and marked seen before f runs, so f may take SQEs (and so submit) freely;
   // completions that arrive meanwhile are handed out in the same call.
@@ -102,11 +136,19 @@ class Ring {
   unsigned for_each_completion(F&& f) {
     unsigned n = 0;
     while (true) {
+      // The quiet sends a submission ran completed within it: before what
+      // the wait brought (a handler may want the send over: kTLS takes a
+      // socket only with no send in flight).
+      if (!done_.empty() && settle_failures()) {
+        n += hand_out_quiet(f);
+        continue;
+      }
       if (!backlog_.empty()) {
         // f may add to the backlog: by index, and swapped out first.
         std::vector<io_uring_cqe> batch;
         batch.swap(backlog_);
         for (const io_uring_cqe& c : batch) {
+          if (is_quiet(c.user_data)) forget_quiet(c.user_data);
           f(&c);
           ++n;
         }
@@ -115,9 +157,16 @@ class Ring {
         continue;
       }
       io_uring_cqe* cqe = nullptr;
-      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) {
+        // Every completion the submissions posted has been seen (a quiet
+        // send's failure among them): the quiet sends left succeeded whole.
+        if (done_.empty()) break;
+        n += hand_out_quiet(f);
+        continue;
+      }
       const io_uring_cqe copy = *cqe;
       io_uring_cqe_seen(&ring_, cqe);
+      if (is_quiet(copy.user_data)) forget_quiet(copy.user_data);
       f(&copy);
       ++n;
     }
@@ -164,9 +213,45 @@ class Ring {
   std::vector<uint16_t> spare_;  // neither posted nor out; the last given back at the end
   std::vector<io_uring_cqe> backlog_;  // completions taken out to free the CQ ring
   uint64_t sq_full_ = 0, cq_overflows_ = 0;
+  // Hands out the quiet sends in done_ as whole successes.
+  template <class F>
+  unsigned hand_out_quiet(F& f) {
+    std::vector<Quiet> batch;
+    batch.swap(done_);
+    for (const Quiet& q : batch) {
+      io_uring_cqe c{};
+      c.user_data = q.user_data;
+      c.res = static_cast<int32_t>(q.len);
+      f(&c);
+    }
+    const auto handed = static_cast<unsigned>(batch.size());
+    batch.clear();
+    if (done_.empty()) done_.swap(batch);  // keep the capacity
+    return handed;
+  }
+  // Quiet sends: queued (not yet taken by the kernel: sq_index is the SQE's
+  // place in the SQ's running count), and run (taken by a submission).
+  struct Quiet {
+    uint64_t user_data;
+    uint32_t len;
+    unsigned sq_index;
+  };
+  bool quiet_ok_ = false;
+  std::vector<Quiet> queued_, done_;
+  uint64_t quiet_sends_ = 0;
 
   void stash_completions();
   bool probe_setsockopt() noexcept;
+  bool probe_quiet_sends() noexcept;
+  // After a submission: the quiet sends it took have run.
+  void settle_quiet() noexcept;
+  // A quiet send posted (failed or short): no success to hand out for it.
+  void forget_quiet(uint64_t user_data) noexcept;
+  // Takes out of done_ the quiet sends whose completion (a failure) is in
+  // the CQ or the backlog, not yet handed out: what is left succeeded
+  // whole. False when the kernel's overflow list may hold some (then the
+  // successes wait until every completion has been seen).
+  bool settle_failures() noexcept;
   void refill() noexcept;
 };
 

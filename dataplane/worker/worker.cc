@@ -111,6 +111,9 @@ struct Side {
   bool recv_armed = false;
   bool recv_cancel = false;    // the armed recv is being cancelled: the kernel takes over
   bool send_inflight = false;
+  bool send_quiet = false;     // the send in flight is quiet (Ring::make_quiet)
+  bool send_wait = false;      // the socket was full: the next send waits for room
+  uint32_t send_len = 0;       // the send in flight's length
   bool eof = false;            // the peer's FIN (recv returned 0)
   bool read_done = false;      // nothing more will be read from this side
   bool want_shut_wr = false;   // half-close once `out` and `sending` drain
@@ -493,7 +496,14 @@ SocketAddress bound_address(int fd) {
   return SocketAddress{};
 }
 
-int open_listener(const SocketAddress& a, std::string& err) {
+// defer_accept: TCP_DEFER_ACCEPT (1 s, as nginx's `deferred`): the kernel
+// completes an accept only once the client's first bytes are in, so the
+// receive armed for the ClientHello completes at once (no sleep between
+// the two), and a client that connects and says nothing costs the process
+// nothing until the kernel gives up waiting (after 1 s and a SYN-ACK
+// retransmission, its next ACK is accepted, and the hello timeout runs
+// from there).
+int open_listener(const SocketAddress& a, bool defer_accept, std::string& err) {
   const int fd = socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     err = "socket: " + std::string(std::strerror(errno));
@@ -507,6 +517,7 @@ int open_listener(const SocketAddress& a, std::string& err) {
   // the listener's TCP state into the child): one call here instead of one
   // per connection.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (defer_accept) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
   if (bind(fd, a.sa(), a.len) != 0 || listen(fd, 4096) != 0) {
     err = a.to_string() + ": " + std::strerror(errno);
     close(fd);
@@ -597,6 +608,19 @@ struct Worker::Impl {
   static constexpr uint64_t kPipePoolIdleMs = 1000;
   std::vector<std::array<int, 2>> pipe_pool;
   uint64_t pipe_pool_used = 0;  // when a pipe last left or joined the pool (ms)
+  // Backend sockets made ahead through the ring (IORING_OP_SOCKET, Linux
+  // 5.19), per address family, in batches: a connection takes one with no
+  // socket() call (the batch's completions cost one wake per kSocketBatch
+  // connections). Closed like the pipe pool: descriptors short, draining,
+  // or none taken for kPipePoolIdleMs.
+  static constexpr size_t kSocketBatch = 8;
+  struct SocketStock {
+    std::vector<int> fds;
+    unsigned making = 0;  // IORING_OP_SOCKETs in flight
+    bool off = false;     // the kernel cannot: socket() from now on
+  };
+  std::array<SocketStock, 2> socket_stock;  // AF_INET, AF_INET6
+  uint64_t socket_stock_used = 0;  // when a stocked socket was last taken (ms)
   // Timeout lists: FIFO by the time the connection entered them.
   struct List {
     uint32_t head = kNil, tail = kNil;
@@ -619,6 +643,9 @@ struct Worker::Impl {
     for (const auto& p : pipe_pool) {
       close(p[0]);
       close(p[1]);
+    }
+    for (const SocketStock& st : socket_stock) {
+      for (int fd : st.fds) close(fd);
     }
     for (Conn& c : conns) {
       if (!c.used) continue;
@@ -705,7 +732,7 @@ struct Worker::Impl {
     for (uint32_t li = 0; li < wrt->rt->listeners.size(); ++li) {
       for (const SocketAddress& a : wrt->rt->listeners[li].addresses) {
         std::string err;
-        const int fd = open_listener(a, err);
+        const int fd = open_listener(a, wrt->rt->listeners[li].defer_accept, err);
         if (fd < 0) return unexpected("listener " + wrt->rt->listeners[li].name + " " + err);
         listen_fds.push_back(fd);
         listen_listener.push_back(li);
@@ -814,6 +841,11 @@ struct Worker::Impl {
     io_uring_prep_send(s, side.fd, data.data(), data.size(), MSG_NOSIGNAL);
     submit_op(c, op, s);
     side.send_inflight = true;
+    side.send_len = static_cast<uint32_t>(data.size());
+    // Quiet (no completion, no wake, unless it falls short) while the
+    // socket has had room; not where the kernel seals (kTLS sockets refuse
+    // MSG_WAITALL).
+    side.send_quiet = !side.send_wait && !side.ktls_tx() && ring.make_quiet(s);
   }
 
   // ---------------------------------------------------------- life cycle
@@ -1506,7 +1538,7 @@ struct Worker::Impl {
     bump(c.backend_series->picks);
     bump(c.backend_series->active);
     const SocketAddress& addr = pr.pool->backend(*pick).address;
-    const int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int fd = take_socket(addr.family());
     if (fd < 0) {
       close_conn(c, "backend_socket:" + std::string(std::strerror(errno)), true);
       return;
@@ -1933,6 +1965,56 @@ struct Worker::Impl {
     pipe_pool.clear();
   }
 
+  // A new backend socket (nonblocking, close-on-exec) of family: a stocked
+  // one, else socket(); the stock is topped up through the ring when it
+  // runs low. -1 with errno set when none can be had.
+  int take_socket(int family) {
+    const bool v6 = family == AF_INET6;
+    SocketStock& st = socket_stock[v6 ? 1 : 0];
+    int fd;
+    if (!st.fds.empty()) {
+      fd = st.fds.back();
+      st.fds.pop_back();
+      socket_stock_used = now;
+      bump(stats.sockets_stocked);
+    } else {
+      fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) return -1;
+    }
+    if (!st.off && st.making == 0 && !draining && st.fds.size() < kSocketBatch / 2 && ring.can_close()) {
+      for (size_t k = st.fds.size(); k < kSocketBatch; ++k) {
+        io_uring_sqe* s = ring.sqe();
+        io_uring_prep_socket(s, family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, 0);
+        io_uring_sqe_set_data64(s, encode(v6 ? 1 : 0, 0, Op::kSocket));
+        ++st.making;
+      }
+    }
+    return fd;
+  }
+  void on_socket_made(uint32_t which, int res) {
+    if (which >= socket_stock.size()) return;
+    SocketStock& st = socket_stock[which];
+    if (st.making > 0) --st.making;
+    if (res < 0) {
+      // EINVAL: no IORING_OP_SOCKET here (before 5.19). EMFILE and the
+      // like: the next take tries again, by socket() first.
+      if (res == -EINVAL || res == -EOPNOTSUPP) st.off = true;
+      return;
+    }
+    if (draining || st.fds.size() >= kSocketBatch) {
+      ring.close(res);
+      return;
+    }
+    if (st.fds.empty()) st.fds.reserve(kSocketBatch);
+    st.fds.push_back(res);
+  }
+  void release_socket_stock() {
+    for (SocketStock& st : socket_stock) {
+      for (int fd : st.fds) ring.close(fd);
+      st.fds.clear();
+    }
+  }
+
   void arm_poll(Conn& c, int d, int fd, unsigned mask) {
     io_uring_sqe* s = ring.sqe();
     io_uring_prep_poll_add(s, fd, mask);
@@ -2157,7 +2239,17 @@ struct Worker::Impl {
 
   void on_send(Conn& c, Side& side, int res, bool is_client) {
     side.send_inflight = false;
+    const bool quiet = std::exchange(side.send_quiet, false);
     if (c.closing) return;
+    // A quiet send that found too little room (short, or -EAGAIN): the
+    // rest goes as a send the kernel holds until there is room. Any other
+    // completed send says the socket took all it was given.
+    const bool full = quiet && (res == -EAGAIN || (res >= 0 && static_cast<uint32_t>(res) < side.send_len));
+    side.send_wait = full;
+    if (full) {
+      bump(stats.sends_waited);
+      if (res < 0) res = 0;
+    }
     if (res < 0) {
       close_conn(c, std::string(is_client ? "client_send:" : "backend_send:") + std::strerror(-res), true);
       return;
@@ -2189,6 +2281,7 @@ struct Worker::Impl {
           if (cqe->res == -EMFILE || cqe->res == -ENFILE) {
             bump(stats.accept_emfile);
             release_pipe_pool();  // idle pipes give their descriptors to connections
+            release_socket_stock();
           }
         }
         if (listen_fds[li] < 0) return;
@@ -2214,6 +2307,9 @@ struct Worker::Impl {
       case Op::kSockopt:
         // Only a failed setsockopt completes: ignored, like the direct
         // call's result.
+        return;
+      case Op::kSocket:
+        on_socket_made(slot_of(ud), cqe->res);
         return;
       case Op::kWake:
         if (stop_requested.load()) begin_drain();
@@ -2314,6 +2410,7 @@ struct Worker::Impl {
     flush_log();
     // The ring's pressure counters, copied every tick (not per completion).
     stats.ring_sq_full.store(ring.sq_full(), std::memory_order_relaxed);
+    stats.sends_quiet.store(ring.quiet_sends(), std::memory_order_relaxed);
     stats.ring_cq_overflows.store(ring.cq_overflows(), std::memory_order_relaxed);
     stats.buffered_bytes.store(buffered_bytes, std::memory_order_relaxed);
     for (uint32_t i = 0; i < listen_fds.size() && !draining; ++i) {
@@ -2327,6 +2424,7 @@ struct Worker::Impl {
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
     release_idle_buffers();
     if (!pipe_pool.empty() && now - pipe_pool_used >= kPipePoolIdleMs) release_pipe_pool();
+    if (now - socket_stock_used >= kPipePoolIdleMs) release_socket_stock();
     expire(linger_list, kLingerMs, "", nullptr);
     if (draining && now >= drain_deadline) {
       for (Conn& c : conns) {
@@ -2343,6 +2441,7 @@ struct Worker::Impl {
     draining = true;
     drain_deadline = now + (wrt ? wrt->rt->timeouts.drain_ms : 0);
     release_pipe_pool();
+    release_socket_stock();
     // shutdown() takes a listening socket out of the SO_REUSEPORT group at
     // once (new connections go to the other processes' sockets) and ends
     // its accepts; the last one's completion closes the fd.
@@ -2369,6 +2468,7 @@ struct Worker::Impl {
     arm_wake();
     while (!(draining && active == 0)) {
       const int rc = ring.submit_and_wait(1);
+      bump(stats.ring_waits);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
         std::fprintf(stderr, "lodestone worker %u: io_uring_submit_and_wait: %s\n", opt.index, std::strerror(-rc));
         break;

@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 12 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 13 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (64 bytes)
 //   64                  WorkerStats[workers]: the counters below, then hello
@@ -102,7 +102,11 @@ namespace lode::stats {
   X(own_records_declined, counter, "handshakes left to OpenSSL's record layer (a suite or state it cannot take)") \
   X(own_records_key_updates, counter, "TLS 1.3 KeyUpdates followed by Lodestone's record layer")   \
   X(own_records_key_updates_sent, counter, "TLS 1.3 send keys changed by Lodestone after 2^24 records (RFC 8446 5.5)") \
-  X(own_records_errors, counter, "connections ended by a bad record (an alert sent: bad_record_mac, ...)")
+  X(own_records_errors, counter, "connections ended by a bad record (an alert sent: bad_record_mac, ...)") \
+  X(ring_waits, counter, "event-loop passes: io_uring_enter calls that submitted and waited")        \
+  X(sends_quiet, counter, "sends made quiet: run within their submission, no completion waited for unless short") \
+  X(sends_waited, counter, "quiet sends that found the socket short of room: the rest waited for it") \
+  X(sockets_stocked, counter, "backend sockets taken from the worker's stock (made ahead through the ring, no socket() call)")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -327,7 +331,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 12;
+inline constexpr uint32_t kStatsLayoutVersion = 13;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -427,6 +427,23 @@ action = "reject"
   EXPECT_NE(e.find("route[0].names: expected a list of host names"), std::string::npos) << e;
 }
 
+// defer_accept: off unless asked; a boolean; changing it is a listener
+// change (a restart, as for the addresses).
+TEST(Config, DeferAcceptIsAListenerSettingThatNeedsARestart) {
+  const std::string base = "[[listener]]\nlisten = [\"127.0.0.1:1\"]\n";
+  const std::string rest = "[[route]]\nname = \"r\"\nnames = [\"a.test\"]\naction = \"reject\"\n";
+  auto off = load_config_string(base + rest, "t.toml");
+  ASSERT_TRUE(off.has_value()) << off.error()[0].to_string();
+  EXPECT_FALSE(off->listeners[0].defer_accept);
+  auto on = load_config_string(base + "defer_accept = true\n" + rest, "t.toml");
+  ASSERT_TRUE(on.has_value()) << on.error()[0].to_string();
+  EXPECT_TRUE(on->listeners[0].defer_accept);
+  EXPECT_FALSE(same_listeners(*off, *on));
+  EXPECT_TRUE(same_listeners(*on, *on));
+  const std::string e = errors_of(base + "defer_accept = 1\n" + rest);
+  EXPECT_NE(e.find("defer_accept: expected true or false"), std::string::npos) << e;
+}
+
 TEST(Config, DanglingReferences) {
   const std::string e = errors_of(R"(
 [[listener]]

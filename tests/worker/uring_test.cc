@@ -15,7 +15,9 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace lode::worker {
@@ -319,6 +321,200 @@ TEST(Ring, SetsockoptThroughTheRingTakesEffect) {
   }), 1u);
   EXPECT_LT(res, 0);
   close(fd);
+}
+
+// Quiet sends (Ring::make_quiet). This kernel (as CI's) runs them: the
+// probe in init() must say so, or the worker would wait on every send again.
+namespace quiet {
+
+struct Pair {
+  int fd[2] = {-1, -1};
+  explicit Pair(int sndbuf = 0) {
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fd), 0);
+    if (sndbuf > 0) setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
+  ~Pair() {
+    for (int f : fd) close(f);
+  }
+  std::string drain() const {
+    std::string got;
+    char buf[16384];
+    ssize_t n;
+    while ((n = recv(fd[1], buf, sizeof buf, MSG_DONTWAIT)) > 0) got.append(buf, static_cast<size_t>(n));
+    return got;
+  }
+};
+
+// A send of `bytes` on fd, tagged (slot, kClientSend), made quiet.
+bool quiet_send(Ring& ring, int fd, const std::string& bytes, uint32_t slot) {
+  io_uring_sqe* s = ring.sqe();
+  io_uring_prep_send(s, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(s, encode(slot, 1, Op::kClientSend));
+  return ring.make_quiet(s);
+}
+
+std::vector<io_uring_cqe> completions(Ring& ring) {
+  std::vector<io_uring_cqe> got;
+  ring.for_each_completion([&](const io_uring_cqe* c) { got.push_back(*c); });
+  return got;
+}
+
+}  // namespace quiet
+
+TEST(Ring, AQuietSendThatFitsPostsNothingAndIsHandedOutAfterItsSubmission) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 2, 64).has_value());
+  ASSERT_TRUE(ring.can_send_quietly()) << "the kernel no longer runs MSG_DONTWAIT sends within their submission";
+  quiet::Pair p;
+  const std::string bytes(1000, 'q');
+  ASSERT_TRUE(quiet::quiet_send(ring, p.fd[0], bytes, 7));
+  EXPECT_EQ(p.drain(), "") << "sent before its submission";
+  ASSERT_GE(ring.submit(), 0);
+  EXPECT_EQ(io_uring_cq_ready(ring.raw()), 0u) << "a whole success posted a completion";
+  EXPECT_EQ(p.drain(), bytes) << "not all there when the submission returned";
+  const auto got = quiet::completions(ring);
+  ASSERT_EQ(got.size(), 1u) << "its success is handed out once";
+  EXPECT_EQ(slot_of(got[0].user_data), 7u);
+  EXPECT_EQ(op_of(got[0].user_data), Op::kClientSend);
+  EXPECT_TRUE(is_quiet(got[0].user_data));
+  EXPECT_EQ(got[0].res, 1000);
+  EXPECT_TRUE(quiet::completions(ring).empty()) << "handed out twice";
+  EXPECT_EQ(ring.quiet_sends(), 1u);
+}
+
+// What the quiet send is for: a wait is not woken by it. A plain send would
+// end submit_and_wait(1) at once with its own completion, the timeout
+// still running; a quiet one leaves the wait to the timeout, and its
+// success is handed out ahead of the timeout's completion.
+TEST(Ring, AWaitIsNotWokenByAQuietSend) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 2, 64).has_value());
+  ASSERT_TRUE(ring.can_send_quietly());
+  quiet::Pair p;
+  const std::string bytes(500, 'w');
+  ASSERT_TRUE(quiet::quiet_send(ring, p.fd[0], bytes, 3));
+  __kernel_timespec ts{0, 50'000'000};
+  io_uring_sqe* t = ring.sqe();
+  io_uring_prep_timeout(t, &ts, 0, 0);
+  io_uring_sqe_set_data64(t, encode(0, 0, Op::kTick));
+  ASSERT_GE(ring.submit_and_wait(1), 0);
+  const auto got = quiet::completions(ring);
+  ASSERT_EQ(got.size(), 2u) << "the wait ended before the timeout";
+  // The send, done within the submission, comes first: before what the
+  // wait brought (the worker's kTLS hand-over wants a socket with no send
+  // in flight when the client's next flight is handled).
+  EXPECT_EQ(op_of(got[0].user_data), Op::kClientSend);
+  EXPECT_EQ(got[0].res, 500);
+  EXPECT_EQ(op_of(got[1].user_data), Op::kTick);
+  EXPECT_EQ(got[1].res, -ETIME);
+  EXPECT_EQ(p.drain(), bytes);
+}
+
+// A quiet send that finds too little room posts (MSG_WAITALL makes a short
+// count a failure) with the count, and one into a full socket posts
+// -EAGAIN: each handed out once, with what the kernel said, never also as a
+// whole success; exactly the counted bytes are at the peer.
+TEST(Ring, AQuietSendShortOfRoomPostsItsCountAndOneIntoAFullSocketEagain) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 2, 64).has_value());
+  ASSERT_TRUE(ring.can_send_quietly());
+  quiet::Pair p(4096);
+  std::string big(512 * 1024, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + i / 251);
+  ASSERT_TRUE(quiet::quiet_send(ring, p.fd[0], big, 1));
+  ASSERT_GE(ring.submit(), 0);
+  auto got = quiet::completions(ring);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(slot_of(got[0].user_data), 1u);
+  ASSERT_GT(got[0].res, 0);
+  ASSERT_LT(got[0].res, static_cast<int>(big.size()));
+  const size_t sent = static_cast<size_t>(got[0].res);
+  ASSERT_TRUE(quiet::quiet_send(ring, p.fd[0], big, 2));
+  ASSERT_GE(ring.submit(), 0);
+  got = quiet::completions(ring);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(slot_of(got[0].user_data), 2u);
+  EXPECT_EQ(got[0].res, -EAGAIN);
+  EXPECT_EQ(p.drain(), big.substr(0, sent));
+}
+
+// Several quiet sends and other operations in one submission, some short
+// of room: every one handed out exactly once, the posted ones with their
+// own result, the silent ones whole.
+TEST(Ring, QuietSendsAmongOtherOperationsAreEachHandedOutOnce) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(16, 2, 64).has_value());
+  ASSERT_TRUE(ring.can_send_quietly());
+  quiet::Pair roomy, tight(4096);
+  const std::string small(100, 's');
+  const std::string big(512 * 1024, 'b');
+  ASSERT_TRUE(quiet::quiet_send(ring, roomy.fd[0], small, 10));
+  io_uring_prep_nop(ring.sqe());
+  ring.raw()->sq.sqes[(ring.raw()->sq.sqe_tail - 1) & ring.raw()->sq.ring_mask].user_data = encode(11, 1, Op::kCancel);
+  ASSERT_TRUE(quiet::quiet_send(ring, tight.fd[0], big, 12));
+  ASSERT_TRUE(quiet::quiet_send(ring, roomy.fd[0], small, 13));
+  ASSERT_TRUE(quiet::quiet_send(ring, tight.fd[0], big, 14));
+  ASSERT_GE(ring.submit(), 0);
+  std::map<uint32_t, int> res;
+  for (const io_uring_cqe& c : quiet::completions(ring)) {
+    EXPECT_TRUE(res.emplace(slot_of(c.user_data), c.res).second) << "slot " << slot_of(c.user_data) << " twice";
+  }
+  ASSERT_EQ(res.size(), 5u);
+  EXPECT_EQ(res[10], 100);
+  EXPECT_EQ(res[11], 0);  // the nop
+  EXPECT_GT(res[12], 0);
+  EXPECT_LT(res[12], static_cast<int>(big.size()));
+  EXPECT_EQ(res[13], 100);
+  EXPECT_EQ(res[14], -EAGAIN);
+  EXPECT_EQ(roomy.drain(), small + small);
+  EXPECT_EQ(tight.drain().size(), static_cast<size_t>(res[12]));
+}
+
+// A tiny SQ fills and is submitted early by sqe(): the quiet sends that
+// submission ran are handed out too, once each.
+TEST(Ring, QuietSendsSubmittedEarlyForAFullQueueAreHandedOut) {
+  Ring ring;
+  ASSERT_TRUE(ring.init(2, 2, 64).has_value());
+  ASSERT_TRUE(ring.can_send_quietly());
+  quiet::Pair p;
+  const std::string bytes(64, 'e');
+  constexpr uint32_t kSends = 9;
+  for (uint32_t i = 0; i < kSends; ++i) ASSERT_TRUE(quiet::quiet_send(ring, p.fd[0], bytes, i));
+  EXPECT_GT(ring.sq_full(), 0u);
+  ASSERT_GE(ring.submit(), 0);
+  std::set<uint32_t> slots;
+  for (const io_uring_cqe& c : quiet::completions(ring)) {
+    EXPECT_EQ(c.res, 64);
+    EXPECT_TRUE(slots.insert(slot_of(c.user_data)).second);
+  }
+  EXPECT_EQ(slots.size(), kSends);
+  EXPECT_EQ(p.drain().size(), kSends * bytes.size());
+}
+
+// ring_calls = false, or a send that is not the last SQE taken: nothing is
+// made quiet, the SQE is left as it was.
+TEST(Ring, NoSendIsQuietWithoutRingCallsOrOutOfOrder) {
+  Ring direct;
+  ASSERT_TRUE(direct.init(8, 2, 64, false).has_value());
+  EXPECT_FALSE(direct.can_send_quietly());
+  quiet::Pair p;
+  const std::string bytes(10, 'd');
+  EXPECT_FALSE(quiet::quiet_send(direct, p.fd[0], bytes, 1));
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 2, 64).has_value());
+  io_uring_sqe* s = ring.sqe();
+  io_uring_prep_send(s, p.fd[0], bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  io_uring_prep_nop(ring.sqe());
+  EXPECT_FALSE(ring.make_quiet(s));
+  EXPECT_EQ(s->msg_flags, static_cast<uint32_t>(MSG_NOSIGNAL));
+  EXPECT_EQ(s->flags & IOSQE_CQE_SKIP_SUCCESS, 0);
+  io_uring_prep_nop(ring.sqe());
+  EXPECT_FALSE(ring.make_quiet(ring.raw()->sq.sqes + ((ring.raw()->sq.sqe_tail - 1) & ring.raw()->sq.ring_mask)))
+      << "not a send";
+  ASSERT_GE(ring.submit(), 0);
+  io_uring_get_events(ring.raw());
+  EXPECT_EQ(quiet::completions(ring).size(), 3u);
+  EXPECT_EQ(ring.quiet_sends(), 0u);
 }
 
 }  // namespace

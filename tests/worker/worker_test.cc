@@ -1094,5 +1094,150 @@ TEST_F(WorkerTest, WithoutRingCallsClientHalfCloseReachesTheBackendAndItsLaterRe
   EXPECT_EQ(stats().splice_relays.load(), 1u);
 }
 
+// A backend that sends `bytes` of a pattern as soon as a connection comes,
+// then its FIN, then reads until the proxy's FIN.
+class BlastBackend {
+ public:
+  explicit BlastBackend(size_t bytes) : bytes_(bytes) {
+    fd_ = listen_loopback(16, port_);
+    thread_ = std::thread([this] {
+      while (true) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        timeval tv{5, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        const std::string all = pattern(bytes_);
+        size_t at = 0;
+        while (at < all.size()) {
+          const ssize_t n = send(c, all.data() + at, all.size() - at, MSG_NOSIGNAL);
+          if (n <= 0) break;
+          at += static_cast<size_t>(n);
+        }
+        shutdown(c, SHUT_WR);
+        char buf[4096];
+        while (recv(c, buf, sizeof buf, 0) > 0) {
+        }
+        close(c);
+      }
+    });
+  }
+  ~BlastBackend() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  static std::string pattern(size_t n) {
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 131 + i / 4093);
+    return s;
+  }
+
+ private:
+  size_t bytes_;
+  int fd_;
+  uint16_t port_;
+  std::thread thread_;
+};
+
+// Issue 8: a send the socket takes whole wakes no wait (quiet: no
+// completion), and one that finds the socket full says so and the rest
+// waits for room. A client that reads nothing for a while fills its socket:
+// the backend's 8 MiB then still arrive whole and in order, terminated (our
+// record layer seals them) and passed through (copied through the ring).
+TEST_F(WorkerTest, SendsGoQuietlyAndAFullSocketWaitsForRoomLosingNothing) {
+  constexpr size_t kBytes = 8 << 20;
+  BlastBackend backend(kBytes);
+  splice_after_ = uint64_t{1} << 40;  // passthrough copies: its sends are the ring's
+  start(backend.port());
+  const std::string want = BlastBackend::pattern(kBytes);
+  {
+    auto c = tls_connect("a.test");
+    ASSERT_NE(c, nullptr);
+    std::this_thread::sleep_for(300ms);  // nothing read: the worker's sends fill the socket
+    std::string got;
+    std::vector<char> buf(65536);
+    while (got.size() < kBytes) {
+      const int n = ssl_read(c->ssl, buf.data(), static_cast<int>(buf.size()));
+      ASSERT_GT(n, 0) << "after " << got.size() << " bytes";
+      got.append(buf.data(), static_cast<size_t>(n));
+    }
+    EXPECT_TRUE(got == want) << "terminated bytes differ";
+    EXPECT_LE(ssl_read(c->ssl, buf.data(), static_cast<int>(buf.size())), 0) << "more than was sent";
+    SSL_shutdown(c->ssl);
+  }
+  const uint64_t waited_terminate = stats().sends_waited.load();
+  EXPECT_GT(waited_terminate, 0u) << "the client's socket never filled";
+  {
+    const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+    const int fd = connect_to(port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send(fd, hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+    std::this_thread::sleep_for(300ms);
+    std::string got;
+    std::vector<char> buf(65536);
+    while (got.size() < kBytes + 1) {
+      const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      got.append(buf.data(), static_cast<size_t>(n));
+    }
+    close(fd);
+    EXPECT_TRUE(got == want) << "passed-through bytes differ (" << got.size() << " of " << kBytes << ")";
+  }
+  ASSERT_TRUE(wait_log(2));
+  for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+  EXPECT_GT(stats().sends_waited.load(), waited_terminate) << "the passthrough client's socket never filled";
+  EXPECT_GT(stats().sends_quiet.load(), 0u);
+  EXPECT_EQ(stats().splice_relays.load(), 0u);
+}
+
+// ring_calls = false: no send is quiet; every send's completion is waited
+// for, as on a kernel that cannot run them within their submission.
+TEST_F(WorkerTest, WithoutRingCallsNoSendIsQuiet) {
+  EchoBackend backend;
+  ring_calls_ = false;
+  start(backend.port());
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr);
+  expect_tls_echo_then_clean_close(c->ssl);
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_EQ(stats().sends_quiet.load(), 0u);
+  EXPECT_EQ(stats().sends_waited.load(), 0u);
+  EXPECT_GT(stats().ring_waits.load(), 0u);
+}
+
+// defer_accept: the kernel completes the accept only once the client's
+// first bytes are in. A client connected and silent is not yet accepted;
+// once its hello comes, it is, and the connection goes on as any other.
+TEST_F(WorkerTest, DeferAcceptAcceptsOnlyOnceTheHelloIsIn) {
+  EchoBackend backend;
+  listener_extra_ = "defer_accept = true\n";
+  start(backend.port());
+  const int fd = connect_to(port_);
+  ASSERT_GE(fd, 0);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stats().accepted.load(), 0u) << "accepted before any byte came";
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  ASSERT_EQ(send(fd, hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  std::string back;
+  std::vector<char> buf(65536);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (back.size() < hello.size()) {
+    const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    back.append(buf.data(), static_cast<size_t>(n));
+  }
+  EXPECT_EQ(back, std::string(reinterpret_cast<const char*>(hello.data()), hello.size()));
+  EXPECT_EQ(stats().accepted.load(), 1u);
+  shutdown(fd, SHUT_WR);
+  while (recv(fd, buf.data(), buf.size(), 0) > 0) {
+  }
+  close(fd);
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+}
+
 }  // namespace
 }  // namespace lode::worker

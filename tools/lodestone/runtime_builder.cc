@@ -187,6 +187,7 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
       lr.addresses = l.listen;
       lr.proxy = proxy_accept(l.proxy_protocol);
       lr.max_hello_bytes = l.max_hello_bytes;
+      lr.defer_accept = l.defer_accept;
       const auto bytes = (*tables)[i].table.bytes();
       lr.table_bytes = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
       rt->listeners.push_back(std::move(lr));
