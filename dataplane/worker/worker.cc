@@ -612,7 +612,7 @@ struct Worker::Impl {
   // 5.19), per address family, in batches: a connection takes one with no
   // socket() call (the batch's completions cost one wake per kSocketBatch
   // connections). Closed like the pipe pool: descriptors short, draining,
-  // or none taken for kPipePoolIdleMs.
+  // or no backend socket taken for kPipePoolIdleMs.
   static constexpr size_t kSocketBatch = 8;
   struct SocketStock {
     std::vector<int> fds;
@@ -620,7 +620,7 @@ struct Worker::Impl {
     bool off = false;     // the kernel cannot: socket() from now on
   };
   std::array<SocketStock, 2> socket_stock;  // AF_INET, AF_INET6
-  uint64_t socket_stock_used = 0;  // when a stocked socket was last taken (ms)
+  uint64_t socket_stock_used = 0;  // when a backend socket was last taken (ms)
   // Timeout lists: FIFO by the time the connection entered them.
   struct List {
     uint32_t head = kNil, tail = kNil;
@@ -1972,10 +1972,10 @@ struct Worker::Impl {
     const bool v6 = family == AF_INET6;
     SocketStock& st = socket_stock[v6 ? 1 : 0];
     int fd;
+    socket_stock_used = now;
     if (!st.fds.empty()) {
       fd = st.fds.back();
       st.fds.pop_back();
-      socket_stock_used = now;
       bump(stats.sockets_stocked);
     } else {
       fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -1205,6 +1205,33 @@ TEST_F(WorkerTest, WithoutRingCallsNoSendIsQuiet) {
   EXPECT_EQ(stats().sends_quiet.load(), 0u);
   EXPECT_EQ(stats().sends_waited.load(), 0u);
   EXPECT_GT(stats().ring_waits.load(), 0u);
+  EXPECT_EQ(stats().sockets_stocked.load(), 0u);
+}
+
+// Backend sockets come from a stock made through the ring: of 12
+// connections one after the other, only the first makes its own (the
+// stock is filled behind it and topped up before it runs out). An idle
+// worker does not hold the stock: its descriptors go after a second.
+TEST_F(WorkerTest, BackendSocketsComeFromAStockThatGoesWhenIdle) {
+  EchoBackend backend;
+  start(backend.port());
+  const size_t fds_before = open_fds();
+  constexpr uint64_t kConns = 12;
+  for (uint64_t i = 0; i < kConns; ++i) {
+    auto c = tls_connect("a.test");
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(ssl_write(c->ssl, "ping"), 4);
+    char buf[16];
+    ASSERT_EQ(ssl_read(c->ssl, buf, sizeof buf), 4);
+    SSL_shutdown(c->ssl);
+  }
+  ASSERT_TRUE(wait_log(kConns));
+  for (const std::string& line : log()) expect_ok_line(line, "a.test", "terminate");
+  EXPECT_EQ(stats().backend_connects.load(), kConns);
+  // kConns - 1, unless a slow machine left a second between two of them
+  // (the stock then goes, and the next one makes its own again).
+  EXPECT_GE(stats().sockets_stocked.load(), kConns - 2);
+  EXPECT_LE(open_fds_settled(fds_before), fds_before) << "the socket stock still held by an idle worker";
 }
 
 // defer_accept: the kernel completes the accept only once the client's
