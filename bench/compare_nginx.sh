@@ -109,7 +109,7 @@ do_strace=${BENCH_STRACE:-1}
 # calls per connection did not change (its accept and the hello's receive
 # still take two io_uring_enter, the second returning at once).
 if [ "${BENCH_DEFER_ACCEPT:-0}" = 1 ]; then
-  l_defer=$'defer_accept = true\n' h_defer=" defer-accept"
+  l_defer="defer_accept = true" h_defer=" defer-accept"
 else
   l_defer="" h_defer=""
 fi
@@ -198,13 +198,16 @@ cat >"$d/lodestone.toml" <<TOML
 [[listener]]
 name = "terminate"
 listen = ["127.0.0.1:$L_T"]
-$l_defer[[listener]]
+$l_defer
+[[listener]]
 name = "pass"
 listen = ["127.0.0.1:$L_P"]
-$l_defer[[listener]]
+$l_defer
+[[listener]]
 name = "rsa"
 listen = ["127.0.0.1:$L_R"]
-$l_defer[[pool]]
+$l_defer
+[[pool]]
 name = "echo"
 backends = ["127.0.0.1:$ECHO"]
 [[pool]]
@@ -361,7 +364,8 @@ cat >"$d/lodestone-idle.toml" <<TOML
 [[listener]]
 name = "terminate"
 listen = ["127.0.0.1:$I_L"]
-$l_defer[[pool]]
+$l_defer
+[[pool]]
 name = "echo"
 backends = ["127.0.0.1:$ECHO"]
 [[certificate]]

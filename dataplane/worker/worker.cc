@@ -1981,6 +1981,7 @@ struct Worker::Impl {
       fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       if (fd < 0) return -1;
     }
+    // can_close(): the ring may run calls (ring_calls = false keeps them direct).
     if (!st.off && st.making == 0 && !draining && st.fds.size() < kSocketBatch / 2 && ring.can_close()) {
       for (size_t k = st.fds.size(); k < kSocketBatch; ++k) {
         io_uring_sqe* s = ring.sqe();
@@ -2005,7 +2006,6 @@ struct Worker::Impl {
       ring.close(res);
       return;
     }
-    if (st.fds.empty()) st.fds.reserve(kSocketBatch);
     st.fds.push_back(res);
   }
   void release_socket_stock() {
@@ -2013,6 +2013,11 @@ struct Worker::Impl {
       for (int fd : st.fds) ring.close(fd);
       st.fds.clear();
     }
+  }
+  // Descriptors are short (accept failed with EMFILE) or the worker drains.
+  void release_spare_descriptors() {
+    release_pipe_pool();
+    release_socket_stock();
   }
 
   void arm_poll(Conn& c, int d, int fd, unsigned mask) {
@@ -2280,8 +2285,7 @@ struct Worker::Impl {
           bump(stats.accept_errors);
           if (cqe->res == -EMFILE || cqe->res == -ENFILE) {
             bump(stats.accept_emfile);
-            release_pipe_pool();  // idle pipes give their descriptors to connections
-            release_socket_stock();
+            release_spare_descriptors();  // pooled pipes and stocked sockets go to connections
           }
         }
         if (listen_fds[li] < 0) return;
@@ -2440,8 +2444,7 @@ struct Worker::Impl {
     if (draining) return;
     draining = true;
     drain_deadline = now + (wrt ? wrt->rt->timeouts.drain_ms : 0);
-    release_pipe_pool();
-    release_socket_stock();
+    release_spare_descriptors();
     // shutdown() takes a listening socket out of the SO_REUSEPORT group at
     // once (new connections go to the other processes' sockets) and ends
     // its accepts; the last one's completion closes the fd.

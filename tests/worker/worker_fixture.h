@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -91,6 +92,40 @@ inline int listen_loopback(int backlog, uint16_t& port) {
   port = ntohs(a.sin_port);
   return fd;
 }
+
+// A loopback listener served on its own thread, one connection at a time:
+// `serve` has each accepted socket (a 5 s receive timeout set), which is
+// closed after it returns. The destructor shuts the listener down and joins.
+class LoopbackServer {
+ public:
+  explicit LoopbackServer(std::function<void(int)> serve) : serve_(std::move(serve)) {
+    fd_ = listen_loopback(16, port_);
+    thread_ = std::thread([this] {
+      while (true) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        timeval tv{5, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        serve_(c);
+        close(c);
+      }
+    });
+  }
+  ~LoopbackServer() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  LoopbackServer(const LoopbackServer&) = delete;
+  LoopbackServer& operator=(const LoopbackServer&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  std::function<void(int)> serve_;
+  int fd_;
+  uint16_t port_;
+  std::thread thread_;
+};
 
 // A plaintext echo backend on its own thread. `reset_after` > 0: abort the
 // connection with a RST after echoing that many bytes.

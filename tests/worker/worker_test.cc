@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,44 +58,32 @@ class TlsGreeterBackend {
     EVP_PKEY_free(key);
     BIO_free(b);
     ERR_clear_error();
-    fd_ = listen_loopback(16, port_);
-    thread_ = std::thread([this] {
-      while (true) {
-        const int c = accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        timeval tv{5, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        SSL* ssl = SSL_new(ctx_);
-        SSL_set_fd(ssl, c);
-        if (SSL_accept(ssl) == 1) {
-          sni_ = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : "";
-          SSL_write(ssl, "hello from the backend\n", 23);
-          char buf[4096];
-          int n;
-          while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) SSL_write(ssl, buf, n);
-          SSL_shutdown(ssl);
-        }
-        ERR_clear_error();
-        SSL_free(ssl);
-        close(c);
+    server_.emplace([this](int c) {
+      SSL* ssl = SSL_new(ctx_);
+      SSL_set_fd(ssl, c);
+      if (SSL_accept(ssl) == 1) {
+        sni_ = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : "";
+        SSL_write(ssl, "hello from the backend\n", 23);
+        char buf[4096];
+        int n;
+        while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) SSL_write(ssl, buf, n);
+        SSL_shutdown(ssl);
       }
+      ERR_clear_error();
+      SSL_free(ssl);
     });
   }
   ~TlsGreeterBackend() {
-    shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    close(fd_);
+    server_.reset();  // its thread uses ctx_
     SSL_CTX_free(ctx_);
   }
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return server_->port(); }
   std::string sni() const { return sni_; }
 
  private:
   SSL_CTX* ctx_;
-  int fd_;
-  uint16_t port_;
   std::string sni_;
-  std::thread thread_;
+  std::optional<LoopbackServer> server_;
 };
 
 // SSL_read and SSL_write on a blocking client socket, going on where a wait
@@ -1098,36 +1087,22 @@ TEST_F(WorkerTest, WithoutRingCallsClientHalfCloseReachesTheBackendAndItsLaterRe
 // then its FIN, then reads until the proxy's FIN.
 class BlastBackend {
  public:
-  explicit BlastBackend(size_t bytes) : bytes_(bytes) {
-    fd_ = listen_loopback(16, port_);
-    thread_ = std::thread([this] {
-      while (true) {
-        const int c = accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        timeval tv{5, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        const std::string all = pattern(bytes_);
-        size_t at = 0;
-        while (at < all.size()) {
-          const ssize_t n = send(c, all.data() + at, all.size() - at, MSG_NOSIGNAL);
-          if (n <= 0) break;
-          at += static_cast<size_t>(n);
-        }
-        shutdown(c, SHUT_WR);
-        char buf[4096];
-        while (recv(c, buf, sizeof buf, 0) > 0) {
-        }
-        close(c);
-      }
-    });
-  }
-  ~BlastBackend() {
-    shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    close(fd_);
-  }
-  uint16_t port() const { return port_; }
+  explicit BlastBackend(size_t bytes)
+      : all_(pattern(bytes)), server_([this](int c) {
+          timeval tv{5, 0};
+          setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+          size_t at = 0;
+          while (at < all_.size()) {
+            const ssize_t n = send(c, all_.data() + at, all_.size() - at, MSG_NOSIGNAL);
+            if (n <= 0) break;
+            at += static_cast<size_t>(n);
+          }
+          shutdown(c, SHUT_WR);
+          char buf[4096];
+          while (recv(c, buf, sizeof buf, 0) > 0) {
+          }
+        }) {}
+  uint16_t port() const { return server_.port(); }
   static std::string pattern(size_t n) {
     std::string s(n, '\0');
     for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(i * 131 + i / 4093);
@@ -1135,10 +1110,8 @@ class BlastBackend {
   }
 
  private:
-  size_t bytes_;
-  int fd_;
-  uint16_t port_;
-  std::thread thread_;
+  const std::string all_;
+  LoopbackServer server_;
 };
 
 // Issue 8: a send the socket takes whole wakes no wait (quiet: no
