@@ -152,8 +152,33 @@ wait_for() {
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # A TCP port nobody listens on now (the kernel picks it from its ephemeral
-# range; nothing else in these tests binds fixed ports).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# range; nothing else in these tests binds fixed ports), and none this test
+# was given before: two picks made before either is bound can get the same
+# port (seen in CI: a backend and lodestone's listener on one port). The
+# ports given are kept in $T/ports (each call runs in a subshell).
+free_port() {
+  python3 - "${T:+$T/ports}" <<'PY'
+import socket, sys
+path = sys.argv[1]
+given = set()
+if path:
+    try:
+        given = set(open(path).read().split())
+    except OSError:
+        pass
+for _ in range(100):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in given:
+        break
+if path:
+    with open(path, "a") as f:
+        f.write(port + "\n")
+print(port)
+PY
+}
 
 make_pki() {  # make_pki [NAMES...]: $PKI/ca.pem, NAME.pem, NAME.key, ...
   PKI="$T/pki"
