@@ -12,12 +12,14 @@
 namespace lode::control {
 
 Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_t route_slots,
-                                                      uint32_t backend_slots) {
+                                                      uint32_t backend_slots, uint32_t front_rows) {
   if (workers == 0 || workers > stats::kMaxWorkers) return unexpected(std::string("stats segment: bad worker count"));
   if (route_slots < 2 || backend_slots < 2) return unexpected(std::string("stats segment: too few series slots"));
+  if (front_rows > stats::kMaxFrontLcores) return unexpected(std::string("stats segment: too many front rows"));
   StatsSegment s;
   s.workers_ = workers;
-  s.layout_ = stats::SegmentLayout::of(workers, route_slots, backend_slots);
+  s.front_rows_ = front_rows;
+  s.layout_ = stats::SegmentLayout::of(workers, route_slots, backend_slots, front_rows);
   s.size_ = s.layout_.size;
   s.fd_ = memfd_create("lodestone-stats", MFD_CLOEXEC);
   if (s.fd_ < 0) return unexpected(std::string("stats segment: memfd_create: ") + std::strerror(errno));
@@ -44,6 +46,7 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
   h.backend_counters = static_cast<uint16_t>(stats::kBackendCounterCount);
   h.handshake_buckets = static_cast<uint16_t>(stats::kHandshakeBuckets);
   h.front_counters = static_cast<uint16_t>(stats::kFrontCounterCount);
+  h.front_rows = front_rows;
   h.started_unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 std::chrono::system_clock::now().time_since_epoch())
                                                 .count());
@@ -65,7 +68,8 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
 }
 
 StatsSegment::StatsSegment(StatsSegment&& o) noexcept
-    : fd_(o.fd_), base_(o.base_), size_(o.size_), workers_(o.workers_), layout_(o.layout_),
+    : fd_(o.fd_), base_(o.base_), size_(o.size_), workers_(o.workers_), front_rows_(o.front_rows_),
+      layout_(o.layout_),
       routes_(std::move(o.routes_)), backends_(std::move(o.backends_)) {
   o.fd_ = -1;
   o.base_ = nullptr;

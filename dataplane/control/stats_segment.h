@@ -18,8 +18,11 @@ namespace lode::control {
 
 class StatsSegment {
  public:
+  // front_rows: series rows for the dpdk front's lcores (routes(workers + l)
+  // is lcore l's); 0 with the kernel front.
   static Result<StatsSegment, std::string> create(uint32_t workers, uint32_t route_slots = stats::kRouteSlots,
-                                                  uint32_t backend_slots = stats::kBackendSlots);
+                                                  uint32_t backend_slots = stats::kBackendSlots,
+                                                  uint32_t front_rows = 0);
   StatsSegment(StatsSegment&& o) noexcept;
   StatsSegment& operator=(StatsSegment&&) = delete;
   StatsSegment(const StatsSegment&) = delete;
@@ -28,11 +31,13 @@ class StatsSegment {
   stats::WorkerStats* worker(uint32_t i) noexcept;
   // The dpdk front's lcores' counters.
   stats::FrontArea* front() noexcept;
-  // Worker i's series arrays, indexed by slot.
+  // Row i's series arrays, indexed by slot: worker i's (i < workers), or
+  // the front's lcore i - workers.
   stats::RouteSeries* routes(uint32_t i) noexcept;
   stats::BackendSeries* backends(uint32_t i) noexcept;
   int fd() const noexcept { return fd_; }
   uint32_t workers() const noexcept { return workers_; }
+  uint32_t front_rows() const noexcept { return front_rows_; }
 
   // Series slots (one writer thread: the one that publishes runtimes).
   // A name seen before keeps its slot. `epoch` is the configuration
@@ -62,6 +67,7 @@ class StatsSegment {
   void* base_ = nullptr;
   size_t size_ = 0;
   uint32_t workers_ = 0;
+  uint32_t front_rows_ = 0;
   stats::SegmentLayout layout_{};
   Kind routes_{stats::SeriesKind::kRoute, 0, 0, 1, {}, {}, {}, {}};
   Kind backends_{stats::SeriesKind::kBackend, 0, 0, 1, {}, {}, {}, {}};

@@ -157,6 +157,7 @@ void FlowEngine::erase(Flow& f) noexcept {
     if (f.rt == pools_rt_ && f.pool < pools_.size()) f.rt->pools[f.pool].pool->on_close(pools_[f.pool], f.backend);
     f.picked = false;
   }
+  uncount(f);
   f.backend_mac_known = false;
   f.tried = route::TriedSet{};
   f.fin_from_client = f.fin_from_backend = false;
@@ -600,7 +601,9 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
     return;
   }
   const route::RouteView rv = table.route(m.route);
+  if (rv.action != route::Action::kTerminate) count_route(f, m.route);
   if (rv.action == route::Action::kReject) {
+    if (f.series != nullptr) series_add(f.series->refused);
     if (rv.reject_with_reset()) {
       ++stats_.rejects_reset;
       reset_flow(f, out);
@@ -622,6 +625,36 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
   }
   ++stats_.action_unsupported;
   reset_flow(f, out);
+}
+
+void FlowEngine::count_route(Flow& f, uint32_t route) noexcept {
+  const std::vector<uint32_t>& slots = f.rt->listeners[f.listener].route_slots;
+  if (cfg_.route_series == nullptr || route >= slots.size()) return;
+  f.series = &cfg_.route_series[slots[route]];
+  series_add(f.series->connections);
+  series_add(f.series->active);
+}
+
+void FlowEngine::count_backend_pick(Flow& f, uint32_t backend) noexcept {
+  const std::vector<uint32_t>& slots = f.rt->pools[f.pool].backend_slots;
+  if (cfg_.backend_series == nullptr || backend >= slots.size()) return;
+  f.bseries = &cfg_.backend_series[slots[backend]];
+  series_add(f.bseries->picks);
+  series_add(f.bseries->active);
+}
+
+void FlowEngine::count_backend_failed(Flow& f) noexcept {
+  if (f.bseries == nullptr) return;
+  series_add(f.bseries->connect_failures);
+  series_sub(f.bseries->active);
+  f.bseries = nullptr;
+}
+
+void FlowEngine::uncount(Flow& f) noexcept {
+  if (f.series != nullptr) series_sub(f.series->active);
+  if (f.bseries != nullptr) series_sub(f.bseries->active);
+  f.series = nullptr;
+  f.bseries = nullptr;
 }
 
 // Sends `data` and our FIN, acknowledging everything the client sent, and

@@ -196,6 +196,12 @@ struct EngineConfig {
   // defaults), per lcore.
   uint32_t icmp_per_second = 1000;
   uint32_t icmp_burst = 50;
+  // This lcore's row of the per-route and per-backend series (the stats
+  // segment's, indexed by the runtime's slots; null: not counted): the
+  // flows the engine routes itself, passthrough and reject. Terminate flows
+  // are counted by the worker that takes them.
+  stats::RouteSeries* route_series = nullptr;
+  stats::BackendSeries* backend_series = nullptr;
 };
 
 class FlowEngine {
@@ -331,6 +337,18 @@ class FlowEngine {
   // A token of the ICMP rate limit (EngineConfig::icmp_per_second), or false
   // (counted in icmp_rate_limited).
   bool take_icmp_token() noexcept;
+  // A client leg's error that this lcore holds no flow for: RSS put the
+  // client's segments where their 4-tuple hashes, the router's error (other
+  // addresses, no ports) maybe elsewhere. Handed to the lcore the client's
+  // 4-tuple hashes to when the NIC's Toeplitz hash is known and trusted,
+  // else a copy to every other lcore within the ICMP rate (true); false
+  // when there is no other lcore to ask.
+  bool pass_client_leg_error(const FlowKey& client, std::span<const uint8_t> frame, FrameSink& out) noexcept;
+  // Whether a client's segments reach the queue its 4-tuple hashes to by
+  // our Toeplitz key and RETA (the NIC's hashes have not disagreed).
+  bool client_queue_known() const noexcept {
+    return cfg_.rss && !cfg_.rss_disabled->load(std::memory_order_relaxed);
+  }
   // The SYN cookies' clock (key epochs, 64 s slots): wall-clock time, so that
   // nodes sharing a secret agree (EngineConfig::cookie_clock_offset_ms).
   uint64_t cookie_ms(uint64_t now_ms) const noexcept {
@@ -467,6 +485,12 @@ class FlowEngine {
   // A copy of an ARP reply or neighbour advertisement for every other lcore.
   void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
+  // The series (EngineConfig::route_series / backend_series): the route a
+  // flow was routed to, the backend picked for it, the end of either.
+  void count_route(Flow& f, uint32_t route) noexcept;
+  void count_backend_pick(Flow& f, uint32_t backend) noexcept;
+  void count_backend_failed(Flow& f) noexcept;
+  void uncount(Flow& f) noexcept;
   TcpSegment to_backend(const Flow& f) const noexcept;
   TcpSegment to_client(const Flow& f) const noexcept;
 
@@ -488,10 +512,16 @@ class FlowEngine {
   // until prev_cookies_until_ms_.
   std::optional<SynCookies> prev_cookies_;
   uint64_t prev_cookies_until_ms_ = 0;
-  // The ICMP token bucket, in thousandths of a token.
-  uint64_t icmp_millitokens_ = 0;
-  uint64_t icmp_refilled_ms_ = 0;
-  bool icmp_bucket_started_ = false;
+  // icmp_burst tokens refilled at icmp_per_second, in thousandths of a
+  // token: one for the errors this lcore sends, one for the client-leg
+  // errors it copies to the other lcores.
+  struct TokenBucket {
+    uint64_t millitokens = 0;
+    uint64_t refilled_ms = 0;
+    bool started = false;
+    bool take(uint64_t now_ms, uint32_t per_second, uint32_t burst) noexcept;
+  };
+  TokenBucket icmp_bucket_, icmp_share_bucket_;
   bool redirected_ = false;  // the frame being handled came from another lcore
   FrontStats stats_;
   // Flows: fixed slots, an open-addressing index (linear probing, backward

@@ -57,6 +57,11 @@ struct FlowEngine::Flow {
   uint64_t deadline = 0;
   uint64_t linked_ms = 0;  // when the flow was put at the tail of its list
   std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
+  // The route's and the picked backend's series (count_route,
+  // count_backend_pick): bytes are counted as the legs' sequence numbers
+  // move, active until the flow ends. Null: not counted.
+  stats::RouteSeries* series = nullptr;
+  stats::BackendSeries* bseries = nullptr;
 
   uint16_t vlan = 0;
   uint32_t listener = 0;
@@ -78,6 +83,23 @@ struct FlowEngine::Flow {
   uint8_t tries = 0;             // SYNs sent to this backend, or replays sent
   uint32_t replay_end = 0;       // the client sequence number after the replayed bytes
 };
+
+// A series counter of this lcore's row (one writer: relaxed load and
+// store, no read-modify-write).
+inline void series_add(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void series_sub(std::atomic<uint64_t>& c) noexcept {
+  const uint64_t v = c.load(std::memory_order_relaxed);
+  c.store(v > 0 ? v - 1 : 0, std::memory_order_relaxed);
+}
+
+// The bytes a segment ending at `end` (its FIN included) adds past `nxt`,
+// the end of what went before on its leg, when it does (seq_geq): a
+// retransmission adds none, a FIN takes a sequence number but is no byte.
+inline uint32_t new_bytes(uint32_t end, uint32_t nxt, uint8_t flags) noexcept {
+  return end - nxt - ((flags & kTcpFin) && end != nxt ? 1 : 0);
+}
 
 // The backend's window field (its shift `from`; -1: it does not scale) in
 // the shift `to` we gave the client: rounded down, never more than the

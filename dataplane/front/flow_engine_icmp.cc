@@ -41,10 +41,16 @@
 // client forging errors about its own flow, which pass every check) lowers the
 // segments that backend sends every client for as long as its kernel keeps
 // the value (Linux: net.ipv4.route.mtu_expires, 10 minutes); hence client-leg
-// errors tell the backend 1280 at the least (kClientLegMtuFloor). With several
-// lcores a client-leg error is found only by the lcore that holds the flow
-// (RSS spreads ICMP by addresses, not by the quoted ports); a backend-leg one
-// goes to its flow's lcore by the local port.
+// errors tell the backend 1280 at the least (kClientLegMtuFloor).
+//
+// Several lcores: RSS spreads ICMP by its addresses (the router's and ours),
+// not by the quoted ports, so an error may reach an lcore that does not
+// hold its flow. A backend-leg error goes to the owner of its return
+// 4-tuple (owner_of). A client-leg one goes to the lcore the client's
+// 4-tuple hashes to when the NIC's Toeplitz key and RETA are ours and its
+// hashes agree with ours; otherwise (the tap's queue choice, a NIC that
+// disagreed) every other lcore gets a copy, at most icmp_per_second of them
+// a second per lcore (pass_client_leg_error).
 #include <algorithm>
 
 #include "dataplane/front/flow_engine_flow.h"
@@ -85,24 +91,53 @@ uint32_t other_leg_mtu(uint32_t mtu, uint8_t from, uint8_t to) noexcept {
 
 }  // namespace
 
+bool FlowEngine::TokenBucket::take(uint64_t now_ms, uint32_t per_second, uint32_t burst) noexcept {
+  const uint64_t cap = uint64_t{burst} * 1000;
+  if (!started) {
+    started = true;
+    millitokens = cap;
+    refilled_ms = now_ms;
+  }
+  if (now_ms > refilled_ms) {
+    // per_second tokens a second: that many thousandths a millisecond.
+    const uint64_t elapsed = std::min<uint64_t>(now_ms - refilled_ms, 3'600'000);
+    millitokens = std::min(cap, millitokens + elapsed * per_second);
+    refilled_ms = now_ms;
+  }
+  if (millitokens < 1000) return false;
+  millitokens -= 1000;
+  return true;
+}
+
 bool FlowEngine::take_icmp_token() noexcept {
-  const uint64_t cap = uint64_t{cfg_.icmp_burst} * 1000;
-  if (!icmp_bucket_started_) {
-    icmp_bucket_started_ = true;
-    icmp_millitokens_ = cap;
-    icmp_refilled_ms_ = now_ms_;
+  if (icmp_bucket_.take(now_ms_, cfg_.icmp_per_second, cfg_.icmp_burst)) return true;
+  ++stats_.icmp_rate_limited;
+  return false;
+}
+
+bool FlowEngine::pass_client_leg_error(const FlowKey& client, std::span<const uint8_t> frame,
+                                       FrameSink& out) noexcept {
+  if (cfg_.lcores <= 1 || redirected_) return false;
+  if (client_queue_known()) {
+    // The NIC put the client's segments on the queue their 4-tuple hashes to.
+    const uint16_t q = cfg_.rss->queue_of(client);
+    if (q >= cfg_.lcores || q == cfg_.lcore) return false;
+    if (out.redirect(q, frame)) {
+      ++stats_.redirected_out;
+    } else {
+      ++stats_.redirect_drops;
+    }
+    return true;
   }
-  if (now_ms_ > icmp_refilled_ms_) {
-    // icmp_per_second tokens a second: that many thousandths a millisecond.
-    const uint64_t elapsed = std::min<uint64_t>(now_ms_ - icmp_refilled_ms_, 3'600'000);
-    icmp_millitokens_ = std::min(cap, icmp_millitokens_ + elapsed * cfg_.icmp_per_second);
-    icmp_refilled_ms_ = now_ms_;
-  }
-  if (icmp_millitokens_ < 1000) {
+  // No hash we know (the tap's, or a NIC whose hash disagreed with ours):
+  // every other lcore looks, within the ICMP rate (a flood of errors about
+  // made-up clients costs the other lcores no more than that).
+  if (!icmp_share_bucket_.take(now_ms_, cfg_.icmp_per_second, cfg_.icmp_burst)) {
     ++stats_.icmp_rate_limited;
-    return false;
+    return true;
   }
-  icmp_millitokens_ -= 1000;
+  ++stats_.icmp_too_big_shared;
+  share_with_lcores(frame, out);
   return true;
 }
 
@@ -172,10 +207,18 @@ void FlowEngine::on_icmp_too_big(const Packet& p, std::span<const uint8_t> frame
   }
   Flow* f = lookup(rev, h);
   if (f == nullptr) {
-    // A backend leg another lcore owns (by its return 4-tuple: with
-    // Toeplitz RSS the port alone does not name the owner): its error goes
-    // there (a VIP's port is no local port: a client leg's error stays here).
-    if (find_vip(q.src, q.sport) == nullptr && redirect_to_owner(rev, false, frame, out)) return;
+    if (find_vip(q.src, q.sport) == nullptr) {
+      // A backend leg another lcore owns (by its return 4-tuple: with
+      // Toeplitz RSS the port alone does not name the owner): its error goes
+      // there.
+      if (redirect_to_owner(rev, false, frame, out)) return;
+    } else {
+      // A client leg: the lcore the client's segments reach holds it.
+      if (pass_client_leg_error(rev, frame, out)) return;
+      // A copy shared with every lcore: the one holding the flow counts it,
+      // the others say nothing (icmp_too_big_shared counted it once).
+      if (redirected_ && !client_queue_known()) return;
+    }
     ++stats_.icmp_too_big_no_flow;
     return;
   }

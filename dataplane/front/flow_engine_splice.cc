@@ -155,12 +155,14 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   const SocketAddress* addr = pick ? &pr.pool->backend(*pick).address : nullptr;
   if (addr == nullptr || (addr->family() != AF_INET && addr->family() != AF_INET6)) {
     ++stats_.backend_no_pick;
+    if (f.series != nullptr) series_add(f.series->refused);
     if (pick && own_state) pr.pool->on_connect_fail(st, *pick, now_ms_);
     reset_flow(f, out);
     return;
   }
   f.backend = *pick;
   f.picked = own_state;
+  count_backend_pick(f, *pick);
   FlowKey bk;
   if (addr->family() == AF_INET) {
     bk.src = IpAddr::v4(ntohl(reinterpret_cast<const sockaddr_in*>(&addr->storage)->sin_addr.s_addr));
@@ -323,6 +325,9 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     }
     if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != syn_next) return;
     if (f.picked) f.rt->pools[f.pool].pool->on_connect_ok(pools_[f.pool], f.backend);
+    if (f.bseries != nullptr) series_add(f.bseries->connects);
+    // The hello, replayed to the backend now, came from the client.
+    if (f.series != nullptr) series_add(f.series->bytes_in, f.hello.contiguous().size());
     f.backend_isn = p.seq;
     f.delta = (f.snd_nxt - 1) - f.backend_isn;
     f.backend_wscale = f.syn.wscale >= 0 ? std::min<int8_t>(std::max<int8_t>(p.options.wscale, 0), 14) : -1;
@@ -390,7 +395,10 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
 // What a segment sent to the client (copied or in place) changes in the flow.
 void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_client;
-  if (seq_geq(end, f.snd_nxt)) f.snd_nxt = end;
+  if (seq_geq(end, f.snd_nxt)) {
+    if (f.series != nullptr) series_add(f.series->bytes_out, new_bytes(end, f.snd_nxt, flags));
+    f.snd_nxt = end;
+  }
   if (flags & kTcpRst) {
     erase(f);
     return;
@@ -440,7 +448,10 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
 
 void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_backend;
-  if (seq_geq(end, f.to_backend_nxt)) f.to_backend_nxt = end;
+  if (seq_geq(end, f.to_backend_nxt)) {
+    if (f.series != nullptr) series_add(f.series->bytes_in, new_bytes(end, f.to_backend_nxt, flags));
+    f.to_backend_nxt = end;
+  }
   if (flags & kTcpRst) {
     erase(f);
     return;
@@ -468,6 +479,7 @@ void FlowEngine::fail_backend(Flow& f, FrameSink& out) noexcept {
     pr.pool->on_connect_fail(pools_[f.pool], f.backend, now_ms_);
     f.picked = false;
   }
+  count_backend_failed(f);
   if (f.tried.attempts() <= f.rt->limits.connect_retries && f.tried.attempts() < pr.pool->size()) {
     connect_backend(f, out);
     return;

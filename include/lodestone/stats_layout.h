@@ -12,10 +12,10 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 13 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 14 (offsets from the header's fields; see SegmentLayout):
 //
-//   0                   StatsHeader (64 bytes)
-//   64                  WorkerStats[workers]: the counters below, then hello
+//   0                   StatsHeader (128 bytes)
+//   128                 WorkerStats[workers]: the counters below, then hello
 //                       errors by reason, alerts sent by code, and a ring of
 //                       the last names refused (for the status page)
 //   front_offset        FrontArea: the dpdk front's lcores' counters
@@ -23,8 +23,14 @@
 //                       (listener, route) or backend (pool, backend id) each
 //                       series slot counts, written by the dataplane's main
 //                       thread when a configuration is applied
-//   routes_offset       RouteSeries[workers][route_slots]
-//   backends_offset     BackendSeries[workers][backend_slots]
+//   routes_offset       RouteSeries[workers + front_rows][route_slots]
+//   backends_offset     BackendSeries[workers + front_rows][backend_slots]
+//
+// Series rows: one per worker, then (front = "dpdk") front_rows for the
+// front's lcores, lcore l in row workers + l: the flows the dataplane
+// routes itself (passthrough, reject; terminate flows are counted by the
+// worker that takes them). Readers sum the workers' rows and the rows of
+// the lcores started (FrontArea::lcores), never the untouched rest.
 //
 // Series slots: slot 0 of each kind is "(other)" (a configuration with more
 // routes or backends than slots counts the rest there). A name keeps its slot
@@ -157,7 +163,7 @@ namespace lode::stats {
   X(icmp_too_big_no_flow, "ICMP too-big errors of no spliced flow (or a flow still at its hello), dropped") \
   X(icmp_too_big_bad_seq, "ICMP too-big errors quoting a sequence number outside the unacknowledged window, dropped") \
   X(icmp_too_big_bad, "ICMP too-big errors with a malformed quote or an implausible MTU, dropped") \
-  X(icmp_rate_limited, "ICMP errors not sent: the lcore's ICMP rate limit")              \
+  X(icmp_rate_limited, "ICMP errors not sent (or not copied to the other lcores): the lcore's ICMP rate limit") \
   X(backend_nd_solicits, "neighbour solicitations for backends' IPv6 next hops")         \
   X(backend_no_route, "passthrough flows reset: backend off the link with no gateway, or no VIP of its family") \
   X(neighbor_ignored, "ARP replies / neighbour advertisements we did not ask for, ignored") \
@@ -165,6 +171,7 @@ namespace lode::stats {
   X(rss_port_fallbacks, "backend / hand-off legs given a local port by the port rule: no port hashing to the lcore's RSS queue was free, or the NIC's hash disagreed with ours (rss_hash_disabled)") \
   X(rss_hash_checked, "received TCP segments whose NIC RSS hash was compared with our Toeplitz hash (the first 64 per lcore, then 1 in 1,024)") \
   X(rss_hash_mismatches, "of those, segments whose NIC RSS hash differed from ours") \
+  X(icmp_too_big_shared, "ICMP too-big errors about a client leg this lcore does not hold, copied to every other lcore (no RSS hash to name the holder); counted again where one holds it") \
   X(rss_hash_disabled, "1 on the lcore whose mismatches turned local port choice by RSS hash off for every lcore (new legs: the port rule); summed: 0 or 1")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
@@ -331,7 +338,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 13;
+inline constexpr uint32_t kStatsLayoutVersion = 14;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;
@@ -354,25 +361,28 @@ struct StatsHeader {
   uint16_t backend_counters;   // kBackendCounterCount
   uint16_t handshake_buckets;  // kHandshakeBuckets
   uint16_t front_counters;     // kFrontCounterCount
+  uint32_t front_rows;         // series rows for the dpdk front's lcores (0: kernel front)
 };
-static_assert(sizeof(StatsHeader) <= 64);
-inline constexpr size_t kStatsHeaderSize = 64;
+inline constexpr size_t kStatsHeaderSize = 128;
+static_assert(sizeof(StatsHeader) <= kStatsHeaderSize);
 
 // Where each part of a segment lives.
 struct SegmentLayout {
   size_t front_offset = 0, names_offset = 0, routes_offset = 0, backends_offset = 0, size = 0;
-  static constexpr SegmentLayout of(uint64_t workers, uint64_t route_slots, uint64_t backend_slots) noexcept {
+  static constexpr SegmentLayout of(uint64_t workers, uint64_t route_slots, uint64_t backend_slots,
+                                    uint64_t front_rows = 0) noexcept {
     SegmentLayout l;
+    const uint64_t rows = workers + front_rows;
     l.front_offset = kStatsHeaderSize + workers * sizeof(WorkerStats);
     l.names_offset = l.front_offset + sizeof(FrontArea);
     l.routes_offset = l.names_offset + (route_slots + backend_slots) * sizeof(SeriesName);
-    l.backends_offset = l.routes_offset + workers * route_slots * sizeof(RouteSeries);
-    l.size = l.backends_offset + workers * backend_slots * sizeof(BackendSeries);
+    l.backends_offset = l.routes_offset + rows * route_slots * sizeof(RouteSeries);
+    l.size = l.backends_offset + rows * backend_slots * sizeof(BackendSeries);
     return l;
   }
 };
-inline size_t stats_size(uint32_t workers) noexcept {
-  return SegmentLayout::of(workers, kRouteSlots, kBackendSlots).size;
+inline size_t stats_size(uint32_t workers, uint32_t front_rows = 0) noexcept {
+  return SegmentLayout::of(workers, kRouteSlots, kBackendSlots, front_rows).size;
 }
 inline constexpr uint32_t series_sizes() noexcept {
   return static_cast<uint32_t>(sizeof(RouteSeries) | sizeof(BackendSeries) << 16);
@@ -404,13 +414,13 @@ class StatsView {
         h.route_slots == 0 || h.route_slots > (1u << 20) || h.backend_slots == 0 || h.backend_slots > (1u << 20) ||
         h.series_sizes != series_sizes() || h.route_counters != kRouteCounterCount ||
         h.backend_counters != kBackendCounterCount || h.handshake_buckets != kHandshakeBuckets ||
-        h.front_counters != kFrontCounterCount ||
-        SegmentLayout::of(h.workers, h.route_slots, h.backend_slots).size > bytes.size()) {
+        h.front_counters != kFrontCounterCount || h.front_rows > kMaxFrontLcores ||
+        SegmentLayout::of(h.workers, h.route_slots, h.backend_slots, h.front_rows).size > bytes.size()) {
       return false;
     }
     out.bytes_ = bytes;
     out.header_ = h;
-    out.layout_ = SegmentLayout::of(h.workers, h.route_slots, h.backend_slots);
+    out.layout_ = SegmentLayout::of(h.workers, h.route_slots, h.backend_slots, h.front_rows);
     return true;
   }
   uint32_t workers() const noexcept { return header_.workers; }
@@ -453,22 +463,29 @@ class StatsView {
     return reinterpret_cast<const BackendSeries*>(bytes_.data() +
                                                   layout_.backends_offset)[size_t{w} * header_.backend_slots + s];
   }
-  // Route counter `c` (index into kRouteCounters) of slot `s`, summed over workers.
+  // The series rows in use: the workers', then those of the front's
+  // lcores started.
+  uint32_t series_rows() const noexcept { return header_.workers + std::min(front_lcores(), header_.front_rows); }
+  // Route counter `c` (index into kRouteCounters) of slot `s`, summed over
+  // the rows (workers and front lcores).
   uint64_t route_total(uint32_t s, size_t c) const noexcept {
     uint64_t t = 0;
-    for (uint32_t w = 0; w < header_.workers; ++w) {
+    const uint32_t rows = series_rows();
+    for (uint32_t w = 0; w < rows; ++w) {
       t += reinterpret_cast<const std::atomic<uint64_t>*>(&route(w, s))[c].load(std::memory_order_relaxed);
     }
     return t;
   }
   uint64_t route_bucket_total(uint32_t s, size_t bucket) const noexcept {
     uint64_t t = 0;
-    for (uint32_t w = 0; w < header_.workers; ++w) t += route(w, s).handshake_buckets[bucket].load(std::memory_order_relaxed);
+    const uint32_t rows = series_rows();
+    for (uint32_t w = 0; w < rows; ++w) t += route(w, s).handshake_buckets[bucket].load(std::memory_order_relaxed);
     return t;
   }
   uint64_t backend_total(uint32_t s, size_t c) const noexcept {
     uint64_t t = 0;
-    for (uint32_t w = 0; w < header_.workers; ++w) {
+    const uint32_t rows = series_rows();
+    for (uint32_t w = 0; w < rows; ++w) {
       t += reinterpret_cast<const std::atomic<uint64_t>*>(&backend(w, s))[c].load(std::memory_order_relaxed);
     }
     return t;

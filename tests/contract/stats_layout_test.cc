@@ -89,9 +89,50 @@ TEST(StatsLayout, OtherLayoutsAndShortSegmentsAreRefused) {
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.backend_counters = 0; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.handshake_buckets = kHandshakeBuckets - 1; }));
   EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.front_counters = 1; }));
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.front_rows = 1; }));  // rows beyond the file
+  EXPECT_FALSE(with([](StatsHeader& h, auto&) { h.front_rows = kMaxFrontLcores + 1; }));
   EXPECT_FALSE(control::StatsSegment::create(0));
   EXPECT_FALSE(control::StatsSegment::create(kMaxWorkers + 1));
   EXPECT_FALSE(control::StatsSegment::create(1, 1, 8));  // slot 0 alone is "(other)"
+  EXPECT_FALSE(control::StatsSegment::create(1, 8, 8, kMaxFrontLcores + 1));
+}
+
+// The dpdk front's lcores count the flows they route themselves in rows of
+// their own after the workers': summed with the workers' once the lcores
+// have started, and only the rows of lcores started.
+TEST(StatsLayout, FrontLcoresHaveSeriesRowsAfterTheWorkers) {
+  auto seg = control::StatsSegment::create(2, 8, 8, 4);
+  ASSERT_TRUE(seg) << seg.error();
+  EXPECT_EQ(seg->front_rows(), 4u);
+  const uint32_t route = seg->route_slot("vip", "pass", 1);
+  const uint32_t be = seg->backend_slot("pool", "10.0.0.9:443", 1);
+  worker::bump(seg->routes(0)[route].connections, 1);
+  worker::bump(seg->routes(2)[route].connections, 10);   // lcore 0
+  worker::bump(seg->routes(3)[route].connections, 100);  // lcore 1
+  worker::bump(seg->backends(3)[be].picks, 7);
+  worker::bump(seg->routes(5)[route].connections, 1000);  // lcore 3: not started
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_EQ(v.series_rows(), 2u) << "no lcore started yet";
+  EXPECT_EQ(v.route_total(route, 0), 1u);
+  seg->front()->lcores.store(2);
+  EXPECT_EQ(v.series_rows(), 4u);
+  EXPECT_EQ(kRouteCounters[0].name, "connections");
+  EXPECT_EQ(v.route_total(route, 0), 111u);
+  EXPECT_EQ(kBackendCounters[0].name, "picks");
+  EXPECT_EQ(v.backend_total(be, 0), 7u);
+  seg->front()->lcores.store(kMaxFrontLcores);  // more lcores than rows: the rows
+  EXPECT_EQ(v.series_rows(), 6u);
+  EXPECT_EQ(v.route_total(route, 0), 1111u);
+  // A kernel front's segment has no such rows.
+  auto kernel = control::StatsSegment::create(2, 8, 8);
+  ASSERT_TRUE(kernel);
+  kernel->front()->lcores.store(2);
+  ReadOnly kro(kernel->fd());
+  StatsView kv;
+  ASSERT_TRUE(StatsView::open({kro.base, kro.size}, kv));
+  EXPECT_EQ(kv.series_rows(), 2u);
 }
 
 TEST(StatsLayout, TheDpdkFrontsLcoresAreReadOnceStarted) {

@@ -128,6 +128,25 @@ assert_eq "/metrics: pings answered (lodestone_front_echo_replies_total)" 3 "$(f
 assert_eq "/metrics: passthrough flows" 2 "$(fm passthrough_flows)"
 assert_ge "/metrics: SYN cookies" "$(fm syn_cookies)" 10000
 assert_eq "/metrics: one lcore" 0 "$(grep -c 'lcore="1"' "$T/metrics.txt")"
+# The flows the dataplane routed itself, in the per-route and per-backend
+# series (the lcore's row of the stats segment, summed with the workers').
+series() { awk -v fam="$1" -v lbl="$2" 'index($1, fam "{") == 1 && index($1, lbl) { print $2 }' "$T/metrics.txt"; }
+assert_eq "/metrics: route p, its two passthrough connections" 2 \
+  "$(series lodestone_route_connections_total 'route="p"}')"
+assert_eq "/metrics: route p, none open now" 0 "$(series lodestone_route_active_connections 'route="p"}')"
+assert_ge "/metrics: route p, the 20 MB to the client counted" \
+  "$(series lodestone_route_bytes_total 'route="p",direction="out"}')" 20000000
+assert_ge "/metrics: route p, the hellos from the client counted" \
+  "$(series lodestone_route_bytes_total 'route="p",direction="in"}')" 400
+assert_eq "/metrics: route r, 7 connections refused (2 + 5 during the flood)" 7 \
+  "$(series lodestone_route_rejects_total 'route="r"}')"
+assert_eq "/metrics: route rr, its reset reject" 1 "$(series lodestone_route_rejects_total 'route="rr"}')"
+assert_eq "/metrics: backend $NET.9:443 picked twice" 2 \
+  "$(series lodestone_backend_connections_total "backend=\"$NET.9:443\"}")"
+assert_eq "/metrics: backend $NET.9:443 established twice" 2 \
+  "$(series lodestone_backend_established_total "backend=\"$NET.9:443\"}")"
+assert_eq "/metrics: backend $NET.9:443, none open now" 0 \
+  "$(series lodestone_backend_active_connections "backend=\"$NET.9:443\"}")"
 if command -v promtool >/dev/null; then
   assert_eq "/metrics passes promtool with the front's families" "" "$(promtool check metrics <"$T/metrics.txt" 2>&1)"
 fi

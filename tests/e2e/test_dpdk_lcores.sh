@@ -144,6 +144,16 @@ assert_eq "stats: the passthrough flows" "$((CONNS / 2))" "$(front passthrough_f
 assert_eq "stats: the hand-offs" "$((CONNS / 2))" "$(front handoff_flows)"
 assert_eq "stats: no hand-off failed" 0 "$(front handoff_failures)"
 assert_eq "stats: no backend connect failed" 0 "$(front backend_connect_failures)"
+# Both lcores' rows of the per-route series, summed with the workers': each
+# passthrough flow once (by the lcore that routed it), each terminated one
+# once (by the worker that took it, not again by the lcore).
+series() { awk -v fam="$1" -v lbl="$2" 'index($1, fam "{") == 1 && index($1, lbl) { print $2 }' "$T/metrics.txt"; }
+assert_eq "/metrics: route p, every passthrough connection once over both lcores" "$((CONNS / 2))" \
+  "$(series lodestone_route_connections_total 'route="p"}')"
+assert_eq "/metrics: route t, every terminated connection once" "$((CONNS / 2))" \
+  "$(series lodestone_route_connections_total 'route="t"}')"
+assert_eq "/metrics: pool p's backend, every passthrough connection established once" "$((CONNS / 2))" \
+  "$(series lodestone_backend_established_total 'pool="p",')"
 
 dpdk_stop 15
 taps_gone

@@ -21,32 +21,9 @@ using namespace fixture;
 const IpAddr kBackend = IpAddr::v4(0x0a000009);  // 10.0.0.9
 constexpr uint16_t kVipPortInRange = 20002;      // a VIP port among the local ports
 
-// Takes frames in place, and records the frames handed to other lcores.
-class Sink : public RecordingSink {
- public:
-  Sink() { in_place = true; }
-  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
-    if (!accept_redirects) return false;
-    redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
-    return true;
-  }
-  struct Redirect {
-    uint32_t lcore;
-    std::vector<uint8_t> frame;
-  };
-  std::vector<Redirect> redirects;
-  bool accept_redirects = true;  // false: a full ring
-};
-
-struct Lcore {
-  std::unique_ptr<FlowEngine> engine;
-  Sink wire, exc;
-};
-
-struct Out {
-  std::vector<Packet> wire, exc;
-  std::vector<Sink::Redirect> redirects;
-};
+using Sink = RedirectSink;
+using Lcore = TestLcore;
+using Out = LcoreOut;
 
 class FlowEngineLcoresTest : public ::testing::Test {
  protected:
@@ -90,32 +67,9 @@ class FlowEngineLcoresTest : public ::testing::Test {
                    flags, seq, ack, 1000, payload);
   }
 
-  // A frame into lcore i: received (redirected = false) or from another
-  // lcore (redirected = true), from the wire or the exception port.
-  Out feed(uint32_t i, std::vector<uint8_t> frame, bool exception = false,
-           bool redirected = false) {
-    Lcore& l = lc_[i];
-    l.wire.frames.clear();
-    l.exc.frames.clear();
-    l.wire.redirects.clear();
-    stored_.push_back(std::move(frame));
-    std::span<uint8_t> f = stored_.back();
-    if (redirected) {
-      l.engine->on_redirected_frame_in_place(f, kT, l.wire, exception);
-    } else if (exception) {
-      l.engine->on_exception_frame_in_place(f, kT, l.wire);
-    } else {
-      l.engine->on_frame_in_place(f, kT, l.wire);
-    }
-    Out o;
-    for (auto& fr : l.wire.frames) o.wire.push_back(parse_frame(keep(fr)));
-    for (auto& fr : l.exc.frames) o.exc.push_back(parse_frame(keep(fr)));
-    o.redirects = l.wire.redirects;
-    return o;
-  }
-  std::span<const uint8_t> keep(const std::vector<uint8_t>& f) {
-    outs_.push_back(f);
-    return outs_.back();
+  // A frame into lcore i (LcoreFeeder::feed).
+  Out feed(uint32_t i, std::vector<uint8_t> frame, bool exception = false, bool redirected = false) {
+    return feeder_.feed(lc_[i], std::move(frame), exception, redirected);
   }
 
   // A client flow on lcore i up to our SYN to its backend (passthrough,
@@ -151,8 +105,8 @@ class FlowEngineLcoresTest : public ::testing::Test {
   }
 
   Lcore lc_[2];
+  LcoreFeeder feeder_;
   test::Bytes hello_;
-  std::vector<std::vector<uint8_t>> stored_, outs_;
 };
 
 TEST_F(FlowEngineLcoresTest, EachLcoreTakesOnlyItsOwnLocalPortsAndNeverAVipPort) {
@@ -340,6 +294,61 @@ TEST_F(FlowEngineLcoresTest, AnArpAnswerToOneLcoresRequestReachesItFromTheOther)
   EXPECT_EQ(o.wire[0].dst, kBackend);
   EXPECT_EQ(o.wire[0].dst_mac, kBackendMac);
   EXPECT_TRUE(o.redirects.empty()) << "a copy is not copied again";
+}
+
+// A router on the client's path cannot pass the backend's bytes on. Its
+// error carries the router's address and ours, no ports of the flow, so the
+// queue it lands on says nothing of the flow's lcore; without an RSS hash we
+// know (the tap's queue choice) the lcore that holds no flow copies it to
+// every other lcore, and only the holder answers.
+TEST_F(FlowEngineLcoresTest, AClientLegErrorOnAnotherLcoreIsCopiedToEveryLcoreAndRelayedByTheHolder) {
+  uint32_t isn = 0;
+  const Packet syn = open(0, 40005, "p.test", isn);
+  ASSERT_EQ(syn.l4, L4::kTcp);
+  const uint32_t b = 0x70000000;
+  const Packet to_client = feeder_.splice_and_send_down(lc_[0], syn, hello_.size(), b, 1300);
+  ASSERT_EQ(to_client.dst, kClient);
+
+  const std::vector<uint8_t> err = router_too_big(to_client, 1000);
+  Out o = feed(1, err);
+  EXPECT_TRUE(o.wire.empty()) << "the lcore without the flow answers nothing";
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, FrameSink::kEveryLcore);
+  EXPECT_EQ(o.redirects[0].frame, err);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_shared, 1u);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 0u);
+  // The holder relays it to the backend, in the backend's terms.
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  const Packet& e = o.wire[0];
+  EXPECT_EQ(e.l4, L4::kIcmp);
+  EXPECT_EQ(e.dst, kBackend);
+  EXPECT_EQ(e.icmp.next_hop_mtu, 1280u) << "a client path's error tells a backend 1280 at least";
+  ASSERT_EQ(e.icmp.quote.status, IcmpQuote::Status::kTcp);
+  EXPECT_EQ(e.icmp.quote.src, kBackend);
+  EXPECT_EQ(e.icmp.quote.dport, syn.sport);
+  EXPECT_EQ(e.icmp.quote.seq, b + 1);
+  EXPECT_TRUE(o.redirects.empty()) << "a copy is not copied again";
+  EXPECT_EQ(lc_[0].engine->stats().icmp_too_big, 1u);
+
+  // An error about no client of either lcore: copied, and the copy found
+  // nothing, which only the copier counted (as shared).
+  Packet stranger = to_client;
+  stranger.dport = 40999;
+  o = feed(1, router_too_big(stranger, 1000));
+  ASSERT_EQ(o.redirects.size(), 1u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  EXPECT_TRUE(o.wire.empty());
+  EXPECT_EQ(lc_[0].engine->stats().icmp_too_big_no_flow, 0u);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 0u);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_shared, 2u);
+
+  // A flood of them costs the other lcores at most the ICMP rate: the
+  // bucket's burst (50, none refilled at one instant), then nothing.
+  size_t copied = 0;
+  for (int i = 0; i < 100; ++i) copied += feed(1, router_too_big(stranger, 1000)).redirects.size();
+  EXPECT_EQ(copied, 48u) << "50 in the burst, 2 taken above";
+  EXPECT_EQ(lc_[1].engine->stats().icmp_rate_limited, 52u);
 }
 
 TEST_F(FlowEngineLcoresTest, ALocalPortNamesItsLcoreOtherPortsNameTheOneAsked) {

@@ -45,29 +45,8 @@ std::vector<uint16_t> round_robin(size_t size, uint32_t queues) {
   return reta;
 }
 
-class Sink : public RecordingSink {
- public:
-  Sink() { in_place = true; }
-  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
-    redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
-    return true;
-  }
-  struct Redirect {
-    uint32_t lcore;
-    std::vector<uint8_t> frame;
-  };
-  std::vector<Redirect> redirects;
-};
-
-struct Lcore {
-  std::unique_ptr<FlowEngine> engine;
-  Sink wire, exc;
-};
-
-struct Out {
-  std::vector<Packet> wire, exc;
-  std::vector<Sink::Redirect> redirects;
-};
+using Lcore = TestLcore;
+using Out = LcoreOut;
 
 // A flow up to our SYN towards its backend or worker.
 struct Leg {
@@ -114,28 +93,7 @@ class FlowEngineRssTest : public ::testing::Test {
   }
 
   Out feed(uint32_t i, std::vector<uint8_t> frame, bool exception = false, bool redirected = false) {
-    Lcore& l = lc_[i];
-    l.wire.frames.clear();
-    l.exc.frames.clear();
-    l.wire.redirects.clear();
-    stored_.push_back(std::move(frame));
-    std::span<uint8_t> f = stored_.back();
-    if (redirected) {
-      l.engine->on_redirected_frame_in_place(f, kT, l.wire, exception);
-    } else if (exception) {
-      l.engine->on_exception_frame_in_place(f, kT, l.wire);
-    } else {
-      l.engine->on_frame_in_place(f, kT, l.wire);
-    }
-    Out o;
-    for (auto& fr : l.wire.frames) o.wire.push_back(parse_frame(keep(fr)));
-    for (auto& fr : l.exc.frames) o.exc.push_back(parse_frame(keep(fr)));
-    o.redirects = l.wire.redirects;
-    return o;
-  }
-  std::span<const uint8_t> keep(const std::vector<uint8_t>& f) {
-    outs_.push_back(f);
-    return outs_.back();
+    return feeder_.feed(lc_[i], std::move(frame), exception, redirected);
   }
 
   // A client flow on lcore i (IPv6 for p6.test) up to our SYN to its backend
@@ -206,8 +164,8 @@ class FlowEngineRssTest : public ::testing::Test {
   std::optional<RssHash> rss_;
   std::shared_ptr<worker::Runtime> runtime_;
   std::vector<Lcore> lc_;
+  LcoreFeeder feeder_;
   test::Bytes hello_;
-  std::vector<std::vector<uint8_t>> stored_, outs_;
 };
 
 TEST_F(FlowEngineRssTest, EveryLegsReturnTupleHashesToItsLcoresQueueBothFamiliesAndHandOffs) {
@@ -320,6 +278,59 @@ TEST_F(FlowEngineRssTest, AnIcmpErrorAboutABackendLegGoesToTheLcoreItsReturnTupl
   ASSERT_EQ(o.redirects.size(), 1u) << "handed to the flow's lcore, not dropped as of no flow";
   EXPECT_EQ(o.redirects[0].lcore, 0u);
   EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 0u);
+}
+
+// An error from the client's path reaches an lcore by the router's address
+// and ours; the lcore the client's 4-tuple hashes to holds the flow, and
+// with the NIC's hash known it alone gets the error. Once the NIC's hash
+// has disagreed with ours, every lcore gets a copy instead.
+TEST_F(FlowEngineRssTest, AClientLegErrorGoesToTheLcoreTheClientsTupleHashesTo) {
+  make(2, round_robin(64, 2));
+  uint16_t sport = 43200;
+  while (rss_->queue_of(FlowKey{kClient, kVip, sport, 443}) != 0) ++sport;
+  const Leg leg = open(0, sport, "p.test");
+  ASSERT_EQ(leg.syn.l4, L4::kTcp);
+  const uint32_t b = 0x70000000;
+  const Packet to_client = feeder_.splice_and_send_down(lc_[0], leg.syn, hello_.size(), b, 1300);
+  ASSERT_EQ(to_client.dst, kClient);
+
+  const std::vector<uint8_t> err = router_too_big(to_client, 1000);
+  Out o = feed(1, err);
+  EXPECT_TRUE(o.wire.empty());
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 0u) << "to the client's lcore alone, no copies";
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_shared, 0u);
+  o = feed(0, o.redirects[0].frame, false, true);
+  ASSERT_EQ(o.wire.size(), 1u);
+  EXPECT_EQ(o.wire[0].l4, L4::kIcmp);
+  EXPECT_EQ(o.wire[0].dst, IpAddr::v4(0x0a000009));
+  EXPECT_EQ(o.wire[0].icmp.quote.seq, b + 1);
+  EXPECT_EQ(lc_[0].engine->stats().icmp_too_big, 1u);
+
+  // About a client whose tuple hashes to lcore 1, on lcore 1: no flow, said
+  // there; handed to lcore 1 from lcore 0 and not found: said there too.
+  Packet stranger = to_client;
+  stranger.dport = sport + 1;
+  while (rss_->queue_of(FlowKey{kClient, kVip, stranger.dport, 443}) != 1) ++stranger.dport;
+  o = feed(1, router_too_big(stranger, 1000));
+  EXPECT_TRUE(o.redirects.empty());
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 1u);
+  o = feed(0, router_too_big(stranger, 1000));
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, 1u);
+  feed(1, o.redirects[0].frame, false, true);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_no_flow, 2u);
+
+  // The NIC's hash disagreed with ours: its queue choice is unknown, so the
+  // error goes to every lcore.
+  const std::vector<uint8_t> seg = backend_segment(false, 20000);
+  nic(1, seg, rss_->hash(back_key(false, 20000)) ^ 1);
+  nic(1, seg, rss_->hash(back_key(false, 20000)) ^ 1);
+  ASSERT_EQ(lc_[1].engine->stats().rss_hash_disabled, 1u);
+  o = feed(1, err);
+  ASSERT_EQ(o.redirects.size(), 1u);
+  EXPECT_EQ(o.redirects[0].lcore, FrameSink::kEveryLcore);
+  EXPECT_EQ(lc_[1].engine->stats().icmp_too_big_shared, 1u);
 }
 
 TEST_F(FlowEngineRssTest, AStaleSegmentOnItsOwnQueueIsAnsweredThereNotRedirected) {

@@ -48,7 +48,32 @@ class FlowEngineTest : public ::testing::Test {
     EngineConfig ec = engine_config(*runtime);
     ec.max_flows = max_flows;
     ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    if (with_series_) {
+      // Slots as assign_series gives them: route r of the listener in slot
+      // r + 1, backend b of pool i in slot 1 + 4 * i + b; slot 0 is "(other)".
+      for (auto& l : runtime->listeners) {
+        l.route_slots.resize(l.table.route_count());
+        for (uint32_t r = 0; r < l.route_slots.size(); ++r) l.route_slots[r] = r + 1;
+      }
+      for (uint32_t i = 0; i < runtime->pools.size(); ++i) {
+        auto& pr = runtime->pools[i];
+        pr.backend_slots.resize(pr.pool->size());
+        for (uint32_t b = 0; b < pr.backend_slots.size(); ++b) pr.backend_slots[b] = 1 + 4 * i + b;
+      }
+      ec.route_series = route_rows_.data();
+      ec.backend_series = backend_rows_.data();
+    }
+    runtime_ = runtime;
     engine_ = std::make_unique<FlowEngine>(ec, runtime);
+  }
+  // Route `name`'s series (with_series_).
+  const stats::RouteSeries& route_row(const std::string& name) const {
+    const auto& table = runtime_->listeners[0].table;
+    for (uint32_t r = 0; r < table.route_count(); ++r) {
+      if (table.route(r).name == name) return route_rows_[r + 1];
+    }
+    ADD_FAILURE() << "no route " << name;
+    return route_rows_[0];
   }
 
   TcpSegment seg(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {},
@@ -109,9 +134,13 @@ class FlowEngineTest : public ::testing::Test {
 
   test::TempDir dir_;
   std::unique_ptr<FlowEngine> engine_;
+  std::shared_ptr<worker::Runtime> runtime_;
   VectorSink sink_;
   std::vector<std::vector<uint8_t>> stored_, out_frames_;
   uint32_t isn_ = 0;
+  bool with_series_ = false;  // make_engine gives the engine series rows
+  std::array<stats::RouteSeries, 8> route_rows_{};
+  std::array<stats::BackendSeries, 8> backend_rows_{};
 };
 
 test::Bytes hello(const std::string& sni) { return test::HelloBuilder().sni(sni).records(); }
@@ -662,6 +691,80 @@ TEST_F(PassthroughTest, IdleSplicedFlowIsResetBothWays) {
   EXPECT_TRUE(out[1].flags & kTcpRst);
   EXPECT_EQ(stats().idle_timeouts, 1u);
   EXPECT_EQ(engine_->flows(), 0u);
+}
+
+// The dpdk front's flows in the per-route and per-backend series (the
+// lcore's row; /metrics and `lodectl backends list` sum the rows): a
+// passthrough flow is a connection of its route and a pick and a connect of
+// its backend, open while it lives, its bytes counted once each (the hello
+// as it is replayed; retransmissions and FINs add nothing); a refused
+// connect is a connect failure; a reject is a refused connection.
+TEST_F(PassthroughTest, FlowsAreCountedInTheirRoutesAndBackendsSeries) {
+  with_series_ = true;
+  make_engine();
+  open_to_backend();
+  const stats::RouteSeries& p = route_row("p");
+  const stats::BackendSeries& b0 = backend_rows_[1];
+  EXPECT_EQ(p.connections.load(), 1u);
+  EXPECT_EQ(p.active.load(), 1u);
+  EXPECT_EQ(b0.picks.load(), 1u);
+  EXPECT_EQ(b0.active.load(), 1u);
+  EXPECT_EQ(b0.connects.load(), 0u) << "not before the backend's SYN-ACK";
+  const uint32_t b = 0x70000000;
+  ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, b, client_isn + 1)).size(), 1u);  // the replay
+  EXPECT_EQ(b0.connects.load(), 1u);
+  EXPECT_EQ(p.bytes_in.load(), hello_bytes.size()) << "the hello, replayed";
+  const uint32_t cnext = client_isn + 1 + static_cast<uint32_t>(hello_bytes.size());
+  (void)in(from_backend(kTcpAck, b + 1, cnext));
+  const std::string up(300, 'u'), down(1000, 'd');
+  ASSERT_EQ(in(seg(kTcpAck | kTcpPsh, cnext, isn_ + 1, as_bytes(up))).size(), 1u);
+  EXPECT_EQ(p.bytes_in.load(), hello_bytes.size() + 300);
+  ASSERT_EQ(in(from_backend(kTcpAck | kTcpPsh, b + 1, cnext + 300, as_bytes(down))).size(), 1u);
+  EXPECT_EQ(p.bytes_out.load(), 1000u);
+  ASSERT_EQ(in(from_backend(kTcpAck | kTcpPsh, b + 1, cnext + 300, as_bytes(down))).size(), 1u);
+  EXPECT_EQ(p.bytes_out.load(), 1000u) << "a retransmission is no new byte";
+  ASSERT_EQ(in(from_backend(kTcpAck | kTcpFin, b + 1001, cnext + 300)).size(), 1u);
+  EXPECT_EQ(p.bytes_out.load(), 1000u) << "a FIN is no byte";
+  ASSERT_EQ(in(seg(kTcpAck | kTcpFin, cnext + 300, isn_ + 1002)).size(), 1u);
+  EXPECT_EQ(p.bytes_in.load(), hello_bytes.size() + 300);
+  EXPECT_EQ(p.active.load(), 1u) << "in TIME-WAIT still";
+  (void)tick(1'000'000 + 301'000);
+  EXPECT_EQ(engine_->flows(), 0u);
+  EXPECT_EQ(p.active.load(), 0u);
+  EXPECT_EQ(b0.active.load(), 0u);
+  EXPECT_EQ(p.connections.load(), 1u);
+  EXPECT_EQ(p.refused.load(), 0u);
+  EXPECT_EQ(b0.connect_failures.load(), 0u);
+
+  // The backend refuses the next flow: a connect failure, nothing open.
+  const uint32_t next = connect(9000, 40001);
+  const std::vector<Packet> sent = in(seg(kTcpAck | kTcpPsh, next, isn_ + 1, hello("p.test"), 40001));
+  const auto syn = std::find_if(sent.begin(), sent.end(), [](const Packet& x) { return x.flags == kTcpSyn; });
+  ASSERT_NE(syn, sent.end()) << "the backend's MAC is known: our SYN at once";
+  EXPECT_EQ(b0.picks.load(), 2u);
+  backend_syn = *syn;
+  (void)in(from_backend(kTcpRst | kTcpAck, 0, next));
+  EXPECT_EQ(engine_->flows(), 0u);
+  EXPECT_EQ(b0.connect_failures.load(), 1u);
+  EXPECT_EQ(b0.connects.load(), 1u);
+  EXPECT_EQ(b0.active.load(), 0u);
+  EXPECT_EQ(p.active.load(), 0u);
+  EXPECT_EQ(p.connections.load(), 2u);
+
+  // A reject route: a refused connection of that route, open until the
+  // client has closed.
+  const uint32_t seq = connect(5000, 40100);
+  auto out = in(seg(kTcpAck | kTcpPsh, seq, isn_ + 1, hello("r.test"), 40100));
+  ASSERT_EQ(out.size(), 1u);
+  const stats::RouteSeries& r = route_row("r");
+  EXPECT_EQ(r.connections.load(), 1u);
+  EXPECT_EQ(r.refused.load(), 1u);
+  EXPECT_EQ(r.active.load(), 1u);
+  const uint32_t end = seq + static_cast<uint32_t>(hello("r.test").size());
+  (void)in(seg(kTcpAck | kTcpFin, end, out[0].seq + static_cast<uint32_t>(out[0].payload.size()) + 1, {}, 40100));
+  EXPECT_EQ(engine_->flows(), 0u);
+  EXPECT_EQ(r.active.load(), 0u);
+  EXPECT_EQ(p.connections.load(), 2u) << "each route its own";
 }
 
 TEST_F(FlowEngineTest, UnknownNameWithoutDefaultGetsAlert112) {

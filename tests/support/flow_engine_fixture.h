@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -97,6 +98,26 @@ inline void enable_handoff(EngineConfig& ec, uint16_t workers) {
   ec.handoff.workers = workers;
 }
 
+// A router's (10.0.0.254's) "fragmentation needed, next hop MTU `mtu`"
+// about `sent`, an IPv4 segment the engine forwarded: to its source, from
+// the router's MAC to ours, quoting its addresses, ports, sequence number
+// and length.
+inline std::vector<uint8_t> router_too_big(const Packet& sent, uint32_t mtu) {
+  IcmpTooBig m;
+  m.src_mac = {0x02, 0, 0, 0, 0, 0xfe};
+  m.dst_mac = kOurMac;
+  m.from = IpAddr::v4(0x0a0000fe);
+  m.to = sent.src;
+  m.mtu = mtu;
+  m.quoted = FlowKey{sent.src, sent.dst, sent.sport, sent.dport};
+  m.quoted_seq = sent.seq;
+  m.quoted_length = static_cast<uint32_t>(40 + sent.payload.size());
+  std::vector<uint8_t> f(kMaxFrame);
+  f.resize(build_icmp_too_big(f, m));
+  EXPECT_GT(f.size(), 0u);
+  return f;
+}
+
 // Keeps every frame the engine sends. exhausted: no buffer to give;
 // in_place: frames rewritten where they were received are taken too;
 // exception: the exception port's sink, if any.
@@ -124,6 +145,92 @@ class RecordingSink : public FrameSink {
 
  private:
   std::vector<uint8_t> scratch_;
+};
+
+// Several engines as the lcores of one port (tests/front/*lcores*, *rss*):
+// a sink that records the frames an engine hands to another lcore
+// (FrameSink::redirect; accept_redirects = false: a full ring), an lcore's
+// engine with its wire and exception sinks, and what one frame into it
+// brought out, parsed.
+class RedirectSink : public RecordingSink {
+ public:
+  RedirectSink() { in_place = true; }
+  bool redirect(uint32_t lcore, std::span<const uint8_t> frame) noexcept override {
+    if (!accept_redirects) return false;
+    redirects.push_back({lcore, std::vector<uint8_t>(frame.begin(), frame.end())});
+    return true;
+  }
+  struct Redirect {
+    uint32_t lcore;
+    std::vector<uint8_t> frame;
+  };
+  std::vector<Redirect> redirects;
+  bool accept_redirects = true;
+};
+
+struct TestLcore {
+  std::unique_ptr<FlowEngine> engine;
+  RedirectSink wire, exc;
+};
+
+struct LcoreOut {
+  std::vector<Packet> wire, exc;
+  std::vector<RedirectSink::Redirect> redirects;
+};
+
+// Feeds frames into lcores, keeping every frame alive for the parsed
+// packets that point into them.
+class LcoreFeeder {
+ public:
+  // A frame into `l`: received (redirected = false) or from another lcore
+  // (redirected = true, as the rings of dpdk_front.cc deliver it), from the
+  // wire or the exception port.
+  LcoreOut feed(TestLcore& l, std::vector<uint8_t> frame, bool exception = false, bool redirected = false) {
+    l.wire.frames.clear();
+    l.exc.frames.clear();
+    l.wire.redirects.clear();
+    stored_.push_back(std::move(frame));
+    std::span<uint8_t> f = stored_.back();
+    if (redirected) {
+      l.engine->on_redirected_frame_in_place(f, kT, l.wire, exception);
+    } else if (exception) {
+      l.engine->on_exception_frame_in_place(f, kT, l.wire);
+    } else {
+      l.engine->on_frame_in_place(f, kT, l.wire);
+    }
+    LcoreOut o;
+    for (auto& fr : l.wire.frames) o.wire.push_back(parse_frame(keep(fr)));
+    for (auto& fr : l.exc.frames) o.exc.push_back(parse_frame(keep(fr)));
+    o.redirects = l.wire.redirects;
+    return o;
+  }
+
+  // A passthrough flow of `l` whose SYN to the backend was `our_syn` (the
+  // hello, `hello_len` bytes, waiting to be replayed) is spliced: the
+  // backend's SYN-ACK (ISN `backend_isn`) brings the replay, then the
+  // backend sends `n` bytes; returns that segment as the client gets it.
+  Packet splice_and_send_down(TestLcore& l, const Packet& our_syn, size_t hello_len, uint32_t backend_isn,
+                              size_t n) {
+    const FlowKey back{our_syn.dst, our_syn.src, our_syn.dport, our_syn.sport};
+    const uint32_t replayed = our_syn.seq + 1 + u32(hello_len);
+    EXPECT_EQ(feed(l, frame_of(segment(kBackendMac, kOurMac, back, kTcpSyn | kTcpAck, backend_isn, our_syn.seq + 1,
+                                       1000)))
+                  .wire.size(),
+              1u)
+        << "the replay";
+    const std::vector<uint8_t> data(n, 'b');
+    LcoreOut o = feed(l, frame_of(segment(kBackendMac, kOurMac, back, kTcpAck | kTcpPsh, backend_isn + 1, replayed,
+                                          1000, data)));
+    EXPECT_EQ(o.wire.size(), 1u);
+    return o.wire.empty() ? Packet{} : o.wire[0];
+  }
+
+ private:
+  std::span<const uint8_t> keep(const std::vector<uint8_t>& f) {
+    outs_.push_back(f);
+    return outs_.back();
+  }
+  std::deque<std::vector<uint8_t>> stored_, outs_;
 };
 
 }  // namespace lode::front::fixture

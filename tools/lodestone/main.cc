@@ -576,7 +576,12 @@ int run(const std::string& config_path, int workers_override, const std::string&
   }
   unsigned count = workers_override > 0 ? static_cast<unsigned>(workers_override) : cfg->workers.count;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
-  auto stats_segment = lode::control::StatsSegment::create(count);
+  // The dpdk front's lcores get series rows after the workers' (how many
+  // lcores poll is known once the EAL has started; untouched rows cost no
+  // memory and are never read).
+  const uint32_t front_rows = cfg->front == "dpdk" ? lode::stats::kMaxFrontLcores : 0;
+  auto stats_segment =
+      lode::control::StatsSegment::create(count, lode::stats::kRouteSlots, lode::stats::kBackendSlots, front_rows);
   if (!stats_segment) {
     std::fprintf(stderr, "lodestone: %s\n", stats_segment.error().c_str());
     return 1;
@@ -660,6 +665,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
     ds.port = static_cast<uint16_t>(cfg->dpdk.port);
     ds.max_flows = cfg->dpdk.max_flows;
     ds.stats = stats_segment->front();
+    for (uint32_t l = 0; l < front_rows; ++l) {
+      ds.route_series.push_back(stats_segment->routes(stats_segment->workers() + l));
+      ds.backend_series.push_back(stats_segment->backends(stats_segment->workers() + l));
+    }
     ds.cookie_secret = cookie_secret;
     ds.next_hops = lode::app::next_hops_of(cfg->dpdk);  // [dpdk] networks / gateway / gateway6
     if (handoff) {

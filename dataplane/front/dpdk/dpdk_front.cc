@@ -607,6 +607,8 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
     lc->id = id;
     lc->queue = q;
     lc->published = &area->lcore[q];
+    ec.route_series = q < s.route_series.size() ? s.route_series[q] : nullptr;
+    ec.backend_series = q < s.backend_series.size() ? s.backend_series[q] : nullptr;
     ec.lcore = q++;
     lc->engine = std::make_unique<FlowEngine>(ec, rt);
     m.lcores.push_back(std::move(lc));

@@ -59,6 +59,11 @@ struct DpdkSettings {
   // Where the lcores publish their counters (the shared stats segment, for
   // /metrics); null: an area of the front's own.
   stats::FrontArea* stats = nullptr;
+  // Lcore l's row of the per-route and per-backend series (entry l, when
+  // there is one; the stats segment's rows after the workers'): the flows
+  // the front routes itself.
+  std::vector<stats::RouteSeries*> route_series;
+  std::vector<stats::BackendSeries*> backend_series;
   // The passthrough backends' next hops ([dpdk] networks, gateway, gateway6).
   NextHops next_hops;
   // The SYN cookies' master secret ([dpdk] cookie_secret_file,
