@@ -644,7 +644,7 @@ class Loader {
     static constexpr std::array<std::string_view, 2> kFronts = {"kernel", "dpdk"};
     if (int f = get_choice(root, "", "front", kFronts, false); f >= 0) cfg.front = kFronts[f];
     if (const toml::table* t = section(root, "dpdk")) {
-      only_keys(*t, "dpdk", {"eal", "port", "max_flows", "exception", "gateway", "gateway6", "networks",
+      only_keys(*t, "dpdk", {"eal", "port", "max_flows", "exception", "gateway", "gateway6", "networks", "backend_vlan",
                              "cookie_secret_file"});
       if (const toml::node* e = t->get("eal")) {
         const toml::array* arr = e->as_array();
@@ -660,6 +660,7 @@ class Loader {
       }
       get_uint(*t, "dpdk", "port", cfg.dpdk.port, 0, 1023);
       get_uint(*t, "dpdk", "max_flows", cfg.dpdk.max_flows, 16, 16'777'216);
+      get_uint(*t, "dpdk", "backend_vlan", cfg.dpdk.backend_vlan, 0, 4094);
       // The dataplane reads it (dataplane/front/cookie_secret.h) at start and
       // on every reload; checked here too, so `lodestone check` and a reload
       // refuse a file it would refuse (the key itself is dropped at once).

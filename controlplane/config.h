@@ -328,6 +328,10 @@ struct DpdkConfig {
   // every backend is on the link.
   bool routed = false;
   DpdkPrefix gateway, gateway6;
+  // The 802.1Q VLAN of the backends' link (1-4094; 0: untagged): frames to
+  // passthrough backends and gateways carry it, their ARP / neighbour
+  // answers are taken from it only. Clients may come on any VLAN.
+  uint32_t backend_vlan = 0;
   std::vector<DpdkPrefix> networks;
   DpdkExceptionConfig exception;
   // The SYN cookies' master secret (dataplane/front/cookie_secret.h): the

@@ -130,6 +130,11 @@ struct NextHops {
   bool routed = false;
   std::vector<IpPrefix> networks;
   IpAddr gateway, gateway6;  // family 0: none
+  // The 802.1Q VLAN of the backends' link ([dpdk] backend_vlan; 0:
+  // untagged): every frame to a passthrough backend or gateway carries it,
+  // and only answers on it resolve their MACs. Clients are answered on the
+  // VLAN they came from, whatever it is.
+  uint16_t vlan = 0;
 };
 
 struct EngineConfig {
@@ -498,6 +503,9 @@ class FlowEngine {
   void start_handoff(Flow& f, bool steer_by_client, FrameSink& out) noexcept;
   // Where a flow's backend-side frames go: the wire, or the exception port.
   FrameSink& toward_backend(const Flow& f, FrameSink& out) noexcept;
+  // The VLAN of a flow's backend-side frames: the backends' link's, none on
+  // the exception link.
+  uint16_t backend_vlan(const Flow& f) const noexcept;
   // The ISN of our SYN to the backend: the client's, moved back by what we
   // put in front of its bytes (the PROXY header of a hand-off).
   uint32_t backend_syn_seq(const Flow& f) const noexcept;

@@ -8,7 +8,9 @@
 // options and not a fragment, TCP whose options are none, or a timestamp
 // and two NOPs (Linux puts them first, build_tcp last), no SACK blocks; the
 // flow spliced (its replay acknowledged, for the backend's side), no SYN
-// from the backend, timestamps on both sides or on neither. Everything else
+// from the backend, timestamps on both sides or on neither, a tag when the
+// other leg has a VLAN and none when it has none (the tag is rewritten; a
+// tag to add or take off changes the frame's length). Everything else
 // -- and any frame this path is unsure of -- goes to the full path, which
 // handles it as it always did: this path decides before it writes or counts
 // anything, and puts the headers back when the sink refuses the frame.
@@ -64,6 +66,7 @@ struct Fields {
   uint16_t window = 0;
   uint32_t ts_val = 0, ts_ecr = 0;
   uint16_t ip_checksum = 0, tcp_checksum = 0;
+  uint16_t tci = 0;  // the 802.1Q tag's control word, when the frame has one
 };
 
 // A frame of the common shape, read.
@@ -71,6 +74,7 @@ struct Segment {
   uint8_t* frame = nullptr;
   uint8_t* ip = nullptr;
   uint8_t* tcp = nullptr;
+  bool tagged = false;  // one 802.1Q tag
   size_t ts_at = 0;  // where TSval is in the TCP header; 0: no timestamps option
   uint8_t flags = 0;
   uint32_t payload = 0;
@@ -144,6 +148,8 @@ bool read_segment(std::span<uint8_t> frame, bool l4_verified, Segment& s) noexce
   s.frame = b;
   s.ip = ip;
   s.tcp = tcp;
+  s.tagged = off != kEthLen;
+  if (s.tagged) f.tci = get16(b + 14);
   s.flags = tcp[13];
   s.payload = static_cast<uint32_t>(seg_len - doff);
   s.ip_rest = get16(ip) + get16(ip + 2) + get16(ip + 4) + get16(ip + 6) + get16(ip + 8);
@@ -184,6 +190,7 @@ void set_checksums(const Segment& s, Fields& to) noexcept {
 void write_fields(const Segment& s, const Fields& v) noexcept {
   std::memcpy(s.frame, v.dst_mac.data(), 6);
   std::memcpy(s.frame + 6, v.src_mac.data(), 6);
+  if (s.tagged) put16(s.frame + 14, v.tci);
   put16(s.ip + 10, v.ip_checksum);
   put32(s.ip + 12, v.src);
   put32(s.ip + 16, v.dst);
@@ -197,6 +204,16 @@ void write_fields(const Segment& s, const Fields& v) noexcept {
     put32(s.tcp + s.ts_at, v.ts_val);
     put32(s.tcp + s.ts_at + 4, v.ts_ecr);
   }
+}
+
+// The tag of the rewritten frame for VLAN `vlan` (0: untagged): as
+// rewrite_tcp and build_tcp write it (the VLAN id, priority 0); false when
+// a tag would have to be added or taken off (the frame changes length: the
+// full path builds it).
+bool retag(const Segment& s, uint16_t vlan, Fields& to) noexcept {
+  if (s.tagged != (vlan != 0)) return false;
+  to.tci = vlan;
+  return true;
 }
 
 // Rewrites the frame to `to` and gives it to the sink; false (the frame as
@@ -325,6 +342,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
     if (f->state != Flow::State::kSpliced || (s.flags & kTcpSyn) || f->wait == Wait::kReplay) return false;
     if ((has_ts && !f->backend_ts) || f->key.src.family != 4 || f->key.dst.family != 4) return false;
     Fields to = s.f;
+    if (!retag(s, f->vlan, to)) return false;
     to.src_mac = cfg_.mac;
     to.dst_mac = f->peer_mac;
     to.src = f->key.dst.v4_host();
@@ -355,6 +373,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   if (f == nullptr || f->state != Flow::State::kSpliced) return false;
   if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
   Fields to = s.f;
+  if (!retag(s, backend_vlan(*f), to)) return false;
   to.src_mac = f->handoff ? cfg_.handoff.mac : cfg_.mac;
   to.dst_mac = f->backend_mac;
   to.src = f->bkey.dst.v4_host();

@@ -239,7 +239,7 @@ void FlowEngine::on_icmp_too_big(const Packet& p, std::span<const uint8_t> frame
   IcmpTooBig m;
   m.src_mac = f->handoff ? cfg_.handoff.mac : cfg_.mac;
   m.dst_mac = f->backend_mac;
-  m.vlan = f->handoff ? 0 : f->vlan;
+  m.vlan = backend_vlan(*f);
   m.from = f->bkey.dst;
   m.to = f->bkey.src;
   m.mtu = backend_mtu;

@@ -18,6 +18,9 @@
 // on with it meanwhile, and an entry whose host no longer answers is
 // forgotten after kNeighborProbeMs of requests (flows then wait for it as
 // for a new one). A MAC that changed is given to the flows already using it.
+// The backends' link may be a VLAN ([dpdk] backend_vlan): requests go out
+// tagged with it and only answers on it count; the exception link is
+// untagged.
 #include <algorithm>
 
 #include "dataplane/front/flow_engine_flow.h"
@@ -92,12 +95,17 @@ void FlowEngine::solicit(Neighbor& n, FrameSink& out) noexcept {
   n.asked_ms = now_ms_;
   if (n.ip.family == 6) {
     ++stats_.backend_nd_solicits;
-    send_built(*sink, [&](std::span<uint8_t> b) { return build_neighbor_solicit(b, cfg_.mac, n.from, n.ip); });
+    send_built(*sink, [&](std::span<uint8_t> b) {
+      return build_neighbor_solicit(b, cfg_.mac, n.from, n.ip, cfg_.next_hops.vlan);
+    });
     return;
   }
   ++stats_.backend_arp_requests;
   const MacAddr& mac = n.exception ? cfg_.handoff.mac : cfg_.mac;
-  send_built(*sink, [&](std::span<uint8_t> b) { return build_arp_request(b, mac, n.from.v4_host(), n.ip.v4_host()); });
+  const uint16_t vlan = n.exception ? 0 : cfg_.next_hops.vlan;
+  send_built(*sink, [&](std::span<uint8_t> b) {
+    return build_arp_request(b, mac, n.from.v4_host(), n.ip.v4_host(), vlan);
+  });
 }
 
 void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
@@ -110,7 +118,8 @@ void FlowEngine::send_arp_for(Flow& f, FrameSink& out) noexcept {
 
 void FlowEngine::on_arp_reply(const Packet& p, bool exception, FrameSink& out) noexcept {
   Neighbor* n = find_neighbor(IpAddr::v4(p.arp.sender_ip), exception);
-  if (n == nullptr || n->from.family != 4 || n->from.v4_host() != p.arp.target_ip) {
+  if (n == nullptr || n->from.family != 4 || n->from.v4_host() != p.arp.target_ip ||
+      p.vlan != (exception ? 0 : cfg_.next_hops.vlan)) {
     if (!redirected_) ++stats_.neighbor_ignored;  // a copy from another lcore: its own answer, maybe
     return;
   }
@@ -119,7 +128,7 @@ void FlowEngine::on_arp_reply(const Packet& p, bool exception, FrameSink& out) n
 
 void FlowEngine::on_neighbor_advert(const Packet& p, FrameSink& out) noexcept {
   Neighbor* n = find_neighbor(p.icmp.nd_target, false);
-  if (n == nullptr || !p.icmp.has_nd_mac || !(n->from == p.dst)) {
+  if (n == nullptr || !p.icmp.has_nd_mac || !(n->from == p.dst) || p.vlan != cfg_.next_hops.vlan) {
     if (!redirected_) ++stats_.neighbor_ignored;  // a copy from another lcore: its own answer, maybe
     return;
   }

@@ -71,7 +71,7 @@ TcpSegment FlowEngine::to_backend(const Flow& f) const noexcept {
   TcpSegment s;
   s.src_mac = f.handoff ? cfg_.handoff.mac : cfg_.mac;
   s.dst_mac = f.backend_mac;
-  s.vlan = f.handoff ? 0 : f.vlan;
+  s.vlan = backend_vlan(f);
   s.flow = FlowKey{f.bkey.dst, f.bkey.src, f.bkey.dport, f.bkey.sport};
   return s;
 }
@@ -235,6 +235,8 @@ FrameSink& FlowEngine::toward_backend(const Flow& f, FrameSink& out) noexcept {
   return x != nullptr ? *x : no_sink_;
 }
 
+uint16_t FlowEngine::backend_vlan(const Flow& f) const noexcept { return f.handoff ? 0 : cfg_.next_hops.vlan; }
+
 uint32_t FlowEngine::backend_syn_seq(const Flow& f) const noexcept { return f.hello.start() - 1 - f.lead; }
 
 void FlowEngine::start_handoff(Flow& f, bool steer_by_client, FrameSink& out) noexcept {
@@ -372,7 +374,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   const bool ts = f.backend_ts && p.options.has_timestamps;
   if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, s.ack, s.window, ts,
-                  p.options.ts_val + f.ts_delta, p.options.ts_ecr, 0};
+                        p.options.ts_val + f.ts_delta, p.options.ts_ecr, 0, s.vlan};
     if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
@@ -424,7 +426,8 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   const bool ts = f.backend_ts && p.options.has_timestamps;
   if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, (p.flags & kTcpAck) ? s.ack : p.ack, s.window, ts,
-                        p.options.ts_val, p.options.ts_ecr - f.ts_delta, p.options.sack_count > 0 ? 0 - f.delta : 0};
+                        p.options.ts_val, p.options.ts_ecr - f.ts_delta, p.options.sack_count > 0 ? 0 - f.delta : 0,
+                        s.vlan};
     if (rewrite_tcp(inplace_, p, rw) && to.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;

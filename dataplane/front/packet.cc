@@ -780,11 +780,11 @@ size_t build_arp_reply(std::span<uint8_t> out, const Packet& req, const MacAddr&
   return put_arp(out, req.arp.sender_mac, req.vlan, reply);
 }
 
-size_t build_arp_request(std::span<uint8_t> out, const MacAddr& our_mac, uint32_t our_ip,
-                         uint32_t target_ip) noexcept {
+size_t build_arp_request(std::span<uint8_t> out, const MacAddr& our_mac, uint32_t our_ip, uint32_t target_ip,
+                         uint16_t vlan) noexcept {
   constexpr MacAddr kBroadcast{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
   const ArpInfo request{kArpRequest, our_mac, MacAddr{}, our_ip, target_ip};
-  return put_arp(out, kBroadcast, 0, request);
+  return put_arp(out, kBroadcast, vlan, request);
 }
 
 size_t build_echo_reply(std::span<uint8_t> out, const Packet& req) noexcept {
@@ -832,7 +832,7 @@ size_t build_neighbor_advert(std::span<uint8_t> out, const Packet& req, const Ma
 // struct nd_neighbor_solicit as in parse_neighbor_solicit, with our source
 // link-layer address option.
 size_t build_neighbor_solicit(std::span<uint8_t> out, const MacAddr& our_mac, const IpAddr& src,
-                              const IpAddr& target) noexcept {
+                              const IpAddr& target, uint16_t vlan) noexcept {
   if (src.family != 6 || target.family != 6 || is_multicast(target) || is_unspecified(target)) return 0;
   // The solicited-node multicast address (RFC 4291 2.7.1): ff02::1:ff00:0/104
   // and the target's low 24 bits; its MAC (RFC 2464 7): 33:33 and the low 32.
@@ -840,7 +840,7 @@ size_t build_neighbor_solicit(std::span<uint8_t> out, const MacAddr& our_mac, co
   static constexpr uint8_t kSolicitedNode[13] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff};
   std::memcpy(dst.bytes, kSolicitedNode, sizeof kSolicitedNode);
   const MacAddr dst_mac{0x33, 0x33, dst.bytes[12], dst.bytes[13], dst.bytes[14], dst.bytes[15]};
-  const Ends e{our_mac, dst_mac, 0, src, dst, kNdHopLimit};
+  const Ends e{our_mac, dst_mac, vlan, src, dst, kNdHopLimit};
   const size_t l4 = ip_frame_l4_offset(out, e, kNaLen);
   if (l4 == 0) return 0;
   uint8_t* m = out.data() + l4;

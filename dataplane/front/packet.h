@@ -163,9 +163,10 @@ struct TcpSegment {
 // MAC, on the request's VLAN.
 [[nodiscard]] size_t build_arp_reply(std::span<uint8_t> out, const Packet& req, const MacAddr& our_mac,
                                      uint32_t our_ip) noexcept;
-// An ARP request for target_ip, sent from our_mac / our_ip.
+// An ARP request for target_ip, sent from our_mac / our_ip (on VLAN `vlan`;
+// 0: untagged).
 [[nodiscard]] size_t build_arp_request(std::span<uint8_t> out, const MacAddr& our_mac, uint32_t our_ip,
-                                       uint32_t target_ip) noexcept;
+                                       uint32_t target_ip, uint16_t vlan = 0) noexcept;
 // The echo reply to an ICMP or ICMPv6 echo request (addresses and MACs
 // swapped, same VLAN, id, sequence and data; TTL 64), or 0 when `req` is not
 // one or either address is multicast or broadcast.
@@ -179,10 +180,10 @@ struct TcpSegment {
 // A neighbour solicitation for `target` (RFC 4861 4.3) from our_mac and
 // `src` (one of our IPv6 addresses) to the target's solicited-node multicast
 // address (ff02::1:ffXX:XXXX, MAC 33:33:ff:XX:XX:XX), hop limit 255, with our
-// source link-layer address option; 0 when either address is not IPv6 or
-// `target` is multicast or unspecified.
+// source link-layer address option, on VLAN `vlan` (0: untagged); 0 when
+// either address is not IPv6 or `target` is multicast or unspecified.
 [[nodiscard]] size_t build_neighbor_solicit(std::span<uint8_t> out, const MacAddr& our_mac, const IpAddr& src,
-                                            const IpAddr& target) noexcept;
+                                            const IpAddr& target, uint16_t vlan = 0) noexcept;
 
 // An ICMP "fragmentation needed" (type 3 code 4, RFC 1191) or, for IPv6,
 // "packet too big" (type 2, RFC 8201) telling `to` that a TCP segment it sent

@@ -61,11 +61,15 @@ class Delta {
 
 uint32_t addr_sum(const IpAddr& a) noexcept { return sum_words(a.bytes, 0, a.size()); }
 
+constexpr size_t kTaggedL3Offset = 18;  // Ethernet + one 802.1Q tag
+
 }  // namespace
 
 bool rewrite_tcp(std::span<uint8_t> frame, const Packet& p, const TcpRewrite& r) noexcept {
   if (p.l4 != L4::kTcp || r.flow.src.family != p.src.family || r.flow.dst.family != p.dst.family) return false;
   if (r.timestamps && !p.options.has_timestamps) return false;
+  const bool tagged = p.l3_offset == kTaggedL3Offset;
+  if (tagged != (r.vlan != 0) || r.vlan > 0x0fff) return false;
   uint8_t* f = frame.data();
   uint8_t* tcp = f + p.l4_offset;
   const size_t data_off = size_t{static_cast<uint8_t>(tcp[12] >> 4)} * 4;
@@ -91,6 +95,11 @@ bool rewrite_tcp(std::span<uint8_t> frame, const Packet& p, const TcpRewrite& r)
 
   std::memcpy(f, r.dst_mac.data(), 6);
   std::memcpy(f + 6, r.src_mac.data(), 6);
+  if (tagged) {
+    // The tag as build_tcp writes it (priority 0).
+    f[14] = static_cast<uint8_t>(r.vlan >> 8);
+    f[15] = static_cast<uint8_t>(r.vlan);
+  }
   uint8_t* ip = f + p.l3_offset;
   if (p.l3 == L3::kIpv4) {
     std::memcpy(ip + 12, r.flow.src.bytes, 4);

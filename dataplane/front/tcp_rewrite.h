@@ -23,10 +23,13 @@ struct TcpRewrite {
   bool timestamps = false;  // write ts_val / ts_ecr (the segment must carry the option)
   uint32_t ts_val = 0, ts_ecr = 0;
   uint32_t sack_shift = 0;  // added to every SACK block edge
+  uint16_t vlan = 0;        // the 802.1Q VLAN the frame goes out on (0: untagged)
 };
 
 // False (nothing written) when the rewrite does not fit the frame: another
-// address family, or timestamps asked for on a segment without them.
+// address family, timestamps asked for on a segment without them, or a tag
+// to add or take off (the frame would change length; a tagged frame gets the
+// tag build_tcp writes: the VLAN id, priority 0).
 [[nodiscard]] bool rewrite_tcp(std::span<uint8_t> frame, const Packet& p, const TcpRewrite& r) noexcept;
 
 }  // namespace lode::front

@@ -179,6 +179,7 @@ class FlowEngineFixtureTest : public ::testing::Test {
     ec.max_flows = 256;
     ec.cookie_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     enable_handoff(ec, 1);
+    ec.next_hops.vlan = backend_vlan_;
     for (size_t i = 0; i < lanes_.size(); ++i) {
       Lane& l = lanes_[i];
       l.path = static_cast<Path>(i);
@@ -248,6 +249,12 @@ class FlowEngineFixtureTest : public ::testing::Test {
     for (auto* v : {&o.wire, &o.exc}) {
       for (const Packet& p : *v) EXPECT_TRUE(p.ok()) << to_string(p.error);
     }
+    // Every frame on the VLAN of the end it goes to.
+    for (const Packet& p : o.exc) EXPECT_EQ(p.vlan, 0) << "the exception link is untagged";
+    for (const Packet& p : o.wire) {
+      if (p.dst_mac == kClientMac) EXPECT_EQ(p.vlan, vlan_) << "the client's VLAN";
+      if (p.dst_mac == kBackendMac) EXPECT_EQ(p.vlan, backend_vlan_) << "the backends' VLAN";
+    }
     return o;
   }
   std::span<const uint8_t> keep(const Bytes& f) {
@@ -274,16 +281,19 @@ class FlowEngineFixtureTest : public ::testing::Test {
     TcpSegment s = segment(kBackendMac, kOurMac,
                            FlowKey{IpAddr::v4(kBackendIp), kVip, 443, backend_syn_.sport},
                            flags, seq, ack, 1000, payload);
-    s.vlan = vlan_;
+    s.vlan = backend_vlan_;
     return s;
   }
   TcpSegment worker(uint8_t flags, uint32_t seq, uint32_t ack, std::span<const uint8_t> payload = {}) const {
     TcpSegment s = backend(flags, seq, ack, payload);
     s.src_mac = kKernelMac;
     s.dst_mac = kExcMac;
+    s.vlan = 0;  // the exception link is untagged
     s.flow = FlowKey{IpAddr::v4(kKernelAddr), IpAddr::v4(kExcAddr), backend_syn_.dport, backend_syn_.sport};
     return s;
   }
+
+  uint64_t vlan_round_trip(uint16_t client_vlan, uint16_t backends);
 
   // The client's SYN (its options in `syn`), the SYN-ACK (isn_), the cookie's ACK.
   Packet handshake(TcpOptions syn, uint64_t now = kT) {
@@ -384,7 +394,8 @@ class FlowEngineFixtureTest : public ::testing::Test {
   std::array<Lane, 3> lanes_;
   std::deque<Bytes> outs_;
   uint16_t sport_ = 40000;
-  uint16_t vlan_ = 0;  // the 802.1Q VID of the client's and the backend's frames
+  uint16_t vlan_ = 0;          // the 802.1Q VID of the client's frames
+  uint16_t backend_vlan_ = 0;  // [dpdk] backend_vlan: the backends' (make() gives it the engines)
   uint32_t client_isn_ = 777;
   uint32_t backend_isn_ = 0x70000000;
   uint32_t isn_ = 0;
@@ -966,38 +977,90 @@ TEST_F(FlowEngineFixtureTest, SackDsackTimestampsAndSequencesWrapBothWays) {
   EXPECT_GE(lanes_[2].engine->stats().forwarded_in_place, 8u);
 }
 
-// Client and backend on one 802.1Q VLAN: our frames carry its tag both
-// ways, copied or rewritten in place.
-TEST_F(FlowEngineFixtureTest, VlanTaggedFlowKeepsItsTagBothWays) {
-  vlan_ = 12;
+// A passthrough flow with its client on VLAN `client_vlan` and the backends on
+// `backends` ([dpdk] backend_vlan; 0: untagged): the ARP request for the
+// backend on the backends' VLAN (an answer on the client's, when that is
+// another, resolves nothing), then 1,000 bytes each way, every lane sending
+// the same bytes and collect() checking each frame's VLAN. The backend's
+// data comes with priority 5 on its tag: our frames carry priority 0, as
+// every frame we build. Returns how many frames the in-place lane rewrote
+// where they lay.
+uint64_t FlowEngineFixtureTest::vlan_round_trip(uint16_t client_vlan, uint16_t backends) {
+  vlan_ = client_vlan;
+  backend_vlan_ = backends;
+  make();
   handshake(full_options());
-  send_hello_and_reach_backend();
-  EXPECT_EQ(backend_syn_.vlan, 12);
+  auto out = wire(client(kTcpAck | kTcpPsh, client_isn_ + 1, isn_ + 1, hello_));
+  EXPECT_EQ(out.wire.size(), 2u);
+  if (out.wire.size() != 2) return 0;
+  const Packet arp = asked_in(out.wire);
+  EXPECT_EQ(arp.l3, L3::kArp);
+  EXPECT_EQ(arp.vlan, backends) << "asked on the backends' VLAN";
+  if (client_vlan != backends) {
+    Packet wrong = arp;
+    wrong.vlan = client_vlan;
+    Bytes reply(64);
+    reply.resize(build_arp_reply(reply, wrong, kBackendMac, kBackendIp));
+    EXPECT_TRUE(feed(reply, kT, false).wire.empty());
+    EXPECT_EQ(stats().neighbor_ignored, 1u) << "an answer on the client's VLAN";
+  }
+  reach_backend(arp);
   TcpOptions o = full_options();
   o.ts_val = 8;
-  const auto replay = backend_accepts(o);
-  ASSERT_EQ(replay.size(), 1u);
-  EXPECT_EQ(replay[0].vlan, 12);
+  EXPECT_EQ(backend_accepts(o).size(), 1u) << "the replay";
   backend_acks_replay(hello_.size());
   const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
   const std::string data(1000, 'v');
   TcpSegment d = backend(kTcpAck | kTcpPsh, backend_isn_ + 1, cnext, as_bytes(data));
   with_backend_ts(d);
-  auto out = wire(d);
-  ASSERT_EQ(out.wire.size(), 1u);
-  EXPECT_EQ(out.wire[0].vlan, 12);
-  EXPECT_EQ(out.wire[0].seq, isn_ + 1);
+  Bytes down = frame_of(d);
+  if (backends != 0) down[14] |= 0xa0;
+  out = feed(down, kT, false);
+  EXPECT_EQ(out.wire.size(), 1u);
+  if (out.wire.size() == 1) EXPECT_EQ(out.wire[0].seq, isn_ + 1);
+  if (client_vlan != 0) EXPECT_EQ(outs_.back()[14] & 0xf0, 0) << "priority 0";
   ++client_tsval_;
-  out = wire(client(kTcpAck, cnext, isn_ + 1 + 1000));
-  ASSERT_EQ(out.wire.size(), 1u);
-  EXPECT_EQ(out.wire[0].vlan, 12);
-  EXPECT_EQ(out.wire[0].ack, backend_isn_ + 1 + 1000);
-  EXPECT_GE(lanes_[1].engine->stats().forwarded_in_place, 3u);
+  out = wire(client(kTcpAck | kTcpPsh, cnext, isn_ + 1 + 1000, as_bytes(data)));
+  EXPECT_EQ(out.wire.size(), 1u);
+  if (out.wire.size() == 1) EXPECT_EQ(out.wire[0].ack, backend_isn_ + 1 + 1000);
+  EXPECT_EQ(lanes_[1].engine->stats().forwarded_in_place, lanes_[2].engine->stats().forwarded_in_place);
+  return lanes_[1].engine->stats().forwarded_in_place;
+}
+
+// Client and backend on one VLAN ([dpdk] backend_vlan = the client's): the
+// tag kept, frames rewritten in place.
+TEST_F(FlowEngineFixtureTest, VlanTaggedFlowKeepsItsTagBothWays) { EXPECT_GE(vlan_round_trip(12, 12), 3u); }
+
+// Clients on one VLAN, backends on another: the tag's VLAN id rewritten in
+// place both ways.
+TEST_F(FlowEngineFixtureTest, BackendsOnTheirOwnVlanClientsOnTheirs) { EXPECT_GE(vlan_round_trip(12, 34), 3u); }
+
+// Tagged clients, untagged backends (backend_vlan = 0, the default), and
+// the other way round: the tag comes off towards one end and goes on
+// towards the other; the frame changes length, so none is rewritten in place.
+TEST_F(FlowEngineFixtureTest, TagsComeOffAndGoOnBetweenTaggedAndUntaggedEnds) {
+  EXPECT_EQ(vlan_round_trip(12, 0), 0u);
+  EXPECT_EQ(vlan_round_trip(0, 34), 0u);
 }
 
 // ---------------------------------------------------------------- hand-off
 
-TEST_F(FlowEngineFixtureTest, HandoffProxyHeaderOffsetBothWaysInPlaceAndCopied) {
+class HandoffFixtureTest : public FlowEngineFixtureTest {
+ protected:
+  void proxy_header_both_ways();
+};
+
+TEST_F(HandoffFixtureTest, ProxyHeaderOffsetBothWaysInPlaceAndCopied) { proxy_header_both_ways(); }
+
+// A client on a VLAN: the worker's side (the exception link) untagged, the
+// client's tagged (collect() checks every frame's VLAN); the tag comes off
+// and goes on, so nothing is rewritten in place.
+TEST_F(HandoffFixtureTest, TaggedClientTheExceptionLinkUntagged) {
+  vlan_ = 12;
+  proxy_header_both_ways();
+}
+
+void HandoffFixtureTest::proxy_header_both_ways() {
   client_isn_ = 0xfffffff0;  // the PROXY header moves the worker's ISN back across the wrap
   hello_ = test::HelloBuilder().sni("t.test").records();
   handshake(full_options());
@@ -1059,7 +1122,11 @@ TEST_F(FlowEngineFixtureTest, HandoffProxyHeaderOffsetBothWaysInPlaceAndCopied) 
   out = wire(c);
   ASSERT_EQ(out.exc.size(), 1u);
   EXPECT_EQ(out.exc[0].seq, cnext + 5);
-  EXPECT_GE(lanes_[1].engine->stats().forwarded_in_place, 2u);
+  if (vlan_ == 0) {
+    EXPECT_GE(lanes_[1].engine->stats().forwarded_in_place, 2u);
+  } else {
+    EXPECT_EQ(lanes_[1].engine->stats().forwarded_in_place, 0u) << "a tag to take off or put on: built anew";
+  }
   // The worker resets: the client is reset, the flow ends.
   TcpSegment rst = worker(kTcpRst | kTcpAck, backend_isn_ + 1 + u32(answer.size()), cnext + 5);
   out = exc(rst);

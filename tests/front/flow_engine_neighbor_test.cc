@@ -313,6 +313,31 @@ TEST_F(NeighborTest, Ipv6BackendThroughNeighbourDiscoveryIsSplicedBothWays) {
   EXPECT_EQ(stats().backend_nd_solicits, 1u);
 }
 
+// [dpdk] backend_vlan: the solicitation goes out on the backends' VLAN, an
+// advertisement on any other VLAN (or untagged) resolves nothing, the
+// backend's frames carry the tag.
+TEST_F(NeighborTest, BackendsOnAVlanAreSolicitedAndReachedOnIt) {
+  make_engine("\"[fd00::1]:443\"", "\"[fd00::9]:8443\"", "backend_vlan = 7");
+  Client c{.v6 = true};
+  auto out = open(c);
+  ASSERT_EQ(out.size(), 1u);
+  const Packet ns = out[0];
+  ASSERT_TRUE(is_ns(ns));
+  EXPECT_EQ(ns.vlan, 7);
+  Packet untagged = ns;
+  untagged.vlan = 0;
+  EXPECT_TRUE(in_raw(answer(untagged, kBackendMac)).empty());
+  Packet other = ns;
+  other.vlan = 8;
+  EXPECT_TRUE(in_raw(answer(other, kBackendMac)).empty());
+  EXPECT_EQ(stats().neighbor_ignored, 2u);
+  out = in_raw(answer(ns, kBackendMac));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags, kTcpSyn);
+  EXPECT_EQ(out[0].vlan, 7);
+  EXPECT_EQ(out[0].dst_mac, kBackendMac);
+}
+
 TEST_F(NeighborTest, AdvertWithWrongTargetHopLimitChecksumOrNoAddressIsIgnored) {
   make_engine("\"[fd00::1]:443\"", "\"[fd00::9]:443\"");
   Client c{.v6 = true};
@@ -619,11 +644,12 @@ TEST(DpdkNextHopsConfig, GoodValuesAreParsed) {
   const std::string toml = "[[listener]]\nlisten = [\"10.0.0.1:443\"]\n[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
                            "[[route]]\nname = \"r\"\nnames = [\"a.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
                            "[dpdk]\nnetworks = [\"10.0.0.0/24\", \"fd00::/64\", \"192.0.2.7\"]\n"
-                           "gateway = \"10.0.0.254\"\ngateway6 = \"fd00::fe\"\n";
+                           "gateway = \"10.0.0.254\"\ngateway6 = \"fd00::fe\"\nbackend_vlan = 4094\n";
   auto cfg = config::load_config_string(toml, "t.toml");
   ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
   const NextHops nh = next_hops_of(cfg->dpdk);
   EXPECT_TRUE(nh.routed);
+  EXPECT_EQ(nh.vlan, 4094);
   ASSERT_EQ(nh.networks.size(), 3u);
   EXPECT_EQ(nh.networks[0].addr, IpAddr::v4(0x0a000000));
   EXPECT_EQ(nh.networks[0].len, 24);
@@ -645,6 +671,7 @@ TEST(DpdkNextHopsConfig, GoodValuesAreParsed) {
       "t.toml");
   ASSERT_TRUE(plain.has_value());
   EXPECT_FALSE(plain->dpdk.routed);
+  EXPECT_EQ(next_hops_of(plain->dpdk).vlan, 0) << "backends untagged by default";
 }
 
 TEST(DpdkNextHopsConfig, BadValuesNameTheKey) {
@@ -663,6 +690,9 @@ TEST(DpdkNextHopsConfig, BadValuesNameTheKey) {
       {"networks = [\"nonsense\"]", "dpdk.networks[0]"},
       {"networks = [24]", "dpdk.networks[0]"},
       {"gateways = \"10.0.0.1\"", "dpdk.gateways"},        // unknown key
+      {"backend_vlan = 4095", "dpdk.backend_vlan"},        // reserved
+      {"backend_vlan = -1", "dpdk.backend_vlan"},
+      {"backend_vlan = \"12\"", "dpdk.backend_vlan"},
   };
   for (const auto& [text, key] : cases) {
     const auto errors = config_errors(text);

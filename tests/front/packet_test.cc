@@ -904,6 +904,15 @@ TEST(PacketArpTest, RequestThenReply) {
   Bytes trep(64);
   ASSERT_EQ(build_arp_reply(trep, tq, kMacB, 0x0a000002), 60u);
   EXPECT_EQ(parse_frame(trep).vlan, 77);
+
+  // Our request on a VLAN (the backends', [dpdk] backend_vlan).
+  Bytes vreq(64);
+  ASSERT_EQ(build_arp_request(vreq, kMacA, 0x0a000001, 0x0a000002, 4094), 60u);  // padded to the minimum
+  const Packet vq = parse_frame(vreq);
+  ASSERT_TRUE(vq.ok());
+  EXPECT_EQ(vq.vlan, 4094);
+  EXPECT_EQ(vq.arp.target_ip, 0x0a000002u);
+  EXPECT_EQ(build_arp_request(vreq, kMacA, 0x0a000001, 0x0a000002, 4096), 0u) << "no such VLAN";
 }
 
 TEST(PacketArpTest, NoReplyWhenNotARequestForUs) {
@@ -1085,6 +1094,17 @@ TEST(PacketNdTest, SolicitationThenAdvertisement) {
     EXPECT_EQ(std::memcmp(m + 8, v6("::1").bytes, 16), 0);
     EXPECT_EQ(Bytes(m + 24, m + 32), (Bytes{2, 1, 0x02, 0, 0, 0, 0, 0x0b}));
   }
+  // Our solicitation on a VLAN: tagged, to the solicited-node address.
+  Bytes sol(120);
+  const size_t sn = build_neighbor_solicit(sol, kMacB, v6("fd00::1"), v6("fd00::9"), 300);
+  ASSERT_EQ(sn, 18u + 40 + 32);
+  sol.resize(sn);
+  const Packet s6 = parse_frame(sol);
+  ASSERT_TRUE(s6.ok()) << to_string(s6.error);
+  EXPECT_EQ(s6.vlan, 300);
+  EXPECT_EQ(s6.icmp.type, 135);
+  EXPECT_TRUE(s6.icmp.nd_target == v6("fd00::9"));
+  EXPECT_TRUE(s6.dst == v6("ff02::1:ff00:9"));
   // The kernel's own advertisement parses, its checksum verified.
   const Packet k = parse_frame(from_hex(kKernelNaV6));
   ASSERT_TRUE(k.ok()) << to_string(k.error);

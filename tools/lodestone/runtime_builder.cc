@@ -242,6 +242,7 @@ front::NextHops next_hops_of(const config::DpdkConfig& d) {
   nh.gateway = ip_of(d.gateway);
   nh.gateway6 = ip_of(d.gateway6);
   for (const auto& n : d.networks) nh.networks.push_back({ip_of(n), n.len});
+  nh.vlan = static_cast<uint16_t>(d.backend_vlan);
   return nh;
 }
 
