@@ -101,8 +101,8 @@ FlowEngine::Flow* FlowEngine::insert(const FlowKey& k) noexcept {
 namespace {
 
 // Removes slot+1 from an index whose entries hash by key_of(flow).
-template <typename KeyOf>
-void remove_from(std::vector<uint32_t>& index, uint32_t slot, const FlowKey& k, KeyOf key_of) noexcept {
+template <typename Index, typename KeyOf>
+void remove_from(Index& index, uint32_t slot, const FlowKey& k, KeyOf key_of) noexcept {
   const size_t mask = index.size() - 1;
   size_t i = flow_hash(k) & mask;
   while (index[i] != slot + 1) i = (i + 1) & mask;

@@ -45,6 +45,7 @@
 #include "dataplane/front/flow_key.h"
 #include "dataplane/front/handoff.h"
 #include "dataplane/front/hello_collector.h"
+#include "dataplane/front/huge_page_allocator.h"
 #include "dataplane/front/packet.h"
 #include "dataplane/front/syn_cookie.h"
 #include "dataplane/front/toeplitz.h"
@@ -496,7 +497,11 @@ class FlowEngine {
   void count_backend_pick(Flow& f, uint32_t backend) noexcept;
   void count_backend_failed(Flow& f) noexcept;
   void uncount(Flow& f) noexcept;
-  TcpSegment to_backend(const Flow& f) const noexcept;
+  TcpSegment to_backend(Flow& f) noexcept;
+  // A flow's backend MAC after a next hop's changed (flow_engine_neighbor.cc):
+  // mac_epoch_ counts the changes, each flow the count it has seen.
+  void follow_neighbor(Flow& f) noexcept;
+  void refresh_backend_mac(Flow& f) noexcept;
   TcpSegment to_client(const Flow& f) const noexcept;
 
   // Terminate (flow_engine_splice.cc): the same splice, the worker as backend.
@@ -531,13 +536,16 @@ class FlowEngine {
   };
   TokenBucket icmp_bucket_, icmp_share_bucket_;
   bool redirected_ = false;  // the frame being handled came from another lcore
+  uint32_t mac_epoch_ = 0;   // next-hop MAC changes seen (see follow_neighbor)
   FrontStats stats_;
   // Flows: fixed slots, an open-addressing index (linear probing, backward
-  // shift deletion), a FIFO per timeout.
-  std::vector<Flow> flows_;
+  // shift deletion), a FIFO per timeout. The slots and indexes on huge pages
+  // where the kernel gives them (huge_page_allocator.h).
+  using FlowIndex = std::vector<uint32_t, HugePageAllocator<uint32_t>>;
+  std::vector<Flow, HugePageAllocator<Flow>> flows_;
   std::vector<uint32_t> free_;
-  std::vector<uint32_t> index_;  // slot+1, 0 = empty
-  std::vector<uint32_t> bindex_;  // backend-side keys of passthrough flows, same layout
+  FlowIndex index_;   // slot+1, 0 = empty
+  FlowIndex bindex_;  // backend-side keys of passthrough flows, same layout
   size_t live_ = 0;
   uint32_t head_[static_cast<size_t>(Wait::kCount)];  // per timeout list, oldest first
   uint32_t tail_[static_cast<size_t>(Wait::kCount)];

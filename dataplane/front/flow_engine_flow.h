@@ -26,7 +26,8 @@ struct FlowEngine::Flow {
   };
   // What a spliced segment reads and writes comes first (the fast path in
   // flow_engine_forward.cc): the first 168 bytes of the slot, not spread
-  // over its 500.
+  // over its 500 (kFlowHotBytes in flow_engine_forward.cc; `series`, read
+  // for every segment, ends at byte 168).
   State state = State::kFree;
   Wait wait = Wait::kHello;
   bool linked = false;
@@ -43,6 +44,7 @@ struct FlowEngine::Flow {
   MacAddr peer_mac{};
   MacAddr backend_mac{};
   uint16_t client_window = 65535;  // the client's latest window (its scale, which the backend uses too)
+  uint32_t mac_epoch = 0;          // FlowEngine::mac_epoch_ when backend_mac was last set or checked
   uint32_t snd_nxt = 0;  // our next sequence number towards the client
   uint32_t ts_recent = 0;   // the client's latest TSval
   uint32_t delta = 0;            // our ISN towards the client - the backend's ISN
@@ -56,11 +58,12 @@ struct FlowEngine::Flow {
   uint32_t prev = kNil, next = kNil;
   uint64_t deadline = 0;
   uint64_t linked_ms = 0;  // when the flow was put at the tail of its list
-  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
   // The route's and the picked backend's series (count_route,
   // count_backend_pick): bytes are counted as the legs' sequence numbers
-  // move, active until the flow ends. Null: not counted.
+  // move (so the route's pointer is in the fast path's bytes), active until
+  // the flow ends. Null: not counted.
   stats::RouteSeries* series = nullptr;
+  std::shared_ptr<const worker::Runtime> rt;  // the generation the flow began with
   stats::BackendSeries* bseries = nullptr;
 
   uint16_t vlan = 0;
@@ -83,6 +86,13 @@ struct FlowEngine::Flow {
   uint8_t tries = 0;             // SYNs sent to this backend, or replays sent
   uint32_t replay_end = 0;       // the client sequence number after the replayed bytes
 };
+
+// Before a frame goes to the backend: when a next hop's MAC has changed
+// since this flow's was set (a failover), the flow takes its next hop's
+// current MAC. One compare per frame; no scan of the flow table.
+inline void FlowEngine::follow_neighbor(Flow& f) noexcept {
+  if (f.mac_epoch != mac_epoch_) refresh_backend_mac(f);
+}
 
 // A series counter of this lcore's row (one writer: relaxed load and
 // store, no read-modify-write).

@@ -282,7 +282,7 @@ void FlowEngine::prefetch_flow(std::span<const uint8_t> frame) const noexcept {
   // few slots on), and the flow it names: the client's key in index_, the
   // backend's in bindex_. A slot of the other index names another flow or
   // none; that prefetch is wasted, never wrong.
-  for (const std::vector<uint32_t>* index : {&index_, &bindex_}) {
+  for (const FlowIndex* index : {&index_, &bindex_}) {
     const uint32_t v = (*index)[h & (index->size() - 1)];
     if (v == 0) continue;
     const auto* p = reinterpret_cast<const char*>(&flows_[v - 1]);
@@ -374,6 +374,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
   Fields to = s.f;
   if (!retag(s, backend_vlan(*f), to)) return false;
+  follow_neighbor(*f);
   to.src_mac = f->handoff ? cfg_.handoff.mac : cfg_.mac;
   to.dst_mac = f->backend_mac;
   to.src = f->bkey.dst.v4_host();

@@ -238,6 +238,7 @@ void FlowEngine::on_icmp_too_big(const Packet& p, std::span<const uint8_t> frame
   if (!take_icmp_token()) return;
   IcmpTooBig m;
   m.src_mac = f->handoff ? cfg_.handoff.mac : cfg_.mac;
+  follow_neighbor(*f);
   m.dst_mac = f->backend_mac;
   m.vlan = backend_vlan(*f);
   m.from = f->bkey.dst;

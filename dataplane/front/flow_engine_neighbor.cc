@@ -17,7 +17,8 @@
 // neighbor_ttl_ms; after that the next flow that uses it asks again but goes
 // on with it meanwhile, and an entry whose host no longer answers is
 // forgotten after kNeighborProbeMs of requests (flows then wait for it as
-// for a new one). A MAC that changed is given to the flows already using it.
+// for a new one). A MAC that changed is taken by the flows already using it
+// at their next frame towards the backend (follow_neighbor).
 // The backends' link may be a VLAN ([dpdk] backend_vlan): requests go out
 // tagged with it and only answers on it count; the exception link is
 // untagged.
@@ -154,20 +155,24 @@ void FlowEngine::learn_neighbor(Neighbor& n, const MacAddr& mac, FrameSink& out)
     if (f.state == Flow::State::kConnecting && !f.backend_mac_known && f.handoff == exception &&
         next_hop(f) == ip) {
       f.backend_mac = mac;
+      f.mac_epoch = mac_epoch_;
       f.backend_mac_known = true;
       f.tries = 0;
       send_backend_syn(f, out);
     }
   }
-  if (!changed) return;
   // The next hop moved (a failover, a replaced host): the flows through it
-  // follow. Rare: a scan of the table is fine.
-  for (Flow& f : flows_) {
-    if ((f.state == Flow::State::kConnecting || f.state == Flow::State::kSpliced) && f.backend_mac_known &&
-        f.handoff == exception && next_hop(f) == ip) {
-      f.backend_mac = mac;
-    }
-  }
+  // follow, each at its next frame towards the backend (follow_neighbor);
+  // no scan of the flow table, which would stall the lcore for milliseconds
+  // at a million flows just when a failover needs it.
+  if (changed) ++mac_epoch_;
+}
+
+void FlowEngine::refresh_backend_mac(Flow& f) noexcept {
+  f.mac_epoch = mac_epoch_;
+  if (!f.backend_mac_known) return;
+  const Neighbor* n = find_neighbor(next_hop(f), f.handoff);
+  if (n != nullptr && n->known) f.backend_mac = n->mac;
 }
 
 void FlowEngine::refresh_neighbors(FrameSink& out) noexcept {

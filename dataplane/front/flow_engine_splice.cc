@@ -67,7 +67,8 @@ SocketAddress to_socket_address(const IpAddr& a, uint16_t port) noexcept {
 
 // A segment of the flow from us to its backend (VIP:lport -> backend) and
 // to its client (VIP:port -> client).
-TcpSegment FlowEngine::to_backend(const Flow& f) const noexcept {
+TcpSegment FlowEngine::to_backend(Flow& f) noexcept {
+  follow_neighbor(f);
   TcpSegment s;
   s.src_mac = f.handoff ? cfg_.handoff.mac : cfg_.mac;
   s.dst_mac = f.backend_mac;
@@ -218,6 +219,7 @@ void FlowEngine::open_backend(Flow& f, FlowKey bk, FrameSink& out) noexcept {
   Neighbor* n = find_neighbor(next_hop(f), f.handoff);
   if (n != nullptr && n->known) {
     f.backend_mac = n->mac;
+    f.mac_epoch = mac_epoch_;
     f.backend_mac_known = true;
     // Old: asked again, the flow goes on with it meanwhile.
     if (!n->asking && now_ms_ - n->seen_ms >= cfg_.neighbor_ttl_ms) solicit(*n, out);

@@ -575,6 +575,46 @@ TEST_F(NeighborTest, OldEntryIsAskedAgainWithoutStallingAndForgottenWhenSilent) 
   EXPECT_TRUE(is_arp_request(out[0]));
 }
 
+// A failover: the backend's address answers from another MAC. A spliced
+// flow's next segment towards the backend goes to the new MAC, rewritten in
+// place on the fast path as before, and a flow that was connecting when the
+// MAC changed follows it too; no scan of the flow table at the answer.
+TEST_F(NeighborTest, SplicedFlowsFollowAMovedBackendAtTheirNextSegment) {
+  make_engine("\"10.0.0.1:443\"", "\"10.0.0.9:443\"");
+  Client c1;
+  auto out = open(c1);
+  ASSERT_EQ(out.size(), 1u);
+  out = in_raw(arp_reply(0x0a000009, kBackendMac, 0x0a000001));
+  ASSERT_EQ(out.size(), 1u);
+  c1.backend_syn = out[0];
+  const uint32_t b = 0x50000000;
+  ASSERT_EQ(in(from_backend(c1, kTcpSyn | kTcpAck, b, c1.isn + 1)).size(), 1u);  // the replay
+  const uint32_t hello_end = c1.isn + 1 + static_cast<uint32_t>(hello_.size());
+  ASSERT_EQ(in(from_backend(c1, kTcpAck, b + 1, hello_end)).size(), 1u);  // to the client
+  // The entry is old: the next flow's SYN goes to the MAC known, a request beside it.
+  Client c2{.sport = 40001};
+  out = open(c2, kT0 + 61'000);
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(c2.backend_syn.dst_mac, kBackendMac);
+  constexpr MacAddr kMoved = {0x02, 0, 0, 0, 0, 0x77};
+  EXPECT_TRUE(in_raw(arp_reply(0x0a000009, kMoved, 0x0a000001), kT0 + 61'010).empty());
+  // c1's data: in place, to the new MAC.
+  sink_.in_place = true;
+  const std::string data = "after the failover";
+  const uint64_t in_place = stats().forwarded_in_place;
+  out = in(seg(c1, kTcpAck | kTcpPsh, hello_end, c1.our_isn + 1,
+               {reinterpret_cast<const uint8_t*>(data.data()), data.size()}),
+           kT0 + 61'020);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].dst, kBackend4);
+  EXPECT_EQ(out[0].dst_mac, kMoved);
+  EXPECT_EQ(stats().forwarded_in_place, in_place + 1) << "the fast path";
+  // c2 (its SYN went to the old MAC): its replay goes to the new one.
+  out = in(from_backend(c2, kTcpSyn | kTcpAck, b, c2.isn + 1), kT0 + 61'030);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].dst_mac, kMoved);
+}
+
 // ------------------------------------------------------------------ packets
 
 TEST(NeighborPacket, SolicitationIsBuiltOnlyForAUnicastIpv6Target) {
