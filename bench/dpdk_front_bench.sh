@@ -13,8 +13,10 @@
 #     same over 1, 1,000 and 100,000 flows, with and without the burst
 #     loop's flow prefetch (section 1d, BUILD/dpdk_ring_flows.json);
 #  2. new flows: the engine's whole connection (SYN -> cookie SYN-ACK, ACK,
-#     ClientHello parsed and routed to a reject, FIN) vs the kernel front doing
-#     the same (accept, read, parse, alert, close) for `lodeload handshakes`
+#     ClientHello parsed and routed to a reject, FIN), and a passthrough one
+#     up to the splice (SYN -> cookie, ACK + 600-byte hello -> parse -> route
+#     -> backend SYN -> SYN-ACK -> replay -> spliced, RST), vs the kernel
+#     front's accept + read + parse (+ alert, close) for `lodeload handshakes`
 #     to a reject route: Lodestone's CPU per connection from /proc/PID/stat.
 # Prints one table with the ratios, writes the figures as JSON (BENCH_JSON,
 # default BUILD/dpdk_front_bench.json) and draws the chart beside it
@@ -26,6 +28,9 @@
 #                                            engine, in memory and behind
 #                                            net_ring, ~5 min; only the ring
 #                                            section's JSON, no chart)
+#   NEWFLOW=1 bash bench/dpdk_front_bench.sh  (new flows only, section 2:
+#                                              the engine and the kernel
+#                                              front, ~1 min; no JSON)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${BUILD:-$src/build/release}" && pwd)
@@ -41,14 +46,15 @@ trap cleanup EXIT
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd is missing (apt-get install dpdk-dev)"; exit 1; }
 
 # 1a. testpmd io forwarding, 6 s; the per-second rates of both ports summed.
-(sleep 8 | timeout -s INT 6 dpdk-testpmd -l 0-1 --no-huge --no-pci -m 512 --file-prefix="lodebench$$" \
-  --vdev=net_null0 --vdev=net_null1 -- --forward-mode=io --total-num-mbufs=8192 --stats-period 1) \
-  >"$T/testpmd.log" 2>&1 || true
+[ -n "${NEWFLOW:-}" ] || (sleep 8 | timeout -s INT 6 dpdk-testpmd -l 0-1 --no-huge --no-pci -m 512 \
+  --file-prefix="lodebench$$" --vdev=net_null0 --vdev=net_null1 -- --forward-mode=io --total-num-mbufs=8192 \
+  --stats-period 1) >"$T/testpmd.log" 2>&1 || true
+touch "$T/testpmd.log"
 testpmd_pps=$(awk '/Rx-pps:/ { v[n++] = $2 } END { m = 0; for (i = 2; i + 1 < n; i += 2) { s = v[i] + v[i + 1]; if (s > m) m = s } print m }' "$T/testpmd.log")
 
 # 1b + 2a. The engine's numbers.
 "$build/bench/flow_engine_bench" --benchmark_min_time=1 --benchmark_format=json >"$T/engine.json" 2>/dev/null
-read -r fwd_c2b fwd_b2c ip_c2b ip_b2c nic_c2b nic_b2c ts_c2b ts_b2c newflow_ns < <(python3 - "$T/engine.json" <<'PY'
+read -r fwd_c2b fwd_b2c ip_c2b ip_b2c nic_c2b nic_b2c ts_c2b ts_b2c newflow_ns passflow_ns < <(python3 - "$T/engine.json" <<'PY'
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
 r = lambda n: b[n]["items_per_second"] if n in b else 0  # 0: an older bench binary without it
@@ -57,7 +63,8 @@ print(r("BM_ForwardClientToBackend"), r("BM_ForwardBackendToClient"),
       r("BM_ForwardInPlaceNicChecksumClientToBackend"), r("BM_ForwardInPlaceNicChecksumBackendToClient"),
       r("BM_ForwardInPlaceNicChecksumTimestampsClientToBackend"),
       r("BM_ForwardInPlaceNicChecksumTimestampsBackendToClient"),
-      b["BM_NewFlowRejectedInTheDataplane"]["cpu_time"])
+      b["BM_NewFlowRejectedInTheDataplane"]["cpu_time"],
+      b.get("BM_NewFlowPassedThroughInTheDataplane", {}).get("cpu_time", 0))
 PY
 )
 # 1c. The issue's setup: the engine behind a real ethdev, a net_ring port on
@@ -136,6 +143,7 @@ PY
   ) >"$T/ring-testpmd-$2.txt"
 }
 ring_pairs=${RING_PAIRS:-3}
+[ -z "${NEWFLOW:-}" ] || ring_pairs=0
 ring_tp=() ring_swap=()
 for i in $(seq 1 "$ring_pairs"); do
   ring_testpmd io "io-$i"
@@ -159,7 +167,7 @@ done
 #     BUILD/dpdk_ring_flows.json (FLOWS_JSON to change).
 flows_json=${FLOWS_JSON:-$build/dpdk_ring_flows.json}
 mkdir -p "$(dirname "$flows_json")"
-if ! "$build/bench/dpdk_ring_forward_bench" --json --lcore 0 --file-prefix "lodebench$$" --frames 2e7 --seconds 1 \
+if [ -z "${NEWFLOW:-}" ] && ! "$build/bench/dpdk_ring_forward_bench" --json --lcore 0 --file-prefix "lodebench$$" --frames 2e7 --seconds 1 \
     --flows "${FLOW_COUNTS:-1,1000,100000}" --prefetch 0,4,8 --links 0,2 --repeat "${FLOW_REPEAT:-2}" \
     >"$flows_json" 2>"$T/ring-flows.err"; then
   echo "many flows: dpdk_ring_forward_bench failed:"
@@ -304,19 +312,27 @@ c1=$(cpu "$lpid")
 ticks=$(getconf CLK_TCK)
 kernel_ns=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v n="$conns" 'BEGIN { printf "%.0f", d / t * 1e9 / n }')
 
+new_flow_table() {
+  awk -v nf="$newflow_ns" -v pf="$passflow_ns" -v kn="$kernel_ns" 'BEGIN {
+    printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
+    if (pf > 0) printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow passed through (to the splice) vs the same", pf, kn, kn / pf
+  }'
+}
+if [ -n "${NEWFLOW:-}" ]; then
+  new_flow_table
+  exit 0
+fi
 forwarding_table
 ring_table
 flows_table
-awk -v nf="$newflow_ns" -v kn="$kernel_ns" 'BEGIN {
-  printf "%-58s %9.0f ns/conn %8.0f ns/conn %7.1fx\n", "new flow rejected: dpdk engine vs kernel front", nf, kn, kn / nf
-}'
+new_flow_table
 
 json_out=${BENCH_JSON:-$build/dpdk_front_bench.json}
 mkdir -p "$(dirname "$json_out")"
 python3 - "$json_out" "$testpmd_pps" "$fwd_c2b" "$fwd_b2c" "$ip_c2b" "$ip_b2c" "$nic_c2b" "$nic_b2c" "$ts_c2b" "$ts_b2c" "$newflow_ns" \
-  "$kernel_ns" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+  "$kernel_ns" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$passflow_ns" <<'PY'
 import json, sys
-out, tp, c2b, b2c, ic, ib, nc, nb, tc, tb, nf, kn, date, load = sys.argv[1:]
+out, tp, c2b, b2c, ic, ib, nc, nb, tc, tb, nf, kn, date, load, pf = sys.argv[1:]
 tp = float(tp) / 1e6
 rows = [("copied c->b", c2b), ("copied b->c", b2c), ("in place c->b", ic), ("in place b->c", ib),
         ("NIC csum c->b", nc), ("NIC csum b->c", nb), ("NIC csum+TS c->b", tc), ("NIC csum+TS b->c", tb)]
@@ -324,7 +340,9 @@ doc = {"meta": {"date": date, "command": "bash bench/dpdk_front_bench.sh", "load
        "forwarding": [{"name": n, "lodestone_mpps": round(float(v) / 1e6, 3), "testpmd_mpps": round(tp, 3),
                        "ratio": round(float(v) / 1e6 / tp, 3) if tp > 0 else None} for n, v in rows],
        "new_flow": {"dpdk_ns": round(float(nf), 1), "kernel_ns": float(kn),
-                    "ratio": round(float(kn) / float(nf), 1) if float(nf) > 0 else None}}
+                    "ratio": round(float(kn) / float(nf), 1) if float(nf) > 0 else None},
+       "new_flow_passthrough": {"dpdk_ns": round(float(pf), 1), "kernel_ns": float(kn),
+                                "ratio": round(float(kn) / float(pf), 1) if float(pf) > 0 else None}}
 with open(out, "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")

@@ -6,6 +6,11 @@
 //   syn: a SYN answered with a cookie SYN-ACK;
 //   new_flow: SYN, cookie ACK, a 517-byte ClientHello parsed and routed to a
 //     reject (alert + FIN), the client's FIN: one whole connection;
+//   new_flow_passthrough: SYN, cookie ACK, a 600-byte ClientHello parsed and
+//     routed to a passthrough pool, our SYN to the backend (its MAC known),
+//     the backend's SYN-ACK, the hello replayed, the backend's ACK passed to
+//     the client (spliced), the client's RST passed to the backend: one whole
+//     passthrough connection up to the splice (the new-flow path);
 //   ForwardInPlaceManyFlows/flows:N/prefetch:K: segments of N spliced flows
 //     in a random order, with FlowEngine::prefetch_flow K frames ahead.
 // bench/dpdk_front_bench.sh runs it beside dpdk-testpmd's io forwarding on
@@ -188,6 +193,85 @@ void BM_NewFlowRejectedInTheDataplane(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 
+// Takes what the engine sends, reading only what the new-flow loop needs
+// from it: the cookie ISN of a SYN-ACK, the local port of our SYN to the
+// backend (IPv4, no IP options: the fixture's frames).
+class NewFlowSink : public FrameSink {
+ public:
+  std::span<uint8_t> buffer() noexcept override { return buf_; }
+  void send(size_t len) noexcept override {
+    ++frames;
+    if (len < 54 || buf_[12] != 0x08 || buf_[13] != 0x00 || buf_[23] != kProtoTcp) return;
+    const uint8_t flags = buf_[47];
+    if (flags == (kTcpSyn | kTcpAck)) cookie_isn = get32(&buf_[38]);
+    if (flags == kTcpSyn) syn_port = static_cast<uint16_t>(buf_[34] << 8 | buf_[35]);
+  }
+  bool send_in_place(std::span<uint8_t>) noexcept override {
+    ++frames;
+    return true;
+  }
+  uint64_t frames = 0;
+  uint32_t cookie_isn = 0;
+  uint16_t syn_port = 0;
+
+ private:
+  static constexpr uint8_t kProtoTcp = 6;
+  static uint32_t get32(const uint8_t* p) noexcept {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+  }
+  std::array<uint8_t, kMaxFrame> buf_{};
+};
+
+void BM_NewFlowPassedThroughInTheDataplane(benchmark::State& state) {
+  auto engine = make_engine();
+  NewFlowSink sink;
+  static const auto hello = [] {
+    const size_t base = lode::test::HelloBuilder().sni("p.test").records().size();
+    return lode::test::HelloBuilder().sni("p.test").ext(21, lode::test::Bytes(600 - base - 4, 0)).records();
+  }();
+  const auto hello_len = static_cast<uint32_t>(hello.size());
+  auto backend = [](uint16_t lport, uint8_t flags, uint32_t seq, uint32_t ack) {
+    TcpSegment b;
+    b.src_mac = lode::bench::kBackendMac;
+    b.dst_mac = lode::bench::kOurMac;
+    b.flow = FlowKey{lode::bench::kBackend, lode::bench::kVip, 443, lport};
+    b.seq = seq;
+    b.ack = ack;
+    b.flags = flags;
+    b.window = 2000;
+    return frame_of(b);
+  };
+  // One connection; `prime`: the first, whose hello brings the ARP request
+  // for the backend (answered here) instead of our SYN.
+  auto connection = [&](uint16_t port, bool prime) {
+    engine->on_frame(frame_of(from_client(port, kTcpSyn, 7, 0)), kNow, sink);
+    const uint32_t isn = sink.cookie_isn;
+    engine->on_frame(frame_of(from_client(port, kTcpAck, 8, isn + 1)), kNow, sink);
+    sink.syn_port = 0;
+    engine->on_frame(frame_of(from_client(port, kTcpAck | kTcpPsh, 8, isn + 1, hello)), kNow, sink);
+    if (prime) {
+      std::vector<uint8_t> req(64), arp(64);
+      req.resize(build_arp_request(req, lode::bench::kOurMac, lode::bench::kVipV4, lode::bench::kBackendV4));
+      arp.resize(build_arp_reply(arp, parse_frame(req), lode::bench::kBackendMac, lode::bench::kBackendV4));
+      engine->on_frame(arp, kNow, sink);
+    }
+    const uint16_t lport = sink.syn_port;
+    engine->on_frame(backend(lport, kTcpSyn | kTcpAck, 5000, 8), kNow, sink);         // the replay
+    engine->on_frame(backend(lport, kTcpAck, 5001, 8 + hello_len), kNow, sink);      // spliced
+    engine->on_frame(frame_of(from_client(port, kTcpRst | kTcpAck, 8 + hello_len, isn + 1)), kNow, sink);
+  };
+  connection(1023, true);
+  const uint64_t spliced = engine->stats().spliced_to_client;
+  uint16_t port = 1024;
+  for (auto _ : state) {
+    port = static_cast<uint16_t>(port == 65535 ? 1024 : port + 1);
+    connection(port, false);
+  }
+  if (engine->flows() != 0) state.SkipWithError("flows left");
+  if (engine->stats().spliced_to_client - spliced != state.iterations()) state.SkipWithError("a flow not spliced");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
 BENCHMARK(BM_ForwardClientToBackend);
 BENCHMARK(BM_ForwardBackendToClient);
 BENCHMARK(BM_ForwardInPlaceClientToBackend);
@@ -201,6 +285,7 @@ BENCHMARK(BM_ForwardInPlaceManyFlows)
     ->ArgsProduct({{1, 1000, 100000}, {0, 4, 8}, {1, 0}});
 BENCHMARK(BM_SynToCookieSynAck);
 BENCHMARK(BM_NewFlowRejectedInTheDataplane);
+BENCHMARK(BM_NewFlowPassedThroughInTheDataplane);
 
 }  // namespace
 
