@@ -141,7 +141,9 @@ void FlowEngine::learn_neighbor(Neighbor& n, const MacAddr& mac, FrameSink& out)
     if (!redirected_) ++stats_.neighbor_ignored;  // a copy from another lcore: its own answer, maybe
     return;
   }
-  const bool changed = n.known && n.mac != mac;
+  // Moved: another MAC, or the entry was forgotten (silent) and is learned
+  // anew, perhaps from another host.
+  const bool moved = !n.known || n.mac != mac;
   n.mac = mac;
   n.known = true;
   n.asking = false;
@@ -165,7 +167,7 @@ void FlowEngine::learn_neighbor(Neighbor& n, const MacAddr& mac, FrameSink& out)
   // follow, each at its next frame towards the backend (follow_neighbor);
   // no scan of the flow table, which would stall the lcore for milliseconds
   // at a million flows just when a failover needs it.
-  if (changed) ++mac_epoch_;
+  if (moved) ++mac_epoch_;
 }
 
 void FlowEngine::refresh_backend_mac(Flow& f) noexcept {

@@ -615,6 +615,40 @@ TEST_F(NeighborTest, SplicedFlowsFollowAMovedBackendAtTheirNextSegment) {
   EXPECT_EQ(out[0].dst_mac, kMoved);
 }
 
+// The backend's address falls silent long enough to be forgotten, then
+// answers again from another MAC (a replaced host): the flows spliced to it
+// before take the new MAC too.
+TEST_F(NeighborTest, AForgottenBackendLearnedAgainFromAnotherMacIsFollowed) {
+  make_engine("\"10.0.0.1:443\"", "\"10.0.0.9:443\"");
+  Client c1;
+  ASSERT_EQ(open(c1).size(), 1u);
+  auto out = in_raw(arp_reply(0x0a000009, kBackendMac, 0x0a000001));
+  ASSERT_EQ(out.size(), 1u);
+  c1.backend_syn = out[0];
+  const uint32_t b = 0x50000000;
+  ASSERT_EQ(in(from_backend(c1, kTcpSyn | kTcpAck, b, c1.isn + 1)).size(), 1u);
+  const uint32_t hello_end = c1.isn + 1 + static_cast<uint32_t>(hello_.size());
+  ASSERT_EQ(in(from_backend(c1, kTcpAck, b + 1, hello_end)).size(), 1u);
+  // Old: asked again beside the next flow's SYN, never answered, forgotten.
+  Client c2{.sport = 40001};
+  ASSERT_EQ(open(c2, kT0 + 61'000).size(), 2u);
+  for (uint64_t t = kT0 + 62'050; t <= kT0 + 64'200; t += 1'050) (void)tick(t);
+  Client c3{.sport = 40002};
+  out = open(c3, kT0 + 64'300);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(is_arp_request(out[0])) << "a new entry: the flow waits for the answer";
+  constexpr MacAddr kReplaced = {0x02, 0, 0, 0, 0, 0x55};
+  out = in_raw(arp_reply(0x0a000009, kReplaced, 0x0a000001), kT0 + 64'310);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].dst_mac, kReplaced) << "c3's SYN";
+  const std::string data = "to the replaced host";
+  out = in(seg(c1, kTcpAck | kTcpPsh, hello_end, c1.our_isn + 1,
+               {reinterpret_cast<const uint8_t*>(data.data()), data.size()}),
+           kT0 + 64'320);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].dst_mac, kReplaced) << "c1, spliced before, follows";
+}
+
 // ------------------------------------------------------------------ packets
 
 TEST(NeighborPacket, SolicitationIsBuiltOnlyForAUnicastIpv6Target) {
