@@ -10,7 +10,8 @@
 # to a plaintext backend. Checked: curl and openssl s_client complete TLS
 # with the route's certificate and get the backend's answer, a 20 MB file
 # has equal SHA-256, the access log shows the client's real address and the
-# VIP (PROXY v2), names steer to a stable worker, passthrough and reject
+# VIP (PROXY v2; an IPv6 client's too, over the IPv4 exception link), names
+# steer to a stable worker, passthrough and reject
 # still work beside it, counters, and a clean stop that removes both taps.
 # Two polling lcores with an exception port: test_dpdk_lcores.sh.
 # Needs root (taps, namespaces); release build only.
@@ -26,6 +27,8 @@ XIF="ldtx$$"
 PREFIX="lode-e2e-t$$"
 NET="10.$(( $$ % 200 + 20 )).79"
 VIP="$NET.1"
+NET6="fd7e:$(( $$ % 200 + 20 ))::"   # an IPv6 VIP too: its clients handed off over the IPv4 exception link
+VIP6="${NET6}1"
 XNET="169.254.$(( $$ % 250 + 1 ))"
 ON_EXIT+=("ip netns del $NS" "rm -rf /var/run/dpdk/$PREFIX")
 BP=$(free_port)
@@ -36,7 +39,7 @@ head -c 20000000 /dev/urandom >"$T/www/blob.bin"
 serve_www "$WP"
 
 cat >"$T/lode.toml" <<TOML
-$(dpdk_head "\"$VIP:443\"")
+$(dpdk_head "\"$VIP:443\", \"[$VIP6]:443\"")
 
 [workers]
 count = 2
@@ -112,6 +115,7 @@ assert_match "a spoofed PROXY header from a local process: closed with no answer
 check "  ... counted as a PROXY error" wait_stat proxy_errors $((pe0 + 1)) 5
 
 client_ns "$NET.2" "$NET.9"
+in_ns ip -6 addr add "${NET6}2/64" dev "$TAP" nodad
 mkdir -p "$T/pwww"
 echo "passthrough backend" >"$T/pwww/index.txt"
 (cd "$T/pwww" && exec ip netns exec "$NS" openssl s_server -accept "$NET.9:443" -cert "$PKI/p.test.pem" \
@@ -135,6 +139,12 @@ in_ns curl -sS --max-time 60 --cacert "$PKI/ca.pem" --resolve "u.test:443:$VIP" 
 assert_eq "terminate: curl u.test/blob.bin (exit 0)" 0 "$rc"
 assert_eq "terminate: 20 MB with equal SHA-256" "$(sha256sum <"$T/www/blob.bin")" "$(sha256sum <"$T/got.bin" 2>/dev/null)"
 
+# An IPv6 client: handed to a worker over the IPv4 exception link, the PROXY
+# v2 header naming its IPv6 address and the IPv6 VIP.
+out=$(in_ns curl -sS -6 --max-time 15 --cacert "$PKI/ca.pem" --resolve "t.test:443:[$VIP6]" https://t.test/ 2>&1); rc=$?
+assert_eq "terminate, IPv6 client: curl -6 t.test (exit 0)" 0 "$rc"
+assert_contains "terminate, IPv6 client: the backend's answer" "$out" "backend=app"
+
 # Steering: one name, one worker, every time.
 for i in 1 2 3 4; do
   in_ns curl -sS --max-time 15 --cacert "$PKI/ca.pem" --resolve "t.test:443:$VIP" https://t.test/ >/dev/null 2>&1
@@ -146,8 +156,9 @@ assert_contains "no route: alert 112 from the dataplane (no worker involved)" "$
 
 sleep 1.2  # the access log is flushed every tick, the stats file every second
 lines=$(grep '"route":"t"' "$LLOG")
-assert_ge "access log: the t.test connections" "$(grep -c . <<<"$lines")" 6
+assert_ge "access log: the t.test connections" "$(grep -c . <<<"$lines")" 7
 assert_contains "access log: the client's real address (PROXY v2 from the front)" "$lines" "\"client\":\"$NET.2:"
+assert_contains "access log: the IPv6 client's real address" "$lines" "\"client\":\"[${NET6}2]:"
 assert_not_contains "access log: never the front's address on the exception link" "$lines" "$XNET.2"
 workers_t=$(grep -o '"worker":[0-9]*' <<<"$lines" | sort -u | wc -l)
 assert_eq "steering: every t.test connection on one worker" 1 "$workers_t"
