@@ -316,6 +316,7 @@ struct DpdkPrefix {
   int family = 0;        // AF_INET | AF_INET6; 0: none
   uint8_t addr[16] = {};  // network order (IPv4 in the first 4)
   uint8_t len = 0;       // prefix length (32 / 128 for an address)
+  bool operator==(const DpdkPrefix&) const = default;
 };
 
 struct DpdkConfig {
@@ -396,6 +397,12 @@ struct Config {
 // order, PROXY setting): the workers own their sockets from the start, so a
 // reload may change everything else but not these.
 bool same_listeners(const Config& a, const Config& b) noexcept;
+
+// Whether two configurations run the same front: `front` and every [dpdk]
+// key but cookie_secret_file (which a reload reads again). The EAL, the
+// port, the lcores' engines and the exception link are set up at start, so
+// a reload that changes these is refused, as for the listeners.
+bool same_front(const Config& a, const Config& b) noexcept;
 
 // Parses and validates; on failure returns every error found.
 Result<Config, ConfigErrors> load_config_file(const std::string& path);

@@ -687,6 +687,11 @@ struct ControlPlane::Impl {
                            "the workers own their sockets: restart Lodestone to change them");
       return std::nullopt;
     }
+    if (!config::same_front(cfg, *next)) {
+      out.errors.push_back(path + ": the front (front, [dpdk] but cookie_secret_file) changed; "
+                           "the dataplane sets its port up at start: restart Lodestone to change it");
+      return std::nullopt;
+    }
     auto t = CertTrust::load(validation_for(*next));
     if (!t) {
       out.errors.push_back(path + ": [control]: " + t.error());

@@ -427,6 +427,52 @@ action = "reject"
   EXPECT_NE(e.find("route[0].names: expected a list of host names"), std::string::npos) << e;
 }
 
+// The front's settings are set up at start: a reload may change
+// cookie_secret_file (read again) and everything outside [dpdk], but not
+// the front, the EAL, the port, the next hops, the backends' VLAN or the
+// exception link.
+TEST(Config, TheFrontsSettingsButTheCookieSecretNeedARestart) {
+  const std::string base = "[[listener]]\nlisten = [\"10.0.0.1:443\"]\n"
+                           "[[route]]\nname = \"r\"\nnames = [\"a.test\"]\naction = \"reject\"\n";
+  const std::string dpdk = "[dpdk]\neal = [\"-l\", \"0-1\"]\ngateway = \"10.0.0.254\"\n"
+                           "networks = [\"10.0.0.0/24\"]\n";
+  auto a = load_config_string(base + dpdk, "t.toml");
+  ASSERT_TRUE(a.has_value()) << a.error()[0].to_string();
+  EXPECT_TRUE(same_front(*a, *a));
+  auto other_routes = load_config_string(base + "[[route]]\nname = \"s\"\nnames = [\"b.test\"]\naction = \"reject\"\n" +
+                                             dpdk, "t.toml");
+  ASSERT_TRUE(other_routes.has_value());
+  EXPECT_TRUE(same_front(*a, *other_routes)) << "routes reload";
+  auto secret = load_config_string(base + dpdk + "cookie_secret_file = \"/etc/lodestone/cookie.hex\"\n", "t.toml");
+  ASSERT_TRUE(secret.has_value()) << secret.error()[0].to_string();
+  EXPECT_TRUE(same_front(*a, *secret)) << "the cookie secret is read again by a reload";
+  for (const std::string& changed :
+       {std::string("backend_vlan = 7\n"), std::string("port = 1\n"), std::string("max_flows = 1024\n"),
+        std::string("gateway6 = \"fd00::fe\"\n")}) {
+    auto b = load_config_string(base + dpdk + changed, "t.toml");
+    ASSERT_TRUE(b.has_value()) << changed << b.error()[0].to_string();
+    EXPECT_FALSE(same_front(*a, *b)) << changed;
+  }
+  auto other_gateway = load_config_string(
+      base + "[dpdk]\neal = [\"-l\", \"0-1\"]\ngateway = \"10.0.0.253\"\nnetworks = [\"10.0.0.0/24\"]\n", "t.toml");
+  ASSERT_TRUE(other_gateway.has_value());
+  EXPECT_FALSE(same_front(*a, *other_gateway));
+  auto other_eal = load_config_string(
+      base + "[dpdk]\neal = [\"-l\", \"0-2\"]\ngateway = \"10.0.0.254\"\nnetworks = [\"10.0.0.0/24\"]\n", "t.toml");
+  ASSERT_TRUE(other_eal.has_value());
+  EXPECT_FALSE(same_front(*a, *other_eal));
+  auto exception = load_config_string(base + dpdk + "[dpdk.exception]\nvdev = \"net_tap1,iface=x\"\ninterface = \"x\"\n",
+                                      "t.toml");
+  ASSERT_TRUE(exception.has_value()) << exception.error()[0].to_string();
+  EXPECT_FALSE(same_front(*a, *exception));
+  auto kernel = load_config_string(base, "t.toml");
+  ASSERT_TRUE(kernel.has_value());
+  EXPECT_FALSE(same_front(*a, *kernel)) << "[dpdk] gone";
+  auto dpdk_front = load_config_string("front = \"dpdk\"\n" + base + dpdk, "t.toml");
+  ASSERT_TRUE(dpdk_front.has_value()) << dpdk_front.error()[0].to_string();
+  EXPECT_FALSE(same_front(*a, *dpdk_front)) << "front changed";
+}
+
 // defer_accept: off unless asked; a boolean; changing it is a listener
 // change (a restart, as for the addresses).
 TEST(Config, DeferAcceptIsAListenerSettingThatNeedsARestart) {

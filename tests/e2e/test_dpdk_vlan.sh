@@ -9,7 +9,8 @@
 # VLAN 200 ([dpdk] backend_vlan = 200), every spliced segment re-tagged in
 # each direction (curl fetches 5 MB with equal SHA-256), a reject's alert on
 # the client's VLAN. An untagged frame or one on the client's VLAN never
-# reaches the backend's namespace. Needs root (tap, namespaces); release
+# reaches the backend's namespace. A reload that changes backend_vlan is
+# refused (the front is set up at start). Needs root (tap, namespaces); release
 # build only.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/dpdk_lib.sh"
@@ -102,6 +103,19 @@ assert_eq "stats: one passthrough flow" 1 "$(front passthrough_flows)"
 assert_eq "stats: no backend connect failed" 0 "$(front backend_connect_failures)"
 assert_ge "stats: segments spliced to the client" "$(front spliced_to_client)" 100
 assert_ge "stats: tagged both ways, so rewritten in place (the tag's VLAN id changed)" "$(front forwarded_in_place)" 100
+
+# The front is set up at start: a reload that changes [dpdk] is refused,
+# with the reason, and the flows go on as configured; the same file again
+# reloads.
+cp "$T/lode.toml" "$T/good.toml"
+sed -i 's/^backend_vlan = 200$/backend_vlan = 300/' "$T/lode.toml"
+assert_eq "a changed backend_vlan on SIGHUP: reload_refused" reload_refused "$(reload)"
+assert_contains "  ... saying a restart changes it" "$(last_log '"event":"reload_refused"')" "restart"
+in_ns curl -sS --max-time 30 --cacert "$PKI/ca.pem" --resolve "p.test:443:$VIP" -o "$T/again.bin" \
+  https://p.test/blob.bin 2>>"$T/curl-p.log"; rc=$?
+assert_eq "  ... still passed through on VLAN 200 (exit 0)" 0 "$rc"
+cp "$T/good.toml" "$T/lode.toml"
+assert_eq "the configuration in service again on SIGHUP: reloaded" reloaded "$(reload)"
 
 kill -TERM "$BRIDGE"
 wait "$BRIDGE" 2>/dev/null

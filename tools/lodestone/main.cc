@@ -403,6 +403,10 @@ struct Dataplane {
         if (started && !lode::config::same_listeners(bound, *cfg)) {
           return lode::unexpected(std::string("config: the listeners changed; restart Lodestone to change them"));
         }
+        if (started && !lode::config::same_front(bound, *cfg)) {
+          return lode::unexpected(
+              std::string("config: the front ([dpdk] but cookie_secret_file) changed; restart Lodestone to change it"));
+        }
       }
       auto built = lode::app::build_runtime(*cfg, keys, runtime_generation + 1, a.snapshot->backend_states.get());
       if (!built) return lode::unexpected("config: " + built.error().front());
