@@ -473,6 +473,13 @@ affinity() { local t out=""; for t in /proc/"$1"/task/*; do out+="$(awk '/^Name:
 echo "CPU affinity per thread: lodestone [$(affinity "$lpid")] nginx [$(affinity "$npid")] haproxy [$(affinity "$hpid")]" >&2
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ns PID: the process's CPU time in ns, all its threads (the kernel's
+# process CPU clock, clock_getcpuclockid(3)): /proc/PID/stat counts in clock
+# ticks (10 ms), too coarse for 1,000 operations of a few hundred µs each.
+cpu_ns() { python3 -c 'import sys, time; print(time.clock_gettime_ns(((~int(sys.argv[1])) << 3) | 2))' "$1"; }
+# wakeups PID: voluntary context switches of all the process's threads (each
+# one a sleep that something ended: an event, a timer).
+wakeups() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches:/{n += $2} END{print n + 0}'; }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
@@ -524,15 +531,18 @@ ops_of() {
 
 # run SERVER PID PORT TEST REP: one timed run, recorded in $d/runs.jsonl.
 run() {
-  local server=$1 pid=$2 p=$3 w=$4 rep=$5 before after out="$d/load.json"
-  before=$(cpu_ticks "$pid")
+  local server=$1 pid=$2 p=$3 w=$4 rep=$5 before after wake0 wake1 out="$d/load.json"
+  wake0=$(wakeups "$pid")
+  before=$(cpu_ns "$pid")
   if ! load "$([ "$server" = direct ] && echo direct-requests || echo "$w")" "$p" >"$out"; then
     echo "run failed: $w on $server (port $p): $(head -c 2000 "$out")" >&2
     exit 1
   fi
   sleep 0.3
-  after=$(cpu_ticks "$pid")
-  $report record "$d/runs.jsonl" "$w" "$server" "$rep" "$(ops_of "$w")" $((after - before)) "$hz" "$out"
+  after=$(cpu_ns "$pid")
+  wake1=$(wakeups "$pid")
+  $report record "$d/runs.jsonl" "$w" "$server" "$rep" "$(ops_of "$w")" $((after - before)) 1000000000 "$out" - \
+    $((wake1 - wake0))
   echo "  $w $server: $(tail -n 1 "$d/runs.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["cpu_us_per_op"], "us CPU/op,", r["rate_per_s"], "op/s; p50/p99 us:", {h: (v["p50"], v["p99"]) for h, v in r["latency_us"].items()})')" >&2
 }
 

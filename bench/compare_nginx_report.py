@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The bookkeeping of bench/compare_nginx.sh (python3 stdlib only).
 
-  compare_nginx_report.py record RUNS TEST SERVER REP OPS TICKS HZ LOAD [KB]
+  compare_nginx_report.py record RUNS TEST SERVER REP OPS TICKS HZ LOAD [KB [WAKEUPS]]
       checks one lodeload report (LOAD, its JSON) against what the test asked
       for and appends one line to RUNS (JSON lines): server CPU per operation
-      (TICKS of /proc/PID/stat over OPS operations; for the idle test KB, the
-      VmRSS growth per connection, instead), achieved rate, latency
-      percentiles of every lodeload histogram. Exits 1, saying why, when the
+      (TICKS at HZ per second over OPS operations: the process CPU clock in
+      ns, HZ 1000000000; for the idle test KB, the VmRSS growth per
+      connection, instead; KB "-" for none), wake-ups per operation (WAKEUPS,
+      the server threads' voluntary context switches in the run), achieved
+      rate, latency percentiles of every lodeload histogram. Exits 1, saying why, when the
       run is not clean (errors, short counts, refused resumptions).
       The h2load tests' LOAD is h2load's text output (every request must
       have succeeded with a 2xx); their rate is h2load's own req/s.
@@ -22,7 +24,7 @@
       prints the tables (markdown) and writes JSON_OUT: every run, and per
       test and server min/median/max of CPU per operation and of the latency
       percentiles, the per-run ratios, p99 added latency against the direct
-      run, system calls per operation, and for the TLS tests the ceiling and
+      run, wake-ups and system calls per operation, and for the TLS tests the ceiling and
       the bound with each server's cost as a multiple of them, rep by rep.
       Refuses (exit 1) when a TLS test has no reference measured in the run.
 """
@@ -85,14 +87,19 @@ def h2load_report(path, ops, where):
     return {"elapsed_s": elapsed, "rate_per_s": float(m.group(3))}
 
 
-def record(runs, test, server, rep, ops, ticks, hz, load, kb=None):
+def record(runs, test, server, rep, ops, ticks, hz, load, kb=None, wakeups=None):
+    """One run: `ticks` of the server's CPU at `hz` per second (ns: hz
+    1e9), `wakeups` its threads' voluntary context switches in the run."""
     ops, ticks, hz = int(ops), int(ticks), int(hz)
+    kb = None if kb in (None, "-") else kb
     where = f"{test} on {server}, rep {rep}"
     if test in H2LOAD_TESTS:
         h = h2load_report(load, ops, where)
         line = {"test": test, "server": server, "rep": int(rep), "ops": ops, "cpu_s": ticks / hz,
                 "elapsed_s": h["elapsed_s"], "rate_per_s": h["rate_per_s"], "latency_us": {}, "tool": "h2load",
                 "cpu_us_per_op": round(ticks / hz / ops * 1e6, 1)}
+        if wakeups is not None:
+            line["wakeups_per_op"] = round(int(wakeups) / ops, 2)
         with open(runs, "a") as f:
             f.write(json.dumps(line) + "\n")
         return
@@ -136,6 +143,8 @@ def record(runs, test, server, rep, ops, ticks, hz, load, kb=None):
         line["rate_per_s"] = None
     else:
         line["cpu_us_per_op"] = round(ticks / hz / ops * 1e6, 1)
+    if wakeups is not None:
+        line["wakeups_per_op"] = round(int(wakeups) / ops, 2)
     with open(runs, "a") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -260,7 +269,7 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
         v.sort(key=lambda r: r["rep"])
 
     out = {"meta": meta, "tests": {}, "runs": runs, "syscalls": sysc, "reference": refs}
-    cpu_rows, lat_rows, sys_rows, cross_rows = [], [], [], []
+    cpu_rows, lat_rows, sys_rows, cross_rows, wake_rows = [], [], [], [], []
     for t in tests:
         label, unit, hist, op = TESTS[t]
         key = "kb_per_conn" if t.startswith("idle") else "cpu_us_per_op"
@@ -296,6 +305,13 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
                 d = [r["latency_us"][hist]["p99"] - direct[r["rep"]] for r in by.get((t, s), []) if r["rep"] in direct]
                 if d:
                     entry["p99_added_us"][s] = {"runs": d, **mmm(d)}
+        wk = {s: [r["wakeups_per_op"] for r in by.get((t, s), []) if "wakeups_per_op" in r] for s in SERVERS}
+        if all(wk[s] for s in SERVERS):
+            entry["wakeups_per_op"] = {s: {"runs": wk[s], **mmm(wk[s])} for s in SERVERS}
+            med = {s: statistics.median(wk[s]) for s in SERVERS}
+            r = lambda o: f"{med[o] / med['lodestone']:.2f}" if med["lodestone"] > 0 else "inf"
+            wake_rows.append(f"| {label} | {trio(wk['lodestone'], 2)} | {trio(wk['nginx'], 2)} | {trio(wk['haproxy'], 2)} "
+                             f"| {r('nginx')} | {r('haproxy')} |")
         sc = {x["server"]: x for x in sysc if x["test"] == t}
         if sc:
             entry["syscalls_per_op"] = {s: sc[s] for s in SERVERS if s in sc}
@@ -384,6 +400,12 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
         print("| latency, µs, p50 / p99 (median of runs) | Lodestone | nginx | HAProxy | direct to a TLS backend | p99 added vs direct (median) |")
         print("|---|---|---|---|---|---|")
         print("\n".join(lat_rows))
+    if wake_rows:
+        print()
+        print("| wake-ups per operation (voluntary context switches of the server's threads, min/median/max of the "
+              "timed runs) | Lodestone | nginx | HAProxy | nginx / Lodestone | HAProxy / Lodestone |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(wake_rows))
     if sys_rows:
         print()
         print("| system calls per operation (strace -c -f, one run) | Lodestone | nginx | HAProxy | nginx / Lodestone | HAProxy / Lodestone |")

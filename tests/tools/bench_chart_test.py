@@ -206,6 +206,44 @@ status codes: 5000 2xx, 0 3xx, 0 4xx, 0 5xx
         self.assertEqual(line["rate_per_s"], 2499.8)
         self.assertEqual(line["cpu_us_per_op"], 50.0)  # 25 ticks of 10 ms over 5,000 requests
 
+    def lodeload(self, elapsed_ms, p99):
+        lat = {"count": 1000, "p50": p99 // 2, "p90": p99 - 10, "p99": p99, "p99_9": p99 + 10, "max": p99 + 20}
+        return {"errors": {"total": 0}, "error_samples": {}, "elapsed_ms": elapsed_ms,
+                "handshakes": {"total": 1000, "full": 1000, "resumed": 0, "resumptions_refused": 0},
+                "requests": {"completed": 1000}, "tls": {"versions": {"TLSv1.3": 1000}},
+                "latency_us": {h: dict(lat) for h in ("connect", "handshake", "ttfb", "response")}}
+
+    def test_cpu_in_ns_and_wakeups_per_operation(self):
+        """The process CPU clock (ns) and the voluntary context switches of a
+        run become µs and wake-ups per operation, and a table of their own."""
+        runs = os.path.join(self.dir, "runs.jsonl")
+        for rep, (ns, wakes) in enumerate(((412_345_678, 6040), (398_000_000, 6020)), 1):
+            for server, k in (("lodestone", 1.0), ("nginx", 0.9), ("haproxy", 1.1)):
+                r = subprocess.run([sys.executable, REPORT, "record", runs, "pass-conn", server, str(rep), "1000",
+                                    str(int(ns * k)), "1000000000",
+                                    self.write(f"l-{server}-{rep}.json", self.lodeload(1300, 400)), "-",
+                                    str(int(wakes * k))], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)
+        with open(runs) as f:
+            first = json.loads(f.readline())
+        self.assertEqual(first["cpu_us_per_op"], 412.3)  # not a multiple of 10 µs, as ticks would give
+        self.assertEqual(first["wakeups_per_op"], 6.04)
+        self.assertNotIn("kb_per_conn", first)
+        meta = {"nginx": "n", "haproxy": "h", "reps": 2, "handshakes": 1000, "requests": 0, "request_rate": 0,
+                "request_concurrency": 4, "mb": 0, "idle": 0, "seconds": 1, "loadavg_start": "0",
+                "loadavg_end": "0"}
+        out = os.path.join(self.dir, "summary.json")
+        r = subprocess.run([sys.executable, REPORT, "summary", runs, os.path.join(self.dir, "none"),
+                            os.path.join(self.dir, "none"), self.write("meta.json", meta), out],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("| SNI passthrough, new connection + 100 B echo | 6.02/6.03/6.04 | 5.42/5.43/5.44 "
+                      "| 6.62/6.63/6.64 | 0.90 | 1.10 |", r.stdout)
+        with open(out) as f:
+            entry = json.load(f)["tests"]["pass-conn"]
+        self.assertEqual(entry["wakeups_per_op"]["lodestone"]["runs"], [6.04, 6.02])
+        self.assertEqual(entry["wakeups_per_op"]["nginx"]["median"], 5.43)
+
     def test_h2load_failures_refused(self):
         r, _ = self.h2load(self.H2LOAD.replace("5000 succeeded, 0 failed", "4990 succeeded, 10 failed"))
         self.assertEqual(r.returncode, 1)
