@@ -54,6 +54,7 @@ Result<void, std::string> Ring::init(unsigned entries, unsigned buf_count, unsig
   ring_calls_ = ring_calls;
   sockopt_ok_ = ring_calls && probe_setsockopt();
   quiet_ok_ = ring_calls && probe_quiet_sends();
+  poll_first_ok_ = ring_calls && probe_poll_first();
   // At most an SQ's worth is queued at once; run ones wait for the next
   // completion pass (more only when the SQ filled and was submitted early).
   queued_.reserve(p.sq_entries);
@@ -209,6 +210,51 @@ bool Ring::probe_setsockopt() noexcept {
     }
   }
   ::close(fd);
+  return ok;
+}
+
+// A recv with IORING_RECVSEND_POLL_FIRST on an empty socket pair: it must
+// neither complete nor fail before a byte is written to the peer, then
+// complete with that byte. A kernel without the flag refuses the recv at
+// once (-EINVAL). Runs before anything else is queued (init).
+bool Ring::probe_poll_first() noexcept {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) return false;
+  uint8_t got = 0;
+  bool ok = false;
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  if (s != nullptr) {
+    io_uring_prep_recv(s, sv[0], &got, 1, 0);
+    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    io_uring_sqe_set_data64(s, 1);
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_submit(&ring_) == 1) {
+      const bool early = io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr;
+      if (early) {
+        io_uring_cqe_seen(&ring_, cqe);  // refused (or done with nothing sent): not usable
+      } else {
+        static constexpr uint8_t kByte = 0xa5;
+        __kernel_timespec ts{1, 0};
+        if (::write(sv[1], &kByte, 1) == 1 && io_uring_wait_cqe_timeout(&ring_, &cqe, &ts) == 0 && cqe != nullptr) {
+          ok = cqe->res == 1 && got == kByte;
+          io_uring_cqe_seen(&ring_, cqe);
+        } else {
+          // No answer within a second: take the recv back before the pair goes.
+          io_uring_sqe* c = io_uring_get_sqe(&ring_);
+          if (c != nullptr) {
+            io_uring_prep_cancel64(c, 1, 0);
+            io_uring_sqe_set_data64(c, 2);
+            io_uring_submit(&ring_);
+            for (int n = 0; n < 2 && io_uring_wait_cqe_timeout(&ring_, &cqe, &ts) == 0 && cqe != nullptr; ++n) {
+              io_uring_cqe_seen(&ring_, cqe);
+            }
+          }
+        }
+      }
+    }
+  }
+  ::close(sv[0]);
+  ::close(sv[1]);
   return ok;
 }
 

@@ -122,6 +122,15 @@ class Ring {
   // submission returns); where it does not, or with ring_calls = false, no
   // send is quiet. Not for kTLS sockets (their sendmsg refuses MSG_WAITALL).
   bool can_send_quietly() const noexcept { return quiet_ok_; }
+  // Recvs that wait first (IORING_RECVSEND_POLL_FIRST, Linux 5.19): a recv
+  // armed on a socket that its last recv emptied (no
+  // IORING_CQE_F_SOCK_NONEMPTY) skips the attempt that would find nothing
+  // and goes straight to waiting; the recv runs once bytes are there. Saves
+  // a receive call per armed recv on request/response traffic (measured on
+  // a passthrough connection: 17.3 -> 10.9 socket receives). init() checks
+  // on a socket pair that such a recv waits and then takes the bytes; not
+  // with ring_calls = false.
+  bool can_poll_first() const noexcept { return poll_first_ok_; }
   // Makes s, a send just prepared (the last SQE taken, user_data set), quiet;
   // false (s unchanged) where sends cannot be. Its completion carries
   // kQuietTag.
@@ -237,11 +246,13 @@ class Ring {
     unsigned sq_index;
   };
   bool quiet_ok_ = false;
+  bool poll_first_ok_ = false;
   std::vector<Quiet> queued_, done_;
   uint64_t quiet_sends_ = 0;
 
   void stash_completions();
   bool probe_setsockopt() noexcept;
+  bool probe_poll_first() noexcept;
   bool probe_quiet_sends() noexcept;
   // After a submission: the quiet sends it took have run.
   void settle_quiet() noexcept;

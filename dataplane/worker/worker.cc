@@ -119,6 +119,9 @@ struct Side {
   bool want_shut_wr = false;   // half-close once `out` and `sending` drain
   bool shut_wr = false;
   bool handshake_done = false;
+  // Nothing is waiting to be read as far as we know (a new socket, or the
+  // last recv emptied it): the next recv waits for bytes before trying.
+  bool rx_empty = true;
   uint64_t rx = 0, tx = 0;
   WorkerStats* stats = nullptr;
   stats::RouteSeries* route = nullptr;  // client side: the route's series (a dummy until routed)
@@ -791,6 +794,10 @@ struct Worker::Impl {
     if (side.recv_armed || side.eof || side.read_done || side.fd < 0 || c.closing) return;
     io_uring_sqe* s = ring.sqe();
     io_uring_prep_recv(s, side.fd, nullptr, opt.recv_buffer_size, 0);
+    if (side.rx_empty && ring.can_poll_first()) {
+      s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+      bump(stats.recvs_poll_first);
+    }
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = Ring::kBufGroup;
     submit_op(c, op, s);
@@ -920,6 +927,8 @@ struct Worker::Impl {
       c.phase = Phase::kHello;
     }
     c.parser = take_parser(l.max_hello_bytes);
+    // A deferred accept comes with the hello already there: read at once.
+    c.client.rx_empty = !l.defer_accept;
     ++active;
     bump(stats.active);
     link_tail(c, ListId::kHello);
@@ -2226,6 +2235,7 @@ struct Worker::Impl {
       ring.recycle(bid);
     }
     if (c.closing) return;
+    side.rx_empty = res > 0 && (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY) == 0;
     if (res == -ENOBUFS) ring.on_no_buffers();
     if (res == -ENOBUFS || (res == -ECANCELED && cancelled)) {
       // Every provided buffer is in use: try again on the next pass; or the

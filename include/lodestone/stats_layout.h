@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 14 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 15 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (128 bytes)
 //   128                 WorkerStats[workers]: the counters below, then hello
@@ -112,7 +112,8 @@ namespace lode::stats {
   X(ring_waits, counter, "event-loop passes: io_uring_enter calls that submitted and waited")        \
   X(sends_quiet, counter, "sends made quiet: run within their submission, no completion waited for unless short") \
   X(sends_waited, counter, "quiet sends that found the socket short of room: the rest waited for it") \
-  X(sockets_stocked, counter, "backend sockets taken from the worker's stock (made ahead through the ring, no socket() call)")
+  X(sockets_stocked, counter, "backend sockets taken from the worker's stock (made ahead through the ring, no socket() call)") \
+  X(recvs_poll_first, counter, "recvs armed on a socket the last recv emptied: they wait for bytes instead of trying first")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -338,7 +339,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 14;
+inline constexpr uint32_t kStatsLayoutVersion = 15;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -517,5 +517,82 @@ TEST(Ring, NoSendIsQuietWithoutRingCallsOrOutOfOrder) {
   EXPECT_EQ(ring.quiet_sends(), 0u);
 }
 
+// Recvs that wait first (IORING_RECVSEND_POLL_FIRST): this kernel (as
+// CI's) takes them, and the probe in init() must say so. Such a recv on an
+// empty socket completes only once bytes come, and on a socket with bytes
+// waiting takes them; a TCP recv that leaves bytes behind says so
+// (IORING_CQE_F_SOCK_NONEMPTY) and one that empties the socket does not —
+// what the worker decides the next recv's kind by. Not with ring_calls =
+// false.
+TEST(Ring, ARecvThatWaitsFirstTakesBytesThatComeLaterOrWereAlreadyThere) {
+  Ring direct;
+  ASSERT_TRUE(direct.init(8, 2, 64, false).has_value());
+  EXPECT_FALSE(direct.can_poll_first());
+  Ring ring;
+  ASSERT_TRUE(ring.init(8, 4, 64).has_value());
+  ASSERT_TRUE(ring.can_poll_first()) << "the kernel refused IORING_RECVSEND_POLL_FIRST";
+  const int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(l, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof a;
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(l, 1), 0);
+  ASSERT_EQ(getsockname(l, reinterpret_cast<sockaddr*>(&a), &alen), 0);
+  const int tx = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(tx, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const int rx = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(rx, 0);
+  auto arm = [&] {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_recv(s, rx, nullptr, 64, 0);
+    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = Ring::kBufGroup;
+    io_uring_sqe_set_data64(s, encode(1, 1, Op::kClientRecv));
+  };
+  // One completion, waited for up to a second: its bytes, and its flags.
+  auto take = [&](std::string& got) -> uint32_t {
+    __kernel_timespec ts{1, 0};
+    io_uring_cqe* c = nullptr;
+    if (io_uring_wait_cqe_timeout(ring.raw(), &c, &ts) != 0) return ~0u;
+    uint32_t flags = 0;
+    ring.for_each_completion([&](const io_uring_cqe* q) {
+      flags = q->flags;
+      EXPECT_EQ(op_of(q->user_data), Op::kClientRecv);
+      if (q->res > 0 && (q->flags & IORING_CQE_F_BUFFER)) {
+        const auto bid = static_cast<uint16_t>(q->flags >> IORING_CQE_BUFFER_SHIFT);
+        got.append(reinterpret_cast<const char*>(ring.buffer(bid)), static_cast<size_t>(q->res));
+        ring.note_taken();
+        ring.recycle(bid);
+      }
+    });
+    return flags;
+  };
+  arm();
+  ASSERT_GE(ring.submit(), 0);
+  usleep(50'000);
+  io_uring_get_events(ring.raw());
+  EXPECT_EQ(ring.for_each_completion([](const io_uring_cqe*) {}), 0u) << "completed on an empty socket";
+  const std::string bytes(100, 'p');
+  ASSERT_EQ(send(tx, bytes.data(), bytes.size(), 0), 100);
+  std::string got;
+  uint32_t flags = take(got);
+  ASSERT_NE(flags, ~0u) << "the bytes that came were never taken";
+  EXPECT_EQ(got, std::string(64, 'p'));
+  EXPECT_NE(flags & IORING_CQE_F_SOCK_NONEMPTY, 0u) << "36 bytes were left";
+  arm();  // bytes already there
+  ASSERT_GE(ring.submit(), 0);
+  got.clear();
+  flags = take(got);
+  ASSERT_NE(flags, ~0u);
+  EXPECT_EQ(got, std::string(36, 'p'));
+  EXPECT_EQ(flags & IORING_CQE_F_SOCK_NONEMPTY, 0u) << "the socket was emptied";
+  close(tx);
+  close(rx);
+  close(l);
+}
+
 }  // namespace
 }  // namespace lode::worker

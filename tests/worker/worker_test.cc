@@ -698,28 +698,30 @@ size_t open_fds_settled(size_t target) {
 // One passthrough connection: the hello out and back, then 100 bytes out
 // and back (so both directions move by splice), then the client's FIN and
 // the echo backend's.
+// Up to n bytes from fd, whatever came within 3 s.
+std::string read_n(int fd, size_t n) {
+  std::string got;
+  char buf[4096];
+  const auto end = std::chrono::steady_clock::now() + 3000ms;
+  while (got.size() < n && std::chrono::steady_clock::now() < end) {
+    pollfd pf{fd, POLLIN, 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    const ssize_t r = recv(fd, buf, std::min(sizeof buf, n - got.size()), 0);
+    if (r <= 0) break;
+    got.append(buf, static_cast<size_t>(r));
+  }
+  return got;
+}
+
 void passthrough_round_trip(uint16_t port) {
   const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
   const int fd = connect_to(port);
   ASSERT_GE(fd, 0);
-  auto read_n = [&](size_t n) {
-    std::string got;
-    char buf[4096];
-    const auto end = std::chrono::steady_clock::now() + 3000ms;
-    while (got.size() < n && std::chrono::steady_clock::now() < end) {
-      pollfd pf{fd, POLLIN, 0};
-      if (poll(&pf, 1, 50) <= 0) continue;
-      const ssize_t r = recv(fd, buf, sizeof buf, 0);
-      if (r <= 0) break;
-      got.append(buf, static_cast<size_t>(r));
-    }
-    return got;
-  };
   ASSERT_EQ(send(fd, hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
-  ASSERT_EQ(read_n(hello.size()), std::string(hello.begin(), hello.end()));
+  ASSERT_EQ(read_n(fd, hello.size()), std::string(hello.begin(), hello.end()));
   const std::string req(100, 'r');
   ASSERT_EQ(send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
-  ASSERT_EQ(read_n(req.size()), req);
+  ASSERT_EQ(read_n(fd, req.size()), req);
   shutdown(fd, SHUT_WR);
   const Drained d = drain(fd);
   close(fd);
@@ -1179,6 +1181,40 @@ TEST_F(WorkerTest, WithoutRingCallsNoSendIsQuiet) {
   EXPECT_EQ(stats().sends_waited.load(), 0u);
   EXPECT_GT(stats().ring_waits.load(), 0u);
   EXPECT_EQ(stats().sockets_stocked.load(), 0u);
+  EXPECT_EQ(stats().recvs_poll_first.load(), 0u);
+}
+
+// Request/response traffic: each recv empties its socket, so the next one
+// on that side waits for bytes (IORING_RECVSEND_POLL_FIRST) instead of
+// trying a receive that would find nothing first; every byte still comes
+// through, in order. (That a recv leaving bytes behind is followed by one
+// that tries at once rests on the kernel's IORING_CQE_F_SOCK_NONEMPTY:
+// Ring.ARecvThatWaitsFirstTakesBytesThatComeLaterOrWereAlreadyThere.)
+TEST_F(WorkerTest, RecvsOnASocketTheLastOneEmptiedWaitForBytesFirst) {
+  EchoBackend backend;
+  splice_after_ = uint64_t{1} << 40;  // copied through the ring: the recvs are the worker's
+  start(backend.port());
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const int fd = connect_to(port_);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(send(fd, hello.data(), hello.size(), 0), static_cast<ssize_t>(hello.size()));
+  ASSERT_EQ(read_n(fd, hello.size()), std::string(hello.begin(), hello.end()));
+  const uint64_t before = stats().recvs_poll_first.load();
+  constexpr int kRounds = 20;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string req(100, static_cast<char>('a' + i));
+    ASSERT_EQ(send(fd, req.data(), req.size(), 0), 100);
+    ASSERT_EQ(read_n(fd, req.size()), req) << "round " << i;
+  }
+  // Each round: the client's recv re-armed after its request, the
+  // backend's after its echo.
+  EXPECT_GE(stats().recvs_poll_first.load() - before, uint64_t{2} * kRounds);
+  shutdown(fd, SHUT_WR);
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.eof);
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
 }
 
 // Backend sockets come from a stock made through the ring: of 12
