@@ -113,7 +113,8 @@ namespace lode::stats {
   X(sends_quiet, counter, "sends made quiet: run within their submission, no completion waited for unless short") \
   X(sends_waited, counter, "quiet sends that found the socket short of room: the rest waited for it") \
   X(sockets_stocked, counter, "backend sockets taken from the worker's stock (made ahead through the ring, no socket() call)") \
-  X(recvs_poll_first, counter, "recvs armed on a socket the last recv emptied: they wait for bytes instead of trying first")
+  X(recvs_poll_first, counter, "recvs armed on a socket the last recv emptied: they wait for bytes instead of trying first") \
+  X(submits_early, counter, "submissions made within a pass of completions that had run 50 us: the work queued so far goes out at once")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).

@@ -80,9 +80,17 @@ class MemClient {
 
   // Connects and runs the handshake; the client's last flight (its Finished)
   // stays in the write BIO until the next send_pending().
-  bool handshake(uint16_t port) {
+  bool handshake(uint16_t port) { return open(port) && finish_handshake(); }
+  // Connects and has OpenSSL write its ClientHello (into the write BIO: not
+  // sent yet; take_written() or finish_handshake() sends it).
+  bool open(uint16_t port) {
     fd_ = connect_to(port);
     if (fd_ < 0) return false;
+    ERR_clear_error();
+    return SSL_do_handshake(ssl_) != 1 && SSL_get_error(ssl_, -1) == SSL_ERROR_WANT_READ;
+  }
+  // The rest of the handshake, as handshake() runs it.
+  bool finish_handshake() {
     const auto end = std::chrono::steady_clock::now() + 30s;
     while (std::chrono::steady_clock::now() < end) {
       ERR_clear_error();
