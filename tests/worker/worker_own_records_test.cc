@@ -6,11 +6,15 @@
 // Covered: the six AEAD suites of TLS 1.2 and 1.3 with bulk both ways and
 // equal SHA-256, close_notify both ways, KeyUpdate (requested or not) in the
 // middle of a stream, resumption with the tickets we sealed, a tampered
-// record, a TLS 1.2 renegotiation (refused with OpenSSL's warning), an
+// record, a TLS 1.2 renegotiation (refused with OpenSSL's warning, once per
+// connection however many records it comes in), an
 // oversized record, and the switch that
 // leaves the records to OpenSSL.
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <string>
 #include <thread>
@@ -230,6 +234,53 @@ TEST_F(OwnRecordsTest, ARenegotiationAttemptIsRefusedWithANoRenegotiationWarning
   EXPECT_TRUE(refused) << ERR_error_string(ERR_peek_error(), nullptr);
   EXPECT_EQ(stats().own_records_errors.load(), 0u);
   EXPECT_EQ(stats().own_records.load(), 1u);
+}
+
+// One warning per connection, however many records the refused hello
+// comes in: a client cannot make us write as much as it sends. A 2 KB
+// session ticket extension and 512-byte fragments spread the renegotiation's ClientHello over
+// several records; the client never reads the answer (so it sends no alert
+// of its own), and the alert records coming back are counted on the wire.
+TEST_F(OwnRecordsTest, ARenegotiationInManyRecordsGetsOneWarning) {
+  auto client = handshaken(TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256");
+  if (HasFailure()) return;
+  MemClient& c = *client;
+  const std::string d = "before";
+  ASSERT_EQ(echo_both_ways(c, d, d.size(), false), d);
+  const std::string ticket(2000, 't');  // sent as the hello's session ticket extension
+  ASSERT_EQ(SSL_set_session_ticket_ext(c.ssl(), const_cast<char*>(ticket.data()), static_cast<int>(ticket.size())), 1);
+  ASSERT_EQ(SSL_set_max_send_fragment(c.ssl(), 512), 1);
+  ASSERT_EQ(SSL_renegotiate(c.ssl()), 1);
+  ERR_clear_error();
+  ASSERT_NE(SSL_do_handshake(c.ssl()), 1);
+  const std::string hello = c.take_written();
+  size_t records = 0;
+  for (size_t at = 0; at + 5 <= hello.size(); at += 5 + (size_t{static_cast<uint8_t>(hello[at + 3])} << 8 |
+                                                         static_cast<uint8_t>(hello[at + 4]))) {
+    EXPECT_EQ(hello[at], 22) << "record " << records << " is not a handshake record";
+    ++records;
+  }
+  ASSERT_GE(records, 4u) << "the hello was not spread over records: " << hello.size() << " bytes";
+  ASSERT_EQ(send(c.fd(), hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  // What comes back within half a second, read raw: records, by type.
+  std::string back;
+  const auto end = std::chrono::steady_clock::now() + 500ms;
+  while (std::chrono::steady_clock::now() < end) {
+    pollfd p{c.fd(), POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = recv(c.fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;
+    back.append(buf, static_cast<size_t>(n));
+  }
+  size_t alerts = 0, others = 0;
+  for (size_t at = 0; at + 5 <= back.size();
+       at += 5 + (size_t{static_cast<uint8_t>(back[at + 3])} << 8 | static_cast<uint8_t>(back[at + 4]))) {
+    (back[at] == 21 ? alerts : others) += 1;
+  }
+  EXPECT_EQ(alerts, 1u) << "one no_renegotiation warning for " << records << " records of hello";
+  EXPECT_EQ(others, 0u);
+  EXPECT_EQ(stats().own_records_errors.load(), 0u);
 }
 
 TEST_F(OwnRecordsTest, AnOversizedRecordIsRefusedFromItsHeader) {
