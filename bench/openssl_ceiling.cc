@@ -18,7 +18,12 @@
 //
 //   openssl_ceiling --cert CHAIN.pem --key KEY.pem --rsa-cert CHAIN.pem
 //                   --rsa-key KEY.pem [--sni NAME] [--handshakes N]
-//                   [--requests N] [--mib N]
+//                   [--requests N] [--mib N] [--keylog]
+//
+// --keylog sets a key-log callback that does nothing on the server contexts:
+// what OpenSSL charges every handshake once one is set (Lodestone sets one
+// for its own record layer and kTLS: OpenSSL 3.0 gives a TLS 1.3
+// connection's traffic secrets out no other way).
 //
 // Prints one JSON object (negotiated protocol, cipher and group, the clock's
 // overhead, server µs per operation per test). Exits 1 naming what failed.
@@ -68,7 +73,7 @@ class ServerClock {
   int64_t windows_ = 0;
 };
 
-SSL_CTX* server_context(const std::string& cert, const std::string& key) {
+SSL_CTX* server_context(const std::string& cert, const std::string& key, bool keylog) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == nullptr || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
       SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1 ||
@@ -79,6 +84,7 @@ SSL_CTX* server_context(const std::string& cert, const std::string& key) {
                                SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (keylog) SSL_CTX_set_keylog_callback(ctx, [](const SSL*, const char*) {});
   return ctx;
 }
 
@@ -228,7 +234,7 @@ class Bench {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: openssl_ceiling --cert CHAIN.pem --key KEY.pem --rsa-cert CHAIN.pem "
-               "--rsa-key KEY.pem [--sni NAME] [--handshakes N] [--requests N] [--mib N]\n");
+               "--rsa-key KEY.pem [--sni NAME] [--handshakes N] [--requests N] [--mib N] [--keylog]\n");
   std::exit(2);
 }
 
@@ -237,8 +243,13 @@ class Bench {
 int main(int argc, char** argv) {
   std::string cert, key, rsa_cert, rsa_key, sni = "bench.test";
   int handshakes = 1000, requests = 5000, mib = 50;
+  bool keylog = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--keylog") {
+      keylog = true;
+      continue;
+    }
     if (i + 1 >= argc) usage();
     const std::string v = argv[++i];
     if (a == "--cert")
@@ -268,8 +279,8 @@ int main(int argc, char** argv) {
   if (client_ctx == nullptr || SSL_CTX_set_min_proto_version(client_ctx, TLS1_2_VERSION) != 1)
     die("client context");
   SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, nullptr);  // the client is not measured
-  SSL_CTX* ecdsa = server_context(cert, key);
-  SSL_CTX* rsa = server_context(rsa_cert, rsa_key);
+  SSL_CTX* ecdsa = server_context(cert, key, keylog);
+  SSL_CTX* rsa = server_context(rsa_cert, rsa_key, keylog);
 
   const double overhead = lode::bench::thread_cpu_clock_overhead_ns();
   Bench b(client_ctx, sni, overhead);
@@ -282,11 +293,11 @@ int main(int argc, char** argv) {
   const double req = b.requests(ecdsa, requests);
   const double bulk = b.bulk_per_mib(ecdsa, mib);
   std::printf(
-      "{\"protocol\": \"%s\", \"cipher\": \"%s\", \"group\": \"%s\", \"clock_overhead_ns\": %.1f, "
+      "{\"protocol\": \"%s\", \"cipher\": \"%s\", \"group\": \"%s\", \"keylog\": %s, \"clock_overhead_ns\": %.1f, "
       "\"counts\": {\"handshakes\": %d, \"requests\": %d, \"mib\": %d}, "
       "\"server_us\": {\"full\": %.2f, \"full-rsa\": %.2f, \"resumed\": %.2f, \"requests\": %.3f, "
       "\"bulk\": %.2f}}\n",
-      protocol.c_str(), cipher.c_str(), group.c_str(), overhead, handshakes, requests, mib, full,
+      protocol.c_str(), cipher.c_str(), group.c_str(), keylog ? "true" : "false", overhead, handshakes, requests, mib, full,
       full_rsa, resumed, req, bulk);
   SSL_CTX_free(ecdsa);
   SSL_CTX_free(rsa);
