@@ -242,9 +242,13 @@ TEST_F(OwnRecordsTest, ARenegotiationAttemptIsRefusedWithANoRenegotiationWarning
 // several records; the client never reads the answer (so it sends no alert
 // of its own), and the alert records coming back are counted on the wire.
 TEST_F(OwnRecordsTest, ARenegotiationInManyRecordsGetsOneWarning) {
-  auto client = handshaken(TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256");
-  if (HasFailure()) return;
-  MemClient& c = *client;
+  start(backend_.port(), kOwn);
+  MemClient c(ca_pem_, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256");
+  // No ticket from the first handshake: OpenSSL 3.0 would leak it when the
+  // ticket extension set below replaces it in the renegotiation's hello.
+  SSL_set_options(c.ssl(), SSL_OP_NO_TICKET);
+  ASSERT_TRUE(c.handshake(port_)) << c.error();
+  SSL_clear_options(c.ssl(), SSL_OP_NO_TICKET);
   const std::string d = "before";
   ASSERT_EQ(echo_both_ways(c, d, d.size(), false), d);
   const std::string ticket(2000, 't');  // sent as the hello's session ticket extension
