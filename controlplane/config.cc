@@ -950,16 +950,11 @@ bool same_listeners(const Config& a, const Config& b) noexcept {
   return true;
 }
 
-bool same_front(const Config& a, const Config& b) noexcept {
-  const DpdkConfig& x = a.dpdk;
-  const DpdkConfig& y = b.dpdk;
-  const auto same_exception = [](const DpdkExceptionConfig& p, const DpdkExceptionConfig& q) {
-    return p.vdev == q.vdev && p.interface == q.interface && p.kernel_address == q.kernel_address &&
-           p.address == q.address && p.prefix_len == q.prefix_len && p.first_port == q.first_port;
-  };
-  return a.front == b.front && x.eal == y.eal && x.port == y.port && x.max_flows == y.max_flows &&
-         x.routed == y.routed && x.gateway == y.gateway && x.gateway6 == y.gateway6 && x.networks == y.networks &&
-         x.backend_vlan == y.backend_vlan && same_exception(x.exception, y.exception);
+bool same_front(const Config& a, const Config& b) {
+  // Every [dpdk] key counts (a key added later too), but the cookie secret's file.
+  DpdkConfig x = a.dpdk;
+  x.cookie_secret_file = b.dpdk.cookie_secret_file;
+  return a.front == b.front && x == b.dpdk;
 }
 
 Result<Config, ConfigErrors> load_config_file(const std::string& path) {

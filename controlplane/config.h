@@ -309,6 +309,7 @@ struct DpdkExceptionConfig {
   uint32_t prefix_len = 30;      // the link's prefix: the longest one holding both addresses, at most 30
   uint32_t first_port = 20443;
   bool enabled() const noexcept { return !vdev.empty(); }
+  bool operator==(const DpdkExceptionConfig&) const = default;
 };
 
 // An IPv4 or IPv6 address, or a prefix of one ([dpdk] gateway, networks).
@@ -339,6 +340,7 @@ struct DpdkConfig {
   // same file on every node of an ECMP group lets one node complete the
   // cookies another made. Empty: a random secret per process.
   std::string cookie_secret_file;
+  bool operator==(const DpdkConfig&) const = default;
 };
 
 struct LimitsConfig {
@@ -402,7 +404,7 @@ bool same_listeners(const Config& a, const Config& b) noexcept;
 // key but cookie_secret_file (which a reload reads again). The EAL, the
 // port, the lcores' engines and the exception link are set up at start, so
 // a reload that changes these is refused, as for the listeners.
-bool same_front(const Config& a, const Config& b) noexcept;
+bool same_front(const Config& a, const Config& b);
 
 // Parses and validates; on failure returns every error found.
 Result<Config, ConfigErrors> load_config_file(const std::string& path);

@@ -440,11 +440,7 @@ void count_alert_sent(const SSL* ssl, int where, int ret) {
   if (s != nullptr && s->stats != nullptr) bump(s->stats->alerts_sent[static_cast<uint8_t>(ret & 0xff)]);
 }
 
-uint64_t monotonic_us() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
-}
+uint64_t monotonic_us() noexcept { return monotonic_ns() / 1000; }
 
 // OpenSSL's key log: TLS 1.3 client traffic secrets, for the receive hand-over
 // (and, for our own record layer, both traffic secrets, for KeyUpdate).
