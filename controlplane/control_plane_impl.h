@@ -856,6 +856,17 @@ struct ControlPlane::Impl {
       w.begin_object().field("event", "reload_refused").field("reason", why).key("errors").begin_array();
       for (const auto& e : outcome.errors) w.value(e);
       event(w.end_array().end_object().take());
+      // No segment will answer this reload: the dataplane hears so, and
+      // tells systemd that the configuration in service stays.
+      if (sock >= 0 && attached) {
+        snapshot::ChannelMessage m;
+        m.type = static_cast<uint16_t>(snapshot::MessageType::kReloadRefused);
+        m.generation = generation;
+        m.value = reloads_refused;
+        if (const int err = snapshot::send_message(sock, m); err != 0) {
+          warn(std::string("telling the dataplane of the refused reload: ") + std::strerror(err));
+        }
+      }
       return;
     }
     ++reloads_ok;

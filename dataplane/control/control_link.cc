@@ -155,6 +155,11 @@ void ControlLink::on_message() {
     event_(R"({"event":"control_plane_detached"})");
     return;
   }
+  if (m.type == static_cast<uint16_t>(snapshot::MessageType::kReloadRefused)) {
+    if (fd >= 0) close(fd);
+    stats_.reloads_refused.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   if (m.type != static_cast<uint16_t>(snapshot::MessageType::kSegment)) {
     if (fd >= 0) close(fd);
     return;

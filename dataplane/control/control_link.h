@@ -31,6 +31,7 @@ struct LinkStats {
   std::atomic<uint64_t> segments_applied{0};
   std::atomic<uint64_t> segments_refused{0};
   std::atomic<uint64_t> peers_refused{0};
+  std::atomic<uint64_t> reloads_refused{0};  // kReloadRefused received: the control plane refused a reload
   std::atomic<uint64_t> last_apply_us{0};  // receipt to in service, last segment
 };
 

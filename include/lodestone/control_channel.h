@@ -19,6 +19,11 @@
 //              (include/lodestone/stats_layout.h), to map read-only.
 //   control plane -> dataplane
 //     kSegment generation = the segment's; one memfd attached (SCM_RIGHTS).
+//     kReloadRefused  a reload (SIGHUP, `lodectl routes reload`) the control
+//              plane refused before publishing anything: no segment will
+//              answer it. generation = the control plane's last published;
+//              value = the reloads it has refused so far. (The dataplane
+//              tells systemd READY=1 at once instead of after a bound.)
 #pragma once
 
 #include <sys/socket.h>
@@ -40,7 +45,7 @@ inline constexpr uint64_t kNackMismatch = 1003;  // message and segment disagree
 inline constexpr uint64_t kNackApply = 1004;     // stale generation, full segment missing a record
 inline constexpr uint64_t kNackPublish = 1005;   // the dataplane could not put it in service (config)
 
-enum class MessageType : uint16_t { kHello = 1, kAck = 2, kNack = 3, kSegment = 4, kStats = 5 };
+enum class MessageType : uint16_t { kHello = 1, kAck = 2, kNack = 3, kSegment = 4, kStats = 5, kReloadRefused = 6 };
 
 struct ChannelMessage {
   uint32_t magic = kChannelMagic;

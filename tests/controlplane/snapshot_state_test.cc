@@ -699,6 +699,37 @@ TEST_F(ControlLinkTest, HelloThenFullSegmentIsAckedAndPublished) {
   EXPECT_TRUE(saw_event("control_plane_attached"));
 }
 
+// A reload the control plane refused is counted (the signal loop answers
+// systemd with it); it changes nothing in service, and a descriptor wrongly
+// attached to it is closed.
+TEST_F(ControlLinkTest, AReloadTheControlPlaneRefusedIsCountedAndChangesNothing) {
+  const int cp = attach(0);
+  expect_ack(publish(cp, full_builder(), 5, 0), 5);
+  EXPECT_EQ(link_->stats().reloads_refused.load(), 0u);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ChannelMessage m;
+  m.type = static_cast<uint16_t>(MessageType::kReloadRefused);
+  m.generation = 5;
+  m.value = 1;
+  ASSERT_EQ(snapshot::send_message(cp, m, p[0]), 0);
+  close(p[0]);
+  m.value = 2;
+  ASSERT_EQ(snapshot::send_message(cp, m), 0);
+  // Messages are taken in order: once the next segment is acknowledged, both
+  // refusals have been read.
+  expect_ack(publish(cp, full_builder(), 6, 0), 6);
+  EXPECT_EQ(link_->stats().reloads_refused.load(), 2u);
+  EXPECT_EQ(link_->stats().segments_refused.load(), 0u);
+  EXPECT_EQ(link_->stats().segments_applied.load(), 2u);
+  EXPECT_EQ(publish_calls(), 2u);
+  // The attached descriptor was closed: the pipe has no reader left.
+  pollfd w{p[1], POLLOUT, 0};
+  ASSERT_EQ(poll(&w, 1, 0), 1);
+  EXPECT_NE(w.revents & POLLERR, 0);
+  close(p[1]);
+}
+
 TEST_F(ControlLinkTest, DeltaOnTheWrongBaseIsNackedWithNackBase) {
   const int cp = attach(0);
   expect_ack(publish(cp, full_builder(), 5, 0), 5);

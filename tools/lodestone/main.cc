@@ -179,6 +179,7 @@ std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>&
   w.field("controlplane_attaches", link.attaches.load());
   w.field("segments_applied", link.segments_applied.load());
   w.field("segments_refused", link.segments_refused.load());
+  w.field("reloads_refused", link.reloads_refused.load());  // by the control plane (kReloadRefused)
   w.field("last_apply_us", link.last_apply_us.load());
   w.field("workers", static_cast<uint64_t>(workers.size()));
 #define LODE_SUM(name, kind, help)                                                   \
@@ -475,10 +476,18 @@ struct Dataplane {
   }
 };
 
-// A refused reload publishes nothing the dataplane sees: after this long
-// without a new configuration in service, systemd hears READY=1 anyway (the
-// previous configuration is what serves).
-constexpr auto kReloadAnswerWait = std::chrono::seconds(5);
+// A reload is answered by the new configuration in service, by the control
+// plane's kReloadRefused, or by the dataplane refusing the segment; then
+// systemd hears READY=1. Without any answer (a control plane that died or
+// is restarting) it hears READY=1 after this long all the same: what serves
+// is the configuration in service before.
+constexpr auto kReloadAnswerWait = std::chrono::seconds(30);
+
+// Every answer to a reload so far (each counter only grows).
+uint64_t reload_answers(uint64_t config_reloads, const lode::control::LinkStats& link) {
+  return config_reloads + link.reloads_refused.load(std::memory_order_relaxed) +
+         link.segments_refused.load(std::memory_order_relaxed);
+}
 
 // A notification systemd did not get is logged, never fatal: traffic goes on.
 void notify(const lode::app::ServiceNotifier& n, const lode::Result<void, std::string>& sent) {
@@ -770,7 +779,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   };
   auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
   bool reload_asked = false;  // SIGHUP taken, READY=1 not sent yet
-  uint64_t reloads_at_hup = 0;
+  uint64_t answers_at_hup = 0;
   auto reload_asked_at = last_stats;
   lode::worker::HeapTrimmer trimmer;  // once the workers go quiet after a burst (heap_trim.h)
   // The dpdk front's return steering, as the start event gave it: an lcore
@@ -786,9 +795,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
       for (const auto& w : workers) activity = lode::worker::heap_activity(w->stats(), activity);
       if (trimmer.observe(activity, now)) lode::worker::trim_heap();
     }
-    // systemd waits for READY=1 after RELOADING=1: sent when the reload is
-    // in service, or after a bound, as a refused one publishes nothing.
-    if (reload_asked && (dp.config_reloads > reloads_at_hup || now > reload_asked_at + kReloadAnswerWait)) {
+    // systemd waits for READY=1 after RELOADING=1: sent once the reload is
+    // answered (in service or refused), or after a bound.
+    if (reload_asked && (reload_answers(dp.config_reloads, (*link)->stats()) > answers_at_hup ||
+                         now > reload_asked_at + kReloadAnswerWait)) {
       reload_asked = false;
       notify(*notifier, notifier->ready());
     }
@@ -832,7 +842,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     if (sig == SIGHUP) {
       // The control plane owns the configuration: it re-reads it, validates
       // it and publishes what changed (or logs reload_refused).
-      if (!reload_asked) reloads_at_hup = dp.config_reloads;
+      if (!reload_asked) answers_at_hup = reload_answers(dp.config_reloads, (*link)->stats());
       reload_asked = true;
       reload_asked_at = now;
       notify(*notifier, notifier->reloading());
