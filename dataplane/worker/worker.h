@@ -35,6 +35,11 @@ struct WorkerOptions {
   // two splice calls and a poll per chunk): a TLS handshake and small
   // exchanges go the cheap way, bulk the zero-copy one. 0: splice at once.
   uint64_t splice_after = 64 * 1024;
+  // A spliced direction's pipe grows to this many bytes (F_SETPIPE_SZ) once
+  // a splice fills its 64 KiB: bulk moves in up to this much per pair of
+  // splice calls. What a slow receiver leaves in the pipe is bounded by it.
+  // 64 KiB or less: pipes stay as the kernel makes them.
+  uint32_t splice_pipe_max = 1024 * 1024;
   // Certificates and staples from the control plane (required to terminate
   // TLS; without it every terminate route answers no_certificate).
   const control::SnapshotSlot* snapshots = nullptr;

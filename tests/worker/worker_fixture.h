@@ -232,6 +232,7 @@ class WorkerTest : public ::testing::Test {
     opt.recv_buffers = 64;
     if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
     opt.splice_after = splice_after_;
+    opt.splice_pipe_max = splice_pipe_max_;
     opt.ring_calls = ring_calls_;
     opt.key_update_after = key_update_after_;
     opt.snapshots = &snapshots_;
@@ -311,6 +312,7 @@ class WorkerTest : public ::testing::Test {
   std::string listener_extra_;  // more keys for the [[listener]]
   unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
   uint64_t splice_after_ = WorkerOptions{}.splice_after;  // passthrough: copied before splicing
+  uint32_t splice_pipe_max_ = WorkerOptions{}.splice_pipe_max;
   bool ring_calls_ = true;      // false: close/setsockopt as direct calls (an older kernel's way)
   uint64_t key_update_after_ = WorkerOptions{}.key_update_after;  // our layer: records per send key
   std::string ca_pem_;

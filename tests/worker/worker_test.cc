@@ -863,45 +863,88 @@ TEST_F(WorkerTest, PassthroughCopiesSmallExchangesThroughTheRingWithNoPipe) {
   EXPECT_LE(open_fds_settled(fds_before), fds_before);
 }
 
+// Sends the hello and then `bulk` bytes through a passthrough connection to
+// the echo backend while reading the echo, then half-closes: every byte comes
+// back whole and in order, and the worker passes the end of stream on.
+void expect_passthrough_bulk_echo(uint16_t port, size_t bulk) {
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  std::string wire(hello.begin(), hello.end());
+  for (size_t i = 0; i < bulk; ++i) wire.push_back(static_cast<char>(i * 7 + i / 4096));
+  const int fd = connect_to(port);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+  std::string back;
+  size_t sent = 0;
+  std::vector<char> buf(256 * 1024);
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (back.size() < wire.size() && std::chrono::steady_clock::now() < end) {
+    pollfd pf{fd, static_cast<short>(POLLIN | (sent < wire.size() ? POLLOUT : 0)), 0};
+    if (poll(&pf, 1, 50) <= 0) continue;
+    if ((pf.revents & POLLOUT) != 0 && sent < wire.size()) {
+      const ssize_t w = send(fd, wire.data() + sent, std::min<size_t>(wire.size() - sent, 65536), MSG_NOSIGNAL);
+      if (w > 0) sent += static_cast<size_t>(w);
+    }
+    if ((pf.revents & POLLIN) != 0) {
+      const ssize_t r = recv(fd, buf.data(), buf.size(), 0);
+      if (r <= 0) break;
+      back.append(buf.data(), static_cast<size_t>(r));
+    }
+  }
+  shutdown(fd, SHUT_WR);
+  ASSERT_EQ(back.size(), wire.size());
+  EXPECT_TRUE(back == wire) << "bytes changed or reordered";
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.eof);
+}
+
 // Past its first splice_after bytes a direction moves by splice: the
 // multishot receive is taken back mid-stream and what it had read goes out
 // first, so the bytes arrive whole and in order across the switch.
 TEST_F(WorkerTest, PassthroughSplicesOnceADirectionHasCarriedItsFirstBytes) {
   EchoBackend backend;
   start(backend.port());
-  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
-  std::string wire(hello.begin(), hello.end());
-  for (size_t i = 0; i < 2 * 1024 * 1024; ++i) wire.push_back(static_cast<char>(i * 7 + i / 4096));
-  const int fd = connect_to(port_);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
-  std::string back;
-  size_t sent = 0;
-  char buf[65536];
-  const auto end = std::chrono::steady_clock::now() + 10s;
-  while (back.size() < wire.size() && std::chrono::steady_clock::now() < end) {
-    pollfd pf{fd, static_cast<short>(POLLIN | (sent < wire.size() ? POLLOUT : 0)), 0};
-    if (poll(&pf, 1, 50) <= 0) continue;
-    if ((pf.revents & POLLOUT) != 0 && sent < wire.size()) {
-      const ssize_t w = send(fd, wire.data() + sent, std::min<size_t>(wire.size() - sent, 32768), MSG_NOSIGNAL);
-      if (w > 0) sent += static_cast<size_t>(w);
-    }
-    if ((pf.revents & POLLIN) != 0) {
-      const ssize_t r = recv(fd, buf, sizeof buf, 0);
-      if (r <= 0) break;
-      back.append(buf, static_cast<size_t>(r));
-    }
-  }
-  shutdown(fd, SHUT_WR);
-  ASSERT_EQ(back.size(), wire.size());
-  EXPECT_TRUE(back == wire) << "bytes changed or reordered across the switch to splice";
-  const Drained d = drain(fd);
-  close(fd);
-  EXPECT_TRUE(d.eof);
+  expect_passthrough_bulk_echo(port_, 2 * 1024 * 1024);
+  if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(1));
   EXPECT_TRUE(has(log()[0], R"("result":"ok")")) << log()[0];
   EXPECT_EQ(stats().splice_relays.load(), 1u);
   EXPECT_EQ(stats().pipes_created.load() + stats().pipes_reused.load(), 2u) << "both directions spliced";
+}
+
+// A splice that half fills its pipe says bulk: the pipe grows (once in its
+// life, pooled with its size) to splice_pipe_max, so that each pair of
+// splices moves up to that much, and the bytes stay whole. A second
+// connection takes the grown pipes from the pool.
+TEST_F(WorkerTest, ABulkDirectionsPipeGrowsOnceAndKeepsItsSizeInThePool) {
+  EchoBackend backend;
+  splice_after_ = 0;
+  start(backend.port());
+  expect_passthrough_bulk_echo(port_, 8 * 1024 * 1024);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_GE(stats().pipes_grown.load(), 1u);
+  expect_passthrough_bulk_echo(port_, 8 * 1024 * 1024);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(2));
+  for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
+  EXPECT_EQ(stats().pipes_created.load(), 2u);
+  EXPECT_EQ(stats().pipes_reused.load(), 2u);
+  EXPECT_LE(stats().pipes_grown.load(), 2u) << "a pooled pipe grown again";
+}
+
+// splice_pipe_max at the kernel's 64 KiB: pipes are never grown.
+TEST_F(WorkerTest, PipesStayAsMadeWhenTheirMaxIsTheDefault) {
+  EchoBackend backend;
+  splice_after_ = 0;
+  splice_pipe_max_ = 64 * 1024;
+  start(backend.port());
+  expect_passthrough_bulk_echo(port_, 4 * 1024 * 1024);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("result":"ok")")) << log()[0];
+  EXPECT_EQ(stats().pipes_grown.load(), 0u);
+  EXPECT_EQ(stats().pipes_created.load(), 2u);
 }
 
 // Where the kernel cannot close or set options through the ring (before
