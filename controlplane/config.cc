@@ -573,11 +573,12 @@ class Loader {
       get_uint(*t, "tls", "ticket_rotation_s", cfg.tls.ticket_rotation_s, 60, 7 * 86400);
     }
     if (const toml::table* t = section(root, "timeouts")) {
-      only_keys(*t, "timeouts", {"hello_ms", "connect_ms", "idle_ms", "drain_ms"});
+      only_keys(*t, "timeouts", {"hello_ms", "connect_ms", "idle_ms", "drain_ms", "half_closed_ms"});
       get_uint(*t, "timeouts", "hello_ms", cfg.timeouts.hello_ms, 100, 600'000);
       get_uint(*t, "timeouts", "connect_ms", cfg.timeouts.connect_ms, 10, 600'000);
       get_uint(*t, "timeouts", "idle_ms", cfg.timeouts.idle_ms, 100, 86'400'000);
       get_uint(*t, "timeouts", "drain_ms", cfg.timeouts.drain_ms, 0, 3'600'000);
+      get_uint(*t, "timeouts", "half_closed_ms", cfg.timeouts.half_closed_ms, 0, 86'400'000);
     }
     if (const toml::table* t = section(root, "workers")) {
       only_keys(*t, "workers", {"count", "cpus"});

@@ -92,6 +92,8 @@
 //              strict), on_revoked = "withhold" (withhold | serve), method = "post" (post | get),
 //              timeout_ms = 3000, startup_wait_ms = 10000 (fetch before first serving, at most this long)
 //   [timeouts] hello_ms = 10000, connect_ms = 5000, idle_ms = 300000, drain_ms = 10000
+//              half_closed_ms = idle_ms  # quiet allowed once one direction has ended (its end of
+//                                        # stream passed on); 0: end the connection with it
 //   [workers]  count = 2, cpus = [0, 1]
 //   [limits]   connections_per_worker = 16384, connect_retries = 2, memory_per_worker_mb = 1024
 //   [bgp]      enabled = false            # announce the VIPs through BIRD (controlplane/bgp.h)
@@ -293,6 +295,12 @@ struct TimeoutsConfig {
   uint32_t connect_ms = 5'000;
   uint32_t idle_ms = 300'000;
   uint32_t drain_ms = 10'000;
+  // kHalfClosedAsIdle: not set, idle_ms applies to half-closed connections too.
+  static constexpr uint32_t kHalfClosedAsIdle = UINT32_MAX;
+  uint32_t half_closed_ms = kHalfClosedAsIdle;
+  uint32_t half_closed_or_idle_ms() const noexcept {
+    return half_closed_ms == kHalfClosedAsIdle ? idle_ms : half_closed_ms;
+  }
 };
 
 struct WorkersConfig {

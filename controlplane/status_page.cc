@@ -513,6 +513,7 @@ constexpr std::string_view kScript = R"lode(
     ['handshake_errors', 'TLS handshake failed'], ['refused_over_limit', 'worker at its connection cap'],
     ['backend_connect_errors', 'backend connect failed'], ['backend_tls_errors', 'backend TLS failed'],
     ['resets', 'aborted or reset'], ['idle_timeouts', 'idle timeout'],
+    ['half_closed_timeouts', 'half-closed timeout'],
   ];
   // The workers' refusal and error counters, then the hello rejections and
   // alerts sent, one row per reason or alert /metrics has.

@@ -66,6 +66,9 @@ struct Timeouts {
   uint32_t connect_ms = 5'000;
   uint32_t idle_ms = 300'000;
   uint32_t drain_ms = 10'000;
+  // Quiet allowed once one direction of a relayed connection has ended;
+  // 0: the connection ends with its first direction.
+  uint32_t half_closed_ms = 300'000;
 };
 
 struct Limits {

@@ -122,6 +122,7 @@ struct Side {
   uint32_t send_len = 0;       // the send in flight's length
   bool eof = false;            // the peer's FIN (recv returned 0)
   bool read_done = false;      // nothing more will be read from this side
+  bool dropped = false;        // ended by the relay (half_closed_ms = 0): what a recv brings is discarded
   bool want_shut_wr = false;   // half-close once `out` and `sending` drain
   bool shut_wr = false;
   bool handshake_done = false;
@@ -167,7 +168,7 @@ struct WorkerRuntime {
   std::vector<route::PoolState> pools;
 };
 
-enum class ListId : uint8_t { kNone, kHello, kConnect, kIdle, kLinger };
+enum class ListId : uint8_t { kNone, kHello, kConnect, kIdle, kHalfClosed, kLinger };
 
 // One direction of a passthrough relay in splice mode: socket -> pipe ->
 // socket, the bytes never copied to user space. Readiness comes from an
@@ -642,9 +643,13 @@ struct Worker::Impl {
   struct List {
     uint32_t head = kNil, tail = kNil;
   };
-  List hello_list, connect_list, idle_list, linger_list;
+  // Relaying connections are on idle_list, or on half_list once one
+  // direction has ended (its end of stream passed on): each in order of
+  // last activity, each with its own timeout.
+  List hello_list, connect_list, idle_list, half_list, linger_list;
   uint64_t now = 0;
-  uint64_t idle_swept_until = 0;  // release_idle_buffers: handled up to here
+  // release_idle_buffers: handled up to here, on idle_list and half_list
+  uint64_t idle_swept_until = 0, half_swept_until = 0;
   // Last, so it is torn down first: no operation in flight can outlive the
   // connection memory it points into.
   Ring ring;
@@ -679,6 +684,7 @@ struct Worker::Impl {
       case ListId::kHello: return hello_list;
       case ListId::kConnect: return connect_list;
       case ListId::kIdle: return idle_list;
+      case ListId::kHalfClosed: return half_list;
       default: return linger_list;
     }
   }
@@ -1858,6 +1864,7 @@ struct Worker::Impl {
       }
       if (dst.queued() < opt.relay_cap) arm_recv(c, src, d == 0 ? Op::kClientRecv : Op::kBackendRecv);
     }
+    on_half_closed(c);
   }
 
   // Whether direction d is one the kernel can move once user space has passed
@@ -1883,6 +1890,40 @@ struct Worker::Impl {
     return src.read_done && dst.shut_wr && !dst.send_inflight;
   }
   bool relay_done(const Conn& c) const { return dir_done(c, 0) && dir_done(c, 1); }
+  // Activity: the connection goes to the tail of its list (a half-closed
+  // one stays on half_list).
+  void touch(Conn& c) { link_tail(c, c.list == ListId::kHalfClosed ? ListId::kHalfClosed : ListId::kIdle); }
+
+  // After a relay step that did not finish the connection: once one
+  // direction has ended (its source's end of stream has reached the other
+  // end), [timeouts] half_closed_ms applies. Above 0 the connection moves
+  // to half_list, where that much quiet ends it (HAProxy's client-fin /
+  // server-fin). At 0 the other direction is ended too, as if its source
+  // had ended: what it still sends is dropped (read no more, and discarded
+  // if a recv brings it), its destination gets the end of stream (our
+  // close_notify first where we speak TLS to it), and the connection
+  // closes (nginx stream's default, `proxy_half_close off`).
+  void on_half_closed(Conn& c) {
+    if (c.closing || !wrt) return;
+    for (int d = 0; d < 2; ++d) {
+      if (!dir_done(c, 1 - d)) continue;
+      if (wrt->rt->timeouts.half_closed_ms != 0) {
+        if (c.list == ListId::kIdle) link_tail(c, ListId::kHalfClosed);
+        return;
+      }
+      Side& src = d == 0 ? c.client : c.backend;
+      if (src.read_done) continue;  // ending already: its end is on its way
+      src.read_done = true;
+      src.dropped = true;
+      if (c.splice[d].active) {
+        c.splice[d].src_done = true;
+        splice_pump(c, d);
+      } else {
+        relay(c);
+      }
+      return;
+    }
+  }
 
   // Whether direction d can move by splice from now on: user space holds
   // none of its bytes, and neither end needs TLS in user space.
@@ -2207,7 +2248,12 @@ struct Worker::Impl {
       close_conn(c, std::string(d == 0 ? "client_recv:" : "backend_recv:") + std::strerror(errno), true);
       return;
     }
-    if (!c.closing && relay_done(c)) close_conn(c, "ok", false);
+    if (c.closing) return;
+    if (relay_done(c)) {
+      close_conn(c, "ok", false);
+      return;
+    }
+    on_half_closed(c);
   }
 
   // Called after any event on a connection: moves it on as far as it goes.
@@ -2265,7 +2311,7 @@ struct Worker::Impl {
     if (cqe->flags & IORING_CQE_F_BUFFER) {
       const auto bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
       ring.note_taken();
-      if (res > 0 && !c.closing) {
+      if (res > 0 && !c.closing && !side.dropped) {
         side.in.append({ring.buffer(bid), static_cast<size_t>(res)});
         side.rx += static_cast<uint64_t>(res);
         count_io(c, is_client, true, static_cast<uint64_t>(res));
@@ -2286,7 +2332,7 @@ struct Worker::Impl {
       return;
     }
     if (res == 0) side.eof = true;
-    if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
+    if (c.phase == Phase::kRelay) touch(c);
     progress(c);
   }
 
@@ -2310,7 +2356,7 @@ struct Worker::Impl {
     side.sending.consume(static_cast<size_t>(res));
     side.tx += static_cast<uint64_t>(res);
     count_io(c, is_client, false, static_cast<uint64_t>(res));
-    if (c.phase == Phase::kRelay) link_tail(c, ListId::kIdle);
+    if (c.phase == Phase::kRelay) touch(c);
     if (c.phase == Phase::kLinger) {
       flush(c, side, Op::kClientSend);
       return;
@@ -2409,7 +2455,7 @@ struct Worker::Impl {
           close_conn(c, "splice_poll:" + std::string(std::strerror(-cqe->res)), true);
           break;
         }
-        link_tail(c, ListId::kIdle);
+        touch(c);
         if (c.splice[d].active) {
           splice_pump(c, d);
         } else {
@@ -2440,13 +2486,13 @@ struct Worker::Impl {
   // last tick, handles those that went quiet since the previous walk, and
   // stops at the ones it handled then (any that were not empty still had a
   // send in flight, whose completion moves them back to the tail).
-  void release_idle_buffers() {
+  void release_idle_buffers(const List& l, uint64_t& swept_until) {
     const uint64_t cutoff = now >= kTickMs ? now - kTickMs : 0;
-    for (uint32_t i = idle_list.tail; i != kNil;) {
+    for (uint32_t i = l.tail; i != kNil;) {
       Conn& c = conns[i];
       i = c.prev;
       if (c.last_activity > cutoff) continue;
-      if (c.last_activity <= idle_swept_until) break;
+      if (c.last_activity <= swept_until) break;
       if (c.closing || c.phase != Phase::kRelay) continue;
       for (Side* s : {&c.client, &c.backend}) {
         if (s->in.empty()) s->in.release();
@@ -2455,7 +2501,7 @@ struct Worker::Impl {
         if (s->ssl != nullptr && SSL_pending(s->ssl) == 0) SSL_free_buffers(s->ssl);
       }
     }
-    idle_swept_until = cutoff;
+    swept_until = cutoff;
   }
 
   void on_tick() {
@@ -2474,7 +2520,9 @@ struct Worker::Impl {
     expire(connect_list, uint64_t{t.connect_ms} * (wrt->rt->limits.connect_retries + 1) + 1000, "connect_timeout",
            &stats.backend_connect_errors);
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
-    release_idle_buffers();
+    expire(half_list, t.half_closed_ms, "half_closed_timeout", &stats.half_closed_timeouts);
+    release_idle_buffers(idle_list, idle_swept_until);
+    release_idle_buffers(half_list, half_swept_until);
     if (!pipe_pool.empty() && now - pipe_pool_used >= kPipePoolIdleMs) release_pipe_pool();
     if (now - socket_stock_used >= kPipePoolIdleMs) release_socket_stock();
     expire(linger_list, kLingerMs, "", nullptr);

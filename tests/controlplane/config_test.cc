@@ -107,6 +107,7 @@ TEST(Config, LoadsEverySection) {
   EXPECT_EQ(c.tls.ticket_rotation_s, 600u);
   EXPECT_EQ(c.timeouts.hello_ms, 2000u);
   EXPECT_EQ(c.timeouts.idle_ms, 300000u);
+  EXPECT_EQ(c.timeouts.half_closed_or_idle_ms(), 300000u) << "half_closed_ms not set: idle_ms";
   EXPECT_EQ(c.workers.count, 2u);
   EXPECT_EQ(c.workers.cpus, (std::vector<int>{0, 1}));
   EXPECT_EQ(c.limits.connections_per_worker, 100u);
@@ -301,6 +302,31 @@ action = "reject"
 steer = "random"
 )");
   EXPECT_NE(e.find("route[0].steer"), std::string::npos) << e;
+}
+
+// [timeouts] half_closed_ms: idle_ms when not set; 0 allowed (the
+// connection ends with its first direction); bounded like idle_ms.
+TEST(Config, HalfClosedMsFollowsIdleUnlessSetAndMayBeZero) {
+  const std::string base = std::string(kGood);
+  const auto with = [&](const std::string& timeouts) {
+    std::string t = base;
+    const size_t at = t.find("hello_ms = 2000\n");
+    t.insert(at, timeouts);
+    return t;
+  };
+  auto unset = load_config_string(with("idle_ms = 60000\n"), "t.toml");
+  ASSERT_TRUE(unset.has_value()) << unset.error()[0].to_string();
+  EXPECT_EQ(unset->timeouts.half_closed_or_idle_ms(), 60000u);
+  auto zero = load_config_string(with("half_closed_ms = 0\n"), "t.toml");
+  ASSERT_TRUE(zero.has_value()) << zero.error()[0].to_string();
+  EXPECT_EQ(zero->timeouts.half_closed_or_idle_ms(), 0u);
+  auto set = load_config_string(with("half_closed_ms = 2500\n"), "t.toml");
+  ASSERT_TRUE(set.has_value()) << set.error()[0].to_string();
+  EXPECT_EQ(set->timeouts.half_closed_or_idle_ms(), 2500u);
+  for (const char* bad : {"half_closed_ms = -1\n", "half_closed_ms = 86400001\n", "half_closed_ms = \"5s\"\n"}) {
+    const std::string e = errors_of(with(bad));
+    EXPECT_NE(e.find("timeouts.half_closed_ms: expected an integer in 0..86400000"), std::string::npos) << bad << e;
+  }
 }
 
 TEST(Config, GlobalSectionsAreValidated) {

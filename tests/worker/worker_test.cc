@@ -947,6 +947,199 @@ TEST_F(WorkerTest, PipesStayAsMadeWhenTheirMaxIsTheDefault) {
   EXPECT_EQ(stats().pipes_created.load(), 2u);
 }
 
+// A plaintext backend that never ends its side first: it reads each
+// connection to its end of stream and holds it open until destroyed; or,
+// `fin_first`, half-closes each connection as it accepts it.
+class HoldBackend {
+ public:
+  explicit HoldBackend(bool fin_first = false) : fin_first_(fin_first) {
+    fd_ = listen_loopback(16, port_);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~HoldBackend() {
+    stop_ = true;
+    thread_.join();
+    for (int c : conns_) close(c);
+    close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  size_t eofs() const { return eofs_.load(); }
+  std::string bytes() {
+    std::lock_guard lock(mu_);
+    return bytes_;
+  }
+  bool wait_eofs(size_t n, std::chrono::milliseconds limit = 3000ms) const {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (eofs_.load() < n && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(5ms);
+    return eofs_.load() >= n;
+  }
+
+ private:
+  void loop() {
+    std::vector<pollfd> open;  // connections still read
+    while (!stop_) {
+      std::vector<pollfd> p{{fd_, POLLIN, 0}};
+      p.insert(p.end(), open.begin(), open.end());
+      if (poll(p.data(), p.size(), 20) <= 0) continue;
+      if (p[0].revents != 0) {
+        const int c = accept(fd_, nullptr, nullptr);
+        if (c >= 0) {
+          conns_.push_back(c);
+          if (fin_first_) shutdown(c, SHUT_WR);
+          open.push_back({c, POLLIN, 0});
+        }
+      }
+      for (size_t i = 1; i < p.size(); ++i) {
+        if (p[i].revents == 0) continue;
+        char buf[65536];
+        const ssize_t n = recv(p[i].fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+          std::lock_guard lock(mu_);
+          bytes_.append(buf, static_cast<size_t>(n));
+          continue;
+        }
+        if (n < 0 && errno == EAGAIN) continue;
+        ++eofs_;  // its end of stream (or a reset): read no more, keep it open
+        std::erase_if(open, [&](const pollfd& q) { return q.fd == p[i].fd; });
+      }
+    }
+  }
+  int fd_;
+  uint16_t port_;
+  bool fin_first_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> eofs_{0};
+  std::vector<int> conns_;
+  std::mutex mu_;
+  std::string bytes_;
+  std::thread thread_;
+};
+
+// Connects, sends a passthrough hello for p.test and returns the socket.
+int passthrough_client(uint16_t port) {
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const int fd = connect_to(port);
+  if (fd < 0) return fd;
+  if (send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// half_closed_ms = 0: a passthrough client sends its hello and `more`, then
+// ends its side; the backend sees the end, and the client gets its own.
+void expect_client_end_ends_the_connection(uint16_t port, const HoldBackend& backend, const std::string& more) {
+  const int fd = passthrough_client(port);
+  ASSERT_GE(fd, 0);
+  if (!more.empty()) {
+    ASSERT_EQ(send(fd, more.data(), more.size(), MSG_NOSIGNAL), static_cast<ssize_t>(more.size()));
+  }
+  shutdown(fd, SHUT_WR);
+  EXPECT_TRUE(backend.wait_eofs(1));
+  const Drained d = drain(fd, 3000ms);
+  EXPECT_TRUE(d.eof) << "the client's end of stream did not end the connection";
+  close(fd);
+}
+
+// True when the socket shows nothing (no byte, no end) for `quiet`.
+bool stays_open(int fd, std::chrono::milliseconds quiet) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(quiet.count())) == 0;
+}
+
+// By default a direction that ended leaves the other open: the client's
+// end of stream reaches the backend, which may still answer.
+TEST_F(WorkerTest, AClientsEndOfStreamLeavesTheBackendsDirectionOpenByDefault) {
+  HoldBackend backend;
+  start(backend.port());
+  const int fd = passthrough_client(port_);
+  ASSERT_GE(fd, 0);
+  shutdown(fd, SHUT_WR);
+  ASSERT_TRUE(backend.wait_eofs(1));
+  EXPECT_TRUE(stays_open(fd, 500ms));
+  EXPECT_EQ(stats().active.load(), 1u);
+  close(fd);
+}
+
+// [timeouts] half_closed_ms = 0: the first end of stream ends the
+// connection (nginx's proxy_half_close off), whichever side sends it; a
+// TLS client that sent its close_notify gets ours.
+TEST_F(WorkerTest, AtHalfClosedZeroTheFirstEndOfStreamEndsTheConnection) {
+  HoldBackend backend;
+  start(backend.port(), "", "hello_ms = 1000\nhalf_closed_ms = 0\n");
+  expect_client_end_ends_the_connection(port_, backend, "");
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+  // A terminated connection: the client's close_notify, then ours.
+  auto c = tls_connect("a.test");
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(ssl_write(c->ssl, std::string("ping")), 4);
+  SSL_shutdown(c->ssl);
+  shutdown(c->fd, SHUT_WR);
+  char buf[64];
+  EXPECT_EQ(ssl_read(c->ssl, buf, sizeof buf), 0);
+  EXPECT_EQ(SSL_get_error(c->ssl, 0), SSL_ERROR_ZERO_RETURN) << "no close_notify from the worker";
+  EXPECT_TRUE(backend.wait_eofs(2));
+  ASSERT_TRUE(wait_log(2));
+  expect_ok_line(log()[1], "a.test", "terminate");
+  EXPECT_TRUE(has(backend.bytes(), "ping"));
+}
+
+// The backend's end of stream first, at half_closed_ms = 0: the client,
+// which never ended its side, gets its end at once, and the backend ours.
+TEST_F(WorkerTest, AtHalfClosedZeroTheBackendsEndOfStreamEndsTheClientsDirection) {
+  HoldBackend backend(true);
+  start(backend.port(), "", "hello_ms = 1000\nhalf_closed_ms = 0\n");
+  const int fd = passthrough_client(port_);
+  ASSERT_GE(fd, 0);
+  const Drained d = drain(fd, 3000ms);
+  EXPECT_TRUE(d.eof);
+  EXPECT_TRUE(backend.wait_eofs(1)) << "the client's direction was not ended";
+  close(fd);
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+  EXPECT_EQ(stats().half_closed_timeouts.load(), 0u);
+}
+
+// The same where both directions move by splice: the backend's direction,
+// waiting on a poll with an empty pipe, is ended and the connection closes.
+TEST_F(WorkerTest, AtHalfClosedZeroSplicedDirectionsEndToo) {
+  HoldBackend backend;
+  splice_after_ = 0;
+  start(backend.port(), "", "hello_ms = 1000\nhalf_closed_ms = 0\n");
+  const std::string more(100 * 1024, 'm');
+  expect_client_end_ends_the_connection(port_, backend, more);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+  EXPECT_GE(stats().splice_relays.load(), 1u);
+  EXPECT_EQ(backend.bytes().size(), test::HelloBuilder::typical("p.test").records().size() + more.size());
+}
+
+// half_closed_ms > 0: a connection with one direction ended is reset after
+// that much quiet; one with both directions open keeps the idle timeout.
+TEST_F(WorkerTest, AHalfClosedConnectionQuietForHalfClosedMsIsReset) {
+  HoldBackend backend;
+  start(backend.port(), "", "hello_ms = 1000\nhalf_closed_ms = 300\n");
+  const int open_fd = passthrough_client(port_);
+  ASSERT_GE(open_fd, 0);
+  const int half_fd = passthrough_client(port_);
+  ASSERT_GE(half_fd, 0);
+  shutdown(half_fd, SHUT_WR);
+  ASSERT_TRUE(backend.wait_eofs(1));
+  const Drained d = drain(half_fd, 3000ms);
+  EXPECT_TRUE(d.eof || d.reset) << "still open after half_closed_ms";
+  close(half_fd);
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("result":"half_closed_timeout")")) << log()[0];
+  EXPECT_EQ(stats().half_closed_timeouts.load(), 1u);
+  EXPECT_TRUE(stays_open(open_fd, 300ms)) << "a connection open both ways was ended";
+  EXPECT_EQ(stats().active.load(), 1u);
+  close(open_fd);
+}
+
 // Where the kernel cannot close or set options through the ring (before
 // Linux 5.17 / 6.7), the worker makes the calls itself: the same relays,
 // options and descriptors. ring_calls = false takes that way here.

@@ -122,7 +122,8 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   BuiltRuntime out;
   auto rt = std::make_shared<worker::Runtime>();
   rt->generation = generation;
-  rt->timeouts = {cfg.timeouts.hello_ms, cfg.timeouts.connect_ms, cfg.timeouts.idle_ms, cfg.timeouts.drain_ms};
+  rt->timeouts = {cfg.timeouts.hello_ms, cfg.timeouts.connect_ms, cfg.timeouts.idle_ms, cfg.timeouts.drain_ms,
+                  cfg.timeouts.half_closed_or_idle_ms()};
   rt->limits = {cfg.limits.connections_per_worker, cfg.limits.connect_retries,
                 uint64_t{cfg.limits.memory_per_worker_mb} << 20};
 
