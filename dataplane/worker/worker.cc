@@ -181,6 +181,7 @@ struct SpliceDir {
   // The pipe's capacity: a splice takes at most this much. A pipe starts at
   // the kernel's 64 KiB and grows (once) when a splice fills it.
   uint32_t pipe_size = 0;
+  uint32_t grown_by = 0;  // what grow_pipe added (give_pipe takes it back)
   bool grow_tried = false;
   bool poll_armed = false;
   bool src_done = false;   // the source's FIN was seen
@@ -617,6 +618,9 @@ struct Worker::Impl {
   // per-user pipe limit (fs.pipe-user-pages-soft) the kernel makes smaller
   // ones: a splice then takes less, and such a pipe is never grown.
   static constexpr uint32_t kPipeDefaultSize = 64 * 1024;
+  // Growth (beyond kPipeDefaultSize) held by this worker's pipes now:
+  // bounded by opt.splice_grow_budget (grow_pipe).
+  uint64_t grown_bytes = 0;
   // Pooled pipes are closed once none has left or joined the pool for this
   // long (a second: reused at one passthrough connection a second and more).
   static constexpr uint64_t kPipePoolIdleMs = 1000;
@@ -1915,12 +1919,21 @@ struct Worker::Impl {
       if (src.read_done) continue;  // ending already: its end is on its way
       src.read_done = true;
       src.dropped = true;
-      if (c.splice[d].active) {
-        c.splice[d].src_done = true;
-        splice_pump(c, d);
-      } else {
+      SpliceDir& sp = c.splice[d];
+      if (!sp.active) {
         relay(c);
+        return;
       }
+      sp.src_done = true;
+      if (!sp.poll_armed) {
+        splice_pump(c, d);
+      } else if (sp.in_pipe == 0) {
+        // Its poll waits for the dropped source: taken back, its completion
+        // (cancelled) moves the direction on to its end.
+        io_uring_sqe* q = ring.sqe();
+        io_uring_prep_cancel64(q, encode(index_of(c), c.gen, d == 0 ? Op::kSpliceIn : Op::kSpliceOut), 0);
+        submit_op(c, Op::kCancel, q);
+      }  // else its poll waits for room for the pipe's bytes: then the end
       return;
     }
   }
@@ -1959,7 +1972,7 @@ struct Worker::Impl {
     if (src.ssl != nullptr) {
       auto state = src.ktls->rx_handover.state_now();
       if (!state || ktls::install(src.fd, false, *state) != 0) {
-        give_pipe(fds[0], fds[1], size, true);  // never used: empty
+        give_pipe(fds[0], fds[1], size, 0, true);  // never used: empty
         src.ktls->rx_failed = true;
         bump(stats.ktls_declined);
         return false;
@@ -1987,7 +2000,8 @@ struct Worker::Impl {
       // Only a passthrough connection's pipes go back to the pool (they are
       // what it is for); a terminated connection's close as before.
       if (d.pipe_r >= 0) {
-        give_pipe(d.pipe_r, d.pipe_w, d.pipe_size, d.in_pipe == 0 && c.action == route::Action::kPassthrough);
+        give_pipe(d.pipe_r, d.pipe_w, d.pipe_size, d.grown_by,
+                  d.in_pipe == 0 && c.action == route::Action::kPassthrough);
       }
       d.pipe_r = d.pipe_w = -1;
       d.in_pipe = 0;
@@ -2007,14 +2021,25 @@ struct Worker::Impl {
       return true;
     }
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    size = kPipeDefaultSize;
+    // 64 KiB, or 8 KiB once the user is past fs.pipe-user-pages-soft (an
+    // unprivileged process: the kernel makes smaller pipes then).
+    const int got = fcntl(fds[0], F_GETPIPE_SZ);
+    size = got > 0 ? static_cast<uint32_t>(got) : kPipeDefaultSize;
     bump(stats.pipes_created);
     return true;
   }
   // Takes a connection's pipe pair back: kept for the next connection when
   // it is empty (every byte spliced in was spliced out) and the pool has
   // room, closed otherwise. A pipe's bytes never reach another connection.
-  void give_pipe(int r, int w, uint32_t size, bool empty) {
+  void give_pipe(int r, int w, uint32_t size, uint32_t grown_by, bool empty) {
+    if (grown_by > 0) {
+      // A grown pipe gives its growth back: to the worker's budget, and to
+      // the user's pipe page count (the kernel counts capacity, used or
+      // not). Shrinking an empty pipe succeeds; one that does not is closed.
+      grown_bytes -= grown_by;
+      size -= grown_by;
+      if (!empty || fcntl(w, F_SETPIPE_SZ, static_cast<int>(size)) < 0) empty = false;
+    }
     if (empty && !draining && pipe_pool.size() < kPipePoolMax) {
       pipe_pool.push_back({r, w, size});
       pipe_pool_used = now;
@@ -2155,18 +2180,31 @@ struct Worker::Impl {
   }
 
   // A splice that half filled the pipe or more: bulk. The pipe grows to
-  // opt.splice_pipe_max (once per pipe; a pooled pipe keeps its size), so
-  // that each pair of splice calls moves up to that much instead of 64 KiB:
+  // opt.splice_pipe_max (once per use: give_pipe shrinks it back), so that
+  // each pair of splice calls moves up to that much instead of 64 KiB:
   // measured on loopback (bench/compare_nginx.sh's passthrough bulk, perf
   // stat), 1 MiB pipes took the splices from 34 to 4 per MB moved and the
-  // worker's CPU per MB from ~330 to ~225 µs. Unless privileged, the kernel
-  // refuses (EPERM) a size above fs.pipe-max-size or growth past
-  // fs.pipe-user-pages-hard: the pipe then stays as it is.
+  // worker's CPU per MB from ~330 to ~225 µs. Bounded per worker by
+  // opt.splice_grow_budget: the kernel counts pipe capacity against the
+  // user (fs.pipe-user-pages-soft, 64 MiB by default; past it an
+  // unprivileged process gets 8 KiB pipes and no growth), and a slow
+  // receiver can leave a grown pipe full. The kernel may refuse (EPERM: a
+  // size above fs.pipe-max-size, or past the user's page limits, unless
+  // privileged): the pipe then stays as it is.
   void grow_pipe(SpliceDir& sp) {
-    if (sp.grow_tried || sp.pipe_size >= opt.splice_pipe_max) return;
+    if (sp.grow_tried || sp.pipe_size != kPipeDefaultSize || opt.splice_pipe_max <= kPipeDefaultSize) return;
     sp.grow_tried = true;
+    if (grown_bytes + (opt.splice_pipe_max - kPipeDefaultSize) > opt.splice_grow_budget) {
+      bump(stats.pipes_grow_refused);
+      return;
+    }
     const int got = fcntl(sp.pipe_w, F_SETPIPE_SZ, static_cast<int>(opt.splice_pipe_max));
-    if (got <= static_cast<int>(sp.pipe_size)) return;
+    if (got <= static_cast<int>(sp.pipe_size)) {
+      bump(stats.pipes_grow_refused);
+      return;
+    }
+    sp.grown_by = static_cast<uint32_t>(got) - sp.pipe_size;
+    grown_bytes += sp.grown_by;
     sp.pipe_size = static_cast<uint32_t>(got);
     bump(stats.pipes_grown);
   }
@@ -2451,7 +2489,9 @@ struct Worker::Impl {
         const int d = op == Op::kSpliceIn ? 0 : 1;
         c.splice[d].poll_armed = false;
         if (c.closing) break;
-        if (cqe->res < 0) {
+        // A poll on a source the relay ended (half_closed_ms = 0) is taken
+        // back: not an error.
+        if (cqe->res < 0 && !(cqe->res == -ECANCELED && c.splice[d].src_done)) {
           close_conn(c, "splice_poll:" + std::string(std::strerror(-cqe->res)), true);
           break;
         }
@@ -2520,7 +2560,19 @@ struct Worker::Impl {
     expire(connect_list, uint64_t{t.connect_ms} * (wrt->rt->limits.connect_retries + 1) + 1000, "connect_timeout",
            &stats.backend_connect_errors);
     expire(idle_list, t.idle_ms, "idle_timeout", &stats.idle_timeouts);
-    expire(half_list, t.half_closed_ms, "half_closed_timeout", &stats.half_closed_timeouts);
+    if (t.half_closed_ms != 0) {
+      expire(half_list, t.half_closed_ms, "half_closed_timeout", &stats.half_closed_timeouts);
+    } else {
+      // A reload set half_closed_ms to 0: the connections it finds
+      // half-closed end their other direction now, as new ones do, rather
+      // than all reset at a timeout of 0.
+      while (half_list.head != kNil) {
+        Conn& c = conns[half_list.head];
+        link_tail(c, ListId::kIdle);
+        on_half_closed(c);
+        maybe_free(c);
+      }
+    }
     release_idle_buffers(idle_list, idle_swept_until);
     release_idle_buffers(half_list, half_swept_until);
     if (!pipe_pool.empty() && now - pipe_pool_used >= kPipePoolIdleMs) release_pipe_pool();

@@ -40,6 +40,10 @@ struct WorkerOptions {
   // splice calls. What a slow receiver leaves in the pipe is bounded by it.
   // 64 KiB or less: pipes stay as the kernel makes them.
   uint32_t splice_pipe_max = 1024 * 1024;
+  // The growth all of this worker's pipes may hold at once (bytes beyond
+  // 64 KiB each): 8 MiB, eight bulk directions at 1 MiB. The kernel counts
+  // pipe capacity against the user (fs.pipe-user-pages-soft).
+  uint64_t splice_grow_budget = 8ull << 20;
   // Certificates and staples from the control plane (required to terminate
   // TLS; without it every terminate route answers no_certificate).
   const control::SnapshotSlot* snapshots = nullptr;

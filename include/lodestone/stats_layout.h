@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 17 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 18 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (128 bytes)
 //   128                 WorkerStats[workers]: the counters below, then hello
@@ -116,7 +116,8 @@ namespace lode::stats {
   X(recvs_poll_first, counter, "recvs armed on a socket the last recv emptied: they wait for bytes instead of trying first") \
   X(submits_early, counter, "submissions made within a pass of completions that had run 50 us: the work queued so far goes out at once") \
   X(pipes_grown, counter, "splice pipes grown for bulk (F_SETPIPE_SZ): a splice had filled the default 64 KiB") \
-  X(half_closed_timeouts, counter, "connections reset after [timeouts] half_closed_ms of quiet with one direction ended")
+  X(half_closed_timeouts, counter, "connections reset after [timeouts] half_closed_ms of quiet with one direction ended") \
+  X(pipes_grow_refused, counter, "splice pipes left at their size for bulk: the worker's growth budget spent, or the kernel refused")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -342,7 +343,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 17;
+inline constexpr uint32_t kStatsLayoutVersion = 18;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -233,6 +233,7 @@ class WorkerTest : public ::testing::Test {
     if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
     opt.splice_after = splice_after_;
     opt.splice_pipe_max = splice_pipe_max_;
+    opt.splice_grow_budget = splice_grow_budget_;
     opt.ring_calls = ring_calls_;
     opt.key_update_after = key_update_after_;
     opt.snapshots = &snapshots_;
@@ -313,6 +314,7 @@ class WorkerTest : public ::testing::Test {
   unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
   uint64_t splice_after_ = WorkerOptions{}.splice_after;  // passthrough: copied before splicing
   uint32_t splice_pipe_max_ = WorkerOptions{}.splice_pipe_max;
+  uint64_t splice_grow_budget_ = WorkerOptions{}.splice_grow_budget;
   bool ring_calls_ = true;      // false: close/setsockopt as direct calls (an older kernel's way)
   uint64_t key_update_after_ = WorkerOptions{}.key_update_after;  // our layer: records per send key
   std::string ca_pem_;

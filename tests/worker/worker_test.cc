@@ -912,25 +912,40 @@ TEST_F(WorkerTest, PassthroughSplicesOnceADirectionHasCarriedItsFirstBytes) {
   EXPECT_EQ(stats().pipes_created.load() + stats().pipes_reused.load(), 2u) << "both directions spliced";
 }
 
-// A splice that half fills its pipe says bulk: the pipe grows (once in its
-// life, pooled with its size) to splice_pipe_max, so that each pair of
-// splices moves up to that much, and the bytes stay whole. A second
-// connection takes the grown pipes from the pool.
-TEST_F(WorkerTest, ABulkDirectionsPipeGrowsOnceAndKeepsItsSizeInThePool) {
+// A splice that half fills its pipe says bulk: the pipe grows to
+// splice_pipe_max, so that each pair of splices moves up to that much, and
+// the bytes stay whole. Growth is bounded per worker (splice_grow_budget)
+// and given back when the pipe returns to the pool (shrunk): with a budget
+// of one pipe's growth, each of two connections in turn grows one pipe.
+TEST_F(WorkerTest, ABulkDirectionsPipeGrowsWithinTheBudgetAndGivesItBack) {
   EchoBackend backend;
   splice_after_ = 0;
+  splice_grow_budget_ = WorkerOptions{}.splice_pipe_max - 64 * 1024;
   start(backend.port());
   expect_passthrough_bulk_echo(port_, 8 * 1024 * 1024);
   if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(1));
-  EXPECT_GE(stats().pipes_grown.load(), 1u);
+  EXPECT_EQ(stats().pipes_grown.load(), 1u);
   expect_passthrough_bulk_echo(port_, 8 * 1024 * 1024);
   if (HasFatalFailure()) return;
   ASSERT_TRUE(wait_log(2));
   for (const std::string& line : log()) EXPECT_TRUE(has(line, R"("result":"ok")")) << line;
   EXPECT_EQ(stats().pipes_created.load(), 2u);
   EXPECT_EQ(stats().pipes_reused.load(), 2u);
-  EXPECT_LE(stats().pipes_grown.load(), 2u) << "a pooled pipe grown again";
+  EXPECT_EQ(stats().pipes_grown.load(), 2u) << "the first connection's growth was not given back";
+}
+
+// No budget: bulk moves through pipes as the kernel made them.
+TEST_F(WorkerTest, WithoutAGrowthBudgetPipesStayAsMade) {
+  EchoBackend backend;
+  splice_after_ = 0;
+  splice_grow_budget_ = 0;
+  start(backend.port());
+  expect_passthrough_bulk_echo(port_, 4 * 1024 * 1024);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_EQ(stats().pipes_grown.load(), 0u);
+  EXPECT_GE(stats().pipes_grow_refused.load(), 1u);
 }
 
 // splice_pipe_max at the kernel's 64 KiB: pipes are never grown.
@@ -1116,6 +1131,30 @@ TEST_F(WorkerTest, AtHalfClosedZeroSplicedDirectionsEndToo) {
   expect_ok_line(log()[0], "p.test", "passthrough");
   EXPECT_GE(stats().splice_relays.load(), 1u);
   EXPECT_EQ(backend.bytes().size(), test::HelloBuilder::typical("p.test").records().size() + more.size());
+}
+
+// A reload that sets half_closed_ms to 0 finds a connection half-closed
+// (its backend holds its direction open): it is ended as a new one would
+// be, with the client's end of stream, not reset at a timeout of 0.
+TEST_F(WorkerTest, AReloadToHalfClosedZeroEndsHalfClosedConnectionsGracefully) {
+  HoldBackend backend;
+  start(backend.port(), "", "hello_ms = 1000\nhalf_closed_ms = 60000\n");
+  const int fd = passthrough_client(port_);
+  ASSERT_GE(fd, 0);
+  shutdown(fd, SHUT_WR);
+  ASSERT_TRUE(backend.wait_eofs(1));
+  EXPECT_TRUE(stays_open(fd, 300ms));
+  auto next = std::make_shared<Runtime>(*slot_.get());
+  next->generation += 1;
+  next->timeouts.half_closed_ms = 0;
+  slot_.publish(next);
+  worker_->wake();
+  const Drained d = drain(fd, 3000ms);
+  EXPECT_TRUE(d.eof) << (d.reset ? "reset" : "still open");
+  close(fd);
+  ASSERT_TRUE(wait_log(1));
+  expect_ok_line(log()[0], "p.test", "passthrough");
+  EXPECT_EQ(stats().half_closed_timeouts.load(), 0u);
 }
 
 // half_closed_ms > 0: a connection with one direction ended is reset after
