@@ -34,6 +34,9 @@
 #   BENCH_IDLE_BATCH=N    idle test: connections opened at once (default 100)
 #   BENCH_REBUILD=1       rebuild the release binaries first
 #   BENCH_DEFER_ACCEPT=1  deferred accepts for Lodestone and HAProxy (nginx's stream has none)
+#   BENCH_HALF_CLOSED=MS  Lodestone's [timeouts] half_closed_ms (default: not set, idle_ms);
+#                         0 ends a connection at its first end of stream, like
+#                         nginx stream's default (proxy_half_close off)
 #
 # Tests (lodeload, build/release/lodeload; TLS 1.3 as negotiated):
 #   full      HANDSHAKES connections one at a time: full handshake (ECDSA
@@ -112,6 +115,16 @@ if [ "${BENCH_DEFER_ACCEPT:-0}" = 1 ]; then
   l_defer="defer_accept = true" h_defer=" defer-accept"
 else
   l_defer="" h_defer=""
+fi
+# BENCH_HALF_CLOSED=MS: Lodestone's [timeouts] half_closed_ms. nginx's stream
+# proxy ends a connection at the first end of stream (proxy_half_close off,
+# its default) while Lodestone, like HAProxy, waits for the other side's by
+# default: 0 makes Lodestone behave as nginx does (one wake-up less per
+# connection).
+l_half=""
+if [ -n "${BENCH_HALF_CLOSED:-}" ]; then
+  [[ "$BENCH_HALF_CLOSED" =~ ^[0-9]+$ ]] || { echo "BENCH_HALF_CLOSED=$BENCH_HALF_CLOSED: milliseconds expected" >&2; exit 2; }
+  l_half="half_closed_ms = $BENCH_HALF_CLOSED"
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true  # the idle test holds thousands of sockets
 fdlim=$(ulimit -n)
@@ -260,6 +273,8 @@ min_version = "1.2"
 [workers]
 count = 1
 cpus = [0]
+[timeouts]
+$l_half
 [log]
 access = "off"
 TOML
@@ -395,6 +410,7 @@ count = 1
 cpus = [0]
 [timeouts]
 idle_ms = 600000
+$l_half
 [log]
 access = "off"
 TOML
@@ -739,7 +755,8 @@ cat >"$d/meta.json" <<JSON
  "kernel": "$(uname -r)", "reps": $reps, "handshakes": $handshakes, "mb": $mb, "idle": $idle_n,
  "requests": $requests, "request_rate": $req_rate, "request_concurrency": $req_conc, "request_bytes": $req_bytes,
  "strace": $([ "$do_strace" = 1 ] && echo true || echo false), "seconds": $(( $(date +%s) - t_start )),
- "loadavg_start": "$load_start", "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)"}
+ "loadavg_start": "$load_start", "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
+ "lodestone_half_closed_ms": ${BENCH_HALF_CLOSED:-null}}
 JSON
 echo
 mkdir -p "$(dirname "$json_out")"

@@ -371,7 +371,9 @@ def summary(runs_path, sys_path, ref_path, meta_path, out_path):
           f"the backends on CPU 1; {m['reps']} interleaved runs; {m['handshakes']} handshakes, {m['requests']} requests "
           f"at {m['request_rate']}/s on {m['request_concurrency']} connections, {m['mb']} MiB each way, "
           f"{m['idle']} idle connections per run; {m['seconds']} s; load average {m['loadavg_start']} at the "
-          f"start, {m['loadavg_end']} at the end")
+          f"start, {m['loadavg_end']} at the end"
+          + (f"; Lodestone with [timeouts] half_closed_ms = {m['lodestone_half_closed_ms']}"
+             if m.get("lodestone_half_closed_ms") is not None else ""))
     print()
     print("| server CPU per operation (min/median/max) | Lodestone | nginx | HAProxy | nginx / Lodestone, per run "
           "| HAProxy / Lodestone, per run | OpenSSL ceiling (libssl alone) | crypto bound | Lodestone / ceiling, "

@@ -123,6 +123,7 @@ struct Side {
   bool eof = false;            // the peer's FIN (recv returned 0)
   bool read_done = false;      // nothing more will be read from this side
   bool dropped = false;        // ended by the relay (half_closed_ms = 0): what a recv brings is discarded
+  bool fin_deferred = false;   // shut_wr left the FIN to the close that half_closed_ms = 0 brings next
   bool want_shut_wr = false;   // half-close once `out` and `sending` drain
   bool shut_wr = false;
   bool handshake_done = false;
@@ -840,9 +841,16 @@ struct Worker::Impl {
   // connection next, normally), the close sends the same FIN: no
   // shutdown() is made. Whatever might make that close a reset (bytes left
   // unread) would do it after a shutdown() too.
+  // At half_closed_ms = 0 the close follows as soon as the other direction
+  // has ended too (on_half_closed): no shutdown() either, unless a reload
+  // changed that meanwhile (fin_deferred).
   void shut_wr(Conn& c, Side& side, bool close_follows) {
     side.shut_wr = true;
     if (close_follows && relay_done(c)) return;
+    if (close_follows && wrt && wrt->rt->timeouts.half_closed_ms == 0) {
+      side.fin_deferred = true;
+      return;
+    }
     shutdown(side.fd, SHUT_WR);
   }
 
@@ -1912,6 +1920,9 @@ struct Worker::Impl {
     for (int d = 0; d < 2; ++d) {
       if (!dir_done(c, 1 - d)) continue;
       if (wrt->rt->timeouts.half_closed_ms != 0) {
+        for (Side* s : {&c.client, &c.backend}) {
+          if (std::exchange(s->fin_deferred, false)) shutdown(s->fd, SHUT_WR);
+        }
         if (c.list == ListId::kIdle) link_tail(c, ListId::kHalfClosed);
         return;
       }
