@@ -192,6 +192,7 @@ struct ControlPlane::Impl {
   // on disk says now (that takes a SIGHUP).
   std::string saved_config_path() const { return opt.socket_path + ".config"; }
   uint64_t config_sent_in = 0;  // generation of the segment that carried config_text
+  uint64_t config_answers = 0;  // the last SIGHUP reload whose configuration went into service here
 
   explicit Impl(ControlPlaneOptions o) : opt(std::move(o)) {}
   ~Impl() {
@@ -818,7 +819,10 @@ struct ControlPlane::Impl {
   // change, and changes nothing.
   // `path`: `lodectl routes reload CONFIG`, which makes CONFIG the file in
   // service (SIGHUP re-reads it) once it is applied.
-  ReloadOutcome reload_config(const char* why, bool dry_run = false, const std::string& path = {}) {
+  // `asked`: the SIGHUP reload this is (StatsSegment::ask_reload's number, 0:
+  // not a SIGHUP), which the answer to the dataplane carries.
+  ReloadOutcome reload_config(const char* why, bool dry_run = false, const std::string& path = {},
+                              uint64_t asked = 0) {
     ReloadOutcome outcome;
     auto next = validate_next(outcome, path);
     if (dry_run) {
@@ -829,7 +833,7 @@ struct ControlPlane::Impl {
       }
       return outcome;
     }
-    apply_next(std::move(next), why, outcome);
+    apply_next(std::move(next), why, outcome, asked);
     return outcome;
   }
 
@@ -849,7 +853,7 @@ struct ControlPlane::Impl {
   }
 
   // A validated configuration into service (or the refusal logged).
-  void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome) {
+  void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome, uint64_t asked = 0) {
     if (!next) {
       ++reloads_refused;
       JsonWriter w;
@@ -862,7 +866,7 @@ struct ControlPlane::Impl {
         snapshot::ChannelMessage m;
         m.type = static_cast<uint16_t>(snapshot::MessageType::kReloadRefused);
         m.generation = generation;
-        m.value = reloads_refused;
+        m.value = asked;
         if (const int err = snapshot::send_message(sock, m); err != 0) {
           warn(std::string("telling the dataplane of the refused reload: ") + std::strerror(err));
         }
@@ -913,6 +917,7 @@ struct ControlPlane::Impl {
     for (const auto& k : removed) dirty.erase(k);
     items = std::move(next_items);
     config_dirty = true;  // always: the dataplane reports "reloaded"
+    config_answers = std::max(config_answers, asked);
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();
     backend_states.retain(cfg);  // operator state of backends that are gone
@@ -988,6 +993,7 @@ struct ControlPlane::Impl {
     snapshot::ChannelMessage m;
     m.type = static_cast<uint16_t>(snapshot::MessageType::kSegment);
     m.generation = gen;
+    if (full || config_dirty) m.value = config_answers;  // the SIGHUP reloads this configuration answers
     if (const int err = snapshot::send_message(sock, m, fd->get()); err != 0) {
       warn(std::string("sending a segment to the dataplane: ") + std::strerror(err));
       return;
@@ -1173,7 +1179,9 @@ struct ControlPlane::Impl {
         signalfd_siginfo si{};
         if (read(sig_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
           if (si.ssi_signo == SIGHUP) {
-            reload_config("SIGHUP");
+            // Read now, after the signal: every SIGHUP numbered up to here
+            // was sent before this reload reads the file.
+            reload_config("SIGHUP", false, {}, stats_ok ? stats_view.reloads_asked() : 0);
           } else {
             begin_stop();  // withdraws the VIPs first when BGP is on
           }

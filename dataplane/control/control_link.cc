@@ -139,6 +139,13 @@ void ControlLink::refuse(uint64_t generation, uint64_t code, const std::string& 
   if (conn_fd_ >= 0) snapshot::send_message(conn_fd_, nack);
 }
 
+void ControlLink::answered(uint64_t reload) noexcept {
+  // One writer (this thread): a plain maximum.
+  if (reload > stats_.reload_answered.load(std::memory_order_relaxed)) {
+    stats_.reload_answered.store(reload, std::memory_order_release);
+  }
+}
+
 void ControlLink::on_message() {
   snapshot::ChannelMessage m;
   int fd = -1;
@@ -158,35 +165,42 @@ void ControlLink::on_message() {
   if (m.type == static_cast<uint16_t>(snapshot::MessageType::kReloadRefused)) {
     if (fd >= 0) close(fd);
     stats_.reloads_refused.fetch_add(1, std::memory_order_relaxed);
+    answered(m.value);
     return;
   }
   if (m.type != static_cast<uint16_t>(snapshot::MessageType::kSegment)) {
     if (fd >= 0) close(fd);
     return;
   }
+  // The segment answers the SIGHUP reload its message names (value; 0: none)
+  // once it is in service or refused for good.
+  const auto refuse_segment = [&](uint64_t code, const std::string& why) {
+    if (code != snapshot::kNackBase) answered(m.value);  // before the nack: the control plane may act on it
+    refuse(m.generation, code, why);
+  };
   if (fd < 0) {
-    refuse(m.generation, snapshot::kNackUnsealed, "segment message without a memfd");
+    refuse_segment(snapshot::kNackUnsealed, "segment message without a memfd");
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto seg = MappedSegment::map(fd);
   close(fd);
   if (!seg) {
-    refuse(m.generation, seg.error().code, seg.error().message);
+    refuse_segment(seg.error().code, seg.error().message);
     return;
   }
   if ((*seg)->view().generation() != m.generation) {
-    refuse(m.generation, snapshot::kNackMismatch, "segment generation does not match its message");
+    refuse_segment(snapshot::kNackMismatch, "segment generation does not match its message");
     return;
   }
   auto applied = apply_segment(current(), *seg);
   if (!applied) {
-    refuse(m.generation, applied.error() == ApplyError::kBaseMismatch ? snapshot::kNackBase : snapshot::kNackApply,
-           std::string(to_string(applied.error())));
+    refuse_segment(applied.error() == ApplyError::kBaseMismatch ? snapshot::kNackBase : snapshot::kNackApply,
+                   std::string(to_string(applied.error())));
     return;
   }
   if (auto ok = publish_(*applied); !ok) {
-    refuse(m.generation, snapshot::kNackPublish, ok.error());
+    refuse_segment(snapshot::kNackPublish, ok.error());
     return;
   }
   {
@@ -198,6 +212,7 @@ void ControlLink::on_message() {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
   stats_.segments_applied.fetch_add(1, std::memory_order_relaxed);
   stats_.last_apply_us.store(us, std::memory_order_relaxed);
+  answered(m.value);
   snapshot::ChannelMessage ack;
   ack.type = static_cast<uint16_t>(snapshot::MessageType::kAck);
   ack.generation = m.generation;

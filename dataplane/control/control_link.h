@@ -32,6 +32,11 @@ struct LinkStats {
   std::atomic<uint64_t> segments_refused{0};
   std::atomic<uint64_t> peers_refused{0};
   std::atomic<uint64_t> reloads_refused{0};  // kReloadRefused received: the control plane refused a reload
+  // The highest SIGHUP reload (StatsSegment::ask_reload's number) answered:
+  // refused by the control plane (kReloadRefused), or its configuration's
+  // segment applied or refused here (a delta on the wrong base is not an
+  // answer: the control plane sends everything again).
+  std::atomic<uint64_t> reload_answered{0};
   std::atomic<uint64_t> last_apply_us{0};  // receipt to in service, last segment
 };
 
@@ -72,6 +77,7 @@ class ControlLink {
   void on_accept();
   void on_message();
   void refuse(uint64_t generation, uint64_t code, const std::string& why);
+  void answered(uint64_t reload) noexcept;
 
   std::string path_;
   Publish publish_;

@@ -52,6 +52,7 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
                                                 .count());
   h.pid = static_cast<uint64_t>(getpid());
   std::memcpy(s.base_, &h, sizeof h);
+  new (static_cast<std::byte*>(s.base_) + stats::kReloadsAskedOffset) std::atomic<uint64_t>(0);
   for (uint32_t i = 0; i < workers; ++i) new (s.worker(i)) stats::WorkerStats();
   new (s.front()) stats::FrontArea();
   // The directory and the series stay as ftruncate made them: zero bytes are
@@ -78,6 +79,13 @@ StatsSegment::StatsSegment(StatsSegment&& o) noexcept
 StatsSegment::~StatsSegment() {
   if (base_ != nullptr) munmap(base_, size_);
   if (fd_ >= 0) close(fd_);
+}
+
+uint64_t StatsSegment::ask_reload() noexcept {
+  auto* asked = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<std::byte*>(base_) + stats::kReloadsAskedOffset);
+  const uint64_t n = asked->load(std::memory_order_relaxed) + 1;
+  asked->store(n, std::memory_order_release);
+  return n;
 }
 
 stats::WorkerStats* StatsSegment::worker(uint32_t i) noexcept {

@@ -36,6 +36,10 @@ class StatsSegment {
   stats::RouteSeries* routes(uint32_t i) noexcept;
   stats::BackendSeries* backends(uint32_t i) noexcept;
   int fd() const noexcept { return fd_; }
+  // One more reload asked by SIGHUP (stats::kReloadsAskedOffset): returns
+  // its number, which the control plane's answer carries. One writer (the
+  // main thread).
+  uint64_t ask_reload() noexcept;
   uint32_t workers() const noexcept { return workers_; }
   uint32_t front_rows() const noexcept { return front_rows_; }
 

@@ -12,9 +12,11 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 18 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 19 (offsets from the header's fields; see SegmentLayout):
 //
-//   0                   StatsHeader (128 bytes)
+//   0                   StatsHeader (128 bytes; its last 8, at
+//                       kReloadsAskedOffset, count the reloads asked of the
+//                       dataplane by SIGHUP, written by its main thread)
 //   128                 WorkerStats[workers]: the counters below, then hello
 //                       errors by reason, alerts sent by code, and a ring of
 //                       the last names refused (for the status page)
@@ -343,7 +345,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 18;
+inline constexpr uint32_t kStatsLayoutVersion = 19;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;
@@ -369,7 +371,13 @@ struct StatsHeader {
   uint32_t front_rows;         // series rows for the dpdk front's lcores (0: kernel front)
 };
 inline constexpr size_t kStatsHeaderSize = 128;
-static_assert(sizeof(StatsHeader) <= kStatsHeaderSize);
+// A 64-bit atomic in the header's padding, after the fields: the reloads
+// asked by SIGHUP so far. The dataplane's main thread stores it before it
+// passes a SIGHUP on to the control plane, which reads it when it takes the
+// signal and answers with it (control channel), so each SIGHUP's READY=1
+// waits for that reload's own answer.
+inline constexpr size_t kReloadsAskedOffset = kStatsHeaderSize - sizeof(uint64_t);
+static_assert(sizeof(StatsHeader) <= kReloadsAskedOffset);
 
 // Where each part of a segment lives.
 struct SegmentLayout {
@@ -430,6 +438,10 @@ class StatsView {
   }
   uint32_t workers() const noexcept { return header_.workers; }
   const StatsHeader& header() const noexcept { return header_; }
+  uint64_t reloads_asked() const noexcept {
+    return reinterpret_cast<const std::atomic<uint64_t>*>(bytes_.data() + kReloadsAskedOffset)
+        ->load(std::memory_order_acquire);
+  }
   const WorkerStats& worker(uint32_t w) const noexcept {
     return *reinterpret_cast<const WorkerStats*>(bytes_.data() + kStatsHeaderSize + size_t{w} * sizeof(WorkerStats));
   }

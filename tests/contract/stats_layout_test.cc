@@ -57,6 +57,26 @@ TEST(StatsLayout, WritersCountersAreReadAndSummedThroughAReadOnlyMapping) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+// The SIGHUP reloads asked, numbered by the dataplane's main thread and read
+// live by the control plane (which answers with the number it read).
+TEST(StatsLayout, ReloadsAskedAreNumberedAndReadLive) {
+  auto seg = control::StatsSegment::create(1);
+  ASSERT_TRUE(seg) << seg.error();
+  ReadOnly ro(seg->fd());
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_EQ(v.reloads_asked(), 0u);
+  EXPECT_EQ(seg->ask_reload(), 1u);
+  EXPECT_EQ(seg->ask_reload(), 2u);
+  EXPECT_EQ(v.reloads_asked(), 2u);
+  // In the header's last 8 bytes: no header field or counter moved.
+  EXPECT_LE(sizeof(StatsHeader), kReloadsAskedOffset);
+  EXPECT_EQ(v.workers(), 1u);
+  uint64_t raw = 0;
+  std::memcpy(&raw, ro.base + kReloadsAskedOffset, sizeof raw);
+  EXPECT_EQ(raw, 2u);
+}
+
 TEST(StatsLayout, OtherLayoutsAndShortSegmentsAreRefused) {
   auto seg = control::StatsSegment::create(2);
   ASSERT_TRUE(seg);

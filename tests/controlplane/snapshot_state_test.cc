@@ -577,10 +577,12 @@ bool closed_within(int fd, std::chrono::milliseconds limit = 5s) {
   return recv(fd, buf, sizeof buf, MSG_DONTWAIT) == 0;
 }
 
-int send_segment(int sock, int memfd, uint64_t generation) {
+// reload: the SIGHUP reload the segment answers (0: none).
+int send_segment(int sock, int memfd, uint64_t generation, uint64_t reload = 0) {
   ChannelMessage m;
   m.type = static_cast<uint16_t>(MessageType::kSegment);
   m.generation = generation;
+  m.value = reload;
   return snapshot::send_message(sock, m, memfd);
 }
 
@@ -638,11 +640,12 @@ class ControlLinkTest : public ::testing::Test {
   }
 
   // Sends a segment and returns the answer.
-  std::optional<ChannelMessage> publish(int sock, const SegmentBuilder& b, uint64_t gen, uint64_t base) {
+  std::optional<ChannelMessage> publish(int sock, const SegmentBuilder& b, uint64_t gen, uint64_t base,
+                                        uint64_t reload = 0) {
     auto fd = b.seal(gen, base);
     EXPECT_TRUE(fd);
     if (!fd) return std::nullopt;
-    EXPECT_EQ(send_segment(sock, fd->get(), gen), 0);
+    EXPECT_EQ(send_segment(sock, fd->get(), gen, reload), 0);
     return recv_within(sock);
   }
 
@@ -720,6 +723,7 @@ TEST_F(ControlLinkTest, AReloadTheControlPlaneRefusedIsCountedAndChangesNothing)
   // refusals have been read.
   expect_ack(publish(cp, full_builder(), 6, 0), 6);
   EXPECT_EQ(link_->stats().reloads_refused.load(), 2u);
+  EXPECT_EQ(link_->stats().reload_answered.load(), 2u);  // the refusals named reloads 1 and 2
   EXPECT_EQ(link_->stats().segments_refused.load(), 0u);
   EXPECT_EQ(link_->stats().segments_applied.load(), 2u);
   EXPECT_EQ(publish_calls(), 2u);
@@ -728,6 +732,45 @@ TEST_F(ControlLinkTest, AReloadTheControlPlaneRefusedIsCountedAndChangesNothing)
   ASSERT_EQ(poll(&w, 1, 0), 1);
   EXPECT_NE(w.revents & POLLERR, 0);
   close(p[1]);
+}
+
+// Each answer names the SIGHUP reload it answers (StatsSegment::ask_reload's
+// number), and the dataplane's READY=1 waits for its own: the highest named
+// is kept, a segment answers once in service or refused for good (a delta
+// on the wrong base is sent again whole: no answer yet), and an answer to
+// something else (a segment naming no reload, an earlier reload's refusal)
+// moves nothing.
+TEST_F(ControlLinkTest, AnswersNameTheReloadTheyAnswer) {
+  const int cp = attach(0);
+  const auto answered = [&] { return link_->stats().reload_answered.load(); };
+  expect_ack(publish(cp, full_builder(), 5, 0), 5);
+  EXPECT_EQ(answered(), 0u);  // no reload named
+  expect_ack(publish(cp, full_builder(), 6, 0, 3), 6);
+  EXPECT_EQ(answered(), 3u);
+  SegmentBuilder d;
+  d.add_certificate("name:c", 1, CertState::kServe, 0, "c", "k");
+  expect_nack(publish(cp, d, 8, 7, 4), 8);  // wrong base: sent again, no answer yet
+  EXPECT_EQ(answered(), 3u);
+  {
+    std::lock_guard lock(mu_);
+    fail_with_ = "workers did not take it";
+  }
+  expect_nack(publish(cp, full_builder(), 7, 0, 4), 7);  // refused for good: answered
+  EXPECT_EQ(answered(), 4u);
+  {
+    std::lock_guard lock(mu_);
+    fail_with_.clear();
+  }
+  ChannelMessage m;
+  m.type = static_cast<uint16_t>(MessageType::kReloadRefused);
+  m.generation = 6;
+  m.value = 2;  // an earlier reload's refusal, late
+  ASSERT_EQ(snapshot::send_message(cp, m), 0);
+  m.value = 5;
+  ASSERT_EQ(snapshot::send_message(cp, m), 0);
+  expect_ack(publish(cp, full_builder(), 7, 0, 1), 7);  // read in order: both refusals are in
+  EXPECT_EQ(answered(), 5u);
+  EXPECT_EQ(link_->stats().reloads_refused.load(), 2u);
 }
 
 TEST_F(ControlLinkTest, DeltaOnTheWrongBaseIsNackedWithNackBase) {

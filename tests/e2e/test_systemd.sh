@@ -17,6 +17,14 @@
 #    (stats reloads_refused); before, READY=1 came after a fixed 5 s.
 #    SIGTERM gives STOPPING=1. An abstract socket ("@name") works too; a
 #    relative path is refused at start.
+# 3. Each SIGHUP's READY=1 waits for that reload's own answer: the dataplane
+#    numbers SIGHUPs, the control plane answers with the number (stats
+#    reload_answered). With the control plane stopped (SIGSTOP) after a
+#    SIGHUP, a control plane of this test's own (python3, the channel's
+#    newest peer wins) answers an earlier reload: no READY=1; then that
+#    SIGHUP's number: READY=1 (before, any answer released it). The stopped
+#    control plane, continued, finds its channel gone and exits; the
+#    restarted one answers the next SIGHUP with its number.
 source "$(dirname "$0")/lib.sh"
 e2e_begin systemd 120
 command -v systemd-analyze >/dev/null || { echo "FAIL systemd: systemd-analyze is not installed (package systemd)"; exit 1; }
@@ -102,12 +110,64 @@ check "refused reload: READY=1 within 2 s again" wait_for 2 notes_ge '^READY=1$'
 assert_eq "stats: two reloads refused by the control plane" 2 "$(stats reloads_refused)"
 cp "$T/good.toml" "$T/lode.toml"
 assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
+assert_eq "stats: SIGHUPs 1 to 3 answered" 3 "$(stats reload_answered)"
+
+# ---------------------------------------------------------------- 3. whose answer
+# fake_cp SOCKET DIR: attaches to the control channel, then for each file
+# DIR/answer-N that appears sends kReloadRefused naming reload N (and writes
+# DIR/sent-N); exits when DIR/done appears.
+fake_cp() {
+  python3 -u - "$1" "$2" <<'PY' &
+import os, socket, struct, sys, time
+path, d = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(path)
+open(os.path.join(d, "attached"), "w").close()
+sent = set()
+end = time.time() + 60
+while not os.path.exists(os.path.join(d, "done")) and time.time() < end:
+    for f in os.listdir(d):
+        if f.startswith("answer-") and f not in sent:
+            n = int(f[len("answer-"):])
+            # ChannelMessage: magic "LODC", version 1, type 6 (kReloadRefused), generation, value
+            s.send(struct.pack("<IHHQQ", 0x43444F4C, 1, 6, 0, n))
+            sent.add(f)
+            open(os.path.join(d, "sent-%d" % n), "w").close()
+    time.sleep(0.02)
+s.close()
+PY
+  PIDS+=($!)
+}
+CSOCK=$(last_log '"event":"start"' | jfield control_socket)
+FAKE="$T/fake-cp"; mkdir -p "$FAKE"
+kill -STOP "$CPID"
+kill -HUP "$LPID"
+check "SIGHUP 4: RELOADING=1" wait_for 5 notes_ge '^RELOADING=1' 4
+fake_cp "$CSOCK" "$FAKE"
+check "a control plane of our own attached" wait_for 5 test -e "$FAKE/attached"
+touch "$FAKE/answer-3"
+check "it answered reload 3" wait_for 5 test -e "$FAKE/sent-3"
+sleep 1.5
+assert_eq "an earlier reload's answer: no READY=1 for SIGHUP 4" 4 "$(grep -c '^READY=1$' "$NLOG")"
+touch "$FAKE/answer-4"
+check "SIGHUP 4's own answer: READY=1 within 2 s" wait_for 2 notes_ge '^READY=1$' 5
+assert_eq "stats: SIGHUP 4 answered" 4 "$(stats reload_answered)"
+touch "$FAKE/done"
+starts=$(stats controlplane_starts)
+kill -CONT "$CPID"
+check "the stopped control plane, its channel gone, is replaced" wait_stat controlplane_starts $((starts + 1)) 15
+check "the new one attached" wait_log_count '"event":"control_plane_attached"' 3 10
+assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
+assert_eq "SIGHUP 5 (the new control plane): reloaded" reloaded "$(reload)"
+check "SIGHUP 5: READY=1" wait_for 5 notes_ge '^READY=1$' 6
+assert_eq "stats: SIGHUP 5 answered" 5 "$(stats reload_answered)"
 
 kill -TERM "$LPID"
 check "SIGTERM: STOPPING=1" wait_for 10 notes_ge '^STOPPING=1$' 1
 wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
 check "lodestone exited" bash -c "! kill -0 $LPID 2>/dev/null"
-assert_eq "the whole conversation" "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
+assert_eq "the whole conversation" \
+  "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
   "$(notes | sed -E 's/\|MONOTONIC_USEC=[0-9]+//g; s/ $//')"
 
 # An abstract socket, as systemd may name one.

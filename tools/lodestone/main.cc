@@ -180,6 +180,7 @@ std::string stats_json(const std::vector<std::unique_ptr<lode::worker::Worker>>&
   w.field("segments_applied", link.segments_applied.load());
   w.field("segments_refused", link.segments_refused.load());
   w.field("reloads_refused", link.reloads_refused.load());  // by the control plane (kReloadRefused)
+  w.field("reload_answered", link.reload_answered.load());  // the last SIGHUP reload answered (its number)
   w.field("last_apply_us", link.last_apply_us.load());
   w.field("workers", static_cast<uint64_t>(workers.size()));
 #define LODE_SUM(name, kind, help)                                                   \
@@ -377,7 +378,6 @@ struct Dataplane {
     withdraw_grace_ms = b.enabled ? 2ull * b.birdc_timeout_ms + b.convergence_ms + 2000 : 0;
   }
   uint64_t runtime_generation = 0;
-  std::atomic<uint64_t> config_reloads{0};  // read by the signal loop (sd_notify READY=1 after a reload)
   std::shared_ptr<std::vector<lode::tls::TicketKey>> previous_keys;  // the set in service
   lode::control::StatsSegment* stats = nullptr;  // per-route/backend series slots
 
@@ -468,7 +468,6 @@ struct Dataplane {
       }
     }
     if (reloaded && started) {
-      ++config_reloads;
       event(JsonWriter().begin_object().field("event", "reloaded").field("generation", runtime_generation)
                 .field("snapshot", a.snapshot->generation).end_object().take());
     }
@@ -476,18 +475,15 @@ struct Dataplane {
   }
 };
 
-// A reload is answered by the new configuration in service, by the control
-// plane's kReloadRefused, or by the dataplane refusing the segment; then
-// systemd hears READY=1. Without any answer (a control plane that died or
-// is restarting) it hears READY=1 after this long all the same: what serves
-// is the configuration in service before.
+// A SIGHUP's reload is answered by its own configuration in service, by the
+// control plane's kReloadRefused, or by the dataplane refusing that
+// configuration's segment: each names the SIGHUP it answers (the number
+// StatsSegment::ask_reload gave it; ControlLink keeps the highest), so an
+// answer to another reload (`lodectl routes reload`, an earlier SIGHUP)
+// never releases it early. Then systemd hears READY=1. Without an answer (a
+// control plane that died or is restarting) it hears READY=1 after this
+// long all the same: what serves is the configuration in service before.
 constexpr auto kReloadAnswerWait = std::chrono::seconds(30);
-
-// Every answer to a reload so far (each counter only grows).
-uint64_t reload_answers(uint64_t config_reloads, const lode::control::LinkStats& link) {
-  return config_reloads + link.reloads_refused.load(std::memory_order_relaxed) +
-         link.segments_refused.load(std::memory_order_relaxed);
-}
 
 // A notification systemd did not get is logged, never fatal: traffic goes on.
 void notify(const lode::app::ServiceNotifier& n, const lode::Result<void, std::string>& sent) {
@@ -779,7 +775,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
   };
   auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
   bool reload_asked = false;  // SIGHUP taken, READY=1 not sent yet
-  uint64_t answers_at_hup = 0;
+  uint64_t reload_number = 0;  // the last SIGHUP's (StatsSegment::ask_reload)
   auto reload_asked_at = last_stats;
   lode::worker::HeapTrimmer trimmer;  // once the workers go quiet after a burst (heap_trim.h)
   // The dpdk front's return steering, as the start event gave it: an lcore
@@ -797,7 +793,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     }
     // systemd waits for READY=1 after RELOADING=1: sent once the reload is
     // answered (in service or refused), or after a bound.
-    if (reload_asked && (reload_answers(dp.config_reloads, (*link)->stats()) > answers_at_hup ||
+    if (reload_asked && ((*link)->stats().reload_answered.load(std::memory_order_acquire) >= reload_number ||
                          now > reload_asked_at + kReloadAnswerWait)) {
       reload_asked = false;
       notify(*notifier, notifier->ready());
@@ -842,7 +838,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     if (sig == SIGHUP) {
       // The control plane owns the configuration: it re-reads it, validates
       // it and publishes what changed (or logs reload_refused).
-      if (!reload_asked) answers_at_hup = reload_answers(dp.config_reloads, (*link)->stats());
+      reload_number = dp.stats->ask_reload();  // before the signal: the control plane reads it when it takes it
       reload_asked = true;
       reload_asked_at = now;
       notify(*notifier, notifier->reloading());
