@@ -1027,6 +1027,20 @@ struct ControlPlane::Impl {
     }
   }
 
+  // Reads the channel until the dataplane's stats segment (kStats, right
+  // after kHello) is mapped, the channel is gone, or `limit` passes.
+  void await_stats(std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!stats_ok && !stop && sock >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{sock, POLLIN, 0};
+      const int n = poll(&p, 1, static_cast<int>(left.count()));
+      if (n < 0 && errno != EINTR) break;
+      if (n > 0) on_channel();
+    }
+  }
+
   void on_channel() {
     snapshot::ChannelMessage m;
     int fd = -1;
@@ -1180,7 +1194,10 @@ struct ControlPlane::Impl {
         if (read(sig_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
           if (si.ssi_signo == SIGHUP) {
             // Read now, after the signal: every SIGHUP numbered up to here
-            // was sent before this reload reads the file.
+            // was sent before this reload reads the file. Just started (a
+            // SIGHUP that came while none ran is passed on at once), the
+            // stats segment that holds the number may still be on its way.
+            await_stats(std::chrono::milliseconds(1000));
             reload_config("SIGHUP", false, {}, stats_ok ? stats_view.reloads_asked() : 0);
           } else {
             begin_stop();  // withdraws the VIPs first when BGP is on

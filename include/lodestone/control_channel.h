@@ -18,12 +18,18 @@
 //     kStats   after kHello: the dataplane's counters, one memfd attached
 //              (include/lodestone/stats_layout.h), to map read-only.
 //   control plane -> dataplane
-//     kSegment generation = the segment's; one memfd attached (SCM_RIGHTS).
+//     kSegment generation = the segment's; one memfd attached (SCM_RIGHTS);
+//              value = the last SIGHUP reload whose configuration it carries
+//              (the number the dataplane gave that SIGHUP in the stats
+//              segment, stats::kReloadsAskedOffset; 0: none).
 //     kReloadRefused  a reload (SIGHUP, `lodectl routes reload`) the control
 //              plane refused before publishing anything: no segment will
 //              answer it. generation = the control plane's last published;
-//              value = the reloads it has refused so far. (The dataplane
-//              tells systemd READY=1 at once instead of after a bound.)
+//              value = that SIGHUP's number (0: not a SIGHUP). (The
+//              dataplane tells systemd READY=1 once that SIGHUP's number is
+//              answered, instead of after a bound.)
+//   Both ends are the same binary (the control plane is /proc/self/exe run
+//   by the dataplane), so a changed meaning needs no version bump.
 #pragma once
 
 #include <sys/socket.h>

@@ -378,6 +378,9 @@ inline constexpr size_t kStatsHeaderSize = 128;
 // waits for that reload's own answer.
 inline constexpr size_t kReloadsAskedOffset = kStatsHeaderSize - sizeof(uint64_t);
 static_assert(sizeof(StatsHeader) <= kReloadsAskedOffset);
+// Read from a read-only mapping in another process: only a lock-free atomic
+// (a plain load) may do that.
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 // Where each part of a segment lives.
 struct SegmentLayout {

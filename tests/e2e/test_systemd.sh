@@ -24,7 +24,8 @@
 #    newest peer wins) answers an earlier reload: no READY=1; then that
 #    SIGHUP's number: READY=1 (before, any answer released it). The stopped
 #    control plane, continued, finds its channel gone and exits; the
-#    restarted one answers the next SIGHUP with its number.
+#    restarted one answers the next SIGHUP with its number. A SIGHUP while
+#    no control plane runs is answered by the next one, with its number.
 source "$(dirname "$0")/lib.sh"
 e2e_begin systemd 120
 command -v systemd-analyze >/dev/null || { echo "FAIL systemd: systemd-analyze is not installed (package systemd)"; exit 1; }
@@ -147,7 +148,8 @@ fake_cp "$CSOCK" "$FAKE"
 check "a control plane of our own attached" wait_for 5 test -e "$FAKE/attached"
 touch "$FAKE/answer-3"
 check "it answered reload 3" wait_for 5 test -e "$FAKE/sent-3"
-sleep 1.5
+check "the dataplane took that answer (stats reloads_refused 3)" wait_stat reloads_refused 3 5
+sleep 1
 assert_eq "an earlier reload's answer: no READY=1 for SIGHUP 4" 4 "$(grep -c '^READY=1$' "$NLOG")"
 touch "$FAKE/answer-4"
 check "SIGHUP 4's own answer: READY=1 within 2 s" wait_for 2 notes_ge '^READY=1$' 5
@@ -161,13 +163,23 @@ assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
 assert_eq "SIGHUP 5 (the new control plane): reloaded" reloaded "$(reload)"
 check "SIGHUP 5: READY=1" wait_for 5 notes_ge '^READY=1$' 6
 assert_eq "stats: SIGHUP 5 answered" 5 "$(stats reload_answered)"
+# A SIGHUP while no control plane runs goes to the next one as it starts,
+# which reads its number once the stats segment has come (not 0, which
+# would leave READY=1 to the 30 s bound).
+CPID=$(ps -o pid= --ppid "$LPID" | tr -d ' ' | head -n 1)
+exits=$(log_count '"event":"controlplane_exited"')
+kill -KILL "$CPID"
+check "the control plane's exit is seen" wait_log_count '"event":"controlplane_exited"' $((exits + 1)) 5
+kill -HUP "$LPID"
+check "SIGHUP 6, passed to the next control plane: READY=1 within 10 s" wait_for 10 notes_ge '^READY=1$' 7
+assert_eq "stats: SIGHUP 6 answered" 6 "$(stats reload_answered)"
 
 kill -TERM "$LPID"
 check "SIGTERM: STOPPING=1" wait_for 10 notes_ge '^STOPPING=1$' 1
 wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
 check "lodestone exited" bash -c "! kill -0 $LPID 2>/dev/null"
 assert_eq "the whole conversation" \
-  "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
+  "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
   "$(notes | sed -E 's/\|MONOTONIC_USEC=[0-9]+//g; s/ $//')"
 
 # An abstract socket, as systemd may name one.
