@@ -145,6 +145,37 @@ TEST(PcapFlows, FlowCapIsRespected) {
   EXPECT_EQ(flows->size(), 3u);
 }
 
+// A one-byte segment far into a flow makes room up to its end: a capture of
+// many such flows asked for max_flows x max_bytes_per_flow before. Memory
+// over all flows is bounded; the segments that would pass it are dropped
+// and their flows say so, the flows within it reassemble as before.
+TEST(PcapFlows, ReassemblyMemoryIsBoundedOverAllFlows) {
+  PcapWriter w;
+  for (uint16_t p = 0; p < 6; ++p) {
+    const uint16_t port = static_cast<uint16_t>(40000 + p);
+    w.tcp(kClient, port, kServer, 443, 0, 0x02, {});
+    w.tcp(kClient, port, kServer, 443, 1, 0x18, Bytes{1, 2});
+    w.tcp(kClient, port, kServer, 443, 1 + 60'000, 0x18, Bytes{9});  // asks for 60,001 bytes
+  }
+  PcapOptions opt;
+  opt.max_total_bytes = 200'000;
+  auto flows = read_pcap_flows(w.bytes(), opt);
+  ASSERT_TRUE(flows.has_value());
+  ASSERT_EQ(flows->size(), 6u);
+  size_t truncated = 0;
+  for (size_t i = 0; i < flows->size(); ++i) {
+    const PcapFlow& f = (*flows)[i];
+    EXPECT_EQ(f.bytes, (Bytes{1, 2})) << i;  // the contiguous prefix either way
+    EXPECT_EQ(f.truncated, i >= 3) << i;     // three far segments fit in 200,000 bytes, the rest do not
+    EXPECT_EQ(f.gap, i < 3) << i;
+    EXPECT_EQ(f.segments, i < 3 ? 2u : 1u) << i;
+    truncated += f.truncated;
+  }
+  EXPECT_EQ(truncated, 3u);
+  // The default bound: 256 MiB, far below 100,000 flows x 70 KiB.
+  EXPECT_EQ(PcapOptions{}.max_total_bytes, 256u * 1024 * 1024);
+}
+
 TEST(PcapFlows, MalformedFilesAreClearErrors) {
   EXPECT_NE(read_pcap_flows(Bytes{}).error().find("shorter than"), std::string::npos);
   EXPECT_NE(read_pcap_flows(Bytes(24, 0)).error().find("bad magic"), std::string::npos);

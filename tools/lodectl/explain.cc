@@ -245,6 +245,7 @@ int run_explain(const ExplainOptions& opt, std::ostream& out, std::ostream& err)
                     w.field("flow", static_cast<uint64_t>(n));
                     w.field("client", f.client.to_string());
                     w.field("server", f.server.to_string());
+                    if (f.truncated) w.field("truncated", true);  // reassembly memory ran out
                   },
                   &f.server);
     }

@@ -117,6 +117,12 @@ class Reassembler {
     if (rel >= opt_.max_bytes_per_flow) return;
     const size_t end = std::min<size_t>(rel + payload, opt_.max_bytes_per_flow);
     if (st.data.size() < end) {
+      const size_t grow = end - st.data.size();
+      if (grow > opt_.max_total_bytes - total_) {
+        f.truncated = true;
+        return;
+      }
+      total_ += grow;
       st.data.resize(end);
       st.filled.resize(end, false);
     }
@@ -145,6 +151,7 @@ class Reassembler {
 
  private:
   PcapOptions opt_;
+  size_t total_ = 0;  // reassembly bytes over all flows (<= max_total_bytes)
   std::map<Key, FlowState> flows_;
   std::vector<PcapFlow> out_;
 };
