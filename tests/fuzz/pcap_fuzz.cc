@@ -6,6 +6,8 @@
 //   max_bytes_per_flow; segment ends ascending, distinct, within the prefix;
 //   and memory over all flows within max_total_bytes (what the reader
 //   reports it dropped is marked `truncated`);
+// - flows are left out (PcapSummary::flows_ignored) only once max_flows
+//   are taken;
 // - reading the same file again gives the same flows.
 // Any breach aborts. Also built without libFuzzer as pcap_fuzz_replay and run
 // over the committed corpus by ctest.
@@ -30,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opt.max_bytes_per_flow = 2048;
   opt.max_total_bytes = 8192;
   const std::span<const uint8_t> file(data, size);
-  auto flows = lode::tools::read_pcap_flows(file, opt);
+  lode::tools::PcapSummary summary;
+  auto flows = lode::tools::read_pcap_flows(file, opt, &summary);
   auto again = lode::tools::read_pcap_flows(file, opt);
   FUZZ_CHECK(flows.has_value() == again.has_value());
   if (!flows) {
@@ -38,6 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   FUZZ_CHECK(flows->size() <= opt.max_flows && flows->size() == again->size());
+  // Flows are left out only once max_flows are taken, each counted once, at most max_flows counted.
+  FUZZ_CHECK(summary.flows_ignored <= opt.max_flows);
+  FUZZ_CHECK(summary.flows_ignored == 0 || flows->size() == opt.max_flows);
   size_t total = 0;
   for (size_t i = 0; i < flows->size(); ++i) {
     const auto& f = (*flows)[i];

@@ -138,11 +138,17 @@ TEST(PcapFlows, SequenceWrapAroundIsHandled) {
 TEST(PcapFlows, FlowCapIsRespected) {
   PcapWriter w;
   for (uint16_t p = 0; p < 10; ++p) w.tcp(kClient, static_cast<uint16_t>(40000 + p), kServer, 443, 0, 0x18, Bytes{1});
+  w.tcp(kClient, 40009, kServer, 443, 1, 0x18, Bytes{2});  // a later segment of an ignored flow
   PcapOptions opt;
   opt.max_flows = 3;
-  auto flows = read_pcap_flows(w.bytes(), opt);
+  PcapSummary summary;
+  auto flows = read_pcap_flows(w.bytes(), opt, &summary);
   ASSERT_TRUE(flows.has_value());
   EXPECT_EQ(flows->size(), 3u);
+  EXPECT_EQ(summary.flows_ignored, 3u);  // counted up to max_flows (then "at least")
+  opt.max_flows = 8;
+  ASSERT_TRUE(read_pcap_flows(w.bytes(), opt, &summary).has_value());
+  EXPECT_EQ(summary.flows_ignored, 2u);  // each ignored flow once
 }
 
 // A one-byte segment far into a flow makes room up to its end: a capture of

@@ -229,11 +229,17 @@ int run_explain(const ExplainOptions& opt, std::ostream& out, std::ostream& err)
       explain_one(out, r, opt, *bytes, {}, [&](JsonWriter& w) { w.field("input", path); }, nullptr);
       continue;
     }
-    auto flows = read_pcap_flows(*bytes);
+    const PcapOptions popt;
+    PcapSummary summary;
+    auto flows = read_pcap_flows(*bytes, popt, &summary);
     if (!flows) {
       err << "lodectl explain: " << path << ": " << flows.error() << '\n';
       rc = 1;
       continue;
+    }
+    if (summary.flows_ignored != 0) {
+      err << "lodectl explain: " << path << ": " << (summary.flows_ignored >= popt.max_flows ? "at least " : "")
+          << summary.flows_ignored << " flows after the first " << popt.max_flows << " were not read\n";
     }
     size_t n = 0;
     for (const PcapFlow& f : *flows) {

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <set>
 #include <tuple>
 
 namespace lode::tools {
@@ -89,7 +90,12 @@ class Reassembler {
       // A flow starts with the client's SYN, or (capture started late) with
       // the first segment that carries data; a SYN-ACK alone starts nothing.
       if ((syn && ack) || (!syn && payload == 0)) return;
-      if (out_.size() >= opt_.max_flows) return;
+      if (out_.size() >= opt_.max_flows) {
+        // Counted once per flow: its key is remembered (without state) so
+        // its later segments are not counted again.
+        if (ignored_.size() < opt_.max_flows && ignored_.insert(k).second) ++flows_ignored_;
+        return;
+      }
       FlowState st;
       st.index = out_.size();
       st.client_is_a = src_first;
@@ -149,9 +155,13 @@ class Reassembler {
     return std::move(out_);
   }
 
+  uint64_t flows_ignored() const noexcept { return flows_ignored_; }
+
  private:
   PcapOptions opt_;
   size_t total_ = 0;  // reassembly bytes over all flows (<= max_total_bytes)
+  uint64_t flows_ignored_ = 0;
+  std::set<Key> ignored_;  // bounded like the flows themselves
   std::map<Key, FlowState> flows_;
   std::vector<PcapFlow> out_;
 };
@@ -212,7 +222,8 @@ void link_frame(Reassembler& r, uint32_t link, const uint8_t* p, size_t len) {
 
 }  // namespace
 
-Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8_t> file, PcapOptions opt) {
+Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8_t> file, PcapOptions opt,
+                                                          PcapSummary* summary) {
   if (file.size() >= 4 && be32(file.data()) == 0x0a0d0d0a) {
     return unexpected(std::string("pcapng is not supported: convert with `editcap -F pcap IN OUT` or capture "
                                   "with `tshark -F pcap`"));
@@ -241,6 +252,7 @@ Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8
     link_frame(r, link, file.data() + off + 16, incl);
     off += 16 + incl;
   }
+  if (summary != nullptr) summary->flows_ignored = r.flows_ignored();
   return r.finish();
 }
 

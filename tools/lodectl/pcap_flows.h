@@ -36,7 +36,13 @@ struct PcapOptions {
   size_t max_total_bytes = 256 * 1024 * 1024;
 };
 
+// What a read left out, for the caller to say.
+struct PcapSummary {
+  uint64_t flows_ignored = 0;  // flows that began after max_flows were taken
+};
+
 // Flows in the order their first packet appears. Errors name the byte offset.
-Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8_t> file, PcapOptions opt = {});
+Result<std::vector<PcapFlow>, std::string> read_pcap_flows(std::span<const uint8_t> file, PcapOptions opt = {},
+                                                          PcapSummary* summary = nullptr);
 
 }  // namespace lode::tools
