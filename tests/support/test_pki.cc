@@ -105,7 +105,7 @@ TestCert make_cert(const TestCert* issuer, const CertSpec& spec, std::shared_ptr
           spec.is_ca
               ? "critical,keyCertSign,cRLSign"
               : (rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature"));
-  if (!spec.is_ca) add_ext(x, &ctx, NID_ext_key_usage, "serverAuth,clientAuth");
+  if (!spec.is_ca && !spec.ext_key_usage.empty()) add_ext(x, &ctx, NID_ext_key_usage, spec.ext_key_usage);
   add_ext(x, &ctx, NID_subject_key_identifier, "hash");
   if (issuer != nullptr) add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always");
   std::string san;

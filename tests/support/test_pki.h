@@ -32,6 +32,9 @@ struct CertSpec {
   KeyKind key_kind = KeyKind::kEcdsaP256;
   int key_slot = 0;
   bool is_ca = false;
+  // extendedKeyUsage of a non-CA certificate ("" = none; "OCSPSigning" for a
+  // delegated OCSP responder).
+  std::string ext_key_usage = "serverAuth,clientAuth";
   // Validity relative to now.
   std::chrono::seconds not_before = -std::chrono::hours(1);
   std::chrono::seconds not_after = std::chrono::hours(24 * 30);
