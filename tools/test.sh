@@ -4,10 +4,10 @@
 # configurations, and runs the unit tests (release and sanitizers; TSan on the
 # concurrency tests), the fuzz corpora, and a bounded libFuzzer pass over every
 # target. Idempotent.
-#   tools/test.sh            (FUZZ_SECONDS=30 by default: a smoke pass per target)
+#   tools/test.sh            (FUZZ_SECONDS=20 by default: a smoke pass per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_seconds=${FUZZ_SECONDS:-20}
 jobs=${JOBS:-$(nproc)}
 
 tools/install-deps.sh
