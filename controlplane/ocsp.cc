@@ -44,9 +44,14 @@ bool to_sys_seconds(const ASN1_TIME* t, std::chrono::sys_seconds* out) noexcept 
   if (t == nullptr) return false;  // ASN1_TIME_to_tm(nullptr) would mean "now"
   std::tm tm{};
   if (ASN1_TIME_to_tm(t, &tm) != 1) return false;
-  const time_t secs = timegm(&tm);
-  if (secs == static_cast<time_t>(-1)) return false;
-  *out = std::chrono::sys_seconds{std::chrono::seconds{secs}};
+  // By the calendar, not timegm(): its -1 for an error is also
+  // 1969-12-31T23:59:59Z, a time a response may carry.
+  const std::chrono::year_month_day ymd{std::chrono::year{tm.tm_year + 1900},
+                                        std::chrono::month{static_cast<unsigned>(tm.tm_mon + 1)},
+                                        std::chrono::day{static_cast<unsigned>(tm.tm_mday)}};
+  if (!ymd.ok()) return false;
+  *out = std::chrono::sys_days{ymd} + std::chrono::hours{tm.tm_hour} + std::chrono::minutes{tm.tm_min} +
+         std::chrono::seconds{tm.tm_sec};
   return true;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <set>
 
+#include "controlplane/ocsp_internal.h"
 #include "tests/support/ocsp_responder.h"
 #include "tests/support/test_pki.h"
 
@@ -356,6 +357,22 @@ TEST(OcspVerify, TrailingBytesRefused) {
   EXPECT_TRUE(fails_with(
       verify_ocsp_response(good_response() + "x", c.good.get(), c.intermediate.get(), now_s()),
       "1 bytes after"));
+}
+
+// Response times read by the calendar: timegm()'s error value -1 is also
+// 1969-12-31T23:59:59Z, which a response (thisUpdate, revocationTime) may
+// carry; found by the ocsp_fuzz oracle's review.
+TEST(OcspTime, EveryGeneralizedTimeIsReadIncludingTheSecondBeforeTheEpoch) {
+  for (const time_t t : {time_t{-1}, time_t{0}, time_t{-86'400 * 365}, time_t{1'764'400'000}, time_t{4'102'444'799}}) {
+    ASN1_GENERALIZEDTIME* g = ASN1_GENERALIZEDTIME_set(nullptr, t);
+    ASSERT_NE(g, nullptr);
+    std::chrono::sys_seconds out{};
+    EXPECT_TRUE(detail::to_sys_seconds(g, &out)) << t;
+    EXPECT_EQ(out.time_since_epoch().count(), static_cast<int64_t>(t)) << t;
+    ASN1_GENERALIZEDTIME_free(g);
+  }
+  std::chrono::sys_seconds out{};
+  EXPECT_FALSE(detail::to_sys_seconds(nullptr, &out));
 }
 
 TEST(OcspVerify, GarbageRefused) {

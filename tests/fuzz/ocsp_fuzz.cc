@@ -49,7 +49,10 @@ class Input {
  public:
   Input(const uint8_t* d, size_t n) : d_(d), n_(n) {}
   uint8_t u8() { return i_ < n_ ? d_[i_++] : 0; }
-  uint16_t u16() { return static_cast<uint16_t>(u8() | u8() << 8); }
+  uint16_t u16() {
+    const uint8_t lo = u8();  // two statements: the order of the reads is fixed
+    return static_cast<uint16_t>(lo | u8() << 8);
+  }
   int32_t i32() {
     uint32_t v = 0;
     for (int k = 0; k < 4; ++k) v |= static_cast<uint32_t>(u8()) << (8 * k);

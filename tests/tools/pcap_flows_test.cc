@@ -152,27 +152,35 @@ TEST(PcapFlows, FlowCapIsRespected) {
 }
 
 // A one-byte segment far into a flow makes room up to its end: a capture of
-// many such flows asked for max_flows x max_bytes_per_flow before. Memory
-// over all flows is bounded; the segments that would pass it are dropped
-// and their flows say so, the flows within it reassemble as before.
+// many such flows asked for max_flows x max_bytes_per_flow before. The holes
+// over all flows are bounded; the segments that would pass it are dropped
+// and their flows say so, the flows within it reassemble as before, and
+// bytes that come in order (whose memory the file itself brought) are never
+// counted against it.
 TEST(PcapFlows, ReassemblyMemoryIsBoundedOverAllFlows) {
   PcapWriter w;
   for (uint16_t p = 0; p < 6; ++p) {
     const uint16_t port = static_cast<uint16_t>(40000 + p);
     w.tcp(kClient, port, kServer, 443, 0, 0x02, {});
     w.tcp(kClient, port, kServer, 443, 1, 0x18, Bytes{1, 2});
-    w.tcp(kClient, port, kServer, 443, 1 + 60'000, 0x18, Bytes{9});  // asks for 60,001 bytes
+    w.tcp(kClient, port, kServer, 443, 1 + 60'000, 0x18, Bytes{9});  // a hole of 59,998 bytes
   }
+  // 30,000 bytes in order, more than the 20,006 the holes left of the budget.
+  w.tcp(kClient, 41000, kServer, 443, 0, 0x02, {});
+  for (uint32_t i = 0; i < 30; ++i) w.tcp(kClient, 41000, kServer, 443, 1 + i * 1000, 0x18, Bytes(1000, 5));
   PcapOptions opt;
   opt.max_total_bytes = 200'000;
   auto flows = read_pcap_flows(w.bytes(), opt);
   ASSERT_TRUE(flows.has_value());
-  ASSERT_EQ(flows->size(), 6u);
+  ASSERT_EQ(flows->size(), 7u);
+  EXPECT_EQ((*flows)[6].bytes, Bytes(30'000, 5));
+  EXPECT_FALSE((*flows)[6].truncated);
+  EXPECT_FALSE((*flows)[6].gap);
   size_t truncated = 0;
-  for (size_t i = 0; i < flows->size(); ++i) {
+  for (size_t i = 0; i < 6; ++i) {
     const PcapFlow& f = (*flows)[i];
     EXPECT_EQ(f.bytes, (Bytes{1, 2})) << i;  // the contiguous prefix either way
-    EXPECT_EQ(f.truncated, i >= 3) << i;     // three far segments fit in 200,000 bytes, the rest do not
+    EXPECT_EQ(f.truncated, i >= 3) << i;     // three holes fit in 200,000 bytes, the rest do not
     EXPECT_EQ(f.gap, i < 3) << i;
     EXPECT_EQ(f.segments, i < 3 ? 2u : 1u) << i;
     truncated += f.truncated;

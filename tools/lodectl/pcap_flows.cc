@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 
 namespace lode::tools {
 namespace {
@@ -123,12 +124,15 @@ class Reassembler {
     if (rel >= opt_.max_bytes_per_flow) return;
     const size_t end = std::min<size_t>(rel + payload, opt_.max_bytes_per_flow);
     if (st.data.size() < end) {
-      const size_t grow = end - st.data.size();
-      if (grow > opt_.max_total_bytes - total_) {
+      // What lies between the data so far and this segment's start is a
+      // hole: memory the capture did not bring (the bytes themselves are in
+      // the file). Holes are what is bounded over all flows.
+      const size_t hole = rel > st.data.size() ? rel - st.data.size() : 0;
+      if (hole > opt_.max_total_bytes - holes_) {
         f.truncated = true;
         return;
       }
-      total_ += grow;
+      holes_ += hole;
       st.data.resize(end);
       st.filled.resize(end, false);
     }
@@ -147,7 +151,9 @@ class Reassembler {
       size_t n = 0;
       while (n < st.filled.size() && st.filled[n]) ++n;
       f.gap = n < st.filled.size();
-      f.bytes.assign(st.data.begin(), st.data.begin() + static_cast<std::ptrdiff_t>(n));
+      st.data.resize(n);
+      f.bytes = std::move(st.data);  // moved, not copied: no second copy of every flow at the end
+      st.filled = {};
       std::sort(f.segment_ends.begin(), f.segment_ends.end());
       f.segment_ends.erase(std::unique(f.segment_ends.begin(), f.segment_ends.end()), f.segment_ends.end());
       while (!f.segment_ends.empty() && f.segment_ends.back() > n) f.segment_ends.pop_back();
@@ -159,7 +165,7 @@ class Reassembler {
 
  private:
   PcapOptions opt_;
-  size_t total_ = 0;  // reassembly bytes over all flows (<= max_total_bytes)
+  size_t holes_ = 0;  // hole bytes made room for over all flows (<= max_total_bytes)
   uint64_t flows_ignored_ = 0;
   std::set<Key> ignored_;  // bounded like the flows themselves
   std::map<Key, FlowState> flows_;

@@ -22,17 +22,20 @@ struct PcapFlow {
   std::vector<uint8_t> bytes;       // contiguous prefix of the client's stream
   std::vector<size_t> segment_ends; // stream offsets where received segments ended, ascending
   bool gap = false;                 // data beyond a hole was dropped
-  bool truncated = false;           // a segment was dropped: reassembly memory (max_total_bytes) ran out
+  bool truncated = false;           // a segment was dropped: the holes' budget (max_total_bytes) ran out
 };
 
 struct PcapOptions {
   size_t max_bytes_per_flow = 70 * 1024;  // enough for a 64 KiB hello in records
   size_t max_flows = 100000;
-  // Reassembly memory over all flows. A segment far into a flow makes room
-  // up to its end (a 60-byte packet can ask for max_bytes_per_flow), so a
-  // capture of hostile traffic could otherwise ask for max_flows x
-  // max_bytes_per_flow (7 GB); past this, such segments are dropped and
-  // their flows marked `truncated`.
+  // Holes over all flows. A segment far into a flow makes room up to its
+  // end (a 60-byte packet can ask for max_bytes_per_flow), so a capture of
+  // hostile traffic could otherwise ask for max_flows x max_bytes_per_flow
+  // (7 GB) with a few MB of packets; past this, segments that open a hole
+  // are dropped and their flows marked `truncated`. Bytes that arrive in
+  // order are not counted (they are in the file); memory stays within
+  // about twice the file's payload plus twice this (vectors grow by
+  // doubling).
   size_t max_total_bytes = 256 * 1024 * 1024;
 };
 
