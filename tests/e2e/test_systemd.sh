@@ -25,7 +25,8 @@
 #    SIGHUP's number: READY=1 (before, any answer released it). The stopped
 #    control plane, continued, finds its channel gone and exits; the
 #    restarted one answers the next SIGHUP with its number. A SIGHUP while
-#    no control plane runs is answered by the next one, with its number.
+#    no control plane runs is answered by the next one, with its number, and
+#    so is one a control plane took with it (stopped, then killed).
 source "$(dirname "$0")/lib.sh"
 e2e_begin systemd 120
 command -v systemd-analyze >/dev/null || { echo "FAIL systemd: systemd-analyze is not installed (package systemd)"; exit 1; }
@@ -173,13 +174,23 @@ check "the control plane's exit is seen" wait_log_count '"event":"controlplane_e
 kill -HUP "$LPID"
 check "SIGHUP 6, passed to the next control plane: READY=1 within 10 s" wait_for 10 notes_ge '^READY=1$' 7
 assert_eq "stats: SIGHUP 6 answered" 6 "$(stats reload_answered)"
+# A SIGHUP the control plane took with it (it was stopped with the signal
+# pending, then killed): passed on to the next one, not left to the 30 s bound.
+wait_stat controlplane_starts $((starts + 2)) 10
+CPID=$(ps -o pid= --ppid "$LPID" | tr -d ' ' | head -n 1)
+kill -STOP "$CPID"
+kill -HUP "$LPID"
+check "SIGHUP 7: RELOADING=1" wait_for 5 notes_ge '^RELOADING=1' 7
+kill -KILL "$CPID"
+check "SIGHUP 7, lost with its control plane: READY=1 within 10 s" wait_for 10 notes_ge '^READY=1$' 8
+assert_eq "stats: SIGHUP 7 answered" 7 "$(stats reload_answered)"
 
 kill -TERM "$LPID"
 check "SIGTERM: STOPPING=1" wait_for 10 notes_ge '^STOPPING=1$' 1
 wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
 check "lodestone exited" bash -c "! kill -0 $LPID 2>/dev/null"
 assert_eq "the whole conversation" \
-  "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
+  "READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 RELOADING=1 READY=1 STOPPING=1" \
   "$(notes | sed -E 's/\|MONOTONIC_USEC=[0-9]+//g; s/ $//')"
 
 # An abstract socket, as systemd may name one.

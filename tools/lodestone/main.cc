@@ -818,7 +818,12 @@ int run(const std::string& config_path, int workers_override, const std::string&
     if (sig < 0) continue;
     if (sig == SIGCHLD) {
       int status = 0;
-      cp.reap(&status);
+      // A SIGHUP the control plane took with it unanswered (sent as it died)
+      // goes to the next one as it starts, not to the 30 s bound.
+      if (cp.reap(&status) && reload_asked &&
+          (*link)->stats().reload_answered.load(std::memory_order_acquire) < reload_number) {
+        cp.reload();
+      }
       while (waitpid(-1, nullptr, WNOHANG) > 0) {
       }
       continue;
