@@ -1017,27 +1017,26 @@ struct ControlPlane::Impl {
   // its own. Bounded: the dataplane acknowledges once every worker has the
   // segment, at most about a second.
   void settle(std::chrono::milliseconds limit = std::chrono::milliseconds(3000)) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (in_flight != 0 && !stop && sock >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
-      pollfd p{sock, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
-      if (p.revents != 0) on_channel();
-    }
+    read_channel_until([this] { return in_flight == 0; }, limit);
   }
 
   // Reads the channel until the dataplane's stats segment (kStats, right
   // after kHello) is mapped, the channel is gone, or `limit` passes.
   void await_stats(std::chrono::milliseconds limit) {
+    read_channel_until([this] { return stats_ok; }, limit);
+  }
+
+  // Handles what the dataplane sends until done(), a stop, the channel's
+  // loss, or `limit`.
+  template <class Done>
+  void read_channel_until(Done done, std::chrono::milliseconds limit) {
     const auto end = std::chrono::steady_clock::now() + limit;
-    while (!stats_ok && !stop && sock >= 0) {
+    while (!done() && !stop && sock >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       pollfd p{sock, POLLIN, 0};
-      const int n = poll(&p, 1, static_cast<int>(left.count()));
-      if (n < 0 && errno != EINTR) break;
-      if (n > 0) on_channel();
+      if (poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+      if (p.revents != 0) on_channel();
     }
   }
 

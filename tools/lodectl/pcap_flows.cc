@@ -94,7 +94,7 @@ class Reassembler {
       if (out_.size() >= opt_.max_flows) {
         // Counted once per flow: its key is remembered (without state) so
         // its later segments are not counted again.
-        if (ignored_.size() < opt_.max_flows && ignored_.insert(k).second) ++flows_ignored_;
+        if (ignored_.size() < opt_.max_flows) ignored_.insert(k);
         return;
       }
       FlowState st;
@@ -161,13 +161,12 @@ class Reassembler {
     return std::move(out_);
   }
 
-  uint64_t flows_ignored() const noexcept { return flows_ignored_; }
+  uint64_t flows_ignored() const noexcept { return ignored_.size(); }
 
  private:
   PcapOptions opt_;
   size_t holes_ = 0;  // hole bytes made room for over all flows (<= max_total_bytes)
-  uint64_t flows_ignored_ = 0;
-  std::set<Key> ignored_;  // bounded like the flows themselves
+  std::set<Key> ignored_;  // the flows left out (bounded like the flows themselves)
   std::map<Key, FlowState> flows_;
   std::vector<PcapFlow> out_;
 };

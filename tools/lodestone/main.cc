@@ -776,6 +776,9 @@ int run(const std::string& config_path, int workers_override, const std::string&
   auto last_stats = std::chrono::steady_clock::now() - std::chrono::seconds(2);
   bool reload_asked = false;  // SIGHUP taken, READY=1 not sent yet
   uint64_t reload_number = 0;  // the last SIGHUP's (StatsSegment::ask_reload)
+  const auto reload_answered = [&] {
+    return (*link)->stats().reload_answered.load(std::memory_order_acquire) >= reload_number;
+  };
   auto reload_asked_at = last_stats;
   lode::worker::HeapTrimmer trimmer;  // once the workers go quiet after a burst (heap_trim.h)
   // The dpdk front's return steering, as the start event gave it: an lcore
@@ -793,8 +796,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
     }
     // systemd waits for READY=1 after RELOADING=1: sent once the reload is
     // answered (in service or refused), or after a bound.
-    if (reload_asked && ((*link)->stats().reload_answered.load(std::memory_order_acquire) >= reload_number ||
-                         now > reload_asked_at + kReloadAnswerWait)) {
+    if (reload_asked && (reload_answered() || now > reload_asked_at + kReloadAnswerWait)) {
       reload_asked = false;
       notify(*notifier, notifier->ready());
     }
@@ -820,10 +822,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       int status = 0;
       // A SIGHUP the control plane took with it unanswered (sent as it died)
       // goes to the next one as it starts, not to the 30 s bound.
-      if (cp.reap(&status) && reload_asked &&
-          (*link)->stats().reload_answered.load(std::memory_order_acquire) < reload_number) {
-        cp.reload();
-      }
+      if (cp.reap(&status) && reload_asked && !reload_answered()) cp.reload();
       while (waitpid(-1, nullptr, WNOHANG) > 0) {
       }
       continue;
