@@ -12,11 +12,12 @@ uint32_t cert_index(const Config& cfg, std::string_view name) noexcept {
   return route::kNoIndex;
 }
 
-Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg) {
+Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg,
+                                                                    std::optional<uint64_t> hash_seed) {
   ConfigErrors errors;
   std::vector<ListenerTable> out;
   for (const ListenerConfig& l : cfg.listeners) {
-    route::RouteTableBuilder b;
+    route::RouteTableBuilder b = hash_seed ? route::RouteTableBuilder(*hash_seed) : route::RouteTableBuilder();
     size_t names = 0;
     for (size_t ri = 0; ri < cfg.routes.size(); ++ri) {
       const RouteConfig& r = cfg.routes[ri];

@@ -5,6 +5,8 @@
 //         (i >= certificates.size() names certificate_dirs[i - size]).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,7 +21,10 @@ struct ListenerTable {
   size_t names = 0;
 };
 
-Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg);
+// Each table's hash seed is drawn at random (RouteTableBuilder()), or is
+// `hash_seed` where given: reproducible tables for tests and fuzzing.
+Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg,
+                                                                    std::optional<uint64_t> hash_seed = std::nullopt);
 
 // The certificate index a route record carries for `name`, or kNoIndex.
 uint32_t cert_index(const Config& cfg, std::string_view name) noexcept;

@@ -1,4 +1,6 @@
 #include "controlplane/config.h"
+#include "controlplane/route_tables.h"
+#include "lodestone/route_table.h"
 
 #include <gtest/gtest.h>
 
@@ -112,6 +114,33 @@ TEST(Config, LoadsEverySection) {
   EXPECT_EQ(c.workers.cpus, (std::vector<int>{0, 1}));
   EXPECT_EQ(c.limits.connections_per_worker, 100u);
   EXPECT_EQ(c.access_log, "off");
+}
+
+// Each listener's table gets a random hash seed (names cannot be chosen to
+// collide), unless one is given: then the same config builds the same bytes
+// (the config fuzz target relies on it for reproducible paths).
+TEST(Config, RouteTablesTakeAGivenHashSeed) {
+  auto c = load_config_string(kGood, "t.toml");
+  ASSERT_TRUE(c.has_value());
+  auto a = build_route_tables(*c, 42);
+  auto b = build_route_tables(*c, 42);
+  auto r1 = build_route_tables(*c);
+  auto r2 = build_route_tables(*c);
+  ASSERT_TRUE(a && b && r1 && r2);
+  ASSERT_EQ(a->size(), 1u);
+  const auto bytes = [](const ListenerTable& t) {
+    auto s = t.table.bytes();
+    return std::string(reinterpret_cast<const char*>(s.data()), s.size());
+  };
+  EXPECT_EQ(bytes((*a)[0]), bytes((*b)[0]));
+  auto view = route::RouteTableView::open((*a)[0].table.bytes());
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->hash_seed(), 42u);
+  EXPECT_EQ(view->route((view->find("x.a.test")).route).name, "a");
+  auto v1 = route::RouteTableView::open((*r1)[0].table.bytes());
+  auto v2 = route::RouteTableView::open((*r2)[0].table.bytes());
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_NE(v1->hash_seed(), v2->hash_seed()) << "two random seeds alike (1 in 2^64)";
 }
 
 TEST(Config, RelativePathsFollowTheConfigFile) {
