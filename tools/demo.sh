@@ -5,7 +5,11 @@
 #   tools/demo.sh                 runs until Ctrl-C
 #   DEMO_SECONDS=30 tools/demo.sh stops by itself
 #   DEMO_PORT=8443                the port Lodestone listens on (127.0.0.1)
+#   DEMO_BIN=build/mine           use binaries already built there (no
+#                                 install, no build; the e2e test does this)
 #
+# Exits 1 if a name does not get its own certificate and backend, or an
+# unknown name is not refused.
 # Installs what is missing, builds the release configuration, makes demo
 # certificates (a test CA, a.test and b.test), starts two demo backends and
 # Lodestone (kernel front), then shows with curl and openssl s_client that
@@ -16,10 +20,14 @@ root=$(pwd)
 port=${DEMO_PORT:-8443}
 seconds=${DEMO_SECONDS:-0}
 
-tools/install-deps.sh
-cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)"
-bin="$root/build/release"
+if [ -n "${DEMO_BIN:-}" ]; then
+  bin=$(cd "$DEMO_BIN" && pwd)
+else
+  tools/install-deps.sh
+  cmake --preset release >/dev/null
+  cmake --build --preset release -j "$(nproc)"
+  bin="$root/build/release"
+fi
 
 demo=$(mktemp -d /tmp/lodestone-demo.XXXXXX)
 pids=()
@@ -90,26 +98,44 @@ for _ in $(seq 1 50); do
 done
 head -n 1 "$demo/lodestone.log"
 
-show() {
+# expect COMMAND PATTERN...: shows COMMAND and its answer; a line of the
+# answer must match each PATTERN (grep -E), else the demo fails once
+# everything is shown.
+failed=0
+expect() {
+  local cmd=$1 out pattern
+  shift
   echo
-  echo "\$ $*"
-  eval "$@" || true
+  echo "\$ $cmd"
+  out=$(eval "$cmd" 2>&1 || true)
+  printf '%s\n' "$out"
+  for pattern in "$@"; do
+    if ! printf '%s\n' "$out" | grep -Eq "$pattern"; then
+      echo "demo: expected an answer matching /$pattern/" >&2
+      failed=1
+    fi
+  done
 }
 ca="$demo/pki/ca.pem"
 echo
 echo "== Two names on one port, two certificates, two backends"
-show "curl -sS --cacert $ca --resolve a.test:$port:127.0.0.1 https://a.test:$port/"
-show "curl -sS --cacert $ca --resolve b.test:$port:127.0.0.1 https://b.test:$port/"
-show "openssl s_client -connect 127.0.0.1:$port -servername a.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'"
-show "openssl s_client -connect 127.0.0.1:$port -servername b.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'"
+expect "curl -sS --cacert $ca --resolve a.test:$port:127.0.0.1 https://a.test:$port/" '^backend=senri '
+expect "curl -sS --cacert $ca --resolve b.test:$port:127.0.0.1 https://b.test:$port/" '^backend=asao '
+expect "openssl s_client -connect 127.0.0.1:$port -servername a.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'" '^subject=CN = a\.test$' '^Verify return code: 0 \(ok\)$'
+expect "openssl s_client -connect 127.0.0.1:$port -servername b.test -CAfile $ca </dev/null 2>/dev/null | grep -E '^subject=|^Verify return code'" '^subject=CN = b\.test$' '^Verify return code: 0 \(ok\)$'
 echo
 echo "== An unknown name gets TLS alert 112 (unrecognized_name), never another tenant's certificate"
-show "openssl s_client -connect 127.0.0.1:$port -servername c.test </dev/null 2>&1 | grep -o 'alert unrecognized name\|SSL alert number 112' | head -n 1"
+expect "openssl s_client -connect 127.0.0.1:$port -servername c.test </dev/null 2>&1 | grep -o 'alert unrecognized name\|SSL alert number 112' | head -n 1" '112|unrecognized name'
 echo
 echo "== The access log (one JSON line per connection)"
 sleep 0.3
 cat "$demo/access.log"
 echo
+if [ "$failed" != 0 ]; then
+  echo "demo: FAILED (an answer above is not what Lodestone should give); its log:" >&2
+  cat "$demo/lodestone.log" >&2
+  exit 1
+fi
 if [ "$seconds" -gt 0 ]; then
   echo "Lodestone is serving https://a.test:$port and https://b.test:$port for ${seconds}s (CA: $ca)"
   sleep "$seconds"
