@@ -267,6 +267,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "runtime: %s\n", built.error().front().c_str());
     return 1;
   }
+  built->runtime->config_version = applied->snapshot->config_version;
   lode::worker::RuntimeSlot rslot;
   rslot.publish(built->runtime);
   lode::control::SnapshotSlot sslot;

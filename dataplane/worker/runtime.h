@@ -91,6 +91,11 @@ struct Runtime {
   // The snapshot generation whose configuration this was built from (what
   // `lodectl routes reload` answers): the access log's "generation".
   uint64_t config_generation = 0;
+  // The snapshot's config_version this was built from: a route's certificate
+  // names mean what that configuration says, so they are looked up only in
+  // a snapshot of the same configuration (a reload may give a name another
+  // file).
+  uint64_t config_version = 0;
   double log_sample = 1.0;  // [log] sample: the fraction of successful connections logged
 };
 

@@ -581,6 +581,10 @@ struct Worker::Impl {
   std::vector<uint32_t> listen_listener;  // listener index of each fd
   std::vector<SocketAddress> listen_local;  // bound_address() of each fd
   std::shared_ptr<WorkerRuntime> wrt;
+  // The runtime before `wrt`: where a reload's runtime is taken before its
+  // snapshot (main publishes the runtime first), hellos route by this one,
+  // whose configuration the snapshot in service still has.
+  std::shared_ptr<WorkerRuntime> prev_wrt;
   uint64_t seen_generation = 0;
   std::shared_ptr<const control::Snapshot> snap;  // null without a control plane
   std::atomic<uint64_t> seen_snapshot{0};
@@ -748,14 +752,28 @@ struct Worker::Impl {
         w->pools.emplace_back(*p.pool);
       }
     }
-    wrt = std::move(w);
+    prev_wrt = std::exchange(wrt, std::move(w));
     seen_generation = g;
+  }
+
+  // The runtime a hello is routed by: the newest whose configuration is the
+  // snapshot's, so that a route's certificate names are looked up in the
+  // configuration that gave them (a reload may bind a name to another
+  // file). A connection accepted before a reload is routed by the new one.
+  // Neither matching (two reloads half taken): the newest, and choose_ctx
+  // refuses the handshake rather than guess.
+  const std::shared_ptr<WorkerRuntime>& routing_runtime() const {
+    if (snap && snap->config_version != wrt->rt->config_version && prev_wrt &&
+        prev_wrt->rt->config_version == snap->config_version) {
+      return prev_wrt;
+    }
+    return wrt;
   }
 
   // ---------------------------------------------------------- setup
   Result<void, std::string> open() {
+    refresh_snapshot();  // first: main publishes a reload's runtime before its snapshot
     refresh_runtime();
-    refresh_snapshot();
     if (!wrt) return unexpected(std::string("no runtime published"));
     for (uint32_t li = 0; li < wrt->rt->listeners.size(); ++li) {
       for (const SocketAddress& a : wrt->rt->listeners[li].addresses) {
@@ -1157,6 +1175,7 @@ struct Worker::Impl {
       if (i) c.alpn_offered += ',';
       c.alpn_offered.append(h.alpn[i]);
     }
+    c.wrt = routing_runtime();  // listeners are the same in every generation
     const route::RouteTableView& table = c.wrt->rt->listeners[c.listener].table;
     const route::Match m = h.has_sni ? table.find(c.sni) : table.find_default();
     c.match_kind = route::to_string(m.kind);
@@ -1323,6 +1342,10 @@ struct Worker::Impl {
   SSL_CTX* choose_ctx(Conn& c, uint32_t cert_index) {
     const Runtime& rt = *c.wrt->rt;
     if (cert_index >= rt.certs.size() || !snap) return nullptr;
+    if (snap->config_version != rt.config_version) {
+      bump(stats.cert_config_mismatch);
+      return nullptr;
+    }
     const FoundCert f = find_cert(*snap, rt.certs[cert_index], c.sni);
     if (f.entry == nullptr) return nullptr;
     if ((*f.entry)->state != snapshot::CertState::kServe) {
@@ -2460,8 +2483,8 @@ struct Worker::Impl {
         return;
       case Op::kWake:
         if (stop_requested.load()) begin_drain();
-        refresh_runtime();
         refresh_snapshot();
+        refresh_runtime();
         arm_wake();
         return;
       default:
@@ -2664,10 +2687,12 @@ struct Worker::Impl {
         dispatch(cqe);
         submit_if_long();
       });
-      if (slot.generation() != seen_generation) refresh_runtime();
+      // The snapshot first: main publishes a reload's runtime before its
+      // snapshot, so a snapshot seen here has its runtime out already.
       if (opt.snapshots != nullptr && opt.snapshots->generation() != seen_snapshot.load(std::memory_order_relaxed)) {
         refresh_snapshot();
       }
+      if (slot.generation() != seen_generation) refresh_runtime();
       if (snap && now - last_sweep >= 10'000) {
         cert_cache.sweep(*snap);
         last_sweep = now;

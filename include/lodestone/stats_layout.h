@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 19 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 20 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (128 bytes; its last 8, at
 //                       kReloadsAskedOffset, count the reloads asked of the
@@ -119,7 +119,8 @@ namespace lode::stats {
   X(submits_early, counter, "submissions made within a pass of completions that had run 50 us: the work queued so far goes out at once") \
   X(pipes_grown, counter, "splice pipes grown for bulk (F_SETPIPE_SZ): a splice had filled the default 64 KiB") \
   X(half_closed_timeouts, counter, "connections reset after [timeouts] half_closed_ms of quiet with one direction ended") \
-  X(pipes_grow_refused, counter, "splice pipes left at their size for bulk: the worker's growth budget spent, or the kernel refused")
+  X(pipes_grow_refused, counter, "splice pipes left at their size for bulk: the worker's growth budget spent, or the kernel refused") \
+  X(cert_config_mismatch, counter, "handshakes refused: a reload was half taken (routes of one configuration, certificates of another)")
 
 // X(name, help): one dpdk-front lcore's counters (single writer; summed by
 // the readers over the lcores).
@@ -345,7 +346,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 19;
+inline constexpr uint32_t kStatsLayoutVersion = 20;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -17,7 +17,7 @@ Result<std::shared_ptr<const control::Snapshot>, std::string> snapshot_for(const
   auto certs = cp::load_certificates(cfg, *trust, now, warnings);
   if (!certs) return unexpected(certs.error().front());
   cp::SegmentBuilder b;
-  b.add_config("# test", 1);
+  b.add_config("# test", generation);  // the config version: one per generation
   const std::vector<std::byte> tickets(snapshot::kTicketKeySize, std::byte{1});
   b.add_ticket_keys(tickets, 1);
   for (const auto& e : *certs) {

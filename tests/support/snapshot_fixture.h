@@ -1,6 +1,7 @@
 // The snapshot a control plane would publish for a configuration (its
 // certificates loaded and validated by controlplane/cert_catalog.h, one full
 // segment), applied as the dataplane applies it: what worker tests serve.
+// Its config version is `generation` (each generation its own configuration).
 #pragma once
 
 #include <memory>

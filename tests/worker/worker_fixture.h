@@ -204,30 +204,16 @@ class WorkerTest : public ::testing::Test {
     dir_.write("certs/a.test.key", a.key_pem());
     ca_pem_ = pki.root.cert_pem();
     port_ = free_port();
-    const std::string toml = "[[listener]]\nname = \"l\"\nlisten = [\"127.0.0.1:" + std::to_string(port_) +
-                             "\"]\n" + listener_extra_ +
-                             "[[pool]]\nname = \"echo\"\nbackends = [\"127.0.0.1:" +
-                             std::to_string(backend_port) +
-                             "\"]\n"
-                             "[[certificate_dir]]\nname = \"sites\"\npath = \"certs\"\n"
-                             "[[route]]\nname = \"a\"\nnames = [\"a.test\"]\naction = \"terminate\"\npool = \"echo\"\n"
-                             "certificate = \"sites\"\n"
-                             "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"echo\"\n"
-                             "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n" +
-                             extra + "[timeouts]\n" + (timeouts.empty() ? "hello_ms = 1000\n" : timeouts) +
-                             "drain_ms = 500\n";
-    const std::string path = dir_.write("lode.toml", toml);
-    auto cfg = config::load_config_file(path);
-    ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
+    backend_port_ = backend_port;
+    timeouts_ = timeouts;
     auto keys = tls::TicketKeys::create(1);
     ASSERT_TRUE(keys.has_value());
     ASSERT_TRUE((*keys)->rotate().has_value());
-    auto built = app::build_runtime(*cfg, *keys, 1);
-    ASSERT_TRUE(built.has_value()) << built.error()[0];
-    slot_.publish(built->runtime);
-    auto snap = test::snapshot_for(*cfg);
-    ASSERT_TRUE(snap.has_value()) << snap.error();
-    snapshots_.publish(*snap);
+    keys_ = *keys;
+    Built b = build(extra, 1);
+    ASSERT_TRUE(b.runtime && b.snapshot);
+    slot_.publish(b.runtime);
+    snapshots_.publish(b.snapshot);
     WorkerOptions opt;
     opt.recv_buffers = 64;
     if (ring_entries_ != 0) opt.ring_entries = ring_entries_;
@@ -248,6 +234,39 @@ class WorkerTest : public ::testing::Test {
     auto started = worker_->start();
     ASSERT_TRUE(started.has_value()) << started.error();
   }
+  // start()'s configuration with other `extra` TOML, as a reload would
+  // bring it: its runtime (`generation`) and the snapshot of its
+  // certificates (generation and config version `generation`).
+  struct Built {
+    std::shared_ptr<Runtime> runtime;
+    std::shared_ptr<const control::Snapshot> snapshot;
+  };
+  Built build(const std::string& extra, uint64_t generation) {
+    const std::string toml = "[[listener]]\nname = \"l\"\nlisten = [\"127.0.0.1:" + std::to_string(port_) +
+                             "\"]\n" + listener_extra_ +
+                             "[[pool]]\nname = \"echo\"\nbackends = [\"127.0.0.1:" +
+                             std::to_string(backend_port_) +
+                             "\"]\n"
+                             "[[certificate_dir]]\nname = \"sites\"\npath = \"certs\"\n"
+                             "[[route]]\nname = \"a\"\nnames = [\"a.test\"]\naction = \"terminate\"\npool = \"echo\"\n"
+                             "certificate = \"sites\"\n"
+                             "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"echo\"\n"
+                             "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n" +
+                             extra + "[timeouts]\n" + (timeouts_.empty() ? "hello_ms = 1000\n" : timeouts_) +
+                             "drain_ms = 500\n";
+    const std::string path = dir_.write("lode-" + std::to_string(generation) + ".toml", toml);
+    auto cfg = config::load_config_file(path);
+    EXPECT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
+    if (!cfg) return {};
+    auto built = app::build_runtime(*cfg, keys_, generation);
+    EXPECT_TRUE(built.has_value()) << built.error()[0];
+    auto snap = test::snapshot_for(*cfg, generation);
+    EXPECT_TRUE(snap.has_value()) << snap.error();
+    if (!built || !snap) return {};
+    built->runtime->config_version = (*snap)->config_version;
+    return {built->runtime, *snap};
+  }
+
   void TearDown() override {
     if (worker_) {
       worker_->stop();
@@ -282,8 +301,12 @@ class WorkerTest : public ::testing::Test {
     }
   };
   std::unique_ptr<Client> tls_connect(const std::string& sni, const std::string& verify_name = "") {
+    return tls_handshake(connect_to(port_), sni, verify_name);
+  }
+  // The TLS handshake on a connected socket (taken over; -1: none).
+  std::unique_ptr<Client> tls_handshake(int fd, const std::string& sni, const std::string& verify_name = "") {
     auto c = std::make_unique<Client>();
-    c->fd = connect_to(port_);
+    c->fd = fd;
     if (c->fd < 0) return nullptr;
     c->ctx = SSL_CTX_new(TLS_client_method());
     BIO* bio = BIO_new_mem_buf(ca_pem_.data(), static_cast<int>(ca_pem_.size()));
@@ -319,6 +342,9 @@ class WorkerTest : public ::testing::Test {
   uint64_t key_update_after_ = WorkerOptions{}.key_update_after;  // our layer: records per send key
   std::string ca_pem_;
   uint16_t port_ = 0;
+  uint16_t backend_port_ = 0;
+  std::string timeouts_;
+  std::shared_ptr<tls::TicketKeys> keys_;
   RuntimeSlot slot_;
   control::SnapshotSlot snapshots_;
   std::unique_ptr<Worker> worker_;

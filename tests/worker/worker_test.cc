@@ -153,6 +153,100 @@ TEST_F(WorkerTest, TerminateRelaysBothWaysAndClosesCleanly) {
   EXPECT_EQ(stats().own_records.load(), kernel_has_tls_ulp() ? 0u : 1u);
 }
 
+std::string peer_cn(SSL* ssl) {
+  X509* peer = SSL_get1_peer_certificate(ssl);
+  if (peer == nullptr) return "";
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+  X509_free(peer);
+  return cn;
+}
+
+// Two certificate names swapped by a reload ([[certificate]] cx = x's file,
+// cy = y's; then cx = y's, cy = x's, and the routes follow): a name never
+// gets the other one's certificate, whenever its hello comes.
+//  - A connection accepted before the reload whose hello comes after it is
+//    routed by the new configuration (it was routed by the one of its
+//    accept, whose certificate names the new snapshot gives other files).
+//  - A reload whose runtime the worker has taken before its snapshot (main
+//    publishes them one after the other): hellos route by the previous
+//    runtime, which the snapshot in service matches.
+//  - Two reloads' runtimes ahead of the snapshot: refused (alert), counted.
+TEST_F(WorkerTest, CertificateNamesAReloadSwapsNeverServeTheOtherNamesFile) {
+  EchoBackend backend;
+  const auto& pki = test::shared_test_pki();
+  for (const char* n : {"x.test", "y.test"}) {
+    const auto leaf = pki.leaf(n);
+    dir_.write(std::string("named/") + n + ".pem", pki.server_chain_pem(leaf));
+    dir_.write(std::string("named/") + n + ".key", leaf.key_pem());
+  }
+  const auto config = [](const char* cx, const char* cy) {
+    return std::string("[[certificate]]\nname = \"cx\"\ncert = \"named/") + cx + ".pem\"\nkey = \"named/" + cx +
+           ".key\"\n[[certificate]]\nname = \"cy\"\ncert = \"named/" + cy + ".pem\"\nkey = \"named/" + cy +
+           ".key\"\n[[route]]\nname = \"x\"\nnames = [\"x.test\"]\naction = \"terminate\"\npool = \"echo\"\n"
+           "certificate = \"" + (std::string(cx) == "x.test" ? "cx" : "cy") +
+           "\"\n[[route]]\nname = \"y\"\nnames = [\"y.test\"]\naction = \"terminate\"\npool = \"echo\"\n"
+           "certificate = \"" + (std::string(cx) == "x.test" ? "cy" : "cx") + "\"\n";
+  };
+  const std::string straight = config("x.test", "y.test"), swapped = config("y.test", "x.test");
+  start(backend.port(), straight);
+  const auto served = [&](int fd, const std::string& name) {
+    auto c = tls_handshake(fd, name);  // verifies the name too
+    return c ? peer_cn(c->ssl) : std::string("(refused)");
+  };
+  // Publishes a runtime (when given) then a snapshot, as main does, and
+  // waits for the worker to have taken the snapshot (it takes snapshots
+  // first, then runtimes, in the same pass).
+  const auto publish = [&](const std::shared_ptr<Runtime>& rt, std::shared_ptr<const control::Snapshot> snap,
+                           uint64_t generation) {
+    if (rt) slot_.publish(rt);
+    if (snap->generation != generation) {
+      auto copy = std::make_shared<control::Snapshot>(*snap);
+      copy->generation = generation;
+      snap = copy;
+    }
+    snapshots_.publish(snap);
+    worker_->wake();
+    for (int i = 0; i < 300 && worker_->snapshot_generation() < generation; ++i) std::this_thread::sleep_for(10ms);
+    return worker_->snapshot_generation() == generation;
+  };
+  EXPECT_EQ(served(connect_to(port_), "x.test"), "x.test");
+
+  // Accepted, then the reload, then the hello.
+  const int early = connect_to(port_);
+  ASSERT_GE(early, 0);
+  std::this_thread::sleep_for(50ms);  // accepted under generation 1
+  Built g2 = build(swapped, 2);
+  ASSERT_TRUE(g2.runtime && g2.snapshot);
+  ASSERT_TRUE(publish(g2.runtime, g2.snapshot, 2));
+  EXPECT_EQ(served(early, "x.test"), "x.test");
+  EXPECT_EQ(served(connect_to(port_), "y.test"), "y.test");
+
+  // Generation 3's runtime out, its snapshot not yet: a snapshot that keeps
+  // generation 2's configuration (as a certificate rotation would) shows
+  // when the worker has taken the runtime.
+  Built g3 = build(straight, 3);
+  ASSERT_TRUE(g3.runtime);
+  ASSERT_TRUE(publish(g3.runtime, g2.snapshot, 3));
+  EXPECT_EQ(served(connect_to(port_), "x.test"), "x.test");
+  EXPECT_EQ(served(connect_to(port_), "y.test"), "y.test");
+  EXPECT_EQ(stats().cert_config_mismatch.load(), 0u);
+
+  // Generation 4's runtime too: neither runtime matches the snapshot.
+  Built g4 = build(swapped, 4);
+  ASSERT_TRUE(g4.runtime);
+  ASSERT_TRUE(publish(g4.runtime, g2.snapshot, 4));
+  EXPECT_EQ(served(connect_to(port_), "x.test"), "(refused)");
+  EXPECT_EQ(stats().cert_config_mismatch.load(), 1u);
+
+  // Its snapshot: served again.
+  Built g5 = build(swapped, 5);
+  ASSERT_TRUE(g5.runtime && g5.snapshot);
+  ASSERT_TRUE(publish(g5.runtime, g5.snapshot, 5));
+  EXPECT_EQ(served(connect_to(port_), "x.test"), "x.test");
+  EXPECT_EQ(served(connect_to(port_), "y.test"), "y.test");
+}
+
 // The hello and bytes right behind it, then the client's FIN: the echo
 // backend gets them untouched and echoes them back, and the FIN comes back.
 void expect_passthrough_hello_untouched(uint16_t port, EchoBackend& backend) {

@@ -413,6 +413,7 @@ struct Dataplane {
       if (!built) return lode::unexpected("config: " + built.error().front());
       rt = std::move(built->runtime);
       rt->config_generation = a.snapshot->generation;
+      rt->config_version = a.snapshot->config_version;
       rt->log_sample = cfg->access_log_sample;
       reloaded = true;
     } else if (a.backend_states_changed) {
