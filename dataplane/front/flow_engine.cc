@@ -154,7 +154,7 @@ void FlowEngine::erase(Flow& f) noexcept {
   remove_from(index_, slot, f.key, [&](uint32_t s) -> const FlowKey& { return flows_[s].key; });
   erase_backend_key(f);
   if (f.picked) {
-    if (f.rt == pools_rt_ && f.pool < pools_.size()) f.rt->pools[f.pool].pool->on_close(pools_[f.pool], f.backend);
+    if (route::PoolState* st = pool_state(f)) f.rt->pools[f.pool].pool->on_close(*st, f.backend);
     f.picked = false;
   }
   uncount(f);
@@ -163,13 +163,17 @@ void FlowEngine::erase(Flow& f) noexcept {
   f.fin_from_client = f.fin_from_backend = false;
   f.handoff = false;
   f.lead = 0;
-  if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
-  f.buffer.reset();
+  give_back_buffer(f);
   f.rt.reset();
   f.state = Flow::State::kFree;
   free_.push_back(slot);
   --live_;
   ++stats_.flows_ended;
+}
+
+void FlowEngine::give_back_buffer(Flow& f) noexcept {
+  if (f.buffer && f.buffer_cap == hello_cap_ && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
+  f.buffer.reset();
 }
 
 void FlowEngine::link_tail(Flow& f, Wait w) noexcept {
@@ -482,8 +486,9 @@ void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms,
   } else {
     f->buffer = std::make_unique<uint8_t[]>(kLeadRoom + hello_cap_);
   }
+  f->buffer_cap = hello_cap_;  // spares are all of the current size
   const size_t cap = f->rt->listeners[vip.listener].max_hello_bytes + kRecordSlack;
-  f->hello.reset(p.seq, {f->buffer.get() + kLeadRoom, std::min(cap, hello_cap_)});
+  f->hello.reset(p.seq, {f->buffer.get() + kLeadRoom, std::min(cap, f->buffer_cap)});
   if (!f->parser || f->parser->limits().max_hello_len != f->rt->listeners[vip.listener].max_hello_bytes) {
     f->parser = std::make_unique<tls::ClientHelloParser>(
         tls::ParserLimits{f->rt->listeners[vip.listener].max_hello_bytes});
@@ -680,8 +685,10 @@ void FlowEngine::send_segment(const Flow& f, uint32_t seq, uint8_t flags, std::s
   s.seq = seq;
   s.ack = ack.value_or(f.hello.next_seq());
   s.flags = flags;
-  // The window left for the hello, in our scale when scaling is on.
-  const size_t room = f.hello.contiguous().size() < hello_cap_ ? hello_cap_ - f.hello.contiguous().size() : 0;
+  // The window left for the hello (its listener's cap), in our scale when
+  // scaling is on.
+  const size_t cap = f.hello.capacity();
+  const size_t room = f.hello.contiguous().size() < cap ? cap - f.hello.contiguous().size() : 0;
   const size_t scaled = f.syn.wscale >= 0 ? room >> cfg_.wscale : room;
   s.window = static_cast<uint16_t>(std::min<size_t>(scaled, 65535));
   if (f.timestamps) {

@@ -491,6 +491,13 @@ class FlowEngine {
   // A copy of an ARP reply or neighbour advertisement for every other lcore.
   void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
+  // The passive state of a flow's pool, where this lcore keeps it: none for
+  // a flow routed by another generation than the pools' (a reload since:
+  // its pool index may name another pool, or none).
+  route::PoolState* pool_state(const Flow& f) noexcept;
+  // A flow's hello buffer back to the spares when it is of the size new
+  // flows get (a reload that raised max_hello_bytes made them larger).
+  void give_back_buffer(Flow& f) noexcept;
   // The series (EngineConfig::route_series / backend_series): the route a
   // flow was routed to, the backend picked for it, the end of either.
   void count_route(Flow& f, uint32_t route) noexcept;

@@ -73,6 +73,7 @@ struct FlowEngine::Flow {
   uint8_t answer_len = 0;
   HelloCollector hello;
   std::unique_ptr<uint8_t[]> buffer;
+  size_t buffer_cap = 0;  // `buffer` holds kLeadRoom + this many bytes (the engine's hello_cap_ when made)
   std::unique_ptr<tls::ClientHelloParser> parser;
 
   uint16_t lead = 0;             // bytes sent before the hello (the PROXY header), just before it in `buffer`

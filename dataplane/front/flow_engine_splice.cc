@@ -86,6 +86,10 @@ TcpSegment FlowEngine::to_client(const Flow& f) const noexcept {
   return s;
 }
 
+route::PoolState* FlowEngine::pool_state(const Flow& f) noexcept {
+  return f.rt == pools_rt_ && f.pool < pools_.size() ? &pools_[f.pool] : nullptr;
+}
+
 bool FlowEngine::refresh_pools() noexcept {
   if (pools_rt_ == rt_) return true;
   std::vector<route::PoolState> next;
@@ -148,10 +152,11 @@ void FlowEngine::connect_backend(Flow& f, FrameSink& out) noexcept {
   ctx.now_ms = now_ms_;
   // A flow routed by an older generation picks without the pool's passive
   // state (it is rare: a reload while its hello was on its way).
-  const bool own_state = f.rt == pools_rt_ && f.pool < pools_.size();
+  route::PoolState* own = pool_state(f);
+  const bool own_state = own != nullptr;
   std::optional<route::PoolState> scratch;
   if (!own_state) scratch.emplace(*pr.pool);
-  route::PoolState& st = own_state ? pools_[f.pool] : *scratch;
+  route::PoolState& st = own_state ? *own : *scratch;
   const auto pick = pr.pool->pick(st, ctx, f.tried);
   const SocketAddress* addr = pick ? &pr.pool->backend(*pick).address : nullptr;
   if (addr == nullptr || (addr->family() != AF_INET && addr->family() != AF_INET6)) {
@@ -328,7 +333,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
       return;
     }
     if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != syn_next) return;
-    if (f.picked) f.rt->pools[f.pool].pool->on_connect_ok(pools_[f.pool], f.backend);
+    if (route::PoolState* st = f.picked ? pool_state(f) : nullptr) f.rt->pools[f.pool].pool->on_connect_ok(*st, f.backend);
     if (f.bseries != nullptr) series_add(f.bseries->connects);
     // The hello, replayed to the backend now, came from the client.
     if (f.series != nullptr) series_add(f.series->bytes_in, f.hello.contiguous().size());
@@ -363,8 +368,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   const bool replay_pending = f.wait == Wait::kReplay;
   if (replay_pending && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end)) {
     // The backend has every replayed byte: the buffer goes back to the pool.
-    if (f.buffer && spare_buffers_.size() < 256) spare_buffers_.push_back(std::move(f.buffer));
-    f.buffer.reset();
+    give_back_buffer(f);
     f.hello.reset(f.replay_end, {});
   }
   TcpSegment s = to_client(f);
@@ -481,7 +485,7 @@ void FlowEngine::fail_backend(Flow& f, FrameSink& out) noexcept {
   }
   const worker::PoolRuntime& pr = f.rt->pools[f.pool];
   if (f.picked) {
-    pr.pool->on_connect_fail(pools_[f.pool], f.backend, now_ms_);
+    if (route::PoolState* st = pool_state(f)) pr.pool->on_connect_fail(*st, f.backend, now_ms_);
     f.picked = false;
   }
   count_backend_failed(f);

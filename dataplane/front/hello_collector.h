@@ -32,6 +32,7 @@ class HelloCollector {
 
   // The bytes from the start with no gap.
   std::span<const uint8_t> contiguous() const noexcept { return {buf_.data(), contiguous_}; }
+  size_t capacity() const noexcept { return buf_.size(); }  // the most the hello may take
   // The sequence number after the contiguous bytes (what to acknowledge).
   uint32_t next_seq() const noexcept { return start_ + static_cast<uint32_t>(contiguous_); }
   // Bytes held beyond a gap.

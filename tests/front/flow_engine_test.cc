@@ -32,14 +32,19 @@ class FlowEngineTest : public ::testing::Test {
  protected:
   void SetUp() override { make_engine(); }
 
+  // The engine's configuration; `pools_before`: more [[pool]]s ahead of
+  // pool p (which then has another index).
+  static std::string engine_toml(uint32_t hello_ms, uint32_t max_hello, const std::string& pools_before = "") {
+    return "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"[fd00::1]:443\"]\n"
+           "max_hello_bytes = " + std::to_string(max_hello) + "\n" + pools_before +
+           "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
+           "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
+           "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
+           "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+           "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n";
+  }
   void make_engine(uint32_t max_flows = 1024, uint32_t hello_ms = 5000, uint32_t max_hello = 16384) {
-    const std::string toml = "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"[fd00::1]:443\"]\n"
-                             "max_hello_bytes = " + std::to_string(max_hello) + "\n"
-                             "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
-                             "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
-                             "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
-                             "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
-                             "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n";
+    const std::string toml = engine_toml(hello_ms, max_hello, pools_before_);
     const std::string path = dir_.write("lode.toml", toml);
     auto cfg = config::load_config_file(path);
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
@@ -133,6 +138,7 @@ class FlowEngineTest : public ::testing::Test {
   const FrontStats& stats() const { return engine_->stats(); }
 
   test::TempDir dir_;
+  std::string pools_before_;  // engine_toml's
   std::unique_ptr<FlowEngine> engine_;
   std::shared_ptr<worker::Runtime> runtime_;
   VectorSink sink_;
@@ -210,6 +216,35 @@ TEST_F(FlowEngineTest, HelloForARejectedNameGetsAlert112AndFin) {
   EXPECT_EQ(out[0].flags, kTcpAck);
   EXPECT_EQ(out[0].ack, seq + h.size() + 1);
   EXPECT_EQ(engine_->flows(), 0u);
+}
+
+// A reload that raises max_hello_bytes: the buffers of the old size are no
+// new flow's. Flow A holds one (collecting) across the reload and ends;
+// flow B then collects a hello four times the old cap, its last piece
+// first. Giving B A's buffer was a heap overflow (seen under ASan; a
+// release build may not show it): B's hello is whole, parsed and routed.
+TEST_F(FlowEngineTest, AReloadThatRaisesTheHelloCapGivesNewFlowsBuffersOfTheNewSize) {
+  make_engine(1024, 5000, 4096);
+  const uint32_t a = connect(100, 40000);
+  const test::Bytes small = hello("p.test");
+  in(seg(kTcpAck | kTcpPsh, a, isn_ + 1, std::span(small.data(), 10), 40000));
+  auto bigger = runtime_from(engine_toml(5000, 65536), "bigger.toml");
+  ASSERT_NE(bigger, nullptr);
+  engine_->set_runtime(bigger);
+  in(seg(kTcpRst | kTcpAck, a + 10, isn_ + 1, {}, 40000));
+  EXPECT_EQ(stats().flows_ended, 1u);
+
+  const uint32_t b = connect(200, 40001);
+  const test::Bytes big = test::HelloBuilder().sni("p.test").padding(20000).records();
+  ASSERT_GT(big.size(), 4u * 4096);
+  const size_t piece = 1400;
+  const size_t last = (big.size() - 1) / piece * piece;
+  in(seg(kTcpAck | kTcpPsh, b + static_cast<uint32_t>(last), isn_ + 1, std::span(big).subspan(last), 40001));
+  for (size_t at = 0; at < last; at += piece) {
+    in(seg(kTcpAck | kTcpPsh, b + static_cast<uint32_t>(at), isn_ + 1, std::span(big).subspan(at, piece), 40001));
+  }
+  EXPECT_EQ(stats().hello_done, 1u);
+  EXPECT_EQ(stats().hello_errors, 0u);
 }
 
 TEST_F(FlowEngineTest, AnswerIsSentAgainWhenTheClientDidNotGetIt) {
@@ -435,6 +470,30 @@ TEST_F(PassthroughTest, BackendSynCarriesTheClientsIsnAndOptions) {
   EXPECT_TRUE(s.options.sack_ok);
   EXPECT_TRUE(s.options.has_timestamps);
   EXPECT_EQ(s.options.ts_val, 1001u) << "the client's latest TSval";
+}
+
+// A flow routed to the second pool connects; a reload leaves one pool; a
+// new flow makes the engine take the new pools' state; then the first
+// flow's backend answers. Its pool index names no pool of the new
+// generation (it read and wrote past the pools' state: seen under ASan):
+// the flow goes on, its replay is sent, the new generation's pool state is
+// not touched.
+TEST_F(PassthroughTest, AFlowOfAnOlderGenerationTouchesNoPoolStateOfTheNewOne) {
+  pools_before_ = "[[pool]]\nname = \"q\"\nbackends = [\"10.0.0.8:443\"]\n";
+  make_engine();
+  open_to_backend();
+  ASSERT_EQ(backend_syn.dst, kBackend);
+  auto fewer = runtime_from(engine_toml(5000, 16384), "fewer.toml");
+  ASSERT_NE(fewer, nullptr);
+  engine_->set_runtime(fewer);
+  const uint32_t y = connect(5000, 40001);
+  const test::Bytes h = hello("p.test");
+  auto out = in(seg(kTcpAck | kTcpPsh, y, isn_ + 1, h, 40001));
+  ASSERT_EQ(out.size(), 2u) << "the ACK of Y's hello and Y's SYN to the backend";
+  out = in(from_backend(kTcpSyn | kTcpAck, 0x50000000, client_isn + 1));
+  ASSERT_EQ(out.size(), 1u) << "the first flow's replay";
+  EXPECT_EQ(out[0].payload.size(), hello_bytes.size());
+  in(from_backend(kTcpRst | kTcpAck, 0x50000001, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size())));
 }
 
 TEST_F(PassthroughTest, HelloIsReplayedThenSegmentsAreTranslatedBothWays) { translate_both_ways(); }
