@@ -128,33 +128,52 @@ int on_alpn_select(SSL* /*ssl*/, const unsigned char** out, unsigned char* outle
   return st->alpn_strict ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
 }
 
-// The name OpenSSL parsed from the ClientHello, normalized like the worker's
-// parser does, must be the name the worker routed by (or both absent).
+// Whether `sni` (as a client sent it; null: none), normalized like the
+// worker's parser does, is the name the worker routed by (or both absent).
+bool is_routed_name(const char* sni, const RoutedName& routed) noexcept {
+  if (sni == nullptr) return routed.len == 0;
+  char buf[kHostnameBufSize];
+  const auto n = normalize_hostname(sni, buf);
+  if (n && n->kind != HostnameKind::kName) return routed.len == 0;  // an IP literal counts as no SNI, as the router saw it
+  return n && routed.len != 0 && n->len == routed.len && std::memcmp(buf, routed.name(), routed.len) == 0;
+}
+
+// The name OpenSSL parsed from the ClientHello must be the name the worker
+// routed by.
 int on_servername(SSL* ssl, int* alert, void* /*arg*/) {
   auto* routed = static_cast<RoutedName*>(SSL_get_ex_data(ssl, routed_name_index()));
   if (routed == nullptr) {  // not made by new_server_ssl(): refuse rather than guess
     *alert = SSL_AD_INTERNAL_ERROR;
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
-  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  bool same = false;
-  if (sni == nullptr) {
-    same = routed->len == 0;
-  } else {
-    char buf[kHostnameBufSize];
-    const auto n = normalize_hostname(sni, buf);
-    if (n && n->kind != HostnameKind::kName) {
-      same = routed->len == 0;  // an IP literal counts as no SNI, as the router saw it
-    } else {
-      same = n && routed->len != 0 && n->len == routed->len && std::memcmp(buf, routed->name(), routed->len) == 0;
-    }
-  }
+  const bool same = is_routed_name(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name), *routed);
   if (!same) {
     routed->mismatch = true;
     *alert = SSL_AD_UNRECOGNIZED_NAME;
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   return SSL_TLSEXT_ERR_OK;
+}
+
+// A TLS 1.2 session carries the name of its first handshake, and OpenSSL
+// 3.0 resumes it under any name (SSL_get_servername then answers the
+// session's): a ticket of another name than the one routed by gets a full
+// handshake and a new ticket (RFC 6066 section 3), not an abort. TLS 1.3
+// sessions hold no name (the handshake's counts); they resume on any name
+// of the same certificate (sessions are bound to it).
+SSL_TICKET_RETURN on_ticket_decrypted(SSL* ssl, SSL_SESSION* session, const unsigned char* /*key_name*/,
+                                      size_t /*key_name_len*/, SSL_TICKET_STATUS status, void* /*arg*/) {
+  const bool opened = status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW;
+  if (!opened) return status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER
+                          ? SSL_TICKET_RETURN_ABORT
+                          : SSL_TICKET_RETURN_IGNORE_RENEW;
+  if (SSL_SESSION_get_protocol_version(session) < TLS1_3_VERSION) {
+    const auto* routed = static_cast<const RoutedName*>(SSL_get_ex_data(ssl, routed_name_index()));
+    if (routed == nullptr || !is_routed_name(SSL_SESSION_get0_hostname(session), *routed)) {
+      return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+  }
+  return status == SSL_TICKET_SUCCESS_RENEW ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
 }
 
 int on_ticket_key(SSL* ssl, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
@@ -356,6 +375,7 @@ Result<SslCtxPtr, std::string> new_configured_ctx(const TlsSettings& s,
   if (s.session_tickets && ticket_keys) {
     state->ticket_keys = std::move(ticket_keys);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx.get(), on_ticket_key);
+    SSL_CTX_set_session_ticket_cb(ctx.get(), nullptr, on_ticket_decrypted, nullptr);
   }
   SSL_CTX_set_tlsext_servername_callback(ctx.get(), on_servername);
   return ctx;

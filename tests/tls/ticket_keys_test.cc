@@ -104,6 +104,35 @@ TEST_P(TicketKeysTest, TicketFromOneWorkerResumesOnAnother) {
   EXPECT_TRUE(second.reused);
 }
 
+// One certificate for two names (m1.test, m2.test). A session of m1.test
+// offered under m2.test: a TLS 1.2 session carries its name, and RFC 6066
+// section 3 says not to resume it under another, so a full handshake and a
+// new ticket (OpenSSL 3.0 resumed it, answering the session's name to the
+// SNI check, which then refused the handshake: alert 112). TLS 1.3
+// sessions hold no name: resumed. Under its own name either resumes.
+TEST_P(TicketKeysTest, ASessionOfAnotherNameOfTheSameCertificate) {
+  auto keys = fresh_keys();
+  const TestCert leaf = pki.leaf("m1.test", {.dns_names = {"m2.test"}});
+  const std::string pem = dir.write("multi.pem", pki.server_chain_pem(leaf));
+  const std::string key = dir.write("multi.key", leaf.key_pem());
+  WorkerCerts w;
+  for (const char* host : {"m1.test", "m2.test"}) {
+    auto ctx = make_server_ctx({pem, key}, {}, keys);
+    ASSERT_TRUE(ctx) << ctx.error();
+    w.by_host.emplace(host, std::move(*ctx));
+  }
+  Outcome first = connect(w, "m1.test");
+  ASSERT_TRUE(first.ok);
+  Outcome other = connect(w, "m2.test", first.session.get());
+  EXPECT_TRUE(other.ok);
+  EXPECT_EQ(other.reused, version() == TLS1_3_VERSION);
+  ASSERT_NE(other.session, nullptr);
+  EXPECT_TRUE(SSL_SESSION_has_ticket(other.session.get())) << "a new ticket";
+  Outcome again = connect(w, "m2.test", other.session.get());
+  EXPECT_TRUE(again.reused);
+  EXPECT_TRUE(connect(w, "m1.test", first.session.get()).reused);
+}
+
 TEST_P(TicketKeysTest, WithoutSharedKeysTicketsStayOnTheirWorker) {
   // OpenSSL's own per-SSL_CTX keys: resumption works on the same SSL_CTX only.
   WorkerCerts worker0 = worker_store(nullptr);
