@@ -505,11 +505,21 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
     splice_to_backend(f, p, out);
     return;
   }
+  // RCV.NXT: the end of the hello bytes held in order.
+  const uint32_t rcv_nxt = f.hello.next_seq();
   if (p.flags & kTcpRst) {
-    // In the window (RFC 5961 would ask for exactly rcv_nxt; the flow holds
-    // nothing worth a challenge ACK): the client gave up.
-    if (f.state == Flow::State::kCollecting) ++stats_.client_aborts;
-    erase(f);
+    // RFC 5961 3.2: exactly at RCV.NXT the client gave up; elsewhere in the
+    // window a challenge ACK (a real reset follows at its number); outside,
+    // dropped. A blind reset ends nothing.
+    if (p.seq == rcv_nxt) {
+      if (f.state == Flow::State::kCollecting) ++stats_.client_aborts;
+      erase(f);
+    } else if (seq_within(p.seq, rcv_nxt, static_cast<uint32_t>(f.hello.capacity()))) {
+      ++stats_.rst_in_window;
+      send_segment(f, f.snd_nxt, kTcpAck, {}, out);
+    } else {
+      ++stats_.rst_out_of_window;
+    }
     return;
   }
   if (f.state == Flow::State::kConnecting) {
@@ -517,7 +527,13 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
     // retransmission (nothing beyond the hello was acknowledged).
     return;
   }
-  if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
+  // TS.Recent moves only with a segment at or below RCV.NXT (RFC 7323 4.3):
+  // a blind segment far ahead must not put its TSval in our SYN to the
+  // backend, whose PAWS check would then drop the client's real segments.
+  if (p.options.has_timestamps && seq_within(p.seq, rcv_nxt - static_cast<uint32_t>(f.hello.contiguous().size()),
+                                             static_cast<uint32_t>(f.hello.contiguous().size()))) {
+    f.ts_recent = p.options.ts_val;
+  }
   if (f.state == Flow::State::kClosing) {
     // Our answer and FIN are out. The client's FIN gets its ACK and ends the
     // flow; a segment that does not acknowledge our FIN gets it again.

@@ -124,6 +124,15 @@ inline uint16_t rescale_window(uint16_t window, int8_t from, uint8_t to) noexcep
   return static_cast<uint16_t>(scaled < 65535 ? scaled : 65535);
 }
 
+// Whether sequence number `x` is in [lo, lo + len].
+inline bool seq_within(uint32_t x, uint32_t lo, uint32_t len) noexcept { return x - lo <= len; }
+
+// The most a window can offer at shift `wscale` (-1: the peer does not
+// scale): what a receiver can have allowed beyond its last acknowledgement.
+inline uint32_t max_window(int8_t wscale) noexcept {
+  return uint32_t{65535} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
+}
+
 // An acknowledgement moves a leg's oldest unacknowledged sequence number
 // forward: never back, never past what was sent (nxt).
 inline void note_ack(uint32_t& una, uint32_t ack, uint32_t nxt) noexcept {

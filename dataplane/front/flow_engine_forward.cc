@@ -339,7 +339,8 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
     // The backend's side (on_backend_segment): a hand-off's comes from the
     // exception port only, a passthrough's from the wire only.
     if (f->handoff != from_exception || (from_exception && !cfg_.handoff.enabled)) return false;
-    if (f->state != Flow::State::kSpliced || (s.flags & kTcpSyn) || f->wait == Wait::kReplay) return false;
+    // Resets are judged by the full path (judge_reset).
+    if (f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst)) || f->wait == Wait::kReplay) return false;
     if ((has_ts && !f->backend_ts) || f->key.src.family != 4 || f->key.dst.family != 4) return false;
     Fields to = s.f;
     if (!retag(s, f->vlan, to)) return false;
@@ -370,7 +371,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   // The client's side (on_tcp, on_flow_segment, splice_to_backend). The key
   // of a flow is a VIP's address and port, so the VIP checks hold.
   f = lookup(k, h);
-  if (f == nullptr || f->state != Flow::State::kSpliced) return false;
+  if (f == nullptr || f->state != Flow::State::kSpliced || (s.flags & kTcpRst)) return false;
   if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
   Fields to = s.f;
   if (!retag(s, backend_vlan(*f), to)) return false;
@@ -386,7 +387,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   if (!send_rewritten(s, to, frame, toward_backend(*f, out))) return false;
   rotate_cookie_key(now_ms);
   ++stats_.rx_frames;
-  if (has_ts) f->ts_recent = s.f.ts_val;
+  if (has_ts && seq_within(s.f.seq, f->backend_una, max_window(f->backend_wscale))) f->ts_recent = s.f.ts_val;
   f->client_window = s.f.window;
   if (s.flags & kTcpAck) note_ack(f->client_una, s.f.ack, f->snd_nxt);
   ++stats_.forwarded_in_place;

@@ -364,6 +364,12 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     if (f.wait == Wait::kReplay) send_replay(f, out);
     return;
   }
+  uint8_t flags = p.flags;
+  if (flags & kTcpRst) {
+    bool ends = false;
+    if (!judge_reset(p.seq + f.delta, f.client_una, f.snd_nxt, max_window(f.syn.wscale), ends)) return;
+    if (!ends) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_client: the flow stays
+  }
   if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
   const bool replay_pending = f.wait == Wait::kReplay;
   if (replay_pending && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end)) {
@@ -384,7 +390,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     if (rewrite_tcp(inplace_, p, rw) && out.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
-      after_to_client(f, p.flags, segment_end(s.seq, p));
+      after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
       return;
     }
   }
@@ -397,13 +403,15 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   }
   s.payload = p.payload;
   emit(out, s);
-  after_to_client(f, p.flags, segment_end(s.seq, p));
+  after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
 }
 
 // What a segment sent to the client (copied or in place) changes in the flow.
 void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_client;
-  if (seq_geq(end, f.snd_nxt)) {
+  if (!seq_within(end, f.client_una, max_window(f.syn.wscale))) {
+    ++stats_.segments_out_of_window;  // as in after_to_backend
+  } else if (seq_geq(end, f.snd_nxt)) {
     if (f.series != nullptr) series_add(f.series->bytes_out, new_bytes(end, f.snd_nxt, flags));
     f.snd_nxt = end;
   }
@@ -419,8 +427,35 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
   }
 }
 
+// A reset on a spliced leg whose receiver acknowledged up to `una`, after
+// which the sender's next sequence number is `nxt`, the receiver's window
+// at most `window`: outside it, dropped (a blind reset: nothing is passed
+// on or ended); at `una` or `nxt`, it ends the flow; elsewhere in the
+// window it is passed on for the receiver to judge (RFC 5961: it answers
+// with a challenge ACK, and a real reset follows at its number) and the
+// flow stays. Returns whether to pass it on; `ends` whether it ends the flow.
+bool FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window, bool& ends) noexcept {
+  ends = seq == una || seq == nxt;
+  if (ends) return true;
+  if (!seq_within(seq, una, window)) {
+    ++stats_.rst_out_of_window;
+    return false;
+  }
+  ++stats_.rst_in_window;
+  return true;
+}
+
 void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept {
-  if (p.options.has_timestamps) f.ts_recent = p.options.ts_val;
+  uint8_t flags = p.flags;
+  if (flags & kTcpRst) {
+    bool ends = false;
+    if (!judge_reset(p.seq, f.backend_una, f.to_backend_nxt, max_window(f.backend_wscale), ends)) return;
+    if (!ends) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_backend: the flow stays
+  }
+  // A reset moves no sequence number (one in the window is passed on only).
+  const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt : segment_end(p.seq, p);
+  const bool in_window = seq_within(p.seq, f.backend_una, max_window(f.backend_wscale));
+  if (p.options.has_timestamps && in_window) f.ts_recent = p.options.ts_val;
   f.client_window = p.window;
   if (p.flags & kTcpAck) note_ack(f.client_una, p.ack, f.snd_nxt);
   FrameSink& to = toward_backend(f, out);
@@ -437,7 +472,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     if (rewrite_tcp(inplace_, p, rw) && to.send_in_place(inplace_)) {
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
-      after_to_backend(f, p.flags, segment_end(p.seq, p));
+      after_to_backend(f, flags, end);
       return;
     }
   }
@@ -452,12 +487,16 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   }
   s.payload = p.payload;
   emit(to, s);
-  after_to_backend(f, p.flags, segment_end(p.seq, p));
+  after_to_backend(f, flags, end);
 }
 
 void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_backend;
-  if (seq_geq(end, f.to_backend_nxt)) {
+  if (!seq_within(end, f.backend_una, max_window(f.backend_wscale))) {
+    // Beyond any window the backend gave: it drops it; a forged segment
+    // must not move what the flow expects next (resets, ICMP checks).
+    ++stats_.segments_out_of_window;
+  } else if (seq_geq(end, f.to_backend_nxt)) {
     if (f.series != nullptr) series_add(f.series->bytes_in, new_bytes(end, f.to_backend_nxt, flags));
     f.to_backend_nxt = end;
   }

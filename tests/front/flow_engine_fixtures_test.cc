@@ -827,6 +827,96 @@ TEST_F(FlowEngineFixtureTest, BackendRstWhileSplicedResetsTheClient) {
   EXPECT_TRUE(wire(client(kTcpAck, cnext, isn_ + 1)).wire.empty());
 }
 
+// Resets and segments an off-path sender can forge knowing the 4-tuple
+// alone (RFC 5961): a reset outside the receiver's window is dropped and
+// ends nothing; a data segment beyond it is passed on (the receiver drops
+// it) but moves nothing, so a reset at its end is still outside; a reset in
+// the window but not at the number expected is passed on (the receiver
+// judges it: a challenge ACK) and the flow stays; one at the number ends it.
+// Before, any reset ended the flow and the next segments met no flow.
+TEST_F(FlowEngineFixtureTest, BlindResetsAndSegmentsEndNoSplicedFlow) {
+  handshake(full_options());
+  send_hello_and_reach_backend();
+  TcpOptions o = full_options();
+  o.ts_val = 50;
+  ASSERT_EQ(backend_accepts(o).size(), 1u);
+  backend_acks_replay(hello_.size());
+  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+
+  EXPECT_TRUE(wire(client(kTcpRst, cnext + 0x10000000, 0)).wire.empty());
+  TcpSegment brst = backend(kTcpRst, backend_isn_ + 1 + 0x20000000, 0);
+  with_backend_ts(brst);
+  EXPECT_TRUE(wire(brst).wire.empty());
+  EXPECT_EQ(stats().rst_out_of_window, 2u);
+  EXPECT_EQ(engine().flows(), 1u);
+
+  const uint32_t far = cnext + 0x40000000;
+  const uint8_t one = 'x';
+  auto out = wire(client(kTcpAck | kTcpPsh, far, isn_ + 1, std::span(&one, 1)));
+  ASSERT_EQ(out.wire.size(), 1u) << "passed on: the backend drops it";
+  EXPECT_EQ(stats().segments_out_of_window, 1u);
+  EXPECT_TRUE(wire(client(kTcpRst, far + 1, 0)).wire.empty()) << "its end is not what the flow expects";
+  EXPECT_EQ(stats().rst_out_of_window, 3u);
+  EXPECT_EQ(engine().flows(), 1u);
+
+  out = wire(client(kTcpRst, cnext + 100, 0));
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].dst, IpAddr::v4(kBackendIp));
+  EXPECT_TRUE(out.wire[0].flags & kTcpRst);
+  TcpSegment bmid = backend(kTcpRst, backend_isn_ + 1 + 100, 0);
+  with_backend_ts(bmid);
+  out = wire(bmid);
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].dst, kClient);
+  EXPECT_EQ(stats().rst_in_window, 2u);
+  EXPECT_EQ(engine().flows(), 1u) << "the receivers judge an in-window reset";
+
+  // The data flows on; then the client's reset at its next number ends it.
+  const std::string more(10, 'm');
+  ASSERT_EQ(wire(client(kTcpAck | kTcpPsh, cnext, isn_ + 1, as_bytes(more))).wire.size(), 1u);
+  out = wire(client(kTcpRst, cnext + u32(more.size()), 0));
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_TRUE(out.wire[0].flags & kTcpRst);
+  expect_no_flows_left();
+}
+
+// While the hello is collected: a reset outside the window is dropped, one
+// in it but not at RCV.NXT gets a challenge ACK (RFC 5961 3.2), one at
+// RCV.NXT ends the flow. TS.Recent moves only with segments at or below
+// RCV.NXT (RFC 7323 4.3): the ACK of a piece ahead of a gap echoes the
+// TSval of the last in-order one, not its own (nor a forged segment's).
+TEST_F(FlowEngineFixtureTest, BlindResetsAndTimestampsWhileCollecting) {
+  handshake(full_options());
+  EXPECT_TRUE(wire(client(kTcpRst, client_isn_ + 1 + 0x30000000, 0)).wire.empty());
+  EXPECT_EQ(stats().rst_out_of_window, 1u);
+  auto out = wire(client(kTcpRst, client_isn_ + 1 + 100, 0));
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].flags, kTcpAck) << "a challenge ACK";
+  EXPECT_EQ(out.wire[0].ack, client_isn_ + 1);
+  EXPECT_EQ(stats().rst_in_window, 1u);
+  EXPECT_EQ(engine().flows(), 1u);
+
+  const uint32_t in_order_tsval = client_tsval_;
+  const size_t half = hello_.size() / 2;
+  TcpSegment ahead = client(kTcpAck | kTcpPsh, client_isn_ + 1 + u32(half), isn_ + 1,
+                            std::span(hello_).subspan(half));
+  ahead.options.ts_val = in_order_tsval + 1000;
+  out = wire(ahead);
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].ack, client_isn_ + 1) << "a duplicate ACK: the gap";
+  EXPECT_EQ(out.wire[0].options.ts_ecr, in_order_tsval);
+  client_tsval_ = in_order_tsval + 1001;
+  out = wire(client(kTcpAck | kTcpPsh, client_isn_ + 1, isn_ + 1, std::span(hello_).subspan(0, half)));
+  ASSERT_EQ(out.wire.size(), 2u) << "the hello's ACK and the ARP request";
+  EXPECT_EQ(to_client_in(out.wire).options.ts_ecr, client_tsval_);
+  reach_backend(asked_in(out.wire));
+  EXPECT_EQ(backend_syn_.options.ts_val, client_tsval_);
+
+  // Connecting: a reset at RCV.NXT (the hello's end) ends the flow.
+  (void)wire(client(kTcpRst, client_isn_ + 1 + u32(hello_.size()), 0));
+  expect_no_flows_left();
+}
+
 TEST_F(FlowEngineFixtureTest, KeepAlivesOfASplicedFlowPassBothWays) {
   handshake(full_options());
   send_hello_and_reach_backend();
