@@ -359,6 +359,21 @@ class FlowEngineFixtureTest : public ::testing::Test {
     for (const Packet& p : out.wire) EXPECT_EQ(p.dst, IpAddr::v4(kBackendIp));
     return out.wire;
   }
+  // A flow brought to the spliced state, idle: the client's SYN with full
+  // options, the hello, the backend's SYN-ACK with `o`, its ACK of the
+  // replay. Returns the client's next sequence number.
+  uint32_t spliced(TcpOptions o) {
+    handshake(full_options());
+    send_hello_and_reach_backend();
+    EXPECT_EQ(backend_accepts(o).size(), 1u);
+    backend_acks_replay(hello_.size());
+    return client_isn_ + 1 + u32(hello_.size());
+  }
+  static TcpOptions full_options_ts(uint32_t ts_val) {
+    TcpOptions o = full_options();
+    o.ts_val = ts_val;
+    return o;
+  }
   // The backend acknowledges `n` bytes of the replay: the flow is spliced,
   // idle; the ACK goes on to the client (at our sequence numbers).
   void backend_acks_replay(size_t n, uint64_t now = kT) {
@@ -764,14 +779,10 @@ TEST_F(FlowEngineFixtureTest, WindowScaleAbove14IsUsedAs14BothWays) {
 // the backend offered), but a window that is open never becomes a zero
 // window (the client would stop and probe while the backend waits).
 TEST_F(FlowEngineFixtureTest, WindowRescaleRoundsDownButNeverToZero) {
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
+  TcpOptions o = full_options_ts(100);
   o.wscale = -1;  // the backend does not scale: its windows are bytes
-  o.ts_val = 100;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(o);
+  if (HasFailure()) return;
   struct Case {
     uint16_t backend, client;
   };
@@ -804,13 +815,8 @@ TEST_F(FlowEngineFixtureTest, LostBackendSynIsSentAgainThenSplices) {
 }
 
 TEST_F(FlowEngineFixtureTest, BackendRstWhileSplicedResetsTheClient) {
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
-  o.ts_val = 50;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(full_options_ts(50));
+  if (HasFailure()) return;
   const std::string answer(100, 'b');
   TcpSegment d = backend(kTcpAck | kTcpPsh, backend_isn_ + 1, cnext, as_bytes(answer));
   with_backend_ts(d);
@@ -835,13 +841,8 @@ TEST_F(FlowEngineFixtureTest, BackendRstWhileSplicedResetsTheClient) {
 // judges it: a challenge ACK) and the flow stays; one at the number ends it.
 // Before, any reset ended the flow and the next segments met no flow.
 TEST_F(FlowEngineFixtureTest, BlindResetsAndSegmentsEndNoSplicedFlow) {
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
-  o.ts_val = 50;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(full_options_ts(50));
+  if (HasFailure()) return;
 
   EXPECT_TRUE(wire(client(kTcpRst, cnext + 0x10000000, 0)).wire.empty());
   TcpSegment brst = backend(kTcpRst, backend_isn_ + 1 + 0x20000000, 0);
@@ -918,13 +919,8 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndTimestampsWhileCollecting) {
 }
 
 TEST_F(FlowEngineFixtureTest, KeepAlivesOfASplicedFlowPassBothWays) {
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
-  o.ts_val = 7;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(full_options_ts(7));
+  if (HasFailure()) return;
   const std::string answer(300, 'k');
   TcpSegment d = backend(kTcpAck | kTcpPsh, backend_isn_ + 1, cnext, as_bytes(answer));
   with_backend_ts(d);
@@ -1258,13 +1254,8 @@ TEST_F(FlowEngineFixtureTest, MalformedOptionListsAreDroppedOnEveryPath) {
   EXPECT_EQ(stats().syn_cookies, 0u);
   EXPECT_EQ(stats().rx_bad, bad.size());
   // A spliced flow.
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
-  o.ts_val = 2;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(full_options_ts(2));
+  if (HasFailure()) return;
   const uint64_t spliced = stats().spliced_to_backend;
   for (size_t i = 0; i < bad.size(); ++i) {
     SCOPED_TRACE(i);
@@ -1287,13 +1278,8 @@ TEST_F(FlowEngineFixtureTest, MalformedOptionListsAreDroppedOnEveryPath) {
 // payload again), the incremental update keeps the error where it was, for
 // the receiver to see.
 TEST_F(FlowEngineFixtureTest, BadChecksumIsNeverRepaired) {
-  handshake(full_options());
-  send_hello_and_reach_backend();
-  TcpOptions o = full_options();
-  o.ts_val = 2;
-  ASSERT_EQ(backend_accepts(o).size(), 1u);
-  backend_acks_replay(hello_.size());
-  const uint32_t cnext = client_isn_ + 1 + u32(hello_.size());
+  const uint32_t cnext = spliced(full_options_ts(2));
+  if (HasFailure()) return;
   const std::string data(500, 'd');
   for (const bool from_backend : {false, true}) {
     SCOPED_TRACE(from_backend ? "backend -> client" : "client -> backend");
