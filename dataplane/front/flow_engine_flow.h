@@ -35,6 +35,10 @@ struct FlowEngine::Flow {
   bool timestamps = false;
   bool backend_ts = false;       // the backend echoed timestamps
   int8_t backend_wscale = -1;
+  // The client's window shift when the backend does not scale (RFC 7323:
+  // scaling is then off for the backend both ways, its windows read as
+  // bytes): the client's windows are shifted by it on their way; else 0.
+  uint8_t client_window_shift = 0;
   bool fin_from_client = false, fin_from_backend = false;
   FlowKey key;  // as the client's segments carry it (src = client, dst = VIP)
   // Passthrough (FullNAT: the backend sees the VIP and a local port), and
@@ -131,6 +135,13 @@ inline bool seq_within(uint32_t x, uint32_t lo, uint32_t len) noexcept { return 
 // scale): what a receiver can have allowed beyond its last acknowledgement.
 inline uint32_t max_window(int8_t wscale) noexcept {
   return uint32_t{65535} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
+}
+
+// The client's window field for a backend that does not scale (shift:
+// the client's): in bytes, at most 65535 (never 0 for an open window).
+inline uint16_t unscaled_window(uint16_t window, uint8_t shift) noexcept {
+  const uint64_t bytes = uint64_t{window} << shift;
+  return static_cast<uint16_t>(bytes < 65535 ? bytes : 65535);
 }
 
 // An acknowledgement moves a leg's oldest unacknowledged sequence number

@@ -383,6 +383,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   to.sport = f->bkey.dport;
   to.dport = f->bkey.sport;
   if (s.flags & kTcpAck) to.ack = s.f.ack - f->delta;
+  to.window = unscaled_window(s.f.window, f->client_window_shift);
   to.ts_ecr = s.f.ts_ecr - f->ts_delta;
   if (!send_rewritten(s, to, frame, toward_backend(*f, out))) return false;
   rotate_cookie_key(now_ms);

@@ -311,7 +311,7 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
     s.seq = first + static_cast<uint32_t>(at);
     s.ack = f.backend_isn + 1;
     s.flags = kTcpAck | (at + n == bytes.size() ? kTcpPsh : 0);
-    s.window = f.client_window;
+    s.window = unscaled_window(f.client_window, f.client_window_shift);
     if (f.backend_ts) {
       s.options.has_timestamps = true;
       s.options.ts_val = f.ts_recent;
@@ -340,7 +340,11 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     f.backend_isn = p.seq;
     f.delta = (f.snd_nxt - 1) - f.backend_isn;
     f.backend_wscale = f.syn.wscale >= 0 ? std::min<int8_t>(std::max<int8_t>(p.options.wscale, 0), 14) : -1;
-    if (f.syn.wscale >= 0 && p.options.wscale < 0) f.backend_wscale = 0;  // the backend does not scale
+    f.client_window_shift = 0;
+    if (f.syn.wscale >= 0 && p.options.wscale < 0) {  // the backend does not scale
+      f.backend_wscale = 0;
+      f.client_window_shift = static_cast<uint8_t>(std::min<int8_t>(f.syn.wscale, 14));
+    }
     f.backend_mss = p.options.mss != 0 ? p.options.mss : 536;
     f.backend_ts = f.timestamps && p.options.has_timestamps;
     // The backend's SYN-ACK TSval becomes our clock now, not our SYN-ACK's
@@ -463,7 +467,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   s.seq = p.seq;
   s.ack = (p.flags & kTcpAck) ? p.ack - f.delta : 0;
   s.flags = p.flags;
-  s.window = p.window;
+  s.window = unscaled_window(p.window, f.client_window_shift);
   const bool ts = f.backend_ts && p.options.has_timestamps;
   if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, (p.flags & kTcpAck) ? s.ack : p.ack, s.window, ts,

@@ -796,6 +796,17 @@ TEST_F(FlowEngineFixtureTest, WindowRescaleRoundsDownButNeverToZero) {
     ASSERT_EQ(out.wire.size(), 1u);
     EXPECT_EQ(out.wire[0].window, c.client);
   }
+  // The other way: scaling is off for the backend both ways (RFC 7323), so
+  // the client's windows (its shift 7) reach it in bytes, at most 65535;
+  // before, 502 (64,256 bytes) went on as 502 bytes, a flow at a crawl.
+  for (const Case c : {Case{64256, 502}, Case{65535, 600}, Case{65535, 65535}, Case{128, 1}, Case{0, 0}}) {
+    SCOPED_TRACE(c.client);
+    TcpSegment a = client(kTcpAck, cnext, isn_ + 1);
+    a.window = c.client;
+    auto out = wire(a);
+    ASSERT_EQ(out.wire.size(), 1u);
+    EXPECT_EQ(out.wire[0].window, c.backend);
+  }
 }
 
 TEST_F(FlowEngineFixtureTest, LostBackendSynIsSentAgainThenSplices) {
