@@ -178,16 +178,13 @@ void FlowEngine::give_back_buffer(Flow& f) noexcept {
 
 void FlowEngine::link_tail(Flow& f, Wait w) noexcept {
   // Already in that list since this millisecond (another segment of the
-  // flow): the same deadline (a flow's timeouts do not change), the list's
-  // order holds as it is.
+  // flow): the list's order holds as it is.
   if (f.linked && f.wait == w && f.linked_ms == now_ms_) return;
-  const uint64_t deadline = now_ms_ + timeout_of(f, w);
   unlink(f);
   const uint32_t i = static_cast<uint32_t>(&f - flows_.data());
   const auto l = static_cast<size_t>(w);
   f.wait = w;
   f.linked = true;
-  f.deadline = deadline;
   f.linked_ms = now_ms_;
   f.prev = tail_[l];
   f.next = kNil;
@@ -204,8 +201,14 @@ void FlowEngine::unlink(Flow& f) noexcept {
   f.linked = false;
 }
 
-uint64_t FlowEngine::timeout_of(const Flow& f, Wait w) const noexcept {
-  const worker::Timeouts& t = f.rt->timeouts;
+// The timeouts in service (rt_'s), the same for every flow of a list:
+// each list is in the order its flows were put at its tail (linked_ms), so
+// it is in the order they expire too, and on_tick stops at the first that
+// has not. A reload's timeouts apply to the flows already waiting (as the
+// workers' do): with each flow's own generation's timeouts, a reload that
+// lowered one left the flows behind an older one unexpired.
+uint64_t FlowEngine::timeout_of(Wait w) const noexcept {
+  const worker::Timeouts& t = rt_->timeouts;
   switch (w) {
     case Wait::kHello: return t.hello_ms;
     case Wait::kClosing: return cfg_.closing_ms;
@@ -746,7 +749,7 @@ void FlowEngine::on_tick(uint64_t now_ms, FrameSink& out) noexcept {
   for (size_t l = 0; l < static_cast<size_t>(Wait::kCount); ++l) {
     while (head_[l] != kNil) {
       Flow& f = flows_[head_[l]];
-      if (f.deadline > now_ms) break;
+      if (f.linked_ms + timeout_of(static_cast<Wait>(l)) > now_ms) break;
       on_wait_expired(f, out);
     }
   }

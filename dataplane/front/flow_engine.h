@@ -402,7 +402,7 @@ class FlowEngine {
   void erase(Flow& f) noexcept;
   void link_tail(Flow& f, Wait w) noexcept;
   void unlink(Flow& f) noexcept;
-  uint64_t timeout_of(const Flow& f, Wait w) const noexcept;
+  uint64_t timeout_of(Wait w) const noexcept;
 
   // The fast path of the *_in_place calls (flow_engine_forward.cc): true
   // when the frame was a segment of a spliced flow in the common shape and

@@ -60,7 +60,6 @@ struct FlowEngine::Flow {
   uint32_t client_una = 0;   // ours towards the client (up to snd_nxt)
   uint32_t backend_una = 0;  // the client's, towards the backend (up to to_backend_nxt)
   uint32_t prev = kNil, next = kNil;
-  uint64_t deadline = 0;
   uint64_t linked_ms = 0;  // when the flow was put at the tail of its list
   // The route's and the picked backend's series (count_route,
   // count_backend_pick): bytes are counted as the legs' sequence numbers

@@ -34,17 +34,18 @@ class FlowEngineTest : public ::testing::Test {
 
   // The engine's configuration; `pools_before`: more [[pool]]s ahead of
   // pool p (which then has another index).
-  static std::string engine_toml(uint32_t hello_ms, uint32_t max_hello, const std::string& pools_before = "") {
+  static std::string engine_toml(uint32_t hello_ms, uint32_t max_hello, const std::string& pools_before = "",
+                                 const std::string& timeouts = "") {
     return "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"[fd00::1]:443\"]\n"
            "max_hello_bytes = " + std::to_string(max_hello) + "\n" + pools_before +
            "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
            "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
            "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
            "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
-           "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n";
+           "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n" + timeouts;
   }
   void make_engine(uint32_t max_flows = 1024, uint32_t hello_ms = 5000, uint32_t max_hello = 16384) {
-    const std::string toml = engine_toml(hello_ms, max_hello, pools_before_);
+    const std::string toml = engine_toml(hello_ms, max_hello, pools_before_, timeouts_);
     const std::string path = dir_.write("lode.toml", toml);
     auto cfg = config::load_config_file(path);
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
@@ -139,6 +140,7 @@ class FlowEngineTest : public ::testing::Test {
 
   test::TempDir dir_;
   std::string pools_before_;  // engine_toml's
+  std::string timeouts_;      // engine_toml's: more [timeouts] keys
   std::unique_ptr<FlowEngine> engine_;
   std::shared_ptr<worker::Runtime> runtime_;
   VectorSink sink_;
@@ -494,6 +496,36 @@ TEST_F(PassthroughTest, AFlowOfAnOlderGenerationTouchesNoPoolStateOfTheNewOne) {
   ASSERT_EQ(out.size(), 1u) << "the first flow's replay";
   EXPECT_EQ(out[0].payload.size(), hello_bytes.size());
   in(from_backend(kTcpRst | kTcpAck, 0x50000001, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size())));
+}
+
+// A reload that lowers idle_ms: flow A waits idle under the old 300 s,
+// flow B becomes idle after the reload. Each waited by its own
+// generation's timeout, and A, at the head of the idle list, kept B from
+// ever being looked at. The timeouts in service apply to every waiting
+// flow (as in the workers): both are reset at 1 s.
+TEST_F(PassthroughTest, AReloadsTimeoutsApplyToTheFlowsAlreadyWaiting) {
+  timeouts_ = "idle_ms = 300000\n";
+  make_engine();
+  open_to_backend();
+  const uint32_t hello_end = client_isn + 1 + static_cast<uint32_t>(hello_bytes.size());
+  ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, 0x50000000, client_isn + 1)).size(), 1u);
+  ASSERT_EQ(in(from_backend(kTcpAck, 0x50000001, hello_end)).size(), 1u);
+  auto lower = runtime_from(engine_toml(5000, 16384, "", "idle_ms = 1000\n"), "lower.toml");
+  ASSERT_NE(lower, nullptr);
+  engine_->set_runtime(lower);
+  const uint32_t y = connect(5000, 40001);
+  const test::Bytes h = hello("p.test");
+  auto out = in(seg(kTcpAck | kTcpPsh, y, isn_ + 1, h, 40001));
+  const auto syn = std::find_if(out.begin(), out.end(), [](const Packet& x) { return x.flags == kTcpSyn; });
+  ASSERT_NE(syn, out.end());
+  backend_syn = *syn;
+  ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, 0x60000000, y)).size(), 1u);
+  ASSERT_EQ(in(from_backend(kTcpAck, 0x60000001, y + static_cast<uint32_t>(h.size()))).size(), 1u);
+  EXPECT_EQ(engine_->flows(), 2u);
+  (void)tick(1'000'000 + 999);
+  EXPECT_EQ(engine_->flows(), 2u);
+  (void)tick(1'000'000 + 1'001);
+  EXPECT_EQ(engine_->flows(), 0u) << "both idle past the 1 s in service";
 }
 
 TEST_F(PassthroughTest, HelloIsReplayedThenSegmentsAreTranslatedBothWays) { translate_both_ways(); }
