@@ -559,12 +559,15 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
         break;
       case HelloCollector::Add::kDuplicate:
         break;
-      case HelloCollector::Add::kBeyondCap: {
-        ++stats_.hello_too_large;
-        const AlertRecord a = fatal_alert_record(TlsAlert::kRecordOverflow);
-        answer_and_close(f, a.bytes, out);
-        return;
-      }
+      case HelloCollector::Add::kBeyondCap:
+        // Past the window we offered (the hello's room): a blind segment,
+        // or one the client had no right to send. Dropped, the ACK below
+        // says what is held (RFC 9293 3.10.7.4); it ended the flow before,
+        // so one forged segment far ahead reset any hello in progress. A
+        // hello too large is decided by its length, or by the room running
+        // out (try_parse).
+        ++stats_.segments_out_of_window;
+        break;
       case HelloCollector::Add::kTooManyGaps:
         ++stats_.hello_gap_drops;
         break;
@@ -589,7 +592,15 @@ void FlowEngine::try_parse(Flow& f, FrameSink& out) noexcept {
   const auto bytes = f.hello.contiguous();
   if (bytes.empty()) return;
   const ParseStatus st = f.parser->parse(bytes);
-  if (st == ParseStatus::kNeedMore) return;
+  if (st == ParseStatus::kNeedMore) {
+    if (bytes.size() < f.hello.capacity()) return;
+    // The room is full and the hello wants more (its records' headers took
+    // the slack: many small records): too large, as the length would say.
+    ++stats_.hello_too_large;
+    const AlertRecord a = fatal_alert_record(TlsAlert::kRecordOverflow);
+    answer_and_close(f, a.bytes, out);
+    return;
+  }
   if (st == ParseStatus::kError) {
     const tls::HelloParseError& e = f.parser->error();
     if (tls::is_not_tls(e.code)) {

@@ -183,7 +183,7 @@ namespace lode::stats {
   X(rss_hash_disabled, "1 on the lcore whose mismatches turned local port choice by RSS hash off for every lcore (new legs: the port rule); summed: 0 or 1") \
   X(rst_out_of_window, "RSTs dropped: their sequence number is outside the receiver's window (a blind reset, RFC 5961)") \
   X(rst_in_window, "RSTs in the window but not at the sequence number expected: passed on to a spliced flow's receiver, which decides (RFC 5961), or answered with a challenge ACK while collecting; the flow kept") \
-  X(segments_out_of_window, "segments of spliced flows beyond the receiver's largest window: passed on, the flow's sequence state not moved by them")
+  X(segments_out_of_window, "segments beyond the receiver's window: of a spliced flow, passed on (its receiver drops them), the flow's sequence state not moved; while collecting the hello, dropped with a duplicate ACK")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the

@@ -911,13 +911,33 @@ TEST_F(FlowEngineTest, BadChecksumIsDroppedNeverRepaired) {
   EXPECT_EQ(stats().rx_bad, 1u);
 }
 
-TEST_F(FlowEngineTest, HelloLargerThanTheCapGetsRecordOverflow) {
+// A segment beyond the room offered for the hello (max_hello_bytes + the
+// record slack) is dropped with a duplicate ACK, the flow kept: one forged
+// segment far ahead used to end any hello in progress (record_overflow).
+// A hello whose length fits but whose many small records fill the room
+// gets record_overflow once the room is full.
+TEST_F(FlowEngineTest, HelloLargerThanTheRoomGetsRecordOverflowASegmentBeyondItIsDropped) {
   make_engine(1024, 5000, 1024);
   const uint32_t seq = connect();
   std::vector<uint8_t> big(1400, 0x16);
-  // Beyond max_hello_bytes + the record slack.
-  const uint32_t far = seq + 1024 + 4096 - 100;
-  auto out = in(seg(kTcpAck, far, isn_ + 1, big));
+  const uint32_t room = 1024 + 4096;
+  auto out = in(seg(kTcpAck, seq + room - 100, isn_ + 1, big));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags, kTcpAck);
+  EXPECT_EQ(out[0].ack, seq) << "a duplicate ACK";
+  EXPECT_TRUE(out[0].payload.empty());
+  EXPECT_EQ(stats().segments_out_of_window, 1u);
+  EXPECT_EQ(stats().hello_too_large, 0u);
+  EXPECT_EQ(engine_->flows(), 1u);
+
+  const test::HelloBuilder b = test::HelloBuilder().sni("p.test").padding(850);
+  ASSERT_LE(b.message().size(), 1024u) << "its length fits";
+  const test::Bytes tiny = b.records(1);  // one byte per record: six on the wire
+  ASSERT_GT(tiny.size(), room);
+  for (uint32_t at = 0; at < room; at += 1400) {
+    const size_t n = std::min<size_t>(1400, room - at);
+    out = in(seg(kTcpAck | kTcpPsh, seq + at, isn_ + 1, std::span(tiny).subspan(at, n)));
+  }
   ASSERT_EQ(out.size(), 1u);
   ASSERT_EQ(out[0].payload.size(), 7u);
   EXPECT_EQ(out[0].payload[6], 22);
