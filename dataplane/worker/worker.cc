@@ -137,6 +137,14 @@ struct Side {
   std::unique_ptr<OwnRecords> own;  // client side of a terminated connection, without kTLS
 
   size_t queued() const noexcept { return out.size() + sending.size(); }
+  // What a TLS end may make us write without sending us anything to relay
+  // (OpenSSL answers a renegotiation with a warning, a KeyUpdate request with
+  // a KeyUpdate) is bounded: past the relay cap and this much (more than a
+  // chunk the other direction can add past the cap), reads from it pause
+  // until it has taken what we owe it. A peer that sends and never reads
+  // would otherwise grow its queue without end.
+  static constexpr size_t kAnswerSlack = 64 * 1024;
+  bool owes_too_much(size_t relay_cap) const noexcept { return tls() && queued() >= relay_cap + kAnswerSlack; }
   bool ktls_tx() const noexcept { return ktls && ktls->tx; }
   bool ktls_rx() const noexcept { return ktls && ktls->rx; }
   bool own_tx() const noexcept { return own && own->tx_on; }
@@ -1739,7 +1747,7 @@ struct Worker::Impl {
     // (Our record layer opens a record of up to its ciphertext's length.)
     uint8_t buf[records::kMaxCiphertext12];
     if (from.own && !from.own->rx_on) take_own_rx(from);
-    while (to.queued() < opt.relay_cap && !from.read_done) {
+    while (to.queued() < opt.relay_cap && !from.read_done && !from.owes_too_much(opt.relay_cap)) {
       size_t n = 0;
       const uint8_t* data = buf;
       if (from.own_rx()) {
@@ -1897,7 +1905,9 @@ struct Worker::Impl {
                                 (SSL_has_pending(src.ssl) != 0 || !src.ktls->rx_handover.state_now());
         if (!mid_record && !c.splice_fallback && !(src.ktls && src.ktls->rx_failed)) continue;
       }
-      if (dst.queued() < opt.relay_cap) arm_recv(c, src, d == 0 ? Op::kClientRecv : Op::kBackendRecv);
+      if (dst.queued() < opt.relay_cap && !src.owes_too_much(opt.relay_cap)) {
+        arm_recv(c, src, d == 0 ? Op::kClientRecv : Op::kBackendRecv);
+      }
     }
     on_half_closed(c);
   }
