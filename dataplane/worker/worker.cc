@@ -1164,10 +1164,24 @@ struct Worker::Impl {
     on_hello(c);
   }
 
+  // The most a hello's stream (its records' headers included) may take
+  // before it parses: reads pause there.
+  size_t hello_stream_limit(const Conn& c) const {
+    return size_t{c.wrt->rt->listeners[c.listener].max_hello_bytes} + 16 * 1024;
+  }
+
   void on_hello(Conn& c) {
     const ParseStatus st = c.parser->parse(c.client.in.front());
     if (st == ParseStatus::kNeedMore) {
-      if (c.client.eof) close_conn(c, "hello:eof", false);
+      if (c.client.eof) {
+        close_conn(c, "hello:eof", false);
+      } else if (c.client.in.size() >= hello_stream_limit(c)) {
+        // Its length fits, but records so small that their headers take
+        // the room (a 20 KB hello one byte per record is 120 KB): too
+        // large, answered now rather than a reset at hello_ms.
+        reject_malformed(c, tls::HelloParseError{tls::HelloError::kHelloTooLarge, TlsAlert::kDecodeError,
+                                                 static_cast<uint32_t>(c.client.in.size())});
+      }
       return;
     }
     c.t_hello = now;
@@ -1364,7 +1378,11 @@ struct Worker::Impl {
     auto ctx = cert_cache.get(f.key, **f.entry, rt);
     if (!ctx) {
       bump(stats.cert_ctx_errors);
-      std::fprintf(stderr, "lodestone worker %u: certificate %s: %s\n", opt.index, f.key.c_str(), ctx.error().c_str());
+      // Said once per version that fails (the cache keeps the error): not
+      // a line per handshake while clients keep asking for that name.
+      if (cert_cache.builds() != before) {
+        std::fprintf(stderr, "lodestone worker %u: certificate %s: %s\n", opt.index, f.key.c_str(), ctx.error().c_str());
+      }
       return nullptr;
     }
     if (cert_cache.builds() != before) bump(stats.cert_ctx_builds);
@@ -2376,9 +2394,8 @@ struct Worker::Impl {
     if (c.phase == Phase::kRelay) return;
     // Until the relay starts, what the client sends piles up in client.in:
     // bounded (the hello may need up to its cap, later bytes wait their turn).
-    const size_t limit = c.phase == Phase::kProxyHeader || c.phase == Phase::kHello
-                             ? size_t{c.wrt->rt->listeners[c.listener].max_hello_bytes} + 16 * 1024
-                             : opt.relay_cap;
+    const size_t limit =
+        c.phase == Phase::kProxyHeader || c.phase == Phase::kHello ? hello_stream_limit(c) : opt.relay_cap;
     const bool passthrough_wait = c.phase == Phase::kConnecting && c.action == route::Action::kPassthrough;
     if (c.client.in.size() < limit && !passthrough_wait) arm_recv(c, c.client, Op::kClientRecv);
     if (c.phase == Phase::kBackendHandshake) arm_recv(c, c.backend, Op::kBackendRecv);

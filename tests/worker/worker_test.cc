@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "controlplane/config.h"
+#include "controlplane/snapshot_writer.h"
 #include "dataplane/tls/proxy_protocol.h"
 #include "support/fixtures.h"
 #include "support/hello_builder.h"
@@ -245,6 +246,63 @@ TEST_F(WorkerTest, CertificateNamesAReloadSwapsNeverServeTheOtherNamesFile) {
   ASSERT_TRUE(publish(g5.runtime, g5.snapshot, 5));
   EXPECT_EQ(served(connect_to(port_), "x.test"), "x.test");
   EXPECT_EQ(served(connect_to(port_), "y.test"), "y.test");
+}
+
+// A hello whose length fits (40 KB, max_hello_bytes 64 KiB) sent one byte
+// per record: 240 KB on the wire, more than the worker reads for a hello
+// (max_hello_bytes + 16 KiB, and a recv). Answered at once with decode_error, counted
+// as too large; it used to wait for the rest that the worker would not
+// read, and got a reset at hello_ms.
+TEST_F(WorkerTest, AHelloInRecordsTooSmallForItsRoomGetsAnAlertNotATimeout) {
+  EchoBackend backend;
+  start(backend.port(), "", "hello_ms = 10000\n");
+  const test::Bytes wire = test::HelloBuilder().sni("p.test").padding(40000).records(1);
+  ASSERT_GT(wire.size(), 64u * 1024 + 16 * 1024);
+  const int fd = connect_to(port_);
+  ASSERT_GE(fd, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), static_cast<ssize_t>(wire.size()));
+  const Drained d = drain(fd, 5000ms);
+  close(fd);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "not at hello_ms";
+  ASSERT_GE(d.bytes.size(), 7u) << (d.reset ? "reset" : "nothing");
+  EXPECT_EQ(static_cast<uint8_t>(d.bytes[0]), 21);  // an alert
+  EXPECT_EQ(static_cast<uint8_t>(d.bytes[6]), 50);  // decode_error
+  EXPECT_EQ(stats().hello_errors_by_reason[static_cast<size_t>(tls::HelloError::kHelloTooLarge)].load(), 1u);
+  EXPECT_EQ(stats().hello_timeouts.load(), 0u);
+}
+
+// A certificate whose SSL_CTX cannot be built (its key is another
+// certificate's): every handshake for it is refused and counted, but the
+// reason is said on stderr once for that version, not once per handshake
+// (a client flood to the name was a flood of lines).
+TEST_F(WorkerTest, ACertificateThatFailsToBuildIsSaidOncePerVersion) {
+  EchoBackend backend;
+  start(backend.port());
+  const auto& pki = test::shared_test_pki();
+  const auto a = pki.leaf("a.test");
+  const auto stranger = pki.leaf("b.test", {.key_slot = 7});
+  const auto not_after = std::chrono::duration_cast<std::chrono::seconds>(
+      (std::chrono::system_clock::now() + std::chrono::hours(24)).time_since_epoch());
+  cp::SegmentBuilder b;
+  b.add_certificate(control::dir_cert_key("sites", "a.test"), 99, snapshot::CertState::kServe, not_after.count(),
+                    pki.server_chain_pem(a), stranger.key_pem());
+  auto seg = control::MappedSegment::from_bytes(b.bytes(2, 1));
+  ASSERT_TRUE(seg.has_value()) << seg.error();
+  auto applied = control::apply_segment(snapshots_.get(), *seg);
+  ASSERT_TRUE(applied.has_value());
+  snapshots_.publish(applied->snapshot);
+  worker_->wake();
+  for (int i = 0; i < 300 && worker_->snapshot_generation() < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(worker_->snapshot_generation(), 2u);
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(tls_connect("a.test"), nullptr);
+  const std::string err = testing::internal::GetCapturedStderr();
+  size_t lines = 0;
+  for (size_t at = 0; (at = err.find("lodestone worker 0: certificate", at)) != std::string::npos; ++at) ++lines;
+  EXPECT_EQ(lines, 1u) << err;
+  EXPECT_EQ(stats().cert_ctx_errors.load(), 5u);
+  EXPECT_EQ(stats().no_certificate.load(), 5u);
 }
 
 // The hello and bytes right behind it, then the client's FIN: the echo
