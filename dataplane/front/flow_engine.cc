@@ -333,7 +333,7 @@ void FlowEngine::on_frame(std::span<const uint8_t> frame, uint64_t now_ms, Frame
     return;
   }
   if ((p.l4 == L4::kIcmp && p.icmp.type == 8) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 128)) {
-    if (send_built(out, [&](std::span<uint8_t> b) { return build_echo_reply(b, p); })) ++stats_.echo_replies;
+    if (send_built(out, [&](std::span<uint8_t> b) { return build_echo_reply(b, p, cfg_.mac); })) ++stats_.echo_replies;
     return;
   }
   if (p.l4 != L4::kTcp) {

@@ -787,12 +787,12 @@ size_t build_arp_request(std::span<uint8_t> out, const MacAddr& our_mac, uint32_
   return put_arp(out, kBroadcast, vlan, request);
 }
 
-size_t build_echo_reply(std::span<uint8_t> out, const Packet& req) noexcept {
+size_t build_echo_reply(std::span<uint8_t> out, const Packet& req, const MacAddr& our_mac) noexcept {
   const bool v4 = req.l3 == L3::kIpv4 && req.l4 == L4::kIcmp && req.icmp.type == kIcmpEchoRequest;
   const bool v6 =
       req.l3 == L3::kIpv6 && req.l4 == L4::kIcmpv6 && req.icmp.type == kIcmpv6EchoRequest;
   if (!req.ok() || !(v4 || v6) || is_multicast(req.src) || is_multicast(req.dst)) return 0;
-  const Ends e{req.dst_mac, req.src_mac, req.vlan, req.dst, req.src, kReplyTtl};
+  const Ends e{our_mac, req.src_mac, req.vlan, req.dst, req.src, kReplyTtl};
   const size_t l4_len = kIcmpLen + req.icmp.body.size();
   const size_t l4 = ip_frame_l4_offset(out, e, l4_len);
   if (l4 == 0) return 0;

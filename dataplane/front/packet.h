@@ -167,10 +167,10 @@ struct TcpSegment {
 // 0: untagged).
 [[nodiscard]] size_t build_arp_request(std::span<uint8_t> out, const MacAddr& our_mac, uint32_t our_ip,
                                        uint32_t target_ip, uint16_t vlan = 0) noexcept;
-// The echo reply to an ICMP or ICMPv6 echo request (addresses and MACs
-// swapped, same VLAN, id, sequence and data; TTL 64), or 0 when `req` is not
-// one or either address is multicast or broadcast.
-[[nodiscard]] size_t build_echo_reply(std::span<uint8_t> out, const Packet& req) noexcept;
+// The echo reply to an ICMP or ICMPv6 echo request (addresses swapped, from
+// `our_mac` to the sender's, same VLAN, id, sequence and data; TTL 64), or 0
+// when `req` is not one or either address is multicast or broadcast.
+[[nodiscard]] size_t build_echo_reply(std::span<uint8_t> out, const Packet& req, const MacAddr& our_mac) noexcept;
 // The neighbour advertisement (solicited, override) answering a neighbour
 // solicitation for `target` from our_mac, or 0 when `req` is not one for it
 // or comes from the unspecified address (duplicate address detection).

@@ -969,7 +969,7 @@ TEST(PacketIcmpTest, EchoReplyMatchesTheKernels) {
     EXPECT_EQ(std::string(q.icmp.body.begin(), q.icmp.body.end()),
               "lodestone ping 0123456789abcdef");
     Bytes out(200);
-    const size_t n = build_echo_reply(out, q);
+    const size_t n = build_echo_reply(out, q, kMacB);
     ASSERT_NE(n, 0u);
     out.resize(n);
     const Packet r = parse_frame(out);
@@ -980,6 +980,19 @@ TEST(PacketIcmpTest, EchoReplyMatchesTheKernels) {
     EXPECT_EQ(r.ttl, 64);
     EXPECT_EQ(l4_bytes(out), l4_bytes(from_hex(pong)));  // type, code, checksum, id, seq, data
   }
+}
+
+// The reply comes from our MAC, whatever the request was sent to (a ping to
+// the VIP at the broadcast MAC: a reply from ff:ff:ff:ff:ff:ff before).
+TEST(PacketIcmpTest, EchoReplyComesFromOurMac) {
+  Bytes f = ping_with_macs(kPingV4);
+  for (size_t i = 0; i < 6; ++i) f[i] = 0xff;
+  const Packet q = parse_frame(f);
+  ASSERT_TRUE(q.ok()) << to_string(q.error);
+  Bytes out(200);
+  out.resize(build_echo_reply(out, q, kMacB));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(parse_frame(out).src_mac, kMacB);
 }
 
 TEST(PacketIcmpTest, EchoReplyKeepsTheVlanAndWorksInPlace) {
@@ -994,37 +1007,37 @@ TEST(PacketIcmpTest, EchoReplyKeepsTheVlanAndWorksInPlace) {
     const Packet q = parse_frame(f);
     ASSERT_TRUE(q.ok()) << to_string(q.error);
     Bytes apart(200);
-    apart.resize(build_echo_reply(apart, q));
+    apart.resize(build_echo_reply(apart, q, kMacB));
     ASSERT_FALSE(apart.empty());
     EXPECT_EQ(parse_frame(apart).vlan, 300);
-    const size_t n = build_echo_reply(f, q);  // over the request's own bytes
+    const size_t n = build_echo_reply(f, q, kMacB);  // over the request's own bytes
     EXPECT_EQ(Bytes(f.begin(), f.begin() + static_cast<ptrdiff_t>(n)), apart);
   }
 }
 
 TEST(PacketIcmpTest, NoEchoReplyForOtherMessagesOrMulticast) {
   Bytes out(200);
-  EXPECT_EQ(build_echo_reply(out, parse_frame(from_hex(kPongV4))), 0u);
-  EXPECT_EQ(build_echo_reply(out, parse_frame(from_hex(kPongV6))), 0u);
-  EXPECT_EQ(build_echo_reply(out, parse_frame(build(segment(4)))), 0u);
+  EXPECT_EQ(build_echo_reply(out, parse_frame(from_hex(kPongV4)), kMacB), 0u);
+  EXPECT_EQ(build_echo_reply(out, parse_frame(from_hex(kPongV6)), kMacB), 0u);
+  EXPECT_EQ(build_echo_reply(out, parse_frame(build(segment(4))), kMacB), 0u);
   Bytes bad = from_hex(kPingV4);
   bad[40] ^= 1;  // checksum
-  EXPECT_EQ(build_echo_reply(out, parse_frame(bad)), 0u);
+  EXPECT_EQ(build_echo_reply(out, parse_frame(bad), kMacB), 0u);
   Bytes small(60);
-  EXPECT_EQ(build_echo_reply(small, parse_frame(from_hex(kPingV4))), 0u);
+  EXPECT_EQ(build_echo_reply(small, parse_frame(from_hex(kPingV4)), kMacB), 0u);
   for (const uint8_t first : {224, 239, 255}) {
     Bytes f = from_hex(kPingV4);
     std::memset(f.data() + kL3 + 16, first, 4);  // 224.224.224.224, ..., 255.255.255.255
     fix_ipv4_checksum(f);
     ASSERT_TRUE(parse_frame(f).ok());
-    EXPECT_EQ(build_echo_reply(out, parse_frame(f)), 0u) << int{first};
+    EXPECT_EQ(build_echo_reply(out, parse_frame(f), kMacB), 0u) << int{first};
   }
   Bytes f6 = from_hex(kPingV6);
   const IpAddr all_nodes = v6("ff02::1");
   std::memcpy(f6.data() + kL3 + 24, all_nodes.bytes, 16);
   fix_l4_checksum(f6);
   ASSERT_TRUE(parse_frame(f6).ok());
-  EXPECT_EQ(build_echo_reply(out, parse_frame(f6)), 0u);
+  EXPECT_EQ(build_echo_reply(out, parse_frame(f6), kMacB), 0u);
 }
 
 TEST(PacketIcmpTest, ChecksumsVerified) {

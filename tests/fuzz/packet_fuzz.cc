@@ -195,19 +195,19 @@ void check_replies(const Packet& p, std::span<const uint8_t> frame) {
   const bool echo =
       (p.l4 == L4::kIcmp && p.icmp.type == 8) || (p.l4 == L4::kIcmpv6 && p.icmp.type == 128);
   if (echo) {
-    const size_t n = build_echo_reply(g_out, p);
+    const size_t n = build_echo_reply(g_out, p, kOurMac);
     if (n == 0) return;  // multicast or broadcast addresses
     const Packet r = parse_frame({g_out, n});
     FUZZ_CHECK(r.ok() && r.l4 == p.l4 && r.icmp.type == (p.l4 == L4::kIcmp ? 0 : 129));
     FUZZ_CHECK(r.icmp.id == p.icmp.id && r.icmp.seq == p.icmp.seq &&
                same_bytes(r.icmp.body, p.icmp.body));
-    FUZZ_CHECK(r.src == p.dst && r.dst == p.src && r.vlan == p.vlan);
+    FUZZ_CHECK(r.src == p.dst && r.dst == p.src && r.vlan == p.vlan && r.src_mac == kOurMac);
     // The same reply built over the request's own bytes.
     std::vector<uint8_t> in_place(frame.begin(), frame.end());
     in_place.resize(std::max<size_t>(in_place.size(), 60));
     const Packet again = parse_frame({in_place.data(), frame.size()});
     FUZZ_CHECK(again.ok());
-    FUZZ_CHECK(build_echo_reply(in_place, again) == n &&
+    FUZZ_CHECK(build_echo_reply(in_place, again, kOurMac) == n &&
                std::memcmp(in_place.data(), g_out, n) == 0);
     return;
   }
