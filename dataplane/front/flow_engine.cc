@@ -503,8 +503,24 @@ void FlowEngine::on_cookie_ack(const Packet& p, const Vip& vip, uint64_t now_ms,
 }
 
 void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, FrameSink& out) noexcept {
-  (void)now_ms;
   if (f.state == Flow::State::kSpliced) {
+    if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn) {
+      // A new connection from the same address and port. After both FINs
+      // (time-wait) the old flow gives way and the SYN gets its cookie, as
+      // a kernel's TIME-WAIT socket lets a new SYN in; while the flow lives,
+      // a challenge ACK (RFC 5961 4): a client that lost the old
+      // connection answers it with a reset at our number, which ends the
+      // flow, and its next SYN starts a new one. Passed on, it reached the
+      // backend untranslated and could open a connection no hello routed.
+      ++stats_.stray_segments;
+      if (f.wait == Wait::kTimeWait) {
+        erase(f);
+        on_syn(p, now_ms, out);
+      } else {
+        send_segment(f, f.snd_nxt, kTcpAck, {}, out, f.to_backend_nxt);
+      }
+      return;
+    }
     splice_to_backend(f, p, out);
     return;
   }

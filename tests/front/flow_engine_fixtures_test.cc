@@ -929,6 +929,45 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndTimestampsWhileCollecting) {
   expect_no_flows_left();
 }
 
+// A SYN on a spliced flow's 4-tuple never reaches the backend. While the
+// flow lives: a challenge ACK to the client (RFC 5961 4), whose reset at our
+// number ends the flow. After both FINs (time-wait): the old flow gives way
+// and the SYN gets a cookie SYN-ACK, as a new connection.
+TEST_F(FlowEngineFixtureTest, ASynOnASplicedFlowIsChallengedOrStartsANewFlowAfterBothFins) {
+  const uint32_t cnext = spliced(full_options_ts(3));
+  if (HasFailure()) return;
+  TcpSegment again = client(kTcpSyn, 0x12345678, 0);
+  again.options = full_options();
+  auto out = wire(again);
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].dst, kClient);
+  EXPECT_EQ(out.wire[0].flags, kTcpAck) << "a challenge ACK";
+  EXPECT_EQ(out.wire[0].ack, cnext);
+  EXPECT_EQ(engine().flows(), 1u);
+  out = wire(client(kTcpRst, cnext, 0));
+  ASSERT_EQ(out.wire.size(), 1u) << "the client's reset at our number, passed on";
+  EXPECT_EQ(out.wire[0].dst, IpAddr::v4(kBackendIp));
+  expect_no_flows_left();
+
+  // Another flow, both FINs, then a SYN from the same port within time-wait.
+  sport_ = 40001;
+  const uint32_t cnext2 = spliced(full_options_ts(4));
+  if (HasFailure()) return;
+  TcpSegment bf = backend(kTcpAck | kTcpFin, backend_isn_ + 1, cnext2);
+  with_backend_ts(bf);
+  ASSERT_EQ(wire(bf).wire.size(), 1u);
+  ASSERT_EQ(wire(client(kTcpAck | kTcpFin, cnext2, isn_ + 2)).wire.size(), 1u);
+  EXPECT_EQ(engine().flows(), 1u) << "in time-wait";
+  again = client(kTcpSyn, 0x12345678, 0);
+  again.options = full_options();
+  out = wire(again, kT + 500);
+  ASSERT_EQ(out.wire.size(), 1u);
+  EXPECT_EQ(out.wire[0].dst, kClient);
+  EXPECT_EQ(out.wire[0].flags, kTcpSyn | kTcpAck) << "a cookie SYN-ACK: a new connection";
+  EXPECT_EQ(out.wire[0].ack, 0x12345679u);
+  expect_no_flows_left();
+}
+
 TEST_F(FlowEngineFixtureTest, KeepAlivesOfASplicedFlowPassBothWays) {
   const uint32_t cnext = spliced(full_options_ts(7));
   if (HasFailure()) return;
