@@ -147,8 +147,8 @@ std::string join_names(const std::vector<std::string>& names) {
   return out.empty() ? "none" : out;
 }
 
-// The certificate names `host` (exactly, or by a one-label wildcard), or the
-// wildcard file's certificate names "*.host".
+}  // namespace
+
 bool covers(const CertBundle& b, const DirectoryName& name) {
   if (name.wildcard) {
     const std::string want = "*." + name.host;
@@ -159,6 +159,21 @@ bool covers(const CertBundle& b, const DirectoryName& name) {
   ERR_clear_error();
   return ok;
 }
+
+std::optional<DirectoryName> entry_name_of(std::string_view key) {
+  if (key.substr(0, 4) != "dir:") return std::nullopt;
+  const size_t slash = key.find('/', 4);
+  if (slash == std::string_view::npos || slash + 1 >= key.size()) return std::nullopt;
+  DirectoryName n;
+  std::string_view host = key.substr(slash + 1);
+  n.wildcard = host.substr(0, 2) == "*.";
+  if (n.wildcard) host.remove_prefix(2);
+  n.host = std::string(host);
+  n.entry = n.raw = std::string(key.substr(slash + 1));
+  return n;
+}
+
+namespace {
 
 Result<std::optional<DirectoryEntry>, std::string> load_entry(
     const Pattern& p, const DirectorySpec& spec, const DirectoryName& name, const CertTrust& trust,

@@ -54,6 +54,13 @@ struct DirectoryName {
   bool wildcard = false;  // serves the names one label below `host`
 };
 
+// Whether a certificate covers a directory entry's name: the host (exactly,
+// or by a one-label wildcard of its own), or for a wildcard file "*.host".
+bool covers(const CertBundle& b, const DirectoryName& name);
+// The name of the directory entry whose record key is `key`
+// ("dir:<dir>/<host>" or "dir:<dir>/*.<host>"); none for another key.
+std::optional<DirectoryName> entry_name_of(std::string_view key);
+
 struct DirectoryEntry {
   std::string host;  // normalized; for a wildcard the parent domain
   bool wildcard = false;

@@ -283,7 +283,17 @@ std::string ControlPlane::Impl::handle_admin(const AdminRequest& req) {
     auto b = load_cert_bundle_pem(req.get("cert"), req.get("key"), "pushed certificate for " + it.key, *trust, now,
                                   warnings);
     if (!b) return error_reply(b.error());  // messages never carry key bytes
-    if (it.dir.empty()) {
+    if (!it.dir.empty()) {
+      // A directory serves a file only for the name it covers (load_entry):
+      // a pushed one is held to the same rule.
+      const auto entry = entry_name_of(it.key);
+      if (!entry || !covers(*b, *entry)) {
+        std::string names;
+        for (const auto& n : b->info.names) names += (names.empty() ? "" : ", ") + n;
+        return error_reply("the pushed certificate's names (" + (names.empty() ? std::string("none") : names) +
+                           ") do not cover " + it.key.substr(it.key.find('/') + 1) + ", the name of " + it.key);
+      }
+    } else {
       for (const auto& r : cfg.routes) {
         if (control::named_cert_key(r.certificate) != it.key) continue;
         std::vector<std::string> names;

@@ -8,6 +8,7 @@
 # so are a configuration that is valid TOML but wrong (an unknown pool, a
 # missing certificate file) and a change of the listeners (restart needed);
 # a fixed file is taken on the next SIGHUP. `lodectl check` agrees offline.
+# `lodectl certs replace` of an entry refuses a certificate not covering it.
 source "$(dirname "$0")/lib.sh"
 e2e_begin certdir 60
 make_pki a.test c.test d.example
@@ -114,4 +115,15 @@ rm "$T/certs/d.example.pem" "$T/certs/d.example.key"
 assert_eq "fixed config on SIGHUP: reloaded" reloaded "$(reload)"
 assert_contains "d.example, its files removed, gets alert 112 again" "$(sclient "$P" -servername d.example)" "alert number 112"
 assert_contains "c.test still served" "$(sclient "$P" -servername c.test)" "subject=CN = c.test"
+# `lodectl certs replace` on a directory entry is held to the directory's
+# rule: a certificate that does not cover the entry's name is refused (it
+# was taken, and c.test served a.test's certificate).
+out=$(timeout 10 "$LODECTL" --socket "$T/run/admin.sock" certs replace dir:dir/c.test \
+  --cert "$PKI/a.test.pem" --key "$PKI/a.test.key" 2>&1); rc=$?
+assert_eq "certs replace of dir:dir/c.test with a.test's certificate: exit 1" 1 "$rc"
+assert_contains "  ... saying why" "$out" "do not cover c.test"
+assert_contains "c.test still served its own" "$(sclient "$P" -servername c.test)" "subject=CN = c.test"
+out=$(timeout 10 "$LODECTL" --socket "$T/run/admin.sock" certs replace dir:dir/c.test \
+  --cert "$PKI/c.test.pem" --key "$PKI/c.test.key" 2>&1); rc=$?
+assert_eq "certs replace of dir:dir/c.test with a certificate for c.test: exit 0" 0 "$rc"
 finish
