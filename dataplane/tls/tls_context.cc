@@ -488,23 +488,27 @@ CertInfo describe_cert(const X509* cert) {
       info.names.push_back(std::move(*n));
     }
   };
+  // The DNS subjectAltNames; the CN only where there is none (RFC 6125
+  // 6.4.4, and what browsers do: with any DNS SAN the CN names nothing).
+  bool has_dns_san = false;
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
+    if (gn->type != GEN_DNS) continue;
+    has_dns_san = true;
+    const ASN1_STRING* s = gn->d.dNSName;
+    add_name({reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+              static_cast<size_t>(ASN1_STRING_length(s))});
+  }
   const X509_NAME* subject = X509_get_subject_name(cert);
-  const int cn_at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  const int cn_at = has_dns_san ? -1 : X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (cn_at >= 0) {
     const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn_at));
     unsigned char* utf8 = nullptr;
     const int len = ASN1_STRING_to_UTF8(&utf8, cn);
     if (len > 0) add_name({reinterpret_cast<const char*>(utf8), static_cast<size_t>(len)});
     OPENSSL_free(utf8);
-  }
-  auto* sans =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-  for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
-    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
-    if (gn->type != GEN_DNS) continue;
-    const ASN1_STRING* s = gn->d.dNSName;
-    add_name({reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-              static_cast<size_t>(ASN1_STRING_length(s))});
   }
   GENERAL_NAMES_free(sans);
   ERR_clear_error();

@@ -103,9 +103,10 @@ struct CertFiles {
 struct CertInfo {
   std::string subject;  // RFC 2253 one-liner, control characters escaped
   std::string issuer;
-  // CN first (if it is a DNS name), then the DNS subjectAltNames, lower case,
-  // without duplicates; a wildcard stays "*.example.com". Entries that are not
-  // valid host names are left out.
+  // The names it is valid for: its DNS subjectAltNames, or its CN where it
+  // has none (RFC 6125 6.4.4: with any DNS SAN, clients ignore the CN); lower
+  // case, without duplicates; a wildcard stays "*.example.com". Entries that
+  // are not valid host names are left out.
   std::vector<std::string> names;
   std::chrono::sys_seconds not_before{};
   std::chrono::sys_seconds not_after{};

@@ -553,6 +553,21 @@ TEST(CertBundleNames, WildcardOverOneLabelDomainCoversNothing) {
             std::vector<std::string>{"example.com"});
 }
 
+// A certificate with DNS subjectAltNames is valid for those only: clients
+// ignore its CN (RFC 6125 6.4.4). CN www.x.test with SAN x.test does not
+// cover www.x.test (it was counted, and a route for that name got no
+// warning while every client refused the certificate); without any DNS SAN
+// the CN is its name.
+TEST(CertBundleNames, TheCnCountsOnlyWithoutDnsSubjectAltNames) {
+  const auto& pki = test::shared_test_pki();
+  const test::TestCert with_san = test::issue_cert(pki.intermediate, {.cn = "www.x.test", .dns_names = {"x.test"}});
+  const tls::CertInfo a = tls::describe_cert(with_san.cert.get());
+  EXPECT_EQ(a.names, std::vector<std::string>{"x.test"});
+  EXPECT_EQ(uncovered_names(a, {"www.x.test", "x.test"}), std::vector<std::string>{"www.x.test"});
+  const test::TestCert cn_only = test::issue_cert(pki.intermediate, {.cn = "www.y.test"});
+  EXPECT_EQ(tls::describe_cert(cn_only.cert.get()).names, std::vector<std::string>{"www.y.test"});
+}
+
 TEST(CertBundleNames, InvalidRouteNamesAreUncovered) {
   const auto info = info_naming({"a.test"});
   EXPECT_EQ(uncovered_names(info, {"", "bad name", "a..test", "127.0.0.1"}),
