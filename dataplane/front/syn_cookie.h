@@ -25,7 +25,9 @@
 // theirs. The MAC covers every other bit (and the whole slot
 // counter), so one forged ACK passes with probability 2^-23 (about 1.2e-7)
 // while one key is held and 2 * 2^-23 = 2^-22 (about 2.4e-7) in the window
-// after rotate(), when the previous key is tried too. The caller passes the
+// after rotate(), when the previous key is tried too (the flow engine
+// rotates every key period and keeps the previous key: 2^-22 in service).
+// The caller passes the
 // time in; nothing here reads a clock or allocates.
 #pragma once
 
