@@ -71,6 +71,7 @@ Result<std::vector<CatalogEntry>, std::vector<std::string>> load_certificates(co
       CatalogEntry e;
       e.key = de.wildcard ? control::dir_wildcard_key(d.name, de.host) : control::dir_cert_key(d.name, de.host);
       e.dir = d.name;
+      e.dir_entry = de.entry;
       e.cert_path = de.cert_path;
       e.key_path = de.key_path;
       e.bundle = std::move(de.bundle);

@@ -20,6 +20,7 @@ namespace lode::cp {
 struct CatalogEntry {
   std::string key;  // the record key
   std::string dir;  // the certificate_dir's name; empty for a [[certificate]]
+  std::string dir_entry;  // the directory's file (DirectoryEntry::entry) serving it
   std::string cert_path, key_path;
   CertBundle bundle;
   config::OcspPolicy policy = config::OcspPolicy::kInherit;  // as configured

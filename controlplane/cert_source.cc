@@ -196,6 +196,7 @@ Result<std::optional<DirectoryEntry>, std::string> load_entry(
   warnings.insert(warnings.end(), notes.begin(), notes.end());
   out.host = name.host;
   out.wildcard = name.wildcard;
+  out.entry = name.entry;
   out.bundle = std::move(*bundle);
   return std::optional<DirectoryEntry>(std::move(out));
 }
@@ -208,14 +209,11 @@ Result<void, std::string> check_directory_spec(const DirectorySpec& spec) {
   return {};
 }
 
-Result<std::vector<DirectoryEntry>, std::string> scan_cert_directory(
-    const DirectorySpec& spec, const CertTrust& trust, std::chrono::sys_seconds now,
-    std::vector<std::string>& warnings) {
-  auto pattern = parse_pattern(spec);
-  if (!pattern) return unexpected(pattern.error());
-  const Pattern& p = *pattern;
-  const std::string base = p.root + p.base;
+namespace {
 
+// The names of the files in the directory `base` (pattern root + base), in
+// byte order: the same result from the same files, always.
+Result<std::vector<std::string>, std::string> sorted_entries(const std::string& base) {
   const std::string shown =
       base.empty()
           ? "."
@@ -228,7 +226,43 @@ Result<std::vector<DirectoryEntry>, std::string> scan_cert_directory(
     if (ec) return unexpected("cert directory " + shown + ": cannot read: " + ec.message());
     entries.push_back(it->path().filename().string());
   }
-  std::sort(entries.begin(), entries.end());  // the same result from the same files, always
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+}  // namespace
+
+std::optional<DirectoryEntry> next_entry_for(const DirectorySpec& spec, const DirectoryName& name,
+                                             std::string_view skip, const CertTrust& trust,
+                                             std::chrono::sys_seconds now, std::vector<std::string>& warnings) {
+  auto pattern = parse_pattern(spec);
+  if (!pattern) return std::nullopt;
+  auto listed = sorted_entries(pattern->root + pattern->base);
+  if (!listed) return std::nullopt;
+  for (const std::string& entry : *listed) {
+    if (entry == skip) continue;
+    auto other = parse_entry(*pattern, entry);
+    if (!other || !*other || (*other)->host != name.host || (*other)->wildcard != name.wildcard) continue;
+    std::vector<std::string> notes;
+    auto loaded = load_entry(*pattern, spec, **other, trust, now, notes);
+    if (!loaded || !*loaded) continue;
+    warnings.insert(warnings.end(), notes.begin(), notes.end());
+    return std::move(**loaded);
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<DirectoryEntry>, std::string> scan_cert_directory(
+    const DirectorySpec& spec, const CertTrust& trust, std::chrono::sys_seconds now,
+    std::vector<std::string>& warnings) {
+  auto pattern = parse_pattern(spec);
+  if (!pattern) return unexpected(pattern.error());
+  const Pattern& p = *pattern;
+  const std::string base = p.root + p.base;
+
+  auto listed = sorted_entries(base);
+  if (!listed) return unexpected(listed.error());
+  const std::vector<std::string>& entries = *listed;
 
   // Which files are candidates (cheap, in order), then load them on every
   // core (parsing and verifying is the cost: ~0.3-0.7 ms per certificate

@@ -64,6 +64,7 @@ std::optional<DirectoryName> entry_name_of(std::string_view key);
 struct DirectoryEntry {
   std::string host;  // normalized; for a wildcard the parent domain
   bool wildcard = false;
+  std::string entry;  // its name in the directory (DirectoryName::entry)
   std::string cert_path;
   std::string key_path;
   CertBundle bundle;
@@ -103,6 +104,15 @@ struct DirectoryEntry {
 // "%n.pem", key "%n-key.pem": "a-key.pem"). Names that are not host names and
 // unrelated files give nothing; so does a key_pattern without "%n" (one key
 // for every name: rescan the directory when it changes).
+// The entry a scan would serve `name`'s host (or wildcard) by, other than
+// the file `skip`: the first in byte order of the directory's files for it
+// that loads; none when no other loads. For a watcher that saw the file
+// serving it go (a directory listing: only then).
+[[nodiscard]] std::optional<DirectoryEntry> next_entry_for(const DirectorySpec& spec, const DirectoryName& name,
+                                                           std::string_view skip, const CertTrust& trust,
+                                                           std::chrono::sys_seconds now,
+                                                           std::vector<std::string>& warnings);
+
 [[nodiscard]] std::vector<DirectoryName> names_for_changed_path(const DirectorySpec& spec,
                                                                 std::string_view path);
 

@@ -573,6 +573,14 @@ struct ControlPlane::Impl {
       for (const auto& name : names_for_changed_path(spec, path)) {
         const std::string key =
             name.wildcard ? control::dir_wildcard_key(d.name, name.host) : control::dir_cert_key(d.name, name.host);
+        // Files whose names differ only in case (or a trailing dot) name the
+        // same host; a scan serves the first in byte order that loads, and
+        // so does this: a later one changing or going changes nothing, an
+        // earlier one takes over, and the one serving going leaves the name
+        // to the next (a listing, only then).
+        auto found = items.find(key);
+        const bool other_serves = found != items.end() && found->second.dir_entry != name.entry;
+        if (other_serves && !(name.entry < found->second.dir_entry)) continue;
         auto loaded = load_directory_file(spec, name.entry, *trust, now, warnings);
         if (!loaded) {
           event(JsonWriter().begin_object().field("event", "certificate_refused").field("certificate", key)
@@ -580,19 +588,23 @@ struct ControlPlane::Impl {
           continue;
         }
         if (!loaded->has_value()) {
-          if (items.erase(key) > 0) {
-            dirty.erase(key);
-            removed.insert(key);
-            event(JsonWriter().begin_object().field("event", "certificate_removed").field("certificate", key).end_object().take());
+          if (found == items.end() || other_serves) continue;  // not the file serving it
+          if (auto next = next_entry_for(spec, name, name.entry, *trust, now, warnings)) {
+            take_dir_entry(found->second, std::move(*next), now);
+            continue;
           }
+          items.erase(found);
+          dirty.erase(key);
+          removed.insert(key);
+          event(JsonWriter().begin_object().field("event", "certificate_removed").field("certificate", key).end_object().take());
           continue;
         }
         DirectoryEntry& e = **loaded;
-        auto found = items.find(key);
         if (found == items.end()) {
           CatalogEntry ce;
           ce.key = key;
           ce.dir = d.name;
+          ce.dir_entry = e.entry;
           ce.cert_path = e.cert_path;
           ce.key_path = e.key_path;
           ce.bundle = std::move(e.bundle);
@@ -606,11 +618,19 @@ struct ControlPlane::Impl {
           dirty.insert(key);
           event(JsonWriter().begin_object().field("event", "certificate_added").field("certificate", key).end_object().take());
         } else {
-          replace_bundle(found->second, std::move(e.bundle), now);
+          take_dir_entry(found->second, std::move(e), now);
         }
       }
     }
     for (const auto& w : warnings) warn(w);
+  }
+
+  // A directory's name served from the file `e` from now on.
+  void take_dir_entry(CertItem& it, DirectoryEntry e, sys_seconds now) {
+    it.dir_entry = std::move(e.entry);
+    it.cert_path = std::move(e.cert_path);
+    it.key_path = std::move(e.key_path);
+    replace_bundle(it, std::move(e.bundle), now);
   }
 
   void replace_bundle(CertItem& it, CertBundle b, sys_seconds now) {

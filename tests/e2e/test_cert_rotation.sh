@@ -14,9 +14,13 @@
 # 3. A [[certificate_dir]]: files dropped in serve the new name
 #    ("certificate_added", no SIGHUP); deleted, the name is no longer served
 #    ("certificate_removed", alert 112).
+# 4. Two files naming one host (E.sites.test.pem, e.sites.test.pem): the
+#    first in byte order serves, as a scan does, whatever the watcher sees;
+#    the other changing or going changes nothing; the one serving going
+#    leaves the name to the other.
 source "$(dirname "$0")/lib.sh"
 e2e_begin cert_rotation 120
-make_pki a.test c.sites.test d.sites.test
+make_pki a.test c.sites.test d.sites.test E.sites.test e.sites.test
 # A second a.test pair from the same CA (the intermediate and its serial file
 # are copied, so the serial differs).
 mkdir -p "$T/pki2"
@@ -168,5 +172,26 @@ d_gone() { [[ "$(sclient "$P" -servername d.sites.test)" == *"alert number 112"*
 check "d.sites.test is no longer served (alert 112)" wait_for 3 d_gone
 assert_contains "c.sites.test still served" "$(lcurl c.sites.test "$P")" "backend=app"
 assert_eq "a.test still served (the first certificate)" "$S1" "$(served_serial)"
+
+# ---------------------------------------------------------------- 4. two files, one host
+e_cn() { sclient "$P" -servername e.sites.test | sed -n 's/^subject=.*CN *= *//p'; }
+e_is() { [ "$(e_cn)" = "$1" ]; }
+cp "$PKI/E.sites.test.pem" "$PKI/E.sites.test.key" "$T/sites/"
+cp "$PKI/e.sites.test.pem" "$PKI/e.sites.test.key" "$T/sites/"
+check "E.sites.test.pem serves e.sites.test (first in byte order)" wait_for 5 e_is E.sites.test
+sleep 1  # the watcher has seen both files
+assert_eq "  ... after the later file came too" "E.sites.test" "$(e_cn)"
+touch "$T/sites/e.sites.test.pem"
+sleep 1
+assert_eq "the later file changing changes nothing" "E.sites.test" "$(e_cn)"
+rm -f "$T/sites/e.sites.test.pem" "$T/sites/e.sites.test.key"
+sleep 1
+assert_eq "the later file going changes nothing" "E.sites.test" "$(e_cn)"
+cp "$PKI/e.sites.test.pem" "$PKI/e.sites.test.key" "$T/sites/"
+rm -f "$T/sites/E.sites.test.pem" "$T/sites/E.sites.test.key"
+check "the file serving going leaves the name to the other" wait_for 5 e_is e.sites.test
+rm -f "$T/sites/e.sites.test.pem" "$T/sites/e.sites.test.key"
+e_gone() { [[ "$(sclient "$P" -servername e.sites.test)" == *"alert number 112"* ]]; }
+check "both gone: alert 112" wait_for 5 e_gone
 assert_eq "no reload at any point: generation unchanged" "$gen0" "$(stats generation)"
 finish
