@@ -16,8 +16,12 @@
 //    file for a host already served (files are read in byte order).
 //  - Wildcards: "%n" = "_wildcard.example.com" serves the names one label
 //    below example.com; the certificate must name "*.example.com".
-//  - An expired or not yet valid certificate is
-//    refused (skipped with a warning), never served.
+//  - An expired or not yet valid certificate is refused when its file is
+//    loaded (skipped with a warning). One that expires while it is served
+//    stays served until its file is loaded again (a client then says
+//    "expired", clearer than an unknown name; nginx and HAProxy do not check
+//    at all); `[control] expiry_warning_days`, `lodectl certs list` and
+//    /metrics say it is coming.
 //
 // Watching: a watcher maps each changed path to the entries it concerns
 // (names_for_changed_path) and reloads just those (load_directory_file), at a
