@@ -42,5 +42,8 @@ CertValidation validation_for(const config::Config& cfg);
 // The OCSP settings of an entry (again after its bundle changed): its URL
 // (the configured override, else AIA) and strictness (policy or must-staple).
 void resolve_ocsp(const config::Config& cfg, CatalogEntry& e);
+// The same with the entry's [[certificate]] given (none for a directory's):
+// no search of the configuration for it.
+void resolve_ocsp(const config::Config& cfg, const config::CertificateConfig* named, CatalogEntry& e);
 
 }  // namespace lode::cp

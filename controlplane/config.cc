@@ -819,6 +819,7 @@ class Loader {
               "duplicate certificate name '" + cfg.certificate_dirs[i].name + "'");
       }
     }
+    const std::set<std::string> cert_names = std::move(seen);  // [[certificate]]s and [[certificate_dir]]s
     seen.clear();
     for (size_t i = 0; i < cfg.routes.size(); ++i) {
       RouteConfig& r = cfg.routes[i];
@@ -838,9 +839,7 @@ class Loader {
         if (!found) error(r.loc, where + ".listener", "no listener named '" + r.listener + "'");
       }
       if (r.action == route::Action::kTerminate) {
-        bool found = false;
-        for (const auto& c : cfg.certificates) found = found || c.name == r.certificate;
-        for (const auto& d : cfg.certificate_dirs) found = found || d.name == r.certificate;
+        const bool found = cert_names.count(r.certificate) > 0;
         if (r.certificate.empty()) {
           error(r.loc, where + ".certificate", "required for action 'terminate'");
         } else if (!found) {

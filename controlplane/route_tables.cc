@@ -1,21 +1,22 @@
 #include "controlplane/route_tables.h"
 
-namespace lode::config {
+#include <string_view>
+#include <unordered_map>
 
-uint32_t cert_index(const Config& cfg, std::string_view name) noexcept {
-  for (size_t i = 0; i < cfg.certificates.size(); ++i) {
-    if (cfg.certificates[i].name == name) return static_cast<uint32_t>(i);
-  }
-  for (size_t i = 0; i < cfg.certificate_dirs.size(); ++i) {
-    if (cfg.certificate_dirs[i].name == name) return static_cast<uint32_t>(cfg.certificates.size() + i);
-  }
-  return route::kNoIndex;
-}
+namespace lode::config {
 
 Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg,
                                                                     std::optional<uint64_t> hash_seed) {
   ConfigErrors errors;
   std::vector<ListenerTable> out;
+  // Certificate and pool indexes by name, found once (a route each looking
+  // through every certificate is quadratic at 100,000 of them).
+  std::unordered_map<std::string_view, uint32_t> cert_of, pool_of;
+  for (size_t i = 0; i < cfg.certificate_dirs.size(); ++i) {
+    cert_of[cfg.certificate_dirs[i].name] = static_cast<uint32_t>(cfg.certificates.size() + i);
+  }
+  for (size_t i = cfg.certificates.size(); i-- > 0;) cert_of[cfg.certificates[i].name] = static_cast<uint32_t>(i);
+  for (size_t i = 0; i < cfg.pools.size(); ++i) pool_of[cfg.pools[i].name] = static_cast<uint32_t>(i);
   for (const ListenerConfig& l : cfg.listeners) {
     route::RouteTableBuilder b = hash_seed ? route::RouteTableBuilder(*hash_seed) : route::RouteTableBuilder();
     size_t names = 0;
@@ -27,10 +28,9 @@ Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config
       spec.action = r.action;
       spec.flags = static_cast<uint8_t>((r.reject_with_reset ? route::kFlagRejectWithReset : 0) |
                                         (r.steer_by_client ? route::kFlagSteerByClient : 0));
-      for (size_t pi = 0; pi < cfg.pools.size(); ++pi) {
-        if (cfg.pools[pi].name == r.pool) spec.pool = static_cast<uint32_t>(pi);
-      }
-      spec.cert = cert_index(cfg, r.certificate);
+      if (auto p = pool_of.find(r.pool); p != pool_of.end()) spec.pool = p->second;
+      const auto c = cert_of.find(r.certificate);
+      spec.cert = c != cert_of.end() ? c->second : route::kNoIndex;
       const uint32_t idx = b.add_route(std::move(spec));
       for (size_t ni = 0; ni < r.names.size(); ++ni) {
         if (auto ok = b.add_name(r.names[ni].pattern, idx); !ok) {

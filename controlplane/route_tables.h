@@ -26,7 +26,4 @@ struct ListenerTable {
 Result<std::vector<ListenerTable>, ConfigErrors> build_route_tables(const Config& cfg,
                                                                     std::optional<uint64_t> hash_seed = std::nullopt);
 
-// The certificate index a route record carries for `name`, or kNoIndex.
-uint32_t cert_index(const Config& cfg, std::string_view name) noexcept;
-
 }  // namespace lode::config
