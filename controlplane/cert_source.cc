@@ -162,8 +162,8 @@ bool covers(const CertBundle& b, const DirectoryName& name) {
 
 std::optional<DirectoryName> entry_name_of(std::string_view key) {
   if (key.substr(0, 4) != "dir:") return std::nullopt;
-  const size_t slash = key.find('/', 4);
-  if (slash == std::string_view::npos || slash + 1 >= key.size()) return std::nullopt;
+  const size_t slash = key.rfind('/');  // a directory's name may hold '/', a host name never
+  if (slash == std::string_view::npos || slash < 4 || slash + 1 >= key.size()) return std::nullopt;
   DirectoryName n;
   std::string_view host = key.substr(slash + 1);
   n.wildcard = host.substr(0, 2) == "*.";

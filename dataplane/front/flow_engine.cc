@@ -517,7 +517,7 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
         erase(f);
         on_syn(p, now_ms, out);
       } else {
-        send_segment(f, f.snd_nxt, kTcpAck, {}, out, f.to_backend_nxt);
+        send_challenge_ack(f, out);
       }
       return;
     }
@@ -599,6 +599,14 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
     send_segment(f, f.snd_nxt, kTcpAck, {}, out);
   }
   if ((p.flags & kTcpFin) && f.state == Flow::State::kCollecting) {
+    // Only a FIN within the room (at or after what was collected so far,
+    // not past what we offered): a forged one far ahead ends nothing.
+    const uint32_t fin_at = p.seq + static_cast<uint32_t>(p.payload.size());
+    const uint32_t start = rcv_nxt - static_cast<uint32_t>(f.hello.contiguous().size());
+    if (!seq_within(fin_at, start, static_cast<uint32_t>(f.hello.capacity()))) {
+      ++stats_.segments_out_of_window;
+      return;
+    }
     ++stats_.client_aborts;
     reset_flow(f, out);
   }

@@ -48,6 +48,7 @@ struct FlowEngine::Flow {
   MacAddr peer_mac{};
   MacAddr backend_mac{};
   uint16_t client_window = 65535;  // the client's latest window (its scale, which the backend uses too)
+  uint16_t backend_window = 65535;  // the backend's latest window field (its scale: backend_wscale)
   uint32_t mac_epoch = 0;          // FlowEngine::mac_epoch_ when backend_mac was last set or checked
   uint32_t snd_nxt = 0;  // our next sequence number towards the client
   uint32_t ts_recent = 0;   // the client's latest TSval
@@ -134,6 +135,17 @@ inline bool seq_within(uint32_t x, uint32_t lo, uint32_t len) noexcept { return 
 // scale): what a receiver can have allowed beyond its last acknowledgement.
 inline uint32_t max_window(int8_t wscale) noexcept {
   return uint32_t{65535} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
+}
+
+// What a receiver's last window field offers (shift `wscale`, -1: none),
+// in bytes, and never less than 64 KiB: the room judged "in the window" by
+// the checks on resets and sequence state. The real window bounds a blind
+// guess to window / 2^32 (the largest window the shift allows made it
+// 1/512 at shift 7); the floor keeps a closed or not yet known window from
+// refusing what a peer may still send.
+inline uint32_t receive_window(uint16_t field, int8_t wscale) noexcept {
+  const uint32_t bytes = uint32_t{field} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
+  return bytes > 65535 ? bytes : 65535;
 }
 
 // The client's window field for a backend that does not scale (shift:

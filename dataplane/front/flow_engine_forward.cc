@@ -362,6 +362,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
       ++stats_.rx_frames;
     }
     if (has_ts) f->backend_ts_recent = s.f.ts_val;
+    f->backend_window = s.f.window;
     if (s.flags & kTcpAck) note_ack(f->backend_una, s.f.ack, f->to_backend_nxt);
     ++stats_.forwarded_in_place;
     ++stats_.tx_frames;
@@ -371,7 +372,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   // The client's side (on_tcp, on_flow_segment, splice_to_backend). The key
   // of a flow is a VIP's address and port, so the VIP checks hold.
   f = lookup(k, h);
-  if (f == nullptr || f->state != Flow::State::kSpliced || (s.flags & kTcpRst)) return false;
+  if (f == nullptr || f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst))) return false;
   if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
   Fields to = s.f;
   if (!retag(s, backend_vlan(*f), to)) return false;
@@ -388,7 +389,9 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   if (!send_rewritten(s, to, frame, toward_backend(*f, out))) return false;
   rotate_cookie_key(now_ms);
   ++stats_.rx_frames;
-  if (has_ts && seq_within(s.f.seq, f->backend_una, max_window(f->backend_wscale))) f->ts_recent = s.f.ts_val;
+  if (has_ts && seq_within(s.f.seq, f->backend_una - max_window(f->backend_wscale), max_window(f->backend_wscale))) {
+    f->ts_recent = s.f.ts_val;  // RFC 7323 4.3 (updates_ts_recent in flow_engine_splice.cc)
+  }
   f->client_window = s.f.window;
   if (s.flags & kTcpAck) note_ack(f->client_una, s.f.ack, f->snd_nxt);
   ++stats_.forwarded_in_place;

@@ -40,6 +40,18 @@ namespace {
 
 bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) >= 0; }
 
+// The backend's receive window for the client's bytes, and the client's
+// for the backend's (in the client's sequence space both).
+uint32_t backend_room(const FlowEngine::Flow& f) noexcept { return receive_window(f.backend_window, f.backend_wscale); }
+uint32_t client_room(const FlowEngine::Flow& f) noexcept { return receive_window(f.client_window, f.syn.wscale); }
+
+// TS.Recent moves with a segment at or below what the receiver acknowledged
+// (RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent), not one ahead: a blind segment
+// must not put its TSval where our replay or our own segments carry it.
+bool updates_ts_recent(uint32_t seq, uint32_t una, int8_t wscale) noexcept {
+  return seq_within(seq, una - max_window(wscale), max_window(wscale));
+}
+
 // The sequence number after a segment that starts at `seq` (its FIN counts one).
 uint32_t segment_end(uint32_t seq, const Packet& p) noexcept {
   return seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
@@ -369,10 +381,13 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     return;
   }
   uint8_t flags = p.flags;
+  ResetVerdict verdict = ResetVerdict::kEnds;
   if (flags & kTcpRst) {
-    bool ends = false;
-    if (!judge_reset(p.seq + f.delta, f.client_una, f.snd_nxt, max_window(f.syn.wscale), ends)) return;
-    if (!ends) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_client: the flow stays
+    verdict = judge_reset(p.seq + f.delta, f.client_una, f.snd_nxt, client_room(f));
+    if (verdict == ResetVerdict::kDrop) return;
+    if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_client
+  } else {
+    f.backend_window = p.window;
   }
   if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
   const bool replay_pending = f.wait == Wait::kReplay;
@@ -395,6 +410,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
       after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
+      if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
       return;
     }
   }
@@ -408,13 +424,16 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   s.payload = p.payload;
   emit(out, s);
   after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
+  if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
 }
 
 // What a segment sent to the client (copied or in place) changes in the flow.
 void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_client;
-  if (!seq_within(end, f.client_una, max_window(f.syn.wscale))) {
-    ++stats_.segments_out_of_window;  // as in after_to_backend
+  const bool beyond = !seq_geq(f.client_una + client_room(f) + 1, end);  // as in after_to_backend
+  if (beyond) {
+    ++stats_.segments_out_of_window;
+    flags &= static_cast<uint8_t>(~kTcpFin);
   } else if (seq_geq(end, f.snd_nxt)) {
     if (f.series != nullptr) series_add(f.series->bytes_out, new_bytes(end, f.snd_nxt, flags));
     f.snd_nxt = end;
@@ -431,36 +450,52 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
   }
 }
 
-// A reset on a spliced leg whose receiver acknowledged up to `una`, after
-// which the sender's next sequence number is `nxt`, the receiver's window
-// at most `window`: outside it, dropped (a blind reset: nothing is passed
-// on or ended); at `una` or `nxt`, it ends the flow; elsewhere in the
-// window it is passed on for the receiver to judge (RFC 5961: it answers
-// with a challenge ACK, and a real reset follows at its number) and the
-// flow stays. Returns whether to pass it on; `ends` whether it ends the flow.
-bool FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window, bool& ends) noexcept {
-  ends = seq == una || seq == nxt;
-  if (ends) return true;
+// A reset on a spliced leg whose receiver acknowledged up to `una`, its
+// window `window` (receive_window), the sender's next sequence number
+// `nxt`: outside the window, dropped (a blind reset: nothing passed on or
+// ended); anywhere in it, passed on for the receiver to judge (RFC 5961: it
+// takes one at its RCV.NXT, answers others with a challenge ACK). At `una`
+// (the receiver's RCV.NXT as far as we know) it ends the flow; at `nxt`
+// the flow waits a short while (kTimeWait) that any later segment ends;
+// elsewhere it stays as it was. Returns whether to pass it on.
+FlowEngine::ResetVerdict FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept {
+  if (seq == una) return ResetVerdict::kEnds;
   if (!seq_within(seq, una, window)) {
     ++stats_.rst_out_of_window;
-    return false;
+    return ResetVerdict::kDrop;
   }
   ++stats_.rst_in_window;
-  return true;
+  return seq == nxt ? ResetVerdict::kWaits : ResetVerdict::kPassOn;
+}
+
+void FlowEngine::send_challenge_ack(const Flow& f, FrameSink& out) noexcept {
+  TcpSegment s = to_client(f);
+  s.seq = f.snd_nxt;
+  s.ack = f.backend_una;  // what the backend has: never bytes it may still lose
+  s.flags = kTcpAck;
+  s.window = rescale_window(f.backend_window, f.backend_wscale, cfg_.wscale);
+  if (f.backend_ts) {
+    s.options.has_timestamps = true;
+    s.options.ts_val = f.backend_ts_recent + f.ts_delta;  // the backend's clock, as every segment it sends
+    s.options.ts_ecr = f.ts_recent;
+  }
+  emit(out, s);
 }
 
 void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noexcept {
   uint8_t flags = p.flags;
+  ResetVerdict verdict = ResetVerdict::kEnds;
   if (flags & kTcpRst) {
-    bool ends = false;
-    if (!judge_reset(p.seq, f.backend_una, f.to_backend_nxt, max_window(f.backend_wscale), ends)) return;
-    if (!ends) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_backend: the flow stays
+    verdict = judge_reset(p.seq, f.backend_una, f.to_backend_nxt, backend_room(f));
+    if (verdict == ResetVerdict::kDrop) return;
+    if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_backend
   }
-  // A reset moves no sequence number (one in the window is passed on only).
+  // A reset moves no sequence number.
   const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt : segment_end(p.seq, p);
-  const bool in_window = seq_within(p.seq, f.backend_una, max_window(f.backend_wscale));
-  if (p.options.has_timestamps && in_window) f.ts_recent = p.options.ts_val;
-  f.client_window = p.window;
+  if (p.options.has_timestamps && updates_ts_recent(p.seq, f.backend_una, f.backend_wscale)) {
+    f.ts_recent = p.options.ts_val;
+  }
+  if (!(p.flags & kTcpRst)) f.client_window = p.window;
   if (p.flags & kTcpAck) note_ack(f.client_una, p.ack, f.snd_nxt);
   FrameSink& to = toward_backend(f, out);
   TcpSegment s = to_backend(f);
@@ -477,6 +512,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
       after_to_backend(f, flags, end);
+      if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
       return;
     }
   }
@@ -492,14 +528,19 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   s.payload = p.payload;
   emit(to, s);
   after_to_backend(f, flags, end);
+  if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
 }
 
 void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_backend;
-  if (!seq_within(end, f.backend_una, max_window(f.backend_wscale))) {
-    // Beyond any window the backend gave: it drops it; a forged segment
-    // must not move what the flow expects next (resets, ICMP checks).
+  // Beyond the window the backend gave (its FIN may take one more): the
+  // backend drops it; a forged segment must move nothing the flow expects
+  // (resets, ICMP checks, the FINs). One at or below what was sent moves
+  // nothing either way.
+  const bool beyond = !seq_geq(f.backend_una + backend_room(f) + 1, end);
+  if (beyond) {
     ++stats_.segments_out_of_window;
+    flags &= static_cast<uint8_t>(~kTcpFin);
   } else if (seq_geq(end, f.to_backend_nxt)) {
     if (f.series != nullptr) series_add(f.series->bytes_in, new_bytes(end, f.to_backend_nxt, flags));
     f.to_backend_nxt = end;

@@ -23,7 +23,14 @@ HelloCollector::Add HelloCollector::add(uint32_t seq, std::span<const uint8_t> d
     data = data.subspan(static_cast<size_t>(-lo));
     lo = 0;
   }
-  if (hi > static_cast<int64_t>(buf_.size())) return Add::kBeyondCap;
+  if (hi > static_cast<int64_t>(buf_.size())) {
+    // Past the room: what starts beyond it is refused; what straddles it
+    // keeps the part inside (the hello's tail with early data behind it, a
+    // window larger than the room: a SYN-ACK offers 65535).
+    if (lo >= static_cast<int64_t>(buf_.size())) return Add::kBeyondCap;
+    data = data.first(buf_.size() - static_cast<size_t>(lo));
+    hi = static_cast<int64_t>(buf_.size());
+  }
   const auto ulo = static_cast<uint32_t>(lo), uhi = static_cast<uint32_t>(hi);
 
   // Where the new range goes among the held ones (sorted, disjoint, not

@@ -21,7 +21,7 @@ class HelloCollector {
   enum class Add : uint8_t {
     kAdded,       // some new bytes were taken
     kDuplicate,   // nothing new (all held already, or before the start)
-    kBeyondCap,   // the segment reaches past the buffer: the hello is too large
+    kBeyondCap,   // the segment starts past the buffer (one across its end keeps what fits)
     kTooManyGaps, // would need more than kMaxRanges pieces: dropped, the peer retransmits
   };
 

@@ -75,6 +75,22 @@ std::vector<std::string> hosts(const std::vector<DirectoryEntry>& entries) {
 
 // --- scanning ------------------------------------------------------------------
 
+// A directory entry's record key back to its name: the host after the last
+// '/' (a directory's name may hold '/'; a host name never does).
+TEST(CertSourceKeys, EntryNameOfAKey) {
+  auto a = entry_name_of("dir:sites/eu/a.test");
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->host, "a.test");
+  EXPECT_FALSE(a->wildcard);
+  auto w = entry_name_of("dir:x/*.b.test");
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->host, "b.test");
+  EXPECT_TRUE(w->wildcard);
+  EXPECT_FALSE(entry_name_of("name:a").has_value());
+  EXPECT_FALSE(entry_name_of("dir:/").has_value());
+  EXPECT_FALSE(entry_name_of("dir:x/").has_value());
+}
+
 TEST_F(CertSourceTest, ScanLoadsExactAndWildcardFiles) {
   drop("a.test");
   CertSpec wild;

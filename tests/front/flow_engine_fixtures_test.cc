@@ -839,18 +839,26 @@ TEST_F(FlowEngineFixtureTest, BackendRstWhileSplicedResetsTheClient) {
   EXPECT_EQ(out.wire[0].dst, kClient);
   EXPECT_TRUE(out.wire[0].flags & kTcpRst);
   EXPECT_EQ(out.wire[0].seq, isn_ + 1 + u32(answer.size()));
+  // At the backend's next number with its answer unacknowledged: the flow
+  // ends after a short wait (judge_reset), nothing coming.
+  EXPECT_EQ(engine().flows(), 1u);
+  (void)tick(kT + 2'001);
   expect_no_flows_left();
   // What the client sends after: no flow, dropped silently.
   EXPECT_TRUE(wire(client(kTcpAck, cnext, isn_ + 1)).wire.empty());
 }
 
 // Resets and segments an off-path sender can forge knowing the 4-tuple
-// alone (RFC 5961): a reset outside the receiver's window is dropped and
-// ends nothing; a data segment beyond it is passed on (the receiver drops
-// it) but moves nothing, so a reset at its end is still outside; a reset in
-// the window but not at the number expected is passed on (the receiver
-// judges it: a challenge ACK) and the flow stays; one at the number ends it.
-// Before, any reset ended the flow and the next segments met no flow.
+// alone (RFC 5961). The window is the receiver's real one (the backend's
+// 1000 at shift 7 here: 128,000 bytes), not the most its shift allows (8
+// MiB: a forged segment 5 MB ahead then moved the flow's next number and a
+// reset there ended it). A reset outside the window is dropped; a data
+// segment beyond it is passed on (the receiver drops it) but moves nothing,
+// so a reset at its end is still outside; a reset in the window is passed
+// on (the receiver judges it: a challenge ACK) and the flow stays; one at
+// the sender's next number with bytes unacknowledged waits a short while
+// (anything later revives the flow); one at the receiver's acknowledged
+// number ends the flow at once.
 TEST_F(FlowEngineFixtureTest, BlindResetsAndSegmentsEndNoSplicedFlow) {
   const uint32_t cnext = spliced(full_options_ts(50));
   if (HasFailure()) return;
@@ -862,16 +870,18 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndSegmentsEndNoSplicedFlow) {
   EXPECT_EQ(stats().rst_out_of_window, 2u);
   EXPECT_EQ(engine().flows(), 1u);
 
-  const uint32_t far = cnext + 0x40000000;
   const uint8_t one = 'x';
-  auto out = wire(client(kTcpAck | kTcpPsh, far, isn_ + 1, std::span(&one, 1)));
-  ASSERT_EQ(out.wire.size(), 1u) << "passed on: the backend drops it";
-  EXPECT_EQ(stats().segments_out_of_window, 1u);
-  EXPECT_TRUE(wire(client(kTcpRst, far + 1, 0)).wire.empty()) << "its end is not what the flow expects";
-  EXPECT_EQ(stats().rst_out_of_window, 3u);
-  EXPECT_EQ(engine().flows(), 1u);
+  for (const uint32_t ahead : {5'000'000u, 0x40000000u}) {
+    SCOPED_TRACE(ahead);
+    auto out = wire(client(kTcpAck | kTcpPsh, cnext + ahead, isn_ + 1, std::span(&one, 1)));
+    ASSERT_EQ(out.wire.size(), 1u) << "passed on: the backend drops it";
+    EXPECT_TRUE(wire(client(kTcpRst, cnext + ahead + 1, 0)).wire.empty()) << "its end is not what the flow expects";
+    EXPECT_EQ(engine().flows(), 1u);
+  }
+  EXPECT_EQ(stats().segments_out_of_window, 2u);
+  EXPECT_EQ(stats().rst_out_of_window, 4u);
 
-  out = wire(client(kTcpRst, cnext + 100, 0));
+  auto out = wire(client(kTcpRst, cnext + 100, 0));
   ASSERT_EQ(out.wire.size(), 1u);
   EXPECT_EQ(out.wire[0].dst, IpAddr::v4(kBackendIp));
   EXPECT_TRUE(out.wire[0].flags & kTcpRst);
@@ -882,11 +892,21 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndSegmentsEndNoSplicedFlow) {
   EXPECT_EQ(out.wire[0].dst, kClient);
   EXPECT_EQ(stats().rst_in_window, 2u);
   EXPECT_EQ(engine().flows(), 1u) << "the receivers judge an in-window reset";
+  (void)tick(kT + 3'000);
+  EXPECT_EQ(engine().flows(), 1u) << "and nothing waits on it";
 
-  // The data flows on; then the client's reset at its next number ends it.
+  // Bytes the backend has not acknowledged yet; a reset at their end (the
+  // client's next number) waits; the backend's segment revives the flow.
   const std::string more(10, 'm');
-  ASSERT_EQ(wire(client(kTcpAck | kTcpPsh, cnext, isn_ + 1, as_bytes(more))).wire.size(), 1u);
-  out = wire(client(kTcpRst, cnext + u32(more.size()), 0));
+  ASSERT_EQ(wire(client(kTcpAck | kTcpPsh, cnext, isn_ + 1, as_bytes(more)), kT + 3'000).wire.size(), 1u);
+  ASSERT_EQ(wire(client(kTcpRst, cnext + u32(more.size()), 0), kT + 3'000).wire.size(), 1u);
+  TcpSegment ack = backend(kTcpAck, backend_isn_ + 1, cnext + u32(more.size()));
+  with_backend_ts(ack);
+  ASSERT_EQ(wire(ack, kT + 3'500).wire.size(), 1u);
+  (void)tick(kT + 5'600);
+  EXPECT_EQ(engine().flows(), 1u) << "revived by the backend's segment";
+  // At what the backend acknowledged: ends at once.
+  out = wire(client(kTcpRst, cnext + u32(more.size()), 0), kT + 5'600);
   ASSERT_EQ(out.wire.size(), 1u);
   EXPECT_TRUE(out.wire[0].flags & kTcpRst);
   expect_no_flows_left();
@@ -907,6 +927,10 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndTimestampsWhileCollecting) {
   EXPECT_EQ(out.wire[0].ack, client_isn_ + 1);
   EXPECT_EQ(stats().rst_in_window, 1u);
   EXPECT_EQ(engine().flows(), 1u);
+  // A FIN far past the room ends nothing either.
+  EXPECT_TRUE(wire(client(kTcpAck | kTcpFin, client_isn_ + 1 + 0x30000000, isn_ + 1)).wire.empty());
+  EXPECT_EQ(engine().flows(), 1u);
+  EXPECT_EQ(stats().client_aborts, 0u);
 
   const uint32_t in_order_tsval = client_tsval_;
   const size_t half = hello_.size() / 2;
@@ -936,15 +960,29 @@ TEST_F(FlowEngineFixtureTest, BlindResetsAndTimestampsWhileCollecting) {
 TEST_F(FlowEngineFixtureTest, ASynOnASplicedFlowIsChallengedOrStartsANewFlowAfterBothFins) {
   const uint32_t cnext = spliced(full_options_ts(3));
   if (HasFailure()) return;
+  // Bytes the backend has not acknowledged: the challenge ACK must not
+  // acknowledge them (the client would free bytes the backend may lose).
+  const std::string up(40, 'u');
+  ASSERT_EQ(wire(client(kTcpAck | kTcpPsh, cnext, isn_ + 1, as_bytes(up))).wire.size(), 1u);
   TcpSegment again = client(kTcpSyn, 0x12345678, 0);
   again.options = full_options();
-  auto out = wire(again);
-  ASSERT_EQ(out.wire.size(), 1u);
-  EXPECT_EQ(out.wire[0].dst, kClient);
-  EXPECT_EQ(out.wire[0].flags, kTcpAck) << "a challenge ACK";
-  EXPECT_EQ(out.wire[0].ack, cnext);
+  TcpSegment bare = again;  // no options: the fast path's shape
+  bare.options = TcpOptions{};
+  for (const TcpSegment& syn : {again, bare}) {
+    auto out = wire(syn);
+    ASSERT_EQ(out.wire.size(), 1u);
+    EXPECT_EQ(out.wire[0].dst, kClient);
+    EXPECT_EQ(out.wire[0].flags, kTcpAck) << "a challenge ACK";
+    EXPECT_EQ(out.wire[0].ack, cnext) << "what the backend acknowledged";
+    EXPECT_EQ(out.wire[0].seq, isn_ + 1);
+    EXPECT_EQ(out.wire[0].window, 1000) << "the backend's window (shift 7 both sides), as its segments carry it";
+    EXPECT_EQ(out.wire[0].options.ts_val, tsecr_ + 1) << "the backend's clock, translated";
+  }
   EXPECT_EQ(engine().flows(), 1u);
-  out = wire(client(kTcpRst, cnext, 0));
+  TcpSegment ack = backend(kTcpAck, backend_isn_ + 1, cnext + u32(up.size()));
+  with_backend_ts(ack);
+  ASSERT_EQ(wire(ack).wire.size(), 1u);
+  auto out = wire(client(kTcpRst, cnext + u32(up.size()), 0));
   ASSERT_EQ(out.wire.size(), 1u) << "the client's reset at our number, passed on";
   EXPECT_EQ(out.wire[0].dst, IpAddr::v4(kBackendIp));
   expect_no_flows_left();
@@ -1263,11 +1301,14 @@ void HandoffFixtureTest::proxy_header_both_ways() {
   } else {
     EXPECT_EQ(lanes_[1].engine->stats().forwarded_in_place, 0u) << "a tag to take off or put on: built anew";
   }
-  // The worker resets: the client is reset, the flow ends.
+  // The worker resets: the client is reset; the reset is at the worker's
+  // next number with its answer unacknowledged, so the flow ends after a
+  // short wait (judge_reset).
   TcpSegment rst = worker(kTcpRst | kTcpAck, backend_isn_ + 1 + u32(answer.size()), cnext + 5);
   out = exc(rst);
   ASSERT_EQ(out.wire.size(), 1u);
   EXPECT_TRUE(out.wire[0].flags & kTcpRst);
+  (void)tick(kT + 2'001);
   expect_no_flows_left();
 }
 

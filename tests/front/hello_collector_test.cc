@@ -63,12 +63,17 @@ TEST_F(CollectorTest, BytesBeforeTheStartAreTrimmed) {
   EXPECT_EQ(c.add(start - 10, bytes("0123456789")), HelloCollector::Add::kDuplicate);
 }
 
-TEST_F(CollectorTest, TheCapIsHard) {
-  EXPECT_EQ(add(60, "12345"), HelloCollector::Add::kBeyondCap);
-  EXPECT_EQ(add(59, "123456"), HelloCollector::Add::kBeyondCap);
-  EXPECT_EQ(add(59, "12345"), HelloCollector::Add::kAdded);  // up to the last byte
-  EXPECT_EQ(add(60, "1234"), HelloCollector::Add::kDuplicate);
+// Nothing past the room is held: a segment starting beyond it is refused;
+// one across its end keeps the part inside (a hello's tail with early data
+// behind it was dropped whole, every retransmission, until hello_ms).
+TEST_F(CollectorTest, TheCapIsHardAPieceAcrossItIsTrimmed) {
+  EXPECT_EQ(add(64, "1"), HelloCollector::Add::kBeyondCap);
   EXPECT_EQ(add(1u << 30, "x"), HelloCollector::Add::kBeyondCap);
+  EXPECT_EQ(add(60, "12345"), HelloCollector::Add::kAdded);  // bytes 60..63 kept
+  EXPECT_EQ(add(60, "1234"), HelloCollector::Add::kDuplicate);
+  EXPECT_EQ(add(59, "012345"), HelloCollector::Add::kAdded);  // byte 59 is new
+  EXPECT_EQ(add(0, std::string(59, 'h')), HelloCollector::Add::kAdded);
+  EXPECT_EQ(str(c.contiguous()), std::string(59, 'h') + "01234");
 }
 
 TEST_F(CollectorTest, TooManyGapsDropsTheSegmentUntilTheyClose) {
