@@ -649,6 +649,11 @@ void FlowEngine::try_parse(Flow& f, FrameSink& out) noexcept {
 }
 
 void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
+  // The hello is routed by the configuration in service when it is parsed
+  // (as the workers do), not the one of the cookie's ACK; the flow keeps
+  // it from here (pool indexes, timeouts of its own). Listeners are the
+  // same in every generation.
+  f.rt = rt_;
   const tls::ClientHelloInfo& h = f.parser->info();
   const route::RouteTableView& table = f.rt->listeners[f.listener].table;
   const route::Match m = h.has_sni ? table.find(h.sni()) : table.find_default();

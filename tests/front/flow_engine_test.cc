@@ -249,6 +249,27 @@ TEST_F(FlowEngineTest, AReloadThatRaisesTheHelloCapGivesNewFlowsBuffersOfTheNewS
   EXPECT_EQ(stats().hello_errors, 0u);
 }
 
+// A reload between the cookie's ACK and the hello: the hello is routed by
+// the configuration in service when it is parsed (p.test became a reject
+// route: an alert, nothing towards a backend), not by the one of the ACK.
+TEST_F(FlowEngineTest, AHelloIsRoutedByTheConfigurationInServiceWhenItIsParsed) {
+  const uint32_t seq = connect();
+  std::string toml = engine_toml(5000, 16384);
+  const std::string from = "name = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n";
+  const size_t at = toml.find(from);
+  ASSERT_NE(at, std::string::npos);
+  toml.replace(at, from.size(), "name = \"p\"\nnames = [\"p.test\"]\naction = \"reject\"\n");
+  auto rejecting = runtime_from(toml, "rejecting.toml");
+  ASSERT_NE(rejecting, nullptr);
+  engine_->set_runtime(rejecting);
+  auto out = in(seg(kTcpAck | kTcpPsh, seq, isn_ + 1, hello("p.test")));
+  ASSERT_EQ(out.size(), 1u) << "an alert and FIN, no ARP or SYN towards a backend";
+  EXPECT_EQ(out[0].dst, kClient);
+  ASSERT_EQ(out[0].payload.size(), 7u);
+  EXPECT_EQ(out[0].payload[0], 21);
+  EXPECT_EQ(stats().rejects, 1u);
+}
+
 TEST_F(FlowEngineTest, AnswerIsSentAgainWhenTheClientDidNotGetIt) {
   const uint32_t seq = connect();
   const auto h = hello("r.test");
