@@ -602,8 +602,7 @@ void FlowEngine::on_flow_segment(Flow& f, const Packet& p, uint64_t now_ms, Fram
     // Only a FIN within the room (at or after what was collected so far,
     // not past what we offered): a forged one far ahead ends nothing.
     const uint32_t fin_at = p.seq + static_cast<uint32_t>(p.payload.size());
-    const uint32_t start = rcv_nxt - static_cast<uint32_t>(f.hello.contiguous().size());
-    if (!seq_within(fin_at, start, static_cast<uint32_t>(f.hello.capacity()))) {
+    if (!seq_within(fin_at, f.hello.start(), static_cast<uint32_t>(f.hello.capacity()))) {
       ++stats_.segments_out_of_window;
       return;
     }

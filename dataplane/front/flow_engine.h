@@ -491,7 +491,7 @@ class FlowEngine {
   // A copy of an ARP reply or neighbour advertisement for every other lcore.
   void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
-  enum class ResetVerdict : uint8_t { kDrop, kEnds, kWaits, kPassOn };
+  enum class ResetVerdict : uint8_t { kDrop, kEnds, kPassOn };
   ResetVerdict judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept;
   // An ACK to the client as the backend's last segment would carry it (its
   // acknowledgement, window and clock): RFC 5961's challenge ACK.

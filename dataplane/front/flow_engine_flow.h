@@ -137,17 +137,6 @@ inline uint32_t max_window(int8_t wscale) noexcept {
   return uint32_t{65535} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
 }
 
-// What a receiver's last window field offers (shift `wscale`, -1: none),
-// in bytes, and never less than 64 KiB: the room judged "in the window" by
-// the checks on resets and sequence state. The real window bounds a blind
-// guess to window / 2^32 (the largest window the shift allows made it
-// 1/512 at shift 7); the floor keeps a closed or not yet known window from
-// refusing what a peer may still send.
-inline uint32_t receive_window(uint16_t field, int8_t wscale) noexcept {
-  const uint32_t bytes = uint32_t{field} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
-  return bytes > 65535 ? bytes : 65535;
-}
-
 // The client's window field for a backend that does not scale (shift:
 // the client's): in bytes, at most 65535 (never 0 for an open window).
 inline uint16_t unscaled_window(uint16_t window, uint8_t shift) noexcept {

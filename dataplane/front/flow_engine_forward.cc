@@ -361,8 +361,10 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
       rotate_cookie_key(now_ms);
       ++stats_.rx_frames;
     }
-    if (has_ts) f->backend_ts_recent = s.f.ts_val;
-    f->backend_window = s.f.window;
+    if (seq_within(to.seq, f->client_una - max_window(f->syn.wscale), 2 * max_window(f->syn.wscale))) {
+      if (has_ts) f->backend_ts_recent = s.f.ts_val;  // as on_backend_segment (near_client_una)
+      f->backend_window = s.f.window;
+    }
     if (s.flags & kTcpAck) note_ack(f->backend_una, s.f.ack, f->to_backend_nxt);
     ++stats_.forwarded_in_place;
     ++stats_.tx_frames;

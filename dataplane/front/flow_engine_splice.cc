@@ -40,10 +40,22 @@ namespace {
 
 bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) >= 0; }
 
-// The backend's receive window for the client's bytes, and the client's
-// for the backend's (in the client's sequence space both).
-uint32_t backend_room(const FlowEngine::Flow& f) noexcept { return receive_window(f.backend_window, f.backend_wscale); }
-uint32_t client_room(const FlowEngine::Flow& f) noexcept { return receive_window(f.client_window, f.syn.wscale); }
+// The most the backend's receive window can offer the client's bytes, and
+// the client's the backend's: the largest window their shifts allow. Not
+// the last window field: taken from segments anyone can forge, it let one
+// segment shrink it (and every later real segment be judged beyond it, the
+// flow's state frozen) or grow it (2^-9 of a blind guess at shift 7 is the
+// bound either way).
+uint32_t backend_room(const FlowEngine::Flow& f) noexcept { return max_window(f.backend_wscale); }
+uint32_t client_room(const FlowEngine::Flow& f) noexcept { return max_window(f.syn.wscale); }
+
+// A backend segment near what the client has acknowledged (within the
+// largest window either side): its window and TSval are what our challenge
+// ACKs carry as the backend's; one far off (a blind forgery) sets nothing.
+bool near_client_una(const FlowEngine::Flow& f, uint32_t seq_to_client) noexcept {
+  const uint32_t w = max_window(f.syn.wscale);
+  return seq_within(seq_to_client, f.client_una - w, 2 * w);
+}
 
 // TS.Recent moves with a segment at or below what the receiver acknowledged
 // (RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent), not one ahead: a blind segment
@@ -336,7 +348,11 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
 }
 
 void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept {
-  if (p.options.has_timestamps) f.backend_ts_recent = p.options.ts_val;
+  // TS.Recent of the backend, as the client's (updates_ts_recent): it is the
+  // TSval our challenge ACKs carry to the client.
+  if (p.options.has_timestamps && (f.state != Flow::State::kSpliced || near_client_una(f, p.seq + f.delta))) {
+    f.backend_ts_recent = p.options.ts_val;
+  }
   if (f.state == Flow::State::kConnecting) {
     const uint32_t syn_next = backend_syn_seq(f) + 1;
     if ((p.flags & kTcpRst) && (p.flags & kTcpAck) && p.ack == syn_next) {
@@ -358,6 +374,7 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
       f.client_window_shift = static_cast<uint8_t>(std::min<int8_t>(f.syn.wscale, 14));
     }
     f.backend_mss = p.options.mss != 0 ? p.options.mss : 536;
+    f.backend_window = static_cast<uint16_t>(p.window >> std::max<int8_t>(f.backend_wscale, 0));  // a SYN's is not scaled
     f.backend_ts = f.timestamps && p.options.has_timestamps;
     // The backend's SYN-ACK TSval becomes our clock now, not our SYN-ACK's
     // TSval: the ACKs we sent the client while collecting the hello carried
@@ -386,8 +403,8 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     verdict = judge_reset(p.seq + f.delta, f.client_una, f.snd_nxt, client_room(f));
     if (verdict == ResetVerdict::kDrop) return;
     if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_client
-  } else {
-    f.backend_window = p.window;
+  } else if (near_client_una(f, p.seq + f.delta)) {
+    f.backend_window = p.window;  // for our challenge ACKs
   }
   if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
   const bool replay_pending = f.wait == Wait::kReplay;
@@ -410,7 +427,6 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
       after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
-      if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
       return;
     }
   }
@@ -424,7 +440,6 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   s.payload = p.payload;
   emit(out, s);
   after_to_client(f, flags, (p.flags & kTcpRst) ? f.snd_nxt : segment_end(s.seq, p));
-  if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
 }
 
 // What a segment sent to the client (copied or in place) changes in the flow.
@@ -450,22 +465,24 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
   }
 }
 
-// A reset on a spliced leg whose receiver acknowledged up to `una`, its
-// window `window` (receive_window), the sender's next sequence number
-// `nxt`: outside the window, dropped (a blind reset: nothing passed on or
-// ended); anywhere in it, passed on for the receiver to judge (RFC 5961: it
-// takes one at its RCV.NXT, answers others with a challenge ACK). At `una`
-// (the receiver's RCV.NXT as far as we know) it ends the flow; at `nxt`
-// the flow waits a short while (kTimeWait) that any later segment ends;
-// elsewhere it stays as it was. Returns whether to pass it on.
+// A reset on a spliced leg whose receiver acknowledged up to `una` (its
+// largest window `window`), the sender's next number `nxt`: outside the
+// window, dropped (a blind reset: nothing passed on or ended); in it, passed
+// on for the receiver to judge (RFC 5961: it takes one at its RCV.NXT,
+// answers others with a challenge ACK). It ends the flow at `una`, or at
+// `nxt` when that is `una` (nothing unacknowledged): numbers a blind sender
+// must guess exactly. One at `nxt` with bytes unacknowledged (a forged
+// segment can have moved `nxt`) is passed on and the flow stays until the
+// receiver's own reset or the idle timeout ends it.
 FlowEngine::ResetVerdict FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept {
+  (void)nxt;
   if (seq == una) return ResetVerdict::kEnds;
   if (!seq_within(seq, una, window)) {
     ++stats_.rst_out_of_window;
     return ResetVerdict::kDrop;
   }
   ++stats_.rst_in_window;
-  return seq == nxt ? ResetVerdict::kWaits : ResetVerdict::kPassOn;
+  return ResetVerdict::kPassOn;
 }
 
 void FlowEngine::send_challenge_ack(const Flow& f, FrameSink& out) noexcept {
@@ -512,7 +529,6 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
       ++stats_.forwarded_in_place;
       ++stats_.tx_frames;
       after_to_backend(f, flags, end);
-      if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
       return;
     }
   }
@@ -528,7 +544,6 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   s.payload = p.payload;
   emit(to, s);
   after_to_backend(f, flags, end);
-  if (verdict == ResetVerdict::kWaits) link_tail(f, Wait::kTimeWait);
 }
 
 void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {

@@ -122,7 +122,9 @@ TEST_F(OwnRecordsTest, AClientThatAsksForAnswersAndNeverReadsThemIsBounded) {
   for (; asked < 200000 && std::chrono::steady_clock::now() < end; ++asked) {
     ASSERT_EQ(SSL_key_update(c.ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
     ASSERT_EQ(SSL_do_handshake(c.ssl()), 1);
-    ASSERT_TRUE(c.send_pending(false));
+    // The connection may end first (seen under ASan, with the bound and
+    // without it: a reset after ~150,000 requests in 5 s): nothing held then.
+    if (!c.send_pending(false)) break;
     if (c.pending() > 256 * 1024) break;  // the worker stopped reading us
   }
   std::this_thread::sleep_for(1000ms);
