@@ -348,8 +348,9 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
 }
 
 void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept {
-  // TS.Recent of the backend, as the client's (updates_ts_recent): it is the
-  // TSval our challenge ACKs carry to the client.
+  // The backend's latest TSval (what our challenge ACKs carry to the client
+  // as its clock), from its segments near what the client acknowledged only
+  // (near_client_una): a forged one far off sets nothing.
   if (p.options.has_timestamps && (f.state != Flow::State::kSpliced || near_client_una(f, p.seq + f.delta))) {
     f.backend_ts_recent = p.options.ts_val;
   }
@@ -548,10 +549,10 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
 
 void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept {
   ++stats_.spliced_to_backend;
-  // Beyond the window the backend gave (its FIN may take one more): the
-  // backend drops it; a forged segment must move nothing the flow expects
-  // (resets, ICMP checks, the FINs). One at or below what was sent moves
-  // nothing either way.
+  // Beyond the largest window the backend can have given (its FIN may take
+  // one more): the backend drops it; a forged segment must move nothing the
+  // flow expects (resets, ICMP checks, the FINs). One at or below what was
+  // sent moves nothing either way.
   const bool beyond = !seq_geq(f.backend_una + backend_room(f) + 1, end);
   if (beyond) {
     ++stats_.segments_out_of_window;
