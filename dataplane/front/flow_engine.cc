@@ -52,6 +52,7 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
   std::fill(std::begin(head_), std::end(head_), kNil);
   std::fill(std::begin(tail_), std::end(tail_), kNil);
   for (const auto& l : rt_->listeners) hello_cap_ = std::max<size_t>(hello_cap_, l.max_hello_bytes + kRecordSlack);
+  v6_backends_ = has_v6_backend(*rt_);
   const auto names_us = [&](const std::optional<RssHash>& r) {
     return r && std::find(r->reta().begin(), r->reta().end(), cfg_.lcore) != r->reta().end();
   };
@@ -62,7 +63,17 @@ FlowEngine::FlowEngine(EngineConfig cfg, std::shared_ptr<const worker::Runtime> 
 
 FlowEngine::~FlowEngine() = default;
 
+bool FlowEngine::has_v6_backend(const worker::Runtime& rt) noexcept {
+  for (const auto& p : rt.pools) {
+    for (uint32_t b = 0; p.pool && b < p.pool->size(); ++b) {
+      if (p.pool->backend(b).address.family() == AF_INET6) return true;
+    }
+  }
+  return false;
+}
+
 void FlowEngine::set_runtime(std::shared_ptr<const worker::Runtime> rt) noexcept {
+  v6_backends_ = has_v6_backend(*rt);
   for (const auto& l : rt->listeners) {
     if (l.max_hello_bytes + kRecordSlack > hello_cap_) {
       // Buffers made for the old cap are too small: new flows get new ones.
@@ -445,7 +456,10 @@ void FlowEngine::on_syn(const Packet& p, uint64_t now_ms, FrameSink& out) noexce
   s.ack = p.seq + 1;
   s.flags = kTcpSyn | kTcpAck;
   s.window = 65535;  // open: the client's hello must fit (never SYNPROXY's zero window)
-  s.options.mss = cfg_.mss;
+  // An IPv4 client's segments grow by 20 bytes towards an IPv6 backend:
+  // where one may be, the MSS offered leaves room for it (the route is not
+  // known before the hello; a client's stack clamps to its own path only).
+  s.options.mss = static_cast<uint16_t>(cfg_.mss - (v6_backends_ && p.src.family == 4 ? 20 : 0));
   if (p.options.wscale >= 0) s.options.wscale = static_cast<int8_t>(cfg_.wscale);
   s.options.sack_ok = p.options.sack_ok;
   if (p.options.has_timestamps) {

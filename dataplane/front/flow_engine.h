@@ -491,6 +491,7 @@ class FlowEngine {
   // A copy of an ARP reply or neighbour advertisement for every other lcore.
   void share_with_lcores(std::span<const uint8_t> frame, FrameSink& out) noexcept;
   bool refresh_pools() noexcept;
+  static bool has_v6_backend(const worker::Runtime& rt) noexcept;
   enum class ResetVerdict : uint8_t { kDrop, kEnds, kPassOn };
   ResetVerdict judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept;
   // An ACK to the client as the backend's last segment would carry it (its
@@ -581,6 +582,7 @@ class FlowEngine {
   } no_sink_;
   std::vector<std::unique_ptr<uint8_t[]>> spare_buffers_;  // hello buffers: kLeadRoom + hello_cap_ bytes
   size_t hello_cap_ = 0;
+  bool v6_backends_ = false;  // a pool has an IPv6 backend: IPv4 clients get 20 bytes less MSS
   uint64_t now_ms_ = 0;
 };
 

@@ -270,6 +270,27 @@ TEST_F(FlowEngineTest, AHelloIsRoutedByTheConfigurationInServiceWhenItIsParsed) 
   EXPECT_EQ(stats().rejects, 1u);
 }
 
+// An IPv4 client's segments grow by 20 bytes on their way to an IPv6
+// backend (1460 + 60 = 1520 over a 1500-byte path: an upload black-holed):
+// where a pool has one, IPv4 clients are offered an MSS 20 bytes smaller;
+// IPv6 clients, and every client without IPv6 backends, the full one.
+TEST_F(FlowEngineTest, IpV4ClientsGetRoomForAnIpV6BackendsHeader) {
+  auto syn_ack_mss = [&](bool v6, uint16_t sport) {
+    auto out = in(seg(kTcpSyn, 100, 0, {}, sport, v6));
+    return out.size() == 1 ? out[0].options.mss : 0;
+  };
+  EXPECT_EQ(syn_ack_mss(false, 41000), 1460);
+  pools_before_ = "[[pool]]\nname = \"v6\"\nbackends = [\"[fd00::9]:443\"]\n";
+  make_engine();
+  EXPECT_EQ(syn_ack_mss(false, 41001), 1440);
+  EXPECT_EQ(syn_ack_mss(true, 41002), 1460);
+  // A reload that drops it: the full MSS again.
+  auto v4_only = runtime_from(engine_toml(5000, 16384), "v4.toml");
+  ASSERT_NE(v4_only, nullptr);
+  engine_->set_runtime(v4_only);
+  EXPECT_EQ(syn_ack_mss(false, 41003), 1460);
+}
+
 TEST_F(FlowEngineTest, AnswerIsSentAgainWhenTheClientDidNotGetIt) {
   const uint32_t seq = connect();
   const auto h = hello("r.test");
