@@ -263,10 +263,10 @@ void FlowEngine::rotate_cookie_key_slow(uint64_t now_ms) noexcept {
   key_epoch_start_ = epoch * kCookieKeyPeriodMs;
   if (epoch == key_epoch_) return;
   if (key_epoch_ != UINT64_MAX && epoch == key_epoch_ + 1) {
-    cookies_.rotate(cookie_key_for(epoch));  // the previous key stays valid
+    cookies_.rotate(cookie_key_for(epoch), key_epoch_start_ / 1000);  // the previous key stays valid
   } else {
     cookies_ = SynCookies(cookie_key_for(epoch - (epoch > 0 ? 1 : 0)));
-    if (epoch > 0) cookies_.rotate(cookie_key_for(epoch));
+    if (epoch > 0) cookies_.rotate(cookie_key_for(epoch), key_epoch_start_ / 1000);
   }
   key_epoch_ = epoch;
 }

@@ -174,10 +174,11 @@ uint32_t parity(uint64_t slot) noexcept {
 
 SynCookies::SynCookies(const std::array<uint8_t, 16>& key) noexcept : key_(key), prev_key_{} {}
 
-void SynCookies::rotate(const std::array<uint8_t, 16>& key) noexcept {
+void SynCookies::rotate(const std::array<uint8_t, 16>& key, uint64_t from_s) noexcept {
   prev_key_ = key_;
   key_ = key;
   have_prev_ = true;
+  prev_until_s_ = from_s;
 }
 
 uint32_t SynCookies::make(const FlowKey& key, uint32_t client_isn, const SynOptions& opt,
@@ -197,7 +198,8 @@ std::optional<SynOptions> SynCookies::check(const FlowKey& key, uint32_t client_
   }
   const MacInput in = mac_input(key, client_isn, slot, options);
   const uint32_t tag = cookie >> kOptionBits;
-  if (mac(key_, in) == tag || (have_prev_ && mac(prev_key_, in) == tag)) return decode(options);
+  const bool prev_possible = have_prev_ && slot * kSlotSeconds < prev_until_s_;
+  if (mac(key_, in) == tag || (prev_possible && mac(prev_key_, in) == tag)) return decode(options);
   return std::nullopt;
 }
 

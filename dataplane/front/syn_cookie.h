@@ -26,7 +26,8 @@
 // counter), so one forged ACK passes with probability 2^-23 (about 1.2e-7)
 // while one key is held and 2 * 2^-23 = 2^-22 (about 2.4e-7) in the window
 // after rotate(), when the previous key is tried too (the flow engine
-// rotates every key period and keeps the previous key: 2^-22 in service).
+// rotates every 10-minute key period and passes the period's start: 2^-22
+// for the first two slots of a period, 2^-23 after them).
 // The caller passes the
 // time in; nothing here reads a clock or allocates.
 #pragma once
@@ -67,7 +68,11 @@ class SynCookies {
   explicit SynCookies(const std::array<uint8_t, 16>& key) noexcept;
 
   // A new key; cookies made with the one before stay valid for their time.
-  void rotate(const std::array<uint8_t, 16>& key) noexcept;
+  // `from_s`: when the new key took over (seconds, make()'s clock): the
+  // previous key is then tried only for slots that began before it, so a
+  // forged ACK passes at 2^-23 again two slots after a rotation (2^-22 in
+  // those two); the default tries it for every slot.
+  void rotate(const std::array<uint8_t, 16>& key, uint64_t from_s = UINT64_MAX) noexcept;
 
   // The ISN for our SYN-ACK answering a SYN with sequence number client_isn,
   // at time now_s (seconds, any epoch, monotonic). `opt` is what the SYN
@@ -89,6 +94,7 @@ class SynCookies {
   std::array<uint8_t, 16> key_;
   std::array<uint8_t, 16> prev_key_;
   bool have_prev_ = false;
+  uint64_t prev_until_s_ = UINT64_MAX;  // slots starting before this may be the previous key's
 };
 
 }  // namespace lode::front

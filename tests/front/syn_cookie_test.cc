@@ -249,6 +249,26 @@ TEST(SynCookieTest, SynRetransmitAcrossTheSlotBoundary) {
   }
 }
 
+// rotate(key, from_s): the previous key is tried only for slots that began
+// before the new one took over, so after two slots a forged ACK has one key
+// to match (2^-23), not two (2^-22, the default: every slot).
+TEST(SynCookieTest, ThePreviousKeyIsTriedOnlyForSlotsBeforeItsSuccessorTookOver) {
+  const uint64_t slot = kSlots[0];
+  SynCookies c(kKeyA);
+  const uint32_t old_cookie = c.make(v4_flow(), kIsn, kTypical, at(slot, 5));
+  c.rotate(kKeyB, at(slot, 30));
+  EXPECT_EQ(c.check(v4_flow(), kIsn, old_cookie, at(slot, 40)), kTypical);
+  EXPECT_EQ(c.check(v4_flow(), kIsn, old_cookie, at(slot + 1, 10)), kTypical) << "its slot began before";
+  // What the previous key would make in the next slot (which began after
+  // the rotation): not tried.
+  SynCookies a_only(kKeyA);
+  const uint32_t late = a_only.make(v4_flow(), kIsn, kTypical, at(slot + 1, 5));
+  EXPECT_EQ(c.check(v4_flow(), kIsn, late, at(slot + 1, 10)), std::nullopt);
+  SynCookies unbounded(kKeyA);
+  unbounded.rotate(kKeyB);
+  EXPECT_EQ(unbounded.check(v4_flow(), kIsn, late, at(slot + 1, 10)), kTypical) << "the default";
+}
+
 TEST(SynCookieTest, PreviousKeyAcceptedAfterOneRotation) {
   SynCookies c(kKeyA);
   const uint32_t old_cookie = c.make(v4_flow(), kIsn, kTypical, at(kSlots[0]));
