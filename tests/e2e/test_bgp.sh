@@ -272,7 +272,7 @@ assert_eq "node A killed: all 16 new connections served by node B" 16 \
 # ------------------------------------------------------------------ SIGTERM under load
 start_node nodeA
 check "router: node A back after its restart" wait_for 60 route_has_both
-"${CLIENT[@]}" load "$VIP" "$PORT" "$PKI/ca.pem" 400 4 "$T/progress" >"$T/load.json" 2>"$T/load.log" &
+"${CLIENT[@]}" load "$VIP" "$PORT" "$PKI/ca.pem" 1000 4 "$T/progress" >"$T/load.json" 2>"$T/load.log" &
 load_pid=$!
 PIDS+=("$load_pid")
 wait_for 60 grep -qE '^(5|6|7|8|9)[0-9]$|^[0-9]{3}$' "$T/progress"
@@ -283,7 +283,7 @@ assert_eq "node A exited 0 after SIGTERM" 0 "$?"
 wait "$load_pid"
 load=$(cat "$T/load.json")
 echo "  load: $load"
-assert_eq "SIGTERM under load: 400 connections made" 400 "$(json 'd["done"]' <<<"$load")"
+assert_eq "SIGTERM under load: 1000 connections made" 1000 "$(json 'd["done"]' <<<"$load")"
 assert_eq "SIGTERM under load: no new connection refused or unanswered" 0 "$(json 'd["connect_failures"]' <<<"$load")"
 # Plain ECMP keeps no flow state: a connection whose first packets went to
 # node A just before the router dropped A has its next packets sent to B and
