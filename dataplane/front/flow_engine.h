@@ -493,7 +493,7 @@ class FlowEngine {
   bool refresh_pools() noexcept;
   static bool has_v6_backend(const worker::Runtime& rt) noexcept;
   enum class ResetVerdict : uint8_t { kDrop, kEnds, kPassOn };
-  ResetVerdict judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept;
+  ResetVerdict judge_reset(uint32_t seq, uint32_t una, uint32_t window) noexcept;
   // An ACK to the client as the backend's last segment would carry it (its
   // acknowledgement, window and clock): RFC 5961's challenge ACK.
   void send_challenge_ack(const Flow& f, FrameSink& out) noexcept;

@@ -137,6 +137,20 @@ inline uint32_t max_window(int8_t wscale) noexcept {
   return uint32_t{65535} << (wscale > 0 ? (wscale < 14 ? wscale : 14) : 0);
 }
 
+// A segment near what its receiver acknowledged (`una`, within the largest
+// window the shift allows either side): its window and TSval may be taken
+// as its sender's; one far off (a blind forgery) sets nothing.
+inline bool near_una(uint32_t seq, uint32_t una, int8_t wscale) noexcept {
+  return seq_within(seq, una - max_window(wscale), 2 * max_window(wscale));
+}
+
+// TS.Recent moves with a segment at or below what the receiver acknowledged
+// (RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent), not one ahead: a blind segment
+// must not put its TSval where our replay or our own segments carry it.
+inline bool updates_ts_recent(uint32_t seq, uint32_t una, int8_t wscale) noexcept {
+  return seq_within(seq, una - max_window(wscale), max_window(wscale));
+}
+
 // The client's window field for a backend that does not scale (shift:
 // the client's): in bytes, at most 65535 (never 0 for an open window).
 inline uint16_t unscaled_window(uint16_t window, uint8_t shift) noexcept {

@@ -361,8 +361,8 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
       rotate_cookie_key(now_ms);
       ++stats_.rx_frames;
     }
-    if (seq_within(to.seq, f->client_una - max_window(f->syn.wscale), 2 * max_window(f->syn.wscale))) {
-      if (has_ts) f->backend_ts_recent = s.f.ts_val;  // as on_backend_segment (near_client_una)
+    if (near_una(to.seq, f->client_una, f->syn.wscale)) {
+      if (has_ts) f->backend_ts_recent = s.f.ts_val;  // as on_backend_segment
       f->backend_window = s.f.window;
     }
     if (s.flags & kTcpAck) note_ack(f->backend_una, s.f.ack, f->to_backend_nxt);
@@ -391,9 +391,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   if (!send_rewritten(s, to, frame, toward_backend(*f, out))) return false;
   rotate_cookie_key(now_ms);
   ++stats_.rx_frames;
-  if (has_ts && seq_within(s.f.seq, f->backend_una - max_window(f->backend_wscale), max_window(f->backend_wscale))) {
-    f->ts_recent = s.f.ts_val;  // RFC 7323 4.3 (updates_ts_recent in flow_engine_splice.cc)
-  }
+  if (has_ts && updates_ts_recent(s.f.seq, f->backend_una, f->backend_wscale)) f->ts_recent = s.f.ts_val;
   f->client_window = s.f.window;
   if (s.flags & kTcpAck) note_ack(f->client_una, s.f.ack, f->snd_nxt);
   ++stats_.forwarded_in_place;

@@ -49,20 +49,6 @@ bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - 
 uint32_t backend_room(const FlowEngine::Flow& f) noexcept { return max_window(f.backend_wscale); }
 uint32_t client_room(const FlowEngine::Flow& f) noexcept { return max_window(f.syn.wscale); }
 
-// A backend segment near what the client has acknowledged (within the
-// largest window either side): its window and TSval are what our challenge
-// ACKs carry as the backend's; one far off (a blind forgery) sets nothing.
-bool near_client_una(const FlowEngine::Flow& f, uint32_t seq_to_client) noexcept {
-  const uint32_t w = max_window(f.syn.wscale);
-  return seq_within(seq_to_client, f.client_una - w, 2 * w);
-}
-
-// TS.Recent moves with a segment at or below what the receiver acknowledged
-// (RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent), not one ahead: a blind segment
-// must not put its TSval where our replay or our own segments carry it.
-bool updates_ts_recent(uint32_t seq, uint32_t una, int8_t wscale) noexcept {
-  return seq_within(seq, una - max_window(wscale), max_window(wscale));
-}
 
 // The sequence number after a segment that starts at `seq` (its FIN counts one).
 uint32_t segment_end(uint32_t seq, const Packet& p) noexcept {
@@ -350,8 +336,8 @@ void FlowEngine::send_replay(Flow& f, FrameSink& out) noexcept {
 void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) noexcept {
   // The backend's latest TSval (what our challenge ACKs carry to the client
   // as its clock), from its segments near what the client acknowledged only
-  // (near_client_una): a forged one far off sets nothing.
-  if (p.options.has_timestamps && (f.state != Flow::State::kSpliced || near_client_una(f, p.seq + f.delta))) {
+  // (near_una): a forged one far off sets nothing.
+  if (p.options.has_timestamps && (f.state != Flow::State::kSpliced || near_una(p.seq + f.delta, f.client_una, f.syn.wscale))) {
     f.backend_ts_recent = p.options.ts_val;
   }
   if (f.state == Flow::State::kConnecting) {
@@ -401,10 +387,10 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
   uint8_t flags = p.flags;
   ResetVerdict verdict = ResetVerdict::kEnds;
   if (flags & kTcpRst) {
-    verdict = judge_reset(p.seq + f.delta, f.client_una, f.snd_nxt, client_room(f));
+    verdict = judge_reset(p.seq + f.delta, f.client_una, client_room(f));
     if (verdict == ResetVerdict::kDrop) return;
     if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_client
-  } else if (near_client_una(f, p.seq + f.delta)) {
+  } else if (near_una(p.seq + f.delta, f.client_una, f.syn.wscale)) {
     f.backend_window = p.window;  // for our challenge ACKs
   }
   if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
@@ -467,16 +453,15 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
 }
 
 // A reset on a spliced leg whose receiver acknowledged up to `una` (its
-// largest window `window`), the sender's next number `nxt`: outside the
-// window, dropped (a blind reset: nothing passed on or ended); in it, passed
-// on for the receiver to judge (RFC 5961: it takes one at its RCV.NXT,
-// answers others with a challenge ACK). It ends the flow at `una`, or at
-// `nxt` when that is `una` (nothing unacknowledged): numbers a blind sender
-// must guess exactly. One at `nxt` with bytes unacknowledged (a forged
-// segment can have moved `nxt`) is passed on and the flow stays until the
-// receiver's own reset or the idle timeout ends it.
-FlowEngine::ResetVerdict FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t nxt, uint32_t window) noexcept {
-  (void)nxt;
+// largest window `window`): outside the window, dropped (a blind reset:
+// nothing passed on or ended); in it, passed on for the receiver to judge
+// (RFC 5961: it takes one at its RCV.NXT, answers others with a challenge
+// ACK). It ends the flow only at `una`, a number a blind sender must guess
+// exactly (and the sender's next one when nothing is unacknowledged); one
+// at the sender's next number with bytes unacknowledged (a forged segment
+// can have moved it) is passed on and the flow stays until the receiver's
+// own reset or the idle timeout ends it.
+FlowEngine::ResetVerdict FlowEngine::judge_reset(uint32_t seq, uint32_t una, uint32_t window) noexcept {
   if (seq == una) return ResetVerdict::kEnds;
   if (!seq_within(seq, una, window)) {
     ++stats_.rst_out_of_window;
@@ -504,7 +489,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   uint8_t flags = p.flags;
   ResetVerdict verdict = ResetVerdict::kEnds;
   if (flags & kTcpRst) {
-    verdict = judge_reset(p.seq, f.backend_una, f.to_backend_nxt, backend_room(f));
+    verdict = judge_reset(p.seq, f.backend_una, backend_room(f));
     if (verdict == ResetVerdict::kDrop) return;
     if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_backend
   }
