@@ -692,6 +692,13 @@ void FlowEngine::decide(Flow& f, FrameSink& out) noexcept {
     return;
   }
   if (rv.action == route::Action::kPassthrough) {
+    if (route_full(f, m.route)) {
+      // As the workers do for the routes they serve: reset after the hello.
+      ++stats_.refused_route_full;
+      series_add(f.series->refused);
+      reset_flow(f, out);
+      return;
+    }
     f.pool = rv.pool;
     start_passthrough(f, out);
     return;
@@ -710,6 +717,17 @@ void FlowEngine::count_route(Flow& f, uint32_t route) noexcept {
   f.series = &cfg_.route_series[slots[route]];
   series_add(f.series->connections);
   series_add(f.series->active);
+}
+
+bool FlowEngine::route_full(const Flow& f, uint32_t route) const noexcept {
+  const worker::ListenerRuntime& l = f.rt->listeners[f.listener];
+  const uint32_t cap = route < l.route_caps.size() ? l.route_caps[route] : 0;
+  if (cap == 0 || f.series == nullptr) return false;
+  if (cfg_.all_route_series.empty()) return f.series->active.load(std::memory_order_relaxed) > cap;
+  const uint32_t slot = l.route_slots[route];  // f.series is set: the slot exists
+  uint64_t open = 0;
+  for (const stats::RouteSeries* row : cfg_.all_route_series) open += row[slot].active.load(std::memory_order_relaxed);
+  return open > cap;
 }
 
 void FlowEngine::count_backend_pick(Flow& f, uint32_t backend) noexcept {

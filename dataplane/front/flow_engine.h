@@ -208,6 +208,13 @@ struct EngineConfig {
   // are counted by the worker that takes them.
   stats::RouteSeries* route_series = nullptr;
   stats::BackendSeries* backend_series = nullptr;
+  // Every polling lcore's row (this one's included), read to enforce a
+  // passthrough route's max_connections over the lcores: the sum of their
+  // open gauges (relaxed loads; each row still written by its own lcore
+  // only). Empty: the cap counts this lcore's flows alone. Without
+  // route_series nothing is counted and no cap applies (`lodestone run`
+  // always has a stats segment).
+  std::vector<const stats::RouteSeries*> all_route_series;
 };
 
 class FlowEngine {
@@ -507,6 +514,9 @@ class FlowEngine {
   // The series (EngineConfig::route_series / backend_series): the route a
   // flow was routed to, the backend picked for it, the end of either.
   void count_route(Flow& f, uint32_t route) noexcept;
+  // A passthrough route at its max_connections: its open flows over the
+  // lcores (this one counted already) above the cap.
+  bool route_full(const Flow& f, uint32_t route) const noexcept;
   void count_backend_pick(Flow& f, uint32_t backend) noexcept;
   void count_backend_failed(Flow& f) noexcept;
   void uncount(Flow& f) noexcept;

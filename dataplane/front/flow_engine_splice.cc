@@ -493,8 +493,30 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     if (verdict == ResetVerdict::kDrop) return;
     if (verdict != ResetVerdict::kEnds) flags &= static_cast<uint8_t>(~kTcpRst);  // for after_to_backend
   }
+  // Until the backend has acknowledged the whole replay, the client's bytes
+  // in its range are not passed on: they were parsed and routed already,
+  // and the replay (sent again while unacknowledged) is what the backend
+  // must take there. A retransmission with other bytes (a client that
+  // never saw our ACK, or a forgery) would otherwise fill a range whose
+  // replay frame was lost: the backend would read a hello that was never
+  // routed. Such a segment goes on from the replay's end (a FIN inside the
+  // range, which contradicts what we hold, is dropped with those bytes).
+  uint32_t seq = p.seq;
+  std::span<const uint8_t> payload = p.payload;
+  bool trimmed = false;
+  if (f.wait == Wait::kReplay && f.buffer && !(p.flags & kTcpRst) && !payload.empty()) {
+    const auto ahead = static_cast<int32_t>(f.replay_end - seq);  // of its bytes, those the replay carries
+    if (ahead > 0) {
+      if (static_cast<uint32_t>(ahead) > payload.size()) flags &= static_cast<uint8_t>(~kTcpFin);
+      payload = payload.subspan(std::min<size_t>(static_cast<uint32_t>(ahead), payload.size()));
+      seq = f.replay_end;
+      trimmed = true;
+      ++stats_.replay_overlaps;
+    }
+  }
   // A reset moves no sequence number.
-  const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt : segment_end(p.seq, p);
+  const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt
+                                           : seq + static_cast<uint32_t>(payload.size()) + ((flags & kTcpFin) ? 1 : 0);
   if (p.options.has_timestamps && updates_ts_recent(p.seq, f.backend_una, f.backend_wscale)) {
     f.ts_recent = p.options.ts_val;
   }
@@ -502,12 +524,12 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   if (p.flags & kTcpAck) note_ack(f.client_una, p.ack, f.snd_nxt);
   FrameSink& to = toward_backend(f, out);
   TcpSegment s = to_backend(f);
-  s.seq = p.seq;
+  s.seq = seq;
   s.ack = (p.flags & kTcpAck) ? p.ack - f.delta : 0;
-  s.flags = p.flags;
+  s.flags = trimmed ? flags : p.flags;
   s.window = unscaled_window(p.window, f.client_window_shift);
   const bool ts = f.backend_ts && p.options.has_timestamps;
-  if (!inplace_.empty() && (ts || !p.options.has_timestamps)) {
+  if (!trimmed && !inplace_.empty() && (ts || !p.options.has_timestamps)) {
     const TcpRewrite rw{s.src_mac, s.dst_mac, s.flow, s.seq, (p.flags & kTcpAck) ? s.ack : p.ack, s.window, ts,
                         p.options.ts_val, p.options.ts_ecr - f.ts_delta, p.options.sack_count > 0 ? 0 - f.delta : 0,
                         s.vlan};
@@ -527,7 +549,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     s.options.ts_val = p.options.ts_val;
     s.options.ts_ecr = p.options.ts_ecr - f.ts_delta;
   }
-  s.payload = p.payload;
+  s.payload = payload;
   emit(to, s);
   after_to_backend(f, flags, end);
 }

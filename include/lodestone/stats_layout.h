@@ -183,7 +183,9 @@ namespace lode::stats {
   X(rss_hash_disabled, "1 on the lcore whose mismatches turned local port choice by RSS hash off for every lcore (new legs: the port rule); summed: 0 or 1") \
   X(rst_out_of_window, "RSTs dropped: their sequence number is outside the receiver's window (a blind reset, RFC 5961)") \
   X(rst_in_window, "RSTs in the window but not at the sequence number expected: passed on to a spliced flow's receiver, which decides (RFC 5961), or answered with a challenge ACK while collecting; the flow kept") \
-  X(segments_out_of_window, "segments beyond the receiver's window: of a spliced flow, passed on (its receiver drops them), the flow's sequence state not moved; while collecting the hello, dropped with a duplicate ACK")
+  X(segments_out_of_window, "segments beyond the receiver's window: of a spliced flow, passed on (its receiver drops them), the flow's sequence state not moved; while collecting the hello, dropped with a duplicate ACK") \
+  X(replay_overlaps, "client segments with bytes inside the replayed hello before the backend acknowledged it: passed on from the replay's end (those bytes were routed already)") \
+  X(refused_route_full, "passthrough flows reset after the hello: their route at its max_connections over the lcores")
 
 // Handshake duration histogram bounds (microseconds), per route; the last
 // bucket is +Inf. Counts are per bucket (not cumulative) in memory; the
@@ -349,7 +351,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 20;
+inline constexpr uint32_t kStatsLayoutVersion = 21;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

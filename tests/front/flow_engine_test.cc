@@ -35,17 +35,17 @@ class FlowEngineTest : public ::testing::Test {
   // The engine's configuration; `pools_before`: more [[pool]]s ahead of
   // pool p (which then has another index).
   static std::string engine_toml(uint32_t hello_ms, uint32_t max_hello, const std::string& pools_before = "",
-                                 const std::string& timeouts = "") {
+                                 const std::string& timeouts = "", const std::string& route_p = "") {
     return "[[listener]]\nname = \"vip\"\nlisten = [\"10.0.0.1:443\", \"[fd00::1]:443\"]\n"
            "max_hello_bytes = " + std::to_string(max_hello) + "\n" + pools_before +
            "[[pool]]\nname = \"p\"\nbackends = [\"10.0.0.9:443\"]\n"
            "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
            "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
-           "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+           "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n" + route_p +
            "[timeouts]\nhello_ms = " + std::to_string(hello_ms) + "\n" + timeouts;
   }
   void make_engine(uint32_t max_flows = 1024, uint32_t hello_ms = 5000, uint32_t max_hello = 16384) {
-    const std::string toml = engine_toml(hello_ms, max_hello, pools_before_, timeouts_);
+    const std::string toml = engine_toml(hello_ms, max_hello, pools_before_, timeouts_, route_p_);
     const std::string path = dir_.write("lode.toml", toml);
     auto cfg = config::load_config_file(path);
     ASSERT_TRUE(cfg.has_value()) << cfg.error()[0].to_string();
@@ -68,6 +68,7 @@ class FlowEngineTest : public ::testing::Test {
       }
       ec.route_series = route_rows_.data();
       ec.backend_series = backend_rows_.data();
+      ec.all_route_series = all_route_rows_;
     }
     runtime_ = runtime;
     engine_ = std::make_unique<FlowEngine>(ec, runtime);
@@ -147,6 +148,8 @@ class FlowEngineTest : public ::testing::Test {
   std::vector<std::vector<uint8_t>> stored_, out_frames_;
   uint32_t isn_ = 0;
   bool with_series_ = false;  // make_engine gives the engine series rows
+  std::string route_p_;  // more lines for route p (make_engine)
+  std::vector<const stats::RouteSeries*> all_route_rows_;  // every lcore's rows (with_series_)
   std::array<stats::RouteSeries, 8> route_rows_{};
   std::array<stats::BackendSeries, 8> backend_rows_{};
 };
@@ -815,6 +818,74 @@ TEST_F(PassthroughTest, LostReplayIsSentAgainAndALostSynToo) {
   EXPECT_EQ(stats().replay_retransmits, 1u);
 }
 
+// The replayed hello's range is the backend's from the replay only, until
+// it has acknowledged the whole replay: a client retransmission there with
+// other bytes (here the hello for another name, of the same length) would
+// otherwise fill the range of a lost replay frame, and the backend would
+// read a hello that was never routed. Such segments go on from the
+// replay's end (a FIN inside the range is dropped with those bytes), copied
+// even where the frame could be rewritten in place; the replay sent again
+// is still the parsed hello; once acknowledged, segments pass as they are.
+TEST_F(PassthroughTest, TheReplayedRangeIsNotPassedOnFromTheClientUntilAcknowledged) {
+  for (const bool in_place : {true, false}) {
+    SCOPED_TRACE(in_place ? "in place" : "copied");
+    make_engine();
+    sink_.in_place = in_place;
+    open_to_backend();
+    const uint32_t b = 0x70000000;
+    ASSERT_EQ(in(from_backend(kTcpSyn | kTcpAck, b, client_isn + 1)).size(), 1u);  // the replay (lost)
+    const uint32_t end = client_isn + 1 + static_cast<uint32_t>(hello_bytes.size());
+    const test::Bytes other = hello("x.test");
+    ASSERT_EQ(other.size(), hello_bytes.size());
+    ASSERT_NE(other, hello_bytes);
+
+    // The whole hello again, other bytes: an ACK at the replay's end, no byte.
+    auto out = in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].dst, kBackend);
+    EXPECT_EQ(out[0].seq, end);
+    EXPECT_EQ(out[0].ack, b + 1);
+    EXPECT_TRUE(out[0].payload.empty());
+    EXPECT_EQ(stats().replay_overlaps, 1u);
+
+    // Across the replay's end: only what follows it.
+    std::vector<uint8_t> across(10, 'X');
+    const std::string after(20, 'y');
+    across.insert(across.end(), after.begin(), after.end());
+    out = in(seg(kTcpAck | kTcpPsh, end - 10, isn_ + 1, across));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].seq, end);
+    EXPECT_EQ(std::string(out[0].payload.begin(), out[0].payload.end()), after);
+
+    // A FIN inside the range: dropped with its bytes (the flow goes on).
+    const std::vector<uint8_t> few(8, 'Z');
+    out = in(seg(kTcpAck | kTcpFin, client_isn + 1, isn_ + 1, few));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].flags & kTcpFin, 0);
+    EXPECT_TRUE(out[0].payload.empty());
+    EXPECT_EQ(stats().replay_overlaps, 3u);
+
+    // The replay sent again is still the parsed hello.
+    out = tick(1'000'000 + 1'500);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].seq, client_isn + 1);
+    EXPECT_EQ(std::vector<uint8_t>(out[0].payload.begin(), out[0].payload.end()), hello_bytes);
+
+    // Acknowledged (with the 20 bytes after it): what the client sends passes as it is.
+    (void)in(from_backend(kTcpAck, b + 1, end + 20), 1'000'000 + 1'600);
+    out = in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other), 1'000'000 + 1'700);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].seq, client_isn + 1);
+    EXPECT_EQ(out[0].payload.size(), other.size()) << "the backend has the range: it drops these";
+    EXPECT_EQ(stats().replay_overlaps, 3u);
+    // The client's FIN after the 20 bytes, then the backend's: time-wait, gone.
+    EXPECT_EQ(in(seg(kTcpAck | kTcpFin, end + 20, isn_ + 1), 1'000'000 + 1'800).size(), 1u);
+    EXPECT_EQ(in(from_backend(kTcpAck | kTcpFin, b + 1, end + 21), 1'000'000 + 1'900).size(), 1u);
+    (void)tick(1'000'000 + 5'000);
+    EXPECT_EQ(engine_->flows(), 0u);
+  }
+}
+
 TEST_F(PassthroughTest, RefusedBackendResetsTheClientAndRstsPassBoth) {
   open_to_backend();
   auto out = in(from_backend(kTcpRst | kTcpAck, 0, client_isn + 1));
@@ -835,6 +906,56 @@ TEST_F(PassthroughTest, IdleSplicedFlowIsResetBothWays) {
   EXPECT_TRUE(out[1].flags & kTcpRst);
   EXPECT_EQ(stats().idle_timeouts, 1u);
   EXPECT_EQ(engine_->flows(), 0u);
+}
+
+// [[route]] max_connections on a passthrough route of the dpdk front: its
+// open flows summed over every lcore's row (here this lcore's and one more,
+// holding one flow), as the workers sum theirs; above the cap the flow is
+// reset after its hello (refused_route_full, the route's refused), and
+// counts as open no more. Without the other rows the cap counts this
+// lcore's flows alone.
+TEST_F(PassthroughTest, ARoutesMaxConnectionsHoldsOverTheLcores) {
+  std::array<stats::RouteSeries, 8> other{};
+  with_series_ = true;
+  route_p_ = "max_connections = 2\n";
+  all_route_rows_ = {route_rows_.data(), other.data()};
+  make_engine();
+  const stats::RouteSeries& p = route_row("p");
+  const size_t slot = static_cast<size_t>(&p - route_rows_.data());
+  other[slot].active = 1;
+  auto hello_on = [&](uint16_t port) {
+    const uint32_t seq = connect(1000u * port, port);
+    return in(seg(kTcpAck | kTcpPsh, seq, isn_ + 1, hello("p.test"), port));
+  };
+  auto reset_sent = [](const std::vector<Packet>& out) {
+    return std::any_of(out.begin(), out.end(), [](const Packet& x) { return (x.flags & kTcpRst) != 0; });
+  };
+  EXPECT_FALSE(reset_sent(hello_on(40000))) << "1 here + 1 there: at the cap";
+  EXPECT_EQ(p.active.load(), 1u);
+  auto out = hello_on(40001);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].flags & kTcpRst);
+  EXPECT_EQ(out[0].dst, kClient);
+  EXPECT_EQ(stats().refused_route_full, 1u);
+  EXPECT_EQ(stats().passthrough_flows, 1u);
+  EXPECT_EQ(p.refused.load(), 1u);
+  EXPECT_EQ(p.active.load(), 1u);
+  EXPECT_EQ(engine_->flows(), 1u);
+  other[slot].active = 0;  // the other lcore's flow ended
+  EXPECT_FALSE(reset_sent(hello_on(40002)));
+  EXPECT_EQ(p.active.load(), 2u);
+  EXPECT_EQ(stats().refused_route_full, 1u);
+
+  // This lcore's rows alone.
+  all_route_rows_.clear();
+  route_rows_[slot].active = 0;  // the first engine's flows went with it
+  route_p_ = "max_connections = 1\n";
+  make_engine();
+  other[slot].active = 5;  // not read
+  EXPECT_FALSE(reset_sent(hello_on(40000)));
+  EXPECT_TRUE(reset_sent(hello_on(40001)));
+  EXPECT_EQ(stats().refused_route_full, 1u);
+  EXPECT_EQ(p.active.load(), 1u);
 }
 
 // The dpdk front's flows in the per-route and per-backend series (the

@@ -598,6 +598,9 @@ Result<std::unique_ptr<DpdkFront>, std::string> DpdkFront::start(const DpdkSetti
     m.own_stats = std::make_unique<stats::FrontArea>();
     area = m.own_stats.get();
   }
+  for (uint16_t r = 0; r < queues && r < s.route_series.size(); ++r) {
+    if (s.route_series[r] != nullptr) ec.all_route_series.push_back(s.route_series[r]);
+  }
   uint16_t q = 0;
   unsigned id;
   RTE_LCORE_FOREACH_WORKER(id) {
