@@ -211,7 +211,8 @@ struct EngineConfig {
   // Every polling lcore's row (this one's included), read to enforce a
   // passthrough route's max_connections over the lcores: the sum of their
   // open gauges (relaxed loads; each row still written by its own lcore
-  // only). Empty: the cap counts this lcore's flows alone. Without
+  // only: lcores admitting at the same instant may pass the cap by one
+  // each). Empty: the cap counts this lcore's flows alone. Without
   // route_series nothing is counted and no cap applies (`lodestone run`
   // always has a stats segment).
   std::vector<const stats::RouteSeries*> all_route_series;
@@ -430,6 +431,7 @@ class FlowEngine {
   // end: the sequence number after it, in the receiver's space).
   void after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept;
   void after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept;
+  void relink_spliced(Flow& f) noexcept;
   void fail_backend(Flow& f, FrameSink& out) noexcept;
   void reset_both(Flow& f, FrameSink& out) noexcept;
   void on_wait_expired(Flow& f, FrameSink& out) noexcept;

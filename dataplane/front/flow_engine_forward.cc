@@ -7,7 +7,7 @@
 // The common shape: Ethernet II (at most one 802.1Q tag), IPv4 without
 // options and not a fragment, TCP whose options are none, or a timestamp
 // and two NOPs (Linux puts them first, build_tcp last), no SACK blocks; the
-// flow spliced (its replay acknowledged), no SYN
+// flow spliced (its replay acknowledged: no buffer held), no SYN
 // from the backend, timestamps on both sides or on neither, a tag when the
 // other leg has a VLAN and none when it has none (the tag is rewritten; a
 // tag to add or take off changes the frame's length). Everything else
@@ -340,7 +340,9 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
     // exception port only, a passthrough's from the wire only.
     if (f->handoff != from_exception || (from_exception && !cfg_.handoff.enabled)) return false;
     // Resets are judged by the full path (judge_reset).
-    if (f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst)) || f->wait == Wait::kReplay) return false;
+    // While the replay is unacknowledged (its buffer held) the full path
+    // looks for its acknowledgement.
+    if (f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst)) || f->buffer) return false;
     if ((has_ts && !f->backend_ts) || f->key.src.family != 4 || f->key.dst.family != 4) return false;
     Fields to = s.f;
     if (!retag(s, f->vlan, to)) return false;
@@ -376,9 +378,7 @@ bool FlowEngine::forward_spliced(std::span<uint8_t> frame, uint64_t now_ms, Fram
   f = lookup(k, h);
   // While the replay is unacknowledged the full path keeps the client's
   // bytes out of its range (splice_to_backend).
-  if (f == nullptr || f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst)) || f->wait == Wait::kReplay) {
-    return false;
-  }
+  if (f == nullptr || f->state != Flow::State::kSpliced || (s.flags & (kTcpSyn | kTcpRst)) || f->buffer) return false;
   if ((has_ts && !f->backend_ts) || f->bkey.src.family != 4 || f->bkey.dst.family != 4) return false;
   Fields to = s.f;
   if (!retag(s, backend_vlan(*f), to)) return false;

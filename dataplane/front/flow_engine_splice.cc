@@ -39,6 +39,7 @@ namespace lode::front {
 namespace {
 
 bool seq_geq(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) >= 0; }
+bool seq_lt(uint32_t a, uint32_t b) noexcept { return !seq_geq(a, b); }
 
 // The most the backend's receive window can offer the client's bytes, and
 // the client's the backend's: the largest window their shifts allow. Not
@@ -375,8 +376,14 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     f.client_una = f.snd_nxt;
     f.state = Flow::State::kSpliced;
     f.tries = 0;
+    if (f.hello.contiguous().empty() && f.lead == 0) {
+      // Nothing to replay (the buffer held means "replay unacknowledged").
+      give_back_buffer(f);
+      link_tail(f, Wait::kIdle);
+      return;
+    }
     send_replay(f, out);
-    link_tail(f, f.hello.contiguous().empty() && f.lead == 0 ? Wait::kIdle : Wait::kReplay);
+    link_tail(f, Wait::kReplay);
     return;
   }
   if (p.flags & kTcpSyn) {
@@ -394,8 +401,9 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
     f.backend_window = p.window;  // for our challenge ACKs
   }
   if (p.flags & kTcpAck) note_ack(f.backend_una, p.ack, f.to_backend_nxt);
-  const bool replay_pending = f.wait == Wait::kReplay;
-  if (replay_pending && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end)) {
+  // Not beyond what was sent (a forged acknowledgement far ahead must not
+  // end the replay's protection while a replay frame is lost).
+  if (f.buffer && (p.flags & kTcpAck) && seq_geq(p.ack, f.replay_end) && seq_geq(f.to_backend_nxt, p.ack)) {
     // The backend has every replayed byte: the buffer goes back to the pool.
     give_back_buffer(f);
     f.hello.reset(f.replay_end, {});
@@ -445,11 +453,22 @@ void FlowEngine::after_to_client(Flow& f, uint8_t flags, uint32_t end) noexcept 
     return;
   }
   if (flags & kTcpFin) f.fin_from_backend = true;
+  relink_spliced(f);
+}
+
+// After a spliced segment: while the replay is unacknowledged its timer
+// runs on (Wait::kReplay: sent again, the range kept from the client), even
+// when both FINs have passed; then time-wait once both have, idle before.
+// A flow in time-wait is open no more in its series (as a worker's
+// connection once its socket is closed): max_connections counts it no more.
+void FlowEngine::relink_spliced(Flow& f) noexcept {
+  if (f.buffer) return;
   if (f.fin_from_client && f.fin_from_backend) {
+    uncount(f);
     link_tail(f, Wait::kTimeWait);
-  } else if (f.wait != Wait::kReplay || !f.buffer) {
-    link_tail(f, Wait::kIdle);
+    return;
   }
+  link_tail(f, Wait::kIdle);
 }
 
 // A reset on a spliced leg whose receiver acknowledged up to `una` (its
@@ -501,17 +520,24 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
   // replay frame was lost: the backend would read a hello that was never
   // routed. Such a segment goes on from the replay's end (a FIN inside the
   // range, which contradicts what we hold, is dropped with those bytes).
+  // Segments that do not meet the range (wholly before it: old, or a blind
+  // guess far off) go on as they are, for the backend to judge; one wholly
+  // inside it (no FIN after it) is dropped.
   uint32_t seq = p.seq;
   std::span<const uint8_t> payload = p.payload;
   bool trimmed = false;
-  if (f.wait == Wait::kReplay && f.buffer && !(p.flags & kTcpRst) && !payload.empty()) {
-    const auto ahead = static_cast<int32_t>(f.replay_end - seq);  // of its bytes, those the replay carries
-    if (ahead > 0) {
-      if (static_cast<uint32_t>(ahead) > payload.size()) flags &= static_cast<uint8_t>(~kTcpFin);
-      payload = payload.subspan(std::min<size_t>(static_cast<uint32_t>(ahead), payload.size()));
+  if (f.buffer && !(p.flags & kTcpRst) && (!payload.empty() || (p.flags & kTcpFin))) {
+    const uint32_t lo = f.hello.start() - f.lead;  // the replay's first byte
+    const auto len = static_cast<uint32_t>(payload.size());
+    const bool meets = seq_lt(seq, f.replay_end) && (len > 0 ? seq_lt(lo, seq + len) : seq_geq(seq, lo));
+    if (meets) {
+      ++stats_.replay_overlaps;
+      const uint32_t ahead = f.replay_end - seq;  // of its bytes, those the replay carries
+      if (ahead > len) flags &= static_cast<uint8_t>(~kTcpFin);  // a FIN inside the range contradicts what we hold
+      payload = payload.subspan(std::min(ahead, len));
+      if (payload.empty() && !(flags & kTcpFin)) return;
       seq = f.replay_end;
       trimmed = true;
-      ++stats_.replay_overlaps;
     }
   }
   // A reset moves no sequence number.
@@ -573,11 +599,7 @@ void FlowEngine::after_to_backend(Flow& f, uint8_t flags, uint32_t end) noexcept
     return;
   }
   if (flags & kTcpFin) f.fin_from_client = true;
-  if (f.fin_from_client && f.fin_from_backend) {
-    link_tail(f, Wait::kTimeWait);
-  } else if (f.wait != Wait::kReplay) {
-    link_tail(f, Wait::kIdle);
-  }
+  relink_spliced(f);
 }
 
 // The backend refused or never answered: the next one, while the pool and

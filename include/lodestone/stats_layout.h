@@ -12,7 +12,7 @@
 // The counter list is the contract: its order is the layout. New counters go
 // at the end and bump kStatsLayoutVersion.
 //
-// Layout, version 20 (offsets from the header's fields; see SegmentLayout):
+// Layout, version 21 (offsets from the header's fields; see SegmentLayout):
 //
 //   0                   StatsHeader (128 bytes; its last 8, at
 //                       kReloadsAskedOffset, count the reloads asked of the

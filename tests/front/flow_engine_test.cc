@@ -822,10 +822,14 @@ TEST_F(PassthroughTest, LostReplayIsSentAgainAndALostSynToo) {
 // it has acknowledged the whole replay: a client retransmission there with
 // other bytes (here the hello for another name, of the same length) would
 // otherwise fill the range of a lost replay frame, and the backend would
-// read a hello that was never routed. Such segments go on from the
-// replay's end (a FIN inside the range is dropped with those bytes), copied
-// even where the frame could be rewritten in place; the replay sent again
-// is still the parsed hello; once acknowledged, segments pass as they are.
+// read a hello that was never routed. A segment wholly inside the range is
+// dropped; one across its end goes on from the end; a FIN inside the range
+// is dropped with those bytes (one at the end is kept); segments that do
+// not meet the range pass as they are; never rewritten in place. The
+// replay sent again is still the parsed hello; an acknowledgement beyond
+// what was sent does not end the protection, nor do both FINs (the flow
+// waits for the replay's acknowledgement before its time-wait); once
+// acknowledged, segments pass as they are.
 TEST_F(PassthroughTest, TheReplayedRangeIsNotPassedOnFromTheClientUntilAcknowledged) {
   for (const bool in_place : {true, false}) {
     SCOPED_TRACE(in_place ? "in place" : "copied");
@@ -839,31 +843,50 @@ TEST_F(PassthroughTest, TheReplayedRangeIsNotPassedOnFromTheClientUntilAcknowled
     ASSERT_EQ(other.size(), hello_bytes.size());
     ASSERT_NE(other, hello_bytes);
 
-    // The whole hello again, other bytes: an ACK at the replay's end, no byte.
-    auto out = in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other));
-    ASSERT_EQ(out.size(), 1u);
-    EXPECT_EQ(out[0].dst, kBackend);
-    EXPECT_EQ(out[0].seq, end);
-    EXPECT_EQ(out[0].ack, b + 1);
-    EXPECT_TRUE(out[0].payload.empty());
+    // The whole hello again, other bytes: dropped.
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other)).empty());
     EXPECT_EQ(stats().replay_overlaps, 1u);
+    // Its second half (a replay cut in two, its first frame lost): dropped.
+    const std::vector<uint8_t> half(other.begin() + 50, other.end());
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpPsh, client_isn + 51, isn_ + 1, half)).empty());
 
     // Across the replay's end: only what follows it.
     std::vector<uint8_t> across(10, 'X');
     const std::string after(20, 'y');
     across.insert(across.end(), after.begin(), after.end());
-    out = in(seg(kTcpAck | kTcpPsh, end - 10, isn_ + 1, across));
+    auto out = in(seg(kTcpAck | kTcpPsh, end - 10, isn_ + 1, across));
     ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].dst, kBackend);
     EXPECT_EQ(out[0].seq, end);
+    EXPECT_EQ(out[0].ack, b + 1);
     EXPECT_EQ(std::string(out[0].payload.begin(), out[0].payload.end()), after);
 
-    // A FIN inside the range: dropped with its bytes (the flow goes on).
+    // FINs inside the range, with bytes or bare: dropped, the flow goes on.
     const std::vector<uint8_t> few(8, 'Z');
-    out = in(seg(kTcpAck | kTcpFin, client_isn + 1, isn_ + 1, few));
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpFin, client_isn + 1, isn_ + 1, few)).empty());
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpFin, client_isn + 60, isn_ + 1)).empty());
+    EXPECT_EQ(stats().replay_overlaps, 5u);
+    // Old bytes wholly before the range, and a pure ACK: not touched.
+    out = in(seg(kTcpAck | kTcpPsh, client_isn - 100, isn_ + 1, few));
     ASSERT_EQ(out.size(), 1u);
-    EXPECT_EQ(out[0].flags & kTcpFin, 0);
-    EXPECT_TRUE(out[0].payload.empty());
-    EXPECT_EQ(stats().replay_overlaps, 3u);
+    EXPECT_EQ(out[0].seq, client_isn - 100);
+    EXPECT_EQ(out[0].payload.size(), few.size());
+    out = in(seg(kTcpAck, client_isn + 1, isn_ + 1));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].seq, client_isn + 1);
+    EXPECT_EQ(stats().replay_overlaps, 5u);
+
+    // An acknowledgement beyond what was sent (the replay and the 20 bytes):
+    // passed on, but the range stays protected.
+    ASSERT_EQ(in(from_backend(kTcpAck, b + 1, end + 5000)).size(), 1u);
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other)).empty());
+
+    // Both FINs (the client's after its 20 bytes): still waiting for the
+    // replay's acknowledgement, the range still protected.
+    ASSERT_EQ(in(seg(kTcpAck | kTcpFin, end + 20, isn_ + 1)).size(), 1u);
+    ASSERT_EQ(in(from_backend(kTcpAck | kTcpFin, b + 1, client_isn + 1)).size(), 1u);
+    EXPECT_TRUE(in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other)).empty());
+    EXPECT_EQ(stats().replay_overlaps, 7u);
 
     // The replay sent again is still the parsed hello.
     out = tick(1'000'000 + 1'500);
@@ -871,18 +894,17 @@ TEST_F(PassthroughTest, TheReplayedRangeIsNotPassedOnFromTheClientUntilAcknowled
     EXPECT_EQ(out[0].seq, client_isn + 1);
     EXPECT_EQ(std::vector<uint8_t>(out[0].payload.begin(), out[0].payload.end()), hello_bytes);
 
-    // Acknowledged (with the 20 bytes after it): what the client sends passes as it is.
-    (void)in(from_backend(kTcpAck, b + 1, end + 20), 1'000'000 + 1'600);
+    // Acknowledged, the client's FIN too: time-wait; what the client sends
+    // passes as it is.
+    ASSERT_EQ(in(from_backend(kTcpAck, b + 2, end + 21), 1'000'000 + 1'600).size(), 1u);
     out = in(seg(kTcpAck | kTcpPsh, client_isn + 1, isn_ + 1, other), 1'000'000 + 1'700);
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].seq, client_isn + 1);
     EXPECT_EQ(out[0].payload.size(), other.size()) << "the backend has the range: it drops these";
-    EXPECT_EQ(stats().replay_overlaps, 3u);
-    // The client's FIN after the 20 bytes, then the backend's: time-wait, gone.
-    EXPECT_EQ(in(seg(kTcpAck | kTcpFin, end + 20, isn_ + 1), 1'000'000 + 1'800).size(), 1u);
-    EXPECT_EQ(in(from_backend(kTcpAck | kTcpFin, b + 1, end + 21), 1'000'000 + 1'900).size(), 1u);
-    (void)tick(1'000'000 + 5'000);
-    EXPECT_EQ(engine_->flows(), 0u);
+    EXPECT_EQ(stats().replay_overlaps, 7u);
+    EXPECT_EQ(engine_->flows(), 1u);
+    (void)tick(1'000'000 + 1'700 + 2'100);
+    EXPECT_EQ(engine_->flows(), 0u) << "time-wait over";
   }
 }
 
@@ -992,7 +1014,9 @@ TEST_F(PassthroughTest, FlowsAreCountedInTheirRoutesAndBackendsSeries) {
   EXPECT_EQ(p.bytes_out.load(), 1000u) << "a FIN is no byte";
   ASSERT_EQ(in(seg(kTcpAck | kTcpFin, cnext + 300, isn_ + 1002)).size(), 1u);
   EXPECT_EQ(p.bytes_in.load(), hello_bytes.size() + 300);
-  EXPECT_EQ(p.active.load(), 1u) << "in TIME-WAIT still";
+  EXPECT_EQ(p.active.load(), 0u) << "in time-wait: open no more (a worker's socket is closed by then)";
+  EXPECT_EQ(b0.active.load(), 0u);
+  EXPECT_EQ(engine_->flows(), 1u);
   (void)tick(1'000'000 + 301'000);
   EXPECT_EQ(engine_->flows(), 0u);
   EXPECT_EQ(p.active.load(), 0u);

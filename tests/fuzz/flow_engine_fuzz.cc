@@ -116,7 +116,11 @@ class Sink : public FrameSink {
 struct Setup {
   std::shared_ptr<const lode::worker::Runtime> runtime;
   EngineConfig config;
+  uint32_t p_slot = 0;  // route p's series slot (max_connections = 2)
 };
+
+constexpr uint64_t kRouteCap = 2;
+constexpr size_t kSeriesRows = 16;
 
 const Setup& setup() {
   static const Setup s = [] {
@@ -127,7 +131,7 @@ const Setup& setup() {
         "[[certificate]]\nname = \"t\"\ncert = \"t.pem\"\nkey = \"t.key\"\n"
         "[[route]]\nname = \"r\"\nnames = [\"r.test\"]\naction = \"reject\"\n"
         "[[route]]\nname = \"rr\"\nnames = [\"rr.test\"]\naction = \"reject\"\nreject_with = \"reset\"\n"
-        "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\n"
+        "[[route]]\nname = \"p\"\nnames = [\"p.test\"]\naction = \"passthrough\"\npool = \"p\"\nmax_connections = 2\n"
         "[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\npool = \"app\"\ncertificate = \"t\"\n"
         "[timeouts]\nhello_ms = 2000\n";
     auto cfg = lode::config::load_config_string(toml, "fuzz.toml");
@@ -136,8 +140,24 @@ const Setup& setup() {
     if (!keys) std::abort();
     auto built = lode::app::build_runtime(*cfg, *keys, 1);
     if (!built) std::abort();
+    // Series slots as the stats segment gives them: route r of the
+    // listener in slot r + 1, backend b of pool i in slot 1 + 4 * i + b.
+    for (auto& l : built->runtime->listeners) {
+      l.route_slots.resize(l.table.route_count());
+      for (uint32_t r = 0; r < l.route_slots.size(); ++r) l.route_slots[r] = r + 1;
+    }
+    for (uint32_t i = 0; i < built->runtime->pools.size(); ++i) {
+      auto& pr = built->runtime->pools[i];
+      pr.backend_slots.resize(pr.pool->size());
+      for (uint32_t b = 0; b < pr.backend_slots.size(); ++b) pr.backend_slots[b] = 1 + 4 * i + b;
+    }
     Setup out;
     out.runtime = built->runtime;
+    const auto& table = out.runtime->listeners[0].table;
+    for (uint32_t r = 0; r < table.route_count(); ++r) {
+      if (table.route(r).name == "p") out.p_slot = r + 1;
+    }
+    if (out.p_slot == 0) std::abort();
     out.config.mac = kOurMac;
     out.config.vips = vips_of(*out.runtime);
     out.config.max_flows = 16;
@@ -200,6 +220,12 @@ class Script {
       drain();
     }
     FUZZ_CHECK(engine_.flows() == 0);
+    // No flow left: nothing counted open (the gauges went down on every
+    // path a flow ends by).
+    for (size_t i = 0; i < kSeriesRows; ++i) {
+      FUZZ_CHECK(routes_[i].active.load() == 0);
+      FUZZ_CHECK(backends_[i].active.load() == 0);
+    }
   }
 
  private:
@@ -406,10 +432,14 @@ class Script {
 
   // The shared configuration with a steering flag of this script's own
   // (EngineConfig::rss_disabled), so one input's mismatches do not carry
-  // into the next.
-  static EngineConfig own_config() {
+  // into the next, and series rows of its own: this lcore's and another
+  // lcore's (nothing open there), summed for route p's max_connections.
+  EngineConfig own_config() {
     EngineConfig c = setup().config;
     c.rss_disabled = std::make_shared<std::atomic<bool>>(false);
+    c.route_series = routes_.data();
+    c.backend_series = backends_.data();
+    c.all_route_series = {routes_.data(), other_lcore_.data()};
     return c;
   }
 
@@ -453,6 +483,7 @@ class Script {
       engine_.on_frame(frame, now_, wire_);
     }
     FUZZ_CHECK(engine_.flows() <= setup().config.max_flows);
+    FUZZ_CHECK(routes_[setup().p_slot].active.load() <= kRouteCap);
   }
 
   // Every frame out parses, checksums verified; the script learns from them.
@@ -516,6 +547,9 @@ class Script {
     }
   }
 
+  // Before engine_: its configuration points at them.
+  std::array<lode::stats::RouteSeries, kSeriesRows> routes_{}, other_lcore_{};
+  std::array<lode::stats::BackendSeries, kSeriesRows> backends_{};
   Reader& r_;
   FlowEngine engine_;
   Sink wire_, exc_;
