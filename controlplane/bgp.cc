@@ -58,16 +58,6 @@ int64_t unix_now() {
 
 }  // namespace
 
-bool VipPrefix::contains(const SocketAddress& a) const noexcept {
-  if (a.family() != family) return false;
-  const uint8_t* b = address_bytes(a);
-  for (uint8_t bit = 0; bit < len; ++bit) {
-    const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
-    if ((b[bit / 8] & mask) != (addr[bit / 8] & mask)) return false;
-  }
-  return true;
-}
-
 Result<VipPrefix, std::string> parse_vip_prefix(std::string_view text) {
   VipPrefix p;
   const size_t slash = text.find('/');

@@ -45,12 +45,8 @@ namespace lode::cp {
 
 // An IPv4 or IPv6 prefix; `text` is canonical ("10.0.0.0/24", host bits
 // zero, IPv6 compressed).
-struct VipPrefix {
-  int family = 0;  // AF_INET | AF_INET6
-  std::array<uint8_t, 16> addr{};
-  uint8_t len = 0;
+struct VipPrefix : AddressPrefix {
   std::string text;
-  bool contains(const SocketAddress& a) const noexcept;
 };
 
 // "ADDRESS/LEN" (a bare address is /32 or /128). Host bits must be zero.

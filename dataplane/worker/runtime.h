@@ -33,6 +33,9 @@ struct ListenerRuntime {
   // IPv4 address (host order) that alone may connect (the dpdk front's end
   // of its exception link, whose PROXY v2 headers are trusted); 0: anyone.
   uint32_t only_from_v4 = 0;
+  // [listener] proxy_from: who may send the PROXY header; a peer outside is
+  // cut at accept. Empty: anyone.
+  std::vector<AddressPrefix> proxy_from;
   // The flat route table, shared by the generations built from one
   // configuration (a backend-state change copies the Runtime, not the table).
   std::shared_ptr<const std::vector<std::byte>> table_bytes;

@@ -963,18 +963,13 @@ struct Worker::Impl {
       len = sizeof c.local.storage;
       if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
     }
-    if (const uint32_t only = c.wrt->rt->listeners[c.listener].only_from_v4; only != 0) {
-      // A hand-off listener: its PROXY headers name the real client, so only
-      // the front may speak to it; anyone else is cut before a byte is read.
-      const auto* in = reinterpret_cast<const sockaddr_in*>(&c.peer.storage);
-      if (c.peer.family() != AF_INET || ntohl(in->sin_addr.s_addr) != only) {
-        bump(stats.proxy_errors);
-        c.used = false;
-        c.wrt.reset();
-        free_slots.push_back(i);
-        ring.close(fd);
-        return;
-      }
+    if (!may_send_proxy_header(c.wrt->rt->listeners[c.listener], c.peer)) {
+      bump(stats.proxy_errors);
+      c.used = false;
+      c.wrt.reset();
+      free_slots.push_back(i);
+      ring.close(fd);
+      return;
     }
     // TCP_NODELAY: inherited from the listener (open_listener).
     const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
@@ -1122,6 +1117,19 @@ struct Worker::Impl {
     if (log_buf.size() >= 16 * 1024) flush_log();
   }
 
+  // A listener whose PROXY headers are believed (they name the client)
+  // takes connections only from peers trusted to send them; anyone else is
+  // cut at accept, before a byte is read. A hand-off listener: the dpdk
+  // front's address alone; [listener] proxy_from: its prefixes.
+  static bool may_send_proxy_header(const ListenerRuntime& l, const SocketAddress& peer) {
+    if (l.only_from_v4 != 0) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&peer.storage);
+      return peer.family() == AF_INET && ntohl(in->sin_addr.s_addr) == l.only_from_v4;
+    }
+    return l.proxy_from.empty() ||
+           std::any_of(l.proxy_from.begin(), l.proxy_from.end(), [&](const AddressPrefix& p) { return p.contains(peer); });
+  }
+
   void flush_log() {
     if (log_buf.empty()) return;
     log(opt.index, log_buf);
@@ -1131,7 +1139,14 @@ struct Worker::Impl {
   // ---------------------------------------------------------- hello
   void on_proxy_header(Conn& c) {
     const ParseStatus st = c.proxy_parser->parse(c.client.in.front());
-    if (st == ParseStatus::kNeedMore) return;
+    if (st == ParseStatus::kNeedMore) {
+      if (c.client.eof) {
+        // The stream ended inside the header: said now, not at hello_ms.
+        bump(stats.proxy_errors);
+        close_conn(c, "proxy_header:eof", false);
+      }
+      return;
+    }
     if (st == ParseStatus::kError) {
       bump(stats.proxy_errors);
       close_conn(c, "proxy_header:" + std::string(c.proxy_parser->error().reason()), true);
@@ -1685,7 +1700,10 @@ struct Worker::Impl {
     c.backend_active = true;
     c.t_backend = now;
     bump(stats.backend_connects);
-    if (pr.send_proxy_v2) write_proxy_header(c);
+    if (pr.send_proxy_v2 && !write_proxy_header(c)) {
+      close_conn(c, "proxy_v2:write", true);
+      return;
+    }
     if (pr.backend_tls) {
       auto ssl = pr.backend_tls->new_ssl(c.sni);
       if (!ssl) {
@@ -1703,7 +1721,9 @@ struct Worker::Impl {
     enter_relay(c);
   }
 
-  void write_proxy_header(Conn& c) {
+  // False: the header could not be written (the caller closes; a backend
+  // must never read the stream without the header it was promised).
+  bool write_proxy_header(Conn& c) {
     proxy::ProxyHeaderSpec spec;
     spec.source = proxy::Address::from_sockaddr(c.peer.sa(), c.peer.len);
     spec.destination = proxy::Address::from_sockaddr(c.local.sa(), c.local.len);
@@ -1714,14 +1734,19 @@ struct Worker::Impl {
       alpn = c.alpn;
       proxy::SslTlv ssl_tlv;
       ssl_tlv.client = 0x01;  // PP2_CLIENT_SSL
-      ssl_tlv.verify = 0;
+      // Zero says a client certificate was presented and verified (PROXY
+      // protocol 2.2.5); we never ask for one.
+      ssl_tlv.verify = 1;
       ssl_tlv.version = c.tls_version;
       ssl_tlv.cipher = c.tls_cipher != nullptr ? c.tls_cipher : "";
       spec.ssl = ssl_tlv;
     }
     if (!alpn.empty()) spec.alpn = alpn;
     uint8_t buf[1024];
-    if (auto n = proxy::write_v2(spec, buf)) c.backend.out.append({buf, *n});
+    const auto n = proxy::write_v2(spec, buf);
+    if (!n) return false;
+    c.backend.out.append({buf, *n});
+    return true;
   }
 
   void drive_backend_handshake(Conn& c) {

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -40,6 +41,37 @@ struct SocketAddress {
   }
   friend bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept {
     return a.len == b.len && std::memcmp(&a.storage, &b.storage, a.len) == 0;
+  }
+};
+
+// An IPv4 or IPv6 prefix ("10.0.0.0/8", "2001:db8::/32"; an address alone
+// is /32 or /128).
+struct AddressPrefix {
+  int family = 0;                  // AF_INET | AF_INET6
+  std::array<uint8_t, 16> addr{};  // network order (IPv4 in the first 4)
+  uint8_t len = 0;
+  bool operator==(const AddressPrefix&) const = default;
+  // Whether `a`'s address is inside. An IPv4-mapped IPv6 address (the IPv4
+  // peer of a dual-stack socket) is taken as the IPv4 address it maps.
+  bool contains(const SocketAddress& a) const noexcept {
+    const uint8_t* b = nullptr;
+    int fam = a.family();
+    if (fam == AF_INET) {
+      b = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr);
+    } else if (fam == AF_INET6) {
+      b = reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr.s6_addr;
+      static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+      if (family == AF_INET && std::memcmp(b, kMapped, sizeof kMapped) == 0) {
+        b += sizeof kMapped;
+        fam = AF_INET;
+      }
+    }
+    if (b == nullptr || fam != family) return false;
+    for (uint8_t bit = 0; bit < len; ++bit) {
+      const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
+      if ((b[bit / 8] & mask) != (addr[bit / 8] & mask)) return false;
+    }
+    return true;
   }
 };
 

@@ -48,6 +48,16 @@ TEST(VipPrefix, ParsesAndCanonicalises) {
   EXPECT_TRUE(net->contains(addr("192.0.2.77:8443")));
   EXPECT_FALSE(net->contains(addr("192.0.3.1:8443")));
   EXPECT_FALSE(net->contains(addr("[::1]:8443")));
+  // A dual-stack socket's IPv4 peer (::ffff:a.b.c.d) is its IPv4 address;
+  // other IPv6 addresses are never inside an IPv4 prefix.
+  EXPECT_TRUE(net->contains(addr("[::ffff:192.0.2.77]:8443")));
+  EXPECT_FALSE(net->contains(addr("[::ffff:192.0.3.1]:8443")));
+  EXPECT_FALSE(net->contains(addr("[::c000:24d]:8443")));  // 192.0.2.77, not mapped
+  auto v6 = parse_vip_prefix("2001:db8::/32");
+  ASSERT_TRUE(v6);
+  EXPECT_TRUE(v6->contains(addr("[2001:db8:5::1]:443")));
+  EXPECT_FALSE(v6->contains(addr("[2001:db9::1]:443")));
+  EXPECT_FALSE(v6->contains(addr("192.0.2.77:443")));
 }
 
 TEST(VipPrefix, RefusesWhatIsNotAPrefix) {

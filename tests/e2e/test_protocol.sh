@@ -57,6 +57,7 @@ assert_contains "ClientHello in 1-byte TCP segments: handshake and request compl
 out=$(netclient shaped --port "$P" --sni a.test --ca "$PKI/ca.pem" --records 4 --segment 7)
 assert_contains "ClientHello cut across 4 TLS records in 7-byte segments: served" "$out" "backend=app"
 assert_contains "  ... and routed by its SNI (the backend is told a.test)" "$out" "proxy_authority=a.test"
+assert_contains "  ... its SSL TLV says no client certificate was verified (verify non-zero)" "$out" "proxy_verify=1"
 
 # --- names
 assert_contains "SNI with a trailing dot (a.test.) gets a.test" "$(sclient "$P" -servername a.test.)" "subject=CN = a.test"

@@ -546,6 +546,58 @@ TEST_F(WorkerTest, ProxyV2FromAnUpstreamIsConsumedAndItsClientLogged) {
   EXPECT_EQ(stats().proxy_errors.load(), 1u);
 }
 
+// [listener] proxy_from: a peer outside it is cut at accept (its header
+// would be believed: the client logged, hashed and told to backends), one
+// inside is served as before.
+TEST_F(WorkerTest, OnlyTrustedPeersMaySendTheProxyHeader) {
+  EchoBackend backend;
+  listener_extra_ = "proxy_protocol = \"v1\"\nproxy_from = [\"192.0.2.0/24\", \"::1\"]\n";
+  start(backend.port());
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  std::string wire = "PROXY TCP4 203.0.113.7 198.51.100.1 51000 443\r\n";
+  wire.append(hello.begin(), hello.end());
+  int fd = connect_to(port_);  // from 127.0.0.1: not trusted
+  send(fd, wire.data(), wire.size(), 0);
+  shutdown(fd, SHUT_WR);
+  Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.bytes.empty());
+  EXPECT_EQ(stats().proxy_errors.load(), 1u);
+  EXPECT_EQ(backend.connections(), 0u) << "nothing reached a backend";
+
+  worker_->stop();
+  worker_->join();
+  worker_.reset();
+  listener_extra_ = "proxy_protocol = \"v1\"\nproxy_from = [\"127.0.0.0/8\"]\n";
+  start(backend.port());
+  fd = connect_to(port_);
+  send(fd, wire.data(), wire.size(), 0);
+  shutdown(fd, SHUT_WR);
+  d = drain(fd);
+  close(fd);
+  EXPECT_EQ(d.bytes, std::string(hello.begin(), hello.end()));
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("client":"203.0.113.7:51000")")) << log()[0];
+}
+
+// A PROXY header cut by the client's FIN ends the connection at once
+// (proxy_header:eof), not at hello_ms.
+TEST_F(WorkerTest, AProxyHeaderCutByTheClientsFinEndsItAtOnce) {
+  EchoBackend backend;
+  listener_extra_ = "proxy_protocol = \"v1\"\n";
+  start(backend.port());
+  const int fd = connect_to(port_);
+  const std::string part = "PROXY TCP4 192.0.2.1";
+  send(fd, part.data(), part.size(), 0);
+  shutdown(fd, SHUT_WR);
+  const Drained d = drain(fd);
+  close(fd);
+  EXPECT_TRUE(d.bytes.empty());
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], "proxy_header:eof")) << log()[0];
+  EXPECT_EQ(stats().proxy_errors.load(), 1u);
+}
+
 // Route t.test (terminated with its own certificate) to a TLS backend that
 // greets first, verified against `ca_pem`.
 class WorkerBackendTlsTest : public WorkerTest {

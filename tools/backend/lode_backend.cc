@@ -79,6 +79,7 @@ std::string read_proxy(int fd, std::string& rest, bool& ok) {
   if (h.tlvs.authority) d += " proxy_authority=" + std::string(*h.tlvs.authority);
   if (h.tlvs.alpn) d += " proxy_alpn=" + std::string(*h.tlvs.alpn);
   if (h.tlvs.ssl && h.tlvs.ssl->version) d += " proxy_tls=" + std::string(*h.tlvs.ssl->version);
+  if (h.tlvs.ssl) d += " proxy_verify=" + std::to_string(h.tlvs.ssl->verify);
   rest.assign(buf.begin() + h.header_len, buf.end());
   ok = true;
   return d;
