@@ -248,29 +248,39 @@ class Loader {
     const toml::node* n = t.get("networks");
     if (n == nullptr) return;
     d.routed = true;
-    const toml::array* arr = n->as_array();
+    for (const AddressPrefix& p : prefixes(*n, "dpdk.networks")) {
+      DpdkPrefix x;
+      x.family = p.family;
+      std::copy(p.addr.begin(), p.addr.end(), x.addr);
+      x.len = p.len;
+      d.networks.push_back(x);
+    }
+  }
+
+  // A list of "PREFIX" strings ("10.0.0.0/24", "fd00::/64"; an address
+  // alone is /32 or /128); each bad one is an error at its place.
+  std::vector<AddressPrefix> prefixes(const toml::node& n, const std::string& where) {
+    std::vector<AddressPrefix> out;
+    const toml::array* arr = n.as_array();
     if (arr == nullptr) {
-      error(loc_of(*n), "dpdk.networks", "expected a list of prefixes, e.g. [\"10.0.0.0/24\", \"fd00::/64\"]");
-      return;
+      error(loc_of(n), where, "expected a list of prefixes, e.g. [\"10.0.0.0/24\", \"fd00::/64\"]");
+      return out;
     }
     for (size_t i = 0; i < arr->size(); ++i) {
-      const std::string where = "dpdk.networks[" + std::to_string(i) + "]";
+      const std::string at = where + "[" + std::to_string(i) + "]";
       const auto* s = (*arr)[i].as_string();
       if (s == nullptr) {
-        error(loc_of((*arr)[i]), where, "expected a prefix string such as \"10.0.0.0/24\"");
+        error(loc_of((*arr)[i]), at, "expected a prefix string such as \"10.0.0.0/24\"");
         continue;
       }
       auto p = cp::parse_vip_prefix(s->get());
       if (!p) {
-        error(loc_of((*arr)[i]), where, "'" + s->get() + "': " + p.error());
+        error(loc_of((*arr)[i]), at, "'" + s->get() + "': " + p.error());
         continue;
       }
-      DpdkPrefix x;
-      x.family = p->family;
-      std::copy(p->addr.begin(), p->addr.end(), x.addr);
-      x.len = p->len;
-      d.networks.push_back(x);
+      out.push_back(*p);
     }
+    return out;
   }
 
   // [dpdk.exception] (or exception = { ... }): the link to the workers' kernel TCP stack.
@@ -308,7 +318,8 @@ class Loader {
   }
 
   void listener(const toml::table& t, const std::string& where, Config& cfg) {
-    only_keys(t, where, {"name", "listen", "proxy_protocol", "default_route", "max_hello_bytes", "defer_accept"});
+    only_keys(t, where,
+              {"name", "listen", "proxy_protocol", "proxy_from", "default_route", "max_hello_bytes", "defer_accept"});
     ListenerConfig l;
     l.loc = loc_of(t);
     if (!get_name(t, where, l.name, false)) l.name = "listener" + std::to_string(cfg.listeners.size());
@@ -325,6 +336,14 @@ class Loader {
     }
     static constexpr std::array<std::string_view, 4> kProxy = {"none", "v1", "v2", "any"};
     if (int p = get_choice(t, where, "proxy_protocol", kProxy, false); p >= 0) l.proxy_protocol = ProxyAccept(p);
+    if (const toml::node* from = t.get("proxy_from")) {
+      l.proxy_from = prefixes(*from, where + ".proxy_from");
+      if (l.proxy_protocol == ProxyAccept::kNone) {
+        error(loc_of(*from), where + ".proxy_from", "only with proxy_protocol (v1, v2 or any): it names who may send the header");
+      } else if (l.proxy_from.empty() && from->as_array() != nullptr) {
+        error(loc_of(*from), where + ".proxy_from", "an empty list would refuse everyone; leave it out to trust any peer");
+      }
+    }
     get_string(t, where, "default_route", l.default_route, false);
     get_uint(t, where, "max_hello_bytes", l.max_hello_bytes, 512, 1 << 20);
     get_bool(t, where, "defer_accept", l.defer_accept);
@@ -852,8 +871,14 @@ class Loader {
         if (!r.pool.empty()) error(r.loc, where + ".pool", "a reject route takes no pool");
       } else if (r.pool.empty()) {
         error(r.loc, where + ".pool", "required for action '" + std::string(to_string(r.action)) + "'");
-      } else if (cfg.find_pool(r.pool) == nullptr) {
+      } else if (const PoolConfig* pool = cfg.find_pool(r.pool); pool == nullptr) {
         error(r.loc, where + ".pool", "no pool named '" + r.pool + "'");
+      } else if (r.action == route::Action::kPassthrough && pool->tls.enabled) {
+        // The kernel front would wrap the client's TLS in another, the dpdk
+        // front would not: neither is what a backend of such a pool expects.
+        error(r.loc, where + ".pool",
+              "pool '" + r.pool + "' speaks TLS to its backends ([pool.tls]): a passthrough route passes the "
+              "client's own TLS through (use action 'terminate' to re-encrypt)");
       }
     }
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {

@@ -6,6 +6,7 @@
 //   name = "https"                       # optional; default "listener0", ...
 //   listen = ["127.0.0.1:8443", "[::1]:8443"]
 //   proxy_protocol = "none"              # none | v1 | v2 | any (from an upstream LB)
+//   proxy_from = ["10.0.0.0/8"]          # who may send it (others cut at accept); default: anyone
 //   default_route = "fallback"           # optional; unknown names are rejected without it
 //   max_hello_bytes = 65536              # optional, 512..1048576
 //   defer_accept = false                 # accept when the first bytes arrive (nginx `deferred`)
@@ -51,7 +52,7 @@
 //   cert_pattern = "%n.pem"              # %n = the host name
 //   key_pattern = "%n.key"
 //
-//   [pool.tls] (inline: tls = { ... })   # re-encrypt to the backend
+//   [pool.tls] (inline: tls = { ... })   # re-encrypt to the backend (terminate routes only)
 //   server_name = "backend.internal"     # SNI sent; "" = none; default: the client's SNI
 //   verify = true
 //   ca_file = "ca.pem"                   # and/or ca_path = "/etc/ssl/certs"
@@ -152,6 +153,10 @@ struct ListenerConfig {
   std::string name;
   std::vector<SocketAddress> listen;
   ProxyAccept proxy_protocol = ProxyAccept::kNone;
+  // Who may send the PROXY header (its addresses are believed: the client
+  // logged, hashed and told to backends); a peer outside is cut at accept.
+  // Empty: any peer (as HAProxy's accept-proxy).
+  std::vector<AddressPrefix> proxy_from;
   std::string default_route;  // empty: none
   uint32_t max_hello_bytes = 64 * 1024;
   bool defer_accept = false;  // TCP_DEFER_ACCEPT: accepted once the client's first bytes are in

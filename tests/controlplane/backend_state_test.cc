@@ -231,6 +231,36 @@ TEST(BackendStateTable, HealthResultsBecomeRows) {
 
 // --- the runtime the workers get ----------------------------------------------
 
+// [limits] connect_retries is what the pools allow: the first try and that
+// many more, each on another backend (it stayed at the pools' default of 3
+// tries whatever the configuration said), also after a backend-state
+// rebuild.
+TEST(RuntimeWithBackendStates, ConnectRetriesAreThePoolsAttempts) {
+  std::string text = kTwoPools;
+  text += "[limits]\nconnect_retries = 5\n[[pool]]\nname = \"six\"\nalgorithm = \"round_robin\"\nbackends = [";
+  for (int i = 0; i < 6; ++i) text += std::string(i ? ", " : "") + "\"127.0.0.1:" + std::to_string(9201 + i) + "\"";
+  text += "]\n";
+  const config::Config cfg = load(text);
+  auto built = app::build_runtime(cfg, nullptr, 1);
+  ASSERT_TRUE(built.has_value()) << built.error().front();
+  control::BackendStates states;
+  auto next = app::with_backend_states(*built->runtime, &states, 2);
+  ASSERT_TRUE(next.has_value());
+  for (const worker::Runtime* rt : {built->runtime.get(), next->get()}) {
+    ASSERT_EQ(rt->pools.size(), 3u);
+    const route::BackendPool& six = *rt->pools[2].pool;
+    EXPECT_EQ(six.spec().max_connect_attempts, 6u);
+    route::PoolState st(six);
+    route::TriedSet tried;
+    for (int i = 0; i < 6; ++i) {
+      auto r = six.pick(st, {}, tried);
+      ASSERT_TRUE(r.has_value()) << "try " << i + 1;
+      six.on_connect_fail(st, *r, 0);
+    }
+    EXPECT_FALSE(six.pick(st, {}, tried).has_value()) << "every backend tried";
+  }
+}
+
 TEST(RuntimeWithBackendStates, PoolsRebuiltTablesShared) {
   const config::Config cfg = load(kTwoPools);
   auto built = app::build_runtime(cfg, nullptr, 1);

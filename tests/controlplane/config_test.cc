@@ -201,6 +201,42 @@ cert_pattern = "cert.pem"
   EXPECT_NE(e.find("'cert.pem' must contain %n"), std::string::npos) << e;
 }
 
+// [listener] proxy_from: who may send the PROXY header, as prefixes; only
+// with proxy_protocol; never an empty list (it would refuse everyone).
+TEST(Config, ListenerProxyFrom) {
+  auto r = load_config_string(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+proxy_protocol = "v2"
+proxy_from = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+)", "/x/c.toml");
+  ASSERT_TRUE(r.has_value()) << r.error()[0].to_string();
+  ASSERT_EQ(r->listeners[0].proxy_from.size(), 3u);
+  EXPECT_EQ(r->listeners[0].proxy_from[0].len, 8);
+  EXPECT_EQ(r->listeners[0].proxy_from[1].family, AF_INET6);
+  EXPECT_EQ(r->listeners[0].proxy_from[2].len, 32);
+  const std::string e = errors_of(R"(
+[[listener]]
+name = "a"
+listen = ["127.0.0.1:1"]
+proxy_from = ["10.0.0.0/8"]
+[[listener]]
+name = "b"
+listen = ["127.0.0.1:2"]
+proxy_protocol = "v1"
+proxy_from = ["10.0.0.1/8", 5]
+[[listener]]
+name = "c"
+listen = ["127.0.0.1:3"]
+proxy_protocol = "any"
+proxy_from = []
+)");
+  EXPECT_NE(e.find("listener[0].proxy_from: only with proxy_protocol"), std::string::npos) << e;
+  EXPECT_NE(e.find("listener[1].proxy_from[0]: '10.0.0.1/8'"), std::string::npos) << e;
+  EXPECT_NE(e.find("listener[1].proxy_from[1]: expected a prefix string"), std::string::npos) << e;
+  EXPECT_NE(e.find("listener[2].proxy_from: an empty list would refuse everyone"), std::string::npos) << e;
+}
+
 TEST(Config, BackendTls) {
   auto r = load_config_string(R"(
 [[listener]]
@@ -241,6 +277,23 @@ tls = { sni = "x", verify = false }
   EXPECT_NE(e.find("verify = true needs ca_file or ca_path"), std::string::npos) << e;
   EXPECT_NE(e.find("pool[1].tls: expected a table"), std::string::npos) << e;
   EXPECT_NE(e.find("pool[2].tls.sni: unknown key"), std::string::npos) << e;
+  // A passthrough route to a pool that speaks TLS to its backends: the
+  // kernel front would wrap the client's TLS in another, the dpdk front
+  // would not. Refused; a terminate route to it is what re-encrypts.
+  const std::string pass = errors_of(R"(
+[[listener]]
+listen = ["127.0.0.1:1"]
+[[pool]]
+name = "p"
+backends = ["127.0.0.1:2"]
+tls = { verify = false }
+[[route]]
+name = "through"
+names = ["a.test"]
+action = "passthrough"
+pool = "p"
+)");
+  EXPECT_NE(pass.find("pool 'p' speaks TLS to its backends"), std::string::npos) << pass;
 }
 
 TEST(Config, RouteMaxConnections) {

@@ -140,6 +140,9 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   for (const auto& p : cfg.pools) {
     route::PoolSpec spec;
     spec.algorithm = algorithm(p.algorithm);
+    // [limits] connect_retries: the first try and that many more (the pool
+    // stops at max_connect_attempts, which stayed at its default of 3).
+    spec.max_connect_attempts = cfg.limits.connect_retries + 1;
     spec.when_all_down = p.when_all_down == config::AllDown::kReject ? route::AllDownPolicy::kReject
                                                                       : route::AllDownPolicy::kFailOpen;
     // The id the control plane names backends by (config::backend_id).
@@ -187,6 +190,7 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
       lr.name = l.name;
       lr.addresses = l.listen;
       lr.proxy = proxy_accept(l.proxy_protocol);
+      lr.proxy_from = l.proxy_from;
       lr.max_hello_bytes = l.max_hello_bytes;
       lr.defer_accept = l.defer_accept;
       const auto bytes = (*tables)[i].table.bytes();
