@@ -1695,7 +1695,9 @@ struct Worker::Impl {
       close_conn(c, c.last_connect_error, true);
       return;
     }
-    pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    // A TLS backend is up once its handshake is (a broken certificate is a
+    // failure of that backend, as nginx's proxy_next_upstream counts it).
+    if (!pr.backend_tls) pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
     bump(c.backend_series->connects);
     c.backend_active = true;
     c.t_backend = now;
@@ -1752,7 +1754,9 @@ struct Worker::Impl {
   void drive_backend_handshake(Conn& c) {
     ERR_clear_error();
     const int r = SSL_do_handshake(c.backend.ssl);
+    const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     if (r == 1) {
+      pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
       c.backend.handshake_done = true;
       c.backend_chain = tls::describe_chain(c.backend.ssl);
       enter_relay(c);
@@ -1765,6 +1769,10 @@ struct Worker::Impl {
       return;
     }
     bump(stats.backend_tls_errors);
+    // Passive health: a failure of this backend (three in a row eject it).
+    pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+    c.backend_picked = false;
+    drop(c.backend_series->active);
     std::string why = tls::verify_error(c.backend.ssl);
     if (why.empty()) why = c.backend.eof && ERR_peek_error() == 0 ? std::string("eof") : openssl_error();
     close_conn(c, "backend_tls:" + why, true);

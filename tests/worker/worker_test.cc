@@ -656,6 +656,37 @@ TEST_F(WorkerBackendTlsTest, WrongCaFailsAndSaysWhy) {
   EXPECT_EQ(stats().backend_tls_errors.load(), 1u);
 }
 
+// A TLS backend whose handshake fails (here its certificate is of another
+// CA) is a failure of that backend for passive health, as a refused connect
+// is: three in a row eject it, and the next connections go to the other
+// backend of the pool. Before, the TCP connect counted as its success and
+// every other connection kept failing on it.
+TEST_F(WorkerBackendTlsTest, ABackendWhoseHandshakeFailsIsEjected) {
+  const auto& pki = test::shared_test_pki();
+  const auto good_leaf = pki.leaf("backend.test");
+  const auto bad_leaf = test::other_test_pki().leaf("backend.test");
+  TlsGreeterBackend good(pki.server_chain_pem(good_leaf), good_leaf.key_pem());
+  TlsGreeterBackend bad(test::other_test_pki().server_chain_pem(bad_leaf), bad_leaf.key_pem());
+  const std::string ca = dir_.write("backend-ca.pem", pki.root.cert_pem());
+  const auto t = pki.leaf("t.test");
+  dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
+  dir_.write("certs/t.test.key", t.key_pem());
+  start(unused_.port(), "[[pool]]\nname = \"tlsb\"\nalgorithm = \"round_robin\"\nbackends = [\"127.0.0.1:" +
+                            std::to_string(bad.port()) + "\", \"127.0.0.1:" + std::to_string(good.port()) +
+                            "\"]\ntls = { server_name = \"backend.test\", ca_file = \"" + ca +
+                            "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
+                            "pool = \"tlsb\"\ncertificate = \"sites\"\n");
+  int served = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto c = tls_connect("t.test");
+    ASSERT_NE(c, nullptr);
+    char buf[64] = {};
+    if (SSL_read(c->ssl, buf, sizeof buf - 1) > 0) ++served;
+  }
+  EXPECT_EQ(stats().backend_tls_errors.load(), 3u) << "ejected after three failures in a row";
+  EXPECT_EQ(served, 9);
+}
+
 TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {
   EchoBackend backend;
   // A directory-mode route needs a name to find a file by: the default
