@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -171,11 +172,51 @@ AdminServer::~AdminServer() {
   if (metrics_fd_ >= 0) close(metrics_fd_);
 }
 
-bool AdminServer::peer_allowed(int fd) const {
+std::optional<AdminPeer> admin_peer(int fd) {
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
-  return cred.uid == 0 || cred.uid == geteuid() || (group_gid_ != ~0u && cred.gid == group_gid_);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
+  AdminPeer peer{cred.uid, cred.gid, {}};
+  peer.groups.resize(32);
+  while (true) {
+    socklen_t bytes = static_cast<socklen_t>(peer.groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, peer.groups.data(), &bytes) == 0) {
+      peer.groups.resize(bytes / sizeof(gid_t));
+      return peer;
+    }
+    if (errno == ERANGE && bytes / sizeof(gid_t) > peer.groups.size()) {
+      peer.groups.resize(bytes / sizeof(gid_t));  // the size the kernel asked for
+      continue;
+    }
+    break;
+  }
+  // A kernel without SO_PEERGROUPS: the groups the user database gives the
+  // peer's user (a process that dropped them is still counted in).
+  peer.groups.clear();
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(cred.uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return peer;
+  int n = 64;
+  peer.groups.resize(static_cast<size_t>(n));
+  if (getgrouplist(pw.pw_name, cred.gid, peer.groups.data(), &n) < 0) {
+    peer.groups.resize(static_cast<size_t>(n));
+    if (getgrouplist(pw.pw_name, cred.gid, peer.groups.data(), &n) < 0) n = 0;
+  }
+  peer.groups.resize(static_cast<size_t>(std::max(n, 0)));
+  return peer;
+}
+
+bool admin_peer_allowed(const AdminPeer& peer, uid_t own_uid, std::optional<gid_t> group) {
+  if (peer.uid == 0 || peer.uid == own_uid) return true;
+  if (!group) return false;
+  return peer.gid == *group || std::find(peer.groups.begin(), peer.groups.end(), *group) != peer.groups.end();
+}
+
+bool AdminServer::peer_allowed(int fd) const {
+  const auto peer = admin_peer(fd);
+  return peer && admin_peer_allowed(*peer, geteuid(),
+                                    group_gid_ != ~0u ? std::optional<gid_t>(group_gid_) : std::nullopt);
 }
 
 void AdminServer::fill_poll(std::vector<pollfd>& fds) const {
@@ -256,6 +297,10 @@ void AdminServer::on_readable(Conn& c) {
   const size_t end = c.http ? c.in.find("\r\n\r\n") : c.in.find('\n');
   if (end == std::string::npos) return;
   answer(c);
+  // The handler may have taken long (a reload validating every certificate
+  // takes seconds): the client gets its own time to take the answer, which
+  // may not fit the socket's buffer at once.
+  c.deadline = std::max(c.deadline, std::chrono::steady_clock::now() + kDeadline);
   on_writable(c);
 }
 

@@ -1,20 +1,24 @@
 // The control plane's admin endpoints, served from its event loop without
 // blocking it:
 //  - the admin API on a unix socket (mode 0600, or 0660 with a group; the
-//    peer's uid/gid checked with SO_PEERCRED): one JSON request per line, one
+//    peer's uid and groups checked with SO_PEERCRED and SO_PEERGROUPS:
+//    admin_peer_allowed below): one JSON request per line, one
 //    JSON response per line, version 1 ({"v":1,"cmd":"status",...});
 //  - Prometheus text exposition on http://ADDR/metrics (loopback by default),
 //    and beside it the status page (GET /status, controlplane/status_page.h)
 //    with the JSON it reads (GET /status.json). HTTP is read-only: GET only.
-// Connections are nonblocking with a deadline (2 s) and size caps (64 KiB of
+// Connections are nonblocking with a deadline (2 s until the request is
+// read, 2 s more to take the answer once it is made) and size caps (64 KiB of
 // request); a slow or silent client costs one slot, never the loop.
 #pragma once
 
 #include <poll.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +35,21 @@ struct AdminRequest {
   bool flag(std::string_view key) const;  // "true"
 };
 [[nodiscard]] Result<AdminRequest, std::string> parse_admin_request(std::string_view line);
+
+// A peer of the admin socket, as the kernel had it when it connected.
+struct AdminPeer {
+  uid_t uid = 0;
+  gid_t gid = 0;                // primary
+  std::vector<gid_t> groups;    // supplementary
+};
+// The peer of a connected unix socket: SO_PEERCRED, and its supplementary
+// groups from SO_PEERGROUPS (Linux 4.13; before it, getgrouplist() of the
+// peer's user). nullopt: the kernel would not say.
+std::optional<AdminPeer> admin_peer(int fd);
+// Who may use the admin API: root, the control plane's own uid, and members
+// of [admin] group (`group`; nullopt: none) by their primary group or a
+// supplementary one (`usermod -aG lodestone-admin alice` is the usual way in).
+[[nodiscard]] bool admin_peer_allowed(const AdminPeer& peer, uid_t own_uid, std::optional<gid_t> group);
 
 class AdminServer {
  public:

@@ -60,12 +60,48 @@ inline int64_t unix_of(sys_seconds t) { return t.time_since_epoch().count(); }
 
 inline uint64_t text_version(std::string_view s) { return std::hash<std::string_view>{}(s) | 1; }
 
-inline Result<std::string, std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return unexpected(path + ": cannot open: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The most the control plane reads of one file by path: configurations
+// (routes.reload's "path" too), [tls] ticket_key_file, its saved
+// configuration.
+inline constexpr size_t kMaxReadFile = 16u << 20;
+
+// A whole regular file of at most `max_bytes`. Paths come from the admin
+// API and the configuration: a FIFO must not block the event loop (opened
+// nonblocking, then refused), /dev/zero or a file that grows must not fill
+// the memory (refused by type, by size, and reads stop at the cap).
+inline Result<std::string, std::string> read_file(const std::string& path, size_t max_bytes = kMaxReadFile) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return unexpected(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  std::string refused;
+  if (::fstat(fd, &st) != 0) {
+    refused = std::string("cannot stat: ") + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    refused = S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file"
+              : S_ISDIR(st.st_mode) ? "a directory, not a regular file"
+              : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device, not a regular file"
+                                                          : "not a regular file";
+  } else if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    refused = "larger than " + std::to_string(max_bytes) + " bytes";
+  }
+  std::string out;
+  while (refused.empty()) {
+    char buf[65536];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      refused = std::string("read failed: ") + std::strerror(errno);
+    } else if (n == 0) {
+      break;
+    } else if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      refused = "larger than " + std::to_string(max_bytes) + " bytes";  // grew while read
+    } else {
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  if (!refused.empty()) return unexpected(path + ": " + refused);
+  return out;
 }
 
 }  // namespace detail

@@ -401,7 +401,10 @@ std::string take_openssl_errors() {
 }
 
 Result<std::string, std::string> read_small_file(const std::string& path, size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named by a path (an admin's, a configuration's)
+  // opens at once and is refused below, instead of blocking the caller's
+  // loop until a writer comes. Reads of a regular file ignore it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return unexpected(path + ": cannot open: " + errno_text(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

@@ -13,6 +13,8 @@
 # 4. reload to the new config (b.test served, a.test -> app2), rollback: a new
 #    generation, b.test no longer served, a.test -> app again; a second
 #    rollback goes forward again (b.test served, a.test -> app2).
+# 5. reload of a FIFO, /dev/zero, a sparse 17 MiB file: exit 1 at once naming
+#    the path and what it is; nothing changes.
 source "$(dirname "$0")/lib.sh"
 
 e2e_begin admin_routes 90
@@ -141,5 +143,27 @@ check "second rollback: a new generation (from $g2)" wait_for 5 st_gt generation
 assert_eq "second rollback: b.test served again" "b.test" "$(served_cn b.test)"
 assert_eq "second rollback: a.test -> app2" app2 "$(backend_of a.test)"
 assert_contains "still alive" "$(sclient "$P" -servername a.test)" "Verify return code: 0 (ok)"
+
+# ---------------------------------------------------------------- 5. paths that are no configuration file
+# `routes reload PATH`: the control plane reads PATH itself. A FIFO nobody
+# writes to is refused at once (it blocked the control plane's loop: no
+# answer to anyone); /dev/zero and a sparse file over 16 MiB are refused
+# unread (they filled its memory). Nothing changes; it answers on.
+g3=$(st generation)
+mkfifo "$T/fifo.toml"
+t0=$(now_ms)
+ctl routes reload "$T/fifo.toml"
+assert_eq "reload of a FIFO: exit 1 (refused), not 3 or 5 (no answer)" 1 "$RC"
+assert_contains "reload of a FIFO: says what it is" "$ERR" "$T/fifo.toml: a FIFO, not a regular file"
+check "reload of a FIFO: answered within 3 s" test $(($(now_ms) - t0)) -lt 3000
+ctl routes reload /dev/zero --dry-run
+assert_eq "reload of /dev/zero: exit 1" 1 "$RC"
+assert_contains "reload of /dev/zero: says what it is" "$ERR" "/dev/zero: a device, not a regular file"
+truncate -s 17M "$T/huge.toml"
+ctl routes reload "$T/huge.toml"
+assert_eq "reload of a 17 MiB file: exit 1" 1 "$RC"
+assert_contains "reload of a 17 MiB file: says why" "$ERR" "$T/huge.toml: larger than 16777216 bytes"
+assert_eq "refused paths: generation unchanged" "$g3" "$(st generation)"
+assert_eq "refused paths: a.test -> app2 still" app2 "$(backend_of a.test)"
 
 finish

@@ -8,7 +8,9 @@
 # and a control plane killed and restarted by the (now unprivileged)
 # dataplane comes back as nobody and serves the next reload. Without
 # [process] the same start stays root (a control that the checks can fail).
-# A user that does not exist is refused at start.
+# A user that does not exist is refused at start. What nobody may put in
+# run_dir or the log directory (links to root's files, a FIFO) is never
+# followed, chowned, emptied or blocked on by root.
 source "$(dirname "$0")/lib.sh"
 e2e_begin privileges 120
 [ "$(id -u)" -eq 0 ] || { echo "FAIL privileges: runs as root (it checks the drop from root)"; exit 1; }
@@ -94,6 +96,38 @@ assert_eq "SIGHUP after the restart: reloaded" reloaded "$(reload)"
 assert_contains "served after the restart" "$(lcurl a.test "$P")" "backend=app"
 kill -TERM "$LPID"; wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
 check "stopped" bash -c "! kill -0 $LPID 2>/dev/null"
+
+# ---- run_dir and the logs are nobody's: what nobody put there is not
+# followed by root. A dead Lodestone's certificate store that is a link to a
+# directory of root's is left alone (its files stay, a warning names it); a
+# dead one's real store (nobody's, 0700) is removed; the control socket is
+# nobody's. An access log that is a symlink to a root file, or a FIFO with
+# no reader, is refused at start, naming the path (no hang); the file stays
+# root's.
+mkdir -p "$T/victim"; echo keep >"$T/victim/keep"; chown -R root:root "$T/victim"; chmod 0700 "$T/victim"
+DEAD=$(sh -c 'echo $$')   # a PID that was, and is gone
+ln -s "$T/victim" "$T/run/lodestone-$DEAD.sock.certs"
+DEAD2=$(sh -c 'echo $$')
+install -d -o nobody -g nogroup -m 0700 "$T/run/lodestone-$DEAD2.sock.certs"
+install -o nobody -g nogroup -m 0600 /dev/null "$T/run/lodestone-$DEAD2.sock.certs/a.key"
+start_lodestone "$T/lode.toml"
+check "a dead store that is a symlink to root's directory: its files stay" test -f "$T/victim/keep"
+check "... and a warning names it" grep -q "\"event\":\"cert_store_not_removed\".*lodestone-$DEAD.sock.certs" "$LLOG"
+check "a dead store of nobody's: removed" test ! -e "$T/run/lodestone-$DEAD2.sock.certs"
+assert_eq "the control socket is nobody's" nobody:nogroup "$(stat -c %U:%G "$T/run/lodestone-$LPID.sock")"
+kill -TERM "$LPID"; wait_for 15 bash -c "! kill -0 $LPID 2>/dev/null"
+rm -f "$T/run/lodestone-$DEAD.sock.certs"
+mv "$T/logs/access.log" "$T/logs/access.log.2"
+ln -s "$T/victim/keep" "$T/logs/access.log"
+err=$(timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
+assert_eq "an access log that is a symlink: exit 1" 1 "$rc"
+assert_contains "an access log that is a symlink: says so" "$err" "$T/logs/access.log: a symbolic link to a regular file: refused"
+assert_eq "the link's target stays root's" root:root "$(stat -c %U:%G "$T/victim/keep")"
+rm -f "$T/logs/access.log"; mkfifo "$T/logs/access.log"
+err=$(timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
+assert_eq "an access log that is a FIFO with no reader: exit 1 (124: it blocked)" 1 "$rc"
+assert_contains "an access log that is a FIFO with no reader: says so" "$err" "$T/logs/access.log: a FIFO with no reader"
+rm -f "$T/logs/access.log"
 
 # ---- a user that does not exist
 sed -i 's/^user = "nobody"/user = "no-such-user-lodestone"/' "$T/lode.toml"

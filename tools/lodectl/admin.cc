@@ -27,8 +27,16 @@ struct Call {
   std::string error;  // when the daemon could not be asked
 };
 
-// One request, one answer (5 s at most).
-Call call(const std::string& path, const std::string& request) {
+// "N s" or "N ms", for messages.
+std::string duration_text(std::chrono::milliseconds t) {
+  return t.count() % 1000 == 0 ? std::to_string(t.count() / 1000) + " s" : std::to_string(t.count()) + " ms";
+}
+
+// One request, one answer (`timeout` at most for each of sending it and
+// the answer's every read). `changes_state`: a timeout says the command may
+// still be applied.
+Call call(const std::string& path, const std::string& request, std::chrono::milliseconds timeout,
+          bool changes_state) {
   Call c;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -39,7 +47,7 @@ Call call(const std::string& path, const std::string& request) {
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{5, 0};
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
@@ -57,20 +65,38 @@ Call call(const std::string& path, const std::string& request) {
   const std::string line = request + "\n";
   if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()) &&
       errno != EPIPE) {  // EPIPE: it answered (a refusal) and closed before reading: read that below
-    c.exit_code = kExitDown;
-    c.error = std::string("sending the request: ") + std::strerror(errno);
+    const int e = errno;
     close(fd);
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      // Not taken whole, so not parsed: nothing was applied.
+      c.exit_code = kExitNoAnswer;
+      c.error = "Lodestone at " + path + " did not take the request within " + duration_text(timeout);
+    } else {
+      c.exit_code = kExitDown;
+      c.error = std::string("sending the request: ") + std::strerror(e);
+    }
     return c;
   }
   char buf[65536];
+  bool timed_out = false;
   while (c.reply.find('\n') == std::string::npos) {
     const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) timed_out = true;
     if (n <= 0) break;
     c.reply.append(buf, static_cast<size_t>(n));
     if (c.reply.size() > (64u << 20)) break;
   }
   close(fd);
-  if (c.reply.empty()) {
+  if (timed_out) {
+    // Lodestone runs (it took the request): not kExitDown, and not a
+    // refusal either, since the command may be applied after all.
+    c.exit_code = kExitNoAnswer;
+    c.error = "no answer from " + path + " within " + duration_text(timeout) +
+              (changes_state ? ": the command may still be applied (check with `lodectl status` or the command's "
+                               "list before repeating it; --timeout SECONDS waits longer)"
+                             : " (--timeout SECONDS waits longer)");
+  } else if (c.reply.empty()) {
     c.exit_code = kExitDown;
     c.error = "no answer from " + path;
   }
@@ -208,8 +234,19 @@ void print_human(std::ostream& out, const std::string& cmd, const JsonValue& v) 
 
 }  // namespace
 
-AdminCall admin_call(const std::string& socket_path, const std::string& request) {
-  Call c = call(socket_path, request);
+CommandKind command_kind(std::string_view cmd, bool dry_run) {
+  for (std::string_view read : {"status", "certs.list", "ocsp.status", "routes.show", "backends.list"}) {
+    if (cmd == read) return {kReadTimeout, false};
+  }
+  // Validates a whole configuration, every certificate in it, changes nothing.
+  if (cmd == "routes.diff" || (cmd == "routes.reload" && dry_run)) return {kChangeTimeout, false};
+  // Everything else changes state (an unknown command too: the daemon may
+  // know it), and may wait for the dataplane.
+  return {kChangeTimeout, true};
+}
+
+AdminCall admin_call(const std::string& socket_path, const std::string& request, std::chrono::milliseconds timeout) {
+  Call c = call(socket_path, request, timeout, false);
   return AdminCall{c.exit_code, std::move(c.reply), std::move(c.error)};
 }
 
@@ -230,8 +267,20 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
   bool json = false, dry_run = false;
   std::string cert_file, key_file;
   std::vector<std::string> words;
+  std::chrono::milliseconds timeout{0};  // 0: command_kind's
   for (size_t i = 0; i < argv.size(); ++i) {
-    if (argv[i] == "--cert" && i + 1 < argv.size()) {
+    if (argv[i] == "--timeout" && i + 1 < argv.size()) {
+      // Seconds, fractions allowed: 1 ms .. 1 day.
+      const std::string& v = argv[++i];
+      char* end = nullptr;
+      errno = 0;
+      const double s = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != 0 || errno != 0 || !(s >= 0.001 && s <= 86400)) {
+        err << "lodectl: --timeout '" << v << "': expected seconds, 0.001 to 86400\n";
+        return kExitUsage;
+      }
+      timeout = std::chrono::milliseconds(static_cast<int64_t>(s * 1000 + 0.5));
+    } else if (argv[i] == "--cert" && i + 1 < argv.size()) {
       cert_file = argv[++i];
     } else if (argv[i] == "--key" && i + 1 < argv.size()) {
       key_file = argv[++i];
@@ -247,7 +296,7 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
   }
   if (socket_path.empty()) socket_path = std::string(kDefaultSocket);
   auto usage = [&] {
-    err << "usage: lodectl [--socket PATH] [--json] status\n"
+    err << "usage: lodectl [--socket PATH] [--json] [--timeout SECONDS] status\n"
            "       lodectl ... certs list [NAME]\n"
            "       lodectl ... certs replace NAME --cert FILE --key FILE\n"
            "       lodectl ... certs add NAME --cert FILE --key FILE   (a new certificate routes can name)\n"
@@ -262,7 +311,10 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
            "       lodectl ... backends drain|enable POOL BACKEND   (BACKEND: its address, as listed)\n"
            "       lodectl ... backends weight POOL BACKEND N       (1..65535; until a restart)\n"
            "       lodectl ... drain-node [--cancel]     ([bgp]: withdraw this node's VIPs, keep serving)\n"
-           "       lodectl ... undrain                   (announce them again; same as drain-node --cancel)\n";
+           "       lodectl ... undrain                   (announce them again; same as drain-node --cancel)\n"
+           "--timeout: how long to wait for the answer (default 5 s for status and lists, 120 s for the rest)\n"
+           "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied,\n"
+           "            5 no answer in time (a command that changes state may still be applied)\n";
     return kExitUsage;
   };
   if (words.empty()) return usage();
@@ -375,7 +427,9 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     req.field("cert", cert_pem).field("key", key_pem);
     OPENSSL_cleanse(key_pem.data(), key_pem.size());
   }
-  const Call c = call(socket_path, req.end_object().take());
+  const CommandKind kind = command_kind(cmd, dry_run);
+  const Call c = call(socket_path, req.end_object().take(), timeout.count() != 0 ? timeout : kind.timeout,
+                      kind.changes_state);
   if (c.exit_code != 0) {
     err << "lodectl: " << c.error << '\n';
     return c.exit_code;

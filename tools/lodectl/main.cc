@@ -32,7 +32,10 @@ int usage(std::ostream& os, int rc) {
         "  [--socket PATH] [--json] backends weight POOL BACKEND N       override the configured weight (1..65535)\n"
         "  [--socket PATH] [--json] drain-node [--cancel] | undrain      withdraw the VIPs (BGP), keep serving; undo\n"
         "  [--socket PATH] top [--interval S] [--count N] [--json]       live per-route and per-worker rates\n"
-        "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied\n";
+        "  --timeout SECONDS with the commands above: how long to wait for the answer (default 5 s for\n"
+        "    status, lists and show; 120 s for the rest, which may wait for every worker to take a generation)\n"
+        "exit codes: 0 ok, 1 refused by Lodestone, 2 usage, 3 not running, 4 permission denied,\n"
+        "            5 no answer in time (Lodestone runs; a command that changes state may still be applied)\n";
   return rc;
 }
 
@@ -48,7 +51,7 @@ int main(int argc, char** argv) {
   if (std::find(argv + 1, argv + argc, std::string_view("top")) != argv + argc) {
     return lode::tools::top_main(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
   }
-  if (lode::tools::is_admin_command(cmd) || cmd == "--json" || cmd == "--socket") {
+  if (lode::tools::is_admin_command(cmd) || cmd == "--json" || cmd == "--socket" || cmd == "--timeout") {
     return lode::tools::admin_main(std::vector<std::string>(argv + 1, argv + argc), std::cout, std::cerr);
   }
   if (cmd == "check") {

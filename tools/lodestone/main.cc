@@ -22,7 +22,6 @@
 // control plane, exit 0.
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
@@ -63,6 +62,7 @@
 #include "tools/lodestone/notify.h"
 #include "tools/lodestone/privileges.h"
 #include "tools/lodestone/runtime_builder.h"
+#include "tools/lodestone/user_writable.h"
 
 namespace {
 
@@ -71,16 +71,19 @@ using lode::JsonWriter;
 // Access and event log: one JSON object per line, from any thread.
 class Log {
  public:
-  bool open(const std::string& where) {
-    if (where == "off") return true;
+  // Empty: open; else why not (the path and what it is).
+  std::string open(const std::string& where) {
+    if (where == "off") return {};
     if (where == "stderr") {
       out_ = stderr;
-      return true;
+      return {};
     }
     path_ = where;
-    out_ = std::fopen(where.c_str(), "ae");  // not inherited by the control plane
-    owned_ = out_ != nullptr;
-    return out_ != nullptr;
+    auto file = open_file(where);
+    if (!file) return file.error();
+    out_ = *file;
+    owned_ = true;
+    return {};
   }
   ~Log() {
     if (owned_) std::fclose(out_);
@@ -101,8 +104,9 @@ class Log {
   // opened, the old file stays in use. Empty: done (or nothing to reopen).
   std::string reopen() {
     if (!owned_) return {};
-    FILE* fresh = std::fopen(path_.c_str(), "ae");
-    if (fresh == nullptr) return path_ + ": " + std::strerror(errno);
+    auto file = open_file(path_);
+    if (!file) return file.error();
+    FILE* fresh = *file;
     FILE* old = nullptr;
     {
       std::lock_guard lock(mu_);
@@ -114,43 +118,26 @@ class Log {
   }
 
  private:
+  // Not through a symbolic link, not a FIFO or a device, one link
+  // (user_writable.h): the file is opened as root, then handed to the
+  // [process] user. Close-on-exec: not inherited by the control plane.
+  static lode::Result<FILE*, std::string> open_file(const std::string& path) {
+    auto fd = lode::app::open_log_file(path);
+    if (!fd) return lode::unexpected(fd.error());
+    FILE* f = fdopen(*fd, "a");
+    if (f == nullptr) {
+      const int e = errno;
+      close(*fd);
+      return lode::unexpected(path + ": " + std::strerror(e));
+    }
+    return f;
+  }
+
   std::mutex mu_;
   std::string path_;
   FILE* out_ = nullptr;
   bool owned_ = false;
 };
-
-// The control plane's store of run-time certificates (`lodectl certs add`)
-// lives as long as this dataplane: emptied and removed at exit.
-void remove_cert_store(const std::string& dir) {
-  if (DIR* d = opendir(dir.c_str())) {
-    while (const dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-        unlinkat(dirfd(d), e->d_name, 0);
-      }
-    }
-    closedir(d);
-    rmdir(dir.c_str());
-  }
-}
-
-// Stores left by a Lodestone that died without its exit path (SIGKILL, OOM):
-// run_dir/lodestone-PID.sock.certs of a PID that is gone. They hold keys.
-void remove_dead_cert_stores(const std::string& run_dir) {
-  DIR* d = opendir(run_dir.c_str());
-  if (d == nullptr) return;
-  std::vector<std::string> dead;
-  while (const dirent* e = readdir(d)) {
-    unsigned long pid = 0;
-    char tail[16] = "";
-    if (std::sscanf(e->d_name, "lodestone-%lu.sock%15s", &pid, tail) == 2 && std::strcmp(tail, ".certs") == 0 &&
-        pid > 0 && static_cast<pid_t>(pid) != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-      dead.push_back(run_dir + "/" + e->d_name);
-    }
-  }
-  closedir(d);
-  for (const auto& dir : dead) remove_cert_store(dir);
-}
 
 // Events (start, reload, stop) always go to stderr, whatever the access log.
 void event(const std::string& json) {
@@ -526,8 +513,8 @@ int run(const std::string& config_path, int workers_override, const std::string&
     return 1;
   }
   Log access;
-  if (!access.open(cfg->access_log)) {
-    std::fprintf(stderr, "lodestone: cannot open access log %s: %s\n", cfg->access_log.c_str(), std::strerror(errno));
+  if (const std::string failed = access.open(cfg->access_log); !failed.empty()) {
+    std::fprintf(stderr, "lodestone: cannot open the access log: %s\n", failed.c_str());
     return 1;
   }
   const std::string run_dir = run_dir_override.empty() ? cfg->control.run_dir : run_dir_override;
@@ -562,7 +549,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
     // same path as the user. Rotation needs the new file made for it
     // (logrotate's `create`, tools/logrotate/lodestone): the directory stays
     // root's.
-    if (const int fd = access.fd(); fd >= 0 && fchown(fd, id->uid, id->gid) != 0) {
+    // Only a regular file (a stream such as /dev/stdout is not the log's to give).
+    struct stat log_st {};
+    if (const int fd = access.fd();
+        fd >= 0 && fstat(fd, &log_st) == 0 && S_ISREG(log_st.st_mode) && fchown(fd, id->uid, id->gid) != 0) {
       std::fprintf(stderr, "lodestone: access log %s: chown to %s: %s\n", cfg->access_log.c_str(), id->name.c_str(),
                    std::strerror(errno));
       return 1;
@@ -570,7 +560,15 @@ int run(const std::string& config_path, int workers_override, const std::string&
     identity = std::move(*id);
   }
   const std::string socket_path = run_dir + "/lodestone-" + std::to_string(getpid()) + ".sock";
-  remove_dead_cert_stores(run_dir);
+  // The certificate stores: made by the control plane, as [process] user
+  // when there is one; run_dir is that user's (since the last run too), so
+  // nothing in it is trusted to be what its name says (user_writable.h).
+  std::vector<uid_t> store_owners{geteuid()};
+  if (identity) store_owners.push_back(identity->uid);
+  for (const auto& left : lode::app::remove_dead_cert_stores(run_dir, store_owners)) {
+    event(JsonWriter().begin_object().field("event", "cert_store_not_removed").field("level", "warning")
+              .field("error", left).end_object().take());
+  }
   const std::string admin_socket = cfg->admin.socket.empty() ? run_dir + "/admin.sock" : cfg->admin.socket;
 
   Dataplane dp;
@@ -622,9 +620,9 @@ int run(const std::string& config_path, int workers_override, const std::string&
     // After the link's thread exists: it loses every capability with the
     // change of ids (only this thread keeps some), and the control plane
     // connects as the same user it checks for.
-    if (chown(socket_path.c_str(), identity->uid, identity->gid) != 0) {
-      std::fprintf(stderr, "lodestone: %s: chown to %s: %s\n", socket_path.c_str(), identity->name.c_str(),
-                   std::strerror(errno));
+    if (auto given = lode::app::give_socket(socket_path, identity->uid, identity->gid); !given) {
+      std::fprintf(stderr, "lodestone: control socket: chown to %s: %s\n", identity->name.c_str(),
+                   given.error().c_str());
       return 1;
     }
     auto ok = cfg->front == "dpdk" ? lode::app::become(*identity, {CAP_NET_BIND_SERVICE, CAP_IPC_LOCK, CAP_SYS_RAWIO,
@@ -863,7 +861,10 @@ int run(const std::string& config_path, int workers_override, const std::string&
     cp.stop();
     (*link)->stop();
     unlink((socket_path + ".config").c_str());
-    remove_cert_store(socket_path + ".certs");
+    if (auto removed = lode::app::remove_cert_store(socket_path + ".certs", store_owners); !removed) {
+      event(JsonWriter().begin_object().field("event", "cert_store_not_removed").field("level", "warning")
+                .field("error", removed.error()).end_object().take());
+    }
     if (!stats_file.empty()) write_stats_file(stats_file, stats());
     event(stats());
     event(json_event("stopped"));
