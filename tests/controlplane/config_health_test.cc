@@ -7,11 +7,14 @@
 namespace lode::config {
 namespace {
 
+// The pool, used by a passthrough route unless it speaks TLS to its
+// backends (only a terminate route may use such a pool).
 std::string with_pool(const std::string& pool_extra) {
+  const bool tls = pool_extra.find("tls = {") != std::string::npos;
   return "[[listener]]\nlisten = [\"127.0.0.1:8443\"]\n"
          "[[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9001\", \"[::1]:9002\"]\n" +
          pool_extra +
-         "\n[[route]]\nname = \"r\"\nnames = [\"a.example\"]\naction = \"passthrough\"\npool = \"app\"\n";
+         (tls ? "" : "\n[[route]]\nname = \"r\"\nnames = [\"a.example\"]\naction = \"passthrough\"\npool = \"app\"\n");
 }
 
 Config ok(const std::string& extra) {
