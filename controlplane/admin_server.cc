@@ -24,11 +24,19 @@ namespace lode::cp {
 
 namespace {
 
-constexpr size_t kMaxRequest = 64 * 1024;
+constexpr size_t kMaxRequest = kMaxAdminRequest;
 constexpr size_t kMaxConns = 64;  // per endpoint
 
 // The value of header `name` (lower case) in an HTTP request head, trimmed;
 // empty when absent.
+// The path of "GET /path[?query] HTTP/1.x"; empty when it is no GET.
+std::string_view get_path(std::string_view line) {
+  if (!line.starts_with("GET ")) return {};
+  const size_t end = line.find(' ', 4);
+  const std::string_view target = line.substr(4, end == std::string_view::npos ? 0 : end - 4);
+  return target.substr(0, target.find('?'));
+}
+
 std::string_view header_value(std::string_view head, std::string_view name) {
   size_t at = head.find("\r\n");
   while (at != std::string_view::npos && at + 2 < head.size()) {
@@ -235,6 +243,7 @@ int AdminServer::timeout_ms() const {
 
 void AdminServer::on_poll(const std::vector<pollfd>& fds, size_t first) {
   // Connections first (their slots match fds from fill_poll), then accepts.
+  metrics_answer_.reset();
   const size_t n = conns_.size();
   for (size_t k = 0; k < n; ++k) {
     const short ev = fds[first + 2 + k].revents;
@@ -325,19 +334,30 @@ void AdminServer::answer(Conn& c) {
     OPENSSL_cleanse(c.in.data(), c.in.size());
     return;
   }
-  c.out = http_reply(std::string_view(c.in).substr(0, c.in.find("\r\n")), header_value(c.in, "host"));
+  const std::string_view line = std::string_view(c.in).substr(0, c.in.find("\r\n"));
+  if (get_path(line) == "/metrics") {
+    c.shared_out = metrics_answer();
+    return;
+  }
+  c.out = http_reply(line, header_value(c.in, "host"));
+}
+
+std::shared_ptr<const std::string> AdminServer::metrics_answer() {
+  if (!metrics_answer_) {
+    metrics_answer_ = std::make_shared<const std::string>(
+        http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics_()));
+  }
+  return metrics_answer_;
 }
 
 // "GET /path[?query] HTTP/1.x": the path picks the answer, the query is
-// ignored (the status page numbers its scrapes with one).
+// ignored (the status page numbers its scrapes with one). (/metrics is
+// answered by metrics_answer.)
 std::string AdminServer::http_reply(std::string_view line, std::string_view host) const {
   if (!line.starts_with("GET ")) {
     return http_response("405 Method Not Allowed", "text/plain", "GET only\n", "Allow: GET\r\n");
   }
-  const size_t end = line.find(' ', 4);
-  const std::string_view target = line.substr(4, end == std::string_view::npos ? 0 : end - 4);
-  const std::string_view path = target.substr(0, target.find('?'));
-  if (path == "/metrics") return http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics_());
+  const std::string_view path = get_path(line);
   // The pages a browser loads answer only to a Host that is an address or
   // localhost: a web page that rebinds its own DNS name to this address
   // cannot read them through the operator's browser. (/metrics is for
@@ -358,8 +378,9 @@ std::string AdminServer::http_reply(std::string_view line, std::string_view host
 
 void AdminServer::on_writable(Conn& c) {
   if (c.fd < 0) return;
-  while (c.sent < c.out.size()) {
-    const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+  const std::string& out = c.shared_out ? *c.shared_out : c.out;
+  while (c.sent < out.size()) {
+    const ssize_t n = send(c.fd, out.data() + c.sent, out.size() - c.sent, MSG_NOSIGNAL);
     if (n > 0) {
       c.sent += static_cast<size_t>(n);
       continue;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,10 @@ namespace lode::cp {
 
 // A request: a flat JSON object of strings, numbers and booleans (values
 // kept as text). Nested values are refused.
+// The longest request line the admin API reads (its newline included): a
+// longer one is dropped unanswered (lodectl refuses to send one).
+inline constexpr size_t kMaxAdminRequest = 64 * 1024;
+
 struct AdminRequest {
   std::map<std::string, std::string, std::less<>> fields;
   std::string get(std::string_view key, std::string_view fallback = "") const;
@@ -84,16 +89,24 @@ class AdminServer {
     std::string in, out;
     size_t sent = 0;
     std::chrono::steady_clock::time_point deadline;
+    // A /metrics answer, shared by the connections that asked for it in the
+    // same poll pass (out is empty then).
+    std::shared_ptr<const std::string> shared_out;
   };
   void accept_on(int listen_fd, bool http);
   void on_readable(Conn& c);
   void on_writable(Conn& c);
   void answer(Conn& c);
   std::string http_reply(std::string_view request_line, std::string_view host) const;
+  // The /metrics answer of this poll pass: rendered once however many ask
+  // in it (64 scrapes at once were 64 renders, each held whole until sent:
+  // gigabytes at 100,000 certificates), never older than the pass.
+  std::shared_ptr<const std::string> metrics_answer();
   bool peer_allowed(int fd) const;
 
   Handler handler_;
   Metrics metrics_;
+  std::shared_ptr<const std::string> metrics_answer_;  // this pass's; reset by on_poll
   StatusJson status_json_;
   std::string socket_path_;
   int admin_fd_ = -1;

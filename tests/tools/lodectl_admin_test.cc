@@ -181,6 +181,21 @@ TEST(LodectlAdmin, ClosedWithoutAnAnswerOrNoSocketIsNotRunning) {
   EXPECT_EQ(gone.rc, kExitDown) << gone.err;
 }
 
+// A request over the admin API's 64 KiB (two files within lodectl's 48 KiB
+// each, larger once escaped as JSON) is not sent: the daemon would drop it
+// unanswered and lodectl would say "not running". Refused here, saying why.
+TEST(LodectlAdmin, ARequestOverTheApisCapIsNotSent) {
+  test::TempDir dir;
+  const std::string sock = dir.path() + "/admin.sock";
+  LateAdmin admin(sock, 0ms, "{\"v\":1,\"ok\":true}\n");
+  const std::string cert = dir.write("c.pem", std::string(40 * 1024, 'c'));
+  const std::string key = dir.write("k.pem", std::string(10 * 1024, '\x80'));  // 6 bytes each in JSON
+  const Outcome r = lodectl({"--socket", sock, "certs", "add", "x", "--cert", cert, "--key", key});
+  EXPECT_EQ(r.rc, kExitUsage) << r.err;
+  EXPECT_NE(r.err.find("over the admin API's 64 KiB"), std::string::npos) << r.err;
+  EXPECT_TRUE(admin.request().empty()) << "sent";
+}
+
 TEST(LodectlAdmin, TimeoutMustBeSeconds) {
   for (const char* bad : {"0", "-1", "x", "1s", "", "100000"}) {
     const Outcome r = lodectl({"--timeout", bad, "status"});

@@ -12,6 +12,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "controlplane/admin_server.h"
 #include "lodestone/json_reader.h"
 #include "lodestone/json_writer.h"
 
@@ -428,8 +429,18 @@ int admin_main(const std::vector<std::string>& argv, std::ostream& out, std::ost
     OPENSSL_cleanse(key_pem.data(), key_pem.size());
   }
   const CommandKind kind = command_kind(cmd, dry_run);
-  const Call c = call(socket_path, req.end_object().take(), timeout.count() != 0 ? timeout : kind.timeout,
+  std::string request = req.end_object().take();
+  if (request.size() + 1 > cp::kMaxAdminRequest) {
+    // The daemon drops a longer line unanswered: said here, before sending
+    // (JSON escaping grows a file: up to 6 bytes for one).
+    err << "lodectl: the request is " << request.size() + 1 << " bytes, over the admin API's "
+        << cp::kMaxAdminRequest / 1024 << " KiB (the files it carries, escaped as JSON, are too large)\n";
+    OPENSSL_cleanse(request.data(), request.size());
+    return kExitUsage;
+  }
+  const Call c = call(socket_path, request, timeout.count() != 0 ? timeout : kind.timeout,
                       kind.changes_state);
+  OPENSSL_cleanse(request.data(), request.size());  // it may hold a private key
   if (c.exit_code != 0) {
     err << "lodectl: " << c.error << '\n';
     return c.exit_code;

@@ -32,6 +32,7 @@ inline constexpr int kExitDenied = 4;  // permission denied
 // state may still be applied (check before repeating it).
 inline constexpr int kExitNoAnswer = 5;
 
+
 // What a command (the API's "cmd") does to the running Lodestone, and so how
 // long lodectl waits for its answer: 5 s for what only reads; 120 s for what
 // changes state (reload, rollback and certs add|replace answer once the
