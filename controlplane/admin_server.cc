@@ -230,7 +230,10 @@ bool AdminServer::peer_allowed(int fd) const {
 void AdminServer::fill_poll(std::vector<pollfd>& fds) const {
   fds.push_back({admin_fd_, POLLIN, 0});
   fds.push_back({metrics_fd_, POLLIN, 0});
-  for (const auto& c : conns_) fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+  // Answered (its own answer or a shared /metrics one): writing only.
+  for (const auto& c : conns_) {
+    fds.push_back({c.fd, static_cast<short>(c.out.empty() && !c.shared_out ? POLLIN : POLLOUT), 0});
+  }
 }
 
 int AdminServer::timeout_ms() const {
@@ -248,7 +251,9 @@ void AdminServer::on_poll(const std::vector<pollfd>& fds, size_t first) {
   for (size_t k = 0; k < n; ++k) {
     const short ev = fds[first + 2 + k].revents;
     if (ev == 0) continue;
-    if ((ev & POLLOUT) != 0) {
+    // Answered: only writing goes on (a hang-up or more bytes must not
+    // answer it again).
+    if ((ev & POLLOUT) != 0 || !conns_[k].out.empty() || conns_[k].shared_out) {
       on_writable(conns_[k]);
     } else {
       on_readable(conns_[k]);

@@ -1769,10 +1769,21 @@ struct Worker::Impl {
       return;
     }
     bump(stats.backend_tls_errors);
-    // Passive health: a failure of this backend (three in a row eject it).
-    pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
-    c.backend_picked = false;
-    drop(c.backend_series->active);
+    // Passive health: a failure of this backend (three in a row eject it),
+    // unless the client's name may be the cause: where the name sent and
+    // checked is the client's SNI, a name the backend's certificate does not
+    // cover (or its unrecognized_name alert) says nothing of the backend,
+    // and a client must not eject a healthy one with names of its choice.
+    // The pick then ends as a close (maybe_free).
+    const unsigned long err = ERR_peek_error();
+    const bool clients_name = pr.backend_tls->settings().sni_from_client &&
+                              (SSL_get_verify_result(c.backend.ssl) == X509_V_ERR_HOSTNAME_MISMATCH ||
+                               (ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_TLSV1_UNRECOGNIZED_NAME));
+    if (!clients_name) {
+      pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+      c.backend_picked = false;
+      drop(c.backend_series->active);
+    }
     std::string why = tls::verify_error(c.backend.ssl);
     if (why.empty()) why = c.backend.eof && ERR_peek_error() == 0 ? std::string("eof") : openssl_error();
     close_conn(c, "backend_tls:" + why, true);

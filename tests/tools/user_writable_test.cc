@@ -118,7 +118,7 @@ TEST(OpenLogFile, AFifoWithNoReaderIsRefusedWithoutBlocking) {
   // No reader: a blocking open would wait for one forever.
   EXPECT_EQ(bounded([&] {
               auto fd = open_log_file(fifo);
-              return !fd && fd.error() == fifo + ": a FIFO with no reader: refused" ? 0 : 1;
+              return !fd && fd.error() == fifo + ": a FIFO with no reader (or a socket): refused" ? 0 : 1;
             }),
             0)
       << "1: opened or another error; 142: blocked (SIGALRM)";
@@ -132,21 +132,43 @@ TEST(OpenLogFile, AFifoWithNoReaderIsRefusedWithoutBlocking) {
   close(reader);
 }
 
-// A stream through a symbolic link (/dev/stdout -> /proc/self/fd/1, a
-// shipper's pipe) is followed: only a regular file must be named itself (it
-// is the one handed to the [process] user). A directory is refused.
-TEST(OpenLogFile, AStreamIsTakenThroughASymbolicLinkADirectoryIsNot) {
+// A symbolic link is followed only to this process's own stderr or stdout
+// (/dev/stderr, whatever it is: a file, a pipe, a socket; taken by dup) or
+// to a FIFO (a shipper's pipe); never to a device (opening one can act: a
+// watchdog) or another file. A device named itself is the operator's
+// choice. A directory is refused.
+TEST(OpenLogFile, ALinkLeadsOnlyToOurOwnStderrOrAFifo) {
   TempDir dir;
-  const std::string log = dir.path() + "/access.log";
-  ASSERT_EQ(symlink("/dev/null", log.c_str()), 0);
-  auto dev = open_log_file(log);
-  ASSERT_TRUE(dev) << dev.error();
-  close(*dev);
+  const std::string err_link = dir.path() + "/stderr.log";
+  ASSERT_EQ(symlink("/proc/self/fd/2", err_link.c_str()), 0);
+  auto err_fd = open_log_file(err_link);
+  ASSERT_TRUE(err_fd) << err_fd.error();
+  struct stat a {}, b {};
+  ASSERT_EQ(fstat(*err_fd, &a), 0);
+  ASSERT_EQ(fstat(STDERR_FILENO, &b), 0);
+  EXPECT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino) << "our own stderr";
+  close(*err_fd);
+
+  const std::string fifo = dir.path() + "/pipe";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  const std::string fifo_link = dir.path() + "/shipper.log";
+  ASSERT_EQ(symlink(fifo.c_str(), fifo_link.c_str()), 0);
+  auto shipped = open_log_file(fifo_link);
+  ASSERT_TRUE(shipped) << shipped.error();
+  close(*shipped);
+  close(reader);
+
+  const std::string dev_link = dir.path() + "/access.log";
+  ASSERT_EQ(symlink("/dev/null", dev_link.c_str()), 0);
+  auto dev = open_log_file(dev_link);
+  ASSERT_FALSE(dev) << "followed a link to a device";
+  EXPECT_NE(dev.error().find(dev_link + ": a symbolic link to a character device"), std::string::npos) << dev.error();
   auto direct = open_log_file("/dev/null");
   ASSERT_TRUE(direct) << direct.error();
   close(*direct);
-  auto d = open_log_file(dir.path());
-  ASSERT_FALSE(d);
+  EXPECT_FALSE(open_log_file(dir.path()));
 }
 
 // ------------------------------------------------------------------ give_socket

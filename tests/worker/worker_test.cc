@@ -619,6 +619,30 @@ class WorkerBackendTlsTest : public WorkerTest {
     WorkerTest::TearDown();
     backend_.reset();
   }
+  // t.test terminated to a round-robin pool of backends `a` then `b`
+  // (`tls_extra`: more of its [pool.tls], before ca_file); 12 connections
+  // one after the other: how many got the backend's greeting.
+  int served_of_twelve(uint16_t a, uint16_t b, const std::string& tls_extra) {
+    const auto& pki = test::shared_test_pki();
+    const std::string ca = dir_.write("backend-ca.pem", pki.root.cert_pem());
+    const auto t = pki.leaf("t.test");
+    dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
+    dir_.write("certs/t.test.key", t.key_pem());
+    start(unused_.port(), "[[pool]]\nname = \"tlsb\"\nalgorithm = \"round_robin\"\nbackends = [\"127.0.0.1:" +
+                              std::to_string(a) + "\", \"127.0.0.1:" + std::to_string(b) + "\"]\ntls = { " + tls_extra +
+                              "ca_file = \"" + ca +
+                              "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
+                              "pool = \"tlsb\"\ncertificate = \"sites\"\n");
+    int served = 0;
+    for (int i = 0; i < 12; ++i) {
+      auto c = tls_connect("t.test");
+      EXPECT_NE(c, nullptr);
+      if (c == nullptr) continue;
+      char buf[64] = {};
+      if (SSL_read(c->ssl, buf, sizeof buf - 1) > 0) ++served;
+    }
+    return served;
+  }
   EchoBackend unused_;
   std::unique_ptr<TlsGreeterBackend> backend_;
 };
@@ -667,24 +691,26 @@ TEST_F(WorkerBackendTlsTest, ABackendWhoseHandshakeFailsIsEjected) {
   const auto bad_leaf = test::other_test_pki().leaf("backend.test");
   TlsGreeterBackend good(pki.server_chain_pem(good_leaf), good_leaf.key_pem());
   TlsGreeterBackend bad(test::other_test_pki().server_chain_pem(bad_leaf), bad_leaf.key_pem());
-  const std::string ca = dir_.write("backend-ca.pem", pki.root.cert_pem());
-  const auto t = pki.leaf("t.test");
-  dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
-  dir_.write("certs/t.test.key", t.key_pem());
-  start(unused_.port(), "[[pool]]\nname = \"tlsb\"\nalgorithm = \"round_robin\"\nbackends = [\"127.0.0.1:" +
-                            std::to_string(bad.port()) + "\", \"127.0.0.1:" + std::to_string(good.port()) +
-                            "\"]\ntls = { server_name = \"backend.test\", ca_file = \"" + ca +
-                            "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
-                            "pool = \"tlsb\"\ncertificate = \"sites\"\n");
-  int served = 0;
-  for (int i = 0; i < 12; ++i) {
-    auto c = tls_connect("t.test");
-    ASSERT_NE(c, nullptr);
-    char buf[64] = {};
-    if (SSL_read(c->ssl, buf, sizeof buf - 1) > 0) ++served;
-  }
+  const int served = served_of_twelve(bad.port(), good.port(), "server_name = \"backend.test\", ");
   EXPECT_EQ(stats().backend_tls_errors.load(), 3u) << "ejected after three failures in a row";
   EXPECT_EQ(served, 9);
+}
+
+// ... but not when the name checked is the client's (no server_name: the
+// client's SNI is sent and checked): a backend whose certificate does not
+// cover the name a client chose is not at fault, and clients must not eject
+// healthy backends with names of their choice. Here the first backend's
+// certificate is for backend.test, the second's for t.test (the SNI):
+// round robin keeps alternating.
+TEST_F(WorkerBackendTlsTest, TheClientsNameNotCoveredEjectsNoBackend) {
+  const auto& pki = test::shared_test_pki();
+  const auto other_name = pki.leaf("backend.test");
+  const auto t = pki.leaf("t.test");
+  TlsGreeterBackend named(pki.server_chain_pem(other_name), other_name.key_pem());
+  TlsGreeterBackend covering(pki.server_chain_pem(t), t.key_pem());
+  const int served = served_of_twelve(named.port(), covering.port(), "");
+  EXPECT_EQ(stats().backend_tls_errors.load(), 6u) << "never ejected: every other connection";
+  EXPECT_EQ(served, 6);
 }
 
 TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {

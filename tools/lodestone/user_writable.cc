@@ -98,12 +98,42 @@ Result<int, std::string> open_log_file(const std::string& path) {
   constexpr int kFlags = O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
   int fd = open(path.c_str(), kFlags | O_CREAT | O_NOFOLLOW, 0640);
   const bool linked = fd < 0 && errno == ELOOP;
-  // A symbolic link (/dev/stdout, a log shipper's pipe) is followed to a
-  // stream only: a FIFO, a terminal, a socket, which is never handed to
-  // the user. A regular file must be named itself.
-  if (linked) fd = open(path.c_str(), kFlags);
+  if (linked) {
+    // A symbolic link is followed only to this process's own stdout or
+    // stderr (/dev/stdout: a file, a pipe, journald's socket; taken by dup,
+    // never handed over) or to a FIFO (a log shipper's): the path may be
+    // the [process] user's, and opening a device can act (a watchdog). The
+    // target is looked at through an O_PATH descriptor, which opens
+    // nothing, and only then opened, through that descriptor (no swap in
+    // between).
+    const int at = open(path.c_str(), O_PATH | O_CLOEXEC);
+    if (at < 0) return unexpected(path + ": " + std::strerror(errno));
+    struct stat target {};
+    if (fstat(at, &target) != 0) {
+      const int e = errno;
+      close(at);
+      return unexpected(path + ": " + std::strerror(e));
+    }
+    for (const int std_fd : {STDOUT_FILENO, STDERR_FILENO}) {
+      struct stat s {};
+      if (fstat(std_fd, &s) == 0 && s.st_dev == target.st_dev && s.st_ino == target.st_ino) {
+        close(at);
+        const int d = fcntl(std_fd, F_DUPFD_CLOEXEC, 3);
+        if (d < 0) return unexpected(path + ": " + std::strerror(errno));
+        return d;
+      }
+    }
+    if (!S_ISFIFO(target.st_mode)) {
+      close(at);
+      return unexpected(path + ": a symbolic link to " + what_it_is(target.st_mode) +
+                        ": refused (the log is opened as root; a regular file is handed to the [process] user: "
+                        "name the file itself)");
+    }
+    fd = open(("/proc/self/fd/" + std::to_string(at)).c_str(), kFlags);
+    close(at);
+  }
   if (fd < 0) {
-    if (errno == ENXIO) return unexpected(path + ": a FIFO with no reader: refused");
+    if (errno == ENXIO) return unexpected(path + ": a FIFO with no reader (or a socket): refused");
     return unexpected(path + ": " + std::strerror(errno));
   }
   struct stat st {};
@@ -111,11 +141,6 @@ Result<int, std::string> open_log_file(const std::string& path) {
     const int e = errno;
     close(fd);
     return unexpected(path + ": " + std::strerror(e));
-  }
-  if (linked && S_ISREG(st.st_mode)) {
-    close(fd);
-    return unexpected(path + ": a symbolic link to a regular file: refused (the log is opened as root and "
-                      "handed to the [process] user: name the file itself)");
   }
   if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode)) {
     close(fd);
@@ -182,7 +207,10 @@ std::vector<std::string> remove_dead_cert_stores(const std::string& run_dir,
   const int dir_fd = open(run_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) return left;
   std::vector<std::string> dead;
-  if (DIR* d = fdopendir(dup(dir_fd))) {
+  const int list_fd = dup(dir_fd);
+  DIR* d = list_fd >= 0 ? fdopendir(list_fd) : nullptr;
+  if (d == nullptr && list_fd >= 0) close(list_fd);
+  if (d != nullptr) {
     while (const dirent* e = readdir(d)) {
       const pid_t pid = store_pid(e->d_name);
       if (pid != 0 && pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH)
