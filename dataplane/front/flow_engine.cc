@@ -165,7 +165,14 @@ void FlowEngine::erase(Flow& f) noexcept {
   remove_from(index_, slot, f.key, [&](uint32_t s) -> const FlowKey& { return flows_[s].key; });
   erase_backend_key(f);
   if (f.picked) {
-    if (route::PoolState* st = pool_state(f)) f.rt->pools[f.pool].pool->on_close(*st, f.backend);
+    if (route::PoolState* st = pool_state(f)) {
+      // Spliced: its SYN-ACK was the verdict (on_connect_ok).
+      if (f.state == Flow::State::kSpliced) {
+        f.rt->pools[f.pool].pool->on_close(*st, f.backend);
+      } else {
+        f.rt->pools[f.pool].pool->on_abandon(*st, f.backend);
+      }
+    }
     f.picked = false;
   }
   uncount(f);

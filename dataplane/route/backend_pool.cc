@@ -445,7 +445,17 @@ void BackendPool::on_close(PoolState& state, uint32_t idx) const noexcept {
     return;
   }
   release(state, idx);
-  // A half-open trial abandoned before its verdict: let another one go.
+}
+
+void BackendPool::on_abandon(PoolState& state, uint32_t idx) const noexcept {
+  if (idx >= state.backends_.size()) {
+    ++state.counters_.bad_index;
+    return;
+  }
+  release(state, idx);
+  // A half-open trial abandoned before its verdict: let another one go. (A
+  // connection that had its verdict before the ejection -- a long one still
+  // open -- closes with on_close: the trial in flight goes on alone.)
   state.backends_[idx].trial_until_ms = 0;
 }
 

@@ -36,7 +36,9 @@
 //     pool.on_connect_fail(state, i, now_ms);   // active--; may eject; then
 //                                               // pick again with `tried`
 //     pool.on_connect_ok(state, i); ... pool.on_close(state, i);  // active--
-//     pool.on_close(state, i);                  // abandoned before a verdict
+//     pool.on_abandon(state, i);                // closed before a verdict:
+//                                               // active--; a half-open
+//                                               // trial may go again
 // A connection counts as active from its pick (not from its connect), so a
 // burst of new connections does not all go to the one idle backend.
 //
@@ -273,7 +275,13 @@ class BackendPool {
 
   void on_connect_ok(PoolState& state, uint32_t idx) const noexcept;
   void on_connect_fail(PoolState& state, uint32_t idx, uint64_t now_ms) const noexcept;
+  // After its verdict (on_connect_ok): a half-open trial in flight for the
+  // backend is another connection's and goes on.
   void on_close(PoolState& state, uint32_t idx) const noexcept;
+  // Before any verdict (the client went away while connecting, a TLS
+  // backend's handshake cut short): if it was the half-open trial, another
+  // may go.
+  void on_abandon(PoolState& state, uint32_t idx) const noexcept;
 
   Algorithm algorithm() const noexcept { return spec_.algorithm; }
   uint32_t size() const noexcept { return static_cast<uint32_t>(spec_.backends.size()); }

@@ -220,6 +220,7 @@ struct Conn {
   uint32_t backend_idx = route::kNoIndex;
   bool backend_active = false;  // connected: counted in the pool's active connections
   bool backend_picked = false;  // picked and not yet reported as failed
+  bool backend_verdict = false;  // on_connect_ok reported for the pick
   bool routed = false;          // counted in the route's series (active until freed)
   stats::BackendSeries* backend_series = nullptr;  // of the picked backend, while picked
   uint64_t t_handshake_start_us = 0;
@@ -1034,7 +1035,12 @@ struct Worker::Impl {
     write_log(c);
     // Every pick ends in exactly one on_connect_fail or on_close.
     if (c.backend_picked) {
-      c.wrt->rt->pools[c.pool].pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+      const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
+      if (c.backend_verdict) {
+        pr.pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+      } else {
+        pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx);
+      }
       drop(c.backend_series->active);
     }
     if (c.routed) drop(c.client.route->active);
@@ -1640,6 +1646,7 @@ struct Worker::Impl {
                            : &unslotted_backend;
     // From here every exit reports the pick (on_connect_fail or on_close).
     c.backend_picked = true;
+    c.backend_verdict = false;
     bump(c.backend_series->picks);
     bump(c.backend_series->active);
     const SocketAddress& addr = pr.pool->backend(*pick).address;
@@ -1697,7 +1704,10 @@ struct Worker::Impl {
     }
     // A TLS backend is up once its handshake is (a broken certificate is a
     // failure of that backend, as nginx's proxy_next_upstream counts it).
-    if (!pr.backend_tls) pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    if (!pr.backend_tls) {
+      pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+      c.backend_verdict = true;
+    }
     bump(c.backend_series->connects);
     c.backend_active = true;
     c.t_backend = now;
@@ -1757,6 +1767,7 @@ struct Worker::Impl {
     const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     if (r == 1) {
       pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+      c.backend_verdict = true;
       c.backend.handshake_done = true;
       c.backend_chain = tls::describe_chain(c.backend.ssl);
       enter_relay(c);

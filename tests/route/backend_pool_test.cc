@@ -587,8 +587,30 @@ TEST(BackendPoolHealth, AbandonedTrialAllowsAnother) {
   fail_times(p, st, 0, 3, 0);
   EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 0u);
   EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 1u);
-  p.on_close(st, 0);  // the trial's client went away before the verdict
+  p.on_abandon(st, 0);  // the trial's client went away before the verdict
   EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'001}), 0u);
+}
+
+// A connection that had its verdict before the ejection (a long one, still
+// open) closes during the half-open trial: the trial goes on alone (its
+// close cleared the trial, and a second one went to a backend that may
+// still be dead).
+TEST(BackendPoolHealth, AnOldConnectionsCloseLetsNoSecondTrialGo) {
+  // One backend (fail open when it is not eligible): a second trial would
+  // be a pick of an eligible backend, not a fail-open one.
+  const BackendPool p = build_ok(spec_of(Algorithm::kLeastConn, {1}));
+  PoolState st(p);
+  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 0}), 0u);
+  p.on_connect_ok(st, 0);  // up, and stays open
+  fail_times(p, st, 0, 3, 0);
+  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 0u);  // the trial
+  EXPECT_EQ(st.pool_counters().fail_open, 0u);
+  p.on_close(st, 0);  // the old connection ends
+  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'001}), 0u);
+  EXPECT_EQ(st.pool_counters().fail_open, 1u) << "not a second trial: the first is still in flight";
+  p.on_abandon(st, 0);  // the trial's client goes away before its verdict
+  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'002}), 0u);
+  EXPECT_EQ(st.pool_counters().fail_open, 1u) << "a new trial";
 }
 
 TEST(BackendPoolHealth, UnreportedTrialExpiresAfterACooldown) {
