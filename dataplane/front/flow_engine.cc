@@ -170,7 +170,7 @@ void FlowEngine::erase(Flow& f) noexcept {
       if (f.state == Flow::State::kSpliced) {
         f.rt->pools[f.pool].pool->on_close(*st, f.backend);
       } else {
-        f.rt->pools[f.pool].pool->on_abandon(*st, f.backend);
+        f.rt->pools[f.pool].pool->on_abandon(*st, f.backend, f.tried);
       }
     }
     f.picked = false;

@@ -368,6 +368,7 @@ Result<uint32_t, PickError> BackendPool::pick(PoolState& state, const PickContex
     fail_open = true;
   }
   PoolState::Backend& b = state.backends_[idx];
+  tried.set_trial(!fail_open && b.suspect);
   if (fail_open) {
     ++state.counters_.fail_open;
     ++b.counters.fail_open_picks;
@@ -447,16 +448,17 @@ void BackendPool::on_close(PoolState& state, uint32_t idx) const noexcept {
   release(state, idx);
 }
 
-void BackendPool::on_abandon(PoolState& state, uint32_t idx) const noexcept {
+void BackendPool::on_abandon(PoolState& state, uint32_t idx, const TriedSet& tried) const noexcept {
   if (idx >= state.backends_.size()) {
     ++state.counters_.bad_index;
     return;
   }
   release(state, idx);
-  // A half-open trial abandoned before its verdict: let another one go. (A
-  // connection that had its verdict before the ejection -- a long one still
-  // open -- closes with on_close: the trial in flight goes on alone.)
-  state.backends_[idx].trial_until_ms = 0;
+  // The half-open trial abandoned before its verdict: let another one go.
+  // (Any other connection -- one with its verdict before the ejection, a
+  // fail-open pick, one still connecting when the trial began -- leaves the
+  // trial in flight alone.)
+  if (tried.trial()) state.backends_[idx].trial_until_ms = 0;
 }
 
 }  // namespace lode::route

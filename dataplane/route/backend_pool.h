@@ -36,9 +36,10 @@
 //     pool.on_connect_fail(state, i, now_ms);   // active--; may eject; then
 //                                               // pick again with `tried`
 //     pool.on_connect_ok(state, i); ... pool.on_close(state, i);  // active--
-//     pool.on_abandon(state, i);                // closed before a verdict:
-//                                               // active--; a half-open
-//                                               // trial may go again
+//     pool.on_abandon(state, i, tried);         // closed before a verdict:
+//                                               // active--; if it was the
+//                                               // half-open trial, another
+//                                               // may go
 // A connection counts as active from its pick (not from its connect), so a
 // burst of new connections does not all go to the one idle backend.
 //
@@ -189,9 +190,14 @@ class TriedSet {
   }
   uint64_t mask() const noexcept { return mask_; }
   uint32_t attempts() const noexcept { return static_cast<uint32_t>(std::popcount(mask_)); }
+  // Whether the last pick made through this set was a backend's half-open
+  // trial (on_abandon ends the trial only for that connection).
+  bool trial() const noexcept { return trial_; }
+  void set_trial(bool t) noexcept { trial_ = t; }
 
  private:
   uint64_t mask_ = 0;
+  bool trial_ = false;
 };
 
 enum class BackendHealth : uint8_t { kUp, kEjected, kHalfOpen };
@@ -279,9 +285,9 @@ class BackendPool {
   // backend is another connection's and goes on.
   void on_close(PoolState& state, uint32_t idx) const noexcept;
   // Before any verdict (the client went away while connecting, a TLS
-  // backend's handshake cut short): if it was the half-open trial, another
-  // may go.
-  void on_abandon(PoolState& state, uint32_t idx) const noexcept;
+  // backend's handshake cut short): if this connection was the half-open
+  // trial (`tried`, the set its pick was made with), another may go.
+  void on_abandon(PoolState& state, uint32_t idx, const TriedSet& tried) const noexcept;
 
   Algorithm algorithm() const noexcept { return spec_.algorithm; }
   uint32_t size() const noexcept { return static_cast<uint32_t>(spec_.backends.size()); }

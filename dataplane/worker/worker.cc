@@ -1033,13 +1033,14 @@ struct Worker::Impl {
   void maybe_free(Conn& c) {
     if (!c.used || !c.closing || c.inflight > 0) return;
     write_log(c);
-    // Every pick ends in exactly one on_connect_fail or on_close.
+    // Every pick ends in exactly one on_connect_fail, on_close (after its
+    // on_connect_ok) or on_abandon (before any verdict).
     if (c.backend_picked) {
       const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
       if (c.backend_verdict) {
         pr.pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
       } else {
-        pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx);
+        pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx, c.tried);
       }
       drop(c.backend_series->active);
     }
@@ -1644,7 +1645,8 @@ struct Worker::Impl {
     c.backend_series = *pick < pr.backend_slots.size() && opt.backend_series != nullptr
                            ? &opt.backend_series[pr.backend_slots[*pick]]
                            : &unslotted_backend;
-    // From here every exit reports the pick (on_connect_fail or on_close).
+    // From here every exit reports the pick (on_connect_fail, or in
+    // maybe_free on_close / on_abandon).
     c.backend_picked = true;
     c.backend_verdict = false;
     bump(c.backend_series->picks);
@@ -1785,7 +1787,7 @@ struct Worker::Impl {
     // checked is the client's SNI, a name the backend's certificate does not
     // cover (or its unrecognized_name alert) says nothing of the backend,
     // and a client must not eject a healthy one with names of its choice.
-    // The pick then ends as a close (maybe_free).
+    // The pick then ends as an abandon (maybe_free: no verdict).
     const unsigned long err = ERR_peek_error();
     const bool clients_name = pr.backend_tls->settings().sni_from_client &&
                               (SSL_get_verify_result(c.backend.ssl) == X509_V_ERR_HOSTNAME_MISMATCH ||

@@ -585,9 +585,11 @@ TEST(BackendPoolHealth, AbandonedTrialAllowsAnother) {
   const BackendPool p = build_ok(spec_of(Algorithm::kLeastConn, {1, 1}));
   PoolState st(p);
   fail_times(p, st, 0, 3, 0);
-  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 0u);
+  TriedSet trial;
+  ASSERT_EQ(p.pick(st, {nullptr, {}, 10'000}, trial).value_or(kNoBackend), 0u);
+  EXPECT_TRUE(trial.trial());
   EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 1u);
-  p.on_abandon(st, 0);  // the trial's client went away before the verdict
+  p.on_abandon(st, 0, trial);  // the trial's client went away before the verdict
   EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'001}), 0u);
 }
 
@@ -595,22 +597,43 @@ TEST(BackendPoolHealth, AbandonedTrialAllowsAnother) {
 // open) closes during the half-open trial: the trial goes on alone (its
 // close cleared the trial, and a second one went to a backend that may
 // still be dead).
+// ... and neither does the abandon of a connection that was not the trial
+// (a fail-open pick made while the trial is in flight, one still connecting
+// when it began): only the trial's own.
 TEST(BackendPoolHealth, AnOldConnectionsCloseLetsNoSecondTrialGo) {
   // One backend (fail open when it is not eligible): a second trial would
   // be a pick of an eligible backend, not a fail-open one.
   const BackendPool p = build_ok(spec_of(Algorithm::kLeastConn, {1}));
   PoolState st(p);
-  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 0}), 0u);
+  const auto pick = [&](uint64_t now, TriedSet& t) { return p.pick(st, {nullptr, {}, now}, t).value_or(kNoBackend); };
+  TriedSet old, connecting, failing[3];
+  ASSERT_EQ(pick(0, old), 0u);
   p.on_connect_ok(st, 0);  // up, and stays open
-  fail_times(p, st, 0, 3, 0);
-  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'000}), 0u);  // the trial
+  ASSERT_EQ(pick(0, connecting), 0u);  // still connecting when the trial begins
+  for (TriedSet& f : failing) {
+    ASSERT_EQ(pick(0, f), 0u);
+    p.on_connect_fail(st, 0, 0);
+  }
+  TriedSet trial;
+  ASSERT_EQ(pick(10'000, trial), 0u);
+  EXPECT_TRUE(trial.trial());
   EXPECT_EQ(st.pool_counters().fail_open, 0u);
-  p.on_close(st, 0);  // the old connection ends
-  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'001}), 0u);
+  p.on_close(st, 0);                 // the old connection ends
+  p.on_abandon(st, 0, connecting);   // the one connecting gives up
+  TriedSet open_pick;
+  ASSERT_EQ(pick(10'001, open_pick), 0u);
+  EXPECT_FALSE(open_pick.trial());
   EXPECT_EQ(st.pool_counters().fail_open, 1u) << "not a second trial: the first is still in flight";
-  p.on_abandon(st, 0);  // the trial's client goes away before its verdict
-  EXPECT_EQ(pick_new(p, st, {nullptr, {}, 10'002}), 0u);
-  EXPECT_EQ(st.pool_counters().fail_open, 1u) << "a new trial";
+  p.on_abandon(st, 0, open_pick);  // nor after a fail-open pick's abandon
+  TriedSet again;
+  ASSERT_EQ(pick(10'002, again), 0u);
+  EXPECT_EQ(st.pool_counters().fail_open, 2u);
+  p.on_abandon(st, 0, trial);  // the trial's client goes away before its verdict
+  TriedSet next_trial;
+  ASSERT_EQ(pick(10'003, next_trial), 0u);
+  EXPECT_TRUE(next_trial.trial()) << "a new trial";
+  EXPECT_EQ(st.pool_counters().fail_open, 2u);
+  EXPECT_EQ(st.pool_counters().unbalanced_releases, 0u);
 }
 
 TEST(BackendPoolHealth, UnreportedTrialExpiresAfterACooldown) {
