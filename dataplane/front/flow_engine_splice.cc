@@ -51,10 +51,12 @@ uint32_t backend_room(const FlowEngine::Flow& f) noexcept { return max_window(f.
 uint32_t client_room(const FlowEngine::Flow& f) noexcept { return max_window(f.syn.wscale); }
 
 
-// The sequence number after a segment that starts at `seq` (its FIN counts one).
-uint32_t segment_end(uint32_t seq, const Packet& p) noexcept {
-  return seq + static_cast<uint32_t>(p.payload.size()) + ((p.flags & kTcpFin) ? 1 : 0);
+// The sequence number after a segment that starts at `seq` with `len`
+// bytes (its FIN counts one).
+uint32_t segment_end(uint32_t seq, size_t len, uint8_t flags) noexcept {
+  return seq + static_cast<uint32_t>(len) + ((flags & kTcpFin) ? 1 : 0);
 }
+uint32_t segment_end(uint32_t seq, const Packet& p) noexcept { return segment_end(seq, p.payload.size(), p.flags); }
 
 SocketAddress to_socket_address(const IpAddr& a, uint16_t port) noexcept {
   SocketAddress s;
@@ -541,8 +543,7 @@ void FlowEngine::splice_to_backend(Flow& f, const Packet& p, FrameSink& out) noe
     }
   }
   // A reset moves no sequence number.
-  const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt
-                                           : seq + static_cast<uint32_t>(payload.size()) + ((flags & kTcpFin) ? 1 : 0);
+  const uint32_t end = (p.flags & kTcpRst) ? f.to_backend_nxt : segment_end(seq, payload.size(), flags);
   if (p.options.has_timestamps && updates_ts_recent(p.seq, f.backend_una, f.backend_wscale)) {
     f.ts_recent = p.options.ts_val;
   }

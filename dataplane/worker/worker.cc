@@ -1684,14 +1684,24 @@ struct Worker::Impl {
     submit_op(c, Op::kCancel, t);
   }
 
+  // The pick's verdict, told to its pool: up (on_connect_ok; the pick ends
+  // in on_close), or failed (on_connect_fail ends it: no longer counted).
+  void pick_ok(Conn& c) {
+    c.wrt->rt->pools[c.pool].pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    c.backend_verdict = true;
+  }
+  void pick_failed(Conn& c) {
+    c.wrt->rt->pools[c.pool].pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+    c.backend_picked = false;
+    drop(c.backend_series->active);
+  }
+
   void on_connect(Conn& c, int res) {
     const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     if (res < 0) {
       bump(stats.backend_connect_errors);
-      pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
-      c.backend_picked = false;
+      pick_failed(c);
       bump(c.backend_series->connect_failures);
-      drop(c.backend_series->active);
       ring.close(c.backend.fd);  // the connect is over: nothing else uses it
       c.backend.fd = -1;
       c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
@@ -1706,10 +1716,7 @@ struct Worker::Impl {
     }
     // A TLS backend is up once its handshake is (a broken certificate is a
     // failure of that backend, as nginx's proxy_next_upstream counts it).
-    if (!pr.backend_tls) {
-      pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
-      c.backend_verdict = true;
-    }
+    if (!pr.backend_tls) pick_ok(c);
     bump(c.backend_series->connects);
     c.backend_active = true;
     c.t_backend = now;
@@ -1768,8 +1775,7 @@ struct Worker::Impl {
     const int r = SSL_do_handshake(c.backend.ssl);
     const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     if (r == 1) {
-      pr.pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
-      c.backend_verdict = true;
+      pick_ok(c);
       c.backend.handshake_done = true;
       c.backend_chain = tls::describe_chain(c.backend.ssl);
       enter_relay(c);
@@ -1792,11 +1798,7 @@ struct Worker::Impl {
     const bool clients_name = pr.backend_tls->settings().sni_from_client &&
                               (SSL_get_verify_result(c.backend.ssl) == X509_V_ERR_HOSTNAME_MISMATCH ||
                                (ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_TLSV1_UNRECOGNIZED_NAME));
-    if (!clients_name) {
-      pr.pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
-      c.backend_picked = false;
-      drop(c.backend_series->active);
-    }
+    if (!clients_name) pick_failed(c);
     std::string why = tls::verify_error(c.backend.ssl);
     if (why.empty()) why = c.backend.eof && ERR_peek_error() == 0 ? std::string("eof") : openssl_error();
     close_conn(c, "backend_tls:" + why, true);

@@ -28,6 +28,15 @@ std::string what_it_is(mode_t mode) {
   return "of an unknown type";
 }
 
+// fstat(fd); on failure fd is closed and the error names `shown`.
+Result<struct stat, std::string> stat_or_close(int fd, const std::string& shown) {
+  struct stat st {};
+  if (fstat(fd, &st) == 0) return st;
+  const int e = errno;
+  close(fd);
+  return unexpected(shown + ": " + std::strerror(e));
+}
+
 // DIR/NAME removed as remove_cert_store says; `shown` names it in errors.
 Result<void, std::string> remove_store_at(int dir_fd, const char* name, const std::string& shown,
                                           std::span<const uid_t> owners) {
@@ -39,12 +48,9 @@ Result<void, std::string> remove_store_at(int dir_fd, const char* name, const st
     }
     return unexpected(shown + ": " + std::strerror(errno));
   }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    close(fd);
-    return unexpected(shown + ": " + std::strerror(e));
-  }
+  const auto got = stat_or_close(fd, shown);
+  if (!got) return unexpected(got.error());
+  const struct stat& st = *got;
   if (std::find(owners.begin(), owners.end(), st.st_uid) == owners.end()) {
     close(fd);
     return unexpected(shown + ": owned by uid " + std::to_string(st.st_uid) +
@@ -108,12 +114,9 @@ Result<int, std::string> open_log_file(const std::string& path) {
     // between).
     const int at = open(path.c_str(), O_PATH | O_CLOEXEC);
     if (at < 0) return unexpected(path + ": " + std::strerror(errno));
-    struct stat target {};
-    if (fstat(at, &target) != 0) {
-      const int e = errno;
-      close(at);
-      return unexpected(path + ": " + std::strerror(e));
-    }
+    const auto looked = stat_or_close(at, path);
+    if (!looked) return unexpected(looked.error());
+    const struct stat& target = *looked;
     for (const int std_fd : {STDOUT_FILENO, STDERR_FILENO}) {
       struct stat s {};
       if (fstat(std_fd, &s) == 0 && s.st_dev == target.st_dev && s.st_ino == target.st_ino) {
@@ -136,12 +139,9 @@ Result<int, std::string> open_log_file(const std::string& path) {
     if (errno == ENXIO) return unexpected(path + ": a FIFO with no reader (or a socket): refused");
     return unexpected(path + ": " + std::strerror(errno));
   }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    close(fd);
-    return unexpected(path + ": " + std::strerror(e));
-  }
+  const auto got = stat_or_close(fd, path);
+  if (!got) return unexpected(got.error());
+  const struct stat& st = *got;
   if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode)) {
     close(fd);
     return unexpected(path + ": " + what_it_is(st.st_mode) + ", not a file or a stream: refused");
