@@ -237,6 +237,9 @@ struct Conn {
   uint32_t inflight = 0;
   bool closing = false;
   bool forwarded = false;  // a byte reached the backend: no retry after this
+  // The backend's TLS handshake failed and the next backend is due once the
+  // failed side's receive and send are back (next_backend).
+  bool backend_redo = false;
   std::string result = "ok";
   uint64_t t_accept = 0, t_hello = 0, t_handshake = 0, t_backend = 0;
   // Timeout list links.
@@ -1035,15 +1038,7 @@ struct Worker::Impl {
     write_log(c);
     // Every pick ends in exactly one on_connect_fail, on_close (after its
     // on_connect_ok) or on_abandon (before any verdict).
-    if (c.backend_picked) {
-      const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
-      if (c.backend_verdict) {
-        pr.pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
-      } else {
-        pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx, c.tried);
-      }
-      drop(c.backend_series->active);
-    }
+    if (c.backend_picked) end_pick(c);
     if (c.routed) drop(c.client.route->active);
     for (Side* s : {&c.client, &c.backend}) {
       if (s->ssl != nullptr) SSL_free(s->ssl);
@@ -1696,6 +1691,27 @@ struct Worker::Impl {
     drop(c.backend_series->active);
   }
 
+  // A pick that got no failure verdict ends: after its on_connect_ok in
+  // on_close, before any verdict in on_abandon.
+  void end_pick(Conn& c) {
+    const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
+    if (c.backend_verdict) {
+      pr.pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
+    } else {
+      pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx, c.tried);
+    }
+    c.backend_picked = false;
+    drop(c.backend_series->active);
+  }
+
+  // Whether a failed connect or backend TLS handshake may go on to the next
+  // backend: nothing of the client's reached a backend, and attempts remain
+  // ([limits] connect_retries, the pool's size).
+  bool may_retry(const Conn& c) const {
+    return !c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries &&
+           c.tried.attempts() < c.wrt->rt->pools[c.pool].pool->size();
+  }
+
   void on_connect(Conn& c, int res) {
     const PoolRuntime& pr = c.wrt->rt->pools[c.pool];
     if (res < 0) {
@@ -1705,8 +1721,7 @@ struct Worker::Impl {
       ring.close(c.backend.fd);  // the connect is over: nothing else uses it
       c.backend.fd = -1;
       c.last_connect_error = "backend_connect:" + std::string(std::strerror(-res == ECANCELED ? ETIMEDOUT : -res));
-      if (!c.forwarded && c.tried.attempts() <= c.wrt->rt->limits.connect_retries &&
-          c.tried.attempts() < pr.pool->size()) {
+      if (may_retry(c)) {
         bump(stats.backend_retries);
         start_connect(c);
         return;
@@ -1801,7 +1816,41 @@ struct Worker::Impl {
     if (!clients_name) pick_failed(c);
     std::string why = tls::verify_error(c.backend.ssl);
     if (why.empty()) why = c.backend.eof && ERR_peek_error() == 0 ? std::string("eof") : openssl_error();
+    ERR_clear_error();
+    if (may_retry(c)) {
+      // The next backend, as for a refused connect (nginx's
+      // proxy_next_upstream error): the client's bytes wait in client.in.
+      if (clients_name) end_pick(c);
+      bump(stats.backend_retries);
+      c.last_connect_error = "backend_tls:" + why;
+      c.backend_redo = true;
+      c.phase = Phase::kConnecting;  // nothing drives the failed SSL again
+      c.backend.out.clear();         // its alert, if any, is not sent
+      if (c.backend.recv_armed || c.backend.send_inflight) {
+        io_uring_sqe* sqe = ring.sqe();
+        io_uring_prep_cancel_fd(sqe, c.backend.fd, IORING_ASYNC_CANCEL_ALL);
+        submit_op(c, Op::kCancel, sqe);
+      }
+      next_backend(c);
+      return;
+    }
     close_conn(c, "backend_tls:" + why, true);
+  }
+
+  // After a failed backend TLS handshake (backend_redo): once the failed
+  // side's receive and send have completed, its socket and SSL go and the
+  // next backend is picked. Called again by those completions.
+  void next_backend(Conn& c) {
+    Side& b = c.backend;
+    if (!c.backend_redo || b.recv_armed || b.send_inflight) return;
+    c.backend_redo = false;
+    SSL_free(b.ssl);
+    ring.close(b.fd);
+    WorkerStats* const st = b.stats;
+    b = Side{};
+    b.stats = st;
+    for (ByteQueue* q : {&b.in, &b.out, &b.sending}) q->set_account(&buffered_bytes);
+    start_connect(c);
   }
 
   void enter_relay(Conn& c) {
@@ -2477,6 +2526,10 @@ struct Worker::Impl {
       ring.recycle(bid);
     }
     if (c.closing) return;
+    if (!is_client && c.backend_redo) {
+      next_backend(c);
+      return;
+    }
     side.rx_empty = res > 0 && (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY) == 0;
     if (res == -ENOBUFS) ring.on_no_buffers();
     if (res == -ENOBUFS || (res == -ECANCELED && cancelled)) {
@@ -2498,6 +2551,10 @@ struct Worker::Impl {
     side.send_inflight = false;
     const bool quiet = std::exchange(side.send_quiet, false);
     if (c.closing) return;
+    if (!is_client && c.backend_redo) {
+      next_backend(c);
+      return;
+    }
     // A quiet send that found too little room (short, or -EAGAIN): the
     // rest goes as a send the kernel holds until there is room. Any other
     // completed send says the socket took all it was given.

@@ -643,6 +643,18 @@ class WorkerBackendTlsTest : public WorkerTest {
     }
     return served;
   }
+  // A connection to t.test gets nothing from a backend, and the access
+  // log's `nth` line (0-based) says its backend's TLS failed.
+  void expect_backend_tls_failure(size_t nth) {
+    {
+      auto c = tls_connect("t.test");
+      ASSERT_NE(c, nullptr);
+      char buf[64];
+      EXPECT_LE(ssl_read(c->ssl, buf, sizeof buf), 0);
+    }
+    ASSERT_TRUE(wait_log(nth + 1));
+    EXPECT_TRUE(has(log()[nth], R"("result":"backend_tls:)")) << log()[nth];
+  }
   EchoBackend unused_;
   std::unique_ptr<TlsGreeterBackend> backend_;
 };
@@ -671,12 +683,7 @@ TEST_F(WorkerBackendTlsTest, HandshakeStartsWithoutWaitingForTheClient) {
 
 TEST_F(WorkerBackendTlsTest, WrongCaFailsAndSaysWhy) {
   start_with_tls_backend(test::other_test_pki().root.cert_pem());
-  auto c = tls_connect("t.test");
-  ASSERT_NE(c, nullptr);
-  char buf[64];
-  EXPECT_LE(SSL_read(c->ssl, buf, sizeof buf), 0);
-  ASSERT_TRUE(wait_log(1));
-  EXPECT_TRUE(has(log()[0], R"("result":"backend_tls:)")) << log()[0];
+  expect_backend_tls_failure(0);
   EXPECT_EQ(stats().backend_tls_errors.load(), 1u);
 }
 
@@ -684,7 +691,9 @@ TEST_F(WorkerBackendTlsTest, WrongCaFailsAndSaysWhy) {
 // CA) is a failure of that backend for passive health, as a refused connect
 // is: three in a row eject it, and the next connections go to the other
 // backend of the pool. Before, the TCP connect counted as its success and
-// every other connection kept failing on it.
+// every other connection kept failing on it. Each failed handshake goes on
+// to the next backend, as a refused connect does (nginx's
+// proxy_next_upstream error): every client is served.
 TEST_F(WorkerBackendTlsTest, ABackendWhoseHandshakeFailsIsEjected) {
   const auto& pki = test::shared_test_pki();
   const auto good_leaf = pki.leaf("backend.test");
@@ -693,7 +702,8 @@ TEST_F(WorkerBackendTlsTest, ABackendWhoseHandshakeFailsIsEjected) {
   TlsGreeterBackend bad(test::other_test_pki().server_chain_pem(bad_leaf), bad_leaf.key_pem());
   const int served = served_of_twelve(bad.port(), good.port(), "server_name = \"backend.test\", ");
   EXPECT_EQ(stats().backend_tls_errors.load(), 3u) << "ejected after three failures in a row";
-  EXPECT_EQ(served, 9);
+  EXPECT_EQ(stats().backend_retries.load(), 3u);
+  EXPECT_EQ(served, 12);
 }
 
 // ... but not when the name checked is the client's (no server_name: the
@@ -710,7 +720,74 @@ TEST_F(WorkerBackendTlsTest, TheClientsNameNotCoveredEjectsNoBackend) {
   TlsGreeterBackend covering(pki.server_chain_pem(t), t.key_pem());
   const int served = served_of_twelve(named.port(), covering.port(), "");
   EXPECT_EQ(stats().backend_tls_errors.load(), 6u) << "never ejected: every other connection";
-  EXPECT_EQ(served, 6);
+  EXPECT_EQ(stats().backend_retries.load(), 6u) << "each went on to the covering backend";
+  EXPECT_EQ(served, 12);
+}
+
+// A backend that takes the TLS hello and closes after a while fails its
+// handshake; what the client sent meanwhile waits and reaches the next
+// backend whole, after its greeting. Every backend failing ends the
+// connection with the last failure, after [limits] connect_retries + 1
+// attempts at most.
+TEST_F(WorkerBackendTlsTest, AFailedHandshakeGoesOnToTheNextBackend) {
+  const auto& pki = test::shared_test_pki();
+  const auto leaf = pki.leaf("backend.test");
+  std::atomic<int> slow_closes{0};
+  // Takes the TLS hello, waits, hangs up.
+  const auto hang_up = [&](std::chrono::milliseconds after) {
+    return [&slow_closes, after](int fd) {
+      char buf[4096];
+      (void)recv(fd, buf, sizeof buf, 0);
+      std::this_thread::sleep_for(after);
+      ++slow_closes;
+    };
+  };
+  LoopbackServer slow(hang_up(300ms));
+  TlsGreeterBackend good(pki.server_chain_pem(leaf), leaf.key_pem());
+  const std::string ca = dir_.write("backend-ca.pem", pki.root.cert_pem());
+  const auto t = pki.leaf("t.test");
+  dir_.write("certs/t.test.pem", pki.server_chain_pem(t));
+  dir_.write("certs/t.test.key", t.key_pem());
+  const auto config = [&](const std::string& backends, int retries) {
+    return "[limits]\nconnect_retries = " + std::to_string(retries) +
+           "\n[[pool]]\nname = \"tlsb\"\nalgorithm = \"round_robin\"\nbackends = [" + backends +
+           "]\ntls = { server_name = \"backend.test\", ca_file = \"" + ca +
+           "\" }\n[[route]]\nname = \"t\"\nnames = [\"t.test\"]\naction = \"terminate\"\n"
+           "pool = \"tlsb\"\ncertificate = \"sites\"\n";
+  };
+  const auto at = [](uint16_t port) { return "\"127.0.0.1:" + std::to_string(port) + "\""; };
+  start(unused_.port(), config(at(slow.port()) + ", " + at(good.port()), 2));
+  {
+    auto c = tls_connect("t.test");
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(SSL_write(c->ssl, "ping", 4), 4);  // while the first backend stalls
+    char buf[64] = {};
+    ASSERT_EQ(ssl_read(c->ssl, buf, 23), 23) << (wait_log(1) ? log()[0] : "");
+    EXPECT_STREQ(buf, "hello from the backend\n");
+    char back[8] = {};
+    ASSERT_EQ(ssl_read(c->ssl, back, 4), 4);
+    EXPECT_STREQ(back, "ping");
+    SSL_shutdown(c->ssl);
+  }
+  ASSERT_TRUE(wait_log(1));
+  EXPECT_TRUE(has(log()[0], R"("result":"ok")")) << log()[0];
+  EXPECT_TRUE(has(log()[0], "\"backend\":\"127.0.0.1:" + std::to_string(good.port()))) << log()[0];
+  EXPECT_EQ(slow_closes.load(), 1);
+  EXPECT_EQ(stats().backend_tls_errors.load(), 1u);
+  EXPECT_EQ(stats().backend_retries.load(), 1u);
+  EXPECT_EQ(stats().active.load(), 0u);
+
+  // Three failing backends, one retry: two attempts, then the last failure.
+  worker_->stop();
+  worker_->join();
+  worker_.reset();
+  LoopbackServer slow2(hang_up(0ms));
+  LoopbackServer slow3(hang_up(0ms));
+  start(unused_.port(), config(at(slow.port()) + ", " + at(slow2.port()) + ", " + at(slow3.port()), 1));
+  expect_backend_tls_failure(1);
+  EXPECT_EQ(slow_closes.load(), 3) << "two attempts";
+  EXPECT_EQ(stats().backend_tls_errors.load(), 2u);
+  EXPECT_EQ(stats().backend_retries.load(), 1u);
 }
 
 TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {
