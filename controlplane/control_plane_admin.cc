@@ -6,6 +6,7 @@
 #include "controlplane/control_plane_impl.h"
 #include "controlplane/route_tables.h"
 #include "controlplane/series_metrics.h"
+#include "dataplane/control/stats_segment.h"
 #include "dataplane/worker/worker.h"
 #include "lodestone/hostname.h"
 #include "lodestone/route_table.h"
@@ -95,6 +96,11 @@ void ControlPlane::Impl::unmap_stats() {
 
 void ControlPlane::Impl::on_stats_fd(int fd) {
   unmap_stats();
+  if (!control::stats_size_sealed(fd)) {
+    // Its size could change under the mapping: a read past a shrunk end is SIGBUS.
+    warn("the dataplane's stats segment is not sealed: counters are not reported");
+    return;
+  }
   struct stat st{};
   if (fstat(fd, &st) != 0 || st.st_size <= 0) return;
   void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);

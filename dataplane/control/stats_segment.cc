@@ -1,5 +1,6 @@
 #include "dataplane/control/stats_segment.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
   s.front_rows_ = front_rows;
   s.layout_ = stats::SegmentLayout::of(workers, route_slots, backend_slots, front_rows);
   s.size_ = s.layout_.size;
-  s.fd_ = memfd_create("lodestone-stats", MFD_CLOEXEC);
+  s.fd_ = memfd_create("lodestone-stats", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (s.fd_ < 0) return unexpected(std::string("stats segment: memfd_create: ") + std::strerror(errno));
   if (fchmod(s.fd_, 0600) != 0) return unexpected(std::string("stats segment: fchmod: ") + std::strerror(errno));
   if (ftruncate(s.fd_, static_cast<off_t>(s.size_)) != 0) {
@@ -31,6 +32,13 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
   if (s.base_ == MAP_FAILED) {
     s.base_ = nullptr;
     return unexpected(std::string("stats segment: mmap: ") + std::strerror(errno));
+  }
+  // Our mapping, made before the seals, stays writable; the control plane
+  // cannot resize the memfd (SIGBUS in every worker) or write it.
+  constexpr int kSize = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  if (fcntl(s.fd_, F_ADD_SEALS, kSize | F_SEAL_FUTURE_WRITE) != 0 &&
+      (errno != EINVAL || fcntl(s.fd_, F_ADD_SEALS, kSize) != 0)) {  // EINVAL: a kernel before 5.1
+    return unexpected(std::string("stats segment: seals: ") + std::strerror(errno));
   }
   stats::StatsHeader h{};
   h.magic = stats::kStatsMagic;
@@ -66,6 +74,11 @@ Result<StatsSegment, std::string> StatsSegment::create(uint32_t workers, uint32_
     s.write_name(*k, stats::kOtherSlot, "(other)", "(other)", false);
   }
   return s;
+}
+
+bool stats_size_sealed(int fd) noexcept {
+  const int seals = fcntl(fd, F_GET_SEALS);
+  return seals >= 0 && (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW);
 }
 
 StatsSegment::StatsSegment(StatsSegment&& o) noexcept

@@ -16,6 +16,11 @@
 
 namespace lode::control {
 
+// Whether a stats memfd received from the other process has a size that
+// cannot change (F_SEAL_SHRINK and F_SEAL_GROW): only then is a mapping of
+// it safe to read (a shrunk memfd turns the next access into SIGBUS).
+bool stats_size_sealed(int fd) noexcept;
+
 class StatsSegment {
  public:
   // front_rows: series rows for the dpdk front's lcores (routes(workers + l)
@@ -35,6 +40,9 @@ class StatsSegment {
   // the front's lcore i - workers.
   stats::RouteSeries* routes(uint32_t i) noexcept;
   stats::BackendSeries* backends(uint32_t i) noexcept;
+  // Sealed (stats_size_sealed, and against new writable mappings and
+  // writes where the kernel has F_SEAL_FUTURE_WRITE): the process it is
+  // handed to can read it, never resize or write it.
   int fd() const noexcept { return fd_; }
   // One more reload asked by SIGHUP (stats::kReloadsAskedOffset): returns
   // its number, which the control plane's answer carries. One writer (the

@@ -3,8 +3,10 @@
 #include "lodestone/stats_layout.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -55,6 +57,40 @@ TEST(StatsLayout, WritersCountersAreReadAndSummedThroughAReadOnlyMapping) {
   struct stat st{};
   ASSERT_EQ(fstat(seg->fd(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// The memfd handed to the control plane is sealed: it cannot shrink it
+// (before, an ftruncate there made every worker's next counter write a
+// SIGBUS), grow it, write it or map it writable; our own mapping still writes.
+// A memfd without the size seals is refused by the reader.
+TEST(StatsLayout, TheSegmentHandedOverCannotBeResizedOrWritten) {
+  auto seg = control::StatsSegment::create(2);
+  ASSERT_TRUE(seg) << seg.error();
+  const int fd = dup(seg->fd());  // what the control plane receives
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(control::stats_size_sealed(fd));
+  struct stat st{};
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_NE(ftruncate(fd, 0), 0);
+  EXPECT_NE(ftruncate(fd, st.st_size + 4096), 0);
+  EXPECT_EQ(fcntl(fd, F_ADD_SEALS, 0), -1) << "F_SEAL_SEAL: no seal can be taken off or added";
+  void* w = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  EXPECT_EQ(w, MAP_FAILED) << "writable mapping";
+  if (w != MAP_FAILED) munmap(w, static_cast<size_t>(st.st_size));
+  const char byte = 1;
+  EXPECT_EQ(pwrite(fd, &byte, 1, 0), -1);
+  worker::bump(seg->worker(1)->handshakes, 3);
+  ReadOnly ro(fd);
+  StatsView v;
+  ASSERT_TRUE(StatsView::open({ro.base, ro.size}, v));
+  EXPECT_EQ(v.workers(), 2u);
+  close(fd);
+
+  const int plain = memfd_create("unsealed", MFD_CLOEXEC);
+  ASSERT_GE(plain, 0);
+  ASSERT_EQ(ftruncate(plain, 4096), 0);
+  EXPECT_FALSE(control::stats_size_sealed(plain));
+  close(plain);
 }
 
 // The SIGHUP reloads asked, numbered by the dataplane's main thread and read
