@@ -539,6 +539,9 @@ class Loader {
     d.loc = loc_of(t);
     get_name(t, where, d.name, true);
     if (get_string(t, where, "path", d.path, true)) d.path = resolve(d.path);
+    // "certs/" is "certs": the file watcher names events by the directory
+    // without its slash, and they are matched against this path.
+    while (d.path.size() > 1 && d.path.back() == '/') d.path.pop_back();
     get_string(t, where, "cert_pattern", d.cert_pattern, false);
     get_string(t, where, "key_pattern", d.key_pattern, false);
     for (const auto* pat : {&d.cert_pattern, &d.key_pattern}) {

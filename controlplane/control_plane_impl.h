@@ -565,6 +565,10 @@ struct ControlPlane::Impl {
     for (const auto& d : cfg.certificate_dirs) {
       DirectorySpec spec{d.name, d.path, d.cert_pattern, d.key_pattern};
       (void)watch->watch_directory(d.path);
+      // Its own name in its parent: the directory (or a link to it) replaced
+      // by rename, `ln -sfn`, gives an event of d.path (a rescan: the watch
+      // above follows the inode it was put on).
+      (void)watch->watch_file(d.path);
       for (const auto& dir : directories_to_watch(spec, {})) (void)watch->watch_directory(dir);
     }
     if (!cfg.tls.ticket_key_file.empty()) (void)watch->watch_file(cfg.tls.ticket_key_file);
@@ -573,19 +577,41 @@ struct ControlPlane::Impl {
   void on_file_events() {
     const auto now = std::chrono::steady_clock::now();
     for (const auto& e : watch->read_events()) {
-      if (e.kind == FileEventKind::kOverflow) {
-        debounce.note("*", now);
-        continue;
-      }
-      debounce.note(e.kind == FileEventKind::kWatchGone ? e.watched : e.path, now);
+      // Events were lost, or a watched directory went (deleted, renamed,
+      // replaced): everything is looked at again and watched anew.
+      const bool rescan = e.kind == FileEventKind::kOverflow || e.kind == FileEventKind::kWatchGone;
+      debounce.note(rescan ? "*" : e.path, now);
     }
+  }
+
+  // The certificate files and directories looked at again, with the
+  // configuration in service (its file is not read again: that is SIGHUP's),
+  // and every directory watched again where it now is. Not a reload: only
+  // the certificates that changed are published.
+  void rescan_certificates(const char* why) {
+    for (const auto& d : cfg.certificate_dirs) {
+      watch->unwatch(d.path);  // re-added on what is at that path now
+      for (const auto& dir : directories_to_watch({d.name, d.path, d.cert_pattern, d.key_pattern}, {})) {
+        watch->unwatch(dir);
+      }
+    }
+    watch_paths();  // before the scan: a change during it is another event
+    event(JsonWriter().begin_object().field("event", "certificates_rescanned").field("reason", why).end_object().take());
+    ReloadOutcome outcome;
+    apply_next(validate_text(config_text, cfg.path, outcome), why, outcome, 0, true);
   }
 
   // One changed path: reload exactly the certificates it concerns.
   void reload_path(const std::string& path) {
     if (path == "*") {
-      reload_config("inotify overflow");
+      rescan_certificates("inotify: a watched directory went, or events were lost");
       return;
+    }
+    for (const auto& d : cfg.certificate_dirs) {
+      if (path == d.path) {
+        rescan_certificates("inotify: a certificate directory was replaced");
+        return;
+      }
     }
     const sys_seconds now = now_s();
     std::vector<std::string> warnings;
@@ -909,7 +935,18 @@ struct ControlPlane::Impl {
   }
 
   // A validated configuration into service (or the refusal logged).
-  void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome, uint64_t asked = 0) {
+  // `rescan`: the configuration in service validated again for its files
+  // (rescan_certificates): not counted as a reload, and the dataplane's
+  // configuration is not sent again.
+  void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome, uint64_t asked = 0,
+                  bool rescan = false) {
+    if (!next && rescan) {
+      JsonWriter w;
+      w.begin_object().field("event", "rescan_refused").field("level", "error").field("reason", why).key("errors").begin_array();
+      for (const auto& e : outcome.errors) w.value(e);
+      event(w.end_array().end_object().take());
+      return;
+    }
     if (!next) {
       ++reloads_refused;
       JsonWriter w;
@@ -929,7 +966,7 @@ struct ControlPlane::Impl {
       }
       return;
     }
-    ++reloads_ok;
+    if (!rescan) ++reloads_ok;
     for (const auto& w : outcome.warnings) warn(w);
     if (next->text != config_text || next->cfg.path != cfg.path) {
       previous_config_text = std::move(config_text);
@@ -972,7 +1009,7 @@ struct ControlPlane::Impl {
     }
     for (const auto& k : removed) dirty.erase(k);
     items = std::move(next_items);
-    config_dirty = true;  // always: the dataplane reports "reloaded"
+    if (!rescan) config_dirty = true;  // always on a reload: the dataplane reports "reloaded"
     config_answers = std::max(config_answers, asked);
     if (auto ok = load_tickets(cfg); !ok) warn(ok.error().front());
     watch_paths();

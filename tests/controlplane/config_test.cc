@@ -42,7 +42,7 @@ key = "/abs/a.key"
 
 [[certificate_dir]]
 name = "sites"
-path = "sites"
+path = "sites//"
 
 [tls]
 min_version = "1.3"
@@ -104,6 +104,9 @@ TEST(Config, LoadsEverySection) {
   EXPECT_EQ(c.certificates[0].key, "/abs/a.key");
   ASSERT_EQ(c.certificate_dirs.size(), 1u);
   EXPECT_EQ(c.certificate_dirs[0].cert_pattern, "%n.pem");
+  // Without its trailing slashes: the file watcher's events name the
+  // directory so, and are matched against this path.
+  EXPECT_EQ(c.certificate_dirs[0].path, "./sites");
   EXPECT_EQ(c.tls.min_version, "1.3");
   EXPECT_EQ(c.tls.alpn, std::vector<std::string>{"http/1.1"});
   EXPECT_EQ(c.tls.ticket_rotation_s, 600u);

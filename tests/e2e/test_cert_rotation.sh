@@ -18,9 +18,16 @@
 #    first in byte order serves, as a scan does, whatever the watcher sees;
 #    the other changing or going changes nothing; the one serving going
 #    leaves the name to the other.
+# 5. A directory named with a trailing slash ("swap/") is watched the same.
+# 6. The directory replaced by rename (mv swap swap.old; mv swap.new swap):
+#    the new one's files are served, the old one's no more, and files
+#    dropped into the new one are seen (the watch moved to it).
+# 7. A directory that is a symlink, swapped (`ln -s v2 live.tmp; mv -T
+#    live.tmp live`): the same. Neither is a reload (generation unchanged).
 source "$(dirname "$0")/lib.sh"
 e2e_begin cert_rotation 120
-make_pki a.test c.sites.test d.sites.test E.sites.test e.sites.test
+make_pki a.test c.sites.test d.sites.test E.sites.test e.sites.test f.swap.test g.swap.test h.swap.test \
+  j.link.test k.link.test l.link.test
 # A second a.test pair from the same CA (the intermediate and its serial file
 # are copied, so the serial differs).
 mkdir -p "$T/pki2"
@@ -40,7 +47,10 @@ check "the test PKI: three distinct a.test serials ($S1 $S2 $SX)" test -n "$S1" 
 verifies() { openssl verify -CAfile "$PKI/ca.pem" -untrusted "$PKI/intermediate.pem" "$1" >/dev/null 2>&1; }
 check "the second pair verifies against the same CA" verifies "$T/pki2/a.test.pem"
 
-mkdir -p "$T/certs" "$T/sites"
+mkdir -p "$T/certs" "$T/sites" "$T/swap" "$T/v1" "$T/v2"
+cp "$PKI/j.link.test.pem" "$PKI/j.link.test.key" "$T/v1/"
+cp "$PKI/k.link.test.pem" "$PKI/k.link.test.key" "$T/v2/"
+ln -s v1 "$T/live"
 cp "$PKI/a.test.pem" "$T/certs/a.pem"; cp "$PKI/a.test.key" "$T/certs/a.key"
 cp "$PKI/c.sites.test.pem" "$PKI/c.sites.test.key" "$T/sites/"
 P=$(free_port); PA=$(free_port)
@@ -64,6 +74,32 @@ name = "sites"
 path = "sites"
 cert_pattern = "%n.pem"
 key_pattern = "%n.key"
+
+[[certificate_dir]]
+name = "swap"
+path = "swap/"
+cert_pattern = "%n.pem"
+key_pattern = "%n.key"
+
+[[certificate_dir]]
+name = "link"
+path = "live"
+cert_pattern = "%n.pem"
+key_pattern = "%n.key"
+
+[[route]]
+name = "swap"
+names = ["*.swap.test"]
+action = "terminate"
+pool = "app"
+certificate = "swap"
+
+[[route]]
+name = "link"
+names = ["*.link.test"]
+action = "terminate"
+pool = "app"
+certificate = "link"
 
 [[route]]
 name = "a"
@@ -193,5 +229,28 @@ check "the file serving going leaves the name to the other" wait_for 5 e_is e.si
 rm -f "$T/sites/e.sites.test.pem" "$T/sites/e.sites.test.key"
 e_gone() { [[ "$(sclient "$P" -servername e.sites.test)" == *"alert number 112"* ]]; }
 check "both gone: alert 112" wait_for 5 e_gone
+
+# ---------------------------------------------------------------- 5-7. directories replaced
+# served NAME: the handshake for NAME shows its own certificate.
+served() { [[ "$(sclient "$P" -servername "$1")" == *"subject=CN = $1"* ]]; }
+refused() { [[ "$(sclient "$P" -servername "$1")" == *"alert number 112"* ]]; }
+cp "$PKI/f.swap.test.pem" "$PKI/f.swap.test.key" "$T/swap/"
+check "5. path \"swap/\": files dropped in are served" wait_for 5 served f.swap.test
+resc0=$(log_count '"event":"certificates_rescanned"')
+mkdir "$T/swap.new"
+cp "$PKI/g.swap.test.pem" "$PKI/g.swap.test.key" "$T/swap.new/"
+mv "$T/swap" "$T/swap.old"; mv "$T/swap.new" "$T/swap"
+check "6. the directory replaced by rename: the new one's files are served" wait_for 5 served g.swap.test
+check "   the old one's are not" wait_for 5 refused f.swap.test
+assert_ge "   certificates_rescanned logged" "$(log_count '"event":"certificates_rescanned"')" $((resc0 + 1))
+cp "$PKI/h.swap.test.pem" "$PKI/h.swap.test.key" "$T/swap/"
+check "   files dropped into the new one are served" wait_for 5 served h.swap.test
+check "7. a symlinked directory: its files are served" served j.link.test
+ln -s v2 "$T/live.tmp"; mv -T "$T/live.tmp" "$T/live"
+check "   the link swapped: the new target's files are served" wait_for 5 served k.link.test
+check "   the old target's are not" wait_for 5 refused j.link.test
+cp "$PKI/l.link.test.pem" "$PKI/l.link.test.key" "$T/v2/"
+check "   files dropped into the new target are served" wait_for 5 served l.link.test
+assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
 assert_eq "no reload at any point: generation unchanged" "$gen0" "$(stats generation)"
 finish
