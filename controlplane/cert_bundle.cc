@@ -170,8 +170,9 @@ EVP_PKEY* decode_key_fast(std::string_view pem) {
     d.ctx = OSSL_DECODER_CTX_new_for_pkey(&d.out, "PEM", nullptr, nullptr, OSSL_KEYMGMT_SELECT_KEYPAIR, nullptr,
                                           nullptr);
     if (d.ctx == nullptr) return nullptr;
-    bool ignored = false;
-    OSSL_DECODER_CTX_set_pem_password_cb(d.ctx, refuse_passphrase, &ignored);
+    // The callback's argument outlives the context (thread_local as it is).
+    thread_local bool asked = false;
+    OSSL_DECODER_CTX_set_pem_password_cb(d.ctx, refuse_passphrase, &asked);
   }
   d.out = nullptr;
   const auto* p = reinterpret_cast<const unsigned char*>(pem.data());

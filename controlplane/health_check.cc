@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "dataplane/tls/backend_tls.h"
+
 namespace lode::cp {
 
 bool HealthRun::record(bool ok, uint32_t rise, uint32_t fall) noexcept {
@@ -61,11 +63,10 @@ Result<HealthTls, std::string> make_health_tls(const config::BackendTlsConfig& p
   // The name: the pool's fixed server_name, else the check's host.
   t.name = pool_tls.server_name_set ? pool_tls.server_name : check.host;
   if (pool_tls.enabled && pool_tls.verify) {
-    const char* file = pool_tls.ca_file.empty() ? nullptr : pool_tls.ca_file.c_str();
-    const char* path = pool_tls.ca_path.empty() ? nullptr : pool_tls.ca_path.c_str();
-    if (SSL_CTX_load_verify_locations(ctx.get(), file, path) != 1) {
-      ERR_clear_error();
-      return unexpected("health check TLS: cannot load the pool's CA (" + pool_tls.ca_file + pool_tls.ca_path + ")");
+    // As the workers' backend context does (a FIFO named here would block
+    // the control plane's loop; no CA named: the system's trust store).
+    if (auto cas = tls::load_verify_cas(ctx.get(), pool_tls.ca_file, pool_tls.ca_path); !cas) {
+      return unexpected("health check TLS: " + cas.error());
     }
     if (t.name.empty()) {
       return unexpected(

@@ -72,6 +72,28 @@ std::string name_line(const X509_NAME* name) {
 
 }  // namespace
 
+Result<void, std::string> load_verify_cas(SSL_CTX* ctx, const std::string& ca_file, const std::string& ca_path) {
+  if (ca_file.empty() && ca_path.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      return unexpected("cannot load the system trust store: " + detail::take_openssl_errors());
+    }
+    return {};
+  }
+  struct stat st {};
+  if (!ca_file.empty() && (::stat(ca_file.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
+    return unexpected("ca_file " + ca_file + ": not a readable file");
+  }
+  if (!ca_path.empty() && (::stat(ca_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+    return unexpected("ca_path " + ca_path + ": not a directory");
+  }
+  if (SSL_CTX_load_verify_locations(ctx, ca_file.empty() ? nullptr : ca_file.c_str(),
+                                    ca_path.empty() ? nullptr : ca_path.c_str()) != 1) {
+    const std::string what = !ca_file.empty() ? "ca_file " + ca_file : "ca_path " + ca_path;
+    return unexpected(what + ": no CA certificate loaded: " + detail::take_openssl_errors());
+  }
+  return {};
+}
+
 Result<SslCtxPtr, std::string> make_backend_ctx(const BackendTlsSettings& s) {
   auto state = std::make_unique<BackendCtxState>();
   state->verify = s.verify;
@@ -108,24 +130,8 @@ Result<SslCtxPtr, std::string> make_backend_ctx(const BackendTlsSettings& s) {
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
 
   if (s.verify) {
-    if (!s.ca_file.empty() || !s.ca_path.empty()) {
-      struct stat st {};
-      if (!s.ca_file.empty() && (::stat(s.ca_file.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
-        return unexpected("backend tls: ca_file " + s.ca_file + ": not a readable file");
-      }
-      if (!s.ca_path.empty() && (::stat(s.ca_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
-        return unexpected("backend tls: ca_path " + s.ca_path + ": not a directory");
-      }
-      if (SSL_CTX_load_verify_locations(ctx.get(), s.ca_file.empty() ? nullptr : s.ca_file.c_str(),
-                                        s.ca_path.empty() ? nullptr : s.ca_path.c_str()) != 1) {
-        const std::string what =
-            !s.ca_file.empty() ? "ca_file " + s.ca_file : "ca_path " + s.ca_path;
-        return unexpected("backend tls: " + what +
-                          ": no CA certificate loaded: " + detail::take_openssl_errors());
-      }
-    } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
-      return unexpected("backend tls: cannot load the system trust store: " +
-                        detail::take_openssl_errors());
+    if (auto cas = load_verify_cas(ctx.get(), s.ca_file, s.ca_path); !cas) {
+      return unexpected("backend tls: " + cas.error());
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   } else {

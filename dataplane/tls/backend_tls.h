@@ -45,6 +45,13 @@ struct BackendTlsSettings {
 // could ever be checked, a host name that is not one, a bad ALPN list.
 [[nodiscard]] Result<SslCtxPtr, std::string> make_backend_ctx(const BackendTlsSettings& settings);
 
+// The CAs a client context verifies its peers with: ca_file (a regular
+// file: a FIFO or a device would block or never end the read) and/or
+// ca_path (a directory), else the system's trust store. The error names the
+// setting ("ca_file PATH: ...").
+[[nodiscard]] Result<void, std::string> load_verify_cas(SSL_CTX* ctx, const std::string& ca_file,
+                                                        const std::string& ca_path);
+
 // A client SSL for one backend connection, in connect state. `client_sni` is
 // the normalized SNI of the client's connection (empty if none); it is used
 // only with sni_from_client. nullptr when `ctx` was not made by

@@ -9,12 +9,15 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <string_view>
 #include <thread>
 
@@ -349,6 +352,28 @@ TEST(HealthTlsSettings, VerifyWithoutANameIsRefused) {
   EXPECT_NE(r.error().find("health.host"), std::string::npos);
   auto missing = make_health_tls(verifying("/nonexistent/ca.pem", "x.test"), check(config::HealthType::kTls));
   EXPECT_FALSE(missing.has_value());
+}
+
+// A ca_file that is not a regular file is refused at once, as the workers'
+// backend context refuses it: before, a FIFO blocked the control plane's
+// loop in OpenSSL's open until a writer came, /dev/zero never ended.
+TEST(HealthTlsSettings, ACaFileThatIsNoRegularFileIsRefusedWithoutWaiting) {
+  test::TempDir d;
+  const std::string fifo = d.path() + "/ca.pem";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& ca : {fifo, std::string("/dev/zero")}) {
+    auto r = std::async(std::launch::async,
+                        [&] { return make_health_tls(verifying(ca, "x.test"), check(config::HealthType::kTls)); });
+    if (r.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      // Let the blocked open go (a writer appears), then fail.
+      const int w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (w >= 0) close(w);
+      FAIL() << ca << ": still loading after 5 s";
+    }
+    auto got = r.get();
+    ASSERT_FALSE(got.has_value()) << ca;
+    EXPECT_NE(got.error().find("not a readable file"), std::string::npos) << got.error();
+  }
 }
 
 TEST(HealthChecker, BackendGoesDownAndComesBackWithRiseAndFall) {
