@@ -103,7 +103,7 @@ check "stopped" bash -c "! kill -0 $LPID 2>/dev/null"
 # dead one's real store (nobody's, 0700) is removed; the control socket is
 # nobody's. An access log that is a symlink to a root file, or a FIFO with
 # no reader, is refused at start, naming the path (no hang); the file stays
-# root's.
+# root's. So is a state_dir that is a link (root gave its target away).
 mkdir -p "$T/victim"; echo keep >"$T/victim/keep"; chown -R root:root "$T/victim"; chmod 0700 "$T/victim"
 DEAD=$(sh -c 'echo $$')   # a PID that was, and is gone
 ln -s "$T/victim" "$T/run/lodestone-$DEAD.sock.certs"
@@ -128,6 +128,15 @@ err=$(timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
 assert_eq "an access log that is a FIFO with no reader: exit 1 (124: it blocked)" 1 "$rc"
 assert_contains "an access log that is a FIFO with no reader: says so" "$err" "$T/logs/access.log: a FIFO with no reader"
 rm -f "$T/logs/access.log"
+mv "$T/logs/access.log.2" "$T/logs/access.log"
+# state_dir replaced by a link to root's directory (by whoever may write its
+# parent): refused, naming it; the link's target stays root's.
+mv "$T/state" "$T/state.real"; ln -s "$T/victim" "$T/state"
+err=$(timeout 10 "$LODESTONE" run "$T/lode.toml" --run-dir "$T/run" 2>&1); rc=$?
+assert_eq "a state_dir that is a symlink: exit 1" 1 "$rc"
+assert_contains "a state_dir that is a symlink: says so" "$err" "$T/state: a symbolic link: refused"
+assert_eq "the link's target stays root's" root:root "$(stat -c %U:%G "$T/victim")"
+rm -f "$T/state"; mv "$T/state.real" "$T/state"
 
 # ---- a user that does not exist
 sed -i 's/^user = "nobody"/user = "no-such-user-lodestone"/' "$T/lode.toml"

@@ -173,6 +173,41 @@ TEST(OpenLogFile, ALinkLeadsOnlyToOurOwnStderrOrAFifo) {
 
 // ------------------------------------------------------------------ give_socket
 
+// run_dir / state_dir at start: the directory itself is given; a symbolic
+// link at its name (with or without a trailing slash) is refused and its
+// target left alone (before, chown() followed it: root gave the user
+// whatever the link named).
+TEST(GiveDirectory, GivesTheDirectoryItselfNeverALinksTarget) {
+  TempDir dir;
+  const uid_t to = geteuid() == 0 ? 65534 : geteuid();
+  const gid_t group = getegid() == 0 ? 65534 : getegid();
+  const std::string run = dir.mkdir("run");
+  auto ok = give_directory(run, to, group, false);
+  EXPECT_TRUE(ok) << ok.error();
+  EXPECT_EQ(stat_of(run).st_uid, to);
+  EXPECT_EQ(stat_of(run).st_gid, group);
+
+  const std::string target = dir.mkdir("roots");
+  const std::string link = dir.path() + "/state";
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  const struct stat before = stat_of(target);
+  for (const std::string& named : {link, link + "/", link + "//"}) {
+    auto refused = give_directory(named, 12345, 12345, true);
+    ASSERT_FALSE(refused) << named << ": followed the link";
+    EXPECT_NE(refused.error().find("a symbolic link: refused"), std::string::npos) << refused.error();
+  }
+  EXPECT_EQ(stat_of(target).st_uid, before.st_uid);
+  EXPECT_EQ(stat_of(target).st_gid, before.st_gid);
+
+  const std::string file = dir.write("file", "x");
+  auto not_dir = give_directory(file, to, group, true);
+  ASSERT_FALSE(not_dir);
+  EXPECT_EQ(not_dir.error(), file + ": a regular file, not a directory: refused");
+
+  EXPECT_TRUE(give_directory(dir.path() + "/absent", to, group, true)) << "state_dir may be absent";
+  EXPECT_FALSE(give_directory(dir.path() + "/absent", to, group, false)) << "run_dir may not";
+}
+
 TEST(GiveSocket, ChownsTheSocketJustBound) {
   TempDir dir;
   const std::string path = dir.path() + "/lodestone-1.sock";

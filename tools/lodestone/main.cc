@@ -540,8 +540,8 @@ int run(const std::string& config_path, int workers_override, const std::string&
     }
     // The control plane writes both: its sockets, the OCSP cache.
     for (const std::string& dir : {run_dir, cfg->control.state_dir}) {
-      if (chown(dir.c_str(), id->uid, id->gid) != 0 && !(errno == ENOENT && dir != run_dir)) {
-        std::fprintf(stderr, "lodestone: %s: chown to %s: %s\n", dir.c_str(), id->name.c_str(), std::strerror(errno));
+      if (auto given = lode::app::give_directory(dir, id->uid, id->gid, dir != run_dir); !given) {
+        std::fprintf(stderr, "lodestone: chown to %s: %s\n", id->name.c_str(), given.error().c_str());
         return 1;
       }
     }

@@ -185,6 +185,30 @@ Result<void, std::string> give_socket(const std::string& path, uid_t uid, gid_t 
   return {};
 }
 
+Result<void, std::string> give_directory(const std::string& path, uid_t uid, gid_t gid, bool may_be_missing) {
+  // "link/" would follow the link whatever O_NOFOLLOW says.
+  std::string name = path;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  const int fd = open(name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT && may_be_missing) return {};
+    return unexpected(path + ": " + std::strerror(errno));
+  }
+  const auto got = stat_or_close(fd, path);
+  if (!got) return unexpected(got.error());
+  std::string refused;
+  if (S_ISLNK(got->st_mode)) {
+    refused = "a symbolic link: refused (name the directory itself: it is given to the [process] user)";
+  } else if (!S_ISDIR(got->st_mode)) {
+    refused = what_it_is(got->st_mode) + ", not a directory: refused";
+  } else if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
+    refused = std::strerror(errno);
+  }
+  close(fd);
+  if (!refused.empty()) return unexpected(path + ": " + refused);
+  return {};
+}
+
 Result<void, std::string> remove_cert_store(const std::string& path,
                                             std::span<const uid_t> owners) {
   const size_t slash = path.rfind('/');

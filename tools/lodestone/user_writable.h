@@ -34,6 +34,14 @@ namespace lode::app {
 // after bind() is refused, never followed.
 [[nodiscard]] Result<void, std::string> give_socket(const std::string& path, uid_t uid, gid_t gid);
 
+// run_dir or state_dir, given to uid:gid at start ([process] user): the
+// directory itself, opened without following a symbolic link at its name
+// (a link there, which whoever may write its parent could have put, is
+// refused with the path: name the directory itself), then fchown'd.
+// `may_be_missing`: absent is not an error (nothing is given).
+[[nodiscard]] Result<void, std::string> give_directory(const std::string& path, uid_t uid, gid_t gid,
+                                                       bool may_be_missing);
+
 // A certificate store (`lodectl certs add`: RUN_DIR/lodestone-PID.sock.certs)
 // removed: the directory opened without following a symbolic link, owned by
 // one of `owners` with no group or other access (the control plane makes it
