@@ -1,6 +1,7 @@
 #include "controlplane/control_plane_impl.h"
 
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 
 namespace lode::cp {
 
@@ -11,12 +12,22 @@ Result<std::unique_ptr<ControlPlane>, std::vector<std::string>> ControlPlane::lo
   auto impl = std::make_unique<Impl>(std::move(opt));
   // A restart re-attaches with the configuration in service.
   bool reattach = false;
-  auto text = read_file(impl->saved_config_path());
+  // The saved text is the configuration file's (at most kMaxReadFile) and
+  // the run-time certificates' paths: room for both.
+  auto text = read_file(impl->saved_config_path(), 4 * kMaxReadFile);
   if (text) {
     reattach = true;
     impl->event(JsonWriter().begin_object().field("event", "controlplane_reattaching")
                     .field("config", impl->saved_config_path()).end_object().take());
   } else {
+    struct stat st {};
+    if (::lstat(impl->saved_config_path().c_str(), &st) == 0 || errno != ENOENT) {
+      // There is one, and it cannot be used: what starts now is the file's
+      // configuration, which may not be the one in service. Said loudly.
+      impl->event(JsonWriter().begin_object().field("event", "controlplane_saved_config_unreadable")
+                      .field("level", "error").field("error", text.error())
+                      .field("config", impl->opt.config_path).end_object().take());
+    }
     text = read_file(impl->opt.config_path);
     if (!text) return unexpected(std::vector<std::string>{text.error()});
   }

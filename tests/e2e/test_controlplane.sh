@@ -296,5 +296,21 @@ else
   assert_eq "the refused peer did not attach" "$att0" "$(stats controlplane_attaches)"
 fi
 check "the real control plane is still attached (alive)" is_cp_child "$(cp_pid)"
+
+# A saved configuration that cannot be read (here a FIFO, which is never
+# waited on): the restarted control plane starts from the file, and says so
+# (before, silently: the file's configuration may not be the one in service).
+rm -f "$SOCK.config"; mkfifo "$SOCK.config"
+started5=$(log_count '"event":"controlplane_started"')
+k5=$(kill_cp)
+check "control plane killed with an unreadable saved configuration ($k5)" test "$k5" != none
+check "controlplane_saved_config_unreadable logged" wait_log_count '"event":"controlplane_saved_config_unreadable"' 1 15
+ev=$(last_log '"event":"controlplane_saved_config_unreadable"')
+assert_contains "  ... naming what is wrong with it" "$ev" "a FIFO, not a regular file"
+assert_contains "  ... and the file started from" "$ev" "\"config\":\"$T/lode.toml\""
+check "a new one is started" wait_for 10 started_after "$started5"
+r5=$(cp_pid)
+check "it ($r5) attaches" wait_for 15 attached_pid_ge1 "$r5"
+check "the configuration in service is saved again (the FIFO replaced)" wait_for 10 test -f "$SOCK.config"
 check "serving at the end" request_ok
 finish
