@@ -203,11 +203,11 @@ void FileWatch::report_gone(int wd, std::vector<FileEvent>& out) {
   dirs_.erase(it);
 }
 
-std::vector<FileEvent> FileWatch::read_events() {
+std::vector<FileEvent> FileWatch::read_events(int max_reads) {
   std::vector<FileEvent> out;
   if (fd_ < 0) return out;
   alignas(inotify_event) char buf[64 * 1024];
-  while (true) {
+  for (int reads = 0; reads < max_reads; ++reads) {
     const ssize_t n = ::read(fd_, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // EAGAIN: drained

@@ -72,8 +72,12 @@ class FileWatch {
   void unwatch(const std::string& path);
 
   [[nodiscard]] int fd() const noexcept { return fd_; }
-  // Everything pending, in kernel order; never blocks.
-  [[nodiscard]] std::vector<FileEvent> read_events();
+  // What is pending, in kernel order, from at most `max_reads` reads of the
+  // descriptor (64 KiB each); never blocks. A writer that keeps making
+  // events in a watched directory cannot keep the caller here: what is
+  // left is read on the next call (the descriptor stays readable).
+  static constexpr int kReadsPerCall = 16;
+  [[nodiscard]] std::vector<FileEvent> read_events(int max_reads = kReadsPerCall);
 
   // Paths watched (files and directories, as given); for tests and status.
   [[nodiscard]] size_t watch_count() const noexcept;

@@ -85,6 +85,32 @@ TEST_F(FileWatchTest, DescriptorIsNonBlockingAndReadsNothingWhenIdle) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);
 }
 
+// A call reads the descriptor a bounded number of times: a writer that keeps
+// making events cannot hold the control plane's loop in it; the rest waits
+// for the next call (before, it read until the queue was empty).
+TEST_F(FileWatchTest, OneCallReadsABoundedAmountAndTheRestComesNext) {
+  ASSERT_TRUE(watch.watch_directory(dir.path()));
+  constexpr int kFiles = 3000;  // 6,000 events (create, close-write): more than one 64 KiB read
+  for (int i = 0; i < kFiles; ++i) {
+    const int fd = ::open(path("f" + std::to_string(100000 + i) + ".pem").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+  }
+  const auto first = watch.read_events(1);
+  EXPECT_GT(first.size(), 0u);
+  EXPECT_LT(first.size(), 2u * kFiles) << "one read took everything";
+  size_t created = 0, calls = 1;
+  for (const auto& e : first) created += e.kind == FileEventKind::kCreated;
+  while (true) {
+    const auto more = watch.read_events(1);
+    if (more.empty()) break;
+    ++calls;
+    for (const auto& e : more) created += e.kind == FileEventKind::kCreated;
+  }
+  EXPECT_EQ(created, static_cast<size_t>(kFiles)) << "nothing lost across calls";
+  EXPECT_GE(calls, 2u);
+}
+
 // --- directories ------------------------------------------------------------------
 
 TEST_F(FileWatchTest, SeesWriteAndCloseInAWatchedDirectory) {
