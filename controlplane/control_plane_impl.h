@@ -588,23 +588,35 @@ struct ControlPlane::Impl {
   // configuration in service (its file is not read again: that is SIGHUP's),
   // and every directory watched again where it now is. Not a reload: only
   // the certificates that changed are published.
+  // A refused one (a named certificate that does not load, say) is tried
+  // again at the next file event (rescan_pending).
   void rescan_certificates(const char* why) {
-    for (const auto& d : cfg.certificate_dirs) {
-      watch->unwatch(d.path);  // re-added on what is at that path now
-      for (const auto& dir : directories_to_watch({d.name, d.path, d.cert_pattern, d.key_pattern}, {})) {
-        watch->unwatch(dir);
-      }
+    // A fresh watcher, everything watched where it now is: a directory's
+    // watch stays on the inode it was put on (one replaced, or a link to it
+    // swapped), also when a file watched in it shares that watch. What the
+    // old one had pending is looked at by this scan.
+    if (auto w = FileWatch::create(); w) {
+      watch.emplace(std::move(*w));
+    } else {
+      warn("certificate files: a new watcher: " + w.error());
     }
     watch_paths();  // before the scan: a change during it is another event
     event(JsonWriter().begin_object().field("event", "certificates_rescanned").field("reason", why).end_object().take());
     ReloadOutcome outcome;
-    apply_next(validate_text(config_text, cfg.path, outcome), why, outcome, 0, true);
+    auto next = validate_text(config_text, cfg.path, outcome);
+    rescan_pending = !next;
+    apply_next(std::move(next), why, outcome, 0, true);
   }
+  bool rescan_pending = false;
 
   // One changed path: reload exactly the certificates it concerns.
   void reload_path(const std::string& path) {
     if (path == "*") {
       rescan_certificates("inotify: a watched directory went, or events were lost");
+      return;
+    }
+    if (rescan_pending) {
+      rescan_certificates("a file changed after a refused rescan");
       return;
     }
     for (const auto& d : cfg.certificate_dirs) {

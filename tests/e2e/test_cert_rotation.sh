@@ -23,11 +23,16 @@
 #    the new one's files are served, the old one's no more, and files
 #    dropped into the new one are seen (the watch moved to it).
 # 7. A directory that is a symlink, swapped (`ln -s v2 live.tmp; mv -T
-#    live.tmp live`): the same. Neither is a reload (generation unchanged).
+#    live.tmp live`): the same, also when a named certificate's files in
+#    it share the directory's watch. Neither is a reload (generation
+#    unchanged).
+# 8. A rescan refused (a named certificate in the new target that does not
+#    load: expired) is tried again at the next file change: fixed, the new
+#    target's directory certificates are served.
 source "$(dirname "$0")/lib.sh"
 e2e_begin cert_rotation 120
 make_pki a.test c.sites.test d.sites.test E.sites.test e.sites.test f.swap.test g.swap.test h.swap.test \
-  j.link.test k.link.test l.link.test
+  j.link.test k.link.test l.link.test m.link.test n.link.test
 # A second a.test pair from the same CA (the intermediate and its serial file
 # are copied, so the serial differs).
 mkdir -p "$T/pki2"
@@ -51,6 +56,9 @@ mkdir -p "$T/certs" "$T/sites" "$T/swap" "$T/v1" "$T/v2"
 cp "$PKI/j.link.test.pem" "$PKI/j.link.test.key" "$T/v1/"
 cp "$PKI/k.link.test.pem" "$PKI/k.link.test.key" "$T/v2/"
 ln -s v1 "$T/live"
+# m.link.test: a named certificate whose files are in the linked directory
+# (other names than the directory's pattern).
+for v in v1 v2; do cp "$PKI/m.link.test.pem" "$T/$v/m.link.test.crt"; cp "$PKI/m.link.test.key" "$T/$v/m.link.test.k"; done
 cp "$PKI/a.test.pem" "$T/certs/a.pem"; cp "$PKI/a.test.key" "$T/certs/a.key"
 cp "$PKI/c.sites.test.pem" "$PKI/c.sites.test.key" "$T/sites/"
 P=$(free_port); PA=$(free_port)
@@ -86,6 +94,18 @@ name = "link"
 path = "live"
 cert_pattern = "%n.pem"
 key_pattern = "%n.key"
+
+[[certificate]]
+name = "m"
+cert = "live/m.link.test.crt"
+key = "live/m.link.test.k"
+
+[[route]]
+name = "m"
+names = ["m.link.test"]
+action = "terminate"
+pool = "app"
+certificate = "m"
 
 [[route]]
 name = "swap"
@@ -251,6 +271,19 @@ check "   the link swapped: the new target's files are served" wait_for 5 served
 check "   the old target's are not" wait_for 5 refused j.link.test
 cp "$PKI/l.link.test.pem" "$PKI/l.link.test.key" "$T/v2/"
 check "   files dropped into the new target are served" wait_for 5 served l.link.test
+check "   the named certificate in it is served" served m.link.test
+# 8. The next target's named certificate is expired: the rescan is refused.
+mkdir "$T/v3"
+cp "$PKI/n.link.test.pem" "$PKI/n.link.test.key" "$T/v3/"
+cp "$T/expired.pem" "$T/v3/m.link.test.crt"; cp "$T/expired.key" "$T/v3/m.link.test.k"
+ref0=$(log_count '"event":"rescan_refused"')
+ln -s v3 "$T/live.tmp"; mv -T "$T/live.tmp" "$T/live"
+check "8. a rescan with an expired named certificate: rescan_refused" wait_log_count '"event":"rescan_refused"' $((ref0 + 1)) 5
+check "   n.link.test not served yet" refused n.link.test
+cp "$PKI/m.link.test.pem" "$T/v3/.m.crt.new"; cp "$PKI/m.link.test.key" "$T/v3/.m.k.new"
+mv "$T/v3/.m.k.new" "$T/v3/m.link.test.k"; mv "$T/v3/.m.crt.new" "$T/v3/m.link.test.crt"
+check "   the named certificate fixed: the rescan is tried again, n.link.test served" wait_for 5 served n.link.test
+check "   and m.link.test" served m.link.test
 assert_contains "a.test still served" "$(lcurl a.test "$P")" "backend=app"
 assert_eq "no reload at any point: generation unchanged" "$gen0" "$(stats generation)"
 finish
