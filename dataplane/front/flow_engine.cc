@@ -172,6 +172,8 @@ void FlowEngine::erase(Flow& f) noexcept {
       } else {
         f.rt->pools[f.pool].pool->on_abandon(*st, f.backend, f.tried);
       }
+    } else if (f.state != Flow::State::kSpliced) {
+      carry_verdict(f, route::BackendPool::Verdict::kAbandoned);
     }
     f.picked = false;
   }

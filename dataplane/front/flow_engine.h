@@ -510,6 +510,9 @@ class FlowEngine {
   // a flow routed by another generation than the pools' (a reload since:
   // its pool index may name another pool, or none).
   route::PoolState* pool_state(const Flow& f) noexcept;
+  // The verdict of a flow of an older generation (whose pool state went with
+  // it), told to the same-named pool in service (BackendPool::carry_verdict).
+  void carry_verdict(const Flow& f, route::BackendPool::Verdict v) noexcept;
   // A flow's hello buffer back to the spares when it is of the size new
   // flows get (a reload that raised max_hello_bytes made them larger).
   void give_back_buffer(Flow& f) noexcept;

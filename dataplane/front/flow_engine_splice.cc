@@ -103,6 +103,15 @@ route::PoolState* FlowEngine::pool_state(const Flow& f) noexcept {
   return f.rt == pools_rt_ && f.pool < pools_.size() ? &pools_[f.pool] : nullptr;
 }
 
+void FlowEngine::carry_verdict(const Flow& f, route::BackendPool::Verdict v) noexcept {
+  if (!pools_rt_ || f.rt == pools_rt_) return;
+  const worker::PoolRuntime& from = f.rt->pools[f.pool];
+  for (size_t i = 0; i < pools_rt_->pools.size() && i < pools_.size(); ++i) {
+    const worker::PoolRuntime& to = pools_rt_->pools[i];
+    if (to.name == from.name) to.pool->carry_verdict(pools_[i], *from.pool, f.backend, v, f.tried, now_ms_);
+  }
+}
+
 bool FlowEngine::refresh_pools() noexcept {
   if (pools_rt_ == rt_) return true;
   std::vector<route::PoolState> next;
@@ -351,7 +360,13 @@ void FlowEngine::on_backend_segment(Flow& f, const Packet& p, FrameSink& out) no
       return;
     }
     if ((p.flags & (kTcpSyn | kTcpAck | kTcpRst)) != (kTcpSyn | kTcpAck) || p.ack != syn_next) return;
-    if (route::PoolState* st = f.picked ? pool_state(f) : nullptr) f.rt->pools[f.pool].pool->on_connect_ok(*st, f.backend);
+    if (f.picked) {
+      if (route::PoolState* st = pool_state(f)) {
+        f.rt->pools[f.pool].pool->on_connect_ok(*st, f.backend);
+      } else {
+        carry_verdict(f, route::BackendPool::Verdict::kUp);
+      }
+    }
     if (f.bseries != nullptr) series_add(f.bseries->connects);
     // The hello, replayed to the backend now, came from the client.
     if (f.series != nullptr) series_add(f.series->bytes_in, f.hello.contiguous().size());
@@ -615,7 +630,11 @@ void FlowEngine::fail_backend(Flow& f, FrameSink& out) noexcept {
   }
   const worker::PoolRuntime& pr = f.rt->pools[f.pool];
   if (f.picked) {
-    if (route::PoolState* st = pool_state(f)) pr.pool->on_connect_fail(*st, f.backend, now_ms_);
+    if (route::PoolState* st = pool_state(f)) {
+      pr.pool->on_connect_fail(*st, f.backend, now_ms_);
+    } else {
+      carry_verdict(f, route::BackendPool::Verdict::kFailed);
+    }
     f.picked = false;
   }
   count_backend_failed(f);

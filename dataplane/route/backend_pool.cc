@@ -410,7 +410,10 @@ void BackendPool::on_connect_ok(PoolState& state, uint32_t idx) const noexcept {
     ++state.counters_.bad_index;
     return;
   }
-  PoolState::Backend& b = state.backends_[idx];
+  note_up(state.backends_[idx]);
+}
+
+void BackendPool::note_up(PoolState::Backend& b) noexcept {
   b.consecutive_failures = 0;
   b.suspect = false;
   b.trial_until_ms = 0;
@@ -422,8 +425,12 @@ void BackendPool::on_connect_fail(PoolState& state, uint32_t idx, uint64_t now_m
     return;
   }
   release(state, idx);
+  ++state.backends_[idx].counters.connect_failures;
+  note_failure(state, idx, now_ms);
+}
+
+void BackendPool::note_failure(PoolState& state, uint32_t idx, uint64_t now_ms) const noexcept {
   PoolState::Backend& b = state.backends_[idx];
-  ++b.counters.connect_failures;
   b.last_failure_ms = now_ms;
   if (b.consecutive_failures < kMaxFailThreshold) ++b.consecutive_failures;
   if (b.suspect) {
@@ -459,6 +466,26 @@ void BackendPool::on_abandon(PoolState& state, uint32_t idx, const TriedSet& tri
   // fail-open pick, one still connecting when the trial began -- leaves the
   // trial in flight alone.)
   if (tried.trial()) state.backends_[idx].trial_until_ms = 0;
+}
+
+void BackendPool::carry_verdict(PoolState& state, const BackendPool& from, uint32_t from_idx, Verdict v,
+                                const TriedSet& tried, uint64_t now_ms) const noexcept {
+  if (state.pool_id_ != id_ || &from == this || from_idx >= from.size()) return;
+  for (uint32_t i = 0; i < size(); ++i) {
+    if (backend(i).id != from.backend(from_idx).id) continue;
+    switch (v) {
+      case Verdict::kUp:
+        note_up(state.backends_[i]);
+        break;
+      case Verdict::kFailed:
+        note_failure(state, i, now_ms);
+        break;
+      case Verdict::kAbandoned:
+        if (tried.trial()) state.backends_[i].trial_until_ms = 0;
+        break;
+    }
+    return;
+  }
 }
 
 }  // namespace lode::route

@@ -289,6 +289,19 @@ class BackendPool {
   // trial (`tried`, the set its pick was made with), another may go.
   void on_abandon(PoolState& state, uint32_t idx, const TriedSet& tried) const noexcept;
 
+  // The verdict of a connection picked from `from`, the same-named pool of
+  // an older generation (after its on_connect_ok / on_connect_fail /
+  // on_abandon there), told to `state`, this pool's state, for the same
+  // backend by identity: the health a reload carried over (PoolState's
+  // carrying constructor) follows what happened since. Without it a reload
+  // between a half-open trial's pick and its verdict left the trial in flight
+  // here until a cooldown passed, and the backend's recovery or failure
+  // unknown. Active counts and connect failures are per generation: not
+  // touched (an ejection the verdict makes here is counted here).
+  enum class Verdict : uint8_t { kUp, kFailed, kAbandoned };
+  void carry_verdict(PoolState& state, const BackendPool& from, uint32_t from_idx, Verdict v,
+                     const TriedSet& tried, uint64_t now_ms) const noexcept;
+
   Algorithm algorithm() const noexcept { return spec_.algorithm; }
   uint32_t size() const noexcept { return static_cast<uint32_t>(spec_.backends.size()); }
   const BackendSpec& backend(uint32_t idx) const noexcept { return spec_.backends[idx]; }
@@ -310,6 +323,10 @@ class BackendPool {
                        const TriedSet& tried) const noexcept;
   uint32_t pick_fail_open(const PoolState& state, const TriedSet& tried) const noexcept;
   void release(PoolState& state, uint32_t idx) const noexcept;
+  // on_connect_fail's and on_connect_ok's effects on health (a failure run,
+  // an ejection; up again).
+  void note_failure(PoolState& state, uint32_t idx, uint64_t now_ms) const noexcept;
+  static void note_up(PoolState::Backend& b) noexcept;
 
   PoolSpec spec_;
   uint64_t id_ = 0;  // unique per build() in this process; kept by moves

@@ -1683,12 +1683,24 @@ struct Worker::Impl {
   // in on_close), or failed (on_connect_fail ends it: no longer counted).
   void pick_ok(Conn& c) {
     c.wrt->rt->pools[c.pool].pool->on_connect_ok(c.wrt->pools[c.pool], c.backend_idx);
+    carry_verdict(c, route::BackendPool::Verdict::kUp);
     c.backend_verdict = true;
   }
   void pick_failed(Conn& c) {
     c.wrt->rt->pools[c.pool].pool->on_connect_fail(c.wrt->pools[c.pool], c.backend_idx, now);
+    carry_verdict(c, route::BackendPool::Verdict::kFailed);
     c.backend_picked = false;
     drop(c.backend_series->active);
+  }
+  // A connection of an older generation: its verdict is told to the
+  // same-named pool of the one in service too (BackendPool::carry_verdict).
+  void carry_verdict(const Conn& c, route::BackendPool::Verdict v) {
+    if (!wrt || c.wrt == wrt) return;
+    const PoolRuntime& from = c.wrt->rt->pools[c.pool];
+    for (size_t i = 0; i < wrt->rt->pools.size(); ++i) {
+      const PoolRuntime& to = wrt->rt->pools[i];
+      if (to.name == from.name) to.pool->carry_verdict(wrt->pools[i], *from.pool, c.backend_idx, v, c.tried, now);
+    }
   }
 
   // A pick that got no failure verdict ends: after its on_connect_ok in
@@ -1699,6 +1711,7 @@ struct Worker::Impl {
       pr.pool->on_close(c.wrt->pools[c.pool], c.backend_idx);
     } else {
       pr.pool->on_abandon(c.wrt->pools[c.pool], c.backend_idx, c.tried);
+      carry_verdict(c, route::BackendPool::Verdict::kAbandoned);
     }
     c.backend_picked = false;
     drop(c.backend_series->active);

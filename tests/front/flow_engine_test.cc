@@ -543,6 +543,50 @@ TEST_F(PassthroughTest, AFlowOfAnOlderGenerationTouchesNoPoolStateOfTheNewOne) {
   in(from_backend(kTcpRst | kTcpAck, 0x50000001, client_isn + 1 + static_cast<uint32_t>(hello_bytes.size())));
 }
 
+// A reload between a half-open trial's SYN and the backend's SYN-ACK: the
+// trial's flow began in the older generation, whose pool state went with
+// it; its verdict is carried to the same-named pool in service
+// (BackendPool::carry_verdict): the backend is up there and the next flow
+// goes to it. Before, the new generation kept the trial in flight until a
+// cooldown passed: with when_all_down = "reject" every new flow was reset
+// meanwhile.
+TEST_F(PassthroughTest, ATrialsVerdictAfterAReloadReachesThePoolInService) {
+  pools_before_ = "[[pool]]\nname = \"q\"\nbackends = [\"10.0.0.9:443\"]\nwhen_all_down = \"reject\"\n";
+  route_p_ = "[[route]]\nname = \"q\"\nnames = [\"q.test\"]\naction = \"passthrough\"\npool = \"q\"\n";
+  make_engine();
+  open_to_backend();  // p.test: the backend's MAC learned
+  const uint64_t t = 1'000'000;
+  // A flow to q.test at `now`: the backend SYN it makes (flags 0: none).
+  const auto flow_to_q = [&](uint16_t sport, uint64_t now) {
+    const uint32_t y = connect(5000 + sport, sport, now);
+    Packet none;
+    none.flags = 0;
+    for (const Packet& p : in(seg(kTcpAck | kTcpPsh, y, isn_ + 1, hello("q.test"), sport), now)) {
+      if (p.flags == kTcpSyn && p.dst == kBackend) return p;
+    }
+    return none;
+  };
+  const auto answer = [&](const Packet& syn, uint8_t flags, uint64_t now) {
+    TcpSegment s = from_backend(flags, 0x40000000, syn.seq + 1);
+    s.flow.dport = syn.sport;
+    return in(s, now);
+  };
+  for (uint16_t i = 0; i < 3; ++i) {  // three refused connects eject it (cooldown 10 s)
+    const Packet syn = flow_to_q(41000 + i, t);
+    ASSERT_EQ(syn.flags, kTcpSyn);
+    (void)answer(syn, kTcpRst | kTcpAck, t);
+  }
+  EXPECT_EQ(flow_to_q(41010, t + 1).flags, 0) << "ejected: refused (when_all_down = reject)";
+  const Packet trial = flow_to_q(42000, t + 10'000);
+  ASSERT_EQ(trial.flags, kTcpSyn) << "the half-open trial";
+  auto again = runtime_from(engine_toml(5000, 16384, pools_before_, timeouts_, route_p_), "again.toml");
+  ASSERT_NE(again, nullptr);
+  engine_->set_runtime(again);
+  EXPECT_EQ(flow_to_q(42001, t + 10'001).flags, 0) << "the new generation carried the trial in flight";
+  ASSERT_EQ(answer(trial, kTcpSyn | kTcpAck, t + 10'002).size(), 1u) << "the trial's replay";
+  EXPECT_EQ(flow_to_q(42002, t + 10'003).flags, kTcpSyn) << "up in the pool in service: the next flow goes to it";
+}
+
 // A reload that lowers idle_ms: flow A waits idle under the old 300 s,
 // flow B becomes idle after the reload. Each waited by its own
 // generation's timeout, and A, at the head of the idle list, kept B from

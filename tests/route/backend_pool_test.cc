@@ -202,6 +202,77 @@ TEST(PoolState, NewGenerationKeepsHealthByIdentity) {
   EXPECT_EQ(st.counters(1).ejections, 1u);
 }
 
+// A reload between a half-open trial's pick and its verdict: the new
+// generation's state carried the trial in flight; the verdict, reported to
+// the old generation's state (the connection's), is carried over by
+// identity (carry_verdict). Before, the new state waited a cooldown for a
+// trial that would never report, and did not learn the backend was up (or
+// failed again).
+TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
+  const BackendPool old_pool = build_ok(spec_of(Algorithm::kLeastConn, {1, 1}));
+  // The backend at 10.0.0.1 is index 1 in the new pool (reordered).
+  PoolSpec reordered = spec_of(Algorithm::kLeastConn, {});
+  for (const char* a : {"10.0.0.2:443", "10.0.0.1:443", "10.0.0.7:443"}) reordered.backends.push_back({addr(a), 1, {}});
+  const BackendPool new_pool = build_ok(reordered);
+  const auto trial_then_reload = [&](PoolState& old_state, TriedSet& trial) {
+    fail_times(old_pool, old_state, 0, 3, 0);  // ejected until 10 s
+    EXPECT_EQ(old_pool.pick(old_state, {nullptr, {}, 10'000}, trial).value_or(kNoBackend), 0u);
+    EXPECT_TRUE(trial.trial());
+    return PoolState(new_pool, old_pool, old_state);
+  };
+  {  // up
+    PoolState old_state(old_pool);
+    TriedSet trial;
+    PoolState st = trial_then_reload(old_state, trial);
+    EXPECT_EQ(st.health(1, 10'001), BackendHealth::kHalfOpen) << "carried: the trial in flight";
+    old_pool.on_connect_ok(old_state, 0);
+    new_pool.carry_verdict(st, old_pool, 0, BackendPool::Verdict::kUp, trial, 10'002);
+    EXPECT_EQ(st.health(1, 10'002), BackendHealth::kUp);
+    EXPECT_EQ(st.counters(1).active, 0u) << "active counts are the generation's own";
+    EXPECT_EQ(st.health(0, 10'002), BackendHealth::kUp);
+    EXPECT_EQ(st.health(2, 10'002), BackendHealth::kUp);
+  }
+  {  // failed: ejected again from now
+    PoolState old_state(old_pool);
+    TriedSet trial;
+    PoolState st = trial_then_reload(old_state, trial);
+    old_pool.on_connect_fail(old_state, 0, 10'500);
+    new_pool.carry_verdict(st, old_pool, 0, BackendPool::Verdict::kFailed, trial, 10'500);
+    EXPECT_EQ(st.health(1, 20'499), BackendHealth::kEjected);
+    EXPECT_EQ(st.health(1, 20'500), BackendHealth::kHalfOpen);
+    EXPECT_EQ(st.counters(1).ejections, 1u) << "a new ejection, in this generation";
+    EXPECT_EQ(st.counters(1).connect_failures, 0u);
+    EXPECT_EQ(st.pool_counters().unbalanced_releases, 0u);
+  }
+  {  // the trial abandoned: another may go at once in the new generation
+    PoolState old_state(old_pool);
+    TriedSet trial;
+    PoolState st = trial_then_reload(old_state, trial);
+    TriedSet other;  // a pick that was not the trial changes nothing
+    new_pool.carry_verdict(st, old_pool, 0, BackendPool::Verdict::kAbandoned, other, 10'100);
+    TriedSet t1;
+    EXPECT_NE(new_pool.pick(st, {nullptr, {}, 10'100}, t1).value_or(kNoBackend), 1u) << "not the one on trial";
+    old_pool.on_abandon(old_state, 0, trial);
+    new_pool.carry_verdict(st, old_pool, 0, BackendPool::Verdict::kAbandoned, trial, 10'200);
+    TriedSet t2;
+    t2.add(0);
+    t2.add(2);
+    EXPECT_EQ(new_pool.pick(st, {nullptr, {}, 10'200}, t2).value_or(kNoBackend), 1u);
+    EXPECT_TRUE(t2.trial()) << "a new trial in the new generation";
+  }
+  {  // a state of another pool, or a backend the new pool lacks: nothing
+    PoolState old_state(old_pool);
+    TriedSet trial;
+    PoolState st = trial_then_reload(old_state, trial);
+    PoolState foreign(old_pool);
+    new_pool.carry_verdict(foreign, old_pool, 0, BackendPool::Verdict::kFailed, trial, 10'300);
+    EXPECT_EQ(foreign.counters(0).ejections, 0u);
+    const BackendPool elsewhere = build_ok(spec_of(Algorithm::kLeastConn, {1, 1, 1, 1, 1, 1, 1, 1, 1}));
+    new_pool.carry_verdict(st, elsewhere, 8, BackendPool::Verdict::kUp, trial, 10'300);
+    EXPECT_EQ(st.health(1, 10'300), BackendHealth::kHalfOpen);
+  }
+}
+
 TEST(PoolState, NewGenerationIgnoresAMismatchedPreviousState) {
   const BackendPool a = build_ok(spec_of(Algorithm::kRoundRobin, {1, 1}));
   const BackendPool b = build_ok(spec_of(Algorithm::kRoundRobin, {1, 1}));
