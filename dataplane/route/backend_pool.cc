@@ -368,13 +368,13 @@ Result<uint32_t, PickError> BackendPool::pick(PoolState& state, const PickContex
     fail_open = true;
   }
   PoolState::Backend& b = state.backends_[idx];
-  tried.set_trial(!fail_open && b.suspect);
   if (fail_open) {
     ++state.counters_.fail_open;
     ++b.counters.fail_open_picks;
   } else if (b.suspect) {
     b.trial_until_ms = ctx.now_ms + spec_.cooldown_ms;  // the half-open trial
   }
+  tried.set_trial(!fail_open && b.suspect, b.trial_until_ms);
   if (tried.attempts() > 0) ++state.counters_.retries;
   ++state.counters_.picks;
   ++b.counters.picks;
@@ -470,7 +470,9 @@ void BackendPool::on_abandon(PoolState& state, uint32_t idx, const TriedSet& tri
 
 void BackendPool::carry_verdict(PoolState& state, const BackendPool& from, uint32_t from_idx, Verdict v,
                                 const TriedSet& tried, uint64_t now_ms) const noexcept {
-  if (state.pool_id_ != id_ || &from == this || from_idx >= from.size()) return;
+  // (`from` may be this very pool: a generation made for a backend state
+  // change keeps unchanged pools, each generation with its own state.)
+  if (state.pool_id_ != id_ || from_idx >= from.size()) return;
   for (uint32_t i = 0; i < size(); ++i) {
     if (backend(i).id != from.backend(from_idx).id) continue;
     switch (v) {
@@ -481,7 +483,11 @@ void BackendPool::carry_verdict(PoolState& state, const BackendPool& from, uint3
         note_failure(state, i, now_ms);
         break;
       case Verdict::kAbandoned:
-        if (tried.trial()) state.backends_[i].trial_until_ms = 0;
+        // Only the trial carried over (the same deadline), not one this
+        // generation began itself meanwhile.
+        if (tried.trial() && state.backends_[i].trial_until_ms == tried.trial_until_ms()) {
+          state.backends_[i].trial_until_ms = 0;
+        }
         break;
     }
     return;

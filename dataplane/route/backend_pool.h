@@ -193,10 +193,18 @@ class TriedSet {
   // Whether the last pick made through this set was a backend's half-open
   // trial (on_abandon ends the trial only for that connection).
   bool trial() const noexcept { return trial_; }
-  void set_trial(bool t) noexcept { trial_ = t; }
+  // The trial's deadline as its pick set it: a generation that carried the
+  // trial over holds the same one (carry_verdict ends only that trial, not
+  // one the generation began itself).
+  uint64_t trial_until_ms() const noexcept { return trial_until_ms_; }
+  void set_trial(bool t, uint64_t until_ms = 0) noexcept {
+    trial_ = t;
+    trial_until_ms_ = t ? until_ms : 0;
+  }
 
  private:
   uint64_t mask_ = 0;
+  uint64_t trial_until_ms_ = 0;
   bool trial_ = false;
 };
 

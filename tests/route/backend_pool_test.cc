@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -259,6 +260,39 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     t2.add(2);
     EXPECT_EQ(new_pool.pick(st, {nullptr, {}, 10'200}, t2).value_or(kNoBackend), 1u);
     EXPECT_TRUE(t2.trial()) << "a new trial in the new generation";
+  }
+  {  // a generation made for a backend state change keeps the pool object
+     // itself (each generation has its own state): the verdict is carried
+    const auto shared = std::make_shared<const BackendPool>(build_ok(spec_of(Algorithm::kLeastConn, {1})));
+    PoolState a(*shared);
+    fail_times(*shared, a, 0, 3, 0);
+    TriedSet trial;
+    ASSERT_EQ(shared->pick(a, {nullptr, {}, 10'000}, trial).value_or(kNoBackend), 0u);
+    PoolState b(*shared, *shared, a);
+    shared->on_connect_ok(a, 0);
+    shared->carry_verdict(b, *shared, 0, BackendPool::Verdict::kUp, trial, 10'001);
+    EXPECT_EQ(b.health(0, 10'001), BackendHealth::kUp);
+  }
+  {  // an abandoned trial of the old generation begun after the reload does
+     // not end the trial the new generation began itself
+    PoolState a(old_pool);
+    fail_times(old_pool, a, 0, 3, 0);
+    PoolState b(new_pool, old_pool, a);  // 10.0.0.1 is index 1 there
+    TriedSet own;
+    own.add(0);
+    own.add(2);
+    ASSERT_EQ(new_pool.pick(b, {nullptr, {}, 10'000}, own).value_or(kNoBackend), 1u);
+    ASSERT_TRUE(own.trial());
+    TriedSet late;  // a retry in the old generation, after the reload
+    ASSERT_EQ(old_pool.pick(a, {nullptr, {}, 10'001}, late).value_or(kNoBackend), 0u);
+    ASSERT_TRUE(late.trial());
+    old_pool.on_abandon(a, 0, late);
+    new_pool.carry_verdict(b, old_pool, 0, BackendPool::Verdict::kAbandoned, late, 10'002);
+    TriedSet next;
+    next.add(0);
+    next.add(2);
+    ASSERT_EQ(new_pool.pick(b, {nullptr, {}, 10'003}, next).value_or(kNoBackend), 1u);
+    EXPECT_FALSE(next.trial()) << "a fail-open pick: the new generation's own trial is still in flight";
   }
   {  // a state of another pool, or a backend the new pool lacks: nothing
     PoolState old_state(old_pool);
