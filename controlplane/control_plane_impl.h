@@ -605,23 +605,34 @@ struct ControlPlane::Impl {
     ReloadOutcome outcome;
     auto next = validate_text(config_text, cfg.path, outcome);
     rescan_pending = !next;
+    rescanned_in_pass = true;
     apply_next(std::move(next), why, outcome, 0, true);
   }
   bool rescan_pending = false;
+  // One rescan per batch of settled paths (a burst of events is not as many
+  // scans of every certificate).
+  bool rescanned_in_pass = false;
+
+  // Every path whose events settled: reload_path each.
+  void reload_settled(const std::vector<std::string>& paths) {
+    rescanned_in_pass = false;
+    for (const auto& path : paths) reload_path(path);
+  }
 
   // One changed path: reload exactly the certificates it concerns.
   void reload_path(const std::string& path) {
     if (path == "*") {
-      rescan_certificates("inotify: a watched directory went, or events were lost");
+      if (!rescanned_in_pass) rescan_certificates("inotify: a watched directory went, or events were lost");
       return;
     }
-    if (rescan_pending) {
-      rescan_certificates("a file changed after a refused rescan");
-      return;
-    }
+    if (rescan_pending && !rescanned_in_pass) rescan_certificates("a file changed after a refused rescan");
+    // A rescan in this pass that was refused leaves this path's own reload
+    // to do: one certificate that does not load must not hold the others
+    // (or the ticket keys) back.
+    if (rescanned_in_pass && !rescan_pending) return;
     for (const auto& d : cfg.certificate_dirs) {
       if (path == d.path) {
-        rescan_certificates("inotify: a certificate directory was replaced");
+        if (!rescanned_in_pass) rescan_certificates("inotify: a certificate directory was replaced");
         return;
       }
     }
@@ -1261,7 +1272,7 @@ struct ControlPlane::Impl {
       if (it.checked() && it.next_fetch <= now) start_fetch(it);
       reevaluate(it, now);
     }
-    for (const auto& path : debounce.take_settled(std::chrono::steady_clock::now())) reload_path(path);
+    reload_settled(debounce.take_settled(std::chrono::steady_clock::now()));
     bgp_tick();
   }
 

@@ -27,8 +27,9 @@
 #    it share the directory's watch. Neither is a reload (generation
 #    unchanged).
 # 8. A rescan refused (a named certificate in the new target that does not
-#    load: expired) is tried again at the next file change: fixed, the new
-#    target's directory certificates are served.
+#    load: expired) is tried again at the next file change (once per batch
+#    of changes), without holding back other files' own reloads: fixed, the
+#    new target's directory certificates are served.
 source "$(dirname "$0")/lib.sh"
 e2e_begin cert_rotation 120
 make_pki a.test c.sites.test d.sites.test E.sites.test e.sites.test f.swap.test g.swap.test h.swap.test \
@@ -280,6 +281,16 @@ ref0=$(log_count '"event":"rescan_refused"')
 ln -s v3 "$T/live.tmp"; mv -T "$T/live.tmp" "$T/live"
 check "8. a rescan with an expired named certificate: rescan_refused" wait_log_count '"event":"rescan_refused"' $((ref0 + 1)) 5
 check "   n.link.test not served yet" refused n.link.test
+# Meanwhile files change elsewhere: each is still reloaded on its own (the
+# refused rescan, tried again, holds nothing back), and a burst of them is
+# not as many rescans of every certificate.
+resc8=$(log_count '"event":"certificates_rescanned"')
+cp "$PKI/d.sites.test.pem" "$PKI/d.sites.test.key" "$T/sites/"
+for i in $(seq 1 30); do echo x >"$T/sites/junk$i.txt"; done
+check "   meanwhile a directory certificate dropped in is served" wait_for 5 served d.sites.test
+sleep 1
+rescans=$(( $(log_count '"event":"certificates_rescanned"') - resc8 ))
+check "   a burst of 32 files: at most a few rescans ($rescans)" test "$rescans" -le 3
 cp "$PKI/m.link.test.pem" "$T/v3/.m.crt.new"; cp "$PKI/m.link.test.key" "$T/v3/.m.k.new"
 mv "$T/v3/.m.k.new" "$T/v3/m.link.test.k"; mv "$T/v3/.m.crt.new" "$T/v3/m.link.test.crt"
 check "   the named certificate fixed: the rescan is tried again, n.link.test served" wait_for 5 served n.link.test
