@@ -221,6 +221,12 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     EXPECT_TRUE(trial.trial());
     return PoolState(new_pool, old_pool, old_state);
   };
+  // A pick in the new generation that may only take 10.0.0.1 (index 1).
+  const auto pick_only_1 = [&](PoolState& st, uint64_t now, TriedSet& t) {
+    t.add(0);
+    t.add(2);
+    return new_pool.pick(st, {nullptr, {}, now}, t).value_or(kNoBackend);
+  };
   {  // up
     PoolState old_state(old_pool);
     TriedSet trial;
@@ -256,9 +262,7 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     old_pool.on_abandon(old_state, 0, trial);
     new_pool.carry_verdict(st, old_pool, 0, BackendPool::Verdict::kAbandoned, trial, 10'200);
     TriedSet t2;
-    t2.add(0);
-    t2.add(2);
-    EXPECT_EQ(new_pool.pick(st, {nullptr, {}, 10'200}, t2).value_or(kNoBackend), 1u);
+    EXPECT_EQ(pick_only_1(st, 10'200, t2), 1u);
     EXPECT_TRUE(t2.trial()) << "a new trial in the new generation";
   }
   {  // a generation made for a backend state change keeps the pool object
@@ -279,9 +283,7 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     fail_times(old_pool, a, 0, 3, 0);
     PoolState b(new_pool, old_pool, a);  // 10.0.0.1 is index 1 there
     TriedSet own;
-    own.add(0);
-    own.add(2);
-    ASSERT_EQ(new_pool.pick(b, {nullptr, {}, 10'000}, own).value_or(kNoBackend), 1u);
+    ASSERT_EQ(pick_only_1(b, 10'000, own), 1u);
     ASSERT_TRUE(own.trial());
     TriedSet late;  // a retry in the old generation, after the reload
     ASSERT_EQ(old_pool.pick(a, {nullptr, {}, 10'001}, late).value_or(kNoBackend), 0u);
@@ -289,9 +291,7 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     old_pool.on_abandon(a, 0, late);
     new_pool.carry_verdict(b, old_pool, 0, BackendPool::Verdict::kAbandoned, late, 10'002);
     TriedSet next;
-    next.add(0);
-    next.add(2);
-    ASSERT_EQ(new_pool.pick(b, {nullptr, {}, 10'003}, next).value_or(kNoBackend), 1u);
+    ASSERT_EQ(pick_only_1(b, 10'003, next), 1u);
     EXPECT_FALSE(next.trial()) << "a fail-open pick: the new generation's own trial is still in flight";
   }
   {  // a state of another pool, or a backend the new pool lacks: nothing
