@@ -594,7 +594,10 @@ struct ControlPlane::Impl {
     // A fresh watcher, everything watched where it now is: a directory's
     // watch stays on the inode it was put on (one replaced, or a link to it
     // swapped), also when a file watched in it shares that watch. What the
-    // old one had pending is looked at by this scan.
+    // old one has pending is taken first (its paths come back settled: a
+    // refused scan must not lose them).
+    last_rescan = std::chrono::steady_clock::now();
+    if (watch) on_file_events();
     if (auto w = FileWatch::create(); w) {
       watch.emplace(std::move(*w));
     } else {
@@ -609,9 +612,22 @@ struct ControlPlane::Impl {
     apply_next(std::move(next), why, outcome, 0, true);
   }
   bool rescan_pending = false;
-  // One rescan per batch of settled paths (a burst of events is not as many
-  // scans of every certificate).
+  // One rescan per batch of settled paths, and at most one a second (a
+  // burst of events, or a trickle while a refused rescan is retried, is
+  // not as many scans of every certificate).
   bool rescanned_in_pass = false;
+  std::chrono::steady_clock::time_point last_rescan{};
+  // A rescan now, or, within a second of the last one, once that second is
+  // over (the debouncer's "*" brings it back).
+  void rescan_or_defer(const char* why) {
+    if (rescanned_in_pass) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (last_rescan != std::chrono::steady_clock::time_point{} && now - last_rescan < std::chrono::seconds(1)) {
+      debounce.note("*", now);
+      return;
+    }
+    rescan_certificates(why);
+  }
 
   // Every path whose events settled: reload_path each.
   void reload_settled(const std::vector<std::string>& paths) {
@@ -622,17 +638,17 @@ struct ControlPlane::Impl {
   // One changed path: reload exactly the certificates it concerns.
   void reload_path(const std::string& path) {
     if (path == "*") {
-      if (!rescanned_in_pass) rescan_certificates("inotify: a watched directory went, or events were lost");
+      rescan_or_defer("inotify: a watched directory went, or events were lost");
       return;
     }
-    if (rescan_pending && !rescanned_in_pass) rescan_certificates("a file changed after a refused rescan");
+    if (rescan_pending) rescan_or_defer("a file changed after a refused rescan");
     // A rescan in this pass that was refused leaves this path's own reload
     // to do: one certificate that does not load must not hold the others
     // (or the ticket keys) back.
     if (rescanned_in_pass && !rescan_pending) return;
     for (const auto& d : cfg.certificate_dirs) {
       if (path == d.path) {
-        if (!rescanned_in_pass) rescan_certificates("inotify: a certificate directory was replaced");
+        rescan_or_defer("inotify: a certificate directory was replaced");
         return;
       }
     }

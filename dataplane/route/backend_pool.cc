@@ -201,6 +201,7 @@ PoolState::PoolState(const BackendPool& pool, const BackendPool& previous_pool,
       to.eject_until_ms = from.eject_until_ms;
       to.last_failure_ms = from.last_failure_ms;
       to.trial_until_ms = from.trial_until_ms;
+      to.trial_id = from.trial_id;
       to.consecutive_failures = from.consecutive_failures;
       to.suspect = from.suspect;
       break;
@@ -373,8 +374,12 @@ Result<uint32_t, PickError> BackendPool::pick(PoolState& state, const PickContex
     ++b.counters.fail_open_picks;
   } else if (b.suspect) {
     b.trial_until_ms = ctx.now_ms + spec_.cooldown_ms;  // the half-open trial
+    // Numbered across every pool state of the process (the workers' and
+    // lcores' threads pick at once: an atomic; trials are rare).
+    static std::atomic<uint64_t> trials{0};
+    b.trial_id = trials.fetch_add(1, std::memory_order_relaxed) + 1;
   }
-  tried.set_trial(!fail_open && b.suspect, b.trial_until_ms);
+  tried.set_trial(!fail_open && b.suspect, b.trial_id);
   if (tried.attempts() > 0) ++state.counters_.retries;
   ++state.counters_.picks;
   ++b.counters.picks;
@@ -485,7 +490,7 @@ void BackendPool::carry_verdict(PoolState& state, const BackendPool& from, uint3
       case Verdict::kAbandoned:
         // Only the trial carried over (the same deadline), not one this
         // generation began itself meanwhile.
-        if (tried.trial() && state.backends_[i].trial_until_ms == tried.trial_until_ms()) {
+        if (tried.trial() && state.backends_[i].trial_id == tried.trial_id()) {
           state.backends_[i].trial_until_ms = 0;
         }
         break;

@@ -193,18 +193,19 @@ class TriedSet {
   // Whether the last pick made through this set was a backend's half-open
   // trial (on_abandon ends the trial only for that connection).
   bool trial() const noexcept { return trial_; }
-  // The trial's deadline as its pick set it: a generation that carried the
-  // trial over holds the same one (carry_verdict ends only that trial, not
-  // one the generation began itself).
-  uint64_t trial_until_ms() const noexcept { return trial_until_ms_; }
-  void set_trial(bool t, uint64_t until_ms = 0) noexcept {
+  // The trial's number, unique in the process, as its pick set it: a
+  // generation that carried the trial over holds the same one
+  // (carry_verdict ends only that trial, not one the generation began
+  // itself, even in the same millisecond).
+  uint64_t trial_id() const noexcept { return trial_id_; }
+  void set_trial(bool t, uint64_t id = 0) noexcept {
     trial_ = t;
-    trial_until_ms_ = t ? until_ms : 0;
+    trial_id_ = t ? id : 0;
   }
 
  private:
   uint64_t mask_ = 0;
-  uint64_t trial_until_ms_ = 0;
+  uint64_t trial_id_ = 0;
   bool trial_ = false;
 };
 
@@ -259,6 +260,7 @@ class PoolState {
     uint64_t eject_until_ms = 0;  // meaningful while suspect
     uint64_t last_failure_ms = 0;
     uint64_t trial_until_ms = 0;  // half-open trial in flight until then
+    uint64_t trial_id = 0;        // that trial's number (TriedSet::trial_id)
     uint32_t consecutive_failures = 0;
     bool suspect = false;  // ejected or half-open: not yet back up
     BackendCounters counters;

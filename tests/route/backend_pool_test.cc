@@ -285,8 +285,8 @@ TEST(PoolState, AVerdictOfAnOlderGenerationIsCarriedToTheNewOne) {
     TriedSet own;
     ASSERT_EQ(pick_only_1(b, 10'000, own), 1u);
     ASSERT_TRUE(own.trial());
-    TriedSet late;  // a retry in the old generation, after the reload
-    ASSERT_EQ(old_pool.pick(a, {nullptr, {}, 10'001}, late).value_or(kNoBackend), 0u);
+    TriedSet late;  // a retry in the old generation, after the reload (the same millisecond)
+    ASSERT_EQ(old_pool.pick(a, {nullptr, {}, 10'000}, late).value_or(kNoBackend), 0u);
     ASSERT_TRUE(late.trial());
     old_pool.on_abandon(a, 0, late);
     new_pool.carry_verdict(b, old_pool, 0, BackendPool::Verdict::kAbandoned, late, 10'002);
