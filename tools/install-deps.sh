@@ -22,6 +22,7 @@ PACKAGES=(
   kmod cpio                         # its modules (depmod, modprobe) and initramfs
   prometheus                        # promtool: the /metrics test (its service is not started)
   iproute2 iputils-ping hping3 ethtool  # the dpdk front's namespace tests (ip netns, ping, a bounded SYN flood, offloads off)
+  nginx                             # e2e.dpdk_load's TLS backend (the test runs its own, stopped by PID)
   bird2                             # scale-out: BGP announcements of the VIPs (tests/e2e/test_bgp.sh, unit tests)
   chromium nodejs                   # the status page's browser test (headless, driven by playwright-core)
   sslscan                           # the TLS configuration scan (tests/e2e/test_tls_scan.sh)
