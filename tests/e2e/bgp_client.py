@@ -149,8 +149,14 @@ def load(vip, port, ca, count, concurrency, progress):
             try:
                 raw = connect(vip, port)
             except OSError as e:
+                # A reset while connecting is a connection the router's change
+                # of next hops cut in flight (its SYN went to one node, its
+                # ACK to the other, which has no such connection and resets
+                # it before connect() returns): counted with the later cuts.
+                # Refused or unanswered is a failure of the nodes.
+                cut = isinstance(e, ConnectionResetError)
                 with lock:
-                    state["connect_failures"] += 1
+                    state["later_failures" if cut else "connect_failures"] += 1
                     state["done"] += 1
                     state["errors"].append("connect: %s" % e)
                 continue
