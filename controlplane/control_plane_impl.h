@@ -979,19 +979,15 @@ struct ControlPlane::Impl {
   // configuration is not sent again.
   void apply_next(std::optional<NextConfig> next, const char* why, ReloadOutcome& outcome, uint64_t asked = 0,
                   bool rescan = false) {
-    if (!next && rescan) {
-      JsonWriter w;
-      w.begin_object().field("event", "rescan_refused").field("level", "error").field("reason", why).key("errors").begin_array();
-      for (const auto& e : outcome.errors) w.value(e);
-      event(w.end_array().end_object().take());
-      return;
-    }
     if (!next) {
-      ++reloads_refused;
       JsonWriter w;
-      w.begin_object().field("event", "reload_refused").field("reason", why).key("errors").begin_array();
+      w.begin_object().field("event", rescan ? "rescan_refused" : "reload_refused");
+      if (rescan) w.field("level", "error");
+      w.field("reason", why).key("errors").begin_array();
       for (const auto& e : outcome.errors) w.value(e);
       event(w.end_array().end_object().take());
+      if (rescan) return;
+      ++reloads_refused;
       // No segment will answer this reload: the dataplane hears so, and
       // tells systemd that the configuration in service stays.
       if (sock >= 0 && attached) {
