@@ -619,9 +619,11 @@ class Loader {
       }
     }
     if (const toml::table* t = section(root, "limits")) {
-      only_keys(*t, "limits", {"connections_per_worker", "connect_retries", "memory_per_worker_mb"});
+      only_keys(*t, "limits", {"connections_per_worker", "connect_retries", "memory_per_worker_mb",
+                               "connections_per_client"});
       get_uint(*t, "limits", "connections_per_worker", cfg.limits.connections_per_worker, 1, 1'000'000);
       get_uint(*t, "limits", "connect_retries", cfg.limits.connect_retries, 0, 16);
+      get_uint(*t, "limits", "connections_per_client", cfg.limits.connections_per_client, 0, 1'000'000);
       get_uint(*t, "limits", "memory_per_worker_mb", cfg.limits.memory_per_worker_mb, 1, 1'048'576);
     }
     if (const toml::table* t = section(root, "control")) {

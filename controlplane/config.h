@@ -97,6 +97,9 @@
 //                                        # stream passed on); 0: end the connection with it
 //   [workers]  count = 2, cpus = [0, 1]
 //   [limits]   connections_per_worker = 16384, connect_retries = 2, memory_per_worker_mb = 1024
+//              connections_per_client = 0   # open connections of one client address (IPv4; IPv6: its /64)
+//                                           # over all workers, the PROXY header's address where one is
+//                                           # read; more are closed at once; 0 = no limit
 //   [bgp]      enabled = false            # announce the VIPs through BIRD (controlplane/bgp.h)
 //              birdc = "birdc"              # the BIRD client run as `birdc -s SOCKET configure`
 //              socket = "/run/bird/bird.ctl"
@@ -359,6 +362,7 @@ struct DpdkConfig {
 struct LimitsConfig {
   uint32_t connections_per_worker = 16'384;
   uint32_t connect_retries = 2;
+  uint32_t connections_per_client = 0;  // 0: no limit
   // What a worker's connection buffers (relay queues) may hold, MiB; above
   // it new connections are refused at accept.
   uint32_t memory_per_worker_mb = 1024;

@@ -511,6 +511,7 @@ constexpr std::string_view kScript = R"lode(
     ['no_certificate', 'no certificate for the name'], ['cert_withheld', 'certificate withheld'],
     ['hello_errors', 'malformed ClientHello'], ['hello_not_tls', 'not TLS'], ['hello_timeouts', 'hello timeout'],
     ['handshake_errors', 'TLS handshake failed'], ['refused_over_limit', 'worker at its connection cap'],
+    ['refused_client_limit', 'client address at its connection limit'],
     ['backend_connect_errors', 'backend connect failed'], ['backend_tls_errors', 'backend TLS failed'],
     ['resets', 'aborted or reset'], ['idle_timeouts', 'idle timeout'],
     ['half_closed_timeouts', 'half-closed timeout'],

@@ -78,6 +78,9 @@ struct Limits {
   uint32_t connections_per_worker = 16'384;
   uint32_t connect_retries = 2;
   uint64_t memory_per_worker = 1024ull << 20;  // bytes of connection buffers
+  // Open connections of one client address (IPv4, IPv6 /64) over all
+  // workers; 0: no limit.
+  uint32_t connections_per_client = 0;
 };
 
 struct Runtime {

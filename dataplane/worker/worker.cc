@@ -222,6 +222,7 @@ struct Conn {
   bool backend_picked = false;  // picked and not yet reported as failed
   bool backend_verdict = false;  // on_connect_ok reported for the pick
   bool routed = false;          // counted in the route's series (active until freed)
+  ClientCounts::Hold client_hold;  // counted under its client address until freed
   stats::BackendSeries* backend_series = nullptr;  // of the picked backend, while picked
   uint64_t t_handshake_start_us = 0;
   __kernel_timespec connect_ts{};
@@ -605,6 +606,7 @@ struct Worker::Impl {
   // Bytes the connections' buffers hold now (ByteQueue charges it); declared
   // before `conns`, which refund it as they go.
   uint64_t buffered_bytes = 0;
+  std::unique_ptr<ClientCounts> own_client_counts;  // without opt.client_counts, once a limit is set
   std::vector<Conn> conns;
   std::vector<uint32_t> free_slots;
   uint32_t active = 0;
@@ -967,8 +969,12 @@ struct Worker::Impl {
       len = sizeof c.local.storage;
       if (getsockname(fd, reinterpret_cast<sockaddr*>(&c.local.storage), &len) == 0) c.local.len = len;
     }
-    if (!may_send_proxy_header(c.wrt->rt->listeners[c.listener], c.peer)) {
-      bump(stats.proxy_errors);
+    const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
+    // Without a PROXY header the peer is the client: counted now. (With one,
+    // once the header has named it: on_proxy_header.)
+    const bool proxy_refused = !may_send_proxy_header(l, c.peer);
+    if (proxy_refused || (l.proxy == ProxyAccept::kNone && !admit_client(c))) {
+      if (proxy_refused) bump(stats.proxy_errors);
       c.used = false;
       c.wrt.reset();
       free_slots.push_back(i);
@@ -976,7 +982,6 @@ struct Worker::Impl {
       return;
     }
     // TCP_NODELAY: inherited from the listener (open_listener).
-    const ListenerRuntime& l = c.wrt->rt->listeners[c.listener];
     if (l.proxy != ProxyAccept::kNone) {
       c.phase = Phase::kProxyHeader;
       c.proxy_parser = std::make_unique<proxy::ProxyHeaderParser>();
@@ -1040,6 +1045,7 @@ struct Worker::Impl {
     // on_connect_ok) or on_abandon (before any verdict).
     if (c.backend_picked) end_pick(c);
     if (c.routed) drop(c.client.route->active);
+    if (c.client_hold.held) client_table().release(c.client_hold);
     for (Side* s : {&c.client, &c.backend}) {
       if (s->ssl != nullptr) SSL_free(s->ssl);
       s->ssl = nullptr;
@@ -1138,6 +1144,23 @@ struct Worker::Impl {
     log_buf.clear();
   }
 
+  // [limits] connections_per_client: the table shared by the workers, or
+  // this worker's own.
+  ClientCounts& client_table() {
+    if (opt.client_counts != nullptr) return *opt.client_counts;
+    if (!own_client_counts) own_client_counts = std::make_unique<ClientCounts>();
+    return *own_client_counts;
+  }
+  // One more connection of c.peer's address, if within the limit (counted
+  // until the connection is freed); false: refused (counted).
+  bool admit_client(Conn& c) {
+    const uint32_t limit = c.wrt->rt->limits.connections_per_client;
+    if (limit == 0) return true;
+    if (client_table().admit(c.peer.sa(), c.peer.len, limit, c.client_hold)) return true;
+    bump(stats.refused_client_limit);
+    return false;
+  }
+
   // ---------------------------------------------------------- hello
   void on_proxy_header(Conn& c) {
     const ParseStatus st = c.proxy_parser->parse(c.client.in.front());
@@ -1173,6 +1196,10 @@ struct Worker::Impl {
         c.local.storage = ss;
         c.local.len = dlen;
       }
+    }
+    if (!admit_client(c)) {
+      close_conn(c, "client_limit", true);
+      return;
     }
     // The PROXY header is not part of the TLS stream.
     c.client.in.consume(h.header_len);

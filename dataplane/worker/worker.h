@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dataplane/control/snapshot_state.h"
+#include "dataplane/worker/client_counts.h"
 #include "dataplane/worker/runtime.h"
 #include "dataplane/worker/stats.h"
 #include "lodestone/result.h"
@@ -53,6 +54,10 @@ struct WorkerOptions {
   // This worker's per-route and per-backend series (indexed by the slots in
   // the runtime); null: not counted.
   stats::RouteSeries* route_series = nullptr;
+  // Open connections per client address, shared by every worker of the
+  // process ([limits] connections_per_client); null: the worker's own,
+  // made when a limit is first configured.
+  ClientCounts* client_counts = nullptr;
   stats::BackendSeries* backend_series = nullptr;
   // Every worker's route series (this one's included), read to enforce a
   // route's max_connections over all workers: the sum of their open gauges

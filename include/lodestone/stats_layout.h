@@ -103,6 +103,7 @@ namespace lode::stats {
   X(refused_route_full, counter, "connections reset after the hello: their route at its max_connections") \
   X(accept_emfile, counter, "accepts failed for want of descriptors (EMFILE, ENFILE; also in accept_errors)") \
   X(refused_memory, counter, "connections refused at accept: the worker's buffers above memory_per_worker_mb") \
+  X(refused_client_limit, counter, "connections refused: their client address at connections_per_client") \
   X(buffered_bytes, gauge, "bytes the worker's connection buffers hold (relay queues)")             \
   X(pipes_created, counter, "splice pipe pairs created (pipe2)")                                   \
   X(pipes_reused, counter, "splice pipe pairs taken from the worker's pool of drained ones")   \
@@ -351,7 +352,7 @@ inline constexpr std::array kFrontCounters = {LODE_FRONT_COUNTERS(LODE_FRONT_INF
 inline constexpr size_t kFrontCounterCount = kFrontCounters.size();
 
 inline constexpr std::array<char, 8> kStatsMagic = {'L', 'O', 'D', 'E', 'S', 'T', 'A', 'T'};
-inline constexpr uint32_t kStatsLayoutVersion = 21;
+inline constexpr uint32_t kStatsLayoutVersion = 22;
 inline constexpr uint32_t kMaxWorkers = 4096;
 inline constexpr uint32_t kRouteSlots = 4096;
 inline constexpr uint32_t kBackendSlots = 4096;

@@ -58,6 +58,7 @@ cpus = [0, 1]
 
 [limits]
 connections_per_worker = 100
+connections_per_client = 64
 
 [log]
 access = "off"
@@ -116,6 +117,7 @@ TEST(Config, LoadsEverySection) {
   EXPECT_EQ(c.workers.count, 2u);
   EXPECT_EQ(c.workers.cpus, (std::vector<int>{0, 1}));
   EXPECT_EQ(c.limits.connections_per_worker, 100u);
+  EXPECT_EQ(c.limits.connections_per_client, 64u);
   EXPECT_EQ(c.access_log, "off");
 }
 
@@ -426,12 +428,14 @@ idle = 5
 cpus = [0, -1]
 [limits]
 connect_retries = 99
+connections_per_client = 1000001
 )");
   EXPECT_NE(e.find("tls: expected a table ([tls])"), std::string::npos) << e;
   EXPECT_NE(e.find("timeouts.hello_ms: expected an integer in 100..600000"), std::string::npos) << e;
   EXPECT_NE(e.find("timeouts.idle: unknown key"), std::string::npos) << e;
   EXPECT_NE(e.find("workers.cpus[1]: expected a CPU number"), std::string::npos) << e;
   EXPECT_NE(e.find("limits.connect_retries: expected an integer in 0..16"), std::string::npos) << e;
+  EXPECT_NE(e.find("limits.connections_per_client: expected an integer in 0..1000000"), std::string::npos) << e;
   const std::string v = errors_of(R"(
 [[listener]]
 listen = ["127.0.0.1:1"]

@@ -4,6 +4,10 @@
 #    held open, a fourth is reset after its hello (refused_route_full, access
 #    log "route_full"), the three held ones still answer, and once they close
 #    the route takes connections again. Another route is not capped.
+# 1b. [limits] connections_per_client = 4 over two workers: ten connections
+#    of 127.0.0.1, four held and six closed at accept whichever worker took
+#    them (one table for the process), counted (refused_client_limit);
+#    another client address is served meanwhile.
 # 2. File descriptors exhausted: the dataplane started with RLIMIT_NOFILE 48,
 #    then more clients than that:
 #    accepts fail with EMFILE and are counted (accept_errors), the worker backs
@@ -90,6 +94,40 @@ touch "$T/go1"
 check "the three held connections still answer" wait_for 15 grep -q "ok=3" "$T/hold1.out"
 wait "$HOLD" 2>/dev/null
 check "closed: route a takes connections again" wait_for 10 bash -c "$(declare -f lcurl); PKI=$PKI; lcurl a.test $P | grep -q backend=app"
+kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
+
+# ---------------------------------------------------------------- 1b. per client
+cp "$T/lode.toml" "$T/lode-client.toml"
+printf '[limits]\nconnections_per_client = 4\n' >>"$T/lode-client.toml"
+start_lodestone "$T/lode-client.toml" --workers 2
+python3 - "$P" "$T/go1b" >"$T/client.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+port, go = int(sys.argv[1]), sys.argv[2]
+socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+time.sleep(1.0)
+alive = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        alive += s.recv(1) != b""  # data: not expected before a hello
+    except BlockingIOError:
+        alive += 1  # nothing yet: still open
+    except OSError:
+        pass  # reset
+print("alive=%d" % alive, flush=True)
+end = time.time() + 30
+while not os.path.exists(go) and time.time() < end: time.sleep(0.05)
+for s in socks: s.close()
+print("closed", flush=True)
+PY
+CL=$!; PIDS+=("$CL")
+check "ten connections of one address: four held" wait_for 15 grep -q "alive=4" "$T/client.out"
+echo "  ($(grep alive= "$T/client.out"))"
+check "  ... six refused: refused_client_limit" wait_stat refused_client_limit 6 5
+assert_contains "another client address is served" "$(lcurl b.test "$P" --interface 127.0.0.2)" "backend=app"
+touch "$T/go1b"
+wait "$CL" 2>/dev/null
+check "gone: the address is served again" wait_for 10 bash -c "$(declare -f lcurl); PKI=$PKI; lcurl b.test $P | grep -q backend=app"
 kill -TERM "$LPID"; wait "$LPID" 2>/dev/null
 
 # ---------------------------------------------------------------- 2. EMFILE

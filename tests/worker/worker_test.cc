@@ -808,6 +808,93 @@ TEST_F(WorkerTest, IpLiteralSniTakesTheDefaultRoute) {
   EXPECT_EQ(stats().sni_ip_literal.load(), 1u);
 }
 
+// [limits] connections_per_client: a client address's connections over the
+// limit are closed at accept; other addresses, and the same one once a
+// connection has gone, are served.
+TEST_F(WorkerTest, OneClientAddressHoldsAtMostItsLimit) {
+  EchoBackend backend;
+  start(backend.port(), "[limits]\nconnections_per_client = 2\n");
+  const int a = connect_to(port_);
+  const int b = connect_to(port_);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(100ms);
+  const int over = connect_to(port_);
+  const Drained d = drain(over, 2000ms);
+  close(over);
+  EXPECT_TRUE(d.eof || d.reset) << "the third connection of 127.0.0.1 must be closed at once";
+  EXPECT_EQ(stats().refused_client_limit.load(), 1u);
+  // Another client address is served meanwhile.
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const std::string echoed(hello.begin(), hello.end());
+  const int other = connect_to(port_, "127.0.0.2");
+  ASSERT_GE(other, 0);
+  send(other, hello.data(), hello.size(), 0);
+  shutdown(other, SHUT_WR);
+  EXPECT_EQ(drain(other).bytes, echoed);
+  close(other);
+  // One of 127.0.0.1's ends: its place is free again.
+  send(a, hello.data(), hello.size(), 0);
+  shutdown(a, SHUT_WR);
+  EXPECT_EQ(drain(a).bytes, echoed);
+  close(a);
+  ASSERT_TRUE(wait_log(2));
+  const int again = connect_to(port_);
+  send(again, hello.data(), hello.size(), 0);
+  shutdown(again, SHUT_WR);
+  EXPECT_EQ(drain(again).bytes, echoed);
+  close(again);
+  close(b);
+  EXPECT_EQ(stats().refused_client_limit.load(), 1u);
+}
+
+// Behind a PROXY header the client is the header's source address: the
+// limit counts those, not the load balancer's one address.
+TEST_F(WorkerTest, TheClientLimitCountsTheProxyHeadersAddress) {
+  EchoBackend backend;
+  listener_extra_ = "proxy_protocol = \"v1\"\n";
+  start(backend.port(), "[limits]\nconnections_per_client = 1\n");
+  const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
+  const std::string echoed(hello.begin(), hello.end());
+  const auto wire = [&](const char* client) {
+    std::string w = std::string("PROXY TCP4 ") + client + " 198.51.100.1 51000 443\r\n";
+    w.append(hello.begin(), hello.end());
+    return w;
+  };
+  // 203.0.113.7's first connection is held open: its header and the first
+  // bytes of its hello sent (the echo backend serves one connection at a
+  // time: this one reaches it last).
+  const int held = connect_to(port_);
+  const std::string w1 = wire("203.0.113.7");
+  const size_t part = w1.size() - hello.size() + 10;
+  send(held, w1.data(), part, 0);
+  std::this_thread::sleep_for(100ms);
+  // Its second is reset after the header; another client behind the same
+  // balancer (the same peer address) is served.
+  const int second = connect_to(port_);
+  send(second, w1.data(), w1.size(), 0);
+  shutdown(second, SHUT_WR);
+  const Drained d = drain(second);
+  close(second);
+  EXPECT_TRUE(d.bytes.empty());
+  EXPECT_EQ(stats().refused_client_limit.load(), 1u);
+  const int other = connect_to(port_);
+  const std::string w2 = wire("203.0.113.8");
+  send(other, w2.data(), w2.size(), 0);
+  shutdown(other, SHUT_WR);
+  EXPECT_EQ(drain(other).bytes, echoed);
+  close(other);
+  // The held one goes on.
+  send(held, w1.data() + part, w1.size() - part, 0);
+  shutdown(held, SHUT_WR);
+  EXPECT_EQ(drain(held).bytes, echoed);
+  close(held);
+  ASSERT_TRUE(wait_log(3));
+  bool logged = false;
+  for (const std::string& line : log()) logged |= has(line, "client_limit") && has(line, "203.0.113.7");
+  EXPECT_TRUE(logged) << "the refusal is logged with the header's client";
+}
+
 TEST_F(WorkerTest, ConnectionsAboveTheCapAreRefusedCheaply) {
   EchoBackend backend;
   start(backend.port(), "[limits]\nconnections_per_worker = 2\n");

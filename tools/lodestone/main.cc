@@ -330,6 +330,7 @@ struct Dataplane {
   std::shared_ptr<lode::tls::TicketKeys> keys;
   lode::worker::RuntimeSlot slot;
   lode::control::SnapshotSlot snapshots;
+  lode::worker::ClientCounts client_counts;  // [limits] connections_per_client, over all workers
   std::mutex workers_mu;
   std::vector<std::unique_ptr<lode::worker::Worker>> workers;
   std::unique_ptr<lode::front::DpdkFront> dpdk;  // front = "dpdk" (guarded by workers_mu)
@@ -702,6 +703,7 @@ int run(const std::string& config_path, int workers_override, const std::string&
       opt.index = i;
       opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
       opt.snapshots = &dp.snapshots;
+      opt.client_counts = &dp.client_counts;
       opt.stats = stats_segment->worker(i);
       opt.route_series = stats_segment->routes(i);
       opt.backend_series = stats_segment->backends(i);

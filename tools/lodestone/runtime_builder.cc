@@ -125,7 +125,7 @@ Result<BuiltRuntime, std::vector<std::string>> build_runtime(const config::Confi
   rt->timeouts = {cfg.timeouts.hello_ms, cfg.timeouts.connect_ms, cfg.timeouts.idle_ms, cfg.timeouts.drain_ms,
                   cfg.timeouts.half_closed_or_idle_ms()};
   rt->limits = {cfg.limits.connections_per_worker, cfg.limits.connect_retries,
-                uint64_t{cfg.limits.memory_per_worker_mb} << 20};
+                uint64_t{cfg.limits.memory_per_worker_mb} << 20, cfg.limits.connections_per_client};
 
   const tls::TlsSettings settings = tls_settings(cfg.tls);
   if (auto ok = tls::validate_settings(settings); !ok) errors.push_back(cfg.path + ": [tls]: " + ok.error());
