@@ -897,6 +897,18 @@ class Loader {
         error(l.loc, key, "route '" + l.default_route + "' belongs to listener '" + r->listener + "'");
       }
     }
+    // A PROXY header's client is counted by connections_per_client: from
+    // anyone, any client could name any address (a fresh one per
+    // connection, or a victim's, whose connections it would then refuse).
+    if (cfg.limits.connections_per_client > 0) {
+      for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+        const ListenerConfig& l = cfg.listeners[i];
+        if (l.proxy_protocol == ProxyAccept::kNone || !l.proxy_from.empty()) continue;
+        error(l.loc, "listener[" + std::to_string(i) + "].proxy_from",
+              "required with [limits] connections_per_client: the limit counts the client the PROXY header "
+              "names, which without proxy_from any peer may choose");
+      }
+    }
     for (size_t i = 0; i < cfg.routes.size(); ++i) {
       const RouteConfig& r = cfg.routes[i];
       if (!r.names.empty()) continue;

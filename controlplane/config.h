@@ -99,7 +99,8 @@
 //   [limits]   connections_per_worker = 16384, connect_retries = 2, memory_per_worker_mb = 1024
 //              connections_per_client = 0   # open connections of one client address (IPv4; IPv6: its /64)
 //                                           # over all workers, the PROXY header's address where one is
-//                                           # read; more are closed at once; 0 = no limit
+//                                           # read (such listeners need proxy_from); more are closed at
+//                                           # once; 0 = no limit
 //   [bgp]      enabled = false            # announce the VIPs through BIRD (controlplane/bgp.h)
 //              birdc = "birdc"              # the BIRD client run as `birdc -s SOCKET configure`
 //              socket = "/run/bird/bird.ctl"

@@ -2,8 +2,10 @@
 
 #include <netinet/in.h>
 #include <openssl/rand.h>
+#include <sys/mman.h>
 
 #include <cstring>
+#include <new>
 #include <span>
 
 #include "dataplane/front/syn_cookie.h"
@@ -22,9 +24,11 @@ std::array<uint8_t, 16> random_key() {
   return k;
 }
 
+constexpr size_t kMaxSlots = size_t{1} << 26;
+
 size_t round_up_pow2(size_t n) {
-  size_t p = 1;
-  while (p < n && p < (size_t{1} << 30)) p <<= 1;
+  size_t p = 2;
+  while (p < n && p < kMaxSlots) p <<= 1;
   return p;
 }
 
@@ -33,9 +37,19 @@ size_t round_up_pow2(size_t n) {
 ClientCounts::ClientCounts(size_t slots) : ClientCounts(slots, random_key()) {}
 
 ClientCounts::ClientCounts(size_t slots, const std::array<uint8_t, 16>& key)
-    : mask_(round_up_pow2(slots < 2 ? 2 : slots) - 1), key_(key),
-      rows_(new std::atomic<uint32_t>[2 * (mask_ + 1)]) {
-  for (size_t i = 0; i < 2 * (mask_ + 1); ++i) rows_[i].store(0, std::memory_order_relaxed);
+    : mask_(round_up_pow2(slots) - 1), key_(key), bytes_(2 * (mask_ + 1) * sizeof(uint32_t)) {
+  // Zeros the kernel hands out on first touch: a table for a million
+  // connections costs nothing until the limit is on and counting.
+  void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  rows_ = static_cast<uint32_t*>(p);
+}
+
+ClientCounts::~ClientCounts() { munmap(rows_, bytes_); }
+
+size_t ClientCounts::slots_for(uint64_t connections) noexcept {
+  const uint64_t want = connections > kMaxSlots / 32 ? kMaxSlots : connections * 32;
+  return round_up_pow2(want < (size_t{1} << 12) ? (size_t{1} << 12) : static_cast<size_t>(want));
 }
 
 bool ClientCounts::slots_of(const sockaddr* sa, socklen_t len, uint32_t& a, uint32_t& b) const noexcept {
@@ -75,8 +89,8 @@ bool ClientCounts::admit(const sockaddr* sa, socklen_t len, uint32_t limit, Hold
   h = Hold{};
   uint32_t a = 0, b = 0;
   if (!slots_of(sa, len, a, b)) return true;
-  std::atomic<uint32_t>& ra = rows_[a];
-  std::atomic<uint32_t>& rb = rows_[mask_ + 1 + b];
+  const std::atomic_ref<uint32_t> ra = at(0, a);
+  const std::atomic_ref<uint32_t> rb = at(1, b);
   // Both counters are read again after both increments (sequentially
   // consistent): of the connections held at any moment, the one admitted
   // last read both counters after every other one had added to both, so it
@@ -97,16 +111,16 @@ bool ClientCounts::admit(const sockaddr* sa, socklen_t len, uint32_t limit, Hold
 
 void ClientCounts::release(Hold& h) noexcept {
   if (!h.held) return;
-  rows_[h.a].fetch_sub(1, std::memory_order_relaxed);
-  rows_[mask_ + 1 + h.b].fetch_sub(1, std::memory_order_relaxed);
+  at(0, h.a).fetch_sub(1, std::memory_order_relaxed);
+  at(1, h.b).fetch_sub(1, std::memory_order_relaxed);
   h = Hold{};
 }
 
 uint32_t ClientCounts::count(const sockaddr* sa, socklen_t len) const noexcept {
   uint32_t a = 0, b = 0;
   if (!slots_of(sa, len, a, b)) return 0;
-  const uint32_t na = rows_[a].load(std::memory_order_relaxed);
-  const uint32_t nb = rows_[mask_ + 1 + b].load(std::memory_order_relaxed);
+  const uint32_t na = at(0, a).load(std::memory_order_relaxed);
+  const uint32_t nb = at(1, b).load(std::memory_order_relaxed);
   return na < nb ? na : nb;
 }
 

@@ -416,6 +416,25 @@ TEST(Config, HalfClosedMsFollowsIdleUnlessSetAndMayBeZero) {
   }
 }
 
+// connections_per_client counts the client a PROXY header names: a listener
+// that reads one must say who may send it.
+TEST(Config, AClientLimitNeedsProxyFromOnProxyListeners) {
+  const std::string base = R"(
+[[listener]]
+name = "lb"
+listen = ["127.0.0.1:1"]
+proxy_protocol = "v2"
+)";
+  const std::string e = errors_of(base + "[limits]\nconnections_per_client = 10\n");
+  EXPECT_NE(e.find("listener[0].proxy_from: required with [limits] connections_per_client"), std::string::npos) << e;
+  auto with_from = load_config_string(base + "proxy_from = [\"10.0.0.0/8\"]\n[limits]\nconnections_per_client = 10\n",
+                                      "t.toml");
+  ASSERT_TRUE(with_from.has_value()) << with_from.error()[0].to_string();
+  EXPECT_EQ(with_from->limits.connections_per_client, 10u);
+  auto no_limit = load_config_string(base, "t.toml");
+  ASSERT_TRUE(no_limit.has_value()) << no_limit.error()[0].to_string();
+}
+
 TEST(Config, GlobalSectionsAreValidated) {
   const std::string e = errors_of(R"(
 tls = 5

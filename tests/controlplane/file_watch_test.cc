@@ -82,7 +82,7 @@ TEST_F(FileWatchTest, DescriptorIsNonBlockingAndReadsNothingWhenIdle) {
   ASSERT_TRUE(watch.watch_directory(dir.path()));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(watch.read_events().empty());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "a blocking read would not return";
 }
 
 // A call reads the descriptor a bounded number of times: a writer that keeps

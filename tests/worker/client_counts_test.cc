@@ -147,12 +147,9 @@ TEST(ClientCounts, TheKeyDecidesWhichClientsShareCounters) {
   for (auto& h : h2) t2.release(h);
 }
 
-// Workers admitting and releasing one address at once never hold more than
-// the limit together, and everything released leaves the count at zero.
-TEST(ClientCounts, ConcurrentAdmissionsNeverPassTheLimit) {
+void admit_and_release_in_threads(uint32_t kLimit) {
   ClientCounts counts;
   const Addr a = v4("192.0.2.50");
-  constexpr uint32_t kLimit = 5;
   std::atomic<int> open{0}, most{0};
   std::atomic<uint64_t> admitted{0};
   std::vector<std::thread> threads;
@@ -185,6 +182,28 @@ TEST(ClientCounts, ConcurrentAdmissionsNeverPassTheLimit) {
   EXPECT_LE(most.load(), static_cast<int>(kLimit));
   EXPECT_GT(admitted.load(), 1000u);
   EXPECT_EQ(counts.count(a.sa(), a.len), 0u);
+}
+
+// Workers admitting and releasing one address at once never hold more than
+// the limit together, and everything released leaves the count at zero.
+TEST(ClientCounts, ConcurrentAdmissionsNeverPassTheLimit) {
+  for (const uint32_t limit : {1u, 2u, 5u}) {
+    SCOPED_TRACE("limit " + std::to_string(limit));
+    admit_and_release_in_threads(limit);
+  }
+}
+
+TEST(ClientCounts, TheTableHas32CountersPerConnectionSlot) {
+  EXPECT_EQ(ClientCounts::slots_for(0), size_t{1} << 12) << "a floor";
+  EXPECT_EQ(ClientCounts::slots_for(32768), size_t{1} << 20);
+  EXPECT_EQ(ClientCounts::slots_for(32769), size_t{1} << 21);
+  EXPECT_EQ(ClientCounts::slots_for(uint64_t{1} << 40), size_t{1} << 26) << "a ceiling";
+  ClientCounts big(ClientCounts::slots_for(uint64_t{16} * 1'000'000));  // mapped, not touched
+  const Addr a = v4("192.0.2.1");
+  ClientCounts::Hold h;
+  EXPECT_TRUE(big.admit(a.sa(), a.len, 1, h));
+  EXPECT_EQ(big.count(a.sa(), a.len), 1u);
+  big.release(h);
 }
 
 }  // namespace

@@ -234,6 +234,7 @@ class WorkerTest : public ::testing::Test {
     opt.ring_calls = ring_calls_;
     opt.key_update_after = key_update_after_;
     opt.snapshots = &snapshots_;
+    opt.client_counts = client_counts_;
     worker_ = std::make_unique<Worker>(opt, slot_, [this](uint32_t, const std::string& lines) {
       std::lock_guard lock(log_mu_);
       for (size_t at = 0, nl; (nl = lines.find('\n', at)) != std::string::npos; at = nl + 1) {
@@ -345,6 +346,7 @@ class WorkerTest : public ::testing::Test {
 
   test::TempDir dir_;
   std::string listener_extra_;  // more keys for the [[listener]]
+  ClientCounts* client_counts_ = nullptr;  // the worker's [limits] connections_per_client table
   unsigned ring_entries_ = 0;   // the worker's io_uring SQ size; 0: the default
   uint64_t splice_after_ = WorkerOptions{}.splice_after;  // passthrough: copied before splicing
   uint32_t splice_pipe_max_ = WorkerOptions{}.splice_pipe_max;

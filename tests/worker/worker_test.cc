@@ -852,7 +852,9 @@ TEST_F(WorkerTest, OneClientAddressHoldsAtMostItsLimit) {
 // limit counts those, not the load balancer's one address.
 TEST_F(WorkerTest, TheClientLimitCountsTheProxyHeadersAddress) {
   EchoBackend backend;
-  listener_extra_ = "proxy_protocol = \"v1\"\n";
+  ClientCounts counts;
+  client_counts_ = &counts;
+  listener_extra_ = "proxy_protocol = \"v1\"\nproxy_from = [\"127.0.0.0/8\"]\n";
   start(backend.port(), "[limits]\nconnections_per_client = 1\n");
   const test::Bytes hello = test::HelloBuilder::typical("p.test").records();
   const std::string echoed(hello.begin(), hello.end());
@@ -868,7 +870,12 @@ TEST_F(WorkerTest, TheClientLimitCountsTheProxyHeadersAddress) {
   const std::string w1 = wire("203.0.113.7");
   const size_t part = w1.size() - hello.size() + 10;
   send(held, w1.data(), part, 0);
-  std::this_thread::sleep_for(100ms);
+  sockaddr_in client{};
+  client.sin_family = AF_INET;
+  inet_pton(AF_INET, "203.0.113.7", &client.sin_addr);
+  const auto* client_sa = reinterpret_cast<const sockaddr*>(&client);
+  for (int i = 0; i < 500 && counts.count(client_sa, sizeof client) == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(counts.count(client_sa, sizeof client), 1u) << "the held connection is counted under its header's client";
   // Its second is reset after the header; another client behind the same
   // balancer (the same peer address) is served.
   const int second = connect_to(port_);
@@ -890,6 +897,7 @@ TEST_F(WorkerTest, TheClientLimitCountsTheProxyHeadersAddress) {
   EXPECT_EQ(drain(held).bytes, echoed);
   close(held);
   ASSERT_TRUE(wait_log(3));
+  EXPECT_EQ(counts.count(client_sa, sizeof client), 0u) << "every connection gone: nothing counted";
   bool logged = false;
   for (const std::string& line : log()) logged |= has(line, "client_limit") && has(line, "203.0.113.7");
   EXPECT_TRUE(logged) << "the refusal is logged with the header's client";

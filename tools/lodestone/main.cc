@@ -330,7 +330,7 @@ struct Dataplane {
   std::shared_ptr<lode::tls::TicketKeys> keys;
   lode::worker::RuntimeSlot slot;
   lode::control::SnapshotSlot snapshots;
-  lode::worker::ClientCounts client_counts;  // [limits] connections_per_client, over all workers
+  std::unique_ptr<lode::worker::ClientCounts> client_counts;  // [limits] connections_per_client, over all workers
   std::mutex workers_mu;
   std::vector<std::unique_ptr<lode::worker::Worker>> workers;
   std::unique_ptr<lode::front::DpdkFront> dpdk;  // front = "dpdk" (guarded by workers_mu)
@@ -698,12 +698,16 @@ int run(const std::string& config_path, int workers_override, const std::string&
     std::lock_guard lock(dp.workers_mu);
     std::vector<const lode::stats::RouteSeries*> all_route_series;
     for (unsigned j = 0; j < count; ++j) all_route_series.push_back(stats_segment->routes(j));
+    // Sized for every connection the workers can hold (their slots are
+    // fixed at start), so that other clients seldom share a client's counters.
+    dp.client_counts = std::make_unique<lode::worker::ClientCounts>(
+        lode::worker::ClientCounts::slots_for(uint64_t{count} * cfg->limits.connections_per_worker));
     for (unsigned i = 0; i < count; ++i) {
       lode::worker::WorkerOptions opt;
       opt.index = i;
       opt.cpu = i < cfg->workers.cpus.size() ? cfg->workers.cpus[i] : -1;
       opt.snapshots = &dp.snapshots;
-      opt.client_counts = &dp.client_counts;
+      opt.client_counts = dp.client_counts.get();
       opt.stats = stats_segment->worker(i);
       opt.route_series = stats_segment->routes(i);
       opt.backend_series = stats_segment->backends(i);
