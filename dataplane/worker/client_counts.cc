@@ -42,6 +42,8 @@ ClientCounts::ClientCounts(size_t slots, const std::array<uint8_t, 16>& key)
   // connections costs nothing until the limit is on and counting.
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
+  // Counters touched one here, one there: no 2 MiB page for each.
+  madvise(p, bytes_, MADV_NOHUGEPAGE);
   rows_ = static_cast<uint32_t*>(p);
 }
 

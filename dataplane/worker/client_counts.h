@@ -10,13 +10,14 @@
 // clients sharing both counters can only make the count larger, never
 // smaller: the limit is never exceeded. A client is refused wrongly when
 // the connections of others raise both of its counters: each row holds 32
-// counters per connection the process can hold (slots_for()), so a
-// counter carries 1/32 of another client's connection on average; with
+// to 64 counters per connection the process can hold (slots_for(): a power
+// of two; fewer beyond 2^21 connections, the ceiling), so a counter carries
+// at most 1/32 of another client's connection on average; with
 // every connection slot of the process taken, a client one below its limit
 // is refused early about once in 1,000 attempts (both counters carrying
 // another: (1 - e^(-1/32))^2), at a tenth of capacity once in 100,000. The
 // key is secret: an attacker cannot aim at a victim's counters. Memory:
-// 2 rows x 4 bytes x the slots (256 bytes per connection slot), mapped
+// 2 rows x 4 bytes x the slots (256 to 512 bytes per connection slot), mapped
 // untouched and touched only by counting (the limit on); no lock, no
 // allocation per connection.
 // Admission increments both counters, reads both again and takes its

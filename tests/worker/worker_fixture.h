@@ -360,6 +360,9 @@ class WorkerTest : public ::testing::Test {
   std::shared_ptr<tls::TicketKeys> keys_;
   RuntimeSlot slot_;
   control::SnapshotSlot snapshots_;
+  // A test's own client table (client_counts_ points at it): outlives the
+  // worker, which may still release into it at TearDown.
+  std::unique_ptr<ClientCounts> owned_counts_;
   std::unique_ptr<Worker> worker_;
   std::mutex log_mu_;
   std::vector<std::string> log_;

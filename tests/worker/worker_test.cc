@@ -852,7 +852,8 @@ TEST_F(WorkerTest, OneClientAddressHoldsAtMostItsLimit) {
 // limit counts those, not the load balancer's one address.
 TEST_F(WorkerTest, TheClientLimitCountsTheProxyHeadersAddress) {
   EchoBackend backend;
-  ClientCounts counts;
+  owned_counts_ = std::make_unique<ClientCounts>();
+  ClientCounts& counts = *owned_counts_;
   client_counts_ = &counts;
   listener_extra_ = "proxy_protocol = \"v1\"\nproxy_from = [\"127.0.0.0/8\"]\n";
   start(backend.port(), "[limits]\nconnections_per_client = 1\n");

@@ -700,8 +700,16 @@ int run(const std::string& config_path, int workers_override, const std::string&
     for (unsigned j = 0; j < count; ++j) all_route_series.push_back(stats_segment->routes(j));
     // Sized for every connection the workers can hold (their slots are
     // fixed at start), so that other clients seldom share a client's counters.
-    dp.client_counts = std::make_unique<lode::worker::ClientCounts>(
-        lode::worker::ClientCounts::slots_for(uint64_t{count} * cfg->limits.connections_per_worker));
+    const size_t client_slots =
+        lode::worker::ClientCounts::slots_for(uint64_t{count} * cfg->limits.connections_per_worker);
+    try {
+      dp.client_counts = std::make_unique<lode::worker::ClientCounts>(client_slots);
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "lodestone: [limits] connections_per_client: cannot map the table (%zu MiB)\n",
+                   client_slots * 2 * sizeof(uint32_t) >> 20);
+      cp.stop();
+      return 1;
+    }
     for (unsigned i = 0; i < count; ++i) {
       lode::worker::WorkerOptions opt;
       opt.index = i;
