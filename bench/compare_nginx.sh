@@ -171,7 +171,7 @@ cleanup() {
   rm -rf "$d"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$root/bench/bench_lib.sh"  # port, listening, cpu_ns, unlist
 
 # bench.test: the terminated name; p.test: the passthrough name, whose
 # certificate is tls_echo's (the TLS end behind the passthrough routes);
@@ -480,7 +480,6 @@ done
 npid=$(pgrep -P "$(cat "$d/nginx.pid")" | head -n 1)  # nginx's one worker
 [ -n "$npid" ] || { echo "nginx did not start"; cat "$d/nginx-error.log" "$d/nginx.stderr"; exit 1; }
 grep -q '"event":"start"' "$d/lodestone.log" || { echo "lodestone did not start"; cat "$d/lodestone.log"; exit 1; }
-listening() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$1" 2>/dev/null; }
 for _ in $(seq 1 50); do listening "$H_P" && listening "$TECHO" && listening "$TDIRECT" && break; sleep 0.1; done
 kill -0 "$hpid" 2>/dev/null && listening "$H_P" || { echo "haproxy did not start"; cat "$d/haproxy.stderr"; exit 1; }
 listening "$TECHO" && listening "$TDIRECT" || { echo "tls_echo did not start"; cat "$d/tls_echo.log"; exit 1; }
@@ -489,10 +488,6 @@ affinity() { local t out=""; for t in /proc/"$1"/task/*; do out+="$(awk '/^Name:
 echo "CPU affinity per thread: lodestone [$(affinity "$lpid")] nginx [$(affinity "$npid")] haproxy [$(affinity "$hpid")]" >&2
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# cpu_ns PID: the process's CPU time in ns, all its threads (the kernel's
-# process CPU clock, clock_getcpuclockid(3)): /proc/PID/stat counts in clock
-# ticks (10 ms), too coarse for 1,000 operations of a few hundred µs each.
-cpu_ns() { python3 -c 'import sys, time; print(time.clock_gettime_ns(((~int(sys.argv[1])) << 3) | 2))' "$1"; }
 # wakeups PID: voluntary context switches of all the process's threads (each
 # one a sleep that something ended: an event, a timer).
 wakeups() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches:/{n += $2} END{print n + 0}'; }
@@ -529,12 +524,6 @@ load() {
   esac
   load_args "$@"
   taskset -c 1 timeout -s INT -k 10 600 "$bin/lodeload" "${largs[@]}"
-}
-# unlist PID: a process waited for leaves the list cleanup() stops (its
-# number may be reused by someone else's process later).
-unlist() {
-  local i
-  for i in "${!pids[@]}"; do [ "${pids[$i]}" != "$1" ] || unset "pids[$i]"; done
 }
 ops_of() {
   case $1 in

@@ -72,13 +72,7 @@ cleanup() {
   rm -rf "$d"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# cpu_ns PID...: the processes' CPU time in ns together, all their threads.
-cpu_ns() {
-  python3 -c 'import sys, time; print(sum(time.clock_gettime_ns(((~int(p)) << 3) | 2) for p in sys.argv[1:]))' "$@"
-}
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-unlist() { local i; for i in "${!pids[@]}"; do [ "${pids[$i]}" != "$1" ] || unset "pids[$i]"; done; }
+source "$root/bench/bench_lib.sh"  # port, listening, cpu_ns, unlist
 stop() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; unlist "$p"; done; }
 
 tools/make-test-pki.sh "$d/pki" bench.test >/dev/null
@@ -105,7 +99,7 @@ fi
 } | tee "$d/machine.txt" >&2
 
 # lodestone_conf N PORT DIR [EXTRA_TLS]: a Lodestone configuration with N
-# workers on CPUs 0..N-1 (one worker on CPU N-1 when N is given as "1@CPU"),
+# workers on CPUs 0..N-1 (one worker on CPU C when N is given as "1@C"),
 # its run and state directories under DIR.
 lodestone_conf() {
   local n=$1 p=$2 dir=$3 extra=${4:-} cpus
